@@ -1,0 +1,115 @@
+//! The core's configuration sections. The binary composes them into its one `Config`; tests
+//! build them directly.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::DatabaseConfig;
+
+/// A configuration value that must not appear in logs: `Debug` shows `***`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("\"\"")
+        } else {
+            f.write_str("***")
+        }
+    }
+}
+
+/// What the core needs to know.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoreConfig {
+    /// Company name: appended to admin names ("<name> <company>", LEGACY.md §4).
+    pub company: String,
+    /// Offset of the wall-clock time written to `messages.date`, in hours from UTC
+    /// (legacy `time`; fractions allowed, e.g. 5.5).
+    pub gmt_offset_hours: f64,
+    /// Longest message accepted, in characters (the legacy column holds 10,000).
+    pub max_message_chars: usize,
+    pub database: DatabaseConfig,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self {
+            company: String::new(),
+            gmt_offset_hours: 0.0,
+            max_message_chars: crate::store::text::COLUMN_CHARS,
+            database: DatabaseConfig::default(),
+        }
+    }
+}
+
+/// A configuration value out of range, named by its key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration key `{key}`: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl CoreConfig {
+    /// Checks every value; the error names the key (relative to the `[core]` section).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(-12.0..=14.0).contains(&self.gmt_offset_hours) {
+            return Err(ConfigError::new(
+                "gmt_offset_hours",
+                format!("{} is not between -12 and 14", self.gmt_offset_hours),
+            ));
+        }
+        if self.max_message_chars == 0 || self.max_message_chars > crate::store::text::COLUMN_CHARS
+        {
+            return Err(ConfigError::new(
+                "max_message_chars",
+                format!(
+                    "{} is not between 1 and {} (the size of the legacy messages.message column)",
+                    self.max_message_chars,
+                    crate::store::text::COLUMN_CHARS
+                ),
+            ));
+        }
+        crate::store::Backend::from_url(self.database.url.expose())
+            .map_err(|e| ConfigError::new("database.url", e.to_string()))?;
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::new("database.max_connections", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The GMT offset as a chrono offset, whole minutes.
+    pub fn offset(&self) -> chrono::FixedOffset {
+        let seconds = (self.gmt_offset_hours * 60.0).round() as i32 * 60;
+        chrono::FixedOffset::east_opt(seconds).unwrap_or_else(|| chrono::FixedOffset::east_opt(0).expect("zero offset"))
+    }
+}

@@ -1,0 +1,209 @@
+//! The core's vocabulary: conversations, messages, admins and Telegram links, independent of
+//! the wire (proto) and of the database (store).
+
+use chrono::NaiveDateTime;
+
+/// A conversation is one visitor's room; its id is the legacy visitor id `cid` (LEGACY.md §1).
+pub type ConversationId = u64;
+
+/// The legacy `messages.id`.
+pub type MessageId = u64;
+
+/// `adm_account.aid` written on a visitor's message: the legacy convention (LEGACY.md §5).
+pub const VISITOR_ADMIN_ID: &str = "0";
+
+/// Legacy `messages.direction`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Visitor to support (1).
+    ToSupport,
+    /// Support to visitor (2).
+    ToVisitor,
+}
+
+impl Direction {
+    /// The value stored in `messages.direction`.
+    pub fn code(self) -> i32 {
+        match self {
+            Direction::ToSupport => 1,
+            Direction::ToVisitor => 2,
+        }
+    }
+
+    /// Reads `messages.direction`; anything but 2 is a visitor's message, as the legacy pages
+    /// treat it.
+    pub fn from_code(code: i64) -> Self {
+        if code == 2 {
+            Direction::ToVisitor
+        } else {
+            Direction::ToSupport
+        }
+    }
+}
+
+/// How a message reached the core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// The visitor, from the web.
+    Visitor,
+    /// A support admin.
+    Admin,
+    /// The visitor, from a linked Telegram chat.
+    Telegram,
+    /// Another backend answering as support.
+    Backend,
+}
+
+impl Origin {
+    /// The value stored in `sg_message_meta.origin`.
+    pub fn code(self) -> i32 {
+        match self {
+            Origin::Visitor => 1,
+            Origin::Admin => 2,
+            Origin::Telegram => 3,
+            Origin::Backend => 4,
+        }
+    }
+
+    /// Reads `sg_message_meta.origin`; a message with no meta row (stored by the legacy server)
+    /// gets the origin its direction implies.
+    pub fn from_code(code: Option<i64>, direction: Direction) -> Self {
+        match code {
+            Some(1) => Origin::Visitor,
+            Some(2) => Origin::Admin,
+            Some(3) => Origin::Telegram,
+            Some(4) => Origin::Backend,
+            _ => match direction {
+                Direction::ToSupport => Origin::Visitor,
+                Direction::ToVisitor => Origin::Admin,
+            },
+        }
+    }
+
+    /// The direction a message of this origin travels.
+    pub fn direction(self) -> Direction {
+        match self {
+            Origin::Visitor | Origin::Telegram => Direction::ToSupport,
+            Origin::Admin | Origin::Backend => Direction::ToVisitor,
+        }
+    }
+}
+
+/// A message as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub direction: Direction,
+    pub origin: Origin,
+    /// `messages.aid`: the admin's login, or [`VISITOR_ADMIN_ID`].
+    pub admin_id: String,
+    /// Plain text (the store takes care of the column's HTML encoding).
+    pub text: String,
+    /// `messages.date`: wall-clock time in the configured GMT offset, whole seconds.
+    pub local_date: NaiveDateTime,
+}
+
+/// A message to store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewMessage {
+    pub conversation_id: ConversationId,
+    pub origin: Origin,
+    /// The admin's login for support messages, [`VISITOR_ADMIN_ID`] for visitor messages.
+    pub admin_id: String,
+    pub text: String,
+    /// The sender's idempotency key: stored once per conversation.
+    pub client_msg_id: Option<String>,
+    pub local_date: NaiveDateTime,
+}
+
+/// The outcome of storing one [`NewMessage`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub message: StoredMessage,
+    /// The client message id had been stored before; nothing new was written.
+    pub duplicate: bool,
+}
+
+/// What a reader of messages wants to see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Conversation(ConversationId),
+    All,
+}
+
+impl Scope {
+    /// Whether a message of `conversation` belongs to this scope.
+    pub fn contains(self, conversation: ConversationId) -> bool {
+        match self {
+            Scope::Conversation(c) => c == conversation,
+            Scope::All => true,
+        }
+    }
+}
+
+/// Who read a conversation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reader {
+    Support,
+    Visitor,
+}
+
+/// A conversation with its last message and unread counts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConversationSummary {
+    pub conversation_id: ConversationId,
+    pub last_message: Option<StoredMessage>,
+    pub unread_by_support: u32,
+    pub unread_by_visitor: u32,
+}
+
+/// A row of `adm_account`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admin {
+    /// `aid`: the login.
+    pub admin_id: String,
+    /// `name`.
+    pub name: String,
+    /// `lid`: -1 superuser, 0 no rights, 1 all tools, 2 chat only.
+    pub rights: i32,
+}
+
+/// Legacy `telegram.status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TelegramMode {
+    /// 0: the bot shows its menu.
+    Menu,
+    /// 1: every text goes to support.
+    Writing,
+}
+
+impl TelegramMode {
+    /// The value stored in `telegram.status`.
+    pub fn code(self) -> i32 {
+        match self {
+            TelegramMode::Menu => 0,
+            TelegramMode::Writing => 1,
+        }
+    }
+
+    /// Reads `telegram.status`.
+    pub fn from_code(code: i64) -> Self {
+        if code == 1 {
+            TelegramMode::Writing
+        } else {
+            TelegramMode::Menu
+        }
+    }
+}
+
+/// A Telegram chat linked to a visitor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TelegramLink {
+    /// 64 bits: today's Telegram ids exceed the legacy `INT(10)` (LEGACY.md §9.11).
+    pub chat_id: i64,
+    pub conversation_id: ConversationId,
+    pub mode: TelegramMode,
+    /// False once Telegram refused delivery for good (the user blocked the bot).
+    pub active: bool,
+}

@@ -1,0 +1,13 @@
+//! The Socketgram core: owns conversations, messages, admins, Telegram links, presence and
+//! live streams, and serves them over gRPC (`socketgram.v1`). Nothing else touches the
+//! database.
+//!
+//! - [`store`]: the database (SQLite, MySQL/MariaDB with the legacy schema, PostgreSQL).
+//! - [`chat`]: the domain service ([`Core`]) every entry point goes through.
+//! - [`hub`] and [`presence`]: in-process fan-out of live events and who is online.
+//! - [`grpc`]: the tonic adapters, the only place a gRPC status is chosen.
+//! - [`server`]: serves the gRPC API (with health, reflection and gRPC-web) on a listener.
+
+pub mod config;
+pub mod domain;
+pub mod store;

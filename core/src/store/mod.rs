@@ -1,0 +1,304 @@
+//! Storage: one [`Store`] trait with the same behaviour on SQLite (the embedded default),
+//! MySQL/MariaDB (the legacy schema, shared with the PHP admin) and PostgreSQL. Each backend
+//! has its own module and its own migrations under `core/migrations/<backend>`; the
+//! conformance suite (`core/tests/store_conformance.rs`) proves they agree.
+//!
+//! The logical schema is the legacy one (LEGACY.md §5); Socketgram only adds to it:
+//! `sg_conversations` (read marks, last message), `sg_message_meta` (origin and client message
+//! id of each message), `sg_write_lock` (serialises writers across core replicas), an index
+//! on `messages (cid, id)`, a 64-bit `telegram.chat_id` and `telegram.active`.
+
+// mod mysql;
+// mod postgres;
+mod sqlite;
+pub mod text;
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use crate::domain::{
+    Admin, Appended, ConversationId, ConversationSummary, MessageId, NewMessage, Reader, Scope,
+    StoredMessage, TelegramLink, TelegramMode,
+};
+
+// pub use mysql::MySqlStore;
+// pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Errors of the storage layer. Mapped to gRPC codes once, in `grpc`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or the connection broke; the operation did not happen
+    /// (a transaction in flight was rolled back) and may be retried.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// A constraint of the schema refused the write (e.g. a visitor id missing from `users`
+    /// in the legacy "with users" variant).
+    #[error("refused by the database: {0}")]
+    Constraint(String),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database URL names no supported backend.
+    #[error("unsupported database URL scheme in {0:?}: use sqlite:, mysql:, mariadb: or postgres:")]
+    UnsupportedUrl(String),
+    /// A value read from the database does not fit the domain (e.g. a negative id).
+    #[error("unexpected value in column {column}: {value}")]
+    Corrupt { column: &'static str, value: String },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        use sqlx::error::ErrorKind;
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_) => StoreError::Unavailable(e),
+            sqlx::Error::Database(ref db) => match db.kind() {
+                ErrorKind::ForeignKeyViolation
+                | ErrorKind::UniqueViolation
+                | ErrorKind::NotNullViolation
+                | ErrorKind::CheckViolation => StoreError::Constraint(db.message().to_owned()),
+                _ if is_connection_loss(db.as_ref()) => StoreError::Unavailable(e),
+                _ => StoreError::Database(e),
+            },
+            other => StoreError::Database(other),
+        }
+    }
+}
+
+/// Server-side errors that mean "the connection is gone", not "the statement was wrong".
+fn is_connection_loss(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let code = db.code().unwrap_or_default();
+    // MySQL: 2006 server gone away, 2013 lost connection, 1053 shutdown in progress,
+    // 1927 connection killed (MariaDB). PostgreSQL: class 08 (connection exception) and
+    // 57P01..57P03 (admin shutdown, crash shutdown, cannot connect now).
+    matches!(code.as_ref(), "2006" | "2013" | "1053" | "1927" | "57P01" | "57P02" | "57P03")
+        || code.starts_with("08")
+}
+
+/// Result of the storage layer.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Where and how to connect.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path/to/file.db`, `mysql://user:pass@host/db` (also `mariadb://`) or
+    /// `postgres://user@host/db`. The file or database is created when missing.
+    pub url: crate::config::Secret,
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long a call waits for a connection before it fails with UNAVAILABLE.
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: crate::config::Secret::new("sqlite://socketgram.db"),
+            max_connections: 16,
+            acquire_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    pub(crate) fn acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.acquire_timeout_ms)
+    }
+}
+
+/// Which database a [`Store`] talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    MySql,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a URL names, by scheme.
+    pub fn from_url(url: &str) -> StoreResult<Self> {
+        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or_default();
+        match scheme {
+            "sqlite" => Ok(Backend::Sqlite),
+            "mysql" | "mariadb" => Ok(Backend::MySql),
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
+            _ => Err(StoreError::UnsupportedUrl(redact_url(url))),
+        }
+    }
+}
+
+/// The URL with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Opens the pool for the configured database (creating the SQLite file or the server-side
+/// database when missing). Does not migrate: call [`Store::migrate`].
+pub async fn connect(config: &DatabaseConfig) -> StoreResult<Arc<dyn Store>> {
+    let url = config.url.expose();
+    Ok(match Backend::from_url(url)? {
+        Backend::Sqlite => Arc::new(SqliteStore::connect(config).await?),
+        Backend::MySql | Backend::Postgres => return Err(StoreError::UnsupportedUrl(redact_url(url))),
+    })
+}
+
+/// How many messages one [`Store::messages_after`] call returns at most.
+pub const MAX_PAGE: u32 = 500;
+
+/// The core's persistent state. Every method is one transaction or one read; none leaves a
+/// partial write behind when it fails.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which database this is.
+    fn backend(&self) -> Backend;
+
+    /// Creates the schema in an empty database, or adopts an existing legacy one by adding
+    /// Socketgram's tables, columns and indexes. Never drops or renames anything.
+    async fn migrate(&self) -> StoreResult<()>;
+
+    /// Stores a batch of messages in one transaction, serialised with every other writer of
+    /// the database so that ids commit in increasing order. A message whose client message id
+    /// is already stored in its conversation (earlier, or earlier in the batch) is not stored
+    /// again: its first copy is returned with `duplicate` set. Each message also creates its
+    /// conversation when needed. Returns one outcome per input, in input order.
+    async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<Appended>>;
+
+    /// Messages of `scope` with an id greater than `after`, ascending, at most `limit`
+    /// (capped at [`MAX_PAGE`]).
+    async fn messages_after(
+        &self,
+        scope: Scope,
+        after: MessageId,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>>;
+
+    /// Messages of one conversation with an id smaller than `before` (all when `None`),
+    /// newest first, at most `limit`.
+    async fn history(
+        &self,
+        conversation: ConversationId,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>>;
+
+    /// The greatest message id stored, 0 when there is none.
+    async fn last_message_id(&self) -> StoreResult<MessageId>;
+
+    /// Creates the conversation when it does not exist. Returns whether it was created.
+    async fn open_conversation(&self, conversation: ConversationId) -> StoreResult<bool>;
+
+    /// One conversation, `None` when it does not exist.
+    async fn conversation(
+        &self,
+        conversation: ConversationId,
+    ) -> StoreResult<Option<ConversationSummary>>;
+
+    /// Conversations by last message id descending, only those whose last message id is
+    /// smaller than `before_last` when given, at most `limit`. Conversations without messages
+    /// come last.
+    async fn conversations(
+        &self,
+        before_last: Option<MessageId>,
+        limit: u32,
+    ) -> StoreResult<Vec<ConversationSummary>>;
+
+    /// Moves a reader's mark to `up_to` unless it is already further. Returns false when the
+    /// conversation does not exist.
+    async fn mark_read(
+        &self,
+        conversation: ConversationId,
+        reader: Reader,
+        up_to: MessageId,
+    ) -> StoreResult<bool>;
+
+    /// Every admin of `adm_account` but the legacy placeholder row `'0'`, by login.
+    async fn admins(&self) -> StoreResult<Vec<Admin>>;
+
+    /// The link of one chat.
+    async fn telegram_link(&self, chat_id: i64) -> StoreResult<Option<TelegramLink>>;
+
+    /// Links a chat to a conversation in menu mode, active, removing any other link of the
+    /// chat or of the conversation (one chat per visitor, one visitor per chat).
+    async fn link_telegram(
+        &self,
+        chat_id: i64,
+        conversation: ConversationId,
+    ) -> StoreResult<TelegramLink>;
+
+    /// Changes a link's mode and/or active flag; `None` when the chat is not linked.
+    async fn set_telegram_state(
+        &self,
+        chat_id: i64,
+        mode: Option<TelegramMode>,
+        active: Option<bool>,
+    ) -> StoreResult<Option<TelegramLink>>;
+
+    /// Every link, or those of one conversation, by chat id.
+    async fn telegram_links(
+        &self,
+        conversation: Option<ConversationId>,
+    ) -> StoreResult<Vec<TelegramLink>>;
+
+    /// Puts every link in menu mode.
+    async fn reset_telegram_modes(&self) -> StoreResult<()>;
+
+    /// Closes the pool, waiting for connections in use to come back.
+    async fn close(&self);
+}
+
+/// Converts an unsigned domain id to the signed integer the drivers bind.
+pub(crate) fn to_db_id(id: u64) -> i64 {
+    i64::try_from(id).unwrap_or(i64::MAX)
+}
+
+/// Converts a signed integer read from the database to a domain id.
+pub(crate) fn from_db_id(column: &'static str, value: i64) -> StoreResult<u64> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt {
+        column,
+        value: value.to_string(),
+    })
+}
+
+/// Resolves client message ids within a batch before anything is written: the index of the
+/// first message of the batch with the same (conversation, client id), for each message that
+/// repeats one.
+pub(crate) fn duplicates_within(batch: &[NewMessage]) -> Vec<Option<usize>> {
+    let mut first: std::collections::HashMap<(ConversationId, &str), usize> =
+        std::collections::HashMap::new();
+    batch
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let key = (m.conversation_id, m.client_msg_id.as_deref()?);
+            match first.get(&key) {
+                Some(&earlier) => Some(earlier),
+                None => {
+                    first.insert(key, i);
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// Caps a requested page size.
+pub(crate) fn page(limit: u32) -> u32 {
+    limit.clamp(1, MAX_PAGE)
+}

@@ -1,0 +1,22 @@
+//! Shared harness of the end-to-end tests: real databases ([`db::TestDb`]), the real
+//! `socketgram` core started on port 0 ([`server::TestCore`]), and a TCP proxy that can cut a
+//! database away mid-run ([`proxy::FaultProxy`]).
+//!
+//! Tests that need an outside service (MariaDB, PostgreSQL, ...) skip with a printed note when
+//! it is missing, except under `CI=true`, where a missing service fails the test.
+
+pub mod db;
+pub mod proxy;
+
+/// Whether we run under CI, where every service must be present.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Handles a missing service: panics under CI, otherwise prints why the test is skipped.
+pub fn service_missing(what: &str, why: &str) {
+    if in_ci() {
+        panic!("{what} is required under CI=true but is not available: {why}");
+    }
+    eprintln!("SKIPPED: {what} is not available ({why}); set it up to run this test");
+}

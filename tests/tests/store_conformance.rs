@@ -1,0 +1,370 @@
+//! One conformance suite for every storage backend: each case runs on SQLite, MariaDB and
+//! PostgreSQL, each time on a database of its own.
+
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
+
+use chrono::{NaiveDate, NaiveDateTime};
+use socketgram_core::{
+    domain::{NewMessage, Origin, Reader, Scope, TelegramMode, VISITOR_ADMIN_ID},
+    store::{self, Backend, Store, StoreError},
+};
+use socketgram_tests::db::TestDb;
+
+#[derive(Clone)]
+struct Fixture {
+    store: Arc<dyn Store>,
+    db: Arc<TestDb>,
+}
+
+async fn run<F, Fut>(backend: Backend, case: F)
+where
+    F: FnOnce(Fixture) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some(db) = TestDb::create(backend).await else { return };
+    let store = store::connect(&db.config()).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let db = Arc::new(db);
+    case(Fixture { store: store.clone(), db: db.clone() }).await;
+    store.close().await;
+    if let Ok(db) = Arc::try_unwrap(db) {
+        db.drop_db().await;
+    }
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $case() { super::run(super::Backend::Sqlite, super::$case).await })*
+        }
+        mod mysql {
+            $(#[tokio::test] async fn $case() { super::run(super::Backend::MySql, super::$case).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $case() { super::run(super::Backend::Postgres, super::$case).await })*
+        }
+    };
+}
+
+conformance!(
+    migrate_is_idempotent,
+    append_reads_back_exactly,
+    client_ids_store_once,
+    history_pages_newest_first,
+    messages_after_respects_scope,
+    text_is_escaped_in_the_column,
+    conversations_and_read_marks,
+    admins_leave_out_the_placeholder,
+    unknown_admin_is_refused_and_nothing_is_stored,
+    telegram_links_move_and_reset,
+    concurrent_appends_commit_in_id_order,
+);
+
+fn at(h: u32, m: u32, s: u32) -> NaiveDateTime {
+    NaiveDate::from_ymd_opt(2026, 3, 14).unwrap().and_hms_opt(h, m, s).unwrap()
+}
+
+fn visitor(cid: u64, text: &str, key: Option<&str>) -> NewMessage {
+    NewMessage {
+        conversation_id: cid,
+        origin: Origin::Visitor,
+        admin_id: VISITOR_ADMIN_ID.into(),
+        text: text.into(),
+        client_msg_id: key.map(Into::into),
+        local_date: at(10, 0, 0),
+    }
+}
+
+fn admin(cid: u64, aid: &str, text: &str) -> NewMessage {
+    NewMessage {
+        conversation_id: cid,
+        origin: Origin::Admin,
+        admin_id: aid.into(),
+        text: text.into(),
+        client_msg_id: None,
+        local_date: at(10, 0, 1),
+    }
+}
+
+async fn add_admin(db: &TestDb, aid: &str, name: &str, lid: i32) {
+    db.execute(&format!(
+        "INSERT INTO adm_account (aid, name, lid) VALUES ('{aid}', '{name}', {lid})"
+    ))
+    .await
+    .expect("insert admin");
+}
+
+async fn migrate_is_idempotent(f: Fixture) {
+    f.store.migrate().await.expect("second migrate");
+    assert_eq!(f.store.last_message_id().await.unwrap(), 0);
+    assert!(f.store.admins().await.unwrap().is_empty());
+    assert!(f.store.conversations(None, 10).await.unwrap().is_empty());
+}
+
+async fn append_reads_back_exactly(f: Fixture) {
+    add_admin(&f.db, "alice", "Alice", 2).await;
+    let mut first = visitor(123, "Hello — привет 😀", None);
+    first.local_date = at(23, 59, 58);
+    let out = f
+        .store
+        .append(&[first.clone(), admin(123, "alice", "Hi!"), visitor(7, "other", None)])
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 3);
+    assert!(out.iter().all(|a| !a.duplicate));
+    assert!(out[0].message.id < out[1].message.id && out[1].message.id < out[2].message.id);
+    let m = &out[0].message;
+    assert_eq!((m.conversation_id, m.text.as_str()), (123, "Hello — привет 😀"));
+    assert_eq!(m.admin_id, "0");
+    assert_eq!(m.local_date, at(23, 59, 58));
+
+    let read = f.store.messages_after(Scope::Conversation(123), 0, 10).await.unwrap();
+    let written: Vec<_> = out[..2].iter().map(|a| a.message.clone()).collect();
+    assert_eq!(read, written, "what is read back is what was stored");
+    assert_eq!(read[1].origin, Origin::Admin);
+    assert_eq!(read[1].admin_id, "alice");
+    assert_eq!(f.store.last_message_id().await.unwrap(), out[2].message.id);
+}
+
+async fn client_ids_store_once(f: Fixture) {
+    let first = f.store.append(&[visitor(5, "one", Some("k1"))]).await.unwrap();
+    let again = f
+        .store
+        .append(&[
+            visitor(5, "one (retry)", Some("k1")),
+            visitor(5, "two", Some("k2")),
+            visitor(5, "two (same batch)", Some("k2")),
+            visitor(6, "same key, other conversation", Some("k1")),
+        ])
+        .await
+        .unwrap();
+    assert!(again[0].duplicate);
+    assert_eq!(again[0].message, first[0].message);
+    assert!(!again[1].duplicate);
+    assert!(again[2].duplicate);
+    assert_eq!(again[2].message, again[1].message);
+    assert!(!again[3].duplicate);
+    let stored = f.store.messages_after(Scope::All, 0, 100).await.unwrap();
+    let texts: Vec<_> = stored.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["one", "two", "same key, other conversation"]);
+}
+
+async fn history_pages_newest_first(f: Fixture) {
+    let batch: Vec<_> = (0..25).map(|i| visitor(9, &format!("m{i}"), None)).collect();
+    let ids: Vec<u64> = f.store.append(&batch).await.unwrap().iter().map(|a| a.message.id).collect();
+    f.store.append(&[visitor(10, "elsewhere", None)]).await.unwrap();
+    let page = f.store.history(9, None, 20).await.unwrap();
+    assert_eq!(page.len(), 20);
+    assert_eq!(page[0].id, ids[24]);
+    assert_eq!(page[19].id, ids[5]);
+    let older = f.store.history(9, Some(ids[5]), 10).await.unwrap();
+    let older_ids: Vec<u64> = older.iter().map(|m| m.id).collect();
+    assert_eq!(older_ids, ids[..5].iter().rev().copied().collect::<Vec<_>>());
+    assert!(f.store.history(9, Some(ids[0]), 10).await.unwrap().is_empty());
+    assert!(f.store.history(404, None, 10).await.unwrap().is_empty());
+}
+
+async fn messages_after_respects_scope(f: Fixture) {
+    let out = f
+        .store
+        .append(&[visitor(1, "a", None), visitor(2, "b", None), visitor(1, "c", None)])
+        .await
+        .unwrap();
+    let ids: Vec<u64> = out.iter().map(|a| a.message.id).collect();
+    let all = f.store.messages_after(Scope::All, ids[0], 10).await.unwrap();
+    assert_eq!(all.iter().map(|m| m.id).collect::<Vec<_>>(), ids[1..]);
+    let one = f.store.messages_after(Scope::Conversation(1), 0, 10).await.unwrap();
+    assert_eq!(one.iter().map(|m| m.id).collect::<Vec<_>>(), [ids[0], ids[2]]);
+    let limited = f.store.messages_after(Scope::All, 0, 2).await.unwrap();
+    assert_eq!(limited.len(), 2);
+}
+
+async fn text_is_escaped_in_the_column(f: Fixture) {
+    let text = r#"<img src=x onerror="alert('x')"> & more"#;
+    let out = f.store.append(&[visitor(3, text, None)]).await.unwrap();
+    let raw = f
+        .db
+        .fetch_text(&format!("SELECT message FROM messages WHERE id = {}", out[0].message.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        raw,
+        "&lt;img src=x onerror=&quot;alert(&#x27;x&#x27;)&quot;&gt; &amp; more",
+        "the PHP admin echoes this column raw: it must hold escaped text"
+    );
+    let read = f.store.history(3, None, 1).await.unwrap();
+    assert_eq!(read[0].text, text);
+}
+
+async fn conversations_and_read_marks(f: Fixture) {
+    add_admin(&f.db, "bob", "Bob", 1).await;
+    assert!(f.store.open_conversation(50).await.unwrap());
+    assert!(!f.store.open_conversation(50).await.unwrap());
+    let a = f.store.append(&[visitor(40, "v1", None), visitor(40, "v2", None)]).await.unwrap();
+    let b = f.store.append(&[visitor(41, "w1", None), admin(41, "bob", "r1")]).await.unwrap();
+    let list = f.store.conversations(None, 10).await.unwrap();
+    let order: Vec<u64> = list.iter().map(|c| c.conversation_id).collect();
+    assert_eq!(order, [41, 40, 50], "most recent first, empty conversations last");
+    assert_eq!(list[0].last_message.as_ref().unwrap().text, "r1");
+    assert_eq!((list[0].unread_by_support, list[0].unread_by_visitor), (1, 1));
+    assert_eq!((list[1].unread_by_support, list[1].unread_by_visitor), (2, 0));
+    assert!(list[2].last_message.is_none());
+
+    assert!(f.store.mark_read(40, Reader::Support, a[0].message.id).await.unwrap());
+    assert_eq!(f.store.conversation(40).await.unwrap().unwrap().unread_by_support, 1);
+    assert!(f.store.mark_read(40, Reader::Support, 1).await.unwrap(), "never moves back");
+    assert_eq!(f.store.conversation(40).await.unwrap().unwrap().unread_by_support, 1);
+    assert!(f.store.mark_read(41, Reader::Visitor, b[1].message.id).await.unwrap());
+    assert_eq!(f.store.conversation(41).await.unwrap().unwrap().unread_by_visitor, 0);
+    assert!(!f.store.mark_read(999, Reader::Support, 1).await.unwrap());
+    assert!(f.store.conversation(999).await.unwrap().is_none());
+
+    let next = f.store.conversations(Some(b[1].message.id), 1).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].conversation_id, 40);
+}
+
+async fn admins_leave_out_the_placeholder(f: Fixture) {
+    add_admin(&f.db, "zed", "Zed", 2).await;
+    add_admin(&f.db, "amy", "Amy", -1).await;
+    let admins = f.store.admins().await.unwrap();
+    let ids: Vec<_> = admins.iter().map(|a| (a.admin_id.as_str(), a.name.as_str(), a.rights)).collect();
+    assert_eq!(ids, [("amy", "Amy", -1), ("zed", "Zed", 2)]);
+}
+
+async fn unknown_admin_is_refused_and_nothing_is_stored(f: Fixture) {
+    let err = f
+        .store
+        .append(&[visitor(8, "fine", None), admin(8, "ghost", "forged")])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
+    assert_eq!(f.store.last_message_id().await.unwrap(), 0, "the whole batch rolled back");
+    assert!(f.store.conversation(8).await.unwrap().is_none());
+}
+
+async fn telegram_links_move_and_reset(f: Fixture) {
+    let big = 7_000_000_000_i64; // beyond INT(10), as today's Telegram ids are
+    let link = f.store.link_telegram(big, 77).await.unwrap();
+    assert_eq!((link.chat_id, link.conversation_id, link.mode, link.active), (big, 77, TelegramMode::Menu, true));
+    assert_eq!(f.store.telegram_link(big).await.unwrap(), Some(link.clone()));
+    // The same chat logs in as another visitor: the link moves.
+    f.store.link_telegram(big, 78).await.unwrap();
+    assert!(f.store.telegram_links(Some(77)).await.unwrap().is_empty());
+    // Another chat logs in as visitor 78: the old chat loses it.
+    f.store.link_telegram(-100_123, 78).await.unwrap();
+    assert!(f.store.telegram_link(big).await.unwrap().is_none());
+    let set = f
+        .store
+        .set_telegram_state(-100_123, Some(TelegramMode::Writing), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((set.mode, set.active), (TelegramMode::Writing, true));
+    let set = f.store.set_telegram_state(-100_123, None, Some(false)).await.unwrap().unwrap();
+    assert_eq!((set.mode, set.active), (TelegramMode::Writing, false));
+    assert!(f.store.set_telegram_state(1, Some(TelegramMode::Menu), None).await.unwrap().is_none());
+    f.store.link_telegram(5, 79).await.unwrap();
+    f.store.reset_telegram_modes().await.unwrap();
+    let all = f.store.telegram_links(None).await.unwrap();
+    assert_eq!(all.iter().map(|l| l.chat_id).collect::<Vec<_>>(), [-100_123, 5]);
+    assert!(all.iter().all(|l| l.mode == TelegramMode::Menu));
+}
+
+/// Writers on several connections at once: a reader that follows `messages_after` with a
+/// cursor must see every message, i.e. no id may become visible after a greater one.
+async fn concurrent_appends_commit_in_id_order(f: Fixture) {
+    const WRITERS: usize = 6;
+    const EACH: usize = 25;
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let store = f.store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                store.append(&[visitor(w as u64 + 1, &format!("{w}-{i}"), None)]).await.unwrap();
+            }
+        }));
+    }
+    let reader = {
+        let store = f.store.clone();
+        tokio::spawn(async move {
+            let mut cursor = 0;
+            let mut seen = Vec::new();
+            while seen.len() < WRITERS * EACH {
+                for m in store.messages_after(Scope::All, cursor, 500).await.unwrap() {
+                    cursor = m.id;
+                    seen.push(m.id);
+                }
+                tokio::task::yield_now().await;
+            }
+            seen
+        })
+    };
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let seen = tokio::time::timeout(Duration::from_secs(20), reader)
+        .await
+        .expect("the cursor skipped a message that committed late")
+        .unwrap();
+    let all: BTreeSet<u64> = f.store.messages_after(Scope::All, 0, 500).await.unwrap().iter().map(|m| m.id).collect();
+    assert_eq!(seen.iter().copied().collect::<BTreeSet<_>>(), all);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]));
+}
+
+/// The database goes away under a running store: calls fail as UNAVAILABLE, nothing is half
+/// stored, and the store works again once the database is back.
+async fn outage(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else { return };
+    let target_url = db.url.clone();
+    let parsed = url::Url::parse(&target_url).unwrap();
+    let target = tokio::net::lookup_host((parsed.host_str().unwrap(), parsed.port().unwrap()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = socketgram_tests::proxy::FaultProxy::start(target).await.unwrap();
+    let mut config = db.config();
+    config.url = socketgram_core::config::Secret::new(proxy.url_for(&target_url));
+    config.acquire_timeout_ms = 1_000;
+    let store = store::connect(&config).await.unwrap();
+    store.migrate().await.unwrap();
+    store.append(&[visitor(1, "before", None)]).await.unwrap();
+
+    proxy.cut();
+    let batch: Vec<_> = (0..10).map(|i| visitor(1, &format!("during {i}"), None)).collect();
+    let err = store.append(&batch).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    let err = store.history(1, None, 10).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+
+    proxy.restore();
+    let mut recovered = None;
+    for _ in 0..50 {
+        match store.append(&[visitor(1, "after", None)]).await {
+            Ok(out) => {
+                recovered = Some(out);
+                break;
+            }
+            Err(StoreError::Unavailable(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert!(recovered.is_some(), "the store did not recover");
+    let texts: Vec<String> =
+        store.history(1, None, 50).await.unwrap().into_iter().map(|m| m.text).collect();
+    assert_eq!(texts, ["after", "before"], "nothing of the failed batch was stored");
+    store.close().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn mysql_outage_fails_cleanly_and_recovers() {
+    outage(Backend::MySql).await;
+}
+
+#[tokio::test]
+async fn postgres_outage_fails_cleanly_and_recovers() {
+    outage(Backend::Postgres).await;
+}
