@@ -8,6 +8,17 @@
 //! - [`grpc`]: the tonic adapters, the only place a gRPC status is chosen.
 //! - [`server`]: serves the gRPC API (with health, reflection and gRPC-web) on a listener.
 
+pub mod admins;
+pub mod chat;
 pub mod config;
 pub mod domain;
+pub mod error;
+pub mod hub;
+pub mod presence;
 pub mod store;
+mod writer;
+
+pub use chat::Core;
+pub use error::{CoreError, CoreResult};
+pub mod grpc;
+pub mod server;

@@ -1,0 +1,525 @@
+//! The domain service every entry point (gRPC, the edges through gRPC) goes through:
+//! validation, identity of authors, storing through the writer, history, subscriptions with
+//! resume, presence and the admin directory.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use chrono::{SubsecRound, Utc};
+use tokio::sync::{broadcast::error::RecvError, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{
+    admins::AdminDirectory,
+    config::CoreConfig,
+    domain::{
+        Admin, Appended, ConversationId, ConversationSummary, MessageId, NewMessage, Origin,
+        Reader, Scope, StoredMessage, TelegramLink, TelegramMode, VISITOR_ADMIN_ID,
+    },
+    error::{CoreError, CoreResult},
+    hub::{Event, Hub},
+    presence::{Presence, SessionId},
+    store::{MAX_PAGE, Store, text},
+    writer::Writer,
+};
+
+/// Longest client message id accepted.
+pub const MAX_CLIENT_MSG_ID: usize = 64;
+/// Longest admin login (`adm_account.aid` is `VARCHAR(20)`).
+pub const MAX_ADMIN_ID: usize = 20;
+/// Events buffered per subscription before the subscription task waits for its reader.
+const SUBSCRIPTION_BUFFER: usize = 256;
+
+/// Who writes a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Author {
+    /// The conversation's visitor, from the web.
+    Visitor,
+    /// The conversation's visitor, from its linked Telegram chat.
+    Telegram,
+    /// A support admin, by login.
+    Admin(String),
+    /// A backend answering as support on behalf of an admin login.
+    Backend(String),
+}
+
+/// A message to send.
+#[derive(Clone, Debug)]
+pub struct SendMessage {
+    pub conversation_id: ConversationId,
+    pub author: Author,
+    pub text: String,
+    pub client_msg_id: Option<String>,
+}
+
+/// A live subscription: events in order, then `None` when it ends. An `Err` item ends it too
+/// (the database could not be read); the subscriber resumes from its last message id.
+pub type Subscription = mpsc::Receiver<CoreResult<Event>>;
+
+/// The core.
+pub struct Core {
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    writer: Writer,
+    admins: AdminDirectory,
+    /// Counts and orders presence changes: events are published under this lock, and
+    /// snapshots taken under it, so a snapshot and the events after it agree.
+    presence: Mutex<Presence>,
+    next_session: AtomicU64,
+    /// Conversations known to exist (they are never deleted), to spare a query per reply.
+    known: Mutex<HashSet<ConversationId>>,
+    offset: chrono::FixedOffset,
+    max_chars: usize,
+    shutdown: CancellationToken,
+}
+
+impl Core {
+    /// Starts the core on a migrated store: reads the admins and the last message id and
+    /// starts the writer. Streams end when `shutdown` is cancelled.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        config: &CoreConfig,
+        shutdown: CancellationToken,
+    ) -> CoreResult<Arc<Self>> {
+        let last = store.last_message_id().await?;
+        let hub = Hub::new(last);
+        let admins = AdminDirectory::new(config.company.clone());
+        admins.replace(store.admins().await?);
+        let writer = Writer::spawn(store.clone(), hub.clone());
+        info!(backend = ?store.backend(), last_message_id = last, "core started");
+        Ok(Arc::new(Self {
+            store,
+            hub,
+            writer,
+            admins,
+            presence: Mutex::default(),
+            next_session: AtomicU64::new(1),
+            known: Mutex::default(),
+            offset: config.offset(),
+            max_chars: config.max_message_chars,
+            shutdown,
+        }))
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Cancelled when the core shuts down: every stream watches it.
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// The configured GMT offset of `messages.date`.
+    pub fn offset(&self) -> chrono::FixedOffset {
+        self.offset
+    }
+
+    /// Validates, stores and publishes a message. A repeated client message id returns the
+    /// first copy with `duplicate` set.
+    #[tracing::instrument(skip_all, fields(conversation = send.conversation_id))]
+    pub async fn send(&self, send: SendMessage) -> CoreResult<Appended> {
+        check_conversation_id(send.conversation_id)?;
+        self.check_text(&send.text)?;
+        let client_msg_id = match send.client_msg_id {
+            Some(id) if id.is_empty() => None,
+            Some(id) if id.chars().count() > MAX_CLIENT_MSG_ID => {
+                return Err(CoreError::InvalidArgument(format!(
+                    "client_msg_id is longer than {MAX_CLIENT_MSG_ID} characters"
+                )));
+            }
+            other => other,
+        };
+        let (origin, admin_id) = match send.author {
+            Author::Visitor => (Origin::Visitor, VISITOR_ADMIN_ID.to_owned()),
+            Author::Telegram => (Origin::Telegram, VISITOR_ADMIN_ID.to_owned()),
+            Author::Admin(id) => (Origin::Admin, self.check_admin(id).await?),
+            Author::Backend(id) => (Origin::Backend, self.check_admin(id).await?),
+        };
+        if matches!(origin, Origin::Admin | Origin::Backend) {
+            // Support cannot open a conversation: it answers one that exists.
+            self.require_conversation(send.conversation_id).await?;
+        }
+        let appended = self
+            .writer
+            .append(NewMessage {
+                conversation_id: send.conversation_id,
+                origin,
+                admin_id,
+                text: send.text,
+                client_msg_id,
+                local_date: Utc::now().with_timezone(&self.offset).naive_local().trunc_subsecs(0),
+            })
+            .await?;
+        self.known_insert(send.conversation_id);
+        Ok(appended)
+    }
+
+    fn check_text(&self, text: &str) -> CoreResult<()> {
+        if text.trim().is_empty() {
+            return Err(CoreError::InvalidArgument("the message is empty".into()));
+        }
+        if text.contains('\0') {
+            return Err(CoreError::InvalidArgument("the message contains a NUL character".into()));
+        }
+        let chars = text.chars().count();
+        if chars > self.max_chars {
+            return Err(CoreError::InvalidArgument(format!(
+                "the message has {chars} characters; the limit is {}",
+                self.max_chars
+            )));
+        }
+        let stored = text::column_chars(text);
+        if stored > text::COLUMN_CHARS {
+            return Err(CoreError::InvalidArgument(format!(
+                "the message takes {stored} characters once its markup is escaped for storage; \
+                 the limit is {}",
+                text::COLUMN_CHARS
+            )));
+        }
+        Ok(())
+    }
+
+    async fn check_admin(&self, admin_id: String) -> CoreResult<String> {
+        if admin_id.is_empty() || admin_id == VISITOR_ADMIN_ID {
+            return Err(CoreError::InvalidArgument("an admin author needs an admin id".into()));
+        }
+        if admin_id.chars().count() > MAX_ADMIN_ID {
+            return Err(CoreError::InvalidArgument(format!(
+                "admin id is longer than {MAX_ADMIN_ID} characters"
+            )));
+        }
+        if !self.admins.contains(&admin_id) {
+            // The PHP admin may have created it without telling us yet.
+            self.reload_admins().await?;
+            if !self.admins.contains(&admin_id) {
+                return Err(CoreError::NotFound(format!("unknown admin {admin_id:?}")));
+            }
+        }
+        Ok(admin_id)
+    }
+
+    fn known_insert(&self, conversation: ConversationId) {
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(conversation);
+    }
+
+    async fn require_conversation(&self, conversation: ConversationId) -> CoreResult<()> {
+        if self.known.lock().unwrap_or_else(|e| e.into_inner()).contains(&conversation) {
+            return Ok(());
+        }
+        match self.store.conversation(conversation).await? {
+            Some(_) => {
+                self.known_insert(conversation);
+                Ok(())
+            }
+            None => Err(unknown_conversation(conversation)),
+        }
+    }
+
+    /// A page of history, newest first, and whether older messages exist.
+    pub async fn history(
+        &self,
+        conversation: ConversationId,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> CoreResult<(Vec<StoredMessage>, bool)> {
+        check_conversation_id(conversation)?;
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(CoreError::InvalidArgument(format!("limit must be 1..={MAX_PAGE}")));
+        }
+        self.require_conversation(conversation).await?;
+        let mut page = self.store.history(conversation, before, limit + 1).await?;
+        let has_more = page.len() > limit as usize;
+        page.truncate(limit as usize);
+        Ok((page, has_more))
+    }
+
+    /// Subscribes to live events of `scope`. The subscription starts with a presence snapshot;
+    /// with `since`, every message after that id is replayed first; then a `CaughtUp` event,
+    /// then live events. Message ids only ever increase along it.
+    pub async fn subscribe(
+        self: &Arc<Self>,
+        scope: Scope,
+        since: Option<MessageId>,
+    ) -> CoreResult<Subscription> {
+        if let Scope::Conversation(c) = scope {
+            check_conversation_id(c)?;
+            self.require_conversation(c).await?;
+        }
+        let newest = self.hub.last_published();
+        if let Some(since) = since
+            && since > newest
+        {
+            return Err(CoreError::OutOfRange(format!(
+                "cannot resume from message {since}: the newest message is {newest}"
+            )));
+        }
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        // Register before reading anything, so nothing published from now on is missed.
+        let receiver = self.hub.receiver(scope);
+        let snapshot = {
+            let presence = self.lock_presence();
+            match scope {
+                Scope::All => presence.online(),
+                Scope::Conversation(c) => {
+                    if presence.is_online(c) { vec![c] } else { Vec::new() }
+                }
+            }
+        };
+        let cursor = since.unwrap_or_else(|| self.hub.last_published());
+        let core = self.clone();
+        tokio::spawn(async move {
+            let mut subscription = Subscriber { core, scope, cursor, tx, receiver };
+            subscription.run(snapshot, since.is_some()).await;
+        });
+        Ok(rx)
+    }
+
+    /// Opens an edge session: presence changes are counted per session.
+    pub fn open_session(&self) -> SessionId {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// One visitor socket more (`online`) or less on an edge session.
+    pub async fn presence(
+        &self,
+        session: SessionId,
+        conversation: ConversationId,
+        online: bool,
+    ) -> CoreResult<()> {
+        check_conversation_id(conversation)?;
+        if online {
+            // A visitor that is online has a conversation (as the legacy `subscribe` did).
+            self.open_conversation(conversation).await?;
+        }
+        let mut presence = self.lock_presence();
+        let changed = if online {
+            presence.connect(session, conversation)
+        } else {
+            presence.disconnect(session, conversation)
+        };
+        if changed {
+            self.hub.publish_presence(conversation, online);
+        }
+        Ok(())
+    }
+
+    /// Ends an edge session: its visitors go offline unless another session holds them.
+    pub fn close_session(&self, session: SessionId) {
+        let mut presence = self.lock_presence();
+        for conversation in presence.drop_session(session) {
+            self.hub.publish_presence(conversation, false);
+        }
+    }
+
+    fn lock_presence(&self) -> std::sync::MutexGuard<'_, Presence> {
+        self.presence.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Visitors online now.
+    pub fn online(&self) -> Vec<ConversationId> {
+        self.lock_presence().online()
+    }
+
+    pub fn is_online(&self, conversation: ConversationId) -> bool {
+        self.lock_presence().is_online(conversation)
+    }
+
+    /// Creates the conversation when needed and returns its summary.
+    pub async fn open_conversation(
+        &self,
+        conversation: ConversationId,
+    ) -> CoreResult<ConversationSummary> {
+        check_conversation_id(conversation)?;
+        self.store.open_conversation(conversation).await?;
+        self.known_insert(conversation);
+        self.store
+            .conversation(conversation)
+            .await?
+            .ok_or_else(|| CoreError::Internal(format!("conversation {conversation} vanished")))
+    }
+
+    /// Conversations, most recently active first, and whether more exist.
+    pub async fn conversations(
+        &self,
+        before_last: Option<MessageId>,
+        limit: u32,
+    ) -> CoreResult<(Vec<ConversationSummary>, bool)> {
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(CoreError::InvalidArgument(format!("limit must be 1..={MAX_PAGE}")));
+        }
+        let mut page = self.store.conversations(before_last, limit + 1).await?;
+        let has_more = page.len() > limit as usize;
+        page.truncate(limit as usize);
+        Ok((page, has_more))
+    }
+
+    /// Moves a read mark forward and returns the conversation.
+    pub async fn mark_read(
+        &self,
+        conversation: ConversationId,
+        reader: Reader,
+        up_to: MessageId,
+    ) -> CoreResult<ConversationSummary> {
+        check_conversation_id(conversation)?;
+        if !self.store.mark_read(conversation, reader, up_to).await? {
+            return Err(unknown_conversation(conversation));
+        }
+        self.store
+            .conversation(conversation)
+            .await?
+            .ok_or_else(|| unknown_conversation(conversation))
+    }
+
+    /// The admin directory.
+    pub fn admins(&self) -> &AdminDirectory {
+        &self.admins
+    }
+
+    /// Re-reads `adm_account`, swaps the directory and tells all-conversation subscribers.
+    pub async fn reload_admins(&self) -> CoreResult<Vec<Admin>> {
+        let admins = self.store.admins().await?;
+        self.admins.replace(admins.clone());
+        self.hub.publish_admins(Arc::new(admins.clone()));
+        Ok(admins)
+    }
+
+    /// The link of a Telegram chat.
+    pub async fn telegram_link(&self, chat_id: i64) -> CoreResult<TelegramLink> {
+        self.store
+            .telegram_link(chat_id)
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("Telegram chat {chat_id} is not linked")))
+    }
+
+    /// Links a Telegram chat to a visitor (creating the conversation when needed).
+    pub async fn link_telegram(
+        &self,
+        chat_id: i64,
+        conversation: ConversationId,
+    ) -> CoreResult<TelegramLink> {
+        self.open_conversation(conversation).await?;
+        Ok(self.store.link_telegram(chat_id, conversation).await?)
+    }
+
+    /// Changes a link's mode and/or active flag.
+    pub async fn set_telegram_state(
+        &self,
+        chat_id: i64,
+        mode: Option<TelegramMode>,
+        active: Option<bool>,
+    ) -> CoreResult<TelegramLink> {
+        self.store
+            .set_telegram_state(chat_id, mode, active)
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("Telegram chat {chat_id} is not linked")))
+    }
+
+    /// Every link, or those of one conversation.
+    pub async fn telegram_links(
+        &self,
+        conversation: Option<ConversationId>,
+    ) -> CoreResult<Vec<TelegramLink>> {
+        Ok(self.store.telegram_links(conversation).await?)
+    }
+
+    /// Puts every link back in menu mode and returns them all.
+    pub async fn reset_telegram_modes(&self) -> CoreResult<Vec<TelegramLink>> {
+        self.store.reset_telegram_modes().await?;
+        Ok(self.store.telegram_links(None).await?)
+    }
+}
+
+fn check_conversation_id(conversation: ConversationId) -> CoreResult<()> {
+    if conversation == 0 {
+        return Err(CoreError::InvalidArgument("conversation_id must be set (non-zero)".into()));
+    }
+    Ok(())
+}
+
+fn unknown_conversation(conversation: ConversationId) -> CoreError {
+    CoreError::NotFound(format!("unknown conversation {conversation}"))
+}
+
+/// The task behind one subscription.
+struct Subscriber {
+    core: Arc<Core>,
+    scope: Scope,
+    /// The greatest message id delivered (or the starting point).
+    cursor: MessageId,
+    tx: mpsc::Sender<CoreResult<Event>>,
+    receiver: crate::hub::Receiver,
+}
+
+/// The subscriber's reader went away or the core is shutting down.
+struct Stop;
+
+impl Subscriber {
+    async fn run(&mut self, snapshot: Vec<ConversationId>, replay: bool) {
+        let _ = self.serve(snapshot, replay).await;
+    }
+
+    async fn serve(&mut self, snapshot: Vec<ConversationId>, replay: bool) -> Result<(), Stop> {
+        self.deliver(Event::PresenceSnapshot(snapshot)).await?;
+        if replay {
+            self.replay().await?;
+        }
+        self.deliver(Event::CaughtUp(self.cursor)).await?;
+        loop {
+            let event = tokio::select! {
+                _ = self.core.shutdown.cancelled() => return Err(Stop),
+                _ = self.tx.closed() => return Err(Stop),
+                event = self.receiver.recv() => event,
+            };
+            match event {
+                Ok(Event::Message(m)) if m.id <= self.cursor => {}
+                Ok(Event::Message(m)) => {
+                    self.cursor = m.id;
+                    self.deliver(Event::Message(m)).await?;
+                }
+                Ok(other) => self.deliver(other).await?,
+                Err(RecvError::Lagged(missed)) => {
+                    warn!(missed, scope = ?self.scope, "subscriber lagged; catching up from the database");
+                    self.replay().await?;
+                }
+                Err(RecvError::Closed) => return Err(Stop),
+            }
+        }
+    }
+
+    /// Sends every stored message after the cursor.
+    async fn replay(&mut self) -> Result<(), Stop> {
+        loop {
+            let page = match self.core.store.messages_after(self.scope, self.cursor, MAX_PAGE).await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    let _ = self.tx.send(Err(e.into())).await;
+                    return Err(Stop);
+                }
+            };
+            let full = page.len() == MAX_PAGE as usize;
+            for message in page {
+                self.cursor = message.id;
+                self.deliver(Event::Message(Arc::new(message))).await?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn deliver(&self, event: Event) -> Result<(), Stop> {
+        tokio::select! {
+            _ = self.core.shutdown.cancelled() => Err(Stop),
+            sent = self.tx.send(Ok(event)) => sent.map_err(|_| Stop),
+        }
+    }
+}

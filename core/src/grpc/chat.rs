@@ -1,0 +1,157 @@
+//! The `Chat` service.
+
+use std::{pin::Pin, sync::Arc};
+
+use futures::{Stream, StreamExt};
+use socketgram_proto::v1::{self as pb, chat_server::Chat};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{convert, edge, status};
+use crate::{Core, chat::SendMessage};
+
+type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// `socketgram.v1.Chat` over a [`Core`].
+#[derive(Clone)]
+pub struct ChatApi {
+    core: Arc<Core>,
+}
+
+impl ChatApi {
+    pub fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+}
+
+#[tonic::async_trait]
+impl Chat for ChatApi {
+    #[tracing::instrument(skip_all, fields(conversation = request.get_ref().conversation_id))]
+    async fn send_message(
+        &self,
+        request: Request<pb::SendMessageRequest>,
+    ) -> Result<Response<pb::SendMessageResponse>, Status> {
+        let r = request.into_inner();
+        let send = SendMessage {
+            conversation_id: r.conversation_id,
+            author: convert::author(r.author).map_err(status)?,
+            text: r.text,
+            client_msg_id: Some(r.client_msg_id),
+        };
+        let appended = self.core.send(send).await.map_err(status)?;
+        Ok(Response::new(pb::SendMessageResponse {
+            message: Some(convert::message(&self.core, &appended.message)),
+            duplicate: appended.duplicate,
+        }))
+    }
+
+    async fn history(
+        &self,
+        request: Request<pb::HistoryRequest>,
+    ) -> Result<Response<pb::HistoryResponse>, Status> {
+        let r = request.into_inner();
+        let (messages, has_more) = self
+            .core
+            .history(r.conversation_id, convert::cursor(r.before_id), convert::limit(r.limit, 20))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::HistoryResponse {
+            messages: messages.iter().map(|m| convert::message(&self.core, m)).collect(),
+            has_more,
+        }))
+    }
+
+    type SubscribeStream = EventStream<pb::Event>;
+
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let r = request.into_inner();
+        let scope = convert::scope(r.scope).map_err(status)?;
+        let subscription = self.core.subscribe(scope, r.since_message_id).await.map_err(status)?;
+        let core = self.core.clone();
+        let stream = ReceiverStream::new(subscription)
+            .map(move |item| item.map(|e| convert::event(&core, &e)).map_err(status));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    type EdgeSessionStream = EventStream<pb::EdgeEvent>;
+
+    async fn edge_session(
+        &self,
+        request: Request<Streaming<pb::EdgeCommand>>,
+    ) -> Result<Response<Self::EdgeSessionStream>, Status> {
+        let events = edge::start(self.core.clone(), request.into_inner());
+        Ok(Response::new(Box::pin(ReceiverStream::new(events))))
+    }
+
+    async fn open_conversation(
+        &self,
+        request: Request<pb::OpenConversationRequest>,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let summary = self
+            .core
+            .open_conversation(request.into_inner().conversation_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::conversation(&self.core, &summary)))
+    }
+
+    async fn list_conversations(
+        &self,
+        request: Request<pb::ListConversationsRequest>,
+    ) -> Result<Response<pb::ListConversationsResponse>, Status> {
+        let r = request.into_inner();
+        let (page, has_more) = self
+            .core
+            .conversations(convert::cursor(r.before_last_message_id), convert::limit(r.limit, 50))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListConversationsResponse {
+            conversations: page.iter().map(|c| convert::conversation(&self.core, c)).collect(),
+            has_more,
+        }))
+    }
+
+    async fn mark_read(
+        &self,
+        request: Request<pb::MarkReadRequest>,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let r = request.into_inner();
+        let reader = convert::reader(r.reader).map_err(status)?;
+        let summary = self
+            .core
+            .mark_read(r.conversation_id, reader, r.up_to_message_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::conversation(&self.core, &summary)))
+    }
+
+    async fn list_online(
+        &self,
+        _request: Request<pb::ListOnlineRequest>,
+    ) -> Result<Response<pb::ListOnlineResponse>, Status> {
+        Ok(Response::new(pb::ListOnlineResponse { online: self.core.online() }))
+    }
+
+    async fn list_admins(
+        &self,
+        _request: Request<pb::ListAdminsRequest>,
+    ) -> Result<Response<pb::ListAdminsResponse>, Status> {
+        let admins = self.core.admins().list();
+        Ok(Response::new(pb::ListAdminsResponse {
+            admins: admins.iter().map(|a| convert::admin(&self.core, a)).collect(),
+        }))
+    }
+
+    async fn reload_admins(
+        &self,
+        _request: Request<pb::ReloadAdminsRequest>,
+    ) -> Result<Response<pb::ListAdminsResponse>, Status> {
+        let admins = self.core.reload_admins().await.map_err(status)?;
+        Ok(Response::new(pb::ListAdminsResponse {
+            admins: admins.iter().map(|a| convert::admin(&self.core, a)).collect(),
+        }))
+    }
+}

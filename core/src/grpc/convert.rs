@@ -1,0 +1,147 @@
+//! Domain values to `socketgram.v1` messages and back.
+
+use socketgram_proto::v1 as pb;
+
+use crate::{
+    Core,
+    chat::Author,
+    domain::{
+        Admin, ConversationSummary, Direction, Origin, Reader, Scope, StoredMessage,
+        TelegramLink, TelegramMode,
+    },
+    error::{CoreError, CoreResult},
+    hub::Event,
+};
+
+/// The legacy clients' date format (LEGACY.md §4).
+const LOCAL_DATE: &str = "%Y-%m-%d %H:%M:%S";
+
+pub(crate) fn message(core: &Core, m: &StoredMessage) -> pb::Message {
+    let utc = m.local_date.and_local_timezone(core.offset()).single().map(|t| t.to_utc());
+    pb::Message {
+        id: m.id,
+        conversation_id: m.conversation_id,
+        direction: match m.direction {
+            Direction::ToSupport => pb::Direction::ToSupport,
+            Direction::ToVisitor => pb::Direction::ToVisitor,
+        } as i32,
+        origin: author_kind(m.origin) as i32,
+        admin_id: m.admin_id.clone(),
+        admin_display_name: core.admins().display_name(&m.admin_id),
+        text: m.text.clone(),
+        created_at: utc.map(|t| prost_types::Timestamp {
+            seconds: t.timestamp(),
+            nanos: 0,
+        }),
+        local_date: m.local_date.format(LOCAL_DATE).to_string(),
+    }
+}
+
+fn author_kind(origin: Origin) -> pb::AuthorKind {
+    match origin {
+        Origin::Visitor => pb::AuthorKind::Visitor,
+        Origin::Admin => pb::AuthorKind::Admin,
+        Origin::Telegram => pb::AuthorKind::Telegram,
+        Origin::Backend => pb::AuthorKind::Backend,
+    }
+}
+
+pub(crate) fn author(author: Option<pb::Author>) -> CoreResult<Author> {
+    let author = author.ok_or_else(|| CoreError::InvalidArgument("author is required".into()))?;
+    match pb::AuthorKind::try_from(author.kind).unwrap_or(pb::AuthorKind::Unspecified) {
+        pb::AuthorKind::Visitor => Ok(Author::Visitor),
+        pb::AuthorKind::Telegram => Ok(Author::Telegram),
+        pb::AuthorKind::Admin => Ok(Author::Admin(author.admin_id)),
+        pb::AuthorKind::Backend => Ok(Author::Backend(author.admin_id)),
+        pb::AuthorKind::Unspecified => {
+            Err(CoreError::InvalidArgument("author.kind must be set".into()))
+        }
+    }
+}
+
+pub(crate) fn scope(scope: Option<pb::subscribe_request::Scope>) -> CoreResult<Scope> {
+    match scope {
+        Some(pb::subscribe_request::Scope::ConversationId(c)) => Ok(Scope::Conversation(c)),
+        Some(pb::subscribe_request::Scope::AllConversations(true)) => Ok(Scope::All),
+        _ => Err(CoreError::InvalidArgument(
+            "scope must be a conversation_id or all_conversations = true".into(),
+        )),
+    }
+}
+
+pub(crate) fn event(core: &Core, event: &Event) -> pb::Event {
+    use pb::event::Kind;
+    let kind = match event {
+        Event::Message(m) => Kind::Message(message(core, m)),
+        Event::Presence { conversation, online } => Kind::Presence(pb::Presence {
+            conversation_id: *conversation,
+            online: *online,
+        }),
+        Event::PresenceSnapshot(online) => {
+            Kind::PresenceSnapshot(pb::PresenceSnapshot { online: online.clone() })
+        }
+        Event::AdminsChanged(admins) => Kind::AdminsChanged(pb::AdminsChanged {
+            admins: admins.iter().map(|a| admin(core, a)).collect(),
+        }),
+        Event::CaughtUp(last) => Kind::CaughtUp(pb::CaughtUp { last_message_id: *last }),
+    };
+    pb::Event { kind: Some(kind) }
+}
+
+pub(crate) fn admin(core: &Core, a: &Admin) -> pb::Admin {
+    pb::Admin {
+        admin_id: a.admin_id.clone(),
+        name: a.name.clone(),
+        display_name: core.admins().display_name_of(a),
+        rights: a.rights,
+    }
+}
+
+pub(crate) fn conversation(core: &Core, c: &ConversationSummary) -> pb::Conversation {
+    pb::Conversation {
+        conversation_id: c.conversation_id,
+        last_message: c.last_message.as_ref().map(|m| message(core, m)),
+        unread_by_support: c.unread_by_support,
+        unread_by_visitor: c.unread_by_visitor,
+        online: core.is_online(c.conversation_id),
+    }
+}
+
+pub(crate) fn reader(reader: i32) -> CoreResult<Reader> {
+    match pb::Reader::try_from(reader).unwrap_or(pb::Reader::Unspecified) {
+        pb::Reader::Support => Ok(Reader::Support),
+        pb::Reader::Visitor => Ok(Reader::Visitor),
+        pb::Reader::Unspecified => Err(CoreError::InvalidArgument("reader must be set".into())),
+    }
+}
+
+pub(crate) fn telegram_link(link: &TelegramLink) -> pb::TelegramLink {
+    pb::TelegramLink {
+        chat_id: link.chat_id,
+        conversation_id: link.conversation_id,
+        mode: match link.mode {
+            TelegramMode::Menu => pb::TelegramMode::Menu,
+            TelegramMode::Writing => pb::TelegramMode::Writing,
+        } as i32,
+        active: link.active,
+    }
+}
+
+pub(crate) fn telegram_mode(mode: i32) -> CoreResult<Option<TelegramMode>> {
+    match pb::TelegramMode::try_from(mode) {
+        Ok(pb::TelegramMode::Unspecified) => Ok(None),
+        Ok(pb::TelegramMode::Menu) => Ok(Some(TelegramMode::Menu)),
+        Ok(pb::TelegramMode::Writing) => Ok(Some(TelegramMode::Writing)),
+        Err(_) => Err(CoreError::InvalidArgument(format!("unknown Telegram mode {mode}"))),
+    }
+}
+
+/// A page size: 0 means the default.
+pub(crate) fn limit(requested: u32, default: u32) -> u32 {
+    if requested == 0 { default } else { requested }
+}
+
+/// A cursor id: 0 means none.
+pub(crate) fn cursor(id: u64) -> Option<u64> {
+    (id != 0).then_some(id)
+}

@@ -1,0 +1,119 @@
+//! `EdgeSession`: one long-lived stream per edge that carries the subscriptions and visitor
+//! presence of all its sockets (DESIGN.md: edges multiplex instead of opening a stream per
+//! socket). When the stream ends, for whatever reason, the edge's visitors go offline.
+
+use std::{collections::HashMap, sync::Arc};
+
+use socketgram_proto::v1::{self as pb, edge_command::Command, edge_event::Kind};
+use tokio::{sync::mpsc, task::JoinHandle};
+use tonic::{Status, Streaming};
+use tracing::{debug, info};
+
+use super::{code, convert};
+use crate::{Core, error::CoreError, presence::SessionId};
+
+/// Events buffered towards the edge before subscriptions wait for it.
+const OUT_BUFFER: usize = 1024;
+
+type Out = mpsc::Sender<Result<pb::EdgeEvent, Status>>;
+
+/// Starts serving a session; returns the stream of events towards the edge.
+pub(crate) fn start(
+    core: Arc<Core>,
+    commands: Streaming<pb::EdgeCommand>,
+) -> mpsc::Receiver<Result<pb::EdgeEvent, Status>> {
+    let (out, events) = mpsc::channel(OUT_BUFFER);
+    tokio::spawn(async move {
+        let session = core.open_session();
+        info!(session, "edge session opened");
+        let mut subscriptions = HashMap::new();
+        serve(&core, session, commands, &out, &mut subscriptions).await;
+        for (_, task) in subscriptions {
+            task.abort();
+        }
+        core.close_session(session);
+        info!(session, "edge session closed");
+    });
+    events
+}
+
+async fn serve(
+    core: &Arc<Core>,
+    session: SessionId,
+    mut commands: Streaming<pb::EdgeCommand>,
+    out: &Out,
+    subscriptions: &mut HashMap<u64, JoinHandle<()>>,
+) {
+    loop {
+        let command = tokio::select! {
+            _ = core.shutdown_token().cancelled() => return,
+            _ = out.closed() => return,
+            command = commands.message() => command,
+        };
+        let command = match command {
+            Ok(Some(pb::EdgeCommand { command: Some(command) })) => command,
+            Ok(Some(pb::EdgeCommand { command: None })) => {
+                refuse(out, 0, CoreError::InvalidArgument("empty edge command".into())).await;
+                continue;
+            }
+            Ok(None) => return,
+            Err(e) => {
+                debug!(session, error = %e, "edge stream broke");
+                return;
+            }
+        };
+        match command {
+            Command::Subscribe(pb::EdgeSubscribe { subscription_id, request }) => {
+                if let Some(old) = subscriptions.remove(&subscription_id) {
+                    old.abort();
+                }
+                let task = tokio::spawn(forward(core.clone(), subscription_id, request, out.clone()));
+                subscriptions.insert(subscription_id, task);
+            }
+            Command::Unsubscribe(pb::EdgeUnsubscribe { subscription_id }) => {
+                if let Some(task) = subscriptions.remove(&subscription_id) {
+                    task.abort();
+                }
+            }
+            Command::Presence(pb::EdgePresence { conversation_id, online }) => {
+                if let Err(e) = core.presence(session, conversation_id, online).await {
+                    refuse(out, 0, e).await;
+                }
+            }
+        }
+        // Forget subscriptions that ended on their own (refused, or their stream failed).
+        subscriptions.retain(|_, task| !task.is_finished());
+    }
+}
+
+/// Runs one subscription and tags its events with the edge's id for it.
+async fn forward(core: Arc<Core>, id: u64, request: Option<pb::SubscribeRequest>, out: Out) {
+    let Some(request) = request else {
+        refuse(&out, id, CoreError::InvalidArgument("subscribe needs a request".into())).await;
+        return;
+    };
+    let subscription = match convert::scope(request.scope) {
+        Ok(scope) => core.subscribe(scope, request.since_message_id).await,
+        Err(e) => Err(e),
+    };
+    let mut subscription = match subscription {
+        Ok(s) => s,
+        Err(e) => return refuse(&out, id, e).await,
+    };
+    while let Some(item) = subscription.recv().await {
+        let kind = match item {
+            Ok(event) => Kind::Event(convert::event(&core, &event)),
+            Err(e) => return refuse(&out, id, e).await,
+        };
+        if out.send(Ok(pb::EdgeEvent { subscription_id: id, kind: Some(kind) })).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn refuse(out: &Out, subscription_id: u64, e: CoreError) {
+    let error = pb::EdgeSubscriptionError { code: code(&e) as i32, message: e.to_string() };
+    let _ = out
+        .send(Ok(pb::EdgeEvent { subscription_id, kind: Some(Kind::Error(error)) }))
+        .await;
+}

@@ -1,0 +1,72 @@
+//! The `Telegram` service: the links between Telegram chats and visitors.
+
+use std::sync::Arc;
+
+use socketgram_proto::v1::{self as pb, telegram_server::Telegram};
+use tonic::{Request, Response, Status};
+
+use super::{convert, status};
+use crate::Core;
+
+/// `socketgram.v1.Telegram` over a [`Core`].
+#[derive(Clone)]
+pub struct TelegramApi {
+    core: Arc<Core>,
+}
+
+impl TelegramApi {
+    pub fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+}
+
+fn links(links: &[crate::domain::TelegramLink]) -> pb::ListTelegramLinksResponse {
+    pb::ListTelegramLinksResponse { links: links.iter().map(convert::telegram_link).collect() }
+}
+
+#[tonic::async_trait]
+impl Telegram for TelegramApi {
+    async fn get_link(
+        &self,
+        request: Request<pb::GetTelegramLinkRequest>,
+    ) -> Result<Response<pb::TelegramLink>, Status> {
+        let link = self.core.telegram_link(request.into_inner().chat_id).await.map_err(status)?;
+        Ok(Response::new(convert::telegram_link(&link)))
+    }
+
+    async fn link(
+        &self,
+        request: Request<pb::LinkTelegramRequest>,
+    ) -> Result<Response<pb::TelegramLink>, Status> {
+        let r = request.into_inner();
+        let link = self.core.link_telegram(r.chat_id, r.conversation_id).await.map_err(status)?;
+        Ok(Response::new(convert::telegram_link(&link)))
+    }
+
+    async fn set_state(
+        &self,
+        request: Request<pb::SetTelegramStateRequest>,
+    ) -> Result<Response<pb::TelegramLink>, Status> {
+        let r = request.into_inner();
+        let mode = convert::telegram_mode(r.mode).map_err(status)?;
+        let link = self.core.set_telegram_state(r.chat_id, mode, r.active).await.map_err(status)?;
+        Ok(Response::new(convert::telegram_link(&link)))
+    }
+
+    async fn list_links(
+        &self,
+        request: Request<pb::ListTelegramLinksRequest>,
+    ) -> Result<Response<pb::ListTelegramLinksResponse>, Status> {
+        let conversation = convert::cursor(request.into_inner().conversation_id);
+        let all = self.core.telegram_links(conversation).await.map_err(status)?;
+        Ok(Response::new(links(&all)))
+    }
+
+    async fn reset_modes(
+        &self,
+        _request: Request<pb::ResetTelegramModesRequest>,
+    ) -> Result<Response<pb::ListTelegramLinksResponse>, Status> {
+        let all = self.core.reset_telegram_modes().await.map_err(status)?;
+        Ok(Response::new(links(&all)))
+    }
+}

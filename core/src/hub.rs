@@ -1,0 +1,127 @@
+//! In-process fan-out of live events: one broadcast channel for all-conversation subscribers
+//! and one per watched conversation. Subscribers that fall behind catch up from the database
+//! with their cursor (see `chat::subscription`), so a full channel never loses a message.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use tokio::sync::broadcast;
+
+use crate::domain::{Admin, ConversationId, MessageId, Scope, StoredMessage};
+
+/// Buffered events per all-conversations channel before a slow subscriber lags.
+const ALL_CAPACITY: usize = 4096;
+/// The same per conversation: small, as there may be tens of thousands of them.
+const CONVERSATION_CAPACITY: usize = 16;
+
+/// A live event.
+#[derive(Clone, Debug)]
+pub enum Event {
+    Message(Arc<StoredMessage>),
+    Presence { conversation: ConversationId, online: bool },
+    /// Visitors online when a subscription started.
+    PresenceSnapshot(Vec<ConversationId>),
+    AdminsChanged(Arc<Vec<Admin>>),
+    /// Every message up to this id has been delivered; live from here.
+    CaughtUp(MessageId),
+}
+
+/// The channels.
+pub struct Hub {
+    all: broadcast::Sender<Event>,
+    conversations: Mutex<HashMap<ConversationId, broadcast::Sender<Event>>>,
+    /// The greatest message id handed to the channels. Raised *before* sending, so a
+    /// subscriber that reads it after registering receives every greater id live.
+    published: AtomicU64,
+}
+
+impl Hub {
+    /// A hub whose messages so far end at `last_id`.
+    pub fn new(last_id: MessageId) -> Arc<Self> {
+        Arc::new(Self {
+            all: broadcast::channel(ALL_CAPACITY).0,
+            conversations: Mutex::default(),
+            published: AtomicU64::new(last_id),
+        })
+    }
+
+    /// The greatest message id published.
+    pub fn last_published(&self) -> MessageId {
+        self.published.load(Ordering::SeqCst)
+    }
+
+    /// Registers a receiver for `scope`. Events published from now on reach it.
+    pub fn receiver(self: &Arc<Self>, scope: Scope) -> Receiver {
+        let rx = match scope {
+            Scope::All => self.all.subscribe(),
+            Scope::Conversation(c) => self
+                .lock()
+                .entry(c)
+                .or_insert_with(|| broadcast::channel(CONVERSATION_CAPACITY).0)
+                .subscribe(),
+        };
+        Receiver { rx, scope, hub: self.clone() }
+    }
+
+    /// Publishes stored messages, which must come in ascending id order.
+    pub fn publish_messages(&self, messages: impl IntoIterator<Item = StoredMessage>) {
+        for message in messages {
+            let message = Arc::new(message);
+            self.published.fetch_max(message.id, Ordering::SeqCst);
+            self.send(message.conversation_id, Event::Message(message));
+        }
+    }
+
+    /// Publishes a presence change to all-conversation subscribers and the conversation's.
+    pub fn publish_presence(&self, conversation: ConversationId, online: bool) {
+        self.send(conversation, Event::Presence { conversation, online });
+    }
+
+    /// Publishes a new admin list to all-conversation subscribers.
+    pub fn publish_admins(&self, admins: Arc<Vec<Admin>>) {
+        let _ = self.all.send(Event::AdminsChanged(admins));
+    }
+
+    fn send(&self, conversation: ConversationId, event: Event) {
+        if let Some(tx) = self.lock().get(&conversation) {
+            let _ = tx.send(event.clone());
+        }
+        // No receiver is not an error: nobody is listening.
+        let _ = self.all.send(event);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ConversationId, broadcast::Sender<Event>>> {
+        self.conversations.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A registered receiver; the conversation's channel goes when its last receiver does.
+pub struct Receiver {
+    rx: broadcast::Receiver<Event>,
+    scope: Scope,
+    hub: Arc<Hub>,
+}
+
+impl Receiver {
+    /// The next event; `Err(Lagged)` when events were dropped for this receiver.
+    pub async fn recv(&mut self) -> Result<Event, broadcast::error::RecvError> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Scope::Conversation(c) = self.scope {
+            let mut map = self.hub.lock();
+            // Our own receiver still counts until this drop returns.
+            if map.get(&c).is_some_and(|tx| tx.receiver_count() <= 1) {
+                map.remove(&c);
+            }
+        }
+    }
+}

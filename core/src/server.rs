@@ -1,0 +1,125 @@
+//! Serves the core's gRPC API on a listener the caller bound: `Chat` and `Telegram` behind
+//! bearer-token auth, the standard health and reflection services open, gRPC-web (HTTP/1.1)
+//! accepted for browsers, TLS when configured.
+
+use std::{future::Future, path::PathBuf, sync::Arc};
+
+use serde::Deserialize;
+use socketgram_proto::v1::{chat_server::ChatServer, telegram_server::TelegramServer};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{
+    service::{Routes, interceptor::InterceptedService},
+    transport::{Identity, Server, ServerTlsConfig},
+};
+use tracing::info;
+
+use crate::{
+    Core,
+    config::{ConfigError, Secret},
+    grpc::{BearerAuth, ChatApi, TelegramApi},
+};
+
+/// The gRPC listener.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Bearer tokens accepted from backends (and edges running in other processes).
+    pub tokens: Vec<Secret>,
+    /// PEM certificate chain and key; plain HTTP/2 when absent.
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:50051".into(), tokens: Vec::new(), tls: None }
+    }
+}
+
+/// Certificate and key files (PEM).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsConfig {
+    /// Reads both files; the error names the key that points at an unreadable file.
+    pub fn identity(&self, section: &str) -> Result<Identity, ConfigError> {
+        let read = |path: &PathBuf, key: &str| {
+            std::fs::read(path).map_err(|e| {
+                ConfigError::new(format!("{section}.tls.{key}"), format!("{}: {e}", path.display()))
+            })
+        };
+        Ok(Identity::from_pem(read(&self.cert, "cert")?, read(&self.key, "key")?))
+    }
+}
+
+impl GrpcConfig {
+    /// Checks every value; errors name the key relative to `section`.
+    pub fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        self.listen.parse::<std::net::SocketAddr>().map_err(|e| {
+            ConfigError::new(format!("{section}.listen"), format!("{:?}: {e}", self.listen))
+        })?;
+        if let Some(tls) = &self.tls {
+            tls.identity(section)?;
+        }
+        Ok(())
+    }
+}
+
+/// Errors of serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// The core's services as routes, for a server of the caller's (e.g. mounted beside the web
+/// edge on one listener).
+pub async fn routes(core: Arc<Core>, auth: BearerAuth) -> Result<Routes, ServeError> {
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<ChatServer<ChatApi>>().await;
+    health_reporter.set_serving::<TelegramServer<TelegramApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(socketgram_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    Ok(Routes::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(InterceptedService::new(ChatServer::new(ChatApi::new(core.clone())), auth.clone()))
+        .add_service(InterceptedService::new(TelegramServer::new(TelegramApi::new(core)), auth))
+        .clone()
+        .routes())
+}
+
+/// Serves until `shutdown` resolves, then lets calls in flight finish (streams end on the
+/// core's shutdown token).
+pub async fn serve(
+    listener: TcpListener,
+    core: Arc<Core>,
+    config: &GrpcConfig,
+    auth: BearerAuth,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let mut builder = Server::builder().accept_http1(true);
+    if let Some(tls) = &config.tls {
+        builder = builder.tls_config(ServerTlsConfig::new().identity(tls.identity("grpc")?))?;
+    }
+    let routes = routes(core, auth).await?;
+    info!(addr = ?listener.local_addr().ok(), tls = config.tls.is_some(), "gRPC listening");
+    builder
+        .layer(tonic_web::GrpcWebLayer::new())
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}
