@@ -7,6 +7,7 @@
 
 pub mod db;
 pub mod proxy;
+pub mod server;
 
 /// Whether we run under CI, where every service must be present.
 pub fn in_ci() -> bool {

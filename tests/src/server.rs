@@ -1,0 +1,132 @@
+//! The real `socketgram` binary, started on port 0 for a test, and gRPC clients for it.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use socketgram_proto::v1::{chat_client::ChatClient, telegram_client::TelegramClient};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+use tonic::{
+    Request, Status,
+    metadata::MetadataValue,
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::Channel,
+};
+
+/// The bearer token test servers accept.
+pub const TOKEN: &str = "test-backend-token";
+
+/// Adds the bearer token to every call.
+#[derive(Clone)]
+pub struct WithToken(pub MetadataValue<tonic::metadata::Ascii>);
+
+impl Interceptor for WithToken {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request.metadata_mut().insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// An authenticated `Chat` client.
+pub type Chat = ChatClient<InterceptedService<Channel, WithToken>>;
+/// An authenticated `Telegram` client.
+pub type Telegram = TelegramClient<InterceptedService<Channel, WithToken>>;
+
+/// A running `socketgram` process.
+pub struct TestServer {
+    child: Child,
+    /// The gRPC address it reported.
+    pub grpc: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts `bin serve` with a config file of `toml` (a `[grpc]` section on port 0 with
+    /// [`TOKEN`] is added) and waits for its ready line.
+    pub async fn start(bin: &Path, command: &str, database_url: &str, toml: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let config = dir.path().join("socketgram.toml");
+        let text = format!(
+            "[grpc]\nlisten = \"127.0.0.1:0\"\ntokens = [\"{TOKEN}\"]\n\n[core.database]\nurl = \"{database_url}\"\nacquire_timeout_ms = 1000\n\n{toml}"
+        );
+        std::fs::write(&config, text).expect("write config");
+        let mut child = Command::new(bin)
+            .arg(command)
+            .arg("--config")
+            .arg(&config)
+            .current_dir(dir.path())
+            .env("RUST_LOG", "socketgram=info,socketgram_core=info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start socketgram");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await.expect("read stdout") {
+                if let Some(addr) = line.strip_prefix("socketgram: listening grpc=") {
+                    return addr.parse::<SocketAddr>().expect("address");
+                }
+            }
+            panic!("socketgram exited before it was ready");
+        })
+        .await
+        .expect("socketgram did not get ready in time");
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { child, grpc: ready, _dir: dir }
+    }
+
+    /// A fresh HTTP/2 channel.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.grpc))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    fn token() -> WithToken {
+        WithToken(format!("Bearer {TOKEN}").parse().expect("metadata"))
+    }
+
+    pub async fn chat(&self) -> Chat {
+        ChatClient::with_interceptor(self.channel().await, Self::token())
+    }
+
+    pub async fn telegram(&self) -> Telegram {
+        TelegramClient::with_interceptor(self.channel().await, Self::token())
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns whether it exited successfully.
+    pub async fn terminate(mut self) -> bool {
+        let pid = self.child.id().expect("running");
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("socketgram did not stop after SIGTERM")
+            .expect("wait");
+        status.success()
+    }
+}
+
+/// The `socketgram` binary next to the running test executable (cargo puts test binaries in
+/// `target/<profile>/deps`).
+pub fn binary_path() -> PathBuf {
+    if let Ok(path) = std::env::var("SOCKETGRAM_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable");
+    exe.parent().and_then(Path::parent).expect("target dir").join("socketgram")
+}
