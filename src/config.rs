@@ -47,7 +47,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { filter: "info".into(), json: false }
+        Self {
+            filter: "info".into(),
+            json: false,
+        }
     }
 }
 
@@ -86,7 +89,9 @@ impl Config {
 
     /// Checks every section; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.core.validate().map_err(|e| ConfigError::new(format!("core.{}", e.key), e.reason))?;
+        self.core
+            .validate()
+            .map_err(|e| ConfigError::new(format!("core.{}", e.key), e.reason))?;
         self.grpc.validate("grpc")?;
         self.web.validate()?;
         self.legacy.validate()?;
@@ -119,9 +124,13 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err, reason = "figment::Jail's closure type is figment's")]
     fn environment_overrides_the_file() {
         Jail::expect_with(|jail| {
-            jail.create_file("chat.toml", "[core]\ncompany = \"FromFile\"\ngmt_offset_hours = 3\n")?;
+            jail.create_file(
+                "chat.toml",
+                "[core]\ncompany = \"FromFile\"\ngmt_offset_hours = 3\n",
+            )?;
             jail.set_env("SOCKETGRAM_CORE__COMPANY", "FromEnv");
             jail.set_env("SOCKETGRAM_CORE__DATABASE__URL", "postgres://db/chat");
             let config = Config::load(Some(Path::new("chat.toml"))).expect("loads");
@@ -136,16 +145,31 @@ mod tests {
     fn errors_name_the_key() {
         let cases = [
             ("[core]\ngmt_offset_hours = 40\n", "core.gmt_offset_hours"),
-            ("[core]\nmax_message_chars = 20000\n", "core.max_message_chars"),
-            ("[core.database]\nurl = \"oracle://x\"\n", "core.database.url"),
+            (
+                "[core]\nmax_message_chars = 20000\n",
+                "core.max_message_chars",
+            ),
+            (
+                "[core.database]\nurl = \"oracle://x\"\n",
+                "core.database.url",
+            ),
             ("[grpc]\nlisten = \"nowhere\"\n", "grpc.listen"),
             ("[core]\ncompnay = \"typo\"\n", "compnay"),
             ("[core]\ngmt_offset_hours = \"three\"\n", "gmt_offset_hours"),
-            ("[telegram]\ntoken = \"1:x\"\nmode = \"webhook\"\n", "telegram.webhook_url"),
+            (
+                "[telegram]\ntoken = \"1:x\"\nmode = \"webhook\"\n",
+                "telegram.webhook_url",
+            ),
             ("[telegram]\nmode = \"carrier-pigeon\"\n", "mode"),
             ("[legacy]\nroom_hash = \"crc32\"\n", "room_hash"),
-            ("[legacy.admin_param]\nname = \"adminpass\"\nvalue = \"\"\n", "legacy.admin_param.value"),
-            ("[credentials.external]\nurl = \"mysql://x/y\"\nquery = \"SELECT 1\"\n", "credentials.external.query"),
+            (
+                "[legacy.admin_param]\nname = \"adminpass\"\nvalue = \"\"\n",
+                "legacy.admin_param.value",
+            ),
+            (
+                "[credentials.external]\nurl = \"mysql://x/y\"\nquery = \"SELECT 1\"\n",
+                "credentials.external.query",
+            ),
         ];
         for (toml, key) in cases {
             let err = Config::from_figment(Figment::new().merge(Toml::string(toml))).unwrap_err();

@@ -50,7 +50,10 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Config { command: ConfigCommand::Example } = cli.command {
+    if let Command::Config {
+        command: ConfigCommand::Example,
+    } = cli.command
+    {
         return print_out(config::EXAMPLE);
     }
     let file = cli.config.clone().or_else(|| {
@@ -64,8 +67,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Command::Config { command: ConfigCommand::Check } = cli.command {
-        let source = file.map_or("defaults and environment".into(), |f| f.display().to_string());
+    if let Command::Config {
+        command: ConfigCommand::Check,
+    } = cli.command
+    {
+        let source = file.map_or("defaults and environment".into(), |f| {
+            f.display().to_string()
+        });
         return print_out(&format!("configuration OK ({source})\n{config:#?}\n"));
     }
     init_tracing(&config.log);
@@ -104,7 +112,9 @@ fn print_out(text: &str) -> ExitCode {
 fn init_tracing(log: &config::LogConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if log.json {
         builder.json().init();
     } else {
@@ -123,7 +133,10 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn store::Store>> {
     let store = store::connect(&config.core.database)
         .await
         .with_context(|| format!("cannot open the database {url}"))?;
-    store.migrate().await.with_context(|| format!("cannot migrate the database {url}"))?;
+    store
+        .migrate()
+        .await
+        .with_context(|| format!("cannot migrate the database {url}"))?;
     Ok(store)
 }
 
@@ -155,7 +168,13 @@ async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     println!("socketgram: listening grpc={}", listener.local_addr()?);
 
     let auth = BearerAuth::new(config.grpc.tokens.iter().cloned());
-    let server = server::serve(listener, core, &config.grpc, auth, shutdown.clone().cancelled_owned());
+    let server = server::serve(
+        listener,
+        core,
+        &config.grpc,
+        auth,
+        shutdown.clone().cancelled_owned(),
+    );
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => result.context("the gRPC server stopped")?,

@@ -28,7 +28,11 @@ pub struct AdminParam {
 
 impl Default for LegacyConfig {
     fn default() -> Self {
-        Self { secret: Secret::default(), room_hash: HashKind::Md5, admin_param: None }
+        Self {
+            secret: Secret::default(),
+            room_hash: HashKind::Md5,
+            admin_param: None,
+        }
     }
 }
 
@@ -37,7 +41,10 @@ impl LegacyConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(param) = &self.admin_param {
             if param.name.is_empty() {
-                return Err(ConfigError::new("legacy.admin_param.name", "must not be empty"));
+                return Err(ConfigError::new(
+                    "legacy.admin_param.name",
+                    "must not be empty",
+                ));
             }
             if param.value.is_empty() {
                 return Err(ConfigError::new(

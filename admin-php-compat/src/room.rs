@@ -37,7 +37,10 @@ pub fn room_of(kind: HashKind, cid: &str, secret: &str) -> String {
 
 /// Whether `room` is the room of `cid`, compared in constant time.
 pub fn room_matches(kind: HashKind, cid: &str, secret: &str, room: &str) -> bool {
-    room_of(kind, cid, secret).as_bytes().ct_eq(room.as_bytes()).into()
+    room_of(kind, cid, secret)
+        .as_bytes()
+        .ct_eq(room.as_bytes())
+        .into()
 }
 
 #[cfg(test)]

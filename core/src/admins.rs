@@ -17,17 +17,26 @@ pub struct AdminDirectory {
 
 impl AdminDirectory {
     pub fn new(company: impl Into<String>) -> Self {
-        Self { company: company.into(), admins: RwLock::default() }
+        Self {
+            company: company.into(),
+            admins: RwLock::default(),
+        }
     }
 
     /// Replaces the directory with a fresh read of `adm_account`.
     pub fn replace(&self, admins: Vec<Admin>) {
-        let map = admins.into_iter().map(|a| (a.admin_id.clone(), a)).collect();
+        let map = admins
+            .into_iter()
+            .map(|a| (a.admin_id.clone(), a))
+            .collect();
         *self.admins.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
     }
 
     fn snapshot(&self) -> Arc<BTreeMap<String, Admin>> {
-        self.admins.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.admins
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Whether the login is a known admin.
@@ -68,7 +77,11 @@ mod tests {
     use super::*;
 
     fn admin(id: &str, name: &str) -> Admin {
-        Admin { admin_id: id.into(), name: name.into(), rights: 2 }
+        Admin {
+            admin_id: id.into(),
+            name: name.into(),
+            rights: 2,
+        }
     }
 
     #[test]

@@ -155,7 +155,10 @@ impl Core {
                 admin_id,
                 text: send.text,
                 client_msg_id,
-                local_date: Utc::now().with_timezone(&self.offset).naive_local().trunc_subsecs(0),
+                local_date: Utc::now()
+                    .with_timezone(&self.offset)
+                    .naive_local()
+                    .trunc_subsecs(0),
             })
             .await?;
         self.known_insert(send.conversation_id);
@@ -167,7 +170,9 @@ impl Core {
             return Err(CoreError::InvalidArgument("the message is empty".into()));
         }
         if text.contains('\0') {
-            return Err(CoreError::InvalidArgument("the message contains a NUL character".into()));
+            return Err(CoreError::InvalidArgument(
+                "the message contains a NUL character".into(),
+            ));
         }
         let chars = text.chars().count();
         if chars > self.max_chars {
@@ -189,7 +194,9 @@ impl Core {
 
     async fn check_admin(&self, admin_id: String) -> CoreResult<String> {
         if admin_id.is_empty() || admin_id == VISITOR_ADMIN_ID {
-            return Err(CoreError::InvalidArgument("an admin author needs an admin id".into()));
+            return Err(CoreError::InvalidArgument(
+                "an admin author needs an admin id".into(),
+            ));
         }
         if admin_id.chars().count() > MAX_ADMIN_ID {
             return Err(CoreError::InvalidArgument(format!(
@@ -207,11 +214,19 @@ impl Core {
     }
 
     fn known_insert(&self, conversation: ConversationId) {
-        self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(conversation);
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(conversation);
     }
 
     async fn require_conversation(&self, conversation: ConversationId) -> CoreResult<()> {
-        if self.known.lock().unwrap_or_else(|e| e.into_inner()).contains(&conversation) {
+        if self
+            .known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&conversation)
+        {
             return Ok(());
         }
         match self.store.conversation(conversation).await? {
@@ -232,7 +247,9 @@ impl Core {
     ) -> CoreResult<(Vec<StoredMessage>, bool)> {
         check_conversation_id(conversation)?;
         if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(CoreError::InvalidArgument(format!("limit must be 1..={MAX_PAGE}")));
+            return Err(CoreError::InvalidArgument(format!(
+                "limit must be 1..={MAX_PAGE}"
+            )));
         }
         self.require_conversation(conversation).await?;
         let mut page = self.store.history(conversation, before, limit + 1).await?;
@@ -269,14 +286,24 @@ impl Core {
             match scope {
                 Scope::All => presence.online(),
                 Scope::Conversation(c) => {
-                    if presence.is_online(c) { vec![c] } else { Vec::new() }
+                    if presence.is_online(c) {
+                        vec![c]
+                    } else {
+                        Vec::new()
+                    }
                 }
             }
         };
         let cursor = since.unwrap_or_else(|| self.hub.last_published());
         let core = self.clone();
         tokio::spawn(async move {
-            let mut subscription = Subscriber { core, scope, cursor, tx, receiver };
+            let mut subscription = Subscriber {
+                core,
+                scope,
+                cursor,
+                tx,
+                receiver,
+            };
             subscription.run(snapshot, since.is_some()).await;
         });
         Ok(rx)
@@ -353,7 +380,9 @@ impl Core {
         limit: u32,
     ) -> CoreResult<(Vec<ConversationSummary>, bool)> {
         if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(CoreError::InvalidArgument(format!("limit must be 1..={MAX_PAGE}")));
+            return Err(CoreError::InvalidArgument(format!(
+                "limit must be 1..={MAX_PAGE}"
+            )));
         }
         let mut page = self.store.conversations(before_last, limit + 1).await?;
         let has_more = page.len() > limit as usize;
@@ -437,9 +466,15 @@ impl Core {
     }
 }
 
+/// Conversation ids are legacy visitor ids: `messages.cid` is `INT UNSIGNED` (LEGACY.md §5),
+/// so every backend takes the same range.
+pub const MAX_CONVERSATION_ID: ConversationId = u32::MAX as ConversationId;
+
 fn check_conversation_id(conversation: ConversationId) -> CoreResult<()> {
-    if conversation == 0 {
-        return Err(CoreError::InvalidArgument("conversation_id must be set (non-zero)".into()));
+    if conversation == 0 || conversation > MAX_CONVERSATION_ID {
+        return Err(CoreError::InvalidArgument(format!(
+            "conversation_id must be between 1 and {MAX_CONVERSATION_ID}"
+        )));
     }
     Ok(())
 }
@@ -497,7 +532,11 @@ impl Subscriber {
     /// Sends every stored message after the cursor.
     async fn replay(&mut self) -> Result<(), Stop> {
         loop {
-            let page = match self.core.store.messages_after(self.scope, self.cursor, MAX_PAGE).await
+            let page = match self
+                .core
+                .store
+                .messages_after(self.scope, self.cursor, MAX_PAGE)
+                .await
             {
                 Ok(page) => page,
                 Err(e) => {

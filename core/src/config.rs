@@ -102,7 +102,10 @@ impl CoreConfig {
         crate::store::Backend::from_url(self.database.url.expose())
             .map_err(|e| ConfigError::new("database.url", e.to_string()))?;
         if self.database.max_connections == 0 {
-            return Err(ConfigError::new("database.max_connections", "must be at least 1"));
+            return Err(ConfigError::new(
+                "database.max_connections",
+                "must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -110,6 +113,7 @@ impl CoreConfig {
     /// The GMT offset as a chrono offset, whole minutes.
     pub fn offset(&self) -> chrono::FixedOffset {
         let seconds = (self.gmt_offset_hours * 60.0).round() as i32 * 60;
-        chrono::FixedOffset::east_opt(seconds).unwrap_or_else(|| chrono::FixedOffset::east_opt(0).expect("zero offset"))
+        chrono::FixedOffset::east_opt(seconds)
+            .unwrap_or_else(|| chrono::FixedOffset::east_opt(0).expect("zero offset"))
     }
 }

@@ -23,7 +23,10 @@ const CONVERSATION_CAPACITY: usize = 16;
 #[derive(Clone, Debug)]
 pub enum Event {
     Message(Arc<StoredMessage>),
-    Presence { conversation: ConversationId, online: bool },
+    Presence {
+        conversation: ConversationId,
+        online: bool,
+    },
     /// Visitors online when a subscription started.
     PresenceSnapshot(Vec<ConversationId>),
     AdminsChanged(Arc<Vec<Admin>>),
@@ -65,7 +68,11 @@ impl Hub {
                 .or_insert_with(|| broadcast::channel(CONVERSATION_CAPACITY).0)
                 .subscribe(),
         };
-        Receiver { rx, scope, hub: self.clone() }
+        Receiver {
+            rx,
+            scope,
+            hub: self.clone(),
+        }
     }
 
     /// Publishes stored messages, which must come in ascending id order.
@@ -79,7 +86,13 @@ impl Hub {
 
     /// Publishes a presence change to all-conversation subscribers and the conversation's.
     pub fn publish_presence(&self, conversation: ConversationId, online: bool) {
-        self.send(conversation, Event::Presence { conversation, online });
+        self.send(
+            conversation,
+            Event::Presence {
+                conversation,
+                online,
+            },
+        );
     }
 
     /// Publishes a new admin list to all-conversation subscribers.

@@ -20,7 +20,12 @@ pub struct Presence {
 impl Presence {
     /// One socket more for `visitor` on `session`. Returns true when the visitor came online.
     pub fn connect(&mut self, session: SessionId, visitor: ConversationId) -> bool {
-        *self.sessions.entry(session).or_default().entry(visitor).or_default() += 1;
+        *self
+            .sessions
+            .entry(session)
+            .or_default()
+            .entry(visitor)
+            .or_default() += 1;
         let total = self.totals.entry(visitor).or_default();
         *total += 1;
         *total == 1
@@ -29,8 +34,12 @@ impl Presence {
     /// One socket less. Returns true when the visitor went offline. A disconnect the session
     /// never connected is ignored.
     pub fn disconnect(&mut self, session: SessionId, visitor: ConversationId) -> bool {
-        let Some(counts) = self.sessions.get_mut(&session) else { return false };
-        let Some(count) = counts.get_mut(&visitor) else { return false };
+        let Some(counts) = self.sessions.get_mut(&session) else {
+            return false;
+        };
+        let Some(count) = counts.get_mut(&visitor) else {
+            return false;
+        };
         *count -= 1;
         if *count == 0 {
             counts.remove(&visitor);
@@ -40,7 +49,9 @@ impl Presence {
 
     /// Forgets a session. Returns the visitors that went offline with it.
     pub fn drop_session(&mut self, session: SessionId) -> Vec<ConversationId> {
-        let Some(counts) = self.sessions.remove(&session) else { return Vec::new() };
+        let Some(counts) = self.sessions.remove(&session) else {
+            return Vec::new();
+        };
         let mut offline: Vec<_> = counts
             .into_iter()
             .filter(|&(visitor, count)| self.release(visitor, count))
@@ -51,7 +62,9 @@ impl Presence {
     }
 
     fn release(&mut self, visitor: ConversationId, count: u32) -> bool {
-        let Some(total) = self.totals.get_mut(&visitor) else { return false };
+        let Some(total) = self.totals.get_mut(&visitor) else {
+            return false;
+        };
         *total = total.saturating_sub(count);
         if *total == 0 {
             self.totals.remove(&visitor);
@@ -84,7 +97,10 @@ mod tests {
         assert!(!p.connect(1, 7), "a second tab");
         assert!(!p.connect(2, 7), "a tab on another edge");
         assert!(!p.disconnect(1, 7));
-        assert!(!p.disconnect(1, 7), "the tab on the other edge is still open");
+        assert!(
+            !p.disconnect(1, 7),
+            "the tab on the other edge is still open"
+        );
         assert!(p.is_online(7));
         assert!(p.disconnect(2, 7));
         assert!(!p.is_online(7));

@@ -34,7 +34,11 @@ pub struct GrpcConfig {
 
 impl Default for GrpcConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:50051".into(), tokens: Vec::new(), tls: None }
+        Self {
+            listen: "127.0.0.1:50051".into(),
+            tokens: Vec::new(),
+            tls: None,
+        }
     }
 }
 
@@ -51,10 +55,16 @@ impl TlsConfig {
     pub fn identity(&self, section: &str) -> Result<Identity, ConfigError> {
         let read = |path: &PathBuf, key: &str| {
             std::fs::read(path).map_err(|e| {
-                ConfigError::new(format!("{section}.tls.{key}"), format!("{}: {e}", path.display()))
+                ConfigError::new(
+                    format!("{section}.tls.{key}"),
+                    format!("{}: {e}", path.display()),
+                )
             })
         };
-        Ok(Identity::from_pem(read(&self.cert, "cert")?, read(&self.key, "key")?))
+        Ok(Identity::from_pem(
+            read(&self.cert, "cert")?,
+            read(&self.key, "key")?,
+        ))
     }
 }
 
@@ -62,7 +72,10 @@ impl GrpcConfig {
     /// Checks every value; errors name the key relative to `section`.
     pub fn validate(&self, section: &str) -> Result<(), ConfigError> {
         self.listen.parse::<std::net::SocketAddr>().map_err(|e| {
-            ConfigError::new(format!("{section}.listen"), format!("{:?}: {e}", self.listen))
+            ConfigError::new(
+                format!("{section}.listen"),
+                format!("{:?}: {e}", self.listen),
+            )
         })?;
         if let Some(tls) = &self.tls {
             tls.identity(section)?;
@@ -87,7 +100,9 @@ pub enum ServeError {
 pub async fn routes(core: Arc<Core>, auth: BearerAuth) -> Result<Routes, ServeError> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<ChatServer<ChatApi>>().await;
-    health_reporter.set_serving::<TelegramServer<TelegramApi>>().await;
+    health_reporter
+        .set_serving::<TelegramServer<TelegramApi>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(socketgram_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -95,8 +110,14 @@ pub async fn routes(core: Arc<Core>, auth: BearerAuth) -> Result<Routes, ServeEr
     Ok(Routes::builder()
         .add_service(health)
         .add_service(reflection)
-        .add_service(InterceptedService::new(ChatServer::new(ChatApi::new(core.clone())), auth.clone()))
-        .add_service(InterceptedService::new(TelegramServer::new(TelegramApi::new(core)), auth))
+        .add_service(InterceptedService::new(
+            ChatServer::new(ChatApi::new(core.clone())),
+            auth.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            TelegramServer::new(TelegramApi::new(core)),
+            auth,
+        ))
         .clone()
         .routes())
 }

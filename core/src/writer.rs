@@ -120,7 +120,9 @@ async fn publish(store: &dyn Store, hub: &Hub, stored: &[Appended], uncertain: b
 /// Publishes everything stored after the last published id, from the database.
 async fn catch_up(store: &dyn Store, hub: &Hub) -> Result<(), StoreError> {
     loop {
-        let page = store.messages_after(Scope::All, hub.last_published(), MAX_PAGE).await?;
+        let page = store
+            .messages_after(Scope::All, hub.last_published(), MAX_PAGE)
+            .await?;
         let full = page.len() == MAX_PAGE as usize;
         hub.publish_messages(page);
         if !full {

@@ -58,8 +58,9 @@ impl TelegramConfig {
 
     /// Checks every value; errors name the key under `[telegram]`.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        url::Url::parse(&self.api_url)
-            .map_err(|e| ConfigError::new("telegram.api_url", format!("{:?}: {e}", self.api_url)))?;
+        url::Url::parse(&self.api_url).map_err(|e| {
+            ConfigError::new("telegram.api_url", format!("{:?}: {e}", self.api_url))
+        })?;
         if self.enabled() && self.mode == UpdateMode::Webhook {
             let Some(webhook) = &self.webhook_url else {
                 return Err(ConfigError::new(
@@ -67,8 +68,9 @@ impl TelegramConfig {
                     "webhook mode needs the public https:// URL Telegram should call",
                 ));
             };
-            let parsed = url::Url::parse(webhook)
-                .map_err(|e| ConfigError::new("telegram.webhook_url", format!("{webhook:?}: {e}")))?;
+            let parsed = url::Url::parse(webhook).map_err(|e| {
+                ConfigError::new("telegram.webhook_url", format!("{webhook:?}: {e}"))
+            })?;
             if parsed.scheme() != "https" {
                 return Err(ConfigError::new(
                     "telegram.webhook_url",
@@ -103,7 +105,10 @@ pub struct CredentialsConfig {
 
 impl Default for CredentialsConfig {
     fn default() -> Self {
-        Self { password_hash: PasswordHash::Md5, external: None }
+        Self {
+            password_hash: PasswordHash::Md5,
+            external: None,
+        }
     }
 }
 

@@ -15,16 +15,19 @@ pub struct WebConfig {
 
 impl Default for WebConfig {
     fn default() -> Self {
-        Self { listen: "0.0.0.0:3000".into(), tls: None }
+        Self {
+            listen: "0.0.0.0:3000".into(),
+            tls: None,
+        }
     }
 }
 
 impl WebConfig {
     /// Checks every value; errors name the key under `[web]`.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.listen.parse::<std::net::SocketAddr>().map_err(|e| {
-            ConfigError::new("web.listen", format!("{:?}: {e}", self.listen))
-        })?;
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| ConfigError::new("web.listen", format!("{:?}: {e}", self.listen)))?;
         if let Some(tls) = &self.tls {
             tls.identity("web")?;
         }

@@ -21,14 +21,26 @@ const BIN: &str = env!("CARGO_BIN_EXE_socketgram");
 const WAIT: Duration = Duration::from_secs(10);
 
 fn visitor() -> Option<pb::Author> {
-    Some(pb::Author { kind: pb::AuthorKind::Visitor as i32, admin_id: String::new() })
+    Some(pb::Author {
+        kind: pb::AuthorKind::Visitor as i32,
+        admin_id: String::new(),
+    })
 }
 
 fn admin(id: &str) -> Option<pb::Author> {
-    Some(pb::Author { kind: pb::AuthorKind::Admin as i32, admin_id: id.into() })
+    Some(pb::Author {
+        kind: pb::AuthorKind::Admin as i32,
+        admin_id: id.into(),
+    })
 }
 
-async fn send(chat: &mut Chat, cid: u64, author: Option<pb::Author>, text: &str, key: &str) -> Result<pb::SendMessageResponse, tonic::Status> {
+async fn send(
+    chat: &mut Chat,
+    cid: u64,
+    author: Option<pb::Author>,
+    text: &str,
+    key: &str,
+) -> Result<pb::SendMessageResponse, tonic::Status> {
     chat.send_message(pb::SendMessageRequest {
         conversation_id: cid,
         author,
@@ -40,10 +52,13 @@ async fn send(chat: &mut Chat, cid: u64, author: Option<pb::Author>, text: &str,
 }
 
 async fn subscribe(chat: &mut Chat, scope: Scope, since: Option<u64>) -> Streaming<pb::Event> {
-    chat.subscribe(pb::SubscribeRequest { scope: Some(scope), since_message_id: since })
-        .await
-        .expect("subscribe")
-        .into_inner()
+    chat.subscribe(pb::SubscribeRequest {
+        scope: Some(scope),
+        since_message_id: since,
+    })
+    .await
+    .expect("subscribe")
+    .into_inner()
 }
 
 async fn next(stream: &mut Streaming<pb::Event>) -> Kind {
@@ -77,10 +92,21 @@ async fn next_message(stream: &mut Streaming<pb::Event>) -> pb::Message {
 }
 
 async fn with_backend(backend: Backend, scenario: impl AsyncFnOnce(&TestServer, &TestDb)) {
-    let Some(db) = TestDb::create(backend).await else { return };
-    let server = TestServer::start(Path::new(BIN), "serve", &db.url, "[core]\ncompany = \"Acme\"\ngmt_offset_hours = 3\n").await;
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let server = TestServer::start(
+        Path::new(BIN),
+        "serve",
+        &db.url,
+        "[core]\ncompany = \"Acme\"\ngmt_offset_hours = 3\n",
+    )
+    .await;
     scenario(&server, &db).await;
-    assert!(server.terminate().await, "socketgram exits cleanly on SIGTERM");
+    assert!(
+        server.terminate().await,
+        "socketgram exits cleanly on SIGTERM"
+    );
     db.drop_db().await;
 }
 
@@ -104,24 +130,53 @@ async fn end_to_end(server: &TestServer, db: &TestDb) {
     let channel = server.channel().await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     let serving = health
-        .check(tonic_health::pb::HealthCheckRequest { service: "socketgram.v1.Chat".into() })
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "socketgram.v1.Chat".into(),
+        })
         .await
         .expect("health")
         .into_inner();
-    assert_eq!(serving.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
-    assert_eq!(reflected_services(channel.clone()).await, ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "socketgram.v1.Chat", "socketgram.v1.Telegram"]);
+    assert_eq!(
+        serving.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    assert_eq!(
+        reflected_services(channel.clone()).await,
+        [
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "socketgram.v1.Chat",
+            "socketgram.v1.Telegram"
+        ]
+    );
 
     // Without (or with a wrong) token, nothing.
     let mut anonymous = pb::chat_client::ChatClient::new(channel);
-    let err = anonymous.list_online(pb::ListOnlineRequest {}).await.unwrap_err();
+    let err = anonymous
+        .list_online(pb::ListOnlineRequest {})
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
 
     let mut chat = server.chat().await;
 
     // The PHP admin creates an admin directly in the database, then asks for a reload.
-    db.execute("INSERT INTO adm_account (aid, name, lid) VALUES ('alice', 'Alice', 2)").await.unwrap();
-    let admins = chat.reload_admins(pb::ReloadAdminsRequest {}).await.unwrap().into_inner().admins;
-    assert_eq!(admins.iter().map(|a| a.display_name.as_str()).collect::<Vec<_>>(), ["Alice Acme"]);
+    db.execute("INSERT INTO adm_account (aid, name, lid) VALUES ('alice', 'Alice', 2)")
+        .await
+        .unwrap();
+    let admins = chat
+        .reload_admins(pb::ReloadAdminsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .admins;
+    assert_eq!(
+        admins
+            .iter()
+            .map(|a| a.display_name.as_str())
+            .collect::<Vec<_>>(),
+        ["Alice Acme"]
+    );
 
     // An admin watching everything, from the start.
     let mut watcher = subscribe(&mut chat, Scope::AllConversations(true), None).await;
@@ -130,23 +185,48 @@ async fn end_to_end(server: &TestServer, db: &TestDb) {
 
     // The visitor comes online through an edge session.
     let (edge, commands) = mpsc::channel(16);
-    let mut edge_events = chat.edge_session(ReceiverStream::new(commands)).await.unwrap().into_inner();
-    edge.send(pb::EdgeCommand { command: Some(Command::Presence(pb::EdgePresence { conversation_id: 123, online: true })) }).await.unwrap();
-    assert!(matches!(next(&mut watcher).await, Kind::Presence(p) if p.conversation_id == 123 && p.online));
+    let mut edge_events = chat
+        .edge_session(ReceiverStream::new(commands))
+        .await
+        .unwrap()
+        .into_inner();
+    edge.send(pb::EdgeCommand {
+        command: Some(Command::Presence(pb::EdgePresence {
+            conversation_id: 123,
+            online: true,
+        })),
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(next(&mut watcher).await, Kind::Presence(p) if p.conversation_id == 123 && p.online)
+    );
     // A second admin connecting later learns who is online right away.
     let mut late = subscribe(&mut chat, Scope::AllConversations(true), None).await;
     assert!(matches!(next(&mut late).await, Kind::PresenceSnapshot(s) if s.online == [123]));
     drop(late);
 
     // Visitor message, then a reply; both reach the watcher in order, with legacy details.
-    let sent = send(&mut chat, 123, visitor(), "Hello <b>there</b>", "v-1").await.unwrap();
+    let sent = send(&mut chat, 123, visitor(), "Hello <b>there</b>", "v-1")
+        .await
+        .unwrap();
     assert!(!sent.duplicate);
     let m = next_message(&mut watcher).await;
-    assert_eq!((m.id, m.text.as_str(), m.admin_id.as_str()), (sent.message.as_ref().unwrap().id, "Hello <b>there</b>", "0"));
+    assert_eq!(
+        (m.id, m.text.as_str(), m.admin_id.as_str()),
+        (sent.message.as_ref().unwrap().id, "Hello <b>there</b>", "0")
+    );
     assert_eq!(m.local_date.len(), "YYYY-MM-DD HH:MM:SS".len());
-    let reply = send(&mut chat, 123, admin("alice"), "Hi!", "").await.unwrap().message.unwrap();
+    let reply = send(&mut chat, 123, admin("alice"), "Hi!", "")
+        .await
+        .unwrap()
+        .message
+        .unwrap();
     let m = next_message(&mut watcher).await;
-    assert_eq!((m.id, m.admin_display_name.as_str(), m.direction), (reply.id, "Alice Acme", pb::Direction::ToVisitor as i32));
+    assert_eq!(
+        (m.id, m.admin_display_name.as_str(), m.direction),
+        (reply.id, "Alice Acme", pb::Direction::ToVisitor as i32)
+    );
     // The stored date is wall-clock at GMT+3, and created_at is the same instant in UTC.
     let created = m.created_at.unwrap().seconds;
     let local = chrono::NaiveDateTime::parse_from_str(&m.local_date, "%Y-%m-%d %H:%M:%S").unwrap();
@@ -154,19 +234,53 @@ async fn end_to_end(server: &TestServer, db: &TestDb) {
     assert!((chrono::Utc::now().timestamp() - created).abs() < 60);
 
     // A retried send stores nothing new.
-    let again = send(&mut chat, 123, visitor(), "Hello <b>there</b>", "v-1").await.unwrap();
+    let again = send(&mut chat, 123, visitor(), "Hello <b>there</b>", "v-1")
+        .await
+        .unwrap();
     assert!(again.duplicate);
     assert_eq!(again.message.unwrap().id, sent.message.unwrap().id);
 
     // History pages: 25 more messages, pages of 10, newest first.
     let mut ids = vec![];
     for i in 0..25 {
-        ids.push(send(&mut chat, 123, visitor(), &format!("n{i}"), &format!("n{i}")).await.unwrap().message.unwrap().id);
+        ids.push(
+            send(
+                &mut chat,
+                123,
+                visitor(),
+                &format!("n{i}"),
+                &format!("n{i}"),
+            )
+            .await
+            .unwrap()
+            .message
+            .unwrap()
+            .id,
+        );
     }
-    let page = chat.history(pb::HistoryRequest { conversation_id: 123, before_id: 0, limit: 10 }).await.unwrap().into_inner();
+    let page = chat
+        .history(pb::HistoryRequest {
+            conversation_id: 123,
+            before_id: 0,
+            limit: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(page.has_more);
-    assert_eq!(page.messages.iter().map(|m| m.id).collect::<Vec<_>>(), ids[15..].iter().rev().copied().collect::<Vec<_>>());
-    let older = chat.history(pb::HistoryRequest { conversation_id: 123, before_id: ids[0], limit: 10 }).await.unwrap().into_inner();
+    assert_eq!(
+        page.messages.iter().map(|m| m.id).collect::<Vec<_>>(),
+        ids[15..].iter().rev().copied().collect::<Vec<_>>()
+    );
+    let older = chat
+        .history(pb::HistoryRequest {
+            conversation_id: 123,
+            before_id: ids[0],
+            limit: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!older.has_more);
     assert_eq!(older.messages.len(), 2);
 
@@ -178,28 +292,66 @@ async fn end_to_end(server: &TestServer, db: &TestDb) {
     drop(follower);
     let mut missed = vec![];
     for i in 0..5 {
-        missed.push(send(&mut chat, 123, visitor(), &format!("missed {i}"), "").await.unwrap().message.unwrap().id);
+        missed.push(
+            send(&mut chat, 123, visitor(), &format!("missed {i}"), "")
+                .await
+                .unwrap()
+                .message
+                .unwrap()
+                .id,
+        );
     }
     let mut follower = subscribe(&mut chat, Scope::ConversationId(123), Some(last)).await;
     let (replayed, caught_up) = until_caught_up(&mut follower).await;
     assert_eq!(replayed, missed, "exactly what was missed, in order");
     assert_eq!(caught_up, *missed.last().unwrap());
-    let live = send(&mut chat, 123, admin("alice"), "live again", "").await.unwrap().message.unwrap();
+    let live = send(&mut chat, 123, admin("alice"), "live again", "")
+        .await
+        .unwrap()
+        .message
+        .unwrap();
     assert_eq!(next_message(&mut follower).await.id, live.id);
 
     // Conversations list with unread counts and presence.
-    let list = chat.list_conversations(pb::ListConversationsRequest { limit: 10, before_last_message_id: 0 }).await.unwrap().into_inner();
+    let list = chat
+        .list_conversations(pb::ListConversationsRequest {
+            limit: 10,
+            before_last_message_id: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let c = &list.conversations[0];
     assert_eq!((c.conversation_id, c.online), (123, true));
     assert_eq!(c.last_message.as_ref().unwrap().id, live.id);
     assert_eq!(c.unread_by_support, 31);
 
     // Bad input: clear errors, nothing stored.
-    let before = chat.history(pb::HistoryRequest { conversation_id: 123, before_id: 0, limit: 1 }).await.unwrap().into_inner().messages[0].id;
+    let before = chat
+        .history(pb::HistoryRequest {
+            conversation_id: 123,
+            before_id: 0,
+            limit: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .messages[0]
+        .id;
     for (author, text, cid, code) in [
         (visitor(), "   ", 123, Code::InvalidArgument),
-        (visitor(), &"x".repeat(10_001) as &str, 123, Code::InvalidArgument),
-        (visitor(), &"<".repeat(3_000) as &str, 123, Code::InvalidArgument),
+        (
+            visitor(),
+            &"x".repeat(10_001) as &str,
+            123,
+            Code::InvalidArgument,
+        ),
+        (
+            visitor(),
+            &"<".repeat(3_000) as &str,
+            123,
+            Code::InvalidArgument,
+        ),
         (None, "no author", 123, Code::InvalidArgument),
         (visitor(), "no conversation", 0, Code::InvalidArgument),
         (admin("alice"), "to nobody", 999_999, Code::NotFound),
@@ -209,18 +361,54 @@ async fn end_to_end(server: &TestServer, db: &TestDb) {
         assert_eq!(err.code(), code, "{text:.20}: {}", err.message());
         assert!(!err.message().is_empty());
     }
-    let err = chat.subscribe(pb::SubscribeRequest { scope: Some(Scope::ConversationId(123)), since_message_id: Some(live.id + 1000) }).await.unwrap_err();
+    let err = chat
+        .subscribe(pb::SubscribeRequest {
+            scope: Some(Scope::ConversationId(123)),
+            since_message_id: Some(live.id + 1000),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::OutOfRange);
-    let err = chat.history(pb::HistoryRequest { conversation_id: 424_242, before_id: 0, limit: 10 }).await.unwrap_err();
+    let err = chat
+        .history(pb::HistoryRequest {
+            conversation_id: 424_242,
+            before_id: 0,
+            limit: 10,
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    let after = chat.history(pb::HistoryRequest { conversation_id: 123, before_id: 0, limit: 1 }).await.unwrap().into_inner().messages[0].id;
+    let after = chat
+        .history(pb::HistoryRequest {
+            conversation_id: 123,
+            before_id: 0,
+            limit: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .messages[0]
+        .id;
     assert_eq!(before, after, "nothing was stored by refused sends");
 
     // Telegram link state.
     let mut telegram = server.telegram().await;
-    let link = telegram.link(pb::LinkTelegramRequest { chat_id: 5_000_000_000, conversation_id: 123 }).await.unwrap().into_inner();
-    assert_eq!((link.mode, link.active), (pb::TelegramMode::Menu as i32, true));
-    let err = telegram.get_link(pb::GetTelegramLinkRequest { chat_id: 1 }).await.unwrap_err();
+    let link = telegram
+        .link(pb::LinkTelegramRequest {
+            chat_id: 5_000_000_000,
+            conversation_id: 123,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (link.mode, link.active),
+        (pb::TelegramMode::Menu as i32, true)
+    );
+    let err = telegram
+        .get_link(pb::GetTelegramLinkRequest { chat_id: 1 })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
 
     // The edge goes away: its visitor goes offline.
@@ -242,10 +430,19 @@ async fn reflected_services(channel: tonic::transport::Channel) -> Vec<String> {
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
     };
     let mut client = ServerReflectionClient::new(channel);
-    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-    let mut responses = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
     let response = responses.message().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else { panic!("no service list") };
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("no service list")
+    };
     let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     names.sort();
     names
@@ -258,13 +455,23 @@ async fn concurrent_resume(server: &TestServer, _db: &TestDb) {
     const SENDERS: usize = 8;
     const EACH: usize = 40;
     let mut chat = server.chat().await;
-    chat.open_conversation(pb::OpenConversationRequest { conversation_id: 1 }).await.unwrap();
+    chat.open_conversation(pb::OpenConversationRequest { conversation_id: 1 })
+        .await
+        .unwrap();
     let mut senders = Vec::new();
     for s in 0..SENDERS {
         let mut chat = server.chat().await;
         senders.push(tokio::spawn(async move {
             for i in 0..EACH {
-                send(&mut chat, 1 + (i % 3) as u64, visitor(), &format!("{s}/{i}"), &format!("{s}/{i}")).await.unwrap();
+                send(
+                    &mut chat,
+                    1 + (i % 3) as u64,
+                    visitor(),
+                    &format!("{s}/{i}"),
+                    &format!("{s}/{i}"),
+                )
+                .await
+                .unwrap();
             }
         }));
     }
@@ -272,12 +479,19 @@ async fn concurrent_resume(server: &TestServer, _db: &TestDb) {
     let mut cursor = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while seen.len() < SENDERS * EACH {
-        assert!(tokio::time::Instant::now() < deadline, "only {} of {} messages arrived", seen.len(), SENDERS * EACH);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {} messages arrived",
+            seen.len(),
+            SENDERS * EACH
+        );
         let mut stream = subscribe(&mut chat, Scope::AllConversations(true), Some(cursor)).await;
         // Take a few events, then drop the stream mid-flight and resume.
         for _ in 0..7 {
             match tokio::time::timeout(Duration::from_millis(500), stream.message()).await {
-                Ok(Ok(Some(pb::Event { kind: Some(Kind::Message(m)) }))) => {
+                Ok(Ok(Some(pb::Event {
+                    kind: Some(Kind::Message(m)),
+                }))) => {
                     assert!(m.id > cursor, "ids only increase along a subscription");
                     cursor = m.id;
                     seen.push(m.id);
@@ -294,7 +508,15 @@ async fn concurrent_resume(server: &TestServer, _db: &TestDb) {
     assert_eq!(unique.len(), seen.len(), "no duplicates");
     let mut stored = BTreeSet::new();
     for cid in 1..=3 {
-        let page = chat.history(pb::HistoryRequest { conversation_id: cid, before_id: 0, limit: 500 }).await.unwrap().into_inner();
+        let page = chat
+            .history(pb::HistoryRequest {
+                conversation_id: cid,
+                before_id: 0,
+                limit: 500,
+            })
+            .await
+            .unwrap()
+            .into_inner();
         stored.extend(page.messages.iter().map(|m| m.id));
     }
     assert_eq!(unique, stored, "every stored message was delivered");
@@ -318,21 +540,44 @@ async fn postgres_concurrent_sends_resume_without_gaps() {
 /// The database goes away under a running server: sends fail with UNAVAILABLE and a clear
 /// message, nothing is half stored, live subscribers see no phantom, and the server recovers.
 async fn database_outage(backend: Backend) {
-    let Some(db) = TestDb::create(backend).await else { return };
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
     let parsed = url::Url::parse(&db.url).unwrap();
-    let target = tokio::net::lookup_host((parsed.host_str().unwrap(), parsed.port().unwrap())).await.unwrap().next().unwrap();
+    let target = tokio::net::lookup_host((parsed.host_str().unwrap(), parsed.port().unwrap()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
     let proxy = FaultProxy::start(target).await.unwrap();
     let server = TestServer::start(Path::new(BIN), "serve", &proxy.url_for(&db.url), "").await;
     let mut chat = server.chat().await;
-    let first = send(&mut chat, 9, visitor(), "before", "").await.unwrap().message.unwrap();
+    let first = send(&mut chat, 9, visitor(), "before", "")
+        .await
+        .unwrap()
+        .message
+        .unwrap();
     let mut watcher = subscribe(&mut chat, Scope::ConversationId(9), Some(first.id)).await;
     until_caught_up(&mut watcher).await;
 
     proxy.cut();
-    let err = send(&mut chat, 9, visitor(), "during", "k-during").await.unwrap_err();
+    let err = send(&mut chat, 9, visitor(), "during", "k-during")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{}", err.message());
-    assert!(err.message().contains("database unavailable"), "{}", err.message());
-    let err = chat.history(pb::HistoryRequest { conversation_id: 9, before_id: 0, limit: 10 }).await.unwrap_err();
+    assert!(
+        err.message().contains("database unavailable"),
+        "{}",
+        err.message()
+    );
+    let err = chat
+        .history(pb::HistoryRequest {
+            conversation_id: 9,
+            before_id: 0,
+            limit: 10,
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);
 
     proxy.restore();
@@ -343,15 +588,33 @@ async fn database_outage(backend: Backend) {
                 after = r.message;
                 break;
             }
-            Err(e) if e.code() == Code::Unavailable => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) if e.code() == Code::Unavailable => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
             Err(e) => panic!("{e:?}"),
         }
     }
     let after = after.expect("the server recovered");
-    assert_eq!(next_message(&mut watcher).await.id, after.id, "the watcher sees the retried message once");
-    let page = chat.history(pb::HistoryRequest { conversation_id: 9, before_id: 0, limit: 10 }).await.unwrap().into_inner();
+    assert_eq!(
+        next_message(&mut watcher).await.id,
+        after.id,
+        "the watcher sees the retried message once"
+    );
+    let page = chat
+        .history(pb::HistoryRequest {
+            conversation_id: 9,
+            before_id: 0,
+            limit: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let texts: Vec<_> = page.messages.iter().map(|m| m.text.as_str()).collect();
-    assert_eq!(texts, ["during", "before"], "the failed send stored nothing; its retry stored it once");
+    assert_eq!(
+        texts,
+        ["during", "before"],
+        "the failed send stored nothing; its retry stored it once"
+    );
     assert!(server.terminate().await);
     db.drop_db().await;
 }

@@ -55,16 +55,28 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temporary directory");
                 let url = format!("sqlite://{}", dir.path().join("chat.db").display());
-                Some(TestDb { backend, url, server: None, _dir: Some(dir) })
+                Some(TestDb {
+                    backend,
+                    url,
+                    server: None,
+                    _dir: Some(dir),
+                })
             }
             Backend::MySql | Backend::Postgres => {
                 let server = Self::server_url(backend).expect("server backend");
-                if let Err(e) = admin_exec(backend, &server, &format!("CREATE DATABASE {unique}")).await {
+                if let Err(e) =
+                    admin_exec(backend, &server, &format!("CREATE DATABASE {unique}")).await
+                {
                     crate::service_missing(&format!("{backend:?} at {server}"), &e.to_string());
                     return None;
                 }
                 let url = with_database(&server, &unique);
-                Some(TestDb { backend, url, server: Some((server, unique)), _dir: None })
+                Some(TestDb {
+                    backend,
+                    url,
+                    server: Some((server, unique)),
+                    _dir: None,
+                })
             }
         }
     }
@@ -137,7 +149,9 @@ impl Drop for TestDb {
         if let Some((server, name)) = self.server.take() {
             let backend = self.backend;
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
                 if let Ok(rt) = rt {
                     let sql = match backend {
                         Backend::Postgres => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),

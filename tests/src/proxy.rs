@@ -32,7 +32,12 @@ impl FaultProxy {
         let up = Arc::new(AtomicBool::new(true));
         let (cuts, _) = watch::channel(0u64);
         let task = tokio::spawn(accept_loop(listener, target, up.clone(), cuts.clone()));
-        Ok(Self { addr, up, cuts, task })
+        Ok(Self {
+            addr,
+            up,
+            cuts,
+            task,
+        })
     }
 
     /// Closes every open connection and refuses new ones until [`FaultProxy::restore`].

@@ -28,7 +28,9 @@ pub struct WithToken(pub MetadataValue<tonic::metadata::Ascii>);
 
 impl Interceptor for WithToken {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request.metadata_mut().insert("authorization", self.0.clone());
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
         Ok(request)
     }
 }
@@ -81,7 +83,11 @@ impl TestServer {
         .expect("socketgram did not get ready in time");
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { child, grpc: ready, _dir: dir }
+        Self {
+            child,
+            grpc: ready,
+            _dir: dir,
+        }
     }
 
     /// A fresh HTTP/2 channel.
@@ -128,5 +134,8 @@ pub fn binary_path() -> PathBuf {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("test executable");
-    exe.parent().and_then(Path::parent).expect("target dir").join("socketgram")
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("socketgram")
 }

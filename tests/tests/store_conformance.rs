@@ -21,11 +21,17 @@ where
     F: FnOnce(Fixture) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let Some(db) = TestDb::create(backend).await else { return };
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
     let store = store::connect(&db.config()).await.expect("connect");
     store.migrate().await.expect("migrate");
     let db = Arc::new(db);
-    case(Fixture { store: store.clone(), db: db.clone() }).await;
+    case(Fixture {
+        store: store.clone(),
+        db: db.clone(),
+    })
+    .await;
     store.close().await;
     if let Ok(db) = Arc::try_unwrap(db) {
         db.drop_db().await;
@@ -61,7 +67,10 @@ conformance!(
 );
 
 fn at(h: u32, m: u32, s: u32) -> NaiveDateTime {
-    NaiveDate::from_ymd_opt(2026, 3, 14).unwrap().and_hms_opt(h, m, s).unwrap()
+    NaiveDate::from_ymd_opt(2026, 3, 14)
+        .unwrap()
+        .and_hms_opt(h, m, s)
+        .unwrap()
 }
 
 fn visitor(cid: u64, text: &str, key: Option<&str>) -> NewMessage {
@@ -107,18 +116,29 @@ async fn append_reads_back_exactly(f: Fixture) {
     first.local_date = at(23, 59, 58);
     let out = f
         .store
-        .append(&[first.clone(), admin(123, "alice", "Hi!"), visitor(7, "other", None)])
+        .append(&[
+            first.clone(),
+            admin(123, "alice", "Hi!"),
+            visitor(7, "other", None),
+        ])
         .await
         .unwrap();
     assert_eq!(out.len(), 3);
     assert!(out.iter().all(|a| !a.duplicate));
     assert!(out[0].message.id < out[1].message.id && out[1].message.id < out[2].message.id);
     let m = &out[0].message;
-    assert_eq!((m.conversation_id, m.text.as_str()), (123, "Hello — привет 😀"));
+    assert_eq!(
+        (m.conversation_id, m.text.as_str()),
+        (123, "Hello — привет 😀")
+    );
     assert_eq!(m.admin_id, "0");
     assert_eq!(m.local_date, at(23, 59, 58));
 
-    let read = f.store.messages_after(Scope::Conversation(123), 0, 10).await.unwrap();
+    let read = f
+        .store
+        .messages_after(Scope::Conversation(123), 0, 10)
+        .await
+        .unwrap();
     let written: Vec<_> = out[..2].iter().map(|a| a.message.clone()).collect();
     assert_eq!(read, written, "what is read back is what was stored");
     assert_eq!(read[1].origin, Origin::Admin);
@@ -127,7 +147,11 @@ async fn append_reads_back_exactly(f: Fixture) {
 }
 
 async fn client_ids_store_once(f: Fixture) {
-    let first = f.store.append(&[visitor(5, "one", Some("k1"))]).await.unwrap();
+    let first = f
+        .store
+        .append(&[visitor(5, "one", Some("k1"))])
+        .await
+        .unwrap();
     let again = f
         .store
         .append(&[
@@ -150,31 +174,67 @@ async fn client_ids_store_once(f: Fixture) {
 }
 
 async fn history_pages_newest_first(f: Fixture) {
-    let batch: Vec<_> = (0..25).map(|i| visitor(9, &format!("m{i}"), None)).collect();
-    let ids: Vec<u64> = f.store.append(&batch).await.unwrap().iter().map(|a| a.message.id).collect();
-    f.store.append(&[visitor(10, "elsewhere", None)]).await.unwrap();
+    let batch: Vec<_> = (0..25)
+        .map(|i| visitor(9, &format!("m{i}"), None))
+        .collect();
+    let ids: Vec<u64> = f
+        .store
+        .append(&batch)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.message.id)
+        .collect();
+    f.store
+        .append(&[visitor(10, "elsewhere", None)])
+        .await
+        .unwrap();
     let page = f.store.history(9, None, 20).await.unwrap();
     assert_eq!(page.len(), 20);
     assert_eq!(page[0].id, ids[24]);
     assert_eq!(page[19].id, ids[5]);
     let older = f.store.history(9, Some(ids[5]), 10).await.unwrap();
     let older_ids: Vec<u64> = older.iter().map(|m| m.id).collect();
-    assert_eq!(older_ids, ids[..5].iter().rev().copied().collect::<Vec<_>>());
-    assert!(f.store.history(9, Some(ids[0]), 10).await.unwrap().is_empty());
+    assert_eq!(
+        older_ids,
+        ids[..5].iter().rev().copied().collect::<Vec<_>>()
+    );
+    assert!(
+        f.store
+            .history(9, Some(ids[0]), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(f.store.history(404, None, 10).await.unwrap().is_empty());
 }
 
 async fn messages_after_respects_scope(f: Fixture) {
     let out = f
         .store
-        .append(&[visitor(1, "a", None), visitor(2, "b", None), visitor(1, "c", None)])
+        .append(&[
+            visitor(1, "a", None),
+            visitor(2, "b", None),
+            visitor(1, "c", None),
+        ])
         .await
         .unwrap();
     let ids: Vec<u64> = out.iter().map(|a| a.message.id).collect();
-    let all = f.store.messages_after(Scope::All, ids[0], 10).await.unwrap();
+    let all = f
+        .store
+        .messages_after(Scope::All, ids[0], 10)
+        .await
+        .unwrap();
     assert_eq!(all.iter().map(|m| m.id).collect::<Vec<_>>(), ids[1..]);
-    let one = f.store.messages_after(Scope::Conversation(1), 0, 10).await.unwrap();
-    assert_eq!(one.iter().map(|m| m.id).collect::<Vec<_>>(), [ids[0], ids[2]]);
+    let one = f
+        .store
+        .messages_after(Scope::Conversation(1), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        one.iter().map(|m| m.id).collect::<Vec<_>>(),
+        [ids[0], ids[2]]
+    );
     let limited = f.store.messages_after(Scope::All, 0, 2).await.unwrap();
     assert_eq!(limited.len(), 2);
 }
@@ -182,15 +242,16 @@ async fn messages_after_respects_scope(f: Fixture) {
 async fn text_is_escaped_in_the_column(f: Fixture) {
     let text = r#"<img src=x onerror="alert('x')"> & more"#;
     let out = f.store.append(&[visitor(3, text, None)]).await.unwrap();
-    let raw = f
-        .db
-        .fetch_text(&format!("SELECT message FROM messages WHERE id = {}", out[0].message.id))
+    let raw =
+        f.db.fetch_text(&format!(
+            "SELECT message FROM messages WHERE id = {}",
+            out[0].message.id
+        ))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(
-        raw,
-        "&lt;img src=x onerror=&quot;alert(&#x27;x&#x27;)&quot;&gt; &amp; more",
+        raw, "&lt;img src=x onerror=&quot;alert(&#x27;x&#x27;)&quot;&gt; &amp; more",
         "the PHP admin echoes this column raw: it must hold escaped text"
     );
     let read = f.store.history(3, None, 1).await.unwrap();
@@ -201,26 +262,85 @@ async fn conversations_and_read_marks(f: Fixture) {
     add_admin(&f.db, "bob", "Bob", 1).await;
     assert!(f.store.open_conversation(50).await.unwrap());
     assert!(!f.store.open_conversation(50).await.unwrap());
-    let a = f.store.append(&[visitor(40, "v1", None), visitor(40, "v2", None)]).await.unwrap();
-    let b = f.store.append(&[visitor(41, "w1", None), admin(41, "bob", "r1")]).await.unwrap();
+    let a = f
+        .store
+        .append(&[visitor(40, "v1", None), visitor(40, "v2", None)])
+        .await
+        .unwrap();
+    let b = f
+        .store
+        .append(&[visitor(41, "w1", None), admin(41, "bob", "r1")])
+        .await
+        .unwrap();
     let list = f.store.conversations(None, 10).await.unwrap();
     let order: Vec<u64> = list.iter().map(|c| c.conversation_id).collect();
-    assert_eq!(order, [41, 40, 50], "most recent first, empty conversations last");
+    assert_eq!(
+        order,
+        [41, 40, 50],
+        "most recent first, empty conversations last"
+    );
     assert_eq!(list[0].last_message.as_ref().unwrap().text, "r1");
-    assert_eq!((list[0].unread_by_support, list[0].unread_by_visitor), (1, 1));
-    assert_eq!((list[1].unread_by_support, list[1].unread_by_visitor), (2, 0));
+    assert_eq!(
+        (list[0].unread_by_support, list[0].unread_by_visitor),
+        (1, 1)
+    );
+    assert_eq!(
+        (list[1].unread_by_support, list[1].unread_by_visitor),
+        (2, 0)
+    );
     assert!(list[2].last_message.is_none());
 
-    assert!(f.store.mark_read(40, Reader::Support, a[0].message.id).await.unwrap());
-    assert_eq!(f.store.conversation(40).await.unwrap().unwrap().unread_by_support, 1);
-    assert!(f.store.mark_read(40, Reader::Support, 1).await.unwrap(), "never moves back");
-    assert_eq!(f.store.conversation(40).await.unwrap().unwrap().unread_by_support, 1);
-    assert!(f.store.mark_read(41, Reader::Visitor, b[1].message.id).await.unwrap());
-    assert_eq!(f.store.conversation(41).await.unwrap().unwrap().unread_by_visitor, 0);
+    assert!(
+        f.store
+            .mark_read(40, Reader::Support, a[0].message.id)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        f.store
+            .conversation(40)
+            .await
+            .unwrap()
+            .unwrap()
+            .unread_by_support,
+        1
+    );
+    assert!(
+        f.store.mark_read(40, Reader::Support, 1).await.unwrap(),
+        "never moves back"
+    );
+    assert_eq!(
+        f.store
+            .conversation(40)
+            .await
+            .unwrap()
+            .unwrap()
+            .unread_by_support,
+        1
+    );
+    assert!(
+        f.store
+            .mark_read(41, Reader::Visitor, b[1].message.id)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        f.store
+            .conversation(41)
+            .await
+            .unwrap()
+            .unwrap()
+            .unread_by_visitor,
+        0
+    );
     assert!(!f.store.mark_read(999, Reader::Support, 1).await.unwrap());
     assert!(f.store.conversation(999).await.unwrap().is_none());
 
-    let next = f.store.conversations(Some(b[1].message.id), 1).await.unwrap();
+    let next = f
+        .store
+        .conversations(Some(b[1].message.id), 1)
+        .await
+        .unwrap();
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].conversation_id, 40);
 }
@@ -229,7 +349,10 @@ async fn admins_leave_out_the_placeholder(f: Fixture) {
     add_admin(&f.db, "zed", "Zed", 2).await;
     add_admin(&f.db, "amy", "Amy", -1).await;
     let admins = f.store.admins().await.unwrap();
-    let ids: Vec<_> = admins.iter().map(|a| (a.admin_id.as_str(), a.name.as_str(), a.rights)).collect();
+    let ids: Vec<_> = admins
+        .iter()
+        .map(|a| (a.admin_id.as_str(), a.name.as_str(), a.rights))
+        .collect();
     assert_eq!(ids, [("amy", "Amy", -1), ("zed", "Zed", 2)]);
 }
 
@@ -240,15 +363,25 @@ async fn unknown_admin_is_refused_and_nothing_is_stored(f: Fixture) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
-    assert_eq!(f.store.last_message_id().await.unwrap(), 0, "the whole batch rolled back");
+    assert_eq!(
+        f.store.last_message_id().await.unwrap(),
+        0,
+        "the whole batch rolled back"
+    );
     assert!(f.store.conversation(8).await.unwrap().is_none());
 }
 
 async fn telegram_links_move_and_reset(f: Fixture) {
     let big = 7_000_000_000_i64; // beyond INT(10), as today's Telegram ids are
     let link = f.store.link_telegram(big, 77).await.unwrap();
-    assert_eq!((link.chat_id, link.conversation_id, link.mode, link.active), (big, 77, TelegramMode::Menu, true));
-    assert_eq!(f.store.telegram_link(big).await.unwrap(), Some(link.clone()));
+    assert_eq!(
+        (link.chat_id, link.conversation_id, link.mode, link.active),
+        (big, 77, TelegramMode::Menu, true)
+    );
+    assert_eq!(
+        f.store.telegram_link(big).await.unwrap(),
+        Some(link.clone())
+    );
     // The same chat logs in as another visitor: the link moves.
     f.store.link_telegram(big, 78).await.unwrap();
     assert!(f.store.telegram_links(Some(77)).await.unwrap().is_empty());
@@ -262,13 +395,27 @@ async fn telegram_links_move_and_reset(f: Fixture) {
         .unwrap()
         .unwrap();
     assert_eq!((set.mode, set.active), (TelegramMode::Writing, true));
-    let set = f.store.set_telegram_state(-100_123, None, Some(false)).await.unwrap().unwrap();
+    let set = f
+        .store
+        .set_telegram_state(-100_123, None, Some(false))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((set.mode, set.active), (TelegramMode::Writing, false));
-    assert!(f.store.set_telegram_state(1, Some(TelegramMode::Menu), None).await.unwrap().is_none());
+    assert!(
+        f.store
+            .set_telegram_state(1, Some(TelegramMode::Menu), None)
+            .await
+            .unwrap()
+            .is_none()
+    );
     f.store.link_telegram(5, 79).await.unwrap();
     f.store.reset_telegram_modes().await.unwrap();
     let all = f.store.telegram_links(None).await.unwrap();
-    assert_eq!(all.iter().map(|l| l.chat_id).collect::<Vec<_>>(), [-100_123, 5]);
+    assert_eq!(
+        all.iter().map(|l| l.chat_id).collect::<Vec<_>>(),
+        [-100_123, 5]
+    );
     assert!(all.iter().all(|l| l.mode == TelegramMode::Menu));
 }
 
@@ -282,7 +429,10 @@ async fn concurrent_appends_commit_in_id_order(f: Fixture) {
         let store = f.store.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..EACH {
-                store.append(&[visitor(w as u64 + 1, &format!("{w}-{i}"), None)]).await.unwrap();
+                store
+                    .append(&[visitor(w as u64 + 1, &format!("{w}-{i}"), None)])
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -308,7 +458,14 @@ async fn concurrent_appends_commit_in_id_order(f: Fixture) {
         .await
         .expect("the cursor skipped a message that committed late")
         .unwrap();
-    let all: BTreeSet<u64> = f.store.messages_after(Scope::All, 0, 500).await.unwrap().iter().map(|m| m.id).collect();
+    let all: BTreeSet<u64> = f
+        .store
+        .messages_after(Scope::All, 0, 500)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
     assert_eq!(seen.iter().copied().collect::<BTreeSet<_>>(), all);
     assert!(seen.windows(2).all(|w| w[0] < w[1]));
 }
@@ -316,7 +473,9 @@ async fn concurrent_appends_commit_in_id_order(f: Fixture) {
 /// The database goes away under a running store: calls fail as UNAVAILABLE, nothing is half
 /// stored, and the store works again once the database is back.
 async fn outage(backend: Backend) {
-    let Some(db) = TestDb::create(backend).await else { return };
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
     let target_url = db.url.clone();
     let parsed = url::Url::parse(&target_url).unwrap();
     let target = tokio::net::lookup_host((parsed.host_str().unwrap(), parsed.port().unwrap()))
@@ -324,7 +483,9 @@ async fn outage(backend: Backend) {
         .unwrap()
         .next()
         .unwrap();
-    let proxy = socketgram_tests::proxy::FaultProxy::start(target).await.unwrap();
+    let proxy = socketgram_tests::proxy::FaultProxy::start(target)
+        .await
+        .unwrap();
     let mut config = db.config();
     config.url = socketgram_core::config::Secret::new(proxy.url_for(&target_url));
     config.acquire_timeout_ms = 1_000;
@@ -333,7 +494,9 @@ async fn outage(backend: Backend) {
     store.append(&[visitor(1, "before", None)]).await.unwrap();
 
     proxy.cut();
-    let batch: Vec<_> = (0..10).map(|i| visitor(1, &format!("during {i}"), None)).collect();
+    let batch: Vec<_> = (0..10)
+        .map(|i| visitor(1, &format!("during {i}"), None))
+        .collect();
     let err = store.append(&batch).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     let err = store.history(1, None, 10).await.unwrap_err();
@@ -352,9 +515,18 @@ async fn outage(backend: Backend) {
         }
     }
     assert!(recovered.is_some(), "the store did not recover");
-    let texts: Vec<String> =
-        store.history(1, None, 50).await.unwrap().into_iter().map(|m| m.text).collect();
-    assert_eq!(texts, ["after", "before"], "nothing of the failed batch was stored");
+    let texts: Vec<String> = store
+        .history(1, None, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(
+        texts,
+        ["after", "before"],
+        "nothing of the failed batch was stored"
+    );
     store.close().await;
     db.drop_db().await;
 }

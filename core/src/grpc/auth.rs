@@ -17,14 +17,16 @@ pub struct BearerAuth {
 impl BearerAuth {
     /// Empty tokens are ignored: they would let anyone in.
     pub fn new(tokens: impl IntoIterator<Item = Secret>) -> Self {
-        Self { tokens: Arc::new(tokens.into_iter().filter(|t| !t.is_empty()).collect()) }
+        Self {
+            tokens: Arc::new(tokens.into_iter().filter(|t| !t.is_empty()).collect()),
+        }
     }
 
     fn accepts(&self, presented: &[u8]) -> bool {
         // Check every token, so timing does not tell which one (or whether any) matched.
-        self.tokens
-            .iter()
-            .fold(false, |ok, t| ok | bool::from(t.expose().as_bytes().ct_eq(presented)))
+        self.tokens.iter().fold(false, |ok, t| {
+            ok | bool::from(t.expose().as_bytes().ct_eq(presented))
+        })
     }
 }
 
@@ -54,7 +56,9 @@ mod tests {
     fn call(auth: &mut BearerAuth, header: Option<&str>) -> Result<(), Status> {
         let mut request = Request::new(());
         if let Some(h) = header {
-            request.metadata_mut().insert("authorization", h.parse().unwrap());
+            request
+                .metadata_mut()
+                .insert("authorization", h.parse().unwrap());
         }
         auth.call(request).map(|_| ())
     }
@@ -63,7 +67,13 @@ mod tests {
     fn tokens() {
         let mut auth = BearerAuth::new([Secret::new("s3cret"), Secret::new("")]);
         assert!(call(&mut auth, Some("Bearer s3cret")).is_ok());
-        for bad in [None, Some("Bearer wrong"), Some("s3cret"), Some("Bearer "), Some("Bearer s3cre")] {
+        for bad in [
+            None,
+            Some("Bearer wrong"),
+            Some("s3cret"),
+            Some("Bearer "),
+            Some("Bearer s3cre"),
+        ] {
             let e = call(&mut auth, bad).unwrap_err();
             assert_eq!(e.code(), tonic::Code::Unauthenticated, "{bad:?}");
         }

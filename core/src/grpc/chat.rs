@@ -52,11 +52,18 @@ impl Chat for ChatApi {
         let r = request.into_inner();
         let (messages, has_more) = self
             .core
-            .history(r.conversation_id, convert::cursor(r.before_id), convert::limit(r.limit, 20))
+            .history(
+                r.conversation_id,
+                convert::cursor(r.before_id),
+                convert::limit(r.limit, 20),
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(pb::HistoryResponse {
-            messages: messages.iter().map(|m| convert::message(&self.core, m)).collect(),
+            messages: messages
+                .iter()
+                .map(|m| convert::message(&self.core, m))
+                .collect(),
             has_more,
         }))
     }
@@ -69,7 +76,11 @@ impl Chat for ChatApi {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let r = request.into_inner();
         let scope = convert::scope(r.scope).map_err(status)?;
-        let subscription = self.core.subscribe(scope, r.since_message_id).await.map_err(status)?;
+        let subscription = self
+            .core
+            .subscribe(scope, r.since_message_id)
+            .await
+            .map_err(status)?;
         let core = self.core.clone();
         let stream = ReceiverStream::new(subscription)
             .map(move |item| item.map(|e| convert::event(&core, &e)).map_err(status));
@@ -105,11 +116,17 @@ impl Chat for ChatApi {
         let r = request.into_inner();
         let (page, has_more) = self
             .core
-            .conversations(convert::cursor(r.before_last_message_id), convert::limit(r.limit, 50))
+            .conversations(
+                convert::cursor(r.before_last_message_id),
+                convert::limit(r.limit, 50),
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ListConversationsResponse {
-            conversations: page.iter().map(|c| convert::conversation(&self.core, c)).collect(),
+            conversations: page
+                .iter()
+                .map(|c| convert::conversation(&self.core, c))
+                .collect(),
             has_more,
         }))
     }
@@ -132,7 +149,9 @@ impl Chat for ChatApi {
         &self,
         _request: Request<pb::ListOnlineRequest>,
     ) -> Result<Response<pb::ListOnlineResponse>, Status> {
-        Ok(Response::new(pb::ListOnlineResponse { online: self.core.online() }))
+        Ok(Response::new(pb::ListOnlineResponse {
+            online: self.core.online(),
+        }))
     }
 
     async fn list_admins(
@@ -141,7 +160,10 @@ impl Chat for ChatApi {
     ) -> Result<Response<pb::ListAdminsResponse>, Status> {
         let admins = self.core.admins().list();
         Ok(Response::new(pb::ListAdminsResponse {
-            admins: admins.iter().map(|a| convert::admin(&self.core, a)).collect(),
+            admins: admins
+                .iter()
+                .map(|a| convert::admin(&self.core, a))
+                .collect(),
         }))
     }
 
@@ -151,7 +173,10 @@ impl Chat for ChatApi {
     ) -> Result<Response<pb::ListAdminsResponse>, Status> {
         let admins = self.core.reload_admins().await.map_err(status)?;
         Ok(Response::new(pb::ListAdminsResponse {
-            admins: admins.iter().map(|a| convert::admin(&self.core, a)).collect(),
+            admins: admins
+                .iter()
+                .map(|a| convert::admin(&self.core, a))
+                .collect(),
         }))
     }
 }

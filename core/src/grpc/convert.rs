@@ -6,8 +6,8 @@ use crate::{
     Core,
     chat::Author,
     domain::{
-        Admin, ConversationSummary, Direction, Origin, Reader, Scope, StoredMessage,
-        TelegramLink, TelegramMode,
+        Admin, ConversationSummary, Direction, Origin, Reader, Scope, StoredMessage, TelegramLink,
+        TelegramMode,
     },
     error::{CoreError, CoreResult},
     hub::Event,
@@ -17,7 +17,11 @@ use crate::{
 const LOCAL_DATE: &str = "%Y-%m-%d %H:%M:%S";
 
 pub(crate) fn message(core: &Core, m: &StoredMessage) -> pb::Message {
-    let utc = m.local_date.and_local_timezone(core.offset()).single().map(|t| t.to_utc());
+    let utc = m
+        .local_date
+        .and_local_timezone(core.offset())
+        .single()
+        .map(|t| t.to_utc());
     pb::Message {
         id: m.id,
         conversation_id: m.conversation_id,
@@ -73,17 +77,22 @@ pub(crate) fn event(core: &Core, event: &Event) -> pb::Event {
     use pb::event::Kind;
     let kind = match event {
         Event::Message(m) => Kind::Message(message(core, m)),
-        Event::Presence { conversation, online } => Kind::Presence(pb::Presence {
+        Event::Presence {
+            conversation,
+            online,
+        } => Kind::Presence(pb::Presence {
             conversation_id: *conversation,
             online: *online,
         }),
-        Event::PresenceSnapshot(online) => {
-            Kind::PresenceSnapshot(pb::PresenceSnapshot { online: online.clone() })
-        }
+        Event::PresenceSnapshot(online) => Kind::PresenceSnapshot(pb::PresenceSnapshot {
+            online: online.clone(),
+        }),
         Event::AdminsChanged(admins) => Kind::AdminsChanged(pb::AdminsChanged {
             admins: admins.iter().map(|a| admin(core, a)).collect(),
         }),
-        Event::CaughtUp(last) => Kind::CaughtUp(pb::CaughtUp { last_message_id: *last }),
+        Event::CaughtUp(last) => Kind::CaughtUp(pb::CaughtUp {
+            last_message_id: *last,
+        }),
     };
     pb::Event { kind: Some(kind) }
 }
@@ -132,7 +141,9 @@ pub(crate) fn telegram_mode(mode: i32) -> CoreResult<Option<TelegramMode>> {
         Ok(pb::TelegramMode::Unspecified) => Ok(None),
         Ok(pb::TelegramMode::Menu) => Ok(Some(TelegramMode::Menu)),
         Ok(pb::TelegramMode::Writing) => Ok(Some(TelegramMode::Writing)),
-        Err(_) => Err(CoreError::InvalidArgument(format!("unknown Telegram mode {mode}"))),
+        Err(_) => Err(CoreError::InvalidArgument(format!(
+            "unknown Telegram mode {mode}"
+        ))),
     }
 }
 

@@ -51,9 +51,16 @@ async fn serve(
             command = commands.message() => command,
         };
         let command = match command {
-            Ok(Some(pb::EdgeCommand { command: Some(command) })) => command,
+            Ok(Some(pb::EdgeCommand {
+                command: Some(command),
+            })) => command,
             Ok(Some(pb::EdgeCommand { command: None })) => {
-                refuse(out, 0, CoreError::InvalidArgument("empty edge command".into())).await;
+                refuse(
+                    out,
+                    0,
+                    CoreError::InvalidArgument("empty edge command".into()),
+                )
+                .await;
                 continue;
             }
             Ok(None) => return,
@@ -63,11 +70,15 @@ async fn serve(
             }
         };
         match command {
-            Command::Subscribe(pb::EdgeSubscribe { subscription_id, request }) => {
+            Command::Subscribe(pb::EdgeSubscribe {
+                subscription_id,
+                request,
+            }) => {
                 if let Some(old) = subscriptions.remove(&subscription_id) {
                     old.abort();
                 }
-                let task = tokio::spawn(forward(core.clone(), subscription_id, request, out.clone()));
+                let task =
+                    tokio::spawn(forward(core.clone(), subscription_id, request, out.clone()));
                 subscriptions.insert(subscription_id, task);
             }
             Command::Unsubscribe(pb::EdgeUnsubscribe { subscription_id }) => {
@@ -75,7 +86,10 @@ async fn serve(
                     task.abort();
                 }
             }
-            Command::Presence(pb::EdgePresence { conversation_id, online }) => {
+            Command::Presence(pb::EdgePresence {
+                conversation_id,
+                online,
+            }) => {
                 if let Err(e) = core.presence(session, conversation_id, online).await {
                     refuse(out, 0, e).await;
                 }
@@ -89,7 +103,12 @@ async fn serve(
 /// Runs one subscription and tags its events with the edge's id for it.
 async fn forward(core: Arc<Core>, id: u64, request: Option<pb::SubscribeRequest>, out: Out) {
     let Some(request) = request else {
-        refuse(&out, id, CoreError::InvalidArgument("subscribe needs a request".into())).await;
+        refuse(
+            &out,
+            id,
+            CoreError::InvalidArgument("subscribe needs a request".into()),
+        )
+        .await;
         return;
     };
     let subscription = match convert::scope(request.scope) {
@@ -105,15 +124,28 @@ async fn forward(core: Arc<Core>, id: u64, request: Option<pb::SubscribeRequest>
             Ok(event) => Kind::Event(convert::event(&core, &event)),
             Err(e) => return refuse(&out, id, e).await,
         };
-        if out.send(Ok(pb::EdgeEvent { subscription_id: id, kind: Some(kind) })).await.is_err() {
+        if out
+            .send(Ok(pb::EdgeEvent {
+                subscription_id: id,
+                kind: Some(kind),
+            }))
+            .await
+            .is_err()
+        {
             return;
         }
     }
 }
 
 async fn refuse(out: &Out, subscription_id: u64, e: CoreError) {
-    let error = pb::EdgeSubscriptionError { code: code(&e) as i32, message: e.to_string() };
+    let error = pb::EdgeSubscriptionError {
+        code: code(&e) as i32,
+        message: e.to_string(),
+    };
     let _ = out
-        .send(Ok(pb::EdgeEvent { subscription_id, kind: Some(Kind::Error(error)) }))
+        .send(Ok(pb::EdgeEvent {
+            subscription_id,
+            kind: Some(Kind::Error(error)),
+        }))
         .await;
 }

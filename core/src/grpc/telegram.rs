@@ -21,7 +21,9 @@ impl TelegramApi {
 }
 
 fn links(links: &[crate::domain::TelegramLink]) -> pb::ListTelegramLinksResponse {
-    pb::ListTelegramLinksResponse { links: links.iter().map(convert::telegram_link).collect() }
+    pb::ListTelegramLinksResponse {
+        links: links.iter().map(convert::telegram_link).collect(),
+    }
 }
 
 #[tonic::async_trait]
@@ -30,7 +32,11 @@ impl Telegram for TelegramApi {
         &self,
         request: Request<pb::GetTelegramLinkRequest>,
     ) -> Result<Response<pb::TelegramLink>, Status> {
-        let link = self.core.telegram_link(request.into_inner().chat_id).await.map_err(status)?;
+        let link = self
+            .core
+            .telegram_link(request.into_inner().chat_id)
+            .await
+            .map_err(status)?;
         Ok(Response::new(convert::telegram_link(&link)))
     }
 
@@ -39,7 +45,11 @@ impl Telegram for TelegramApi {
         request: Request<pb::LinkTelegramRequest>,
     ) -> Result<Response<pb::TelegramLink>, Status> {
         let r = request.into_inner();
-        let link = self.core.link_telegram(r.chat_id, r.conversation_id).await.map_err(status)?;
+        let link = self
+            .core
+            .link_telegram(r.chat_id, r.conversation_id)
+            .await
+            .map_err(status)?;
         Ok(Response::new(convert::telegram_link(&link)))
     }
 
@@ -49,7 +59,11 @@ impl Telegram for TelegramApi {
     ) -> Result<Response<pb::TelegramLink>, Status> {
         let r = request.into_inner();
         let mode = convert::telegram_mode(r.mode).map_err(status)?;
-        let link = self.core.set_telegram_state(r.chat_id, mode, r.active).await.map_err(status)?;
+        let link = self
+            .core
+            .set_telegram_state(r.chat_id, mode, r.active)
+            .await
+            .map_err(status)?;
         Ok(Response::new(convert::telegram_link(&link)))
     }
 
@@ -58,7 +72,11 @@ impl Telegram for TelegramApi {
         request: Request<pb::ListTelegramLinksRequest>,
     ) -> Result<Response<pb::ListTelegramLinksResponse>, Status> {
         let conversation = convert::cursor(request.into_inner().conversation_id);
-        let all = self.core.telegram_links(conversation).await.map_err(status)?;
+        let all = self
+            .core
+            .telegram_links(conversation)
+            .await
+            .map_err(status)?;
         Ok(Response::new(links(&all)))
     }
 

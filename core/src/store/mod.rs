@@ -1,15 +1,15 @@
 //! Storage: one [`Store`] trait with the same behaviour on SQLite (the embedded default),
 //! MySQL/MariaDB (the legacy schema, shared with the PHP admin) and PostgreSQL. Each backend
 //! has its own module and its own migrations under `core/migrations/<backend>`; the
-//! conformance suite (`core/tests/store_conformance.rs`) proves they agree.
+//! conformance suite (`tests/tests/store_conformance.rs`) proves they agree.
 //!
 //! The logical schema is the legacy one (LEGACY.md §5); Socketgram only adds to it:
 //! `sg_conversations` (read marks, last message), `sg_message_meta` (origin and client message
 //! id of each message), `sg_write_lock` (serialises writers across core replicas), an index
 //! on `messages (cid, id)`, a 64-bit `telegram.chat_id` and `telegram.active`.
 
-// mod mysql;
-// mod postgres;
+mod mysql;
+mod postgres;
 mod sqlite;
 pub mod text;
 
@@ -23,8 +23,8 @@ use crate::domain::{
     StoredMessage, TelegramLink, TelegramMode,
 };
 
-// pub use mysql::MySqlStore;
-// pub use postgres::PostgresStore;
+pub use mysql::MySqlStore;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Errors of the storage layer. Mapped to gRPC codes once, in `grpc`.
@@ -77,12 +77,15 @@ impl From<sqlx::Error> for StoreError {
 
 /// Server-side errors that mean "the connection is gone", not "the statement was wrong".
 fn is_connection_loss(db: &dyn sqlx::error::DatabaseError) -> bool {
+    if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        // 2006 server gone away, 2013 lost connection, 1053 shutdown in progress,
+        // 1927 connection killed (MariaDB).
+        return matches!(mysql.number(), 2006 | 2013 | 1053 | 1927);
+    }
+    // PostgreSQL: class 08 (connection exception) and 57P01..57P03 (admin shutdown, crash
+    // shutdown, cannot connect now).
     let code = db.code().unwrap_or_default();
-    // MySQL: 2006 server gone away, 2013 lost connection, 1053 shutdown in progress,
-    // 1927 connection killed (MariaDB). PostgreSQL: class 08 (connection exception) and
-    // 57P01..57P03 (admin shutdown, crash shutdown, cannot connect now).
-    matches!(code.as_ref(), "2006" | "2013" | "1053" | "1927" | "57P01" | "57P02" | "57P03")
-        || code.starts_with("08")
+    matches!(code.as_ref(), "57P01" | "57P02" | "57P03") || code.starts_with("08")
 }
 
 /// Result of the storage layer.
@@ -155,7 +158,8 @@ pub async fn connect(config: &DatabaseConfig) -> StoreResult<Arc<dyn Store>> {
     let url = config.url.expose();
     Ok(match Backend::from_url(url)? {
         Backend::Sqlite => Arc::new(SqliteStore::connect(config).await?),
-        Backend::MySql | Backend::Postgres => return Err(StoreError::UnsupportedUrl(redact_url(url))),
+        Backend::MySql => Arc::new(MySqlStore::connect(config).await?),
+        Backend::Postgres => Arc::new(PostgresStore::connect(config).await?),
     })
 }
 

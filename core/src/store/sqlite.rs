@@ -17,8 +17,8 @@ use super::{
     to_db_id,
 };
 use crate::domain::{
-    Admin, Appended, ConversationId, ConversationSummary, Direction, MessageId, NewMessage,
-    Origin, Reader, Scope, StoredMessage, TelegramLink, TelegramMode,
+    Admin, Appended, ConversationId, ConversationSummary, Direction, MessageId, NewMessage, Origin,
+    Reader, Scope, StoredMessage, TelegramLink, TelegramMode,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -93,8 +93,14 @@ fn summary_from_row(row: &SqliteRow) -> StoreResult<ConversationSummary> {
     Ok(ConversationSummary {
         conversation_id: from_db_id("sg_conversations.cid", row.try_get("conversation")?)?,
         last_message,
-        unread_by_support: row.try_get::<i64, _>("unread_support")?.try_into().unwrap_or(u32::MAX),
-        unread_by_visitor: row.try_get::<i64, _>("unread_visitor")?.try_into().unwrap_or(u32::MAX),
+        unread_by_support: row
+            .try_get::<i64, _>("unread_support")?
+            .try_into()
+            .unwrap_or(u32::MAX),
+        unread_by_visitor: row
+            .try_get::<i64, _>("unread_visitor")?
+            .try_into()
+            .unwrap_or(u32::MAX),
     })
 }
 
@@ -143,14 +149,20 @@ impl Store for SqliteStore {
         for (new, repeat) in batch.iter().zip(repeats) {
             if let Some(first) = repeat {
                 let message = out[first].message.clone();
-                out.push(Appended { message, duplicate: true });
+                out.push(Appended {
+                    message,
+                    duplicate: true,
+                });
                 continue;
             }
             if let Some(key) = new.client_msg_id.as_deref()
                 && let Some(message) =
                     Self::message_by_client_id(&mut tx, new.conversation_id, key).await?
             {
-                out.push(Appended { message, duplicate: true });
+                out.push(Appended {
+                    message,
+                    duplicate: true,
+                });
                 continue;
             }
             let direction = new.origin.direction();
@@ -327,9 +339,10 @@ impl Store for SqliteStore {
     }
 
     async fn admins(&self) -> StoreResult<Vec<Admin>> {
-        let rows = sqlx::query("SELECT aid, name, lid FROM adm_account WHERE aid <> '0' ORDER BY aid")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT aid, name, lid FROM adm_account WHERE aid <> '0' ORDER BY aid")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|row| {
                 Ok(Admin {
