@@ -124,7 +124,10 @@ mod tests {
     }
 
     #[test]
-    #[allow(clippy::result_large_err, reason = "figment::Jail's closure type is figment's")]
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment::Jail's closure type is figment's"
+    )]
     fn environment_overrides_the_file() {
         Jail::expect_with(|jail| {
             jail.create_file(

@@ -1,6 +1,8 @@
 //! The gRPC contract between the core, the edges and other backends (package
 //! `socketgram.v1`), generated from `socketgram/v1/chat.proto`.
 
+pub mod client;
+
 /// Types and services of `socketgram.v1`.
 pub mod v1 {
     tonic::include_proto!("socketgram.v1");

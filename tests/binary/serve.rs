@@ -5,14 +5,11 @@ use std::{collections::BTreeSet, path::Path, time::Duration};
 
 use futures::StreamExt;
 use socketgram_core::store::Backend;
-use socketgram_proto::v1::{
-    self as pb, edge_command::Command, event::Kind, subscribe_request::Scope,
+use socketgram_proto::{
+    client::ChatClient as Chat,
+    v1::{self as pb, edge_command::Command, event::Kind, subscribe_request::Scope},
 };
-use socketgram_tests::{
-    db::TestDb,
-    proxy::FaultProxy,
-    server::{Chat, TestServer},
-};
+use socketgram_tests::{db::TestDb, proxy::FaultProxy, server::TestServer};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Streaming};
@@ -627,4 +624,112 @@ async fn mysql_outage_gives_unavailable_and_recovers() {
 #[tokio::test]
 async fn postgres_outage_gives_unavailable_and_recovers() {
     database_outage(Backend::Postgres).await;
+}
+
+/// Browsers speak gRPC-web over HTTP/1.1: the health check answers that way too.
+#[tokio::test]
+async fn grpc_web_answers_over_http1() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(db) = TestDb::create(Backend::Sqlite).await else {
+        return;
+    };
+    let server = TestServer::start(Path::new(BIN), "serve", &db.url, "").await;
+    let mut tcp = tokio::net::TcpStream::connect(server.grpc).await.unwrap();
+    let request = "POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: localhost\r\n\
+                   Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\n\
+                   Content-Length: 5\r\n\r\n\0\0\0\0\0";
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    let text = tokio::time::timeout(WAIT, async {
+        loop {
+            let n = tcp.read(&mut buf).await.unwrap();
+            assert!(
+                n > 0,
+                "connection closed early: {}",
+                String::from_utf8_lossy(&response)
+            );
+            response.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&response).to_string();
+            if text.contains("grpc-status:") {
+                return text;
+            }
+        }
+    })
+    .await
+    .expect("gRPC-web response");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("application/grpc-web"), "{text}");
+    assert!(text.contains("grpc-status:0"), "{text}");
+    // The data frame: flag 0, length 2, HealthCheckResponse { status: SERVING (1) }.
+    assert!(
+        response
+            .windows(7)
+            .any(|w| w == [0, 0, 0, 0, 2, 0x08, 0x01]),
+        "{text}"
+    );
+    assert!(server.terminate().await);
+}
+
+#[tokio::test]
+async fn migrate_creates_the_schema_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("chat.db");
+    let status = tokio::process::Command::new(BIN)
+        .arg("migrate")
+        .current_dir(dir.path())
+        .env(
+            "SOCKETGRAM_CORE__DATABASE__URL",
+            format!("sqlite://{}", file.display()),
+        )
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    let db = socketgram_core::store::connect(&socketgram_core::store::DatabaseConfig {
+        url: socketgram_core::config::Secret::new(format!("sqlite://{}", file.display())),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        db.last_message_id().await.unwrap(),
+        0,
+        "the schema is there"
+    );
+    db.close().await;
+}
+
+#[tokio::test]
+async fn a_bad_configuration_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[grpc]\nlisten = \"nowhere\"\n").unwrap();
+    for (args, env, key) in [
+        (
+            vec!["serve", "--config", file.to_str().unwrap()],
+            None,
+            "grpc.listen",
+        ),
+        (
+            vec!["config", "check"],
+            Some(("SOCKETGRAM_CORE__MAX_MESSAGE_CHARS", "0")),
+            "core.max_message_chars",
+        ),
+        (
+            vec!["core"],
+            Some(("SOCKETGRAM_CORE__DATABASE__URL", "ftp://x")),
+            "core.database.url",
+        ),
+    ] {
+        let mut command = tokio::process::Command::new(BIN);
+        command.args(&args).current_dir(dir.path());
+        if let Some((k, v)) = env {
+            command.env(k, v);
+        }
+        let out = command.output().await.unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(key), "{args:?}: {stderr}");
+    }
 }

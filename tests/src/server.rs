@@ -7,38 +7,15 @@ use std::{
     time::Duration,
 };
 
-use socketgram_proto::v1::{chat_client::ChatClient, telegram_client::TelegramClient};
+use socketgram_proto::client::{ChatClient, CoreClient, TelegramClient};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
 };
-use tonic::{
-    Request, Status,
-    metadata::MetadataValue,
-    service::{Interceptor, interceptor::InterceptedService},
-    transport::Channel,
-};
+use tonic::transport::Channel;
 
 /// The bearer token test servers accept.
 pub const TOKEN: &str = "test-backend-token";
-
-/// Adds the bearer token to every call.
-#[derive(Clone)]
-pub struct WithToken(pub MetadataValue<tonic::metadata::Ascii>);
-
-impl Interceptor for WithToken {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
-
-/// An authenticated `Chat` client.
-pub type Chat = ChatClient<InterceptedService<Channel, WithToken>>;
-/// An authenticated `Telegram` client.
-pub type Telegram = TelegramClient<InterceptedService<Channel, WithToken>>;
 
 /// A running `socketgram` process.
 pub struct TestServer {
@@ -99,16 +76,19 @@ impl TestServer {
             .expect("connect")
     }
 
-    fn token() -> WithToken {
-        WithToken(format!("Bearer {TOKEN}").parse().expect("metadata"))
+    /// Authenticated clients of both services.
+    pub async fn client(&self) -> CoreClient {
+        CoreClient::connect(&format!("http://{}", self.grpc), TOKEN)
+            .await
+            .expect("connect")
     }
 
-    pub async fn chat(&self) -> Chat {
-        ChatClient::with_interceptor(self.channel().await, Self::token())
+    pub async fn chat(&self) -> ChatClient {
+        self.client().await.chat
     }
 
-    pub async fn telegram(&self) -> Telegram {
-        TelegramClient::with_interceptor(self.channel().await, Self::token())
+    pub async fn telegram(&self) -> TelegramClient {
+        self.client().await.telegram
     }
 
     /// Sends SIGTERM and waits for the exit; returns whether it exited successfully.

@@ -1,0 +1,102 @@
+//! Calling the core: an HTTP/2 channel with the bearer token on every call. Used by the edges
+//! (in one process or apart) and by tests; other backends can use it too.
+
+use tonic::{
+    Request, Status,
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::{Channel, Endpoint},
+};
+
+use crate::v1::{chat_client, telegram_client};
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+pub struct BearerToken(MetadataValue<Ascii>);
+
+impl BearerToken {
+    /// `None` when the token holds characters a header cannot carry.
+    pub fn new(token: &str) -> Option<Self> {
+        format!("Bearer {token}").parse().ok().map(Self)
+    }
+}
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken(***)")
+    }
+}
+
+impl Interceptor for BearerToken {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// An authenticated `socketgram.v1.Chat` client.
+pub type ChatClient = chat_client::ChatClient<InterceptedService<Channel, BearerToken>>;
+/// An authenticated `socketgram.v1.Telegram` client.
+pub type TelegramClient = telegram_client::TelegramClient<InterceptedService<Channel, BearerToken>>;
+
+/// Why a client could not be made.
+#[derive(Debug)]
+pub enum ClientError {
+    /// The URL is not a valid endpoint.
+    Url(String),
+    /// The token cannot travel in a header.
+    Token,
+    /// The first connection failed.
+    Connect(tonic::transport::Error),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Url(url) => write!(f, "invalid core URL {url:?}"),
+            ClientError::Token => {
+                f.write_str("the core token holds characters a header cannot carry")
+            }
+            ClientError::Connect(e) => write!(f, "cannot connect to the core: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// Both services of one core, sharing one channel.
+#[derive(Clone, Debug)]
+pub struct CoreClient {
+    pub chat: ChatClient,
+    pub telegram: TelegramClient,
+}
+
+impl CoreClient {
+    fn endpoint(url: &str) -> Result<Endpoint, ClientError> {
+        Endpoint::from_shared(url.to_owned()).map_err(|_| ClientError::Url(url.to_owned()))
+    }
+
+    fn over(channel: Channel, token: &str) -> Result<Self, ClientError> {
+        let token = BearerToken::new(token).ok_or(ClientError::Token)?;
+        Ok(Self {
+            chat: chat_client::ChatClient::with_interceptor(channel.clone(), token.clone()),
+            telegram: telegram_client::TelegramClient::with_interceptor(channel, token),
+        })
+    }
+
+    /// Connects now; fails when the core is not there.
+    pub async fn connect(url: &str, token: &str) -> Result<Self, ClientError> {
+        let channel = Self::endpoint(url)?
+            .connect()
+            .await
+            .map_err(ClientError::Connect)?;
+        Self::over(channel, token)
+    }
+
+    /// Connects on first use and reconnects after failures by itself.
+    pub fn lazy(url: &str, token: &str) -> Result<Self, ClientError> {
+        Self::over(Self::endpoint(url)?.connect_lazy(), token)
+    }
+}
