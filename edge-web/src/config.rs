@@ -1,7 +1,11 @@
-//! `[web]` of the configuration: the HTTP listener browsers connect to.
+//! `[web]` of the configuration: the HTTP listener browsers connect to, visitor tokens, the
+//! demo page and the limits that protect the edge.
 
 use serde::Deserialize;
-use socketgram_core::{config::ConfigError, server::TlsConfig};
+use socketgram_core::{
+    config::{ConfigError, Secret},
+    server::TlsConfig,
+};
 
 /// The web listener (legacy http/https, port, key and certificate paths).
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -11,6 +15,46 @@ pub struct WebConfig {
     pub listen: String,
     /// HTTPS with these PEM files; plain HTTP when absent.
     pub tls: Option<TlsConfig>,
+    /// Key that signs visitor and admin tokens (`v1.` / `a1.` tokens; the host site mints
+    /// them with the same key, or with `socketgram token`). Empty: tokens are refused.
+    pub token_secret: Secret,
+    /// Serve `/demo`, a page that issues visitor tokens to anyone: development only.
+    pub demo: bool,
+    /// Serve the core's gRPC API (gRPC-web for browsers) on this listener too.
+    pub grpc_web: bool,
+    pub limits: Limits,
+}
+
+/// What one client may do.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Events one socket may send per second (sustained)...
+    pub events_per_second: u32,
+    /// ...and in a burst.
+    pub events_burst: u32,
+    /// Events all sockets of one IP address may send per second (sustained)...
+    pub ip_events_per_second: u32,
+    /// ...and in a burst.
+    pub ip_events_burst: u32,
+    /// Open sockets per IP address.
+    pub connections_per_ip: u32,
+    /// Largest Socket.IO packet accepted, in bytes; a larger one closes the connection.
+    /// Messages over the text limit but under this get a clear `chat error` instead.
+    pub max_packet_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            events_per_second: 10,
+            events_burst: 30,
+            ip_events_per_second: 100,
+            ip_events_burst: 300,
+            connections_per_ip: 200,
+            max_packet_bytes: 1 << 20,
+        }
+    }
 }
 
 impl Default for WebConfig {
@@ -18,6 +62,10 @@ impl Default for WebConfig {
         Self {
             listen: "0.0.0.0:3000".into(),
             tls: None,
+            token_secret: Secret::default(),
+            demo: false,
+            grpc_web: true,
+            limits: Limits::default(),
         }
     }
 }
@@ -30,6 +78,30 @@ impl WebConfig {
             .map_err(|e| ConfigError::new("web.listen", format!("{:?}: {e}", self.listen)))?;
         if let Some(tls) = &self.tls {
             tls.identity("web")?;
+        }
+        if self.demo && self.token_secret.is_empty() {
+            return Err(ConfigError::new(
+                "web.token_secret",
+                "the demo page issues visitor tokens: set a token secret",
+            ));
+        }
+        let l = &self.limits;
+        for (key, value) in [
+            ("web.limits.events_per_second", l.events_per_second),
+            ("web.limits.events_burst", l.events_burst),
+            ("web.limits.ip_events_per_second", l.ip_events_per_second),
+            ("web.limits.ip_events_burst", l.ip_events_burst),
+            ("web.limits.connections_per_ip", l.connections_per_ip),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(key, "must be at least 1"));
+            }
+        }
+        if l.max_packet_bytes < 64 * 1024 {
+            return Err(ConfigError::new(
+                "web.limits.max_packet_bytes",
+                "must be at least 65536: a 10,000-character message must fit",
+            ));
         }
         Ok(())
     }

@@ -1,5 +1,121 @@
-//! The web edge: speaks Socket.IO v4 to browsers (the visitor widget, the legacy visitor page
-//! and the PHP admin) and gRPC to the core, holding no state beyond its open sockets.
-//! For now it owns its configuration section; the Socket.IO server itself is to come.
+//! The web edge: speaks Socket.IO v4 to browsers (Socketgram's widget, the legacy visitor
+//! page and the unchanged PHP admin) and gRPC to the core, holding no state beyond its open
+//! sockets. It also serves the official Socket.IO browser client, the widget script, the
+//! development demo page and, optionally, the core's gRPC API for browsers (gRPC-web).
+//!
+//! - [`socket`]: handshake, event table, limits and refusals.
+//! - [`fanout`]: live events to sockets, in order, with history on subscribe.
+//! - [`core_link`]: the one multiplexed stream to the core.
+//! - [`assets`]: the scripts and pages served over plain HTTP.
 
+pub mod assets;
 pub mod config;
+pub mod core_link;
+pub mod fanout;
+pub mod socket;
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use socketgram_admin_php_compat::{config::LegacyConfig, handshake::TokenSigner};
+use socketgram_proto::client::CoreClient;
+use socketioxide::SocketIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::{config::WebConfig, core_link::CoreLink, fanout::Fanout, socket::limits::Limiter};
+
+/// Shared by every handler.
+pub struct Edge {
+    pub link: Arc<CoreLink>,
+    fanout: OnceLock<Arc<Fanout>>,
+    pub legacy: LegacyConfig,
+    pub signer: TokenSigner,
+    pub limiter: Arc<Limiter>,
+}
+
+impl Edge {
+    /// The fan-out tasks (made right after the Socket.IO handle exists).
+    pub fn fanout(&self) -> &Fanout {
+        self.fanout.get().expect("fan-out is set when the edge starts")
+    }
+}
+
+/// Errors of the web edge.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("web server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Packets queued per socket before emits to it fail: room for a full history replay.
+const SOCKET_BUFFER: usize = 2048;
+
+/// Serves the web edge on `listener` until `shutdown`; `extra` routes (e.g. the core's
+/// gRPC-web API) are served beside it.
+pub async fn serve(
+    listener: TcpListener,
+    config: &WebConfig,
+    legacy: &LegacyConfig,
+    core: CoreClient,
+    extra: Option<axum::Router>,
+    shutdown: CancellationToken,
+) -> Result<(), WebError> {
+    let link = CoreLink::start(core, shutdown.clone());
+    let limiter = Limiter::new(config.limits.clone());
+    let edge = Arc::new(Edge {
+        link: link.clone(),
+        fanout: OnceLock::new(),
+        legacy: legacy.clone(),
+        signer: TokenSigner::new(config.token_secret.expose().as_bytes()),
+        limiter: limiter.clone(),
+    });
+    let (layer, io) = SocketIo::builder()
+        .max_payload(config.limits.max_packet_bytes)
+        .ws_max_message_size(config.limits.max_packet_bytes as usize)
+        .max_buffer_size(SOCKET_BUFFER)
+        .with_state(edge.clone())
+        .build_layer();
+    let _ = edge.fanout.set(Fanout::start(io.clone(), link));
+    socket::register(&io);
+
+    let mut app = assets::router(config, &edge);
+    if let Some(extra) = extra {
+        app = app.merge(extra);
+    }
+    // The Socket.IO layer owns `/socket.io/` (reached through the fallback, since no route
+    // matches it); the client script is served in front of it.
+    let app = app
+        .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
+        .layer(layer)
+        .layer(axum::middleware::from_fn(assets::socket_io_client));
+
+    // Quiet addresses are forgotten now and then, so the per-IP table stays small.
+    let janitor = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            limiter.forget_idle();
+        }
+    });
+    // Open sockets would hold a graceful shutdown forever: close them when it starts.
+    let closer = {
+        let (io, shutdown) = (io.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            io.close().await;
+        })
+    };
+    info!(addr = ?listener.local_addr().ok(), "web edge listening");
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+    janitor.abort();
+    closer.abort();
+    served?;
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! Who a connecting socket is (LEGACY.md §2), decided from the handshake alone: the legacy
+//! visitor query `?id=<cid>&room=<hash>`, the legacy admin query `?<param>=<value>`, or
+//! Socketgram's signed tokens (`token` / `admin_token`, in the Socket.IO `auth` payload or the
+//! query). Payload fields never change it (LEGACY.md §9.1).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::{config::LegacyConfig, events::parse_id, room};
+
+/// What a client is, and how it wants message text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    Visitor {
+        cid: u64,
+        /// The id as the handshake gave it (sent back in `online`/`offline`).
+        cid_text: String,
+        room: String,
+        /// Legacy pages get HTML-escaped text; Socketgram's widget gets plain text.
+        legacy: bool,
+    },
+    Admin {
+        /// Known from a per-admin token; the legacy shared parameter names nobody, so the
+        /// login comes with each admin event (as the PHP admin sends it).
+        admin_id: Option<String>,
+        legacy: bool,
+    },
+}
+
+/// Why a handshake was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("no credentials: expected ?id=&room=, a visitor token or admin credentials")]
+    Missing,
+    #[error("`id` must be a positive integer")]
+    BadId,
+    #[error("`room` does not match `id`")]
+    WrongRoom,
+    #[error("wrong admin credentials")]
+    WrongAdminSecret,
+    #[error("invalid token: {0}")]
+    BadToken(&'static str),
+    #[error("the token has expired")]
+    Expired,
+}
+
+/// Signs and checks Socketgram's tokens: `<kind>.<subject>.<expiry>.<hex hmac-sha256>`, with
+/// kind `v1` (visitor, subject = cid) or `a1` (admin, subject = login).
+#[derive(Clone)]
+pub struct TokenSigner {
+    key: Vec<u8>,
+}
+
+/// The kinds of token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    Visitor,
+    Admin,
+}
+
+impl TokenKind {
+    fn tag(self) -> &'static str {
+        match self {
+            TokenKind::Visitor => "v1",
+            TokenKind::Admin => "a1",
+        }
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl TokenSigner {
+    pub fn new(key: &[u8]) -> Self {
+        Self { key: key.to_vec() }
+    }
+
+    fn mac(&self, body: &str) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("any key length");
+        mac.update(body.as_bytes());
+        mac
+    }
+
+    /// A token for `subject`, valid for `ttl_secs`.
+    pub fn sign(&self, kind: TokenKind, subject: &str, ttl_secs: u64) -> String {
+        let body = format!("{}.{subject}.{}", kind.tag(), now() + ttl_secs);
+        let sig = hex::encode(self.mac(&body).finalize().into_bytes());
+        format!("{body}.{sig}")
+    }
+
+    /// The subject of a valid, unexpired token of `kind`.
+    pub fn verify(&self, kind: TokenKind, token: &str) -> Result<String, HandshakeError> {
+        let (body, sig) = token.rsplit_once('.').ok_or(HandshakeError::BadToken("malformed"))?;
+        let mut parts = body.splitn(3, '.');
+        let (Some(tag), Some(subject), Some(expiry)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(HandshakeError::BadToken("malformed"));
+        };
+        if tag != kind.tag() {
+            return Err(HandshakeError::BadToken("wrong kind"));
+        }
+        let sig = hex::decode(sig).map_err(|_| HandshakeError::BadToken("malformed signature"))?;
+        self.mac(body).verify_slice(&sig).map_err(|_| HandshakeError::BadToken("bad signature"))?;
+        let expiry: u64 = expiry.parse().map_err(|_| HandshakeError::BadToken("malformed expiry"))?;
+        if expiry < now() {
+            return Err(HandshakeError::Expired);
+        }
+        Ok(subject.to_owned())
+    }
+}
+
+/// Everything a handshake may carry.
+#[derive(Debug, Default)]
+pub struct Credentials {
+    /// Query parameters, in order.
+    pub query: Vec<(String, String)>,
+    /// `token` from the `auth` payload (or query).
+    pub token: Option<String>,
+    /// `admin_token` from the `auth` payload (or query).
+    pub admin_token: Option<String>,
+}
+
+impl Credentials {
+    /// Reads the query string and the Socket.IO `auth` payload.
+    pub fn from_handshake(query: Option<&str>, auth: Option<&serde_json::Value>) -> Self {
+        let query: Vec<(String, String)> = query
+            .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let from_auth = |name: &str| {
+            auth.and_then(|a| a.get(name)).and_then(|v| v.as_str()).map(str::to_owned)
+        };
+        let token = from_auth("token").or_else(|| lookup(&query, "token").map(str::to_owned));
+        let admin_token =
+            from_auth("admin_token").or_else(|| lookup(&query, "admin_token").map(str::to_owned));
+        Self { query, token, admin_token }
+    }
+}
+
+fn lookup<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// Decides who the client is.
+pub fn identify(
+    credentials: &Credentials,
+    legacy: &LegacyConfig,
+    signer: &TokenSigner,
+) -> Result<Identity, HandshakeError> {
+    if let Some(token) = &credentials.admin_token {
+        let admin_id = signer.verify(TokenKind::Admin, token)?;
+        return Ok(Identity::Admin { admin_id: Some(admin_id), legacy: false });
+    }
+    if let Some(param) = &legacy.admin_param
+        && let Some(value) = lookup(&credentials.query, &param.name)
+    {
+        // Constant time: the value is a shared secret (LEGACY.md §9.3).
+        return if bool::from(value.as_bytes().ct_eq(param.value.expose().as_bytes())) {
+            Ok(Identity::Admin { admin_id: None, legacy: true })
+        } else {
+            Err(HandshakeError::WrongAdminSecret)
+        };
+    }
+    if let Some(token) = &credentials.token {
+        let subject = signer.verify(TokenKind::Visitor, token)?;
+        let cid = parse_id(&subject).ok_or(HandshakeError::BadToken("bad subject"))?;
+        return Ok(Identity::Visitor {
+            cid,
+            cid_text: subject,
+            room: room::room_of(legacy.room_hash, &cid.to_string(), legacy.secret.expose()),
+            legacy: false,
+        });
+    }
+    match (lookup(&credentials.query, "id"), lookup(&credentials.query, "room")) {
+        (Some(id), Some(room)) => {
+            let cid = parse_id(id).ok_or(HandshakeError::BadId)?;
+            if !room::room_matches(legacy.room_hash, id, legacy.secret.expose(), room) {
+                return Err(HandshakeError::WrongRoom);
+            }
+            Ok(Identity::Visitor { cid, cid_text: id.to_owned(), room: room.to_owned(), legacy: true })
+        }
+        _ => Err(HandshakeError::Missing),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use socketgram_core::config::Secret;
+
+    use super::*;
+    use crate::{config::AdminParam, room::HashKind};
+
+    fn legacy() -> LegacyConfig {
+        LegacyConfig {
+            secret: Secret::new("qwerty"),
+            room_hash: HashKind::Md5,
+            admin_param: Some(AdminParam { name: "adminpass".into(), value: Secret::new("admin") }),
+        }
+    }
+
+    fn who(query: &str, auth: Option<serde_json::Value>) -> Result<Identity, HandshakeError> {
+        let signer = TokenSigner::new(b"k");
+        identify(&Credentials::from_handshake(Some(query), auth.as_ref()), &legacy(), &signer)
+    }
+
+    #[test]
+    fn legacy_visitor_and_admin() {
+        let room = room::room_of(HashKind::Md5, "123", "qwerty");
+        let id = who(&format!("EIO=4&transport=websocket&id=123&room={room}"), None).unwrap();
+        assert_eq!(id, Identity::Visitor { cid: 123, cid_text: "123".into(), room: room.clone(), legacy: true });
+        assert_eq!(who(&format!("id=124&room={room}"), None), Err(HandshakeError::WrongRoom));
+        assert_eq!(who(&format!("id=abc&room={room}"), None), Err(HandshakeError::BadId));
+        assert_eq!(who("id=123", None), Err(HandshakeError::Missing));
+        assert_eq!(who("adminpass=admin", None), Ok(Identity::Admin { admin_id: None, legacy: true }));
+        assert_eq!(who("adminpass=nope", None), Err(HandshakeError::WrongAdminSecret));
+    }
+
+    #[test]
+    fn tokens() {
+        let signer = TokenSigner::new(b"k");
+        let visitor = signer.sign(TokenKind::Visitor, "77", 60);
+        let id = who("", Some(serde_json::json!({ "token": visitor }))).unwrap();
+        assert!(matches!(id, Identity::Visitor { cid: 77, legacy: false, .. }));
+        let admin = signer.sign(TokenKind::Admin, "alice", 60);
+        assert_eq!(
+            who(&format!("admin_token={admin}"), None),
+            Ok(Identity::Admin { admin_id: Some("alice".into()), legacy: false })
+        );
+        assert!(matches!(signer.verify(TokenKind::Visitor, &admin), Err(HandshakeError::BadToken(_))));
+        let forged = visitor.replace(".77.", ".78.");
+        assert!(matches!(signer.verify(TokenKind::Visitor, &forged), Err(HandshakeError::BadToken(_))));
+        let expired = signer.sign(TokenKind::Visitor, "77", 0).replace(&format!(".{}.", now()), ".1.");
+        assert!(signer.verify(TokenKind::Visitor, &expired).is_err());
+        assert!(TokenSigner::new(b"other").verify(TokenKind::Visitor, &visitor).is_err());
+    }
+}

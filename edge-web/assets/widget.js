@@ -1,0 +1,1 @@
+// Socketgram widget: written in the next step.

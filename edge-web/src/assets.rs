@@ -1,0 +1,81 @@
+//! What the edge serves over plain HTTP: the official Socket.IO v4 browser client (at
+//! `/socket.io/socket.io.js`, where the PHP admin loads it from, LEGACY.md §2), the widget
+//! script (`/widget.js`: that client plus Socketgram's widget, one `<script>` tag), and in
+//! development mode the demo page and its token endpoint.
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    extract::{Query, Request, State},
+    http::{HeaderValue, StatusCode, header},
+    middleware::Next,
+    response::{Html, IntoResponse, Response},
+    routing::get,
+};
+use serde::Deserialize;
+use socketgram_admin_php_compat::{events::parse_id, handshake::TokenKind};
+
+use crate::{Edge, config::WebConfig};
+
+/// The official client, fetched from the npm registry at build time (see build.rs).
+const SOCKET_IO_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/socket.io.js"));
+const SOCKET_IO_MIN_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/socket.io.min.js"));
+/// Socketgram's widget (no dependencies but the client above).
+const WIDGET_JS: &str = include_str!("../assets/widget.js");
+const DEMO_HTML: &str = include_str!("../assets/demo.html");
+
+/// How long demo tokens last.
+const DEMO_TOKEN_TTL_SECS: u64 = 24 * 3600;
+
+fn javascript(body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/javascript; charset=utf-8")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Serves the client script before the Socket.IO layer, which owns every other
+/// `/socket.io/` path.
+pub async fn socket_io_client(request: Request, next: Next) -> Response {
+    match request.uri().path() {
+        "/socket.io/socket.io.js" => javascript(SOCKET_IO_JS),
+        "/socket.io/socket.io.min.js" => javascript(SOCKET_IO_MIN_JS),
+        _ => next.run(request).await,
+    }
+}
+
+/// The plain HTTP routes.
+pub fn router(config: &WebConfig, edge: &Arc<Edge>) -> Router {
+    static WIDGET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let widget = WIDGET.get_or_init(|| format!("{SOCKET_IO_MIN_JS}\n;\n{WIDGET_JS}"));
+    let mut router = Router::new()
+        .route("/widget.js", get(move || async move { javascript(widget) }))
+        .route("/healthz", get(|| async { "ok" }));
+    if config.demo {
+        router = router
+            .route("/demo", get(|| async { Html(DEMO_HTML) }))
+            .route("/demo/token", get(demo_token).with_state(edge.clone()));
+    }
+    router
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    cid: String,
+}
+
+/// Development only: a visitor token for any visitor id, so a newcomer can try the widget.
+async fn demo_token(State(edge): State<Arc<Edge>>, Query(q): Query<TokenQuery>) -> Response {
+    match parse_id(&q.cid).filter(|&c| c <= u64::from(u32::MAX)) {
+        Some(cid) => {
+            let token = edge.signer.sign(TokenKind::Visitor, &cid.to_string(), DEMO_TOKEN_TTL_SECS);
+            Json(serde_json::json!({ "cid": cid, "token": token })).into_response()
+        }
+        None => (StatusCode::BAD_REQUEST, "cid must be a positive integer").into_response(),
+    }
+}

@@ -1,0 +1,235 @@
+//! The edge's one stream to the core (`Chat.EdgeSession`, DESIGN.md): every subscription and
+//! every visitor socket's presence of this edge travel over it, however many sockets there
+//! are. When the stream breaks, the link reconnects with back-off, subscribes again from each
+//! subscription's cursor (so nothing is lost or repeated) and re-declares presence.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use socketgram_proto::{
+    client::CoreClient,
+    v1::{self as pb, edge_command::Command as Wire, edge_event::Kind},
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// What a subscription receives.
+#[derive(Debug)]
+pub enum LinkEvent {
+    Event(pb::event::Kind),
+    /// The core refused or ended the subscription (it is gone; subscribe again to retry).
+    Ended { code: i32, message: String },
+}
+
+/// What the link is asked to do.
+enum Command {
+    Subscribe { id: u64, scope: pb::subscribe_request::Scope, since: Option<u64>, events: mpsc::UnboundedSender<LinkEvent> },
+    Unsubscribe(u64),
+    Presence { conversation: u64, online: bool },
+}
+
+/// The shared handle.
+pub struct CoreLink {
+    commands: mpsc::UnboundedSender<Command>,
+    next_id: AtomicU64,
+    client: CoreClient,
+}
+
+/// A live subscription; dropping it unsubscribes.
+pub struct Subscription {
+    id: u64,
+    events: mpsc::UnboundedReceiver<LinkEvent>,
+    link: Arc<CoreLink>,
+}
+
+impl Subscription {
+    /// The next event; `None` when the link is gone (shutdown).
+    pub async fn recv(&mut self) -> Option<LinkEvent> {
+        self.events.recv().await
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let _ = self.link.commands.send(Command::Unsubscribe(self.id));
+    }
+}
+
+impl CoreLink {
+    /// Starts the link task; it ends with `shutdown`.
+    pub fn start(client: CoreClient, shutdown: CancellationToken) -> Arc<Self> {
+        let (commands, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(client.clone(), rx, shutdown));
+        Arc::new(Self { commands, next_id: AtomicU64::new(1), client })
+    }
+
+    /// A client for unary calls (history, sends), sharing the link's connection.
+    pub fn client(&self) -> CoreClient {
+        self.client.clone()
+    }
+
+    /// Subscribes to a scope, replaying after `since` when given.
+    pub fn subscribe(self: &Arc<Self>, scope: pb::subscribe_request::Scope, since: Option<u64>) -> Subscription {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (events, rx) = mpsc::unbounded_channel();
+        let _ = self.commands.send(Command::Subscribe { id, scope, since, events });
+        Subscription { id, events: rx, link: self.clone() }
+    }
+
+    /// One visitor socket more (`online`) or less.
+    pub fn presence(&self, conversation: u64, online: bool) {
+        let _ = self.commands.send(Command::Presence { conversation, online });
+    }
+}
+
+struct Sub {
+    scope: pb::subscribe_request::Scope,
+    /// The greatest message id delivered (or the catch-up point): where a resubscription
+    /// resumes. `None` until the first `CaughtUp`.
+    cursor: Option<u64>,
+    events: mpsc::UnboundedSender<LinkEvent>,
+}
+
+#[derive(Default)]
+struct State {
+    subs: HashMap<u64, Sub>,
+    presence: HashMap<u64, u32>,
+}
+
+impl State {
+    /// Applies a command; returns what to send to the core.
+    fn apply(&mut self, command: Command) -> Option<Wire> {
+        match command {
+            Command::Subscribe { id, scope, since, events } => {
+                self.subs.insert(id, Sub { scope, cursor: since, events });
+                Some(subscribe(id, scope, since))
+            }
+            Command::Unsubscribe(id) => self
+                .subs
+                .remove(&id)
+                .map(|_| Wire::Unsubscribe(pb::EdgeUnsubscribe { subscription_id: id })),
+            Command::Presence { conversation, online } => {
+                let count = self.presence.entry(conversation).or_default();
+                if online {
+                    *count += 1;
+                } else if *count > 0 {
+                    *count -= 1;
+                } else {
+                    return None;
+                }
+                if *count == 0 {
+                    self.presence.remove(&conversation);
+                }
+                Some(Wire::Presence(pb::EdgePresence { conversation_id: conversation, online }))
+            }
+        }
+    }
+
+    /// Everything a fresh session must be told.
+    fn replay(&self) -> Vec<Wire> {
+        let subs = self.subs.iter().map(|(&id, s)| subscribe(id, s.scope, s.cursor));
+        let presence = self.presence.iter().flat_map(|(&c, &n)| {
+            (0..n).map(move |_| Wire::Presence(pb::EdgePresence { conversation_id: c, online: true }))
+        });
+        subs.chain(presence).collect()
+    }
+
+    fn route(&mut self, event: pb::EdgeEvent) {
+        let Some(sub) = self.subs.get_mut(&event.subscription_id) else { return };
+        let delivered = match event.kind {
+            Some(Kind::Event(pb::Event { kind: Some(kind) })) => {
+                match &kind {
+                    pb::event::Kind::Message(m) => sub.cursor = Some(sub.cursor.unwrap_or(0).max(m.id)),
+                    pb::event::Kind::CaughtUp(c) => {
+                        sub.cursor = Some(sub.cursor.unwrap_or(0).max(c.last_message_id))
+                    }
+                    _ => {}
+                }
+                sub.events.send(LinkEvent::Event(kind))
+            }
+            Some(Kind::Error(e)) => {
+                let sent = sub.events.send(LinkEvent::Ended { code: e.code, message: e.message });
+                self.subs.remove(&event.subscription_id);
+                sent
+            }
+            _ => Ok(()),
+        };
+        if delivered.is_err() {
+            // The subscriber is gone; its Unsubscribe is on the way.
+            debug!(subscription = event.subscription_id, "event for a dropped subscription");
+        }
+    }
+}
+
+fn subscribe(id: u64, scope: pb::subscribe_request::Scope, since: Option<u64>) -> Wire {
+    Wire::Subscribe(pb::EdgeSubscribe {
+        subscription_id: id,
+        request: Some(pb::SubscribeRequest { scope: Some(scope), since_message_id: since }),
+    })
+}
+
+async fn run(mut client: CoreClient, mut commands: mpsc::UnboundedReceiver<Command>, shutdown: CancellationToken) {
+    let mut state = State::default();
+    let mut backoff = Duration::from_millis(100);
+    while !shutdown.is_cancelled() {
+        let (out, out_rx) = mpsc::unbounded_channel();
+        for wire in state.replay() {
+            let _ = out.send(pb::EdgeCommand { command: Some(wire) });
+        }
+        let session = tokio::select! {
+            () = shutdown.cancelled() => return,
+            session = client.chat.edge_session(UnboundedReceiverStream::new(out_rx)) => session,
+        };
+        let mut inbound = match session {
+            Ok(response) => {
+                info!("edge session with the core open");
+                backoff = Duration::from_millis(100);
+                response.into_inner()
+            }
+            Err(status) => {
+                warn!(error = %status, retry_in = ?backoff, "cannot open the edge session");
+                // Keep applying commands while waiting, so the next replay is current.
+                let sleep = tokio::time::sleep(backoff);
+                tokio::pin!(sleep);
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = &mut sleep => break,
+                        command = commands.recv() => match command {
+                            Some(c) => { state.apply(c); }
+                            None => return,
+                        },
+                    }
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                command = commands.recv() => match command {
+                    Some(c) => {
+                        if let Some(wire) = state.apply(c) {
+                            let _ = out.send(pb::EdgeCommand { command: Some(wire) });
+                        }
+                    }
+                    None => return,
+                },
+                event = inbound.message() => match event {
+                    Ok(Some(event)) => state.route(event),
+                    Ok(None) => { warn!("the core closed the edge session; reconnecting"); break; }
+                    Err(status) => { warn!(error = %status, "edge session broke; reconnecting"); break; }
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The Socket.IO side: who connects (the handshake, checked before anything else happens),
+//! the event table, limits, and refusals. Wire names and payload shapes come from
+//! `admin-php-compat`; the handlers for each role are in [`visitor`] and [`admin`].
+
+mod admin;
+pub mod limits;
+mod visitor;
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, atomic::AtomicBool},
+};
+
+use axum::extract::ConnectInfo;
+use governor::DefaultDirectRateLimiter;
+use serde_json::Value;
+use socketgram_admin_php_compat::{
+    events::{ErrorPayload, incoming, outgoing},
+    handshake::{self, Credentials, HandshakeError, Identity},
+};
+use socketioxide::{
+    SocketIo,
+    extract::{AckSender, Event, Extension, SocketRef, State, TryData},
+    handler::ConnectHandler,
+};
+use tonic::{Code, Status};
+use tracing::{debug, info, warn};
+
+use crate::{Edge, fanout::Flavor};
+
+/// What the edge knows about one socket, fixed at the handshake.
+pub struct Peer {
+    pub identity: Identity,
+    pub ip: IpAddr,
+    /// A visitor socket that sent `subscribe` (counted online, in its conversation's task).
+    pub subscribed: AtomicBool,
+    pub limiter: DefaultDirectRateLimiter,
+}
+
+impl Peer {
+    pub fn flavor(&self) -> Flavor {
+        let legacy = match &self.identity {
+            Identity::Visitor { legacy, .. } | Identity::Admin { legacy, .. } => *legacy,
+        };
+        if legacy { Flavor::Legacy } else { Flavor::Plain }
+    }
+}
+
+/// Registers the default namespace.
+pub fn register(io: &SocketIo) {
+    io.ns("/", on_connect.with(authenticate));
+}
+
+/// Why a connection was refused; the client gets it as `connect_error`.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error("too many connections from your address")]
+    TooManyConnections,
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
+}
+
+fn client_ip(s: &SocketRef) -> IpAddr {
+    s.req_parts()
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
+}
+
+/// The handshake (LEGACY.md §2): runs before the socket is connected, so a refused client
+/// never reaches an event handler.
+async fn authenticate(s: SocketRef, State(edge): State<Arc<Edge>>, TryData(auth): TryData<Value>) -> Result<(), Refused> {
+    let ip = client_ip(&s);
+    let credentials = Credentials::from_handshake(s.req_parts().uri.query(), auth.ok().as_ref());
+    let identity = match handshake::identify(&credentials, &edge.legacy, &edge.signer) {
+        Ok(identity) => identity,
+        Err(e) => {
+            warn!(%ip, reason = %e, "handshake refused");
+            return Err(e.into());
+        }
+    };
+    if !edge.limiter.open(ip) {
+        warn!(%ip, "handshake refused: too many connections");
+        return Err(Refused::TooManyConnections);
+    }
+    s.extensions.insert(Arc::new(Peer {
+        identity,
+        ip,
+        subscribed: AtomicBool::new(false),
+        limiter: edge.limiter.for_socket(),
+    }));
+    Ok(())
+}
+
+async fn on_connect(s: SocketRef, State(edge): State<Arc<Edge>>, Extension(peer): Extension<Arc<Peer>>) {
+    debug!(sid = %s.id, identity = ?peer.identity, "connected");
+    s.on_fallback(dispatch);
+    s.on_disconnect(on_disconnect);
+    if let Identity::Admin { .. } = peer.identity {
+        edge.fanout().join_admin(s.clone(), peer.flavor());
+    }
+}
+
+/// The event table (LEGACY.md §3): every event of every socket comes here.
+async fn dispatch(
+    s: SocketRef,
+    Event(event): Event,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+    State(edge): State<Arc<Edge>>,
+    Extension(peer): Extension<Arc<Peer>>,
+) {
+    if !edge.limiter.allow_event(&peer.limiter, peer.ip) {
+        return refuse(&s, Some(ack), &event, "rate_limited", "too many events: slow down".into());
+    }
+    // A payload the parser cannot read at all is treated as missing: handlers refuse it.
+    let data = data.unwrap_or(Value::Null);
+    let is_admin = matches!(peer.identity, Identity::Admin { .. });
+    match (event.as_str(), is_admin) {
+        (incoming::SUBSCRIBE, false) => visitor::subscribe(&s, &edge, &peer, &data, ack).await,
+        (incoming::NEW_MESSAGE, false) => visitor::new_message(&s, &edge, &peer, &data, ack).await,
+        (incoming::TAKE_HISTORY, false) => visitor::take_history(&s, &edge, &peer, &data, ack).await,
+        (incoming::SUBSCRIBE_ADMIN, true) => admin::subscribe(&s, &peer, &data, ack),
+        (incoming::NEW_MESSAGE_ADMIN, true) => admin::new_message(&s, &edge, &peer, &data, ack).await,
+        (incoming::UPDATE_ADMIN_LIST, true) => admin::update_list(&s, &edge, ack).await,
+        (incoming::SUBSCRIBE_ADMIN | incoming::NEW_MESSAGE_ADMIN | incoming::UPDATE_ADMIN_LIST, false) => {
+            // LEGACY.md §9.2: the legacy server took these from anyone.
+            warn!(sid = %s.id, ip = %peer.ip, %event, "admin-only event from a visitor socket refused");
+            refuse(&s, Some(ack), &event, "forbidden", "this event is for support staff only".into());
+        }
+        (incoming::SUBSCRIBE | incoming::NEW_MESSAGE | incoming::TAKE_HISTORY, true) => {
+            refuse(&s, Some(ack), &event, "forbidden", "this event is for visitors; admins use the :servadm events".into());
+        }
+        _ => refuse(&s, Some(ack), &event, "unknown_event", format!("unknown event {event:?}")),
+    }
+}
+
+async fn on_disconnect(s: SocketRef, State(edge): State<Arc<Edge>>, Extension(peer): Extension<Arc<Peer>>) {
+    debug!(sid = %s.id, "disconnected");
+    edge.limiter.close(peer.ip);
+    if let Identity::Visitor { cid, .. } = peer.identity
+        && peer.subscribed.load(std::sync::atomic::Ordering::SeqCst)
+    {
+        edge.link.presence(cid, false);
+        edge.fanout().leave(cid);
+    }
+}
+
+/// Answers a refused request: a `chat error` event, and the ack `{error}` when the client
+/// asked for one.
+pub fn refuse(s: &SocketRef, ack: Option<AckSender>, event: &str, code: &'static str, message: String) {
+    info!(sid = %s.id, %event, code, %message, "request refused");
+    let payload = ErrorPayload { event: event.to_owned(), code, message };
+    if let Some(ack) = ack {
+        let _ = ack.send(&serde_json::json!({ "error": &payload }));
+    }
+    let _ = s.emit(outgoing::ERROR, &payload);
+}
+
+/// Answers a request the core refused.
+pub fn refuse_status(s: &SocketRef, event: &str, status: &Status) {
+    refuse_with_ack(s, None, event, status);
+}
+
+pub(crate) fn refuse_with_ack(s: &SocketRef, ack: Option<AckSender>, event: &str, status: &Status) {
+    let code = match status.code() {
+        Code::InvalidArgument | Code::OutOfRange => "invalid",
+        Code::NotFound => "not_found",
+        Code::Unavailable | Code::DeadlineExceeded => "unavailable",
+        Code::FailedPrecondition => "refused",
+        Code::Unauthenticated | Code::PermissionDenied => "forbidden",
+        _ => "internal",
+    };
+    refuse(s, ack, event, code, status.message().to_owned());
+}
+
+/// Answers success to a client that asked for an ack.
+pub fn ok(ack: AckSender, data: Value) {
+    let _ = ack.send(&serde_json::json!({ "data": data }));
+}

@@ -1,0 +1,153 @@
+//! Visitor events: `subscribe`, `new message`, `take history` (LEGACY.md §3). The visitor's
+//! identity is the handshake's; a payload naming another visitor or room is refused and
+//! logged, and nothing is stored (LEGACY.md §9.1).
+
+use std::sync::atomic::Ordering;
+
+use serde_json::{Value, json};
+use socketgram_admin_php_compat::{
+    events::{Fields, HISTORY_PAGE, incoming, outgoing},
+    handshake::Identity,
+};
+use socketgram_proto::v1 as pb;
+use socketioxide::extract::{AckSender, SocketRef};
+use tracing::warn;
+
+use super::{Peer, ok, refuse, refuse_with_ack};
+use crate::{Edge, fanout::payload};
+
+/// The visitor behind a socket.
+struct Visitor<'a> {
+    cid: u64,
+    room: &'a str,
+}
+
+fn visitor(peer: &Peer) -> Visitor<'_> {
+    match &peer.identity {
+        Identity::Visitor { cid, room, .. } => Visitor { cid: *cid, room },
+        Identity::Admin { .. } => unreachable!("dispatch sends only visitor sockets here"),
+    }
+}
+
+/// Checks that the payload's `username`/`room`, when present, are the handshake's.
+fn same_visitor(s: &SocketRef, peer: &Peer, fields: &Fields<'_>, event: &str, ack: &mut Option<AckSender>) -> bool {
+    let me = visitor(peer);
+    let username = fields.id("username");
+    let room = fields.text("room");
+    let (username, room) = match (username, room) {
+        (Ok(u), Ok(r)) => (u, r),
+        (Err(e), _) | (_, Err(e)) => {
+            refuse(s, ack.take(), event, "invalid", e.to_string());
+            return false;
+        }
+    };
+    if username.is_some_and(|u| u != me.cid) || room.as_deref().is_some_and(|r| r != me.room) {
+        warn!(sid = %s.id, ip = %peer.ip, cid = me.cid, claimed = ?username, %event,
+              "payload names another visitor; refused");
+        refuse(s, ack.take(), event, "forbidden", "the payload names another visitor than this connection's".into());
+        return false;
+    }
+    true
+}
+
+/// `subscribe {room, username}`: the last 20 messages (or, with `since`, everything after
+/// it), then live messages; the visitor is online from now until its last socket goes.
+pub async fn subscribe(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, ack: AckSender) {
+    let event = incoming::SUBSCRIBE;
+    let empty = json!({});
+    // The widget may subscribe without a payload: its identity is its token.
+    let data = if data.is_null() { &empty } else { data };
+    let fields = match Fields::of(data) {
+        Ok(f) => f,
+        Err(e) => return refuse(s, Some(ack), event, "invalid", e.to_string()),
+    };
+    let mut ack = Some(ack);
+    if !same_visitor(s, peer, &fields, event, &mut ack) {
+        return;
+    }
+    let since = match fields.id("since") {
+        Ok(since) => since,
+        Err(e) => return refuse(s, ack, event, "invalid", e.to_string()),
+    };
+    if peer.subscribed.swap(true, Ordering::SeqCst) {
+        return refuse(s, ack, event, "invalid", "this connection is already subscribed".into());
+    }
+    let cid = visitor(peer).cid;
+    let opened = edge.link.client().chat.open_conversation(pb::OpenConversationRequest { conversation_id: cid }).await;
+    if let Err(status) = opened {
+        peer.subscribed.store(false, Ordering::SeqCst);
+        return refuse_with_ack(s, ack, event, &status);
+    }
+    edge.link.presence(cid, true);
+    edge.fanout().join_visitor(cid, s.clone(), peer.flavor(), since);
+    if let Some(ack) = ack {
+        ok(ack, json!({ "conversation": cid }));
+    }
+}
+
+/// `new message {username, message, room}`: stored, then delivered to every tab of the
+/// visitor and to every admin through the live stream.
+pub async fn new_message(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, ack: AckSender) {
+    let event = incoming::NEW_MESSAGE;
+    let fields = match Fields::of(data) {
+        Ok(f) => f,
+        Err(e) => return refuse(s, Some(ack), event, "invalid", e.to_string()),
+    };
+    let mut ack = Some(ack);
+    if !same_visitor(s, peer, &fields, event, &mut ack) {
+        return;
+    }
+    let (text, client_msg_id) = match (fields.required_text("message"), fields.text("client_msg_id")) {
+        (Ok(text), Ok(id)) => (text, id.unwrap_or_default()),
+        (Err(e), _) | (_, Err(e)) => return refuse(s, ack, event, "invalid", e.to_string()),
+    };
+    let request = pb::SendMessageRequest {
+        conversation_id: visitor(peer).cid,
+        author: Some(pb::Author { kind: pb::AuthorKind::Visitor as i32, admin_id: String::new() }),
+        text,
+        client_msg_id,
+    };
+    match edge.link.client().chat.send_message(request).await {
+        Ok(sent) => {
+            if let (Some(ack), Some(m)) = (ack, sent.into_inner().message) {
+                ok(ack, json!({ "label": m.id }));
+            }
+        }
+        Err(status) => refuse_with_ack(s, ack, event, &status),
+    }
+}
+
+/// `take history {username, room, mid}`: up to 10 messages older than `mid`, newest first,
+/// to this socket only (LEGACY.md §9.8), between the history button events.
+pub async fn take_history(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, ack: AckSender) {
+    let event = incoming::TAKE_HISTORY;
+    let fields = match Fields::of(data) {
+        Ok(f) => f,
+        Err(e) => return refuse(s, Some(ack), event, "invalid", e.to_string()),
+    };
+    let mut ack = Some(ack);
+    if !same_visitor(s, peer, &fields, event, &mut ack) {
+        return;
+    }
+    let mid = match fields.id("mid") {
+        Ok(Some(mid)) => mid,
+        Ok(None) => return refuse(s, ack, event, "invalid", "`mid` is missing".into()),
+        Err(e) => return refuse(s, ack, event, "invalid", e.to_string()),
+    };
+    let _ = s.emit(outgoing::DROP_HISTORY_BUTTON, &());
+    let request = pb::HistoryRequest { conversation_id: visitor(peer).cid, before_id: mid, limit: HISTORY_PAGE, after_id: 0 };
+    let page = match edge.link.client().chat.history(request).await {
+        Ok(page) => page.into_inner(),
+        Err(status) => return refuse_with_ack(s, ack, event, &status),
+    };
+    let flavor = peer.flavor();
+    for m in &page.messages {
+        let _ = s.emit(outgoing::NEW_MESSAGE_HISTORY, &payload(m, flavor));
+    }
+    if page.has_more {
+        let _ = s.emit(outgoing::ADD_HISTORY_BUTTON, &());
+    }
+    if let Some(ack) = ack {
+        ok(ack, json!({ "count": page.messages.len(), "has_more": page.has_more }));
+    }
+}
