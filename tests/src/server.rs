@@ -22,6 +22,8 @@ pub struct TestServer {
     child: Child,
     /// The gRPC address it reported.
     pub grpc: SocketAddr,
+    /// The web edge's address (`serve` only).
+    pub web: Option<SocketAddr>,
     _dir: tempfile::TempDir,
 }
 
@@ -40,7 +42,8 @@ impl TestServer {
             .arg("--config")
             .arg(&config)
             .current_dir(dir.path())
-            .env("RUST_LOG", "socketgram=info,socketgram_core=info")
+            .env("RUST_LOG", "socketgram=info,socketgram_core=info,socketgram_edge_web=info")
+            .env("SOCKETGRAM_WEB__LISTEN", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -50,8 +53,8 @@ impl TestServer {
         let mut lines = BufReader::new(stdout).lines();
         let ready = tokio::time::timeout(Duration::from_secs(60), async {
             while let Some(line) = lines.next_line().await.expect("read stdout") {
-                if let Some(addr) = line.strip_prefix("socketgram: listening grpc=") {
-                    return addr.parse::<SocketAddr>().expect("address");
+                if let Some(rest) = line.strip_prefix("socketgram: listening ") {
+                    return parse_ready(rest);
                 }
             }
             panic!("socketgram exited before it was ready");
@@ -60,11 +63,13 @@ impl TestServer {
         .expect("socketgram did not get ready in time");
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self {
-            child,
-            grpc: ready,
-            _dir: dir,
-        }
+        let (grpc, web) = ready;
+        Self { child, grpc, web, _dir: dir }
+    }
+
+    /// The web edge's base URL (`http://127.0.0.1:PORT`).
+    pub fn web_url(&self) -> String {
+        format!("http://{}", self.web.expect("the web edge runs under `serve`"))
     }
 
     /// A fresh HTTP/2 channel.
@@ -105,6 +110,20 @@ impl TestServer {
             .expect("wait");
         status.success()
     }
+}
+
+/// Reads `grpc=ADDR [web=ADDR]` of the ready line.
+fn parse_ready(rest: &str) -> (SocketAddr, Option<SocketAddr>) {
+    let mut grpc = None;
+    let mut web = None;
+    for part in rest.split_whitespace() {
+        match part.split_once('=') {
+            Some(("grpc", addr)) => grpc = addr.parse().ok(),
+            Some(("web", addr)) => web = addr.parse().ok(),
+            _ => {}
+        }
+    }
+    (grpc.expect("grpc address in the ready line"), web)
 }
 
 /// The `socketgram` binary next to the running test executable (cargo puts test binaries in
