@@ -22,7 +22,13 @@ fn main() {
         fs::copy(js.join("package.json"), work.join("package.json")).expect("copy package.json");
         fs::write(&installed_lock, &lock).expect("copy package-lock.json");
         let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"])
+            .args([
+                "ci",
+                "--no-audit",
+                "--no-fund",
+                "--ignore-scripts",
+                "--loglevel=error",
+            ])
             .current_dir(&work)
             .status();
         match status {

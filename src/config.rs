@@ -14,7 +14,7 @@ use socketgram_core::{
     config::{ConfigError, CoreConfig},
     server::GrpcConfig,
 };
-use socketgram_edge_telegram::config::{CredentialsConfig, TelegramConfig};
+use socketgram_edge_telegram::config::TelegramConfig;
 use socketgram_edge_web::config::WebConfig;
 
 /// The documented example: every key with its default or a typical value.
@@ -28,7 +28,6 @@ pub struct Config {
     pub grpc: GrpcConfig,
     pub web: WebConfig,
     pub legacy: LegacyConfig,
-    pub credentials: CredentialsConfig,
     pub telegram: TelegramConfig,
     pub log: LogConfig,
     /// Seconds given to calls in flight after SIGTERM / Ctrl-C before the process exits anyway.
@@ -95,7 +94,6 @@ impl Config {
         self.grpc.validate("grpc")?;
         self.web.validate()?;
         self.legacy.validate()?;
-        self.credentials.validate()?;
         self.telegram.validate()?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             return Err(ConfigError::new("log.filter", e.to_string()));
@@ -119,7 +117,8 @@ mod tests {
         parsed.validate().expect("example is valid");
         assert_eq!(parsed.core.company, "Acme");
         assert!(parsed.legacy.admin_param.is_some());
-        assert!(parsed.credentials.external.is_some());
+        assert!(parsed.core.credentials.external.is_some());
+        assert!(parsed.telegram.webhook_secret.is_some());
         assert!(parsed.grpc.tls.is_none());
     }
 
@@ -170,8 +169,33 @@ mod tests {
                 "legacy.admin_param.value",
             ),
             (
-                "[credentials.external]\nurl = \"mysql://x/y\"\nquery = \"SELECT 1\"\n",
-                "credentials.external.query",
+                "[core.credentials.external]\nurl = \"mysql://x/y\"\nquery = \"SELECT 1\"\n",
+                "core.credentials.external.query",
+            ),
+            (
+                "[core.credentials]\npassword_hash = \"bcrypt\"\n",
+                "password_hash",
+            ),
+            (
+                "[telegram]\ntoken = \"1:x\"\nmode = \"webhook\"\nwebhook_url = \"http://chat.example.com\"\n",
+                "telegram.webhook_url",
+            ),
+            ("[telegram]\ntoken = \"no-colon\"\n", "telegram.token"),
+            (
+                "[telegram]\nwebhook_listen = \"nowhere\"\n",
+                "telegram.webhook_listen",
+            ),
+            (
+                "[telegram]\nwebhook_path = \"bot\"\n",
+                "telegram.webhook_path",
+            ),
+            (
+                "[telegram]\nwebhook_secret = \"has space\"\n",
+                "telegram.webhook_secret",
+            ),
+            (
+                "[telegram.limits]\nper_chat_per_second = 0\n",
+                "telegram.limits.per_chat_per_second",
             ),
         ];
         for (toml, key) in cases {

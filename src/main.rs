@@ -7,8 +7,9 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use socketgram_core::{Core, grpc::BearerAuth, server, store};
-use tokio::net::TcpListener;
+use socketgram_core::{Core, config::Secret, grpc::BearerAuth, server, store};
+use socketgram_proto::client::CoreClient;
+use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -33,10 +34,33 @@ enum Command {
     Core,
     /// Create the database schema, or adopt an existing legacy database, then exit.
     Migrate,
+    /// Mint a signed token with `[web] token_secret` (what the host site does itself).
+    Token {
+        #[command(subcommand)]
+        kind: TokenCommand,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// A visitor token for the widget: `v1.<cid>.<expiry>.<signature>`.
+    Visitor {
+        cid: u32,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        ttl: u64,
+    },
+    /// A per-admin token for an admin client: `a1.<login>.<expiry>.<signature>`.
+    Admin {
+        login: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        ttl: u64,
     },
 }
 
@@ -76,6 +100,9 @@ fn main() -> ExitCode {
         });
         return print_out(&format!("configuration OK ({source})\n{config:#?}\n"));
     }
+    if let Command::Token { kind } = &cli.command {
+        return mint_token(&config, kind);
+    }
     init_tracing(&config.log);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -89,7 +116,7 @@ fn main() -> ExitCode {
             Command::Serve => run(config, Mode::Everything).await,
             Command::Core => run(config, Mode::CoreOnly).await,
             Command::Migrate => migrate(&config).await,
-            Command::Config { .. } => Ok(()),
+            Command::Config { .. } | Command::Token { .. } => Ok(()),
         }
     });
     match outcome {
@@ -100,6 +127,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn mint_token(config: &Config, kind: &TokenCommand) -> ExitCode {
+    use socketgram_admin_php_compat::handshake::{TokenKind, TokenSigner};
+    if config.web.token_secret.is_empty() {
+        eprintln!("socketgram: set web.token_secret first: tokens are signed with it");
+        return ExitCode::from(2);
+    }
+    let signer = TokenSigner::new(config.web.token_secret.expose().as_bytes());
+    let token = match kind {
+        TokenCommand::Visitor { cid, ttl } => {
+            signer.sign(TokenKind::Visitor, &cid.to_string(), *ttl)
+        }
+        TokenCommand::Admin { login, ttl } => signer.sign(TokenKind::Admin, login, *ttl),
+    };
+    print_out(&format!("{token}\n"))
 }
 
 /// Prints a command's output; a closed pipe (`| head`) is not an error.
@@ -161,35 +204,108 @@ async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     if config.grpc.tokens.is_empty() {
         warn!("grpc.tokens is empty: every Chat/Telegram call from outside will be refused");
     }
-    if mode == Mode::Everything {
-        info!("web and Telegram edges are not part of this build yet; serving the core");
-    }
-    // The ready line: supervisors and tests read the bound address (port 0 allowed) here.
-    println!("socketgram: listening grpc={}", listener.local_addr()?);
-
+    let mut ready = format!("socketgram: listening grpc={}", listener.local_addr()?);
+    let mut parts: JoinSet<anyhow::Result<()>> = JoinSet::new();
     let auth = BearerAuth::new(config.grpc.tokens.iter().cloned());
-    let server = server::serve(
+    parts.spawn(serve_grpc(
         listener,
-        core,
-        &config.grpc,
-        auth,
-        shutdown.clone().cancelled_owned(),
-    );
-    tokio::pin!(server);
+        core.clone(),
+        config.grpc.clone(),
+        auth.clone(),
+        shutdown.clone(),
+    ));
+
+    if mode == Mode::Everything {
+        // In one process the edges still call the core through gRPC (DESIGN.md): over a
+        // loopback listener of their own, with a token that exists only in this process.
+        let internal_token = hex::encode(rand::random::<[u8; 32]>());
+        let internal = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("cannot bind the internal gRPC listener")?;
+        let core_url = format!("http://{}", internal.local_addr()?);
+        let internal_auth = BearerAuth::new([Secret::new(internal_token.clone())]);
+        let internal_config = server::GrpcConfig {
+            listen: core_url.clone(),
+            tokens: Vec::new(),
+            tls: None,
+        };
+        parts.spawn(serve_grpc(
+            internal,
+            core.clone(),
+            internal_config,
+            internal_auth,
+            shutdown.clone(),
+        ));
+        let client =
+            CoreClient::lazy(&core_url, &internal_token).context("internal core client")?;
+        if config.telegram.enabled() {
+            let (telegram, client, shutdown) =
+                (config.telegram.clone(), client.clone(), shutdown.clone());
+            parts.spawn(async move {
+                socketgram_edge_telegram::run(telegram, client, shutdown)
+                    .await
+                    .context("the Telegram edge stopped")
+            });
+        }
+
+        let web = TcpListener::bind(&config.web.listen)
+            .await
+            .with_context(|| format!("cannot listen on web.listen = {}", config.web.listen))?;
+        ready.push_str(&format!(" web={}", web.local_addr()?));
+        let grpc_web = if config.web.grpc_web {
+            Some(server::grpc_web_router(core.clone(), auth.clone()).await?)
+        } else {
+            None
+        };
+        let (web_config, legacy, shutdown) =
+            (config.web.clone(), config.legacy.clone(), shutdown.clone());
+        parts.spawn(async move {
+            socketgram_edge_web::serve(web, &web_config, &legacy, client, grpc_web, shutdown)
+                .await
+                .context("the web edge stopped")
+        });
+    }
+    // The ready line: supervisors and tests read the bound addresses (port 0 allowed) here.
+    println!("{ready}");
+
+    // Run until a signal, or until a part fails (then stop the others).
     tokio::select! {
-        result = &mut server => result.context("the gRPC server stopped")?,
-        () = shutdown.cancelled() => {
-            info!("shutting down; draining calls in flight");
-            let drain = Duration::from_secs(config.shutdown_timeout_secs);
-            match tokio::time::timeout(drain, &mut server).await {
-                Ok(result) => result.context("the gRPC server failed while draining")?,
-                Err(_) => warn!(seconds = drain.as_secs(), "drain time is up; exiting"),
+        () = shutdown.cancelled() => info!("shutting down; draining calls in flight"),
+        Some(ended) = parts.join_next() => {
+            shutdown.cancel();
+            ended.context("a part of the server panicked")??;
+            warn!("a part of the server stopped; shutting down");
+        }
+    }
+    let drain = Duration::from_secs(config.shutdown_timeout_secs);
+    let drained = tokio::time::timeout(drain, async {
+        while let Some(ended) = parts.join_next().await {
+            match ended {
+                Ok(Err(e)) => error!("{e:#}"),
+                Err(e) => error!("a part of the server panicked: {e}"),
+                Ok(Ok(())) => {}
             }
         }
+    })
+    .await;
+    if drained.is_err() {
+        warn!(seconds = drain.as_secs(), "drain time is up; exiting");
     }
     store.close().await;
     info!("stopped");
     Ok(())
+}
+
+async fn serve_grpc(
+    listener: TcpListener,
+    core: Arc<Core>,
+    config: server::GrpcConfig,
+    auth: BearerAuth,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    server::serve(listener, core, &config, auth, shutdown.cancelled_owned())
+        .await
+        .context("the gRPC server stopped")
 }
 
 /// Cancels `shutdown` on SIGTERM or Ctrl-C.

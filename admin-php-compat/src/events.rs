@@ -92,8 +92,13 @@ impl<'a> Fields<'a> {
     pub fn of(payload: &'a Value) -> Result<Self, PayloadError> {
         match payload {
             Value::Object(map) => Ok(Self(map)),
-            Value::Null => Err(PayloadError("the event has no payload; an object is expected".into())),
-            other => Err(PayloadError(format!("the payload is {}; an object is expected", kind(other)))),
+            Value::Null => Err(PayloadError(
+                "the event has no payload; an object is expected".into(),
+            )),
+            other => Err(PayloadError(format!(
+                "the payload is {}; an object is expected",
+                kind(other)
+            ))),
         }
     }
 
@@ -109,7 +114,10 @@ impl<'a> Fields<'a> {
             Some(Value::String(s)) => parse_id(s)
                 .map(Some)
                 .ok_or_else(|| PayloadError(format!("`{name}` must be a positive integer"))),
-            Some(other) => Err(PayloadError(format!("`{name}` is {}; a number is expected", kind(other)))),
+            Some(other) => Err(PayloadError(format!(
+                "`{name}` is {}; a number is expected",
+                kind(other)
+            ))),
         }
     }
 
@@ -119,13 +127,17 @@ impl<'a> Fields<'a> {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(other) => Err(PayloadError(format!("`{name}` is {}; a string is expected", kind(other)))),
+            Some(other) => Err(PayloadError(format!(
+                "`{name}` is {}; a string is expected",
+                kind(other)
+            ))),
         }
     }
 
     /// A required string field.
     pub fn required_text(&self, name: &str) -> Result<String, PayloadError> {
-        self.text(name)?.ok_or_else(|| PayloadError(format!("`{name}` is missing")))
+        self.text(name)?
+            .ok_or_else(|| PayloadError(format!("`{name}` is missing")))
     }
 }
 
@@ -183,6 +195,9 @@ mod tests {
 
     #[test]
     fn html_is_escaped_for_legacy_pages() {
-        assert_eq!(legacy_html("<b>\"x\"</b> & 'y'"), "&lt;b&gt;&quot;x&quot;&lt;/b&gt; &amp; &#x27;y&#x27;");
+        assert_eq!(
+            legacy_html("<b>\"x\"</b> & 'y'"),
+            "&lt;b&gt;&quot;x&quot;&lt;/b&gt; &amp; &#x27;y&#x27;"
+        );
     }
 }

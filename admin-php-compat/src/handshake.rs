@@ -71,7 +71,9 @@ impl TokenKind {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl TokenSigner {
@@ -94,18 +96,27 @@ impl TokenSigner {
 
     /// The subject of a valid, unexpired token of `kind`.
     pub fn verify(&self, kind: TokenKind, token: &str) -> Result<String, HandshakeError> {
-        let (body, sig) = token.rsplit_once('.').ok_or(HandshakeError::BadToken("malformed"))?;
-        let mut parts = body.splitn(3, '.');
-        let (Some(tag), Some(subject), Some(expiry)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let (body, sig) = token
+            .rsplit_once('.')
+            .ok_or(HandshakeError::BadToken("malformed"))?;
+        // The subject (an admin login) may itself hold dots: the tag is the first part and
+        // the expiry the last.
+        let Some((tag, rest)) = body.split_once('.') else {
+            return Err(HandshakeError::BadToken("malformed"));
+        };
+        let Some((subject, expiry)) = rest.rsplit_once('.') else {
             return Err(HandshakeError::BadToken("malformed"));
         };
         if tag != kind.tag() {
             return Err(HandshakeError::BadToken("wrong kind"));
         }
         let sig = hex::decode(sig).map_err(|_| HandshakeError::BadToken("malformed signature"))?;
-        self.mac(body).verify_slice(&sig).map_err(|_| HandshakeError::BadToken("bad signature"))?;
-        let expiry: u64 = expiry.parse().map_err(|_| HandshakeError::BadToken("malformed expiry"))?;
+        self.mac(body)
+            .verify_slice(&sig)
+            .map_err(|_| HandshakeError::BadToken("bad signature"))?;
+        let expiry: u64 = expiry
+            .parse()
+            .map_err(|_| HandshakeError::BadToken("malformed expiry"))?;
         if expiry < now() {
             return Err(HandshakeError::Expired);
         }
@@ -128,20 +139,33 @@ impl Credentials {
     /// Reads the query string and the Socket.IO `auth` payload.
     pub fn from_handshake(query: Option<&str>, auth: Option<&serde_json::Value>) -> Self {
         let query: Vec<(String, String)> = query
-            .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
             .unwrap_or_default();
         let from_auth = |name: &str| {
-            auth.and_then(|a| a.get(name)).and_then(|v| v.as_str()).map(str::to_owned)
+            auth.and_then(|a| a.get(name))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
         };
         let token = from_auth("token").or_else(|| lookup(&query, "token").map(str::to_owned));
         let admin_token =
             from_auth("admin_token").or_else(|| lookup(&query, "admin_token").map(str::to_owned));
-        Self { query, token, admin_token }
+        Self {
+            query,
+            token,
+            admin_token,
+        }
     }
 }
 
 fn lookup<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Decides who the client is.
@@ -152,14 +176,20 @@ pub fn identify(
 ) -> Result<Identity, HandshakeError> {
     if let Some(token) = &credentials.admin_token {
         let admin_id = signer.verify(TokenKind::Admin, token)?;
-        return Ok(Identity::Admin { admin_id: Some(admin_id), legacy: false });
+        return Ok(Identity::Admin {
+            admin_id: Some(admin_id),
+            legacy: false,
+        });
     }
     if let Some(param) = &legacy.admin_param
         && let Some(value) = lookup(&credentials.query, &param.name)
     {
         // Constant time: the value is a shared secret (LEGACY.md §9.3).
         return if bool::from(value.as_bytes().ct_eq(param.value.expose().as_bytes())) {
-            Ok(Identity::Admin { admin_id: None, legacy: true })
+            Ok(Identity::Admin {
+                admin_id: None,
+                legacy: true,
+            })
         } else {
             Err(HandshakeError::WrongAdminSecret)
         };
@@ -174,13 +204,21 @@ pub fn identify(
             legacy: false,
         });
     }
-    match (lookup(&credentials.query, "id"), lookup(&credentials.query, "room")) {
+    match (
+        lookup(&credentials.query, "id"),
+        lookup(&credentials.query, "room"),
+    ) {
         (Some(id), Some(room)) => {
             let cid = parse_id(id).ok_or(HandshakeError::BadId)?;
             if !room::room_matches(legacy.room_hash, id, legacy.secret.expose(), room) {
                 return Err(HandshakeError::WrongRoom);
             }
-            Ok(Identity::Visitor { cid, cid_text: id.to_owned(), room: room.to_owned(), legacy: true })
+            Ok(Identity::Visitor {
+                cid,
+                cid_text: id.to_owned(),
+                room: room.to_owned(),
+                legacy: true,
+            })
         }
         _ => Err(HandshakeError::Missing),
     }
@@ -197,25 +235,59 @@ mod tests {
         LegacyConfig {
             secret: Secret::new("qwerty"),
             room_hash: HashKind::Md5,
-            admin_param: Some(AdminParam { name: "adminpass".into(), value: Secret::new("admin") }),
+            admin_param: Some(AdminParam {
+                name: "adminpass".into(),
+                value: Secret::new("admin"),
+            }),
         }
     }
 
     fn who(query: &str, auth: Option<serde_json::Value>) -> Result<Identity, HandshakeError> {
         let signer = TokenSigner::new(b"k");
-        identify(&Credentials::from_handshake(Some(query), auth.as_ref()), &legacy(), &signer)
+        identify(
+            &Credentials::from_handshake(Some(query), auth.as_ref()),
+            &legacy(),
+            &signer,
+        )
     }
 
     #[test]
     fn legacy_visitor_and_admin() {
         let room = room::room_of(HashKind::Md5, "123", "qwerty");
-        let id = who(&format!("EIO=4&transport=websocket&id=123&room={room}"), None).unwrap();
-        assert_eq!(id, Identity::Visitor { cid: 123, cid_text: "123".into(), room: room.clone(), legacy: true });
-        assert_eq!(who(&format!("id=124&room={room}"), None), Err(HandshakeError::WrongRoom));
-        assert_eq!(who(&format!("id=abc&room={room}"), None), Err(HandshakeError::BadId));
+        let id = who(
+            &format!("EIO=4&transport=websocket&id=123&room={room}"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            id,
+            Identity::Visitor {
+                cid: 123,
+                cid_text: "123".into(),
+                room: room.clone(),
+                legacy: true
+            }
+        );
+        assert_eq!(
+            who(&format!("id=124&room={room}"), None),
+            Err(HandshakeError::WrongRoom)
+        );
+        assert_eq!(
+            who(&format!("id=abc&room={room}"), None),
+            Err(HandshakeError::BadId)
+        );
         assert_eq!(who("id=123", None), Err(HandshakeError::Missing));
-        assert_eq!(who("adminpass=admin", None), Ok(Identity::Admin { admin_id: None, legacy: true }));
-        assert_eq!(who("adminpass=nope", None), Err(HandshakeError::WrongAdminSecret));
+        assert_eq!(
+            who("adminpass=admin", None),
+            Ok(Identity::Admin {
+                admin_id: None,
+                legacy: true
+            })
+        );
+        assert_eq!(
+            who("adminpass=nope", None),
+            Err(HandshakeError::WrongAdminSecret)
+        );
     }
 
     #[test]
@@ -223,17 +295,43 @@ mod tests {
         let signer = TokenSigner::new(b"k");
         let visitor = signer.sign(TokenKind::Visitor, "77", 60);
         let id = who("", Some(serde_json::json!({ "token": visitor }))).unwrap();
-        assert!(matches!(id, Identity::Visitor { cid: 77, legacy: false, .. }));
+        assert!(matches!(
+            id,
+            Identity::Visitor {
+                cid: 77,
+                legacy: false,
+                ..
+            }
+        ));
         let admin = signer.sign(TokenKind::Admin, "alice", 60);
         assert_eq!(
             who(&format!("admin_token={admin}"), None),
-            Ok(Identity::Admin { admin_id: Some("alice".into()), legacy: false })
+            Ok(Identity::Admin {
+                admin_id: Some("alice".into()),
+                legacy: false
+            })
         );
-        assert!(matches!(signer.verify(TokenKind::Visitor, &admin), Err(HandshakeError::BadToken(_))));
+        assert!(matches!(
+            signer.verify(TokenKind::Visitor, &admin),
+            Err(HandshakeError::BadToken(_))
+        ));
         let forged = visitor.replace(".77.", ".78.");
-        assert!(matches!(signer.verify(TokenKind::Visitor, &forged), Err(HandshakeError::BadToken(_))));
-        let expired = signer.sign(TokenKind::Visitor, "77", 0).replace(&format!(".{}.", now()), ".1.");
+        assert!(matches!(
+            signer.verify(TokenKind::Visitor, &forged),
+            Err(HandshakeError::BadToken(_))
+        ));
+        let expired = signer
+            .sign(TokenKind::Visitor, "77", 0)
+            .replace(&format!(".{}.", now()), ".1.");
         assert!(signer.verify(TokenKind::Visitor, &expired).is_err());
-        assert!(TokenSigner::new(b"other").verify(TokenKind::Visitor, &visitor).is_err());
+        assert!(
+            TokenSigner::new(b"other")
+                .verify(TokenKind::Visitor, &visitor)
+                .is_err()
+        );
+        let dotted = signer.sign(TokenKind::Admin, "j.doe", 60);
+        assert_eq!(signer.verify(TokenKind::Admin, &dotted).unwrap(), "j.doe");
+        assert!(signer.verify(TokenKind::Admin, "a1.x").is_err());
+        assert!(signer.verify(TokenKind::Admin, "").is_err());
     }
 }

@@ -18,6 +18,7 @@ use tracing::{info, warn};
 use crate::{
     admins::AdminDirectory,
     config::CoreConfig,
+    credentials::{Credentials, Verdict},
     domain::{
         Admin, Appended, ConversationId, ConversationSummary, MessageId, NewMessage, Origin,
         Reader, Scope, StoredMessage, TelegramLink, TelegramMode, VISITOR_ADMIN_ID,
@@ -35,6 +36,8 @@ pub const MAX_CLIENT_MSG_ID: usize = 64;
 pub const MAX_ADMIN_ID: usize = 20;
 /// Events buffered per subscription before the subscription task waits for its reader.
 const SUBSCRIPTION_BUFFER: usize = 256;
+/// Longest delivery consumer name.
+pub const MAX_CONSUMER: usize = 64;
 
 /// Who writes a message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +50,15 @@ pub enum Author {
     Admin(String),
     /// A backend answering as support on behalf of an admin login.
     Backend(String),
+}
+
+/// Where a history page starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cursor {
+    /// Messages older than this id (all when `None`), newest first.
+    Before(Option<MessageId>),
+    /// Messages newer than this id, oldest first.
+    After(MessageId),
 }
 
 /// A message to send.
@@ -76,6 +88,8 @@ pub struct Core {
     known: Mutex<HashSet<ConversationId>>,
     offset: chrono::FixedOffset,
     max_chars: usize,
+    company: String,
+    credentials: Credentials,
     shutdown: CancellationToken,
 }
 
@@ -91,6 +105,7 @@ impl Core {
         let hub = Hub::new(last);
         let admins = AdminDirectory::new(config.company.clone());
         admins.replace(store.admins().await?);
+        let credentials = Credentials::new(&config.credentials)?;
         let writer = Writer::spawn(store.clone(), hub.clone());
         info!(backend = ?store.backend(), last_message_id = last, "core started");
         Ok(Arc::new(Self {
@@ -103,6 +118,8 @@ impl Core {
             known: Mutex::default(),
             offset: config.offset(),
             max_chars: config.max_message_chars,
+            company: config.company.clone(),
+            credentials,
             shutdown,
         }))
     }
@@ -238,11 +255,12 @@ impl Core {
         }
     }
 
-    /// A page of history, newest first, and whether older messages exist.
+    /// A page of history (newest first before a cursor, oldest first after one) and whether
+    /// more messages exist beyond it.
     pub async fn history(
         &self,
         conversation: ConversationId,
-        before: Option<MessageId>,
+        before: Cursor,
         limit: u32,
     ) -> CoreResult<(Vec<StoredMessage>, bool)> {
         check_conversation_id(conversation)?;
@@ -252,7 +270,14 @@ impl Core {
             )));
         }
         self.require_conversation(conversation).await?;
-        let mut page = self.store.history(conversation, before, limit + 1).await?;
+        let mut page = match before {
+            Cursor::Before(before) => self.store.history(conversation, before, limit + 1).await?,
+            Cursor::After(after) => {
+                self.store
+                    .messages_after(Scope::Conversation(conversation), after, limit + 1)
+                    .await?
+            }
+        };
         let has_more = page.len() > limit as usize;
         page.truncate(limit as usize);
         Ok((page, has_more))
@@ -464,6 +489,52 @@ impl Core {
         self.store.reset_telegram_modes().await?;
         Ok(self.store.telegram_links(None).await?)
     }
+
+    /// Checks a visitor's Telegram login and password (LEGACY.md §5).
+    #[tracing::instrument(skip_all)]
+    pub async fn check_credentials(&self, login: &str, password: &str) -> CoreResult<Verdict> {
+        let verdict = self
+            .credentials
+            .check(self.store.as_ref(), login, password)
+            .await?;
+        if let Verdict::Refused(why) = verdict {
+            info!(refusal = ?why, "Telegram login refused");
+        }
+        Ok(verdict)
+    }
+
+    /// The company name.
+    pub fn company(&self) -> &str {
+        &self.company
+    }
+
+    /// Longest message text accepted, in characters.
+    pub fn max_message_chars(&self) -> usize {
+        self.max_chars
+    }
+
+    /// A consumer's delivery cursor; a new consumer starts at the newest message published.
+    pub async fn delivery_cursor(&self, consumer: &str) -> CoreResult<MessageId> {
+        check_consumer(consumer)?;
+        let newest = self.hub.last_published();
+        Ok(self.store.delivery_cursor(consumer, newest).await?)
+    }
+
+    /// Moves a consumer's delivery cursor forward (never back).
+    pub async fn advance_delivery_cursor(
+        &self,
+        consumer: &str,
+        to: MessageId,
+    ) -> CoreResult<MessageId> {
+        check_consumer(consumer)?;
+        let newest = self.hub.last_published();
+        if to > newest {
+            return Err(CoreError::OutOfRange(format!(
+                "cannot move a cursor to message {to}: the newest message is {newest}"
+            )));
+        }
+        Ok(self.store.advance_delivery_cursor(consumer, to).await?)
+    }
 }
 
 /// Conversation ids are legacy visitor ids: `messages.cid` is `INT UNSIGNED` (LEGACY.md §5),
@@ -474,6 +545,16 @@ fn check_conversation_id(conversation: ConversationId) -> CoreResult<()> {
     if conversation == 0 || conversation > MAX_CONVERSATION_ID {
         return Err(CoreError::InvalidArgument(format!(
             "conversation_id must be between 1 and {MAX_CONVERSATION_ID}"
+        )));
+    }
+    Ok(())
+}
+
+fn check_consumer(consumer: &str) -> CoreResult<()> {
+    let chars = consumer.chars().count();
+    if chars == 0 || chars > MAX_CONSUMER || consumer.contains('\0') {
+        return Err(CoreError::InvalidArgument(format!(
+            "consumer must be 1..={MAX_CONSUMER} characters without NUL"
         )));
     }
     Ok(())

@@ -49,6 +49,8 @@ pub struct CoreConfig {
     /// Longest message accepted, in characters (the legacy column holds 10,000).
     pub max_message_chars: usize,
     pub database: DatabaseConfig,
+    /// How visitors' Telegram logins are checked (`[core.credentials]`).
+    pub credentials: CredentialsConfig,
 }
 
 impl Default for CoreConfig {
@@ -58,6 +60,7 @@ impl Default for CoreConfig {
             gmt_offset_hours: 0.0,
             max_message_chars: crate::store::text::COLUMN_CHARS,
             database: DatabaseConfig::default(),
+            credentials: CredentialsConfig::default(),
         }
     }
 }
@@ -107,7 +110,7 @@ impl CoreConfig {
                 "must be at least 1",
             ));
         }
-        Ok(())
+        self.credentials.validate()
     }
 
     /// The GMT offset as a chrono offset, whole minutes.
@@ -115,5 +118,56 @@ impl CoreConfig {
         let seconds = (self.gmt_offset_hours * 60.0).round() as i32 * 60;
         chrono::FixedOffset::east_opt(seconds)
             .unwrap_or_else(|| chrono::FixedOffset::east_opt(0).expect("zero offset"))
+    }
+}
+
+/// How `users.password` (or the external database's password column) is hashed: the password
+/// the visitor types is hashed this way, hex, then compared.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PasswordHash {
+    #[default]
+    Md5,
+    Sha1,
+    Sha256,
+    /// Stored as typed.
+    None,
+}
+
+/// `[core.credentials]`: how visitors log in from Telegram (login `id<cid>` and password,
+/// LEGACY.md §5, §7). The core checks them: it owns the chat database.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CredentialsConfig {
+    pub password_hash: PasswordHash,
+    /// Check against another database instead of the chat's `users` table.
+    pub external: Option<ExternalCredentials>,
+}
+
+/// The "another db" variant (LEGACY.md §5).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalCredentials {
+    /// Database URL (mysql://, mariadb://, postgres://, sqlite://).
+    pub url: Secret,
+    /// Query taking (login, hashed password), as two `?`, and returning a count column `col`
+    /// and the visitor id `id` (the legacy query). On PostgreSQL the `?` become `$1`, `$2`.
+    pub query: String,
+}
+
+impl CredentialsConfig {
+    /// Checks every value; errors name the key relative to the `[core]` section.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(external) = &self.external {
+            crate::store::Backend::from_url(external.url.expose())
+                .map_err(|e| ConfigError::new("credentials.external.url", e.to_string()))?;
+            if external.query.matches('?').count() != 2 {
+                return Err(ConfigError::new(
+                    "credentials.external.query",
+                    "must take two parameters (?, ?): the login and the hashed password",
+                ));
+            }
+        }
+        Ok(())
     }
 }

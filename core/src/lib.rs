@@ -4,6 +4,7 @@
 //!
 //! - [`store`]: the database (SQLite, MySQL/MariaDB with the legacy schema, PostgreSQL).
 //! - [`chat`]: the domain service ([`Core`]) every entry point goes through.
+//! - [`credentials`]: visitors' Telegram logins checked against `users` or an external database.
 //! - [`hub`] and [`presence`]: in-process fan-out of live events and who is online.
 //! - [`grpc`]: the tonic adapters, the only place a gRPC status is chosen.
 //! - [`server`]: serves the gRPC API (with health, reflection and gRPC-web) on a listener.
@@ -11,6 +12,7 @@
 pub mod admins;
 pub mod chat;
 pub mod config;
+pub mod credentials;
 pub mod domain;
 pub mod error;
 pub mod hub;

@@ -122,6 +122,25 @@ pub async fn routes(core: Arc<Core>, auth: BearerAuth) -> Result<Routes, ServeEr
         .routes())
 }
 
+/// The same services for a web listener: gRPC-web (and plain gRPC) under the services' own
+/// paths, to mount beside other routes.
+pub async fn grpc_web_router(
+    core: Arc<Core>,
+    auth: BearerAuth,
+) -> Result<axum::Router, ServeError> {
+    let service = tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), routes(core, auth).await?);
+    let mut router = axum::Router::new();
+    for name in [
+        "socketgram.v1.Chat",
+        "socketgram.v1.Telegram",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+    ] {
+        router = router.route_service(&format!("/{name}/{{*method}}"), service.clone());
+    }
+    Ok(router)
+}
+
 /// Serves until `shutdown` resolves, then lets calls in flight finish (streams end on the
 /// core's shutdown token).
 pub async fn serve(

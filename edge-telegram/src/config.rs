@@ -1,14 +1,23 @@
-//! `[telegram]` and `[credentials]` of the configuration (LEGACY.md §5, §7, §8).
+//! `[telegram]` of the configuration (LEGACY.md §7, §8): the bot token, how updates arrive
+//! (long polling or webhook), the Bot API server, the language and Telegram's flood limits.
+//! Visitors' credentials are the core's business (`[core.credentials]`).
+
+use std::net::SocketAddr;
 
 use serde::Deserialize;
 use socketgram_core::config::{ConfigError, Secret};
+
+/// The official Bot API server.
+pub const OFFICIAL_API_URL: &str = "https://api.telegram.org";
 
 /// How the bot receives updates.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum UpdateMode {
+    /// The bot asks Telegram (`getUpdates`): nothing public needed.
     #[default]
     Polling,
+    /// Telegram calls a public HTTPS URL (`setWebhook`).
     Webhook,
 }
 
@@ -25,16 +34,29 @@ pub enum Language {
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelegramConfig {
-    /// The bot token from @BotFather; empty turns the Telegram edge off.
+    /// The bot token from @BotFather (`<bot id>:<secret>`); empty turns the Telegram edge off.
     pub token: Secret,
     pub mode: UpdateMode,
-    /// Public HTTPS URL Telegram calls in webhook mode (its path is served by the web edge).
+    /// Webhook mode: the public URL Telegram calls. Without a path, [`Self::webhook_path`]
+    /// is appended.
     pub webhook_url: Option<String>,
-    /// Bot API server; the official one by default.
+    /// The path the webhook is served on; default: the path of `webhook_url`, else
+    /// `/bot<token>` (as the legacy server served it).
+    pub webhook_path: Option<String>,
+    /// Webhook mode: serve the webhook on a listener of its own at this address. Without it
+    /// the webhook route is mounted on the caller's listener (the web edge).
+    pub webhook_listen: Option<String>,
+    /// The secret Telegram sends in `X-Telegram-Bot-Api-Secret-Token`; a random one per start
+    /// when absent.
+    pub webhook_secret: Option<Secret>,
+    /// Bot API server; the official one by default (a local `telegram-bot-api` server, or the
+    /// test suite's, otherwise).
     pub api_url: String,
     pub language: Language,
     /// Sent for "contacts" (HTML).
     pub contacts_html: String,
+    /// Telegram's flood limits the bot keeps to.
+    pub limits: Limits,
 }
 
 impl Default for TelegramConfig {
@@ -43,9 +65,33 @@ impl Default for TelegramConfig {
             token: Secret::default(),
             mode: UpdateMode::Polling,
             webhook_url: None,
-            api_url: "https://api.telegram.org".into(),
+            webhook_path: None,
+            webhook_listen: None,
+            webhook_secret: None,
+            api_url: OFFICIAL_API_URL.into(),
             language: Language::En,
             contacts_html: String::new(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// `[telegram.limits]`: messages the bot sends, per chat and overall (Telegram's published
+/// limits by default; raise them only if Telegram raised them for the bot).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub per_chat_per_second: u32,
+    pub per_chat_per_minute: u32,
+    pub overall_per_second: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            per_chat_per_second: 1,
+            per_chat_per_minute: 20,
+            overall_per_second: 30,
         }
     }
 }
@@ -56,11 +102,91 @@ impl TelegramConfig {
         !self.token.is_empty()
     }
 
+    /// The numeric id at the start of the token (`<bot id>:<secret>`).
+    pub fn bot_id(&self) -> Option<&str> {
+        let (id, rest) = self.token.expose().split_once(':')?;
+        (!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && !rest.is_empty()).then_some(id)
+    }
+
+    /// The path the webhook is served on.
+    pub fn webhook_path(&self) -> String {
+        if let Some(path) = &self.webhook_path {
+            return path.clone();
+        }
+        if let Some(path) = self.webhook_url_path() {
+            return path;
+        }
+        format!("/bot{}", self.token.expose())
+    }
+
+    /// The path of `webhook_url`, when it has one beyond `/`.
+    fn webhook_url_path(&self) -> Option<String> {
+        let url = url::Url::parse(self.webhook_url.as_deref()?).ok()?;
+        (url.path() != "/" && !url.path().is_empty()).then(|| url.path().to_owned())
+    }
+
+    /// The URL given to `setWebhook`: `webhook_url`, with the webhook path appended when it
+    /// has none.
+    pub fn webhook_target(&self) -> Option<url::Url> {
+        let mut url = url::Url::parse(self.webhook_url.as_deref()?).ok()?;
+        if self.webhook_url_path().is_none() {
+            url.set_path(&self.webhook_path());
+        }
+        Some(url)
+    }
+
     /// Checks every value; errors name the key under `[telegram]`.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        url::Url::parse(&self.api_url).map_err(|e| {
+        if self.enabled() && self.bot_id().is_none() {
+            return Err(ConfigError::new(
+                "telegram.token",
+                "expected <bot id>:<secret>, as @BotFather gives it",
+            ));
+        }
+        let api = url::Url::parse(&self.api_url).map_err(|e| {
             ConfigError::new("telegram.api_url", format!("{:?}: {e}", self.api_url))
         })?;
+        if !matches!(api.scheme(), "http" | "https") {
+            return Err(ConfigError::new(
+                "telegram.api_url",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        if let Some(path) = &self.webhook_path
+            && !path.starts_with('/')
+        {
+            return Err(ConfigError::new(
+                "telegram.webhook_path",
+                format!("{path:?} must start with /"),
+            ));
+        }
+        if let Some(listen) = &self.webhook_listen {
+            listen.parse::<SocketAddr>().map_err(|e| {
+                ConfigError::new("telegram.webhook_listen", format!("{listen:?}: {e}"))
+            })?;
+        }
+        if let Some(secret) = &self.webhook_secret {
+            let s = secret.expose();
+            let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+            if s.is_empty() || s.len() > 256 || !s.chars().all(allowed) {
+                return Err(ConfigError::new(
+                    "telegram.webhook_secret",
+                    "must be 1 to 256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)",
+                ));
+            }
+        }
+        for (key, value) in [
+            ("per_chat_per_second", self.limits.per_chat_per_second),
+            ("per_chat_per_minute", self.limits.per_chat_per_minute),
+            ("overall_per_second", self.limits.overall_per_second),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(
+                    format!("telegram.limits.{key}"),
+                    "must be at least 1",
+                ));
+            }
+        }
         if self.enabled() && self.mode == UpdateMode::Webhook {
             let Some(webhook) = &self.webhook_url else {
                 return Err(ConfigError::new(
@@ -71,7 +197,11 @@ impl TelegramConfig {
             let parsed = url::Url::parse(webhook).map_err(|e| {
                 ConfigError::new("telegram.webhook_url", format!("{webhook:?}: {e}"))
             })?;
-            if parsed.scheme() != "https" {
+            // The official Bot API only calls https:// webhooks; a local Bot API server
+            // (telegram-bot-api --local) also calls http:// ones.
+            let official = self.api_url.trim_end_matches('/') == OFFICIAL_API_URL;
+            let ok = parsed.scheme() == "https" || (parsed.scheme() == "http" && !official);
+            if !ok {
                 return Err(ConfigError::new(
                     "telegram.webhook_url",
                     "Telegram only calls https:// webhooks",
@@ -82,59 +212,56 @@ impl TelegramConfig {
     }
 }
 
-/// How `users.password` (or the external database's password) is hashed.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum PasswordHash {
-    #[default]
-    Md5,
-    Sha1,
-    Sha256,
-    /// Stored as typed.
-    None,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// `[credentials]`: how visitors log in from Telegram (login `id<cid>` and password).
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct CredentialsConfig {
-    pub password_hash: PasswordHash,
-    /// Check against another database instead of the chat's `users` table.
-    pub external: Option<ExternalCredentials>,
-}
-
-impl Default for CredentialsConfig {
-    fn default() -> Self {
-        Self {
-            password_hash: PasswordHash::Md5,
-            external: None,
+    fn bot(token: &str) -> TelegramConfig {
+        TelegramConfig {
+            token: Secret::new(token),
+            ..TelegramConfig::default()
         }
     }
-}
 
-/// The "another db" variant (LEGACY.md §5).
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct ExternalCredentials {
-    /// Database URL (mysql://, postgres://, sqlite://).
-    pub url: Secret,
-    /// Query taking (login, hashed password) and returning a count column `col` and `id`.
-    pub query: String,
-}
+    #[test]
+    fn the_bot_id_is_the_start_of_the_token() {
+        assert_eq!(bot("123456:ABC-def").bot_id(), Some("123456"));
+        assert_eq!(bot("123456").bot_id(), None);
+        assert_eq!(bot("abc:def").bot_id(), None);
+        assert_eq!(bot("123:").bot_id(), None);
+    }
 
-impl CredentialsConfig {
-    /// Checks every value; errors name the key under `[credentials]`.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(external) = &self.external {
-            socketgram_core::store::Backend::from_url(external.url.expose())
-                .map_err(|e| ConfigError::new("credentials.external.url", e.to_string()))?;
-            if external.query.matches('?').count() != 2 {
-                return Err(ConfigError::new(
-                    "credentials.external.query",
-                    "must take two parameters (?, ?): the login and the hashed password",
-                ));
-            }
-        }
-        Ok(())
+    #[test]
+    fn webhook_paths() {
+        let mut c = bot("1:x");
+        assert_eq!(c.webhook_path(), "/bot1:x");
+        c.webhook_url = Some("https://chat.example.com".into());
+        assert_eq!(
+            c.webhook_target().unwrap().as_str(),
+            "https://chat.example.com/bot1:x"
+        );
+        c.webhook_url = Some("https://chat.example.com/tg/hook".into());
+        assert_eq!(c.webhook_path(), "/tg/hook");
+        assert_eq!(
+            c.webhook_target().unwrap().as_str(),
+            "https://chat.example.com/tg/hook"
+        );
+        c.webhook_path = Some("/local".into());
+        c.webhook_url = Some("https://chat.example.com".into());
+        assert_eq!(
+            c.webhook_target().unwrap().as_str(),
+            "https://chat.example.com/local"
+        );
+    }
+
+    #[test]
+    fn plain_http_webhooks_only_with_a_local_bot_api_server() {
+        let mut c = bot("1:x");
+        c.mode = UpdateMode::Webhook;
+        c.webhook_url = Some("http://127.0.0.1:8443".into());
+        assert_eq!(c.validate().unwrap_err().key, "telegram.webhook_url");
+        c.api_url = "http://127.0.0.1:8081".into();
+        c.validate()
+            .expect("a local Bot API server calls http webhooks");
     }
 }

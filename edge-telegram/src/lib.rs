@@ -1,4 +1,368 @@
-//! The Telegram edge: Bot API updates in (long polling or webhook), gRPC to the core, replies
-//! out. For now it owns its configuration sections; the bot itself is to come.
+//! The Telegram edge (LEGACY.md §7): Bot API updates in (long polling or webhook), gRPC to
+//! the core, support replies out. It holds no chat state: links, modes, the active flag,
+//! credentials and the delivery cursor are the core's, reached only through the gRPC contract
+//! (`socketgram_proto::client::CoreClient`), even when both run in one process.
+//!
+//! - [`config`]: the `[telegram]` section.
+//! - [`texts`]: every text the bot shows, English and Russian.
+//! - `dialogue`: the handler tree (`/start`, menus, log-in, writing mode).
+//! - `delivery`: support replies to the linked chats, from a durable cursor.
+//! - `sender`: the throttled bot and what to do with each kind of Telegram failure.
+//! - `webhook`: the webhook route and its update listener.
+//! - `core_api`: typed calls to the core.
+//!
+//! [`run`] runs the bot (polling, or webhook on its own listener); a caller that serves the
+//! webhook on its own axum listener uses [`webhook_router`] and [`run_with_webhook`].
 
 pub mod config;
+mod core_api;
+mod delivery;
+mod dialogue;
+mod error;
+mod sender;
+pub mod texts;
+mod webhook;
+
+use std::{fmt::Display, sync::Arc, time::Duration};
+
+use futures::future::BoxFuture;
+use socketgram_proto::client::CoreClient;
+use teloxide::{
+    dispatching::{Dispatcher, dialogue::InMemStorage},
+    dptree,
+    error_handlers::ErrorHandler,
+    payloads::SetWebhookSetters as _,
+    prelude::Requester as _,
+    requests::Request as _,
+    types::{AllowedUpdate, Me},
+    update_listeners::{Polling, UpdateListener},
+};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::{
+    config::{TelegramConfig, UpdateMode},
+    core_api::{CoreApi, Link},
+    delivery::Delivery,
+    dialogue::{Context, Step},
+    sender::{Backoff, FailureKind, Retry, SendError, TgBot, classify, send_html},
+    texts::Texts,
+};
+pub use crate::{error::TelegramError, webhook::WebhookInbox};
+
+/// How long one `getUpdates` call waits for updates (below the HTTP client's 17 s timeout).
+const POLL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the bot until `shutdown`: long polling, or (webhook mode) the webhook served on a
+/// listener of its own at `telegram.webhook_listen`.
+pub async fn run(
+    config: TelegramConfig,
+    core: CoreClient,
+    shutdown: CancellationToken,
+) -> Result<(), TelegramError> {
+    match config.mode {
+        UpdateMode::Polling => {
+            let bot = match Bot::start(&config, core, &shutdown).await {
+                Err(TelegramError::Shutdown) => return Ok(()),
+                other => other?,
+            };
+            let listener = Polling::builder(bot.bot.clone())
+                .timeout(POLL_TIMEOUT)
+                .delete_webhook()
+                .await
+                .build();
+            bot.dispatch(listener, shutdown).await
+        }
+        UpdateMode::Webhook => {
+            let Some(listen) = config.webhook_listen.clone() else {
+                return Err(TelegramError::Config(
+                    "webhook mode needs telegram.webhook_listen, unless the caller serves \
+                     webhook_router() and calls run_with_webhook()"
+                        .into(),
+                ));
+            };
+            let (router, inbox) = webhook_router(&config);
+            let listener =
+                TcpListener::bind(&listen)
+                    .await
+                    .map_err(|source| TelegramError::Listen {
+                        addr: listen.clone(),
+                        source,
+                    })?;
+            info!(addr = ?listener.local_addr().ok(), path = %config.webhook_path(),
+                "Telegram webhook listening");
+            let stop = shutdown.child_token();
+            let server = tokio::spawn(
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stop.clone().cancelled_owned())
+                    .into_future(),
+            );
+            let result = run_with_webhook(config, core, inbox, shutdown).await;
+            stop.cancel();
+            match server.await {
+                Ok(Ok(())) => {}
+                Ok(Err(source)) => {
+                    return Err(TelegramError::Listen {
+                        addr: listen,
+                        source,
+                    });
+                }
+                Err(e) => warn!(error = %e, "webhook server task failed"),
+            }
+            result
+        }
+    }
+}
+
+/// The webhook route (`POST /bot<token>` by default, the secret token header checked), for a
+/// caller that serves it on its own axum listener, and the inbox to hand to
+/// [`run_with_webhook`].
+pub fn webhook_router(config: &TelegramConfig) -> (axum::Router, WebhookInbox) {
+    webhook::router(config)
+}
+
+/// Runs the bot in webhook mode with updates from `inbox` (its route served by the caller):
+/// registers the webhook with Telegram, then dispatches until `shutdown`. The webhook stays
+/// registered on shutdown, so Telegram keeps the updates of the downtime for the next start.
+pub async fn run_with_webhook(
+    config: TelegramConfig,
+    core: CoreClient,
+    inbox: WebhookInbox,
+    shutdown: CancellationToken,
+) -> Result<(), TelegramError> {
+    let target = config.webhook_target().ok_or_else(|| {
+        TelegramError::Config("webhook mode needs telegram.webhook_url".to_owned())
+    })?;
+    let bot = match Bot::start(&config, core, &shutdown).await {
+        Err(TelegramError::Shutdown) => return Ok(()),
+        other => other?,
+    };
+    let mut backoff = Backoff::default();
+    loop {
+        let result = bot
+            .bot
+            .set_webhook(target.clone())
+            .secret_token(inbox.secret.clone())
+            .allowed_updates(vec![AllowedUpdate::Message])
+            .send()
+            .await;
+        match result {
+            Ok(_) => break,
+            Err(e) if classify(&e) == FailureKind::Transient => {
+                warn!(error = %e, "cannot register the webhook yet");
+                if !backoff.wait(&shutdown).await {
+                    return Ok(());
+                }
+            }
+            Err(e) => return Err(TelegramError::Telegram(e)),
+        }
+    }
+    info!(url = %redacted(&target), "Telegram webhook registered");
+    bot.dispatch(webhook::InboxListener::new(inbox.rx), shutdown)
+        .await
+}
+
+/// The webhook URL for logs: its default path holds the token.
+fn redacted(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    if shown.path().contains(':') {
+        shown.set_path("/***");
+    }
+    shown.to_string()
+}
+
+/// A started bot: core reached, chats reset, delivery running; updates not yet taken.
+struct Bot {
+    bot: TgBot,
+    context: Arc<Context>,
+    delivery: JoinHandle<()>,
+    menus: JoinHandle<()>,
+    /// Stops the delivery and the menus: on shutdown, or when dispatching ends otherwise.
+    stop: CancellationToken,
+}
+
+impl Bot {
+    /// Reaches the core and Telegram (waiting for them, with back-off, until `shutdown`),
+    /// resets every linked chat to the menu, and starts the delivery of support replies.
+    async fn start(
+        config: &TelegramConfig,
+        core: CoreClient,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, TelegramError> {
+        let bot = sender::bot(config).map_err(TelegramError::Config)?;
+        let core = CoreApi::new(core);
+        let texts = Texts::new(config.language);
+        let info = until_ok(shutdown, "reach the core", || core.info()).await?;
+        let me = until_ok(shutdown, "reach Telegram", || get_me(&bot)).await?;
+        info!(bot = %me.username(), "Telegram bot connected");
+        // Before any update is taken: a chat that writes right away is not reset after it.
+        let links = until_ok(shutdown, "reset the Telegram chats", || core.reset_modes()).await?;
+        let stop = shutdown.child_token();
+        let menus = tokio::spawn(show_menus(
+            bot.clone(),
+            core.clone(),
+            texts,
+            links,
+            stop.clone(),
+        ));
+        let consumer = format!("telegram:{}", config.bot_id().unwrap_or("bot"));
+        let delivery = tokio::spawn(
+            Delivery {
+                core: core.clone(),
+                bot: bot.clone(),
+                texts,
+                consumer,
+                shutdown: stop.clone(),
+            }
+            .run(),
+        );
+        let context = Arc::new(Context {
+            core,
+            texts,
+            info,
+            contacts_html: config.contacts_html.clone(),
+        });
+        Ok(Self {
+            bot,
+            context,
+            delivery,
+            menus,
+            stop,
+        })
+    }
+
+    /// Takes updates from `listener` until `shutdown`, then waits for the delivery to stop.
+    async fn dispatch<L>(
+        self,
+        listener: L,
+        shutdown: CancellationToken,
+    ) -> Result<(), TelegramError>
+    where
+        L: UpdateListener + Send,
+        L::Err: Display + std::fmt::Debug + Send + 'static,
+    {
+        let mut dispatcher = Dispatcher::builder(self.bot.clone(), dialogue::schema())
+            .dependencies(dptree::deps![
+                self.context.clone(),
+                InMemStorage::<Step>::new()
+            ])
+            // Updates the tree does not take (group chats, edits...) are ignored quietly.
+            .default_handler(|_| async {})
+            .error_handler(Arc::new(TracingErrors("update handler")))
+            .build();
+        let stopper = tokio::spawn(stop_dispatcher(
+            shutdown.clone(),
+            dispatcher.shutdown_token(),
+        ));
+        info!("Telegram bot taking updates");
+        let result = dispatcher
+            .try_dispatch_with_listener(listener, Arc::new(TracingErrors("update listener")))
+            .await;
+        stopper.abort();
+        if let Err(e) = &result {
+            error!(error = %e, "the Telegram dispatcher could not start");
+        }
+        self.stop.cancel();
+        let _ = self.delivery.await;
+        self.menus.abort();
+        info!("Telegram bot stopped");
+        result.map_err(TelegramError::Telegram)
+    }
+}
+
+async fn get_me(bot: &TgBot) -> Result<Me, TelegramError> {
+    bot.get_me().send().await.map_err(|e| match &e {
+        teloxide::RequestError::Api(teloxide::ApiError::InvalidToken) => {
+            TelegramError::InvalidToken(e)
+        }
+        _ => TelegramError::Telegram(e),
+    })
+}
+
+/// Calls `f` until it succeeds, waiting with back-off between failures; `Shutdown` when
+/// `shutdown` comes first. A refused bot token is final.
+async fn until_ok<T, F, Fut>(
+    shutdown: &CancellationToken,
+    what: &'static str,
+    mut f: F,
+) -> Result<T, TelegramError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, TelegramError>>,
+{
+    let mut backoff = Backoff::default();
+    loop {
+        let result = tokio::select! {
+            () = shutdown.cancelled() => return Err(TelegramError::Shutdown),
+            result = f() => result,
+        };
+        match result {
+            Ok(value) => return Ok(value),
+            Err(e @ TelegramError::InvalidToken(_)) => return Err(e),
+            Err(e) => warn!(error = %e, "cannot {what} yet; trying again"),
+        }
+        if !backoff.wait(shutdown).await {
+            return Err(TelegramError::Shutdown);
+        }
+    }
+}
+
+/// On start every linked chat is back in menu mode and is shown the menu (LEGACY.md §7).
+async fn show_menus(
+    bot: TgBot,
+    core: CoreApi,
+    texts: Texts,
+    links: Vec<Link>,
+    shutdown: CancellationToken,
+) {
+    let (text, markup) = dialogue::restart_menu(&texts);
+    for link in links.into_iter().filter(|l| l.active) {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        match send_html(
+            &bot,
+            link.chat_id,
+            &text,
+            Some(markup.clone()),
+            &Retry::Reply,
+        )
+        .await
+        {
+            Ok(()) => {}
+            Err(SendError::ChatGone(e)) => {
+                warn!(chat_id = link.chat_id, error = %e, "chat refuses messages; link inactive");
+                if let Err(e) = core.set_state(link.chat_id, None, Some(false)).await {
+                    warn!(chat_id = link.chat_id, error = %e, "cannot mark the link inactive");
+                }
+            }
+            Err(e) => warn!(chat_id = link.chat_id, error = %e, "cannot show the menu"),
+        }
+    }
+}
+
+/// Stops the dispatcher when `shutdown` fires. The dispatcher refuses a stop before it has
+/// started taking updates, so this asks again until it is accepted.
+async fn stop_dispatcher(shutdown: CancellationToken, token: teloxide::dispatching::ShutdownToken) {
+    shutdown.cancelled().await;
+    loop {
+        match token.shutdown() {
+            Ok(stopped) => {
+                stopped.await;
+                return;
+            }
+            Err(_idle) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Logs errors of handlers and listeners through `tracing`.
+struct TracingErrors(&'static str);
+
+impl<E: Display + Send + 'static> ErrorHandler<E> for TracingErrors {
+    fn handle_error(self: Arc<Self>, error: E) -> BoxFuture<'static, ()> {
+        warn!(source = self.0, error = %error, "Telegram update failed");
+        Box::pin(async {})
+    }
+}

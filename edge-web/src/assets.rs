@@ -31,8 +31,14 @@ const DEMO_TOKEN_TTL_SECS: u64 = 24 * 3600;
 fn javascript(body: &'static str) -> Response {
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/javascript; charset=utf-8")),
-            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/javascript; charset=utf-8"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
         ],
         body,
     )
@@ -73,7 +79,9 @@ struct TokenQuery {
 async fn demo_token(State(edge): State<Arc<Edge>>, Query(q): Query<TokenQuery>) -> Response {
     match parse_id(&q.cid).filter(|&c| c <= u64::from(u32::MAX)) {
         Some(cid) => {
-            let token = edge.signer.sign(TokenKind::Visitor, &cid.to_string(), DEMO_TOKEN_TTL_SECS);
+            let token = edge
+                .signer
+                .sign(TokenKind::Visitor, &cid.to_string(), DEMO_TOKEN_TTL_SECS);
             Json(serde_json::json!({ "cid": cid, "token": token })).into_response()
         }
         None => (StatusCode::BAD_REQUEST, "cid must be a positive integer").into_response(),

@@ -26,14 +26,25 @@ use tracing::{debug, info, warn};
 pub enum LinkEvent {
     Event(pb::event::Kind),
     /// The core refused or ended the subscription (it is gone; subscribe again to retry).
-    Ended { code: i32, message: String },
+    Ended {
+        code: i32,
+        message: String,
+    },
 }
 
 /// What the link is asked to do.
 enum Command {
-    Subscribe { id: u64, scope: pb::subscribe_request::Scope, since: Option<u64>, events: mpsc::UnboundedSender<LinkEvent> },
+    Subscribe {
+        id: u64,
+        scope: pb::subscribe_request::Scope,
+        since: Option<u64>,
+        events: mpsc::UnboundedSender<LinkEvent>,
+    },
     Unsubscribe(u64),
-    Presence { conversation: u64, online: bool },
+    Presence {
+        conversation: u64,
+        online: bool,
+    },
 }
 
 /// The shared handle.
@@ -68,7 +79,11 @@ impl CoreLink {
     pub fn start(client: CoreClient, shutdown: CancellationToken) -> Arc<Self> {
         let (commands, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(client.clone(), rx, shutdown));
-        Arc::new(Self { commands, next_id: AtomicU64::new(1), client })
+        Arc::new(Self {
+            commands,
+            next_id: AtomicU64::new(1),
+            client,
+        })
     }
 
     /// A client for unary calls (history, sends), sharing the link's connection.
@@ -77,16 +92,32 @@ impl CoreLink {
     }
 
     /// Subscribes to a scope, replaying after `since` when given.
-    pub fn subscribe(self: &Arc<Self>, scope: pb::subscribe_request::Scope, since: Option<u64>) -> Subscription {
+    pub fn subscribe(
+        self: &Arc<Self>,
+        scope: pb::subscribe_request::Scope,
+        since: Option<u64>,
+    ) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (events, rx) = mpsc::unbounded_channel();
-        let _ = self.commands.send(Command::Subscribe { id, scope, since, events });
-        Subscription { id, events: rx, link: self.clone() }
+        let _ = self.commands.send(Command::Subscribe {
+            id,
+            scope,
+            since,
+            events,
+        });
+        Subscription {
+            id,
+            events: rx,
+            link: self.clone(),
+        }
     }
 
     /// One visitor socket more (`online`) or less.
     pub fn presence(&self, conversation: u64, online: bool) {
-        let _ = self.commands.send(Command::Presence { conversation, online });
+        let _ = self.commands.send(Command::Presence {
+            conversation,
+            online,
+        });
     }
 }
 
@@ -108,15 +139,31 @@ impl State {
     /// Applies a command; returns what to send to the core.
     fn apply(&mut self, command: Command) -> Option<Wire> {
         match command {
-            Command::Subscribe { id, scope, since, events } => {
-                self.subs.insert(id, Sub { scope, cursor: since, events });
+            Command::Subscribe {
+                id,
+                scope,
+                since,
+                events,
+            } => {
+                self.subs.insert(
+                    id,
+                    Sub {
+                        scope,
+                        cursor: since,
+                        events,
+                    },
+                );
                 Some(subscribe(id, scope, since))
             }
-            Command::Unsubscribe(id) => self
-                .subs
-                .remove(&id)
-                .map(|_| Wire::Unsubscribe(pb::EdgeUnsubscribe { subscription_id: id })),
-            Command::Presence { conversation, online } => {
+            Command::Unsubscribe(id) => self.subs.remove(&id).map(|_| {
+                Wire::Unsubscribe(pb::EdgeUnsubscribe {
+                    subscription_id: id,
+                })
+            }),
+            Command::Presence {
+                conversation,
+                online,
+            } => {
                 let count = self.presence.entry(conversation).or_default();
                 if online {
                     *count += 1;
@@ -128,26 +175,41 @@ impl State {
                 if *count == 0 {
                     self.presence.remove(&conversation);
                 }
-                Some(Wire::Presence(pb::EdgePresence { conversation_id: conversation, online }))
+                Some(Wire::Presence(pb::EdgePresence {
+                    conversation_id: conversation,
+                    online,
+                }))
             }
         }
     }
 
     /// Everything a fresh session must be told.
     fn replay(&self) -> Vec<Wire> {
-        let subs = self.subs.iter().map(|(&id, s)| subscribe(id, s.scope, s.cursor));
+        let subs = self
+            .subs
+            .iter()
+            .map(|(&id, s)| subscribe(id, s.scope, s.cursor));
         let presence = self.presence.iter().flat_map(|(&c, &n)| {
-            (0..n).map(move |_| Wire::Presence(pb::EdgePresence { conversation_id: c, online: true }))
+            (0..n).map(move |_| {
+                Wire::Presence(pb::EdgePresence {
+                    conversation_id: c,
+                    online: true,
+                })
+            })
         });
         subs.chain(presence).collect()
     }
 
     fn route(&mut self, event: pb::EdgeEvent) {
-        let Some(sub) = self.subs.get_mut(&event.subscription_id) else { return };
+        let Some(sub) = self.subs.get_mut(&event.subscription_id) else {
+            return;
+        };
         let delivered = match event.kind {
             Some(Kind::Event(pb::Event { kind: Some(kind) })) => {
                 match &kind {
-                    pb::event::Kind::Message(m) => sub.cursor = Some(sub.cursor.unwrap_or(0).max(m.id)),
+                    pb::event::Kind::Message(m) => {
+                        sub.cursor = Some(sub.cursor.unwrap_or(0).max(m.id))
+                    }
                     pb::event::Kind::CaughtUp(c) => {
                         sub.cursor = Some(sub.cursor.unwrap_or(0).max(c.last_message_id))
                     }
@@ -156,7 +218,10 @@ impl State {
                 sub.events.send(LinkEvent::Event(kind))
             }
             Some(Kind::Error(e)) => {
-                let sent = sub.events.send(LinkEvent::Ended { code: e.code, message: e.message });
+                let sent = sub.events.send(LinkEvent::Ended {
+                    code: e.code,
+                    message: e.message,
+                });
                 self.subs.remove(&event.subscription_id);
                 sent
             }
@@ -164,7 +229,10 @@ impl State {
         };
         if delivered.is_err() {
             // The subscriber is gone; its Unsubscribe is on the way.
-            debug!(subscription = event.subscription_id, "event for a dropped subscription");
+            debug!(
+                subscription = event.subscription_id,
+                "event for a dropped subscription"
+            );
         }
     }
 }
@@ -172,17 +240,26 @@ impl State {
 fn subscribe(id: u64, scope: pb::subscribe_request::Scope, since: Option<u64>) -> Wire {
     Wire::Subscribe(pb::EdgeSubscribe {
         subscription_id: id,
-        request: Some(pb::SubscribeRequest { scope: Some(scope), since_message_id: since }),
+        request: Some(pb::SubscribeRequest {
+            scope: Some(scope),
+            since_message_id: since,
+        }),
     })
 }
 
-async fn run(mut client: CoreClient, mut commands: mpsc::UnboundedReceiver<Command>, shutdown: CancellationToken) {
+async fn run(
+    mut client: CoreClient,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    shutdown: CancellationToken,
+) {
     let mut state = State::default();
     let mut backoff = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
         let (out, out_rx) = mpsc::unbounded_channel();
         for wire in state.replay() {
-            let _ = out.send(pb::EdgeCommand { command: Some(wire) });
+            let _ = out.send(pb::EdgeCommand {
+                command: Some(wire),
+            });
         }
         let session = tokio::select! {
             () = shutdown.cancelled() => return,

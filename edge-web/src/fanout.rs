@@ -64,7 +64,11 @@ pub fn payload(m: &pb::Message, flavor: Flavor) -> MessagePayload {
             Flavor::Plain => m.text.clone(),
         },
         date: m.local_date.clone(),
-        adm: if to_support { "0".into() } else { m.admin_display_name.clone() },
+        adm: if to_support {
+            "0".into()
+        } else {
+            m.admin_display_name.clone()
+        },
         label: m.id,
     }
 }
@@ -72,15 +76,26 @@ pub fn payload(m: &pb::Message, flavor: Flavor) -> MessagePayload {
 /// Emits one message to both flavors' rooms.
 async fn broadcast(io: &SocketIo, rooms: impl Fn(Flavor) -> String, m: &pb::Message) {
     for flavor in [Flavor::Legacy, Flavor::Plain] {
-        if let Err(e) = io.to(rooms(flavor)).emit(outgoing::NEW_MESSAGE, &payload(m, flavor)).await {
+        if let Err(e) = io
+            .to(rooms(flavor))
+            .emit(outgoing::NEW_MESSAGE, &payload(m, flavor))
+            .await
+        {
             debug!(error = %e, "broadcast failed");
         }
     }
 }
 
 enum Join {
-    Visitor { socket: SocketRef, flavor: Flavor, since: Option<u64> },
-    Admin { socket: SocketRef, flavor: Flavor },
+    Visitor {
+        socket: SocketRef,
+        flavor: Flavor,
+        since: Option<u64>,
+    },
+    Admin {
+        socket: SocketRef,
+        flavor: Flavor,
+    },
 }
 
 struct Handle {
@@ -100,7 +115,12 @@ impl Fanout {
     pub fn start(io: SocketIo, link: Arc<CoreLink>) -> Arc<Self> {
         let (admins, rx) = mpsc::unbounded_channel();
         tokio::spawn(admins_task(io.clone(), link.clone(), rx));
-        Arc::new(Self { io, link, conversations: Mutex::default(), admins })
+        Arc::new(Self {
+            io,
+            link,
+            conversations: Mutex::default(),
+            admins,
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Handle>> {
@@ -109,15 +129,30 @@ impl Fanout {
 
     /// A visitor socket subscribes: history (the last page, or everything after `since`),
     /// then live messages. Call [`Fanout::leave`] once when the socket goes.
-    pub fn join_visitor(&self, conversation: u64, socket: SocketRef, flavor: Flavor, since: Option<u64>) {
+    pub fn join_visitor(
+        &self,
+        conversation: u64,
+        socket: SocketRef,
+        flavor: Flavor,
+        since: Option<u64>,
+    ) {
         let mut map = self.lock();
         let handle = map.entry(conversation).or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(conversation_task(conversation, self.io.clone(), self.link.clone(), rx));
+            tokio::spawn(conversation_task(
+                conversation,
+                self.io.clone(),
+                self.link.clone(),
+                rx,
+            ));
             Handle { tx, members: 0 }
         });
         handle.members += 1;
-        let _ = handle.tx.send(Join::Visitor { socket, flavor, since });
+        let _ = handle.tx.send(Join::Visitor {
+            socket,
+            flavor,
+            since,
+        });
     }
 
     /// A visitor socket that joined has gone.
@@ -141,7 +176,12 @@ impl Fanout {
 /// Pause before subscribing again after the core ended a subscription.
 const RESUBSCRIBE: Duration = Duration::from_millis(500);
 
-async fn conversation_task(conversation: u64, io: SocketIo, link: Arc<CoreLink>, mut joins: mpsc::UnboundedReceiver<Join>) {
+async fn conversation_task(
+    conversation: u64,
+    io: SocketIo,
+    link: Arc<CoreLink>,
+    mut joins: mpsc::UnboundedReceiver<Join>,
+) {
     let scope = Scope::ConversationId(conversation);
     let mut sub: Subscription = link.subscribe(scope, None);
     let mut cursor: Option<u64> = None;
@@ -181,7 +221,14 @@ async fn conversation_task(conversation: u64, io: SocketIo, link: Arc<CoreLink>,
 
 /// Sends a joining visitor socket its history up to `cursor`, then puts it in the room.
 async fn admit(link: &CoreLink, conversation: u64, join: Join, cursor: u64) {
-    let Join::Visitor { socket, flavor, since } = join else { return };
+    let Join::Visitor {
+        socket,
+        flavor,
+        since,
+    } = join
+    else {
+        return;
+    };
     let mut chat = link.client().chat;
     match since {
         Some(since) => {
@@ -189,7 +236,12 @@ async fn admit(link: &CoreLink, conversation: u64, join: Join, cursor: u64) {
             let mut after = since;
             while after < cursor {
                 let page = chat
-                    .history(pb::HistoryRequest { conversation_id: conversation, before_id: 0, limit: 500, after_id: after })
+                    .history(pb::HistoryRequest {
+                        conversation_id: conversation,
+                        before_id: 0,
+                        limit: 500,
+                        after_id: after,
+                    })
                     .await;
                 let page = match page {
                     Ok(p) => p.into_inner(),
@@ -241,8 +293,14 @@ async fn admins_task(io: SocketIo, link: Arc<CoreLink>, mut joins: mpsc::Unbound
     let mut online: BTreeSet<u64> = BTreeSet::new();
     let mut waiting = Vec::new();
     let presence = async |io: &SocketIo, conversation: u64, is_online: bool| {
-        let event = if is_online { outgoing::ONLINE } else { outgoing::OFFLINE };
-        let payload = PresencePayload { cid: conversation.to_string() };
+        let event = if is_online {
+            outgoing::ONLINE
+        } else {
+            outgoing::OFFLINE
+        };
+        let payload = PresencePayload {
+            cid: conversation.to_string(),
+        };
         for flavor in [Flavor::Legacy, Flavor::Plain] {
             let _ = io.to(admin_room(flavor)).emit(event, &payload).await;
         }
@@ -298,9 +356,16 @@ async fn admins_task(io: SocketIo, link: Arc<CoreLink>, mut joins: mpsc::Unbound
 
 /// Tells a new admin who is online (LEGACY.md §9.7), then puts it in the admins' room.
 fn admit_admin(join: Join, online: &BTreeSet<u64>) {
-    let Join::Admin { socket, flavor } = join else { return };
+    let Join::Admin { socket, flavor } = join else {
+        return;
+    };
     for &conversation in online {
-        let _ = socket.emit(outgoing::ONLINE, &PresencePayload { cid: conversation.to_string() });
+        let _ = socket.emit(
+            outgoing::ONLINE,
+            &PresencePayload {
+                cid: conversation.to_string(),
+            },
+        );
     }
     socket.join(admin_room(flavor));
 }

@@ -41,7 +41,9 @@ pub struct Edge {
 impl Edge {
     /// The fan-out tasks (made right after the Socket.IO handle exists).
     pub fn fanout(&self) -> &Fanout {
-        self.fanout.get().expect("fan-out is set when the edge starts")
+        self.fanout
+            .get()
+            .expect("fan-out is set when the edge starts")
     }
 }
 
@@ -110,10 +112,35 @@ pub async fn serve(
             io.close().await;
         })
     };
-    info!(addr = ?listener.local_addr().ok(), "web edge listening");
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    info!(addr = ?listener.local_addr().ok(), tls = config.tls.is_some(), "web edge listening");
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    let served = match &config.tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .await
+        }
+        Some(tls) => {
+            // rustls needs a process-wide crypto provider; ring, as everywhere else here.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let rustls =
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key).await?;
+            let handle = axum_server::Handle::new();
+            let stopper = {
+                let (handle, shutdown) = (handle.clone(), shutdown.clone());
+                tokio::spawn(async move {
+                    shutdown.cancelled().await;
+                    handle.graceful_shutdown(Some(Duration::from_secs(10)));
+                })
+            };
+            let served = axum_server::tls_rustls::from_tcp_rustls(listener.into_std()?, rustls)?
+                .handle(handle)
+                .serve(app)
+                .await;
+            stopper.abort();
+            served
+        }
+    };
     janitor.abort();
     closer.abort();
     served?;

@@ -1,7 +1,7 @@
 //! `socketgram serve` end to end: the real binary on port 0, driven by a real gRPC client, on
 //! each database backend.
 
-use std::{collections::BTreeSet, path::Path, time::Duration};
+use std::{collections::BTreeSet, path::Path, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use socketgram_core::store::Backend;
@@ -259,6 +259,7 @@ async fn end_to_end(server: &TestServer, db: &TestDb) {
         .history(pb::HistoryRequest {
             conversation_id: 123,
             before_id: 0,
+            after_id: 0,
             limit: 10,
         })
         .await
@@ -273,6 +274,7 @@ async fn end_to_end(server: &TestServer, db: &TestDb) {
         .history(pb::HistoryRequest {
             conversation_id: 123,
             before_id: ids[0],
+            after_id: 0,
             limit: 10,
         })
         .await
@@ -328,6 +330,7 @@ async fn end_to_end(server: &TestServer, db: &TestDb) {
         .history(pb::HistoryRequest {
             conversation_id: 123,
             before_id: 0,
+            after_id: 0,
             limit: 1,
         })
         .await
@@ -370,6 +373,7 @@ async fn end_to_end(server: &TestServer, db: &TestDb) {
         .history(pb::HistoryRequest {
             conversation_id: 424_242,
             before_id: 0,
+            after_id: 0,
             limit: 10,
         })
         .await
@@ -379,6 +383,7 @@ async fn end_to_end(server: &TestServer, db: &TestDb) {
         .history(pb::HistoryRequest {
             conversation_id: 123,
             before_id: 0,
+            after_id: 0,
             limit: 1,
         })
         .await
@@ -509,6 +514,7 @@ async fn concurrent_resume(server: &TestServer, _db: &TestDb) {
             .history(pb::HistoryRequest {
                 conversation_id: cid,
                 before_id: 0,
+                after_id: 0,
                 limit: 500,
             })
             .await
@@ -571,6 +577,7 @@ async fn database_outage(backend: Backend) {
         .history(pb::HistoryRequest {
             conversation_id: 9,
             before_id: 0,
+            after_id: 0,
             limit: 10,
         })
         .await
@@ -601,6 +608,7 @@ async fn database_outage(backend: Backend) {
         .history(pb::HistoryRequest {
             conversation_id: 9,
             before_id: 0,
+            after_id: 0,
             limit: 10,
         })
         .await
@@ -732,4 +740,92 @@ async fn a_bad_configuration_is_refused_naming_the_key() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(key), "{args:?}: {stderr}");
     }
+}
+
+/// With `[grpc.tls]` and `[web.tls]`, both listeners speak TLS (and only TLS).
+#[tokio::test]
+async fn tls_on_both_listeners() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(db) = TestDb::create(Backend::Sqlite).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_pem, key_pem) = (key.cert.pem(), key.signing_key.serialize_pem());
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, &cert_pem).unwrap();
+    std::fs::write(&key_path, &key_pem).unwrap();
+    let tls = format!("cert = {:?}\nkey = {:?}\n", cert_path, key_path);
+    let server = TestServer::start(
+        Path::new(BIN),
+        "serve",
+        &db.url,
+        &format!("[grpc.tls]\n{tls}\n[web.tls]\n{tls}"),
+    )
+    .await;
+
+    // gRPC over TLS, trusting our certificate.
+    let channel =
+        tonic::transport::Channel::from_shared(format!("https://localhost:{}", server.grpc.port()))
+            .unwrap()
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(&cert_pem))
+                    .domain_name("localhost"),
+            )
+            .unwrap()
+            .connect()
+            .await
+            .expect("TLS gRPC connection");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health over TLS");
+
+    // The web listener over TLS.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(key.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(server.web.unwrap())
+        .await
+        .unwrap();
+    let mut tls_stream = connector
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .expect("TLS web connection");
+    tls_stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, tls_stream.read_to_string(&mut response))
+        .await
+        .unwrap()
+        .ok();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("ok"), "{response}");
+
+    // Plain HTTP on the web port is not served.
+    let mut plain = tokio::net::TcpStream::connect(server.web.unwrap())
+        .await
+        .unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(WAIT, plain.read_to_end(&mut buf)).await;
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+    assert!(server.terminate().await);
+    db.drop_db().await;
 }

@@ -5,6 +5,7 @@
 //! Tests that need an outside service (MariaDB, PostgreSQL, ...) skip with a printed note when
 //! it is missing, except under `CI=true`, where a missing service fails the test.
 
+pub mod botapi;
 pub mod db;
 pub mod proxy;
 pub mod server;

@@ -42,7 +42,10 @@ impl TestServer {
             .arg("--config")
             .arg(&config)
             .current_dir(dir.path())
-            .env("RUST_LOG", "socketgram=info,socketgram_core=info,socketgram_edge_web=info")
+            .env(
+                "RUST_LOG",
+                "socketgram=info,socketgram_core=info,socketgram_edge_web=info",
+            )
             .env("SOCKETGRAM_WEB__LISTEN", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -64,12 +67,20 @@ impl TestServer {
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let (grpc, web) = ready;
-        Self { child, grpc, web, _dir: dir }
+        Self {
+            child,
+            grpc,
+            web,
+            _dir: dir,
+        }
     }
 
     /// The web edge's base URL (`http://127.0.0.1:PORT`).
     pub fn web_url(&self) -> String {
-        format!("http://{}", self.web.expect("the web edge runs under `serve`"))
+        format!(
+            "http://{}",
+            self.web.expect("the web edge runs under `serve`")
+        )
     }
 
     /// A fresh HTTP/2 channel.

@@ -64,6 +64,8 @@ conformance!(
     unknown_admin_is_refused_and_nothing_is_stored,
     telegram_links_move_and_reset,
     concurrent_appends_commit_in_id_order,
+    delivery_cursors_start_once_and_only_move_forward,
+    user_passwords_read_back,
 );
 
 fn at(h: u32, m: u32, s: u32) -> NaiveDateTime {
@@ -421,6 +423,59 @@ async fn telegram_links_move_and_reset(f: Fixture) {
 
 /// Writers on several connections at once: a reader that follows `messages_after` with a
 /// cursor must see every message, i.e. no id may become visible after a greater one.
+async fn delivery_cursors_start_once_and_only_move_forward(f: Fixture) {
+    // A new consumer starts where it is told; later calls return what is stored.
+    assert_eq!(f.store.delivery_cursor("telegram:1", 5).await.unwrap(), 5);
+    assert_eq!(f.store.delivery_cursor("telegram:1", 9).await.unwrap(), 5);
+    // Forward only.
+    assert_eq!(
+        f.store
+            .advance_delivery_cursor("telegram:1", 7)
+            .await
+            .unwrap(),
+        7
+    );
+    assert_eq!(
+        f.store
+            .advance_delivery_cursor("telegram:1", 6)
+            .await
+            .unwrap(),
+        7
+    );
+    assert_eq!(f.store.delivery_cursor("telegram:1", 0).await.unwrap(), 7);
+    // Consumers are independent, and their names compare byte for byte.
+    assert_eq!(f.store.delivery_cursor("Telegram:1", 0).await.unwrap(), 0);
+    assert_eq!(
+        f.store
+            .advance_delivery_cursor("telegram:2", 3)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(f.store.delivery_cursor("telegram:1", 0).await.unwrap(), 7);
+    // Ids beyond 32 bits and names of 64 characters of UTF-8.
+    let long = "ё".repeat(64);
+    let big = 5_000_000_000;
+    assert_eq!(
+        f.store.advance_delivery_cursor(&long, big).await.unwrap(),
+        big
+    );
+    assert_eq!(f.store.delivery_cursor(&long, 0).await.unwrap(), big);
+}
+
+async fn user_passwords_read_back(f: Fixture) {
+    f.db.execute(
+        "INSERT INTO users (id, password) VALUES (123, '5ebe2294ecd0e0f08eab7690d2a6ee69')",
+    )
+    .await
+    .expect("insert user");
+    assert_eq!(
+        f.store.user_password(123).await.unwrap().as_deref(),
+        Some("5ebe2294ecd0e0f08eab7690d2a6ee69")
+    );
+    assert_eq!(f.store.user_password(124).await.unwrap(), None);
+}
+
 async fn concurrent_appends_commit_in_id_order(f: Fixture) {
     const WRITERS: usize = 6;
     const EACH: usize = 25;

@@ -8,7 +8,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{convert, edge, status};
-use crate::{Core, chat::SendMessage};
+use crate::{
+    Core, CoreError,
+    chat::{Cursor, SendMessage},
+};
 
 type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -50,13 +53,18 @@ impl Chat for ChatApi {
         request: Request<pb::HistoryRequest>,
     ) -> Result<Response<pb::HistoryResponse>, Status> {
         let r = request.into_inner();
+        let cursor = match (r.before_id, r.after_id) {
+            (before, 0) => Cursor::Before(convert::cursor(before)),
+            (0, after) => Cursor::After(after),
+            _ => {
+                return Err(status(CoreError::InvalidArgument(
+                    "give before_id or after_id, not both".into(),
+                )));
+            }
+        };
         let (messages, has_more) = self
             .core
-            .history(
-                r.conversation_id,
-                convert::cursor(r.before_id),
-                convert::limit(r.limit, 20),
-            )
+            .history(r.conversation_id, cursor, convert::limit(r.limit, 20))
             .await
             .map_err(status)?;
         Ok(Response::new(pb::HistoryResponse {
@@ -177,6 +185,44 @@ impl Chat for ChatApi {
                 .iter()
                 .map(|a| convert::admin(&self.core, a))
                 .collect(),
+        }))
+    }
+
+    async fn get_info(
+        &self,
+        _request: Request<pb::GetInfoRequest>,
+    ) -> Result<Response<pb::CoreInfo>, Status> {
+        Ok(Response::new(pb::CoreInfo {
+            company: self.core.company().to_owned(),
+            max_message_chars: u32::try_from(self.core.max_message_chars()).unwrap_or(u32::MAX),
+        }))
+    }
+
+    async fn get_delivery_cursor(
+        &self,
+        request: Request<pb::GetDeliveryCursorRequest>,
+    ) -> Result<Response<pb::DeliveryCursor>, Status> {
+        let consumer = request.into_inner().consumer;
+        let message_id = self.core.delivery_cursor(&consumer).await.map_err(status)?;
+        Ok(Response::new(pb::DeliveryCursor {
+            consumer,
+            message_id,
+        }))
+    }
+
+    async fn advance_delivery_cursor(
+        &self,
+        request: Request<pb::AdvanceDeliveryCursorRequest>,
+    ) -> Result<Response<pb::DeliveryCursor>, Status> {
+        let r = request.into_inner();
+        let message_id = self
+            .core
+            .advance_delivery_cursor(&r.consumer, r.message_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DeliveryCursor {
+            consumer: r.consumer,
+            message_id,
         }))
     }
 }

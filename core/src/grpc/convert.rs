@@ -156,3 +156,24 @@ pub(crate) fn limit(requested: u32, default: u32) -> u32 {
 pub(crate) fn cursor(id: u64) -> Option<u64> {
     (id != 0).then_some(id)
 }
+
+pub(crate) fn credentials_verdict(
+    verdict: crate::credentials::Verdict,
+) -> pb::CheckCredentialsResponse {
+    use crate::credentials::{Refusal, Verdict};
+    match verdict {
+        Verdict::Accepted(conversation_id) => pb::CheckCredentialsResponse {
+            conversation_id,
+            refusal: pb::CredentialsRefusal::Unspecified as i32,
+        },
+        Verdict::Refused(why) => pb::CheckCredentialsResponse {
+            conversation_id: 0,
+            refusal: match why {
+                Refusal::MalformedLogin => pb::CredentialsRefusal::MalformedLogin,
+                Refusal::UnknownLogin => pb::CredentialsRefusal::UnknownLogin,
+                Refusal::WrongPassword => pb::CredentialsRefusal::WrongPassword,
+                Refusal::WrongCredentials => pb::CredentialsRefusal::WrongCredentials,
+            } as i32,
+        },
+    }
+}

@@ -87,4 +87,17 @@ impl Telegram for TelegramApi {
         let all = self.core.reset_telegram_modes().await.map_err(status)?;
         Ok(Response::new(links(&all)))
     }
+
+    async fn check_credentials(
+        &self,
+        request: Request<pb::CheckCredentialsRequest>,
+    ) -> Result<Response<pb::CheckCredentialsResponse>, Status> {
+        let r = request.into_inner();
+        let verdict = self
+            .core
+            .check_credentials(&r.login, &r.password)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::credentials_verdict(verdict)))
+    }
 }

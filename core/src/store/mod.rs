@@ -6,7 +6,8 @@
 //! The logical schema is the legacy one (LEGACY.md §5); Socketgram only adds to it:
 //! `sg_conversations` (read marks, last message), `sg_message_meta` (origin and client message
 //! id of each message), `sg_write_lock` (serialises writers across core replicas), an index
-//! on `messages (cid, id)`, a 64-bit `telegram.chat_id` and `telegram.active`.
+//! on `messages (cid, id)`, a 64-bit `telegram.chat_id`, `telegram.active` and
+//! `sg_delivery_cursors` (how far each consumer that pushes messages elsewhere has got).
 
 mod mysql;
 mod postgres;
@@ -262,6 +263,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Puts every link in menu mode.
     async fn reset_telegram_modes(&self) -> StoreResult<()>;
+
+    /// A consumer's delivery cursor (`sg_delivery_cursors`), created at `start` when the
+    /// consumer has none yet. Returns the stored value.
+    async fn delivery_cursor(&self, consumer: &str, start: MessageId) -> StoreResult<MessageId>;
+
+    /// Moves a consumer's cursor to `to` unless it is already further (creating it when
+    /// missing). Returns the cursor as stored afterwards.
+    async fn advance_delivery_cursor(
+        &self,
+        consumer: &str,
+        to: MessageId,
+    ) -> StoreResult<MessageId>;
+
+    /// `users.password` of a visitor (a hash, or the password itself, by configuration);
+    /// `None` when there is no such user.
+    async fn user_password(&self, user_id: u64) -> StoreResult<Option<String>>;
 
     /// Closes the pool, waiting for connections in use to come back.
     async fn close(&self);

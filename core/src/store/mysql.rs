@@ -88,6 +88,15 @@ impl MySqlStore {
         row.as_ref().map(message_from_row).transpose()
     }
 
+    async fn stored_cursor(&self, consumer: &str) -> StoreResult<MessageId> {
+        let id: i64 =
+            sqlx::query_scalar("SELECT message_id FROM sg_delivery_cursors WHERE consumer = ?")
+                .bind(consumer.as_bytes())
+                .fetch_one(&self.pool)
+                .await?;
+        from_db_id("sg_delivery_cursors.message_id", id)
+    }
+
     /// Takes the row lock every writer takes first, for the rest of the transaction.
     async fn lock_writers(conn: &mut MySqlConnection) -> StoreResult<()> {
         sqlx::query("SELECT id FROM sg_write_lock WHERE id = 1 FOR UPDATE")
@@ -512,6 +521,40 @@ impl Store for MySqlStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn delivery_cursor(&self, consumer: &str, start: MessageId) -> StoreResult<MessageId> {
+        sqlx::query("INSERT IGNORE INTO sg_delivery_cursors (consumer, message_id) VALUES (?, ?)")
+            .bind(consumer.as_bytes())
+            .bind(to_db_id(start))
+            .execute(&self.pool)
+            .await?;
+        self.stored_cursor(consumer).await
+    }
+
+    async fn advance_delivery_cursor(
+        &self,
+        consumer: &str,
+        to: MessageId,
+    ) -> StoreResult<MessageId> {
+        sqlx::query(
+            "INSERT INTO sg_delivery_cursors (consumer, message_id) VALUES (?, ?) \
+             ON DUPLICATE KEY UPDATE message_id = GREATEST(message_id, VALUES(message_id))",
+        )
+        .bind(consumer.as_bytes())
+        .bind(to_db_id(to))
+        .execute(&self.pool)
+        .await?;
+        self.stored_cursor(consumer).await
+    }
+
+    async fn user_password(&self, user_id: u64) -> StoreResult<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT password FROM users WHERE id = ?")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn close(&self) {

@@ -441,6 +441,49 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn delivery_cursor(&self, consumer: &str, start: MessageId) -> StoreResult<MessageId> {
+        sqlx::query(
+            "INSERT INTO sg_delivery_cursors (consumer, message_id) VALUES (?, ?) \
+             ON CONFLICT (consumer) DO NOTHING",
+        )
+        .bind(consumer)
+        .bind(to_db_id(start))
+        .execute(&self.pool)
+        .await?;
+        let id: i64 =
+            sqlx::query_scalar("SELECT message_id FROM sg_delivery_cursors WHERE consumer = ?")
+                .bind(consumer)
+                .fetch_one(&self.pool)
+                .await?;
+        from_db_id("sg_delivery_cursors.message_id", id)
+    }
+
+    async fn advance_delivery_cursor(
+        &self,
+        consumer: &str,
+        to: MessageId,
+    ) -> StoreResult<MessageId> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO sg_delivery_cursors (consumer, message_id) VALUES (?, ?) \
+             ON CONFLICT (consumer) DO UPDATE SET \
+             message_id = MAX(message_id, excluded.message_id) RETURNING message_id",
+        )
+        .bind(consumer)
+        .bind(to_db_id(to))
+        .fetch_one(&self.pool)
+        .await?;
+        from_db_id("sg_delivery_cursors.message_id", id)
+    }
+
+    async fn user_password(&self, user_id: u64) -> StoreResult<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT password FROM users WHERE id = ?")
+                .bind(to_db_id(user_id))
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }

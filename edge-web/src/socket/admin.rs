@@ -19,11 +19,27 @@ use crate::Edge;
 fn admin_id(peer: &Peer, fields: &Fields<'_>) -> Result<String, (&'static str, String)> {
     let claimed = fields.text("adm").map_err(|e| ("invalid", e.to_string()))?;
     match (&peer.identity, claimed) {
-        (Identity::Admin { admin_id: Some(me), .. }, None) => Ok(me.clone()),
-        (Identity::Admin { admin_id: Some(me), .. }, Some(claimed)) if &claimed == me => Ok(claimed),
-        (Identity::Admin { admin_id: Some(_), .. }, Some(_)) => {
-            Err(("forbidden", "`adm` names another admin than this connection's".into()))
-        }
+        (
+            Identity::Admin {
+                admin_id: Some(me), ..
+            },
+            None,
+        ) => Ok(me.clone()),
+        (
+            Identity::Admin {
+                admin_id: Some(me), ..
+            },
+            Some(claimed),
+        ) if &claimed == me => Ok(claimed),
+        (
+            Identity::Admin {
+                admin_id: Some(_), ..
+            },
+            Some(_),
+        ) => Err((
+            "forbidden",
+            "`adm` names another admin than this connection's".into(),
+        )),
         (_, Some(claimed)) if !claimed.is_empty() => Ok(claimed),
         _ => Err(("invalid", "`adm` (the admin login) is missing".into())),
     }
@@ -55,7 +71,9 @@ pub async fn new_message(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, 
         Err(e) => return refuse(s, Some(ack), event, "invalid", e.to_string()),
     };
     let parsed = (|| {
-        let cid = fields.id("username")?.ok_or_else(|| invalid("`username` (the visitor id) is missing"))?;
+        let cid = fields
+            .id("username")?
+            .ok_or_else(|| invalid("`username` (the visitor id) is missing"))?;
         let room = fields.required_text("room")?;
         let text = fields.required_text("message")?;
         let client_msg_id = fields.text("client_msg_id")?.unwrap_or_default();
@@ -66,9 +84,20 @@ pub async fn new_message(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, 
         Err(e) => return refuse(s, Some(ack), event, "invalid", e.to_string()),
     };
     // The room must be the visitor's: a reply never goes to someone else by mistake.
-    if !room::room_matches(edge.legacy.room_hash, &cid.to_string(), edge.legacy.secret.expose(), &room) {
+    if !room::room_matches(
+        edge.legacy.room_hash,
+        &cid.to_string(),
+        edge.legacy.secret.expose(),
+        &room,
+    ) {
         warn!(sid = %s.id, cid, "admin reply whose room is not the visitor's; refused");
-        return refuse(s, Some(ack), event, "invalid", "`room` is not the room of `username`".into());
+        return refuse(
+            s,
+            Some(ack),
+            event,
+            "invalid",
+            "`room` is not the room of `username`".into(),
+        );
     }
     let admin = match admin_id(peer, &fields) {
         Ok(admin) => admin,
@@ -76,7 +105,10 @@ pub async fn new_message(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, 
     };
     let request = pb::SendMessageRequest {
         conversation_id: cid,
-        author: Some(pb::Author { kind: pb::AuthorKind::Admin as i32, admin_id: admin }),
+        author: Some(pb::Author {
+            kind: pb::AuthorKind::Admin as i32,
+            admin_id: admin,
+        }),
         text,
         client_msg_id,
     };
@@ -96,7 +128,13 @@ fn invalid(message: &str) -> socketgram_admin_php_compat::events::PayloadError {
 
 /// `update admlist`: the PHP admin created an admin; re-read the names.
 pub async fn update_list(s: &SocketRef, edge: &Edge, ack: AckSender) {
-    match edge.link.client().chat.reload_admins(pb::ReloadAdminsRequest {}).await {
+    match edge
+        .link
+        .client()
+        .chat
+        .reload_admins(pb::ReloadAdminsRequest {})
+        .await
+    {
         Ok(list) => ok(ack, json!({ "admins": list.into_inner().admins.len() })),
         Err(status) => refuse_with_ack(s, Some(ack), incoming::UPDATE_ADMIN_LIST, &status),
     }

@@ -27,12 +27,19 @@ pub struct Limiter {
 impl Limiter {
     pub fn new(limits: Limits) -> Arc<Self> {
         let per_ip = RateLimiter::keyed(quota(limits.ip_events_per_second, limits.ip_events_burst));
-        Arc::new(Self { limits, per_ip, connections: Mutex::default() })
+        Arc::new(Self {
+            limits,
+            per_ip,
+            connections: Mutex::default(),
+        })
     }
 
     /// A limiter for one socket's events.
     pub fn for_socket(&self) -> DefaultDirectRateLimiter {
-        RateLimiter::direct(quota(self.limits.events_per_second, self.limits.events_burst))
+        RateLimiter::direct(quota(
+            self.limits.events_per_second,
+            self.limits.events_burst,
+        ))
     }
 
     /// Whether one more event from this socket and address may be handled now.
@@ -75,7 +82,11 @@ mod tests {
 
     #[test]
     fn bursts_then_refuses() {
-        let limiter = Limiter::new(Limits { events_per_second: 1, events_burst: 3, ..Limits::default() });
+        let limiter = Limiter::new(Limits {
+            events_per_second: 1,
+            events_burst: 3,
+            ..Limits::default()
+        });
         let socket = limiter.for_socket();
         let ip = IpAddr::from([127, 0, 0, 1]);
         assert!((0..3).all(|_| limiter.allow_event(&socket, ip)));
@@ -84,7 +95,10 @@ mod tests {
 
     #[test]
     fn connections_per_address() {
-        let limiter = Limiter::new(Limits { connections_per_ip: 2, ..Limits::default() });
+        let limiter = Limiter::new(Limits {
+            connections_per_ip: 2,
+            ..Limits::default()
+        });
         let ip = IpAddr::from([10, 0, 0, 1]);
         assert!(limiter.open(ip) && limiter.open(ip));
         assert!(!limiter.open(ip));

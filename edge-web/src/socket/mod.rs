@@ -42,7 +42,11 @@ impl Peer {
         let legacy = match &self.identity {
             Identity::Visitor { legacy, .. } | Identity::Admin { legacy, .. } => *legacy,
         };
-        if legacy { Flavor::Legacy } else { Flavor::Plain }
+        if legacy {
+            Flavor::Legacy
+        } else {
+            Flavor::Plain
+        }
     }
 }
 
@@ -69,7 +73,11 @@ fn client_ip(s: &SocketRef) -> IpAddr {
 
 /// The handshake (LEGACY.md §2): runs before the socket is connected, so a refused client
 /// never reaches an event handler.
-async fn authenticate(s: SocketRef, State(edge): State<Arc<Edge>>, TryData(auth): TryData<Value>) -> Result<(), Refused> {
+async fn authenticate(
+    s: SocketRef,
+    State(edge): State<Arc<Edge>>,
+    TryData(auth): TryData<Value>,
+) -> Result<(), Refused> {
     let ip = client_ip(&s);
     let credentials = Credentials::from_handshake(s.req_parts().uri.query(), auth.ok().as_ref());
     let identity = match handshake::identify(&credentials, &edge.legacy, &edge.signer) {
@@ -92,7 +100,11 @@ async fn authenticate(s: SocketRef, State(edge): State<Arc<Edge>>, TryData(auth)
     Ok(())
 }
 
-async fn on_connect(s: SocketRef, State(edge): State<Arc<Edge>>, Extension(peer): Extension<Arc<Peer>>) {
+async fn on_connect(
+    s: SocketRef,
+    State(edge): State<Arc<Edge>>,
+    Extension(peer): Extension<Arc<Peer>>,
+) {
     debug!(sid = %s.id, identity = ?peer.identity, "connected");
     s.on_fallback(dispatch);
     s.on_disconnect(on_disconnect);
@@ -111,7 +123,13 @@ async fn dispatch(
     Extension(peer): Extension<Arc<Peer>>,
 ) {
     if !edge.limiter.allow_event(&peer.limiter, peer.ip) {
-        return refuse(&s, Some(ack), &event, "rate_limited", "too many events: slow down".into());
+        return refuse(
+            &s,
+            Some(ack),
+            &event,
+            "rate_limited",
+            "too many events: slow down".into(),
+        );
     }
     // A payload the parser cannot read at all is treated as missing: handlers refuse it.
     let data = data.unwrap_or(Value::Null);
@@ -119,23 +137,52 @@ async fn dispatch(
     match (event.as_str(), is_admin) {
         (incoming::SUBSCRIBE, false) => visitor::subscribe(&s, &edge, &peer, &data, ack).await,
         (incoming::NEW_MESSAGE, false) => visitor::new_message(&s, &edge, &peer, &data, ack).await,
-        (incoming::TAKE_HISTORY, false) => visitor::take_history(&s, &edge, &peer, &data, ack).await,
+        (incoming::TAKE_HISTORY, false) => {
+            visitor::take_history(&s, &edge, &peer, &data, ack).await
+        }
         (incoming::SUBSCRIBE_ADMIN, true) => admin::subscribe(&s, &peer, &data, ack),
-        (incoming::NEW_MESSAGE_ADMIN, true) => admin::new_message(&s, &edge, &peer, &data, ack).await,
+        (incoming::NEW_MESSAGE_ADMIN, true) => {
+            admin::new_message(&s, &edge, &peer, &data, ack).await
+        }
         (incoming::UPDATE_ADMIN_LIST, true) => admin::update_list(&s, &edge, ack).await,
-        (incoming::SUBSCRIBE_ADMIN | incoming::NEW_MESSAGE_ADMIN | incoming::UPDATE_ADMIN_LIST, false) => {
+        (
+            incoming::SUBSCRIBE_ADMIN | incoming::NEW_MESSAGE_ADMIN | incoming::UPDATE_ADMIN_LIST,
+            false,
+        ) => {
             // LEGACY.md §9.2: the legacy server took these from anyone.
             warn!(sid = %s.id, ip = %peer.ip, %event, "admin-only event from a visitor socket refused");
-            refuse(&s, Some(ack), &event, "forbidden", "this event is for support staff only".into());
+            refuse(
+                &s,
+                Some(ack),
+                &event,
+                "forbidden",
+                "this event is for support staff only".into(),
+            );
         }
         (incoming::SUBSCRIBE | incoming::NEW_MESSAGE | incoming::TAKE_HISTORY, true) => {
-            refuse(&s, Some(ack), &event, "forbidden", "this event is for visitors; admins use the :servadm events".into());
+            refuse(
+                &s,
+                Some(ack),
+                &event,
+                "forbidden",
+                "this event is for visitors; admins use the :servadm events".into(),
+            );
         }
-        _ => refuse(&s, Some(ack), &event, "unknown_event", format!("unknown event {event:?}")),
+        _ => refuse(
+            &s,
+            Some(ack),
+            &event,
+            "unknown_event",
+            format!("unknown event {event:?}"),
+        ),
     }
 }
 
-async fn on_disconnect(s: SocketRef, State(edge): State<Arc<Edge>>, Extension(peer): Extension<Arc<Peer>>) {
+async fn on_disconnect(
+    s: SocketRef,
+    State(edge): State<Arc<Edge>>,
+    Extension(peer): Extension<Arc<Peer>>,
+) {
     debug!(sid = %s.id, "disconnected");
     edge.limiter.close(peer.ip);
     if let Identity::Visitor { cid, .. } = peer.identity
@@ -148,9 +195,19 @@ async fn on_disconnect(s: SocketRef, State(edge): State<Arc<Edge>>, Extension(pe
 
 /// Answers a refused request: a `chat error` event, and the ack `{error}` when the client
 /// asked for one.
-pub fn refuse(s: &SocketRef, ack: Option<AckSender>, event: &str, code: &'static str, message: String) {
+pub fn refuse(
+    s: &SocketRef,
+    ack: Option<AckSender>,
+    event: &str,
+    code: &'static str,
+    message: String,
+) {
     info!(sid = %s.id, %event, code, %message, "request refused");
-    let payload = ErrorPayload { event: event.to_owned(), code, message };
+    let payload = ErrorPayload {
+        event: event.to_owned(),
+        code,
+        message,
+    };
     if let Some(ack) = ack {
         let _ = ack.send(&serde_json::json!({ "error": &payload }));
     }

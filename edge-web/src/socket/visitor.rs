@@ -30,7 +30,13 @@ fn visitor(peer: &Peer) -> Visitor<'_> {
 }
 
 /// Checks that the payload's `username`/`room`, when present, are the handshake's.
-fn same_visitor(s: &SocketRef, peer: &Peer, fields: &Fields<'_>, event: &str, ack: &mut Option<AckSender>) -> bool {
+fn same_visitor(
+    s: &SocketRef,
+    peer: &Peer,
+    fields: &Fields<'_>,
+    event: &str,
+    ack: &mut Option<AckSender>,
+) -> bool {
     let me = visitor(peer);
     let username = fields.id("username");
     let room = fields.text("room");
@@ -44,7 +50,13 @@ fn same_visitor(s: &SocketRef, peer: &Peer, fields: &Fields<'_>, event: &str, ac
     if username.is_some_and(|u| u != me.cid) || room.as_deref().is_some_and(|r| r != me.room) {
         warn!(sid = %s.id, ip = %peer.ip, cid = me.cid, claimed = ?username, %event,
               "payload names another visitor; refused");
-        refuse(s, ack.take(), event, "forbidden", "the payload names another visitor than this connection's".into());
+        refuse(
+            s,
+            ack.take(),
+            event,
+            "forbidden",
+            "the payload names another visitor than this connection's".into(),
+        );
         return false;
     }
     true
@@ -70,16 +82,30 @@ pub async fn subscribe(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, ac
         Err(e) => return refuse(s, ack, event, "invalid", e.to_string()),
     };
     if peer.subscribed.swap(true, Ordering::SeqCst) {
-        return refuse(s, ack, event, "invalid", "this connection is already subscribed".into());
+        return refuse(
+            s,
+            ack,
+            event,
+            "invalid",
+            "this connection is already subscribed".into(),
+        );
     }
     let cid = visitor(peer).cid;
-    let opened = edge.link.client().chat.open_conversation(pb::OpenConversationRequest { conversation_id: cid }).await;
+    let opened = edge
+        .link
+        .client()
+        .chat
+        .open_conversation(pb::OpenConversationRequest {
+            conversation_id: cid,
+        })
+        .await;
     if let Err(status) = opened {
         peer.subscribed.store(false, Ordering::SeqCst);
         return refuse_with_ack(s, ack, event, &status);
     }
     edge.link.presence(cid, true);
-    edge.fanout().join_visitor(cid, s.clone(), peer.flavor(), since);
+    edge.fanout()
+        .join_visitor(cid, s.clone(), peer.flavor(), since);
     if let Some(ack) = ack {
         ok(ack, json!({ "conversation": cid }));
     }
@@ -97,13 +123,19 @@ pub async fn new_message(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, 
     if !same_visitor(s, peer, &fields, event, &mut ack) {
         return;
     }
-    let (text, client_msg_id) = match (fields.required_text("message"), fields.text("client_msg_id")) {
+    let (text, client_msg_id) = match (
+        fields.required_text("message"),
+        fields.text("client_msg_id"),
+    ) {
         (Ok(text), Ok(id)) => (text, id.unwrap_or_default()),
         (Err(e), _) | (_, Err(e)) => return refuse(s, ack, event, "invalid", e.to_string()),
     };
     let request = pb::SendMessageRequest {
         conversation_id: visitor(peer).cid,
-        author: Some(pb::Author { kind: pb::AuthorKind::Visitor as i32, admin_id: String::new() }),
+        author: Some(pb::Author {
+            kind: pb::AuthorKind::Visitor as i32,
+            admin_id: String::new(),
+        }),
         text,
         client_msg_id,
     };
@@ -135,7 +167,12 @@ pub async fn take_history(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value,
         Err(e) => return refuse(s, ack, event, "invalid", e.to_string()),
     };
     let _ = s.emit(outgoing::DROP_HISTORY_BUTTON, &());
-    let request = pb::HistoryRequest { conversation_id: visitor(peer).cid, before_id: mid, limit: HISTORY_PAGE, after_id: 0 };
+    let request = pb::HistoryRequest {
+        conversation_id: visitor(peer).cid,
+        before_id: mid,
+        limit: HISTORY_PAGE,
+        after_id: 0,
+    };
     let page = match edge.link.client().chat.history(request).await {
         Ok(page) => page.into_inner(),
         Err(status) => return refuse_with_ack(s, ack, event, &status),
@@ -148,6 +185,9 @@ pub async fn take_history(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value,
         let _ = s.emit(outgoing::ADD_HISTORY_BUTTON, &());
     }
     if let Some(ack) = ack {
-        ok(ack, json!({ "count": page.messages.len(), "has_more": page.has_more }));
+        ok(
+            ack,
+            json!({ "count": page.messages.len(), "has_more": page.has_more }),
+        );
     }
 }

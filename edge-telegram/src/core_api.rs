@@ -1,0 +1,259 @@
+//! The core as the Telegram edge sees it: typed calls over the gRPC contract
+//! ([`CoreClient`]), never the core's crate itself, even when both run in one process. Links,
+//! modes, the active flag, credentials and the delivery cursor all live in the core.
+
+use socketgram_proto::{
+    client::CoreClient,
+    v1::{self as pb, subscribe_request::Scope},
+};
+use tonic::{Code, Streaming};
+
+use crate::error::TelegramError;
+
+/// What the edge needs to know about the core.
+#[derive(Clone, Debug)]
+pub struct CoreInfo {
+    pub company: String,
+    pub max_message_chars: usize,
+}
+
+/// A Telegram chat linked to a visitor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub chat_id: i64,
+    pub conversation_id: u64,
+    /// "Writing to support" mode (legacy status 1): texts go to support.
+    pub writing: bool,
+    /// False once Telegram refused delivery for good (the user blocked the bot).
+    pub active: bool,
+}
+
+impl Link {
+    fn from_pb(link: &pb::TelegramLink) -> Self {
+        Self {
+            chat_id: link.chat_id,
+            conversation_id: link.conversation_id,
+            writing: link.mode == pb::TelegramMode::Writing as i32,
+            active: link.active,
+        }
+    }
+}
+
+/// The outcome of a credentials check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Accepted(u64),
+    MalformedLogin,
+    UnknownLogin,
+    WrongPassword,
+    /// Login or password wrong (an external credentials query cannot tell which).
+    WrongCredentials,
+}
+
+/// Typed calls to the core. Cheap to clone: the channel is shared.
+#[derive(Clone, Debug)]
+pub struct CoreApi {
+    client: CoreClient,
+}
+
+type Result<T> = std::result::Result<T, TelegramError>;
+
+impl CoreApi {
+    pub fn new(client: CoreClient) -> Self {
+        Self { client }
+    }
+
+    pub async fn info(&self) -> Result<CoreInfo> {
+        let info = self
+            .client
+            .chat
+            .clone()
+            .get_info(pb::GetInfoRequest {})
+            .await
+            .map_err(TelegramError::core("GetInfo"))?
+            .into_inner();
+        Ok(CoreInfo {
+            company: info.company,
+            max_message_chars: info.max_message_chars as usize,
+        })
+    }
+
+    /// The chat's link; `None` when it is not linked.
+    pub async fn link(&self, chat_id: i64) -> Result<Option<Link>> {
+        match self
+            .client
+            .telegram
+            .clone()
+            .get_link(pb::GetTelegramLinkRequest { chat_id })
+            .await
+        {
+            Ok(link) => Ok(Some(Link::from_pb(link.get_ref()))),
+            Err(status) if status.code() == Code::NotFound => Ok(None),
+            Err(status) => Err(TelegramError::core("GetLink")(status)),
+        }
+    }
+
+    /// Links the chat to a visitor (the core moves any older link of either).
+    pub async fn link_chat(&self, chat_id: i64, conversation_id: u64) -> Result<Link> {
+        let link = self
+            .client
+            .telegram
+            .clone()
+            .link(pb::LinkTelegramRequest {
+                chat_id,
+                conversation_id,
+            })
+            .await
+            .map_err(TelegramError::core("Link"))?;
+        Ok(Link::from_pb(link.get_ref()))
+    }
+
+    /// Sets the mode and/or the active flag; `None` when the chat is not linked (any more).
+    pub async fn set_state(
+        &self,
+        chat_id: i64,
+        writing: Option<bool>,
+        active: Option<bool>,
+    ) -> Result<Option<Link>> {
+        let mode = match writing {
+            None => pb::TelegramMode::Unspecified,
+            Some(true) => pb::TelegramMode::Writing,
+            Some(false) => pb::TelegramMode::Menu,
+        };
+        match self
+            .client
+            .telegram
+            .clone()
+            .set_state(pb::SetTelegramStateRequest {
+                chat_id,
+                mode: mode as i32,
+                active,
+            })
+            .await
+        {
+            Ok(link) => Ok(Some(Link::from_pb(link.get_ref()))),
+            Err(status) if status.code() == Code::NotFound => Ok(None),
+            Err(status) => Err(TelegramError::core("SetState")(status)),
+        }
+    }
+
+    /// The links of one visitor.
+    pub async fn links_of(&self, conversation_id: u64) -> Result<Vec<Link>> {
+        let links = self
+            .client
+            .telegram
+            .clone()
+            .list_links(pb::ListTelegramLinksRequest { conversation_id })
+            .await
+            .map_err(TelegramError::core("ListLinks"))?;
+        Ok(links.get_ref().links.iter().map(Link::from_pb).collect())
+    }
+
+    /// Puts every link in menu mode; returns them all.
+    pub async fn reset_modes(&self) -> Result<Vec<Link>> {
+        let links = self
+            .client
+            .telegram
+            .clone()
+            .reset_modes(pb::ResetTelegramModesRequest {})
+            .await
+            .map_err(TelegramError::core("ResetModes"))?;
+        Ok(links.get_ref().links.iter().map(Link::from_pb).collect())
+    }
+
+    pub async fn check_credentials(&self, login: &str, password: &str) -> Result<Verdict> {
+        let r = self
+            .client
+            .telegram
+            .clone()
+            .check_credentials(pb::CheckCredentialsRequest {
+                login: login.to_owned(),
+                password: password.to_owned(),
+            })
+            .await
+            .map_err(TelegramError::core("CheckCredentials"))?
+            .into_inner();
+        Ok(match pb::CredentialsRefusal::try_from(r.refusal) {
+            Ok(pb::CredentialsRefusal::Unspecified) if r.conversation_id != 0 => {
+                Verdict::Accepted(r.conversation_id)
+            }
+            Ok(pb::CredentialsRefusal::MalformedLogin) => Verdict::MalformedLogin,
+            Ok(pb::CredentialsRefusal::UnknownLogin) => Verdict::UnknownLogin,
+            Ok(pb::CredentialsRefusal::WrongPassword) => Verdict::WrongPassword,
+            _ => Verdict::WrongCredentials,
+        })
+    }
+
+    /// Stores a text the visitor wrote from Telegram. `client_msg_id` makes a redelivered
+    /// update (webhook retry, polling after a crash) store once.
+    pub async fn send_visitor_text(
+        &self,
+        conversation_id: u64,
+        text: &str,
+        client_msg_id: String,
+    ) -> Result<u64> {
+        let r = self
+            .client
+            .chat
+            .clone()
+            .send_message(pb::SendMessageRequest {
+                conversation_id,
+                author: Some(pb::Author {
+                    kind: pb::AuthorKind::Telegram as i32,
+                    admin_id: String::new(),
+                }),
+                text: text.to_owned(),
+                client_msg_id,
+            })
+            .await
+            .map_err(TelegramError::core("SendMessage"))?
+            .into_inner();
+        Ok(r.message.map_or(0, |m| m.id))
+    }
+
+    /// The consumer's delivery cursor (created at the newest message when new).
+    pub async fn cursor(&self, consumer: &str) -> Result<u64> {
+        Ok(self
+            .client
+            .chat
+            .clone()
+            .get_delivery_cursor(pb::GetDeliveryCursorRequest {
+                consumer: consumer.to_owned(),
+            })
+            .await
+            .map_err(TelegramError::core("GetDeliveryCursor"))?
+            .into_inner()
+            .message_id)
+    }
+
+    /// Moves the consumer's delivery cursor forward.
+    pub async fn advance(&self, consumer: &str, message_id: u64) -> Result<u64> {
+        Ok(self
+            .client
+            .chat
+            .clone()
+            .advance_delivery_cursor(pb::AdvanceDeliveryCursorRequest {
+                consumer: consumer.to_owned(),
+                message_id,
+            })
+            .await
+            .map_err(TelegramError::core("AdvanceDeliveryCursor"))?
+            .into_inner()
+            .message_id)
+    }
+
+    /// Every conversation's events, replaying what came after `since` first.
+    pub async fn subscribe_all(&self, since: u64) -> Result<Streaming<pb::Event>> {
+        Ok(self
+            .client
+            .chat
+            .clone()
+            .subscribe(pb::SubscribeRequest {
+                scope: Some(Scope::AllConversations(true)),
+                since_message_id: Some(since),
+            })
+            .await
+            .map_err(TelegramError::core("Subscribe"))?
+            .into_inner())
+    }
+}

@@ -1,0 +1,252 @@
+//! Support replies out to Telegram, durably (LEGACY.md §7; the legacy server lost them on
+//! any error, §9.11).
+//!
+//! The edge subscribes to every conversation from its delivery cursor, a message id the core
+//! stores per consumer (`Chat.GetDeliveryCursor` / `AdvanceDeliveryCursor`). Each support reply
+//! (direction to the visitor, whatever its origin) to a conversation with an active linked chat
+//! is sent as HTML: a bold "answer from <admin>:" header, then the escaped text. The cursor
+//! moves past a message only once Telegram accepted it, or refused it for good (a blocked bot
+//! marks the link inactive; a bad request is logged). So a reply accepted by the core while
+//! the bot was down, or while Telegram was failing, is delivered once the bot is back: the
+//! core replays everything after the cursor.
+//!
+//! Messages are delivered one at a time in id order: the cursor is a single id, so nothing
+//! after a message is marked done before it. A crash between Telegram's acceptance and the
+//! cursor's advance delivers that one message again (at least once); a graceful shutdown
+//! finishes or abandons the message in flight before the cursor is saved.
+
+use std::time::Duration;
+
+use socketgram_proto::v1::{self as pb, event::Kind};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::{
+    core_api::CoreApi,
+    error::TelegramError,
+    sender::{Backoff, Retry, SendError, TgBot, send_html},
+    texts::Texts,
+};
+
+/// Telegram takes at most 4096 characters per message; the rest of a longer reply follows in
+/// more messages. Kept under the limit to leave room for the header.
+const CHUNK_CHARS: usize = 3500;
+/// Skipped messages (visitors', other conversations') move the stored cursor at most this
+/// often: replaying a few of them after a restart costs nothing, a write per message would.
+const SAVE_EVERY: Duration = Duration::from_secs(5);
+
+/// The delivery loop's state.
+pub struct Delivery {
+    pub core: CoreApi,
+    pub bot: TgBot,
+    pub texts: Texts,
+    /// Whose cursor: `telegram:<bot id>`, so another bot starts afresh.
+    pub consumer: String,
+    pub shutdown: CancellationToken,
+}
+
+/// Where the loop has got to: `done` is finished; `saved` is what the core has stored.
+#[derive(Debug, Default)]
+struct Cursor {
+    done: u64,
+    saved: u64,
+}
+
+impl Delivery {
+    /// Delivers until shutdown, subscribing again (from the cursor) whenever the core's stream
+    /// breaks.
+    pub async fn run(self) {
+        let mut cursor: Option<Cursor> = None;
+        let mut backoff = Backoff::default();
+        loop {
+            match self.pass(&mut cursor, &mut backoff).await {
+                Ok(()) | Err(TelegramError::Shutdown) => break,
+                Err(e) => warn!(error = %e, "support reply delivery interrupted; resuming"),
+            }
+            if !backoff.wait(&self.shutdown).await {
+                break;
+            }
+        }
+        if let Some(c) = cursor.as_mut() {
+            self.save(c).await;
+        }
+        info!("support reply delivery stopped");
+    }
+
+    /// One subscription: from the cursor, until the stream breaks or shutdown.
+    async fn pass(
+        &self,
+        cursor: &mut Option<Cursor>,
+        backoff: &mut Backoff,
+    ) -> Result<(), TelegramError> {
+        let c = match cursor {
+            Some(c) => {
+                // Whatever was finished before the stream broke is stored before resuming.
+                self.save(c).await;
+                c
+            }
+            None => {
+                let stored = self.core.cursor(&self.consumer).await?;
+                info!(consumer = %self.consumer, cursor = stored, "support reply delivery starts");
+                cursor.insert(Cursor {
+                    done: stored,
+                    saved: stored,
+                })
+            }
+        };
+        let mut stream = self.core.subscribe_all(c.done).await?;
+        let mut save_tick = tokio::time::interval(SAVE_EVERY);
+        loop {
+            let event = tokio::select! {
+                () = self.shutdown.cancelled() => return Ok(()),
+                _ = save_tick.tick() => {
+                    self.save(c).await;
+                    continue;
+                }
+                event = stream.message() => event,
+            };
+            let event = event
+                .map_err(TelegramError::core("Subscribe"))?
+                .ok_or(TelegramError::StreamEnded)?;
+            backoff.reset();
+            match event.kind {
+                Some(Kind::Message(m)) if m.id > c.done => {
+                    if is_support_reply(&m) {
+                        self.deliver(&m).await?;
+                        c.done = m.id;
+                        self.save(c).await;
+                    } else {
+                        c.done = m.id;
+                    }
+                }
+                Some(Kind::CaughtUp(_)) => self.save(c).await,
+                _ => {}
+            }
+        }
+    }
+
+    /// Stores the cursor when it moved. A failure is only logged: the next save carries it.
+    async fn save(&self, c: &mut Cursor) {
+        if c.done <= c.saved {
+            return;
+        }
+        match self.core.advance(&self.consumer, c.done).await {
+            Ok(stored) => c.saved = stored,
+            Err(e) => warn!(error = %e, cursor = c.done, "cannot store the delivery cursor"),
+        }
+    }
+
+    /// Sends one reply to every active chat linked to its conversation. `Err` only when it
+    /// must be tried again (the core unreachable, or shutdown mid-way).
+    async fn deliver(&self, m: &pb::Message) -> Result<(), TelegramError> {
+        let links = self.core.links_of(m.conversation_id).await?;
+        let admin = if m.admin_display_name.is_empty() {
+            &m.admin_id
+        } else {
+            &m.admin_display_name
+        };
+        for link in links {
+            if !link.active {
+                info!(
+                    chat_id = link.chat_id,
+                    message = m.id,
+                    "link inactive; reply not sent"
+                );
+                continue;
+            }
+            for (i, chunk) in chunks(&m.text, CHUNK_CHARS).enumerate() {
+                let html = if i == 0 {
+                    self.texts.answer(admin, chunk)
+                } else {
+                    crate::texts::escape(chunk)
+                };
+                let retry = Retry::UntilDone(self.shutdown.clone());
+                match send_html(&self.bot, link.chat_id, &html, None, &retry).await {
+                    Ok(()) => {}
+                    Err(SendError::ChatGone(e)) => {
+                        warn!(chat_id = link.chat_id, error = %e,
+                            "chat refuses messages; marking its link inactive");
+                        self.core.set_state(link.chat_id, None, Some(false)).await?;
+                        break;
+                    }
+                    Err(SendError::Rejected(e)) => {
+                        error!(chat_id = link.chat_id, message = m.id, error = %e,
+                            "Telegram refused a support reply; skipping it");
+                        break;
+                    }
+                    Err(SendError::Shutdown) => return Err(TelegramError::Shutdown),
+                    Err(SendError::GaveUp(e)) => return Err(TelegramError::Telegram(e)),
+                }
+            }
+            info!(
+                chat_id = link.chat_id,
+                message = m.id,
+                "support reply delivered to Telegram"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A support reply: to the visitor, from anyone but the visitor's own Telegram chat.
+fn is_support_reply(m: &pb::Message) -> bool {
+    m.direction == pb::Direction::ToVisitor as i32 && m.origin != pb::AuthorKind::Telegram as i32
+}
+
+/// `text` in pieces of at most `max` characters, cut at a line break when one is near.
+fn chunks(text: &str, max: usize) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = match rest.char_indices().nth(max) {
+            None => rest.len(),
+            Some((hard, _)) => match rest[..hard].rfind('\n') {
+                Some(nl) if nl > hard / 2 => nl + 1,
+                _ => hard,
+            },
+        };
+        let (piece, tail) = rest.split_at(end);
+        rest = tail;
+        Some(piece)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_replies_are_cut_into_pieces() {
+        assert_eq!(chunks("hello", 10).collect::<Vec<_>>(), ["hello"]);
+        assert_eq!(chunks("ééééé", 2).collect::<Vec<_>>(), ["éé", "éé", "é"]);
+        assert_eq!(
+            chunks("line one\nline two", 12).collect::<Vec<_>>(),
+            ["line one\n", "line two"]
+        );
+        let long = "x".repeat(10_000);
+        assert!(chunks(&long, CHUNK_CHARS).all(|c| c.chars().count() <= CHUNK_CHARS));
+        assert_eq!(
+            chunks(&long, CHUNK_CHARS).map(str::len).sum::<usize>(),
+            10_000
+        );
+    }
+
+    #[test]
+    fn only_support_replies_go_out() {
+        let mut m = pb::Message {
+            direction: pb::Direction::ToVisitor as i32,
+            origin: pb::AuthorKind::Admin as i32,
+            ..Default::default()
+        };
+        assert!(is_support_reply(&m));
+        m.origin = pb::AuthorKind::Backend as i32;
+        assert!(is_support_reply(&m));
+        m.direction = pb::Direction::ToSupport as i32;
+        m.origin = pb::AuthorKind::Telegram as i32;
+        assert!(!is_support_reply(&m));
+        m.origin = pb::AuthorKind::Visitor as i32;
+        assert!(!is_support_reply(&m));
+    }
+}

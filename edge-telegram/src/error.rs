@@ -1,0 +1,54 @@
+//! The edge's error type: what went wrong talking to the core, to Telegram or at start.
+
+use teloxide::RequestError;
+
+/// Errors of the Telegram edge.
+#[derive(Debug, thiserror::Error)]
+pub enum TelegramError {
+    /// A call to the core failed (the status says why: unavailable, refused, ...).
+    #[error("core call {call} failed: {status}")]
+    Core {
+        call: &'static str,
+        status: Box<tonic::Status>,
+    },
+    /// The core's event stream ended or broke; the edge subscribes again.
+    #[error("the core's event stream ended")]
+    StreamEnded,
+    /// The Bot API refused a request or could not be reached.
+    #[error("Telegram request failed: {0}")]
+    Telegram(#[from] RequestError),
+    /// The Bot API does not know the token: nothing will work until it is fixed.
+    #[error("Telegram refuses the bot token (telegram.token): {0}")]
+    InvalidToken(RequestError),
+    /// The configuration cannot run (e.g. webhook mode with nowhere to serve the webhook).
+    #[error("invalid Telegram configuration: {0}")]
+    Config(String),
+    /// The webhook listener could not be bound or failed.
+    #[error("webhook listener on {addr}: {source}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The process is shutting down.
+    #[error("shutting down")]
+    Shutdown,
+}
+
+impl TelegramError {
+    /// Wraps a failed core call, naming it.
+    pub(crate) fn core(call: &'static str) -> impl FnOnce(tonic::Status) -> Self {
+        move |status| TelegramError::Core {
+            call,
+            status: Box::new(status),
+        }
+    }
+
+    /// The gRPC code of a failed core call.
+    pub fn core_code(&self) -> Option<tonic::Code> {
+        match self {
+            TelegramError::Core { status, .. } => Some(status.code()),
+            _ => None,
+        }
+    }
+}
