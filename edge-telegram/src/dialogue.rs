@@ -7,7 +7,11 @@
 //! conversation step held in teloxide's in-memory dialogue storage. A restart forgets it, and
 //! the user simply presses "Log in" again.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use teloxide::{
     dispatching::{
@@ -41,12 +45,50 @@ pub enum Step {
 
 type ChatDialogue = Dialogue<Step, InMemStorage<Step>>;
 
+/// Failed log-ins a chat may make within [`FAILED_LOGIN_WINDOW`] before it must wait.
+const MAX_FAILED_LOGINS: usize = 5;
+const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(600);
+
 /// What every handler needs besides the bot and the update.
 pub struct Context {
     pub core: CoreApi,
     pub texts: Texts,
     pub info: CoreInfo,
     pub contacts_html: String,
+    /// Recent failed log-ins per chat: passwords are not to be guessed at Telegram's pace.
+    pub failed_logins: FailedLogins,
+}
+
+/// Recent failed log-ins per chat (in memory: a restart forgives, which is no risk at
+/// [`MAX_FAILED_LOGINS`] per [`FAILED_LOGIN_WINDOW`]).
+#[derive(Default)]
+pub struct FailedLogins(Mutex<HashMap<i64, Vec<Instant>>>);
+
+impl FailedLogins {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Vec<Instant>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the chat has used up its attempts for now.
+    fn exhausted(&self, chat_id: i64) -> bool {
+        let mut all = self.lock();
+        let now = Instant::now();
+        if all.len() > 10_000 {
+            // Forget chats whose failures are all old, so the map stays small.
+            all.retain(|_, times| times.iter().any(|t| now - *t < FAILED_LOGIN_WINDOW));
+        }
+        let times = all.entry(chat_id).or_default();
+        times.retain(|t| now - *t < FAILED_LOGIN_WINDOW);
+        times.len() >= MAX_FAILED_LOGINS
+    }
+
+    fn failed(&self, chat_id: i64) {
+        self.lock().entry(chat_id).or_default().push(Instant::now());
+    }
+
+    fn succeeded(&self, chat_id: i64) {
+        self.lock().remove(&chat_id);
+    }
 }
 
 /// The handler tree: private chats' messages, with their log-in step.
@@ -270,6 +312,12 @@ async fn log_in(
     link: Option<Link>,
 ) -> Result<(), TelegramError> {
     let texts = &ctx.texts;
+    if ctx.failed_logins.exhausted(chat_id) {
+        info!(chat_id, "too many failed log-ins; not checked");
+        let markup = menu(texts, link.is_some());
+        reply(ctx, bot, chat_id, texts.too_many_attempts(), markup).await;
+        return Ok(());
+    }
     let verdict = match ctx.core.check_credentials(login, password).await {
         Ok(v) => v,
         Err(e) => {
@@ -287,6 +335,7 @@ async fn log_in(
     };
     let refusal = match verdict {
         Verdict::Accepted(conversation) => {
+            ctx.failed_logins.succeeded(chat_id);
             let linked = ctx.core.link_chat(chat_id, conversation).await?;
             info!(
                 chat_id,
@@ -302,6 +351,7 @@ async fn log_in(
         Verdict::WrongPassword => texts.wrong_password().to_owned(),
         Verdict::WrongCredentials => texts.wrong_credentials().to_owned(),
     };
+    ctx.failed_logins.failed(chat_id);
     info!(chat_id, verdict = ?verdict, "Telegram login refused");
     // A chat that was linked before keeps its link: it shows the linked menu.
     reply(ctx, bot, chat_id, &refusal, menu(texts, link.is_some())).await;

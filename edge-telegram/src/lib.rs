@@ -90,7 +90,7 @@ pub async fn run(
                         addr: listen.clone(),
                         source,
                     })?;
-            info!(addr = ?listener.local_addr().ok(), path = %config.webhook_path(),
+            info!(addr = ?listener.local_addr().ok(), path = %redact_token(&config, &config.webhook_path()),
                 "Telegram webhook listening");
             let stop = shutdown.child_token();
             let server = tokio::spawn(
@@ -158,18 +158,14 @@ pub async fn run_with_webhook(
             Err(e) => return Err(TelegramError::Telegram(e)),
         }
     }
-    info!(url = %redacted(&target), "Telegram webhook registered");
+    info!(url = %redact_token(&config, target.as_str()), "Telegram webhook registered");
     bot.dispatch(webhook::InboxListener::new(inbox.rx), shutdown)
         .await
 }
 
-/// The webhook URL for logs: its default path holds the token.
-fn redacted(url: &url::Url) -> String {
-    let mut shown = url.clone();
-    if shown.path().contains(':') {
-        shown.set_path("/***");
-    }
-    shown.to_string()
+/// A path or URL for logs: the default webhook path holds the bot token.
+fn redact_token(config: &TelegramConfig, text: &str) -> String {
+    text.replace(config.token.expose(), "***")
 }
 
 /// A started bot: core reached, chats reset, delivery running; updates not yet taken.
@@ -222,6 +218,7 @@ impl Bot {
             texts,
             info,
             contacts_html: config.contacts_html.clone(),
+            failed_logins: Default::default(),
         });
         Ok(Self {
             bot,

@@ -146,6 +146,13 @@ impl Texts {
         )
     }
 
+    pub fn too_many_attempts(&self) -> &'static str {
+        self.pick(
+            "Too many failed attempts to log in. Please try again in a few minutes.",
+            "Слишком много неудачных попыток входа. Попробуйте через несколько минут.",
+        )
+    }
+
     pub fn writing(&self) -> &'static str {
         self.pick(
             "Write your message: support will answer here. Press “Back” to return to the menu.",

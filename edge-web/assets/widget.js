@@ -1,1 +1,1015 @@
-// Socketgram widget: written in the next step.
+/*!
+ * Socketgram chat widget. The server sends it at /widget.js right after the official
+ * Socket.IO client, so a host page needs one tag:
+ *
+ *   <script src="https://chat.example.com/widget.js" data-token-url="/chat/token" async></script>
+ *
+ * Options (data-* attributes on that tag, or Socketgram.init({...}) from the page):
+ *   token      data-token       a visitor token minted by the host site: v1.<cid>.<expiry>.<hmac>
+ *   tokenUrl   data-token-url   or a URL answering JSON {token} (fetched again when it expires)
+ *   url        data-url         the chat server (default: where this script was loaded from)
+ *   title      data-title       the panel's heading (default "Chat with us")
+ *   connect    data-connect     "open" (default: connect when the panel first opens) or "load"
+ *   open       data-open        "true": open the panel at once
+ *   maxChars   data-max-chars   the server's message limit (default 10000)
+ *
+ * API: Socketgram.init(options), .open(), .close(), .toggle(), .destroy(), .state()
+ *
+ * Message text is only ever inserted with textContent: whatever a visitor or an admin types
+ * shows as text. Nothing but window.Socketgram is added to the page's globals.
+ */
+(function () {
+  'use strict';
+
+  if (window.Socketgram && window.Socketgram.version) {
+    return; // the tag is on the page twice: the first copy is in charge
+  }
+
+  /** The Socket.IO client the server put in front of this file. */
+  const ioClient = window.io;
+  /** This script's tag: its src tells the server, its data-* attributes the options. */
+  const ownScript = document.currentScript || lastScriptNamed('widget.js');
+
+  const VERSION = '1';
+  const DEFAULT_MAX_CHARS = 10000;
+  /** How long an acknowledgement may take before the request counts as lost. */
+  const ACK_TIMEOUT_MS = 10000;
+  /** A token this close to its expiry is fetched again before connecting. */
+  const TOKEN_MARGIN_MS = 60000;
+  /** Failed connection attempts in a row after which the widget says it is offline. */
+  const OFFLINE_AFTER_ATTEMPTS = 3;
+  /** Refusals worth trying again after a pause: the same request may pass later. */
+  const TRANSIENT = new Set(['unavailable', 'rate_limited', 'internal']);
+
+  let instance = null;
+
+  function lastScriptNamed(name) {
+    const scripts = document.getElementsByTagName('script');
+    for (let i = scripts.length - 1; i >= 0; i--) {
+      const src = scripts[i].getAttribute('src') || '';
+      if (src.split('?')[0].endsWith(name)) return scripts[i];
+    }
+    return null;
+  }
+
+  /** sessionStorage / localStorage that may be missing or refuse (private modes, sandboxes). */
+  function store(kind) {
+    return {
+      get(key) {
+        try {
+          return window[kind].getItem(key);
+        } catch (_) {
+          return null;
+        }
+      },
+      set(key, value) {
+        try {
+          if (value === null) window[kind].removeItem(key);
+          else window[kind].setItem(key, value);
+        } catch (_) {
+          /* storage is a nicety */
+        }
+      },
+    };
+  }
+  const session = store('sessionStorage');
+  const local = store('localStorage');
+
+  /** Characters a text takes on the server once escaped for the legacy column. */
+  function storedLength(text) {
+    let n = 0;
+    for (const ch of text) {
+      if (ch === '&') n += 5;
+      else if (ch === '<' || ch === '>') n += 4;
+      else if (ch === '"' || ch === "'") n += 6;
+      else n += 1;
+    }
+    return n;
+  }
+
+  function randomId() {
+    const bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  }
+
+  /** Builds an element; strings become text nodes (never HTML). */
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === false || value === null || value === undefined) continue;
+      if (key === 'class') el.className = value;
+      else el.setAttribute(key, value === true ? '' : String(value));
+    }
+    for (const child of children) {
+      if (child === null || child === undefined) continue;
+      el.append(typeof child === 'string' ? document.createTextNode(child) : child);
+    }
+    return el;
+  }
+
+  function svg(path) {
+    const ns = 'http://www.w3.org/2000/svg';
+    const el = document.createElementNS(ns, 'svg');
+    el.setAttribute('viewBox', '0 0 24 24');
+    el.setAttribute('aria-hidden', 'true');
+    el.setAttribute('focusable', 'false');
+    const p = document.createElementNS(ns, 'path');
+    p.setAttribute('d', path);
+    el.append(p);
+    return el;
+  }
+
+  /**
+   * Where the server is: an origin for the socket and a path prefix for /socket.io/ (a
+   * server behind a proxy may live under a path). `url` is the server's base URL, or with
+   * `isScript` this script's own URL.
+   */
+  function serverOf(url, isScript) {
+    const base = new URL(url, document.baseURI);
+    let path = base.pathname;
+    if (isScript) path = path.replace(/[^/]*$/, ''); // drop "widget.js"
+    if (!path.endsWith('/')) path += '/';
+    return { origin: base.origin, path };
+  }
+
+  /** `v1.<cid>.<expiry>.<hmac>` -> {cid, expiresAt}, without trusting it for anything else. */
+  function readToken(token) {
+    const parts = String(token).split('.');
+    const expiry = Number(parts[2]);
+    return { cid: parts[1] || '', expiresAt: Number.isFinite(expiry) ? expiry * 1000 : Infinity };
+  }
+
+  const STATUS_TEXT = {
+    idle: 'Not connected',
+    connecting: 'Connecting…',
+    online: 'Online',
+    reconnecting: 'Reconnecting…',
+    offline: 'Offline',
+  };
+
+  const CSS = `
+:host { all: initial; }
+* { box-sizing: border-box; }
+[hidden] { display: none !important; }
+.sg-root {
+  --sg-accent: #2557d6; --sg-accent-text: #fff; --sg-bg: #fff; --sg-fg: #1b1f24;
+  --sg-muted: #59636e; --sg-line: #d5d9de; --sg-their: #eef1f5; --sg-error: #b3261e;
+  --sg-ok: #1a7f37; --sg-warn: #9a6700;
+  font: 15px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+  color: var(--sg-fg);
+}
+@media (prefers-color-scheme: dark) {
+  .sg-root { --sg-bg: #1c1f24; --sg-fg: #e8eaed; --sg-muted: #a4acb6; --sg-line: #3a3f47;
+             --sg-their: #2a2f37; --sg-accent: #5b8cff; --sg-accent-text: #0b1020;
+             --sg-error: #ff8a80; --sg-ok: #57d163; --sg-warn: #e3b341; }
+}
+button, textarea { font: inherit; color: inherit; }
+:focus-visible { outline: 3px solid var(--sg-accent); outline-offset: 2px; }
+.sg-launcher {
+  position: fixed; right: 20px; bottom: 20px; z-index: 2147483000;
+  display: inline-flex; align-items: center; gap: 8px; min-height: 48px; padding: 0 18px;
+  border: 0; border-radius: 24px; background: var(--sg-accent); color: var(--sg-accent-text);
+  font-weight: 600; cursor: pointer; box-shadow: 0 4px 14px rgba(0,0,0,.25);
+}
+.sg-launcher:focus-visible { outline-color: var(--sg-fg); outline-offset: 3px; }
+.sg-launcher svg { width: 22px; height: 22px; fill: currentColor; }
+.sg-badge {
+  min-width: 20px; height: 20px; padding: 0 6px; border-radius: 10px;
+  background: var(--sg-error); color: #fff; font-size: 12px; line-height: 20px; text-align: center;
+}
+.sg-panel {
+  position: fixed; right: 20px; bottom: 80px; z-index: 2147483001;
+  width: 370px; height: min(600px, calc(100vh - 100px)); max-height: calc(100vh - 100px);
+  display: flex; flex-direction: column; overflow: hidden;
+  background: var(--sg-bg); border: 1px solid var(--sg-line); border-radius: 14px;
+  box-shadow: 0 12px 40px rgba(0,0,0,.25);
+}
+.sg-head {
+  display: flex; align-items: flex-start; justify-content: space-between; gap: 8px;
+  padding: 12px 12px 10px 16px; background: var(--sg-accent); color: var(--sg-accent-text);
+}
+.sg-title { margin: 0; font-size: 17px; font-weight: 650; }
+.sg-status { margin: 2px 0 0; font-size: 13px; display: flex; align-items: center; gap: 6px; }
+.sg-dot { width: 9px; height: 9px; border-radius: 50%; background: #c5ccd6; flex: none;
+          box-shadow: 0 0 0 2px rgba(255,255,255,.6); }
+.sg-root[data-state="online"] .sg-dot { background: #3fd16a; }
+.sg-root[data-state="connecting"] .sg-dot,
+.sg-root[data-state="reconnecting"] .sg-dot { background: #f2c744; }
+.sg-root[data-state="offline"] .sg-dot { background: #ff6b6b; }
+.sg-close {
+  flex: none; width: 40px; height: 40px; border: 0; border-radius: 8px; background: transparent;
+  color: inherit; cursor: pointer; display: grid; place-items: center;
+}
+.sg-close:hover { background: rgba(255,255,255,.18); }
+.sg-close:focus-visible { outline-color: var(--sg-accent-text); outline-offset: -3px; }
+.sg-close svg { width: 22px; height: 22px; fill: currentColor; }
+.sg-more-bar { padding: 8px 12px 0; text-align: center; }
+.sg-more {
+  border: 1px solid var(--sg-line); background: var(--sg-bg); border-radius: 16px;
+  padding: 6px 14px; cursor: pointer; font-size: 13px;
+}
+.sg-more:disabled { cursor: progress; opacity: .7; }
+.sg-log {
+  flex: 1; overflow-y: auto; padding: 10px 12px 12px; display: flex; flex-direction: column;
+  gap: 8px; overscroll-behavior: contain;
+}
+.sg-log:focus-visible { outline-offset: -3px; }
+.sg-list, .sg-pending { display: flex; flex-direction: column; gap: 8px; }
+.sg-empty { margin: auto 0; text-align: center; color: var(--sg-muted); font-size: 14px; }
+.sg-msg { max-width: 85%; display: flex; flex-direction: column; gap: 2px; }
+.sg-msg.sg-theirs { align-self: flex-start; }
+.sg-msg.sg-own { align-self: flex-end; align-items: flex-end; }
+.sg-meta { font-size: 12px; color: var(--sg-muted); display: flex; gap: 6px; }
+.sg-who { font-weight: 600; }
+.sg-cont { margin-top: -5px; }
+.sg-cont .sg-meta { position: absolute; width: 1px; height: 1px; overflow: hidden;
+                    clip-path: inset(50%); white-space: nowrap; }
+.sg-text {
+  padding: 8px 12px; border-radius: 14px; white-space: pre-wrap; overflow-wrap: anywhere;
+  word-break: break-word;
+}
+.sg-theirs .sg-text { background: var(--sg-their); border-bottom-left-radius: 4px; }
+.sg-own .sg-text { background: var(--sg-accent); color: var(--sg-accent-text);
+                   border-bottom-right-radius: 4px; }
+.sg-pending .sg-text { opacity: .75; }
+.sg-note { font-size: 12px; color: var(--sg-muted); display: flex; gap: 8px; align-items: center; }
+.sg-failed .sg-note { color: var(--sg-error); }
+.sg-note button {
+  border: 0; background: none; padding: 2px; color: var(--sg-accent); cursor: pointer;
+  text-decoration: underline; font-size: 12px;
+}
+.sg-alert {
+  margin: 0; padding: 8px 14px; font-size: 13px; color: var(--sg-error);
+  border-top: 1px solid var(--sg-line);
+}
+.sg-form { border-top: 1px solid var(--sg-line); padding: 8px 12px 12px; }
+.sg-label { display: block; font-size: 13px; font-weight: 600; margin-bottom: 4px; }
+.sg-input {
+  display: block; width: 100%; min-height: 44px; max-height: 140px; resize: vertical;
+  padding: 9px 11px; border: 1px solid var(--sg-line); border-radius: 10px;
+  background: var(--sg-bg);
+}
+.sg-input:focus-visible { outline-offset: 0; border-color: var(--sg-accent); }
+.sg-input[aria-invalid="true"] { border-color: var(--sg-error); }
+.sg-row { display: flex; align-items: center; gap: 10px; margin-top: 8px; }
+.sg-hint { flex: 1; font-size: 12px; color: var(--sg-muted); }
+.sg-counter { margin-left: auto; font-size: 12px; color: var(--sg-muted); font-variant-numeric: tabular-nums; }
+.sg-counter.sg-over { color: var(--sg-error); font-weight: 600; }
+.sg-send {
+  min-height: 40px; padding: 0 18px; border: 0; border-radius: 10px; cursor: pointer;
+  background: var(--sg-accent); color: var(--sg-accent-text); font-weight: 600;
+}
+.sg-send:disabled { cursor: not-allowed; opacity: .45; }
+.sg-vh { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0);
+         clip-path: inset(50%); white-space: nowrap; }
+@media (max-width: 480px), (max-height: 520px) {
+  .sg-panel { inset: 0; width: 100%; height: 100%; max-height: none; border-radius: 0; border: 0; }
+  .sg-input { font-size: 16px; }
+  .sg-hint { display: none; }
+  .sg-root[data-open="true"] .sg-launcher { display: none; }
+}
+@media (prefers-reduced-motion: no-preference) {
+  .sg-panel { animation: sg-in .16s ease-out; }
+  @keyframes sg-in { from { opacity: 0; transform: translateY(8px); } }
+}
+`;
+
+  function optionsFromScript(script) {
+    const d = (script && script.dataset) || {};
+    return {
+      url: d.url,
+      token: d.token,
+      tokenUrl: d.tokenUrl,
+      title: d.title,
+      connect: d.connect,
+      open: d.open === 'true' || d.open === '',
+      maxChars: d.maxChars ? Number(d.maxChars) : undefined,
+    };
+  }
+
+  /** One chat widget on the page. */
+  function createWidget(options) {
+    const server = options.url
+      ? serverOf(options.url, false)
+      : serverOf((ownScript && ownScript.src) || '/', true);
+    const tokenUrl = options.tokenUrl || null;
+    const maxChars = Number.isInteger(options.maxChars) && options.maxChars > 0
+      ? options.maxChars : DEFAULT_MAX_CHARS;
+    const connectOn = options.connect === 'load' ? 'load' : 'open';
+
+    /** The visitor's token; fetched from tokenUrl when absent or about to expire. */
+    let token = options.token || null;
+    /** Why the last token fetch failed (shown instead of the server's "no credentials"). */
+    let tokenError = null;
+
+    /** Messages by label (the message id): one copy each, whatever path brought it. */
+    const messages = new Map();
+    /** The labels in ascending order, matching the DOM order of the list. */
+    const labels = [];
+    /** Sends not yet confirmed by a message, in the order typed: {id, text, state, ...}. */
+    let queue = [];
+    let socket = null;
+    let subscribed = false;
+    let everOnline = false;
+    let failures = 0;
+    let retryTimer = null;
+    let retryDelay = 1000;
+    let pumping = false;
+    let historyLoading = false;
+    let isOpen = false;
+    let unread = 0;
+    let state = 'idle';
+    let destroyed = false;
+
+    // ---- markup (in a shadow root: the host page's CSS and ours never meet) ----
+    const host = h('div', { id: 'socketgram-widget', 'data-socketgram': VERSION });
+    const shadow = host.attachShadow({ mode: 'open' });
+    const style = h('style', {}, CSS);
+    const launcherText = h('span', {}, 'Chat');
+    const badge = h('span', { class: 'sg-badge', hidden: true });
+    const launcher = h('button', {
+      class: 'sg-launcher', type: 'button', 'aria-expanded': 'false', 'aria-controls': 'sg-panel',
+    }, svg('M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H8l-4 4V6a2 2 0 0 1 2-2z'), launcherText,
+    h('span', { class: 'sg-vh' }, ' with support'), badge);
+    const statusText = h('span', { class: 'sg-status-text' }, STATUS_TEXT.idle);
+    const status = h('p', { class: 'sg-status', role: 'status', 'aria-live': 'polite' },
+      h('span', { class: 'sg-dot', 'aria-hidden': 'true' }), statusText);
+    const closeButton = h('button', { class: 'sg-close', type: 'button', 'aria-label': 'Close chat' },
+      svg('M6.4 5 5 6.4 10.6 12 5 17.6 6.4 19l5.6-5.6 5.6 5.6 1.4-1.4-5.6-5.6L19 6.4 17.6 5 12 10.6z'));
+    const moreButton = h('button', { class: 'sg-more', type: 'button', hidden: true },
+      'Load older messages');
+    const moreBar = h('div', { class: 'sg-more-bar', hidden: true }, moreButton);
+    const empty = h('p', { class: 'sg-empty' }, 'Ask us anything: we answer here.');
+    const list = h('div', { class: 'sg-list' });
+    const pendingList = h('div', { class: 'sg-pending' });
+    const log = h('div', {
+      class: 'sg-log', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions',
+      'aria-label': 'Messages', tabindex: '0',
+    }, empty, list, pendingList);
+    const alert = h('p', { class: 'sg-alert', role: 'alert', hidden: true });
+    const input = h('textarea', {
+      class: 'sg-input', id: 'sg-input', rows: '2', 'aria-describedby': 'sg-counter sg-hint',
+      autocomplete: 'off',
+    });
+    const counter = h('span', { class: 'sg-counter', id: 'sg-counter' });
+    const sendButton = h('button', { class: 'sg-send', type: 'submit', disabled: true }, 'Send');
+    const form = h('form', { class: 'sg-form', novalidate: true },
+      h('label', { class: 'sg-label', for: 'sg-input' }, 'Your message'),
+      input,
+      h('div', { class: 'sg-row' },
+        h('span', { class: 'sg-hint', id: 'sg-hint' }, 'Enter to send, Shift+Enter for a new line'),
+        counter, sendButton));
+    const title = h('h2', { class: 'sg-title', id: 'sg-title' }, options.title || 'Chat with us');
+    const panel = h('section', {
+      class: 'sg-panel', id: 'sg-panel', role: 'dialog', 'aria-modal': 'false',
+      'aria-labelledby': 'sg-title', hidden: true,
+    }, h('header', { class: 'sg-head' }, h('div', {}, title, status), closeButton),
+    moreBar, log, alert, form);
+    const root = h('div', { class: 'sg-root', 'data-state': state, 'data-open': 'false' },
+      launcher, panel);
+    shadow.append(style, root);
+
+    // ---- storage keys are per visitor: a token for another visitor starts afresh ----
+    const visitorKey = () => (token ? readToken(token).cid : '');
+    const queueKey = () => `socketgram:queue:${server.origin}:${visitorKey()}`;
+    const readKey = () => `socketgram:read:${server.origin}:${visitorKey()}`;
+    const OPEN_KEY = `socketgram:open:${server.origin}`;
+    let lastRead = 0;
+
+    function saveQueue() {
+      if (!visitorKey()) return;
+      const waiting = queue.filter((q) => q.state !== 'sent').map((q) => ({ id: q.id, text: q.text }));
+      session.set(queueKey(), waiting.length ? JSON.stringify(waiting) : null);
+    }
+
+    function resetConversation() {
+      messages.clear();
+      labels.length = 0;
+      list.replaceChildren();
+      for (const item of queue) item.el.remove();
+      queue = [];
+      setMoreVisible(false);
+      setUnread(0);
+      empty.hidden = false;
+    }
+
+    function restoreVisitorState() {
+      lastRead = Number(local.get(readKey())) || 0;
+      let saved = [];
+      try {
+        saved = JSON.parse(session.get(queueKey()) || '[]');
+      } catch (_) {
+        saved = [];
+      }
+      if (!Array.isArray(saved)) return;
+      for (const s of saved) {
+        if (s && typeof s.id === 'string' && typeof s.text === 'string' && !queue.some((q) => q.id === s.id)) {
+          enqueue(s.text, s.id);
+        }
+      }
+    }
+
+    // ---- connection state ----
+    function setState(next, detail) {
+      state = next;
+      root.dataset.state = next;
+      const text = STATUS_TEXT[next] + (detail ? ` — ${detail}` : '');
+      if (statusText.textContent !== text) statusText.textContent = text;
+      updateSend();
+    }
+
+    function showAlert(text) {
+      alert.textContent = text || '';
+      alert.hidden = !text;
+    }
+
+    function scheduleRetry(fn) {
+      clearTimeout(retryTimer);
+      const delay = retryDelay * (0.5 + Math.random() / 2);
+      retryDelay = Math.min(retryDelay * 2, 30000);
+      retryTimer = setTimeout(() => {
+        retryTimer = null;
+        if (!destroyed) fn();
+      }, delay);
+    }
+
+    async function currentToken() {
+      const fresh = token && readToken(token).expiresAt - Date.now() > TOKEN_MARGIN_MS;
+      if (fresh || (token && !tokenUrl)) return token;
+      if (!tokenUrl) throw new Error('no visitor token was given to the chat widget');
+      const before = visitorKey();
+      const response = await fetch(tokenUrl, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+      if (!response.ok) throw new Error(`the token URL answered ${response.status}`);
+      const body = await response.json();
+      if (!body || typeof body.token !== 'string' || !body.token) {
+        throw new Error('the token URL did not return {token}');
+      }
+      token = body.token;
+      if (visitorKey() !== before) {
+        // Another visitor now (the host site's login changed): start that conversation afresh.
+        if (before) resetConversation();
+        restoreVisitorState();
+      }
+      return token;
+    }
+
+    function connect() {
+      if (socket || destroyed) return;
+      if (typeof ioClient !== 'function') {
+        setState('offline', 'the Socket.IO client did not load');
+        return;
+      }
+      setState('connecting');
+      socket = ioClient(server.origin, {
+        path: `${server.path}socket.io`,
+        transports: ['websocket', 'polling'],
+        forceNew: true, // never share a connection with the host page's own Socket.IO use
+        reconnectionDelay: 1000,
+        reconnectionDelayMax: 10000,
+        // Asked at every (re)connection, so an expired token is replaced first.
+        auth: (reply) => {
+          currentToken().then(
+            (t) => { tokenError = null; reply({ token: t }); },
+            (e) => { tokenError = e.message; reply({}); },
+          );
+        },
+      });
+      socket.on('connect', onConnect);
+      socket.on('connect_error', onConnectError);
+      socket.on('disconnect', onDisconnect);
+      socket.on('new message', (m) => receive(m, true));
+      socket.on('new message history', (m) => receive(m, false));
+      socket.on('add history button', () => setMoreVisible(true));
+      socket.on('drop history button', () => setMoreVisible(false));
+      socket.on('chat error', onChatError);
+    }
+
+    function onConnect() {
+      failures = 0;
+      subscribed = false;
+      subscribe();
+    }
+
+    function subscribe() {
+      const s = socket;
+      const newest = labels.length ? labels[labels.length - 1] : 0;
+      // Resume after the newest message seen: the server sends everything after it, in
+      // order, so nothing is lost while away and nothing arrives twice.
+      const payload = newest > 0 ? { since: newest } : {};
+      s.timeout(ACK_TIMEOUT_MS).emitWithAck('subscribe', payload).then((reply) => {
+        if (s !== socket || !s.connected) return;
+        if (reply && reply.data) {
+          subscribed = true;
+          everOnline = true;
+          retryDelay = 1000;
+          showAlert('');
+          setState('online');
+          pump();
+          return;
+        }
+        const error = (reply && reply.error) || {};
+        if (TRANSIENT.has(error.code)) {
+          scheduleRetry(() => { if (s === socket && s.connected && !subscribed) subscribe(); });
+        } else {
+          setState('offline', error.message || 'the server refused the conversation');
+          s.disconnect();
+        }
+      }, () => {
+        // No answer in time: start over on a fresh connection rather than subscribe twice.
+        if (s === socket && s.connected) restart();
+      });
+    }
+
+    /** Drops a connection that stopped answering and opens a new one (which resumes). */
+    function restart() {
+      subscribed = false;
+      setState('reconnecting');
+      socket.disconnect().connect();
+    }
+
+    function onConnectError(err) {
+      subscribed = false;
+      failures += 1;
+      const reason = tokenError || (err && err.message) || 'cannot connect';
+      if (socket && socket.active) {
+        // A network problem: the client tries again by itself.
+        if (!navigator.onLine) setState('offline', 'no network');
+        else if (failures >= OFFLINE_AFTER_ATTEMPTS) setState('offline', 'cannot reach the chat server; retrying');
+        else setState(everOnline ? 'reconnecting' : 'connecting');
+        return;
+      }
+      // The server refused the handshake (bad or expired token, too many connections).
+      if (tokenUrl) {
+        token = null; // a fresh token may fix it
+        setState('offline', `${reason}; retrying`);
+        scheduleRetry(() => socket && socket.connect());
+      } else if (/too many/.test(reason)) {
+        setState('offline', `${reason}; retrying`);
+        scheduleRetry(() => socket && socket.connect());
+      } else {
+        setState('offline', reason);
+      }
+    }
+
+    function onDisconnect(reason) {
+      subscribed = false;
+      if (destroyed || reason === 'io client disconnect') return;
+      if (historyLoading) {
+        historyLoading = false;
+        moreButton.disabled = false;
+        setMoreVisible(true);
+      }
+      if (navigator.onLine === false) setState('offline', 'no network');
+      else setState('reconnecting');
+      if (reason === 'io server disconnect') {
+        // The server closed the connection (a restart): the client does not retry alone.
+        scheduleRetry(() => socket && !socket.connected && socket.connect());
+      }
+    }
+
+    function onChatError(error) {
+      if (!error || typeof error !== 'object') return;
+      // A refused message is shown on the message itself (its acknowledgement says why).
+      if (error.event === 'new message') return;
+      showAlert(String(error.message || error.code || 'the server refused a request'));
+    }
+
+    // ---- messages ----
+    function isOwn(adm) {
+      return String(adm) === '0';
+    }
+
+    function shortDate(date) {
+      const m = /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2})/.exec(date);
+      if (!m) return date;
+      const now = new Date();
+      const today = `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, '0')}-${String(now.getDate()).padStart(2, '0')}`;
+      return m[1] === today ? m[2] : `${m[1]} ${m[2]}`;
+    }
+
+    function messageElement(m) {
+      const own = isOwn(m.adm);
+      const datetime = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2})?$/.test(m.date) ? m.date : null;
+      return h('div', { class: `sg-msg ${own ? 'sg-own' : 'sg-theirs'}`, 'data-label': m.label },
+        h('div', { class: 'sg-meta' },
+          h('span', { class: 'sg-who' }, own ? 'You' : m.adm),
+          m.date ? h('time', { datetime, title: m.date }, shortDate(m.date)) : null),
+        h('div', { class: 'sg-text' }, m.text));
+    }
+
+    /** A message right after one of the same author in the same minute shows no header. */
+    function regroup(index) {
+      if (index <= 0 || index >= labels.length) return;
+      const m = messages.get(labels[index]);
+      const prev = messages.get(labels[index - 1]);
+      const same = m.adm === prev.adm && m.date.slice(0, 16) === prev.date.slice(0, 16);
+      m.el.classList.toggle('sg-cont', same);
+    }
+
+    function nearBottom() {
+      return log.scrollHeight - log.scrollTop - log.clientHeight < 48;
+    }
+
+    function scrollToBottom() {
+      log.scrollTop = log.scrollHeight;
+    }
+
+    /** Index of the first label greater than `label`. */
+    function insertionIndex(label) {
+      let lo = 0;
+      let hi = labels.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (labels[mid] < label) lo = mid + 1;
+        else hi = mid;
+      }
+      return lo;
+    }
+
+    function receive(raw, live) {
+      if (!raw || typeof raw !== 'object') return;
+      const label = Number(raw.label);
+      if (!Number.isSafeInteger(label) || label <= 0) return;
+      const m = {
+        label,
+        text: typeof raw.message === 'string' ? raw.message : String(raw.message ?? ''),
+        adm: raw.adm === undefined || raw.adm === null ? '0' : String(raw.adm),
+        date: typeof raw.date === 'string' ? raw.date : '',
+      };
+      settlePending(m, live);
+      if (messages.has(label)) return;
+      const stick = nearBottom();
+      const before = log.scrollHeight;
+      const at = insertionIndex(label);
+      const el = messageElement(m);
+      m.el = el;
+      messages.set(label, m);
+      labels.splice(at, 0, label);
+      const next = at + 1 < labels.length ? messages.get(labels[at + 1]).el : null;
+      list.insertBefore(el, next);
+      regroup(at);
+      regroup(at + 1);
+      empty.hidden = true;
+      if (next === null) {
+        if (stick || isOwn(m.adm)) scrollToBottom();
+      } else {
+        // An older message went above: keep what the reader is looking at in place.
+        log.scrollTop += log.scrollHeight - before;
+      }
+      if (!isOwn(m.adm) && label > lastRead) {
+        if (isOpen) markRead();
+        else if (live) setUnread(unread + 1);
+      }
+    }
+
+    function setUnread(n) {
+      unread = n;
+      badge.hidden = n === 0;
+      badge.textContent = n ? String(n) : '';
+      launcher.setAttribute('aria-label', n ? `Chat with support, ${n} unread` : 'Chat with support');
+    }
+
+    function markRead() {
+      const newest = labels.length ? labels[labels.length - 1] : 0;
+      if (newest > lastRead) {
+        lastRead = newest;
+        local.set(readKey(), String(newest));
+      }
+      setUnread(0);
+    }
+
+    // ---- sending: a queue that survives disconnections and reloads ----
+    function pendingElement(item) {
+      const note = h('div', { class: 'sg-note' });
+      const el = h('div', { class: 'sg-msg sg-own' }, h('div', { class: 'sg-text' }, item.text), note);
+      item.el = el;
+      item.note = note;
+      return el;
+    }
+
+    function renderPending(item) {
+      item.el.classList.toggle('sg-failed', item.state === 'failed');
+      const notes = {
+        queued: 'Waiting for the connection…',
+        sending: 'Sending…',
+        sent: 'Sent',
+        failed: `Not sent: ${item.error || 'refused'}`,
+      };
+      item.note.replaceChildren(h('span', {}, notes[item.state]));
+      if (item.state === 'failed') {
+        const retry = h('button', { type: 'button' }, 'Try again');
+        retry.addEventListener('click', () => {
+          item.state = 'queued';
+          item.error = null;
+          renderPending(item);
+          saveQueue();
+          input.focus();
+          pump();
+        });
+        const discard = h('button', { type: 'button' }, 'Discard');
+        discard.addEventListener('click', () => {
+          removePending(item);
+          input.focus();
+        });
+        item.note.append(retry, discard);
+      }
+    }
+
+    function enqueue(text, id) {
+      const item = { id: id || randomId(), text, state: 'queued', error: null, label: null, matched: false };
+      queue.push(item);
+      pendingList.append(pendingElement(item));
+      renderPending(item);
+      empty.hidden = true;
+      scrollToBottom();
+      saveQueue();
+      return item;
+    }
+
+    function removePending(item) {
+      queue = queue.filter((q) => q !== item);
+      item.el.remove();
+      saveQueue();
+      if (!messages.size && !queue.length) empty.hidden = false;
+    }
+
+    /** A message arrived: the send it confirms is done. */
+    function settlePending(m, live) {
+      if (!isOwn(m.adm)) return;
+      const byLabel = queue.find((q) => q.label === m.label);
+      if (byLabel) {
+        removePending(byLabel);
+        return;
+      }
+      // Our message may arrive just before its acknowledgement: hide the pending copy now
+      // (the acknowledgement removes it; a refusal would show it again).
+      const byText = live && queue.find((q) => q.state === 'sending' && !q.matched && q.text === m.text);
+      if (byText) {
+        byText.matched = true;
+        byText.el.hidden = true;
+      }
+    }
+
+    async function pump() {
+      if (pumping) return;
+      pumping = true;
+      try {
+        for (;;) {
+          const s = socket;
+          const item = queue.find((q) => q.state === 'queued');
+          if (!item || !s || !s.connected || !subscribed) return;
+          item.state = 'sending';
+          renderPending(item);
+          let reply;
+          try {
+            // The same client_msg_id on every try: the server stores the message once.
+            reply = await s.timeout(ACK_TIMEOUT_MS)
+              .emitWithAck('new message', { message: item.text, client_msg_id: item.id });
+          } catch (_) {
+            // Lost with the connection, or no answer: send it again once connected.
+            if (queue.includes(item)) {
+              item.state = 'queued';
+              item.matched = false;
+              item.el.hidden = false;
+              renderPending(item);
+            }
+            if (s === socket && s.connected) restart(); // a silent connection: start over
+            return;
+          }
+          if (!queue.includes(item)) continue;
+          if (reply && reply.data && Number.isSafeInteger(Number(reply.data.label))) {
+            item.label = Number(reply.data.label);
+            if (messages.has(item.label) || item.matched) {
+              removePending(item);
+            } else {
+              item.state = 'sent'; // shown until the message itself arrives
+              renderPending(item);
+              saveQueue();
+            }
+            continue;
+          }
+          const error = (reply && reply.error) || {};
+          item.matched = false;
+          item.el.hidden = false;
+          if (TRANSIENT.has(error.code)) {
+            item.state = 'queued';
+            item.error = error.message;
+            renderPending(item);
+            await new Promise((resolve) => setTimeout(resolve, 1500 + Math.random() * 1500));
+          } else {
+            item.state = 'failed';
+            item.error = error.message || error.code || 'refused by the server';
+            renderPending(item);
+            saveQueue();
+          }
+        }
+      } finally {
+        pumping = false;
+        // A connection that came back while this pump was unwinding found it busy.
+        if (subscribed && socket && socket.connected && queue.some((q) => q.state === 'queued')) {
+          setTimeout(pump, 0);
+        }
+      }
+    }
+
+    function updateSend() {
+      const text = input.value;
+      const used = storedLength(text);
+      const over = used > maxChars;
+      counter.textContent = over
+        ? `${used.toLocaleString('en')} / ${maxChars.toLocaleString('en')}: too long`
+        : `${used.toLocaleString('en')} / ${maxChars.toLocaleString('en')}`;
+      counter.classList.toggle('sg-over', over);
+      input.setAttribute('aria-invalid', over ? 'true' : 'false');
+      sendButton.disabled = state !== 'online' || over || !text.trim();
+    }
+
+    function send() {
+      updateSend();
+      if (sendButton.disabled) return;
+      enqueue(input.value.replace(/\0/g, ''));
+      input.value = '';
+      updateSend();
+      pump();
+    }
+
+    // ---- history ----
+    function setMoreVisible(visible) {
+      moreButton.hidden = !visible;
+      moreBar.hidden = !visible;
+    }
+
+    function loadOlder() {
+      if (historyLoading || !socket || !subscribed || !labels.length) return;
+      const s = socket;
+      const hadFocus = shadow.activeElement === moreButton;
+      historyLoading = true;
+      moreButton.disabled = true;
+      moreButton.textContent = 'Loading…';
+      log.setAttribute('aria-busy', 'true');
+      const done = () => {
+        historyLoading = false;
+        moreButton.disabled = false;
+        moreButton.textContent = 'Load older messages';
+        log.removeAttribute('aria-busy');
+        if (hadFocus) (moreButton.hidden ? log : moreButton).focus();
+      };
+      s.timeout(ACK_TIMEOUT_MS).emitWithAck('take history', { mid: labels[0] }).then((reply) => {
+        if (!reply || !reply.data) setMoreVisible(true); // refused: the button stays usable
+        else showAlert('');
+        done();
+      }, () => {
+        setMoreVisible(true);
+        done();
+      });
+    }
+
+    // ---- opening and closing ----
+    /** Opens the panel; `focus` moves the keyboard focus into it (not on a restored open). */
+    function open(focus) {
+      if (destroyed) return;
+      isOpen = true;
+      panel.hidden = false;
+      root.dataset.open = 'true';
+      launcher.setAttribute('aria-expanded', 'true');
+      session.set(OPEN_KEY, '1');
+      if (state === 'idle') start();
+      markRead();
+      scrollToBottom();
+      if (focus) input.focus();
+    }
+
+    function close() {
+      if (destroyed) return;
+      const hadFocus = panel.contains(shadow.activeElement);
+      isOpen = false;
+      panel.hidden = true;
+      root.dataset.open = 'false';
+      launcher.setAttribute('aria-expanded', 'false');
+      session.set(OPEN_KEY, null);
+      if (hadFocus) launcher.focus();
+    }
+
+    function start() {
+      if (socket) return;
+      setState('connecting');
+      if (token) restoreVisitorState();
+      connect();
+    }
+
+    function destroy() {
+      destroyed = true;
+      clearTimeout(retryTimer);
+      if (socket) {
+        socket.removeAllListeners();
+        socket.disconnect();
+        socket = null;
+      }
+      window.removeEventListener('online', onBrowserOnline);
+      window.removeEventListener('offline', onBrowserOffline);
+      host.remove();
+    }
+
+    function onBrowserOnline() {
+      if (!socket || socket.connected) return;
+      // Back on the network: connect now rather than at the end of the retry back-off.
+      setState(everOnline ? 'reconnecting' : 'connecting');
+      socket.disconnect();
+      socket.connect();
+    }
+
+    function onBrowserOffline() {
+      if (socket && !socket.connected) setState('offline', 'no network');
+    }
+
+    // ---- events ----
+    launcher.addEventListener('click', () => (isOpen ? close() : open(true)));
+    closeButton.addEventListener('click', close);
+    panel.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape') {
+        e.preventDefault();
+        close();
+      }
+    });
+    moreButton.addEventListener('click', loadOlder);
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      send();
+    });
+    input.addEventListener('input', updateSend);
+    input.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        send();
+      }
+    });
+    window.addEventListener('online', onBrowserOnline);
+    window.addEventListener('offline', onBrowserOffline);
+
+    document.body.append(host);
+    updateSend();
+    setUnread(0);
+    if (!token && !tokenUrl) {
+      setState('offline', 'no visitor token was given to the chat widget');
+    } else if (options.open || session.get(OPEN_KEY)) {
+      open(false);
+    } else if (connectOn === 'load') {
+      start();
+    }
+
+    return {
+      open: () => open(true),
+      close,
+      toggle: () => (isOpen ? close() : open(true)),
+      destroy,
+      state: () => state,
+    };
+  }
+
+  function whenReady(fn) {
+    if (document.body) fn();
+    else document.addEventListener('DOMContentLoaded', fn, { once: true });
+  }
+
+  function init(options) {
+    if (instance) {
+      console.warn('Socketgram: already initialised; call Socketgram.destroy() first');
+      return api;
+    }
+    const opts = Object.assign({}, options || {});
+    const early = [];
+    instance = { early };
+    whenReady(() => {
+      if (!instance || instance.early !== early) return; // destroyed in between
+      instance = createWidget(opts);
+      for (const name of early) instance[name]();
+    });
+    return api;
+  }
+
+  /** An API call; before the page is ready it runs once the widget exists. */
+  const call = (name) => () => {
+    if (instance && typeof instance[name] === 'function') return instance[name]();
+    if (instance && instance.early) instance.early.push(name);
+    return undefined;
+  };
+
+  const api = Object.freeze({
+    version: VERSION,
+    init,
+    open: call('open'),
+    close: call('close'),
+    toggle: call('toggle'),
+    state: () => (instance && typeof instance.state === 'function' ? instance.state() : 'idle'),
+    destroy() {
+      if (instance && typeof instance.destroy === 'function') instance.destroy();
+      instance = null;
+    },
+  });
+
+  Object.defineProperty(window, 'Socketgram', { value: api, configurable: true, enumerable: false, writable: false });
+
+  const fromTag = optionsFromScript(ownScript);
+  if (fromTag.token || fromTag.tokenUrl) init(fromTag);
+}());

@@ -20,7 +20,7 @@ use axum::{
     Json, Router,
     body::Bytes,
     extract::{Path, State},
-    http::StatusCode,
+    http::{HeaderMap, StatusCode, header::CONTENT_TYPE},
     response::{IntoResponse, Response},
     routing::any,
 };
@@ -54,6 +54,8 @@ pub struct Call {
     pub body: Value,
     /// The HTTP status answered.
     pub status: u16,
+    /// Whether the answer was the Bot API's `{"ok": true, ...}` (a garbage 200 is not).
+    pub ok: bool,
     pub at: Instant,
 }
 
@@ -391,7 +393,7 @@ fn sent_of(inner: &Inner) -> Vec<Sent> {
 pub fn sent_in(calls: &[Call]) -> Vec<Sent> {
     calls
         .iter()
-        .filter(|c| c.method == "sendMessage" && c.status == 200)
+        .filter(|c| c.method == "sendMessage" && c.ok)
         .map(|c| Sent {
             chat_id: chat_id_of(&c.body),
             text: c.body["text"].as_str().unwrap_or_default().to_owned(),
@@ -459,11 +461,12 @@ fn fault_response(fault: &Fault) -> Response {
     }
 }
 
-fn record(shared: &Shared, method: &str, body: Value, status: u16) {
+fn record(shared: &Shared, method: &str, body: Value, status: u16, ok: bool) {
     shared.lock().calls.push(Call {
         method: method.to_owned(),
         body,
         status,
+        ok,
         at: Instant::now(),
     });
     shared.bump();
@@ -472,11 +475,14 @@ fn record(shared: &Shared, method: &str, body: Value, status: u16) {
 async fn method(
     State(shared): State<Arc<Shared>>,
     Path((bot, method)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let body = parse_body(&headers, &body);
+    // Method names are case-insensitive (teloxide sends "GetMe"); recorded as documented.
+    let method = canonical(&method);
     if bot != format!("bot{}", shared.token) {
-        record(&shared, &method, body, 401);
+        record(&shared, &method, body, 401, false);
         return error(401, "Unauthorized", None);
     }
     let fault = {
@@ -488,7 +494,7 @@ async fn method(
     };
     if let Some(fault) = fault {
         let response = fault_response(&fault);
-        record(&shared, &method, body, response.status().as_u16());
+        record(&shared, &method, body, response.status().as_u16(), false);
         return response;
     }
     let response = match method.as_str() {
@@ -536,8 +542,59 @@ async fn method(
         }
         _ => error(404, "Not Found: method not found", None),
     };
-    record(&shared, &method, body, response.status().as_u16());
+    let status = response.status().as_u16();
+    record(&shared, &method, body, status, status == 200);
     response
+}
+
+/// A request body as JSON: teloxide sends JSON, or multipart form data for methods that may
+/// carry a file (setWebhook), whose fields become a JSON object of strings.
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> Value {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let Some(boundary) = content_type
+        .strip_prefix("multipart/form-data")
+        .and_then(|rest| rest.split("boundary=").nth(1))
+    else {
+        return serde_json::from_slice(body).unwrap_or(Value::Null);
+    };
+    let boundary = format!("--{}", boundary.trim_matches('"'));
+    let text = String::from_utf8_lossy(body);
+    let mut fields = serde_json::Map::new();
+    for part in text.split(boundary.as_str()) {
+        let Some((head, value)) = part.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let Some(name) = head
+            .split("name=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+        else {
+            continue;
+        };
+        let value = value.strip_suffix("\r\n").unwrap_or(value);
+        fields.insert(name.to_owned(), Value::String(value.to_owned()));
+    }
+    Value::Object(fields)
+}
+
+/// The documented spelling of a method name, whatever its case.
+fn canonical(method: &str) -> String {
+    const KNOWN: &[&str] = &[
+        "getMe",
+        "getUpdates",
+        "sendMessage",
+        "deleteMessage",
+        "getWebhookInfo",
+        "setWebhook",
+        "deleteWebhook",
+    ];
+    KNOWN
+        .iter()
+        .find(|known| known.eq_ignore_ascii_case(method))
+        .map_or_else(|| method.to_owned(), |known| (*known).to_owned())
 }
 
 /// Long polling: confirms updates below `offset`, then answers the pending ones, waiting up
@@ -550,7 +607,7 @@ async fn get_updates(shared: Arc<Shared>, body: Value) -> Response {
              delete the webhook first",
             None,
         );
-        record(&shared, "getUpdates", body, 409);
+        record(&shared, "getUpdates", body, 409, false);
         return response;
     }
     let offset = body["offset"].as_i64().unwrap_or(0);
@@ -578,7 +635,7 @@ async fn get_updates(shared: Arc<Shared>, body: Value) -> Response {
             _ => break Vec::new(),
         }
     };
-    record(&shared, "getUpdates", body, 200);
+    record(&shared, "getUpdates", body, 200, true);
     ok(Value::Array(updates))
 }
 

@@ -1,14 +1,17 @@
 //! Shared harness of the end-to-end tests: real databases ([`db::TestDb`]), the real
 //! `socketgram` core started on port 0 ([`server::TestCore`]), and a TCP proxy that can cut a
-//! database away mid-run ([`proxy::FaultProxy`]).
+//! database away mid-run ([`proxy::FaultProxy`]), and real Socket.IO clients under Node.js
+//! ([`sio::SioClient`], with [`node`] finding Node.js and installing `tests/js`).
 //!
 //! Tests that need an outside service (MariaDB, PostgreSQL, ...) skip with a printed note when
 //! it is missing, except under `CI=true`, where a missing service fails the test.
 
 pub mod botapi;
 pub mod db;
+pub mod node;
 pub mod proxy;
 pub mod server;
+pub mod sio;
 
 /// Whether we run under CI, where every service must be present.
 pub fn in_ci() -> bool {

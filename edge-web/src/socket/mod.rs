@@ -97,6 +97,11 @@ async fn authenticate(
         subscribed: AtomicBool::new(false),
         limiter: edge.limiter.for_socket(),
     }));
+    // Handlers go on here, not in the connect handler: socketioxide sends the CONNECT packet
+    // and only then spawns the connect handler, so a client that emits right after connecting
+    // (the legacy page sends `subscribe` at once) would race it and its event would be lost.
+    s.on_fallback(dispatch);
+    s.on_disconnect(on_disconnect);
     Ok(())
 }
 
@@ -106,8 +111,6 @@ async fn on_connect(
     Extension(peer): Extension<Arc<Peer>>,
 ) {
     debug!(sid = %s.id, identity = ?peer.identity, "connected");
-    s.on_fallback(dispatch);
-    s.on_disconnect(on_disconnect);
     if let Identity::Admin { .. } = peer.identity {
         edge.fanout().join_admin(s.clone(), peer.flavor());
     }

@@ -1,0 +1,188 @@
+//! `socketgram-bench`: runs one scenario against a server and prints one JSON line and a
+//! table; exits non-zero when a message was lost, duplicated or mangled.
+
+use std::{net::ToSocketAddrs, process::ExitCode, time::Duration};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use socketgram_admin_php_compat::room::HashKind;
+use socketgram_bench::{Target, scenarios};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Load generator for Socketgram-protocol (legacy Socket.IO) chat servers"
+)]
+struct Cli {
+    /// Socket.IO server, e.g. http://127.0.0.1:3000.
+    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    url: String,
+    /// The legacy secret of room hashes.
+    #[arg(long, default_value = "qwerty")]
+    secret: String,
+    /// md5, sha1, sha256 or sha512.
+    #[arg(long, default_value = "md5")]
+    room_hash: String,
+    /// The admin handshake parameter, NAME=VALUE.
+    #[arg(long, default_value = "adminpass=admin")]
+    admin_param: String,
+    /// Admin login replies are signed with (scenario reply-latency).
+    #[arg(long, default_value = "bench")]
+    admin_login: String,
+    /// Server process to measure (memory, CPU).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Database process to measure (CPU).
+    #[arg(long)]
+    db_pid: Option<u32>,
+    /// gRPC API URL (scenario grpc).
+    #[arg(long)]
+    grpc_url: Option<String>,
+    /// gRPC bearer token (scenario grpc).
+    #[arg(long, default_value = "")]
+    grpc_token: String,
+    /// First visitor id; default: a random block of a million.
+    #[arg(long)]
+    cid_base: Option<u64>,
+    /// Loopback source addresses to spread client ports over (127.0.0.1, .2, ...).
+    #[arg(long, default_value_t = 4)]
+    source_addresses: u8,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// 1: connect and subscribe N visitors; connect rate, memory per connection.
+    Connect {
+        #[arg(long, default_value_t = 1000)]
+        visitors: usize,
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 0)]
+        hold_secs: u64,
+    },
+    /// 2: sustained visitor -> admin throughput with K messages in flight.
+    Throughput {
+        #[arg(long, default_value_t = 100)]
+        visitors: usize,
+        #[arg(long, default_value_t = 1000)]
+        in_flight: usize,
+        #[arg(long, default_value_t = 100_000)]
+        messages: u64,
+    },
+    /// 3: visitor -> admin latency at a fixed rate.
+    Latency {
+        #[arg(long, default_value_t = 50)]
+        visitors: usize,
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// 4: admin reply -> visitor latency at a fixed rate.
+    ReplyLatency {
+        #[arg(long, default_value_t = 50)]
+        visitors: usize,
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// 5: M admins all receiving every message.
+    Fanout {
+        #[arg(long, default_value_t = 10)]
+        admins: usize,
+        #[arg(long, default_value_t = 50)]
+        visitors: usize,
+        #[arg(long, default_value_t = 500)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// 6: sends through the gRPC API on many concurrent callers.
+    Grpc {
+        #[arg(long, default_value_t = 64)]
+        streams: usize,
+        #[arg(long, default_value_t = 50_000)]
+        messages: u64,
+    },
+}
+
+fn target(cli: &Cli) -> anyhow::Result<Target> {
+    let url = url::Url::parse(&cli.url).context("--url")?;
+    let host = url.host_str().context("--url needs a host")?;
+    let port = url.port_or_known_default().context("--url needs a port")?;
+    let server = (host, port)
+        .to_socket_addrs()?
+        .next()
+        .context("--url does not resolve")?;
+    let room_hash = match cli.room_hash.as_str() {
+        "md5" => HashKind::Md5,
+        "sha1" => HashKind::Sha1,
+        "sha256" => HashKind::Sha256,
+        "sha512" => HashKind::Sha512,
+        other => anyhow::bail!("--room-hash {other:?}: use md5, sha1, sha256 or sha512"),
+    };
+    let (name, value) = cli
+        .admin_param
+        .split_once('=')
+        .context("--admin-param must be NAME=VALUE")?;
+    Ok(Target {
+        server,
+        secret: cli.secret.clone(),
+        room_hash,
+        admin_param: (name.into(), value.into()),
+        admin_login: cli.admin_login.clone(),
+        server_pid: cli.server_pid,
+        db_pid: cli.db_pid,
+        grpc: cli.grpc_url.clone().map(|u| (u, cli.grpc_token.clone())),
+        cid_base: cli
+            .cid_base
+            .unwrap_or_else(|| 1_000_000 * u64::from(rand::random::<u16>() % 4000 + 1)),
+        source_addresses: cli.source_addresses,
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    let t = target(&cli)?;
+    let run = rand::random::<u32>();
+    let report = match cli.scenario {
+        Scenario::Connect {
+            visitors,
+            concurrency,
+            hold_secs,
+        } => scenarios::connect(&t, visitors, concurrency, Duration::from_secs(hold_secs)).await,
+        Scenario::Throughput {
+            visitors,
+            in_flight,
+            messages,
+        } => scenarios::throughput(&t, run, visitors, in_flight, messages).await,
+        Scenario::Latency {
+            visitors,
+            rate,
+            seconds,
+        } => scenarios::visitor_to_admin(&t, run, visitors, 1, rate, seconds).await,
+        Scenario::ReplyLatency {
+            visitors,
+            rate,
+            seconds,
+        } => scenarios::admin_to_visitor(&t, run, visitors, rate, seconds).await,
+        Scenario::Fanout {
+            admins,
+            visitors,
+            rate,
+            seconds,
+        } => scenarios::visitor_to_admin(&t, run, visitors, admins, rate, seconds).await,
+        Scenario::Grpc { streams, messages } => scenarios::grpc(&t, run, streams, messages).await,
+    };
+    println!("{}", report.json());
+    eprint!("{}", report.table());
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,613 @@
+//! The scenarios of a benchmark run (issue 5): connect, throughput, latency both ways,
+//! fan-out to many admins, and sends through the gRPC API.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures::{StreamExt, stream};
+use serde_json::{Value, json};
+use tokio::{sync::mpsc::UnboundedReceiver, task::JoinSet, time::sleep_until};
+
+use crate::{
+    Collector, Report, Target, message_text,
+    sio::{ACK, Client, Incoming},
+    stats::{Latency, ProcSample},
+};
+
+/// A subscribed visitor.
+pub struct Visitor {
+    pub cid: u64,
+    pub client: Client,
+    pub events: UnboundedReceiver<Incoming>,
+}
+
+/// A connected admin.
+pub struct Admin {
+    pub client: Client,
+    pub events: UnboundedReceiver<Incoming>,
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Connects and subscribes visitors `offset..offset + n` of the run, `concurrency` at a time.
+pub async fn connect_visitors(
+    t: &Target,
+    offset: usize,
+    n: usize,
+    concurrency: usize,
+) -> (Vec<Visitor>, Vec<String>) {
+    let results: Vec<_> = stream::iter(offset..offset + n)
+        .map(|i| {
+            let t = t.clone();
+            async move {
+                let cid = t.cid_base + i as u64;
+                let connect = async {
+                    let (client, mut events) =
+                        crate::sio::Client::connect(t.server, t.source(i), &t.visitor_query(cid))
+                            .await
+                            .map_err(|e| format!("visitor {cid}: {e}"))?;
+                    client.emit_ack(
+                        "subscribe",
+                        &json!({ "room": t.room(cid), "username": cid.to_string() }),
+                        1,
+                    );
+                    // Subscribed once the server acknowledges (history, if any, came first).
+                    while let Some(event) = events.recv().await {
+                        if event.name == ACK {
+                            if let Some(error) = event.args.get(1).and_then(|a| a.get("error")) {
+                                return Err(format!("visitor {cid}: subscribe refused: {error}"));
+                            }
+                            return Ok(Visitor {
+                                cid,
+                                client,
+                                events,
+                            });
+                        }
+                    }
+                    Err(format!("visitor {cid}: closed before subscribing"))
+                };
+                tokio::time::timeout(CONNECT_TIMEOUT, connect)
+                    .await
+                    .unwrap_or_else(|_| Err(format!("visitor {cid}: timed out")))
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let mut visitors = Vec::new();
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(v) => visitors.push(v),
+            Err(e) => errors.push(e),
+        }
+    }
+    visitors.sort_by_key(|v| v.cid);
+    (visitors, errors)
+}
+
+/// Connects `n` admins and makes sure each receives live messages (a probe goes through).
+pub async fn connect_admins(
+    t: &Target,
+    n: usize,
+    probe_from: &Visitor,
+    run: u32,
+) -> Result<Vec<Admin>, String> {
+    let mut admins = Vec::new();
+    for i in 0..n {
+        let (client, events) = Client::connect(t.server, t.source(i), &t.admin_query())
+            .await
+            .map_err(|e| format!("admin {i}: {e}"))?;
+        admins.push(Admin { client, events });
+    }
+    // The server admits an admin asynchronously: probe until every admin sees one.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut ready = vec![false; n];
+    let mut probe = 0u64;
+    while ready.iter().any(|r| !r) {
+        if Instant::now() > deadline {
+            return Err("admins never received the probe message".into());
+        }
+        probe += 1;
+        let text = format!("probe {run} {probe}");
+        probe_from.client.emit("new message", &json!({ "username": probe_from.cid.to_string(), "message": text, "room": t.room(probe_from.cid) }));
+        for (admin, ready) in admins.iter_mut().zip(ready.iter_mut()) {
+            let wait = tokio::time::sleep(Duration::from_millis(300));
+            tokio::pin!(wait);
+            while !*ready {
+                tokio::select! {
+                    () = &mut wait => break,
+                    event = admin.events.recv() => match event {
+                        Some(e) if e.name == "new message" && e.args.first().and_then(|p| p.get("message")).and_then(Value::as_str) == Some(&text) => *ready = true,
+                        Some(_) => {}
+                        None => return Err("admin disconnected".into()),
+                    },
+                }
+            }
+        }
+    }
+    Ok(admins)
+}
+
+fn sample(pid: Option<u32>) -> Option<ProcSample> {
+    pid.and_then(ProcSample::read)
+}
+
+fn cpu_figures(
+    report: &mut Report,
+    t: &Target,
+    before: (Option<ProcSample>, Option<ProcSample>),
+    seconds: f64,
+) {
+    if let (Some(b), Some(a)) = (before.0, sample(t.server_pid)) {
+        report.figure("server_cpu_cores", round2(a.cores_since(&b, seconds)));
+        report.figure("server_rss_mb", round2(a.rss_kb as f64 / 1024.0));
+    }
+    if let (Some(b), Some(a)) = (before.1, sample(t.db_pid)) {
+        report.figure("db_cpu_cores", round2(a.cores_since(&b, seconds)));
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Scenario 1: connect and subscribe `n` visitors; connect rate and server memory per
+/// connection; hold them for `hold`.
+pub async fn connect(t: &Target, n: usize, concurrency: usize, hold: Duration) -> Report {
+    let mut report = Report::new(
+        "connect",
+        json!({ "visitors": n, "concurrency": concurrency }),
+    );
+    let before = sample(t.server_pid);
+    let start = Instant::now();
+    let (visitors, errors) = connect_visitors(t, 0, n, concurrency).await;
+    let seconds = start.elapsed().as_secs_f64();
+    report.figure("connected", visitors.len());
+    report.figure("seconds", round2(seconds));
+    report.figure(
+        "connects_per_second",
+        round2(visitors.len() as f64 / seconds),
+    );
+    report.errors.extend(errors);
+    // Let allocations settle before reading the server's memory.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    if let (Some(b), Some(a)) = (before, sample(t.server_pid)) {
+        report.figure("server_rss_before_mb", round2(b.rss_kb as f64 / 1024.0));
+        report.figure("server_rss_after_mb", round2(a.rss_kb as f64 / 1024.0));
+        report.figure(
+            "server_kb_per_connection",
+            round2(a.rss_kb.saturating_sub(b.rss_kb) as f64 / visitors.len().max(1) as f64),
+        );
+        report.figure(
+            "server_cpu_cores_while_connecting",
+            round2(a.cores_since(&b, seconds + 2.0)),
+        );
+    }
+    tokio::time::sleep(hold).await;
+    for v in &visitors {
+        v.client.close();
+    }
+    report
+}
+
+/// Scenario 2: `messages` visitor messages with `in_flight` unconfirmed at a time, spread
+/// over `visitors`; messages per second delivered to the admin.
+pub async fn throughput(
+    t: &Target,
+    run: u32,
+    visitors: usize,
+    in_flight: usize,
+    messages: u64,
+) -> Report {
+    let mut report = Report::new(
+        "throughput",
+        json!({ "visitors": visitors, "in_flight": in_flight, "messages": messages }),
+    );
+    let (vs, errors) = connect_visitors(t, 0, visitors, 256).await;
+    if !errors.is_empty() || vs.is_empty() {
+        report.errors.extend(errors);
+        return report;
+    }
+    let mut admins = match connect_admins(t, 1, &vs[0], run).await {
+        Ok(a) => a,
+        Err(e) => {
+            report.errors.push(e);
+            return report;
+        }
+    };
+    let admin = admins.remove(0);
+    let window = (in_flight / vs.len()).max(1);
+    let per_visitor = messages / vs.len() as u64;
+    let extra = messages % vs.len() as u64;
+    let expected = messages;
+    let deadline = Duration::from_secs(120 + messages / 1000);
+    let cpu_before = (sample(t.server_pid), sample(t.db_pid));
+    let start = Instant::now();
+    let collector = tokio::spawn(collect(admin, run, start, expected, deadline));
+    let mut senders = JoinSet::new();
+    for (i, v) in vs.into_iter().enumerate() {
+        let quota = per_visitor + u64::from((i as u64) < extra);
+        let room = t.room(v.cid);
+        senders.spawn(async move {
+            let Visitor {
+                cid,
+                client,
+                mut events,
+            } = v;
+            let mut sent = Vec::with_capacity(quota as usize);
+            let mut refused = Vec::new();
+            let mut confirmed = 0u64;
+            let send = |seq: u64, sent: &mut Vec<(u64, u64)>| {
+                let text = message_text(run, cid, seq, start.elapsed().as_micros() as u64);
+                client.emit(
+                    "new message",
+                    &json!({ "username": cid.to_string(), "message": text, "room": room }),
+                );
+                sent.push((cid, seq));
+            };
+            for seq in 0..quota.min(window as u64) {
+                send(seq, &mut sent);
+            }
+            let give_up = tokio::time::Instant::now() + deadline;
+            while confirmed < quota {
+                let event = tokio::select! {
+                    () = sleep_until(give_up) => break,
+                    e = events.recv() => e,
+                };
+                let Some(event) = event else { break };
+                let refusal = event.name == "chat error";
+                if refusal {
+                    // Refused (a limit, a database outage): the run fails, saying why.
+                    refused.push(format!(
+                        "visitor {cid}: {}",
+                        Value::Array(event.args.clone())
+                    ));
+                }
+                // The visitor's own message coming back means it was stored and fanned out.
+                if refusal
+                    || event.name == "new message"
+                        && event
+                            .args
+                            .first()
+                            .and_then(|p| p.get("message"))
+                            .and_then(Value::as_str)
+                            .and_then(|m| crate::parse_text(run, m))
+                            .is_some_and(|(c, _, _)| c == cid)
+                {
+                    confirmed += 1;
+                    let next = sent.len() as u64;
+                    if next < quota {
+                        send(next, &mut sent);
+                    }
+                }
+            }
+            client.close();
+            (sent, refused)
+        });
+    }
+    let mut sent = Vec::new();
+    while let Some(s) = senders.join_next().await {
+        if let Ok((s, refused)) = s {
+            sent.extend(s);
+            report.errors.extend(refused.into_iter().take(3));
+        }
+    }
+    let collector = collector.await.unwrap_or_default();
+    report.sent = sent.len() as u64;
+    collector.settle(&mut report, &sent);
+    let seconds = collector
+        .last
+        .map_or(0.0, |l| l.duration_since(start).as_secs_f64());
+    report.figure("seconds", round2(seconds));
+    report.figure(
+        "delivered_per_second",
+        round2(collector.unique() as f64 / seconds.max(1e-9)),
+    );
+    report.figure("latency", collector.latency.summary());
+    cpu_figures(&mut report, t, cpu_before, seconds);
+    report
+}
+
+/// Receives at one admin until `expected` distinct messages arrived or `deadline` passed.
+async fn collect(
+    mut admin: Admin,
+    run: u32,
+    start: Instant,
+    expected: u64,
+    deadline: Duration,
+) -> Collector {
+    let mut collector = Collector::default();
+    let give_up = tokio::time::Instant::now() + deadline;
+    while collector.unique() < expected {
+        let event = tokio::select! {
+            () = sleep_until(give_up) => break,
+            e = admin.events.recv() => e,
+        };
+        let Some(event) = event else { break };
+        if event.name == "new message"
+            && let Some(payload) = event.args.first()
+        {
+            collector.observe(run, payload, event.at, start);
+        }
+    }
+    // Anything more arriving right after would be a duplicate: look for a moment.
+    let linger = tokio::time::Instant::now() + Duration::from_millis(300);
+    while let Ok(Some(event)) = tokio::time::timeout_at(linger, admin.events.recv()).await {
+        if event.name == "new message"
+            && let Some(payload) = event.args.first()
+        {
+            collector.observe(run, payload, event.at, start);
+        }
+    }
+    admin.client.close();
+    collector
+}
+
+/// Scenarios 3 and 5: visitors send at `rate` for `seconds`; `admins` admins each must
+/// receive every message; latency visitor emit -> admin receive.
+pub async fn visitor_to_admin(
+    t: &Target,
+    run: u32,
+    visitors: usize,
+    admins: usize,
+    rate: u64,
+    seconds: u64,
+) -> Report {
+    let name = if admins > 1 {
+        "fanout"
+    } else {
+        "latency_visitor_to_admin"
+    };
+    let mut report = Report::new(
+        name,
+        json!({ "visitors": visitors, "admins": admins, "rate": rate, "seconds": seconds }),
+    );
+    let (vs, errors) = connect_visitors(t, 0, visitors, 256).await;
+    if !errors.is_empty() || vs.is_empty() {
+        report.errors.extend(errors);
+        return report;
+    }
+    let admin_clients = match connect_admins(t, admins, &vs[0], run).await {
+        Ok(a) => a,
+        Err(e) => {
+            report.errors.push(e);
+            return report;
+        }
+    };
+    let total = rate * seconds;
+    let deadline = Duration::from_secs(seconds + 30);
+    let cpu_before = (sample(t.server_pid), sample(t.db_pid));
+    let start = Instant::now();
+    let collectors: Vec<_> = admin_clients
+        .into_iter()
+        .map(|a| tokio::spawn(collect(a, run, start, total, deadline)))
+        .collect();
+    let rooms: Vec<String> = vs.iter().map(|v| t.room(v.cid)).collect();
+    let clock = tokio::time::Instant::now();
+    let mut sent = Vec::with_capacity(total as usize);
+    for n in 0..total {
+        sleep_until(clock + Duration::from_nanos(n * 1_000_000_000 / rate)).await;
+        let i = (n as usize) % vs.len();
+        let v = &vs[i];
+        let seq = n / vs.len() as u64;
+        let text = message_text(run, v.cid, seq, start.elapsed().as_micros() as u64);
+        v.client.emit(
+            "new message",
+            &json!({ "username": v.cid.to_string(), "message": text, "room": rooms[i] }),
+        );
+        sent.push((v.cid, seq));
+    }
+    let send_seconds = start.elapsed().as_secs_f64();
+    let mut latency = Latency::default();
+    let mut last = None;
+    for c in collectors {
+        let c = c.await.unwrap_or_default();
+        c.settle(&mut report, &sent);
+        latency.merge(&c.latency);
+        last = last.max(c.last);
+    }
+    report.sent = sent.len() as u64;
+    report.figure("achieved_rate", round2(sent.len() as f64 / send_seconds));
+    report.figure(
+        "deliveries_per_second",
+        round2(
+            report.delivered as f64
+                / last.map_or(send_seconds, |l| l.duration_since(start).as_secs_f64()),
+        ),
+    );
+    report.figure("latency", latency.summary());
+    cpu_figures(&mut report, t, cpu_before, send_seconds);
+    for v in &vs {
+        v.client.close();
+    }
+    report
+}
+
+/// Scenario 4: the admin replies at `rate` for `seconds` to `visitors` round robin; latency
+/// admin emit -> visitor receive.
+pub async fn admin_to_visitor(
+    t: &Target,
+    run: u32,
+    visitors: usize,
+    rate: u64,
+    seconds: u64,
+) -> Report {
+    let mut report = Report::new(
+        "latency_admin_to_visitor",
+        json!({ "visitors": visitors, "rate": rate, "seconds": seconds, "admin_login": t.admin_login }),
+    );
+    let (vs, errors) = connect_visitors(t, 0, visitors, 256).await;
+    if !errors.is_empty() || vs.is_empty() {
+        report.errors.extend(errors);
+        return report;
+    }
+    let mut admins = match connect_admins(t, 1, &vs[0], run).await {
+        Ok(a) => a,
+        Err(e) => {
+            report.errors.push(e);
+            return report;
+        }
+    };
+    let admin = admins.remove(0);
+    let total = rate * seconds;
+    let per_visitor = total.div_ceil(vs.len() as u64);
+    let deadline = Duration::from_secs(seconds + 30);
+    let cpu_before = (sample(t.server_pid), sample(t.db_pid));
+    let start = Instant::now();
+    let targets: Vec<(u64, String)> = vs.iter().map(|v| (v.cid, t.room(v.cid))).collect();
+    let receivers: Vec<_> = vs
+        .into_iter()
+        .map(|v| {
+            tokio::spawn(async move {
+                let Visitor { client, events, .. } = v;
+                let c = collect(Admin { client, events }, run, start, per_visitor, deadline).await;
+                c
+            })
+        })
+        .collect();
+    let errors = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut admin_events = admin.events;
+    let errors_seen = errors.clone();
+    let watcher = tokio::spawn(async move {
+        while let Some(e) = admin_events.recv().await {
+            if e.name == "chat error" {
+                errors_seen
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(format!("admin refused: {}", Value::Array(e.args)));
+            }
+        }
+    });
+    let clock = tokio::time::Instant::now();
+    let mut sent = Vec::new();
+    for n in 0..total {
+        sleep_until(clock + Duration::from_nanos(n * 1_000_000_000 / rate)).await;
+        let (cid, room) = &targets[(n as usize) % targets.len()];
+        let seq = n / targets.len() as u64;
+        // The visitor's id leads the text: the reply lands in that visitor's room.
+        let text = message_text(run, *cid, seq, start.elapsed().as_micros() as u64);
+        admin.client.emit(
+            "new message:servadm",
+            &json!({ "username": cid, "message": text, "room": room, "adm": t.admin_login }),
+        );
+        sent.push((*cid, seq));
+    }
+    let send_seconds = start.elapsed().as_secs_f64();
+    let mut latency = Latency::default();
+    for (r, (cid, _)) in receivers.into_iter().zip(&targets) {
+        let c = r.await.unwrap_or_default();
+        let mine: Vec<_> = sent.iter().copied().filter(|(c2, _)| c2 == cid).collect();
+        c.settle(&mut report, &mine);
+        latency.merge(&c.latency);
+    }
+    watcher.abort();
+    report.errors.extend(
+        errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .take(10),
+    );
+    admin.client.close();
+    report.sent = sent.len() as u64;
+    report.figure("achieved_rate", round2(sent.len() as f64 / send_seconds));
+    report.figure("latency", latency.summary());
+    cpu_figures(&mut report, t, cpu_before, send_seconds);
+    report
+}
+
+/// Scenario 6: `messages` sends through the gRPC API on `streams` concurrent callers; an
+/// admin on Socket.IO must receive each once.
+pub async fn grpc(t: &Target, run: u32, streams: usize, messages: u64) -> Report {
+    use socketgram_proto::{client::CoreClient, v1 as pb};
+    let mut report = Report::new(
+        "grpc_send",
+        json!({ "streams": streams, "messages": messages }),
+    );
+    let Some((url, token)) = t.grpc.clone() else {
+        report
+            .errors
+            .push("scenario grpc needs --grpc-url and --grpc-token".into());
+        return report;
+    };
+    let client = match CoreClient::connect(&url, &token).await {
+        Ok(c) => c,
+        Err(e) => {
+            report.errors.push(e.to_string());
+            return report;
+        }
+    };
+    // One visitor socket to probe the admin with; the gRPC callers write as other visitors.
+    let (vs, errors) = connect_visitors(t, 0, 1, 1).await;
+    if !errors.is_empty() || vs.is_empty() {
+        report.errors.extend(errors);
+        return report;
+    }
+    let mut admins = match connect_admins(t, 1, &vs[0], run).await {
+        Ok(a) => a,
+        Err(e) => {
+            report.errors.push(e);
+            return report;
+        }
+    };
+    let deadline = Duration::from_secs(120 + messages / 1000);
+    let cpu_before = (sample(t.server_pid), sample(t.db_pid));
+    let start = Instant::now();
+    let collector = tokio::spawn(collect(admins.remove(0), run, start, messages, deadline));
+    let mut callers = JoinSet::new();
+    for s in 0..streams {
+        let mut chat = client.chat.clone();
+        let cid = t.cid_base + 1 + s as u64;
+        let quota = messages / streams as u64 + u64::from((s as u64) < messages % streams as u64);
+        callers.spawn(async move {
+            let mut sent = Vec::new();
+            let mut errors = Vec::new();
+            for seq in 0..quota {
+                let text = message_text(run, cid, seq, start.elapsed().as_micros() as u64);
+                let request = pb::SendMessageRequest {
+                    conversation_id: cid,
+                    author: Some(pb::Author {
+                        kind: pb::AuthorKind::Visitor as i32,
+                        admin_id: String::new(),
+                    }),
+                    text,
+                    client_msg_id: format!("{run}-{cid}-{seq}"),
+                };
+                match chat.send_message(request).await {
+                    Ok(_) => sent.push((cid, seq)),
+                    Err(status) => errors.push(format!("SendMessage: {status}")),
+                }
+            }
+            (sent, errors)
+        });
+    }
+    let mut sent = Vec::new();
+    while let Some(r) = callers.join_next().await {
+        if let Ok((s, e)) = r {
+            sent.extend(s);
+            report.errors.extend(e.into_iter().take(5));
+        }
+    }
+    let acked_seconds = start.elapsed().as_secs_f64();
+    let c = collector.await.unwrap_or_default();
+    report.sent = sent.len() as u64;
+    c.settle(&mut report, &sent);
+    let seconds = c
+        .last
+        .map_or(acked_seconds, |l| l.duration_since(start).as_secs_f64());
+    report.figure(
+        "acked_per_second",
+        round2(sent.len() as f64 / acked_seconds),
+    );
+    report.figure(
+        "delivered_per_second",
+        round2(c.unique() as f64 / seconds.max(1e-9)),
+    );
+    report.figure("latency", c.latency.summary());
+    cpu_figures(&mut report, t, cpu_before, seconds);
+    vs[0].client.close();
+    report
+}

@@ -1,0 +1,1608 @@
+//! The web edge end to end, as the legacy pages and the unchanged PHP admin use it: the real
+//! `socketgram serve` on port 0, driven by the official `socket.io-client` under Node.js
+//! ([`SioClient`]), with the database checked the way the PHP admin reads it (LEGACY.md §2-§6,
+//! and the defects of §9 that must be gone).
+//!
+//! Without Node.js (or, for the MariaDB case, without MariaDB) these tests print `SKIPPED`,
+//! except under `CI=true`, where they fail. They synchronise on received events; the only
+//! waits are the bounded windows in which something must *not* arrive.
+
+use std::{path::Path, time::Duration};
+
+use chrono::{NaiveDateTime, TimeDelta, Utc};
+use socketgram_admin_php_compat::{
+    handshake::{TokenKind, TokenSigner},
+    room::{HashKind, room_of},
+};
+use socketgram_core::store::Backend;
+use socketgram_proto::v1 as pb;
+use socketgram_tests::{
+    db::TestDb,
+    server::TestServer,
+    sio::{self, Handshake, SioClient, Value, json},
+};
+use sqlx::{Connection, Row};
+
+const BIN: &str = env!("CARGO_BIN_EXE_socketgram");
+/// The legacy secret and hash of room names, shared with the host site and the PHP admin.
+const SECRET: &str = "qwerty";
+/// `[web] token_secret`: what the host site signs visitor tokens with.
+const TOKEN_SECRET: &str = "web-token-secret-for-the-tests";
+/// How long something that must not happen is given to happen anyway.
+const QUIET: Duration = Duration::from_millis(400);
+
+/// The configuration of the legacy deployment (LEGACY.md §8) plus `[web]` with these limits.
+fn config(limits: &str) -> String {
+    format!(
+        "[legacy]\nsecret = \"{SECRET}\"\nroom_hash = \"md5\"\n\n\
+         [legacy.admin_param]\nname = \"adminpass\"\nvalue = \"admin\"\n\n\
+         [core]\ncompany = \"Acme\"\ngmt_offset_hours = 3\n\n\
+         [web]\ntoken_secret = \"{TOKEN_SECRET}\"\n\n[web.limits]\n{limits}"
+    )
+}
+
+/// Limits no test reaches except the flood test, which sets its own.
+const ROOMY: &str = "events_per_second = 1000\nevents_burst = 1000\n\
+                     ip_events_per_second = 10000\nip_events_burst = 10000\n\
+                     connections_per_ip = 100\n";
+
+/// A running server with its database; `None` when Node.js or the database is missing
+/// (after printing `SKIPPED`, or failing under CI).
+async fn start(backend: Backend, limits: &str) -> Option<(TestServer, TestDb)> {
+    if !sio::available() {
+        return None;
+    }
+    let db = TestDb::create(backend).await?;
+    let server = TestServer::start(Path::new(BIN), "serve", &db.url, &config(limits)).await;
+    Some((server, db))
+}
+
+async fn stop(server: TestServer, db: TestDb) {
+    assert!(
+        server.terminate().await,
+        "socketgram exits cleanly on SIGTERM"
+    );
+    db.drop_db().await;
+}
+
+/// The room the host site and the PHP admin compute for `cid` (LEGACY.md §1).
+fn room(cid: u64) -> String {
+    room_of(HashKind::Md5, &cid.to_string(), SECRET)
+}
+
+/// The legacy visitor page for `cid`, connected but not subscribed.
+async fn visitor(server: &TestServer, cid: u64) -> SioClient {
+    SioClient::connect_legacy_visitor(&server.web_url(), cid, &room(cid)).await
+}
+
+/// The PHP admin, connected with its configured query parameter.
+async fn admin(server: &TestServer) -> SioClient {
+    SioClient::connect_legacy_admin(&server.web_url(), "adminpass", "admin").await
+}
+
+/// What the legacy page sends right after connecting: `subscribe {room, username}`, the id
+/// as the page has it (from its URL: a string).
+async fn subscribe(v: &mut SioClient, cid: u64) {
+    v.emit(
+        "subscribe",
+        &[json!({ "room": room(cid), "username": cid.to_string() })],
+    )
+    .await;
+}
+
+/// The legacy page sending a message.
+async fn say(v: &mut SioClient, cid: u64, text: &str) {
+    v.emit(
+        "new message",
+        &[json!({ "username": cid.to_string(), "message": text, "room": room(cid) })],
+    )
+    .await;
+}
+
+/// The PHP admin replying as `adm`, with `username` as it came in the message payloads (a
+/// number).
+async fn reply(a: &mut SioClient, cid: u64, adm: &str, text: &str) {
+    a.emit(
+        "new message:servadm",
+        &[json!({ "username": cid, "message": text, "room": room(cid), "adm": adm })],
+    )
+    .await;
+}
+
+/// A visitor token as the host site mints it.
+fn visitor_token(cid: u64) -> String {
+    TokenSigner::new(TOKEN_SECRET.as_bytes()).sign(TokenKind::Visitor, &cid.to_string(), 600)
+}
+
+/// Checks a `new message` / `new message history` payload, its fields and their JSON types
+/// (LEGACY.md §4), and returns its `label` (the message id).
+#[track_caller]
+fn legacy_message(p: &Value, cid: u64, message: &str, adm: &str) -> u64 {
+    let fields: Vec<&str> = p
+        .as_object()
+        .unwrap_or_else(|| panic!("a message payload is an object: {p}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut sorted = fields.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        ["adm", "date", "label", "message", "username"],
+        "fields of {p}"
+    );
+    assert!(p["username"].is_u64(), "`username` is a number: {p}");
+    assert_eq!(p["username"].as_u64(), Some(cid), "{p}");
+    assert_eq!(p["message"].as_str(), Some(message), "{p}");
+    assert!(
+        p["adm"].is_string(),
+        "`adm` is a string (\"0\" for a visitor): {p}"
+    );
+    assert_eq!(p["adm"].as_str(), Some(adm), "{p}");
+    let date = p["date"]
+        .as_str()
+        .unwrap_or_else(|| panic!("`date` is a string: {p}"));
+    assert_eq!(date.len(), 19, "`date` is YYYY-MM-DD HH:MM:SS: {p}");
+    NaiveDateTime::parse_from_str(date, "%Y-%m-%d %H:%M:%S")
+        .unwrap_or_else(|e| panic!("`date` {date:?}: {e}"));
+    p["label"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("`label` is a number: {p}"))
+}
+
+/// `date` is the wall clock of GMT+3 now, not shifted once more (LEGACY.md §9.9).
+#[track_caller]
+fn assert_gmt3_now(date: &str) {
+    let date = NaiveDateTime::parse_from_str(date, "%Y-%m-%d %H:%M:%S").expect("date");
+    let now = Utc::now().naive_utc() + TimeDelta::hours(3);
+    let skew = (now - date).num_seconds().abs();
+    assert!(
+        skew < 120,
+        "date {date} is not now at GMT+3 ({now}): off by {skew} s"
+    );
+}
+
+/// The `add history button` / `drop history button` events carry nothing the pages read.
+#[track_caller]
+fn assert_no_data(name: &str, args: &[Value]) {
+    assert!(
+        args.is_empty() || args == [Value::Null],
+        "{name:?} carries no payload, got {args:?}"
+    );
+}
+
+/// A `chat error` for `event` with `code` and a message for people.
+#[track_caller]
+fn assert_refusal(p: &Value, event: &str, code: &str) {
+    assert_eq!(p["event"].as_str(), Some(event), "refused event in {p}");
+    assert_eq!(p["code"].as_str(), Some(code), "code in {p}");
+    let message = p["message"].as_str().unwrap_or_default();
+    assert!(!message.trim().is_empty(), "a refusal says why: {p}");
+}
+
+/// HTML entities back to text (what a browser shows for an escaped string).
+fn unescape(html: &str) -> String {
+    html.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&#x2F;", "/")
+        .replace("&amp;", "&")
+}
+
+/// Text as a page that inserts it as HTML must get it: nothing a browser would parse as
+/// markup, and showing exactly `text`.
+#[track_caller]
+fn assert_escaped(html: &str, text: &str) {
+    assert!(
+        !html.contains(['<', '>', '"', '\'']),
+        "{html:?} would be parsed as markup"
+    );
+    assert_eq!(unescape(html), text, "{html:?} shows as the text typed");
+}
+
+/// A row of `messages` as the PHP admin reads it (every column as text).
+#[derive(Debug, PartialEq)]
+struct Stored {
+    cid: String,
+    aid: String,
+    direction: String,
+    date: String,
+    message: String,
+    check_msg: String,
+    check_msg_admin: String,
+}
+
+async fn stored(db: &TestDb, id: u64) -> Stored {
+    let column = async |c: &str| {
+        db.fetch_text(&format!(
+            "SELECT CAST({c} AS CHAR) FROM messages WHERE id = {id}"
+        ))
+        .await
+        .expect("read messages")
+        .unwrap_or_else(|| panic!("message {id} is in `messages`"))
+    };
+    Stored {
+        cid: column("cid").await,
+        aid: column("aid").await,
+        direction: column("direction").await,
+        date: column("date").await,
+        message: column("message").await,
+        check_msg: column("check_msg").await,
+        check_msg_admin: column("check_msg_admin").await,
+    }
+}
+
+/// `SELECT COUNT(*) ...` as a number.
+async fn count(db: &TestDb, condition: &str) -> u64 {
+    db.fetch_text(&format!(
+        "SELECT CAST(COUNT(*) AS CHAR) FROM messages WHERE {condition}"
+    ))
+    .await
+    .expect("count messages")
+    .and_then(|n| n.parse().ok())
+    .expect("a count")
+}
+
+/// The PHP admin creates an admin: a row in `adm_account`, straight into the database.
+async fn add_admin(db: &TestDb, aid: &str, name: &str) {
+    db.execute(&format!(
+        "INSERT INTO adm_account (aid, name, lid) VALUES ('{aid}', '{name}', 2)"
+    ))
+    .await
+    .expect("insert into adm_account");
+}
+
+/// A message put in through gRPC (to build a history quickly).
+#[derive(Clone, Debug)]
+struct Seeded {
+    id: u64,
+    text: String,
+    /// What the legacy pages show in `adm`.
+    adm: String,
+}
+
+/// `n` messages of `cid`: the visitor opens the conversation, then every third is a reply of
+/// `alice` (who must exist in `adm_account`).
+async fn seed(server: &TestServer, cid: u64, n: usize) -> Vec<Seeded> {
+    let mut chat = server.chat().await;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let from_admin = i % 3 == 2;
+        let text = format!("seed {cid} #{i}");
+        let author = if from_admin {
+            pb::Author {
+                kind: pb::AuthorKind::Admin as i32,
+                admin_id: "alice".into(),
+            }
+        } else {
+            pb::Author {
+                kind: pb::AuthorKind::Visitor as i32,
+                admin_id: String::new(),
+            }
+        };
+        let sent = chat
+            .send_message(pb::SendMessageRequest {
+                conversation_id: cid,
+                author: Some(author),
+                text: text.clone(),
+                client_msg_id: String::new(),
+            })
+            .await
+            .expect("seed a message")
+            .into_inner();
+        let id = sent.message.expect("the stored message").id;
+        let adm = if from_admin { "Alice Acme" } else { "0" };
+        out.push(Seeded {
+            id,
+            text,
+            adm: adm.into(),
+        });
+    }
+    out
+}
+
+/// Consumes what `subscribe` sends: exactly `expected` as `new message`, oldest first, then
+/// `add history button` when `button` (and none when not).
+async fn expect_subscribe_history(v: &mut SioClient, cid: u64, expected: &[Seeded], button: bool) {
+    for s in expected {
+        let (name, args) = v.next_any().await;
+        assert_eq!(name, "new message", "history on subscribe: {args:?}");
+        assert_eq!(
+            legacy_message(&args[0], cid, &s.text, &s.adm),
+            s.id,
+            "oldest first"
+        );
+    }
+    if button {
+        let (name, args) = v.next_any().await;
+        assert_eq!(name, "add history button", "after the last 20: {args:?}");
+        assert_no_data(&name, &args);
+    } else {
+        v.expect_none("add history button", QUIET).await;
+    }
+}
+
+/// `take history` before `mid`: `drop history button`, then exactly `expected` (newest first)
+/// as `new message history`, then `add history button` when `button`.
+async fn expect_history_page(
+    v: &mut SioClient,
+    cid: u64,
+    mid: u64,
+    expected: &[&Seeded],
+    button: bool,
+) {
+    v.emit(
+        "take history",
+        &[json!({ "username": cid.to_string(), "room": room(cid), "mid": mid })],
+    )
+    .await;
+    let (name, args) = v.next_any().await;
+    assert_eq!(
+        name, "drop history button",
+        "first of a history page: {args:?}"
+    );
+    assert_no_data(&name, &args);
+    for s in expected {
+        let (name, args) = v.next_any().await;
+        assert_eq!(name, "new message history", "{args:?}");
+        assert_eq!(
+            legacy_message(&args[0], cid, &s.text, &s.adm),
+            s.id,
+            "newest first"
+        );
+    }
+    if button {
+        let (name, args) = v.next_any().await;
+        assert_eq!(name, "add history button", "more than 10 older: {args:?}");
+        assert_no_data(&name, &args);
+    } else {
+        v.expect_none("add history button", QUIET).await;
+    }
+}
+
+/// A visitor and an admin talk exactly as the legacy page and the PHP admin scripts do.
+#[tokio::test]
+async fn legacy_visitor_and_admin_exchange() {
+    // The default limits: what a deployment gets without configuring any.
+    let Some((server, db)) = start(Backend::Sqlite, "").await else {
+        return;
+    };
+    let url = server.web_url();
+    // LEGACY.md §1's example, as PHP's `hash('md5', 'id123qwerty')` gives it.
+    assert_eq!(room(123), "d40ed66970d4189e525cf1b0f0ab3f9a");
+
+    let mut admin = admin(&server).await;
+    // The PHP admin loads the Socket.IO browser client from the chat server (LEGACY.md §2).
+    let (status, content_type, body) = admin.fetch(&format!("{url}/socket.io/socket.io.js")).await;
+    assert_eq!(status, 200);
+    assert!(content_type.unwrap_or_default().contains("javascript"));
+    assert!(
+        body.starts_with("/*!\n * Socket.IO v4."),
+        "the official v4 client: {:?}",
+        &body[..60.min(body.len())]
+    );
+
+    // The PHP admin creates an admin, then tells the server.
+    add_admin(&db, "alice", "Alice").await;
+    admin.emit("update admlist", &[]).await;
+
+    let mut visitor = visitor(&server, 123).await;
+    subscribe(&mut visitor, 123).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "123" }));
+    visitor.expect_none("add history button", QUIET).await;
+
+    // Three quick messages arrive as three distinct messages, in order (LEGACY.md §9.6),
+    // at the sender and at the admin, with the same payload.
+    let texts = ["Hello", "I need help", "with my order #42"];
+    for text in texts {
+        say(&mut visitor, 123, text).await;
+    }
+    let mut labels = Vec::new();
+    for text in texts {
+        let mine = visitor.next_payload("new message").await;
+        let label = legacy_message(&mine, 123, text, "0");
+        assert_gmt3_now(mine["date"].as_str().unwrap());
+        assert_eq!(
+            admin.next_payload("new message").await,
+            mine,
+            "the admin sees what the visitor sees"
+        );
+        labels.push((label, mine));
+    }
+    assert!(
+        labels.windows(2).all(|w| w[0].0 < w[1].0),
+        "labels increase: {labels:?}"
+    );
+
+    // The admin opens the conversation and answers.
+    admin
+        .emit(
+            "subscribe:servadm",
+            &[json!({ "room": room(123), "adm": "alice" })],
+        )
+        .await;
+    reply(&mut admin, 123, "alice", "Hi, how can I help?").await;
+    let answer = visitor.next_payload("new message").await;
+    let answer_label = legacy_message(&answer, 123, "Hi, how can I help?", "Alice Acme");
+    assert!(answer_label > labels[2].0);
+    assert_gmt3_now(answer["date"].as_str().unwrap());
+    assert_eq!(admin.next_payload("new message").await, answer);
+    labels.push((answer_label, answer));
+
+    // Stored exactly as the PHP admin reads it (LEGACY.md §5, §6), at once.
+    for (i, (label, payload)) in labels.iter().enumerate() {
+        let row = stored(&db, *label).await;
+        let from_admin = i == 3;
+        let expected = Stored {
+            cid: "123".into(),
+            aid: if from_admin { "alice" } else { "0" }.into(),
+            direction: if from_admin { "2" } else { "1" }.into(),
+            date: payload["date"].as_str().unwrap().into(),
+            message: payload["message"].as_str().unwrap().into(),
+            check_msg: if from_admin { "0" } else { "1" }.into(),
+            check_msg_admin: if from_admin { "1" } else { "0" }.into(),
+        };
+        assert_eq!(row, expected, "message {label}");
+    }
+    assert_eq!(count(&db, "1 = 1").await, 4);
+    visitor.expect_none("chat error", QUIET).await;
+    admin.expect_none("chat error", Duration::ZERO).await;
+
+    visitor.disconnect().await;
+    assert_eq!(admin.next_payload("offline").await, json!({ "cid": "123" }));
+    stop(server, db).await;
+}
+
+/// `subscribe` sends the last 20 messages oldest first, and `add history button` only when
+/// more than 20 exist (LEGACY.md §3): 20 and 21.
+#[tokio::test]
+async fn subscribe_sends_the_last_20_and_the_button_only_beyond() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    add_admin(&db, "alice", "Alice").await;
+    let twenty = seed(&server, 201, 20).await;
+    let twenty_one = seed(&server, 202, 21).await;
+
+    let mut v = visitor(&server, 201).await;
+    subscribe(&mut v, 201).await;
+    expect_subscribe_history(&mut v, 201, &twenty, false).await;
+
+    let mut v = visitor(&server, 202).await;
+    subscribe(&mut v, 202).await;
+    expect_subscribe_history(&mut v, 202, &twenty_one[1..], true).await;
+    v.expect_none("new message", QUIET).await;
+    stop(server, db).await;
+}
+
+/// `take history`: `drop history button`, 10 older messages newest first as
+/// `new message history`, and `add history button` only when more than 10 older exist.
+#[tokio::test]
+async fn take_history_pages_of_10_newest_first() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    add_admin(&db, "alice", "Alice").await;
+    let thirty = seed(&server, 301, 30).await;
+    let thirty_one = seed(&server, 302, 31).await;
+
+    // 30: the first page shows 11..30; exactly 10 are older.
+    let mut v = visitor(&server, 301).await;
+    subscribe(&mut v, 301).await;
+    expect_subscribe_history(&mut v, 301, &thirty[10..], true).await;
+    let older: Vec<&Seeded> = thirty[..10].iter().rev().collect();
+    expect_history_page(&mut v, 301, thirty[10].id, &older, false).await;
+
+    // 31: 11 are older than the first page, so a second page of one.
+    let mut v = visitor(&server, 302).await;
+    subscribe(&mut v, 302).await;
+    expect_subscribe_history(&mut v, 302, &thirty_one[11..], true).await;
+    let older: Vec<&Seeded> = thirty_one[1..11].iter().rev().collect();
+    expect_history_page(&mut v, 302, thirty_one[11].id, &older, true).await;
+    expect_history_page(&mut v, 302, thirty_one[1].id, &[&thirty_one[0]], false).await;
+    v.expect_none("chat error", Duration::ZERO).await;
+    stop(server, db).await;
+}
+
+/// `add history button` and `drop history button` have no payload (LEGACY.md §4): the
+/// legacy server emits them with no argument at all.
+#[tokio::test]
+async fn history_buttons_have_no_payload() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    add_admin(&db, "alice", "Alice").await;
+    let seeded = seed(&server, 401, 21).await;
+    let mut v = visitor(&server, 401).await;
+    subscribe(&mut v, 401).await;
+    assert_eq!(
+        v.next("add history button").await,
+        Vec::<Value>::new(),
+        "no arguments"
+    );
+    v.emit(
+        "take history",
+        &[json!({ "username": "401", "room": room(401), "mid": seeded[1].id })],
+    )
+    .await;
+    assert_eq!(
+        v.next("drop history button").await,
+        Vec::<Value>::new(),
+        "no arguments"
+    );
+    stop(server, db).await;
+}
+
+/// Two tabs of one visitor: both see the visitor's own messages and the replies; the admin
+/// is told `offline` only when the last tab closes; an admin who connects later is told who
+/// is online; history goes only to the tab that asked (LEGACY.md §9.7, §9.8).
+#[tokio::test]
+async fn two_tabs_of_one_visitor() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    add_admin(&db, "alice", "Alice").await;
+    let seeded = seed(&server, 501, 25).await;
+
+    let mut admin = admin(&server).await;
+    let mut tab1 = visitor(&server, 501).await;
+    subscribe(&mut tab1, 501).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "501" }));
+    expect_subscribe_history(&mut tab1, 501, &seeded[5..], true).await;
+    let mut tab2 = visitor(&server, 501).await;
+    subscribe(&mut tab2, 501).await;
+    expect_subscribe_history(&mut tab2, 501, &seeded[5..], true).await;
+    admin.expect_none("online", QUIET).await;
+
+    // Each tab's message reaches both tabs and the admin; so does the reply.
+    say(&mut tab1, 501, "from tab 1").await;
+    let m1 = tab1.next_payload("new message").await;
+    legacy_message(&m1, 501, "from tab 1", "0");
+    assert_eq!(tab2.next_payload("new message").await, m1);
+    assert_eq!(admin.next_payload("new message").await, m1);
+    say(&mut tab2, 501, "from tab 2").await;
+    let m2 = tab2.next_payload("new message").await;
+    legacy_message(&m2, 501, "from tab 2", "0");
+    assert_eq!(tab1.next_payload("new message").await, m2);
+    assert_eq!(admin.next_payload("new message").await, m2);
+    reply(&mut admin, 501, "alice", "to both tabs").await;
+    let answer = admin.next_payload("new message").await;
+    legacy_message(&answer, 501, "to both tabs", "Alice Acme");
+    assert_eq!(tab1.next_payload("new message").await, answer);
+    assert_eq!(tab2.next_payload("new message").await, answer);
+
+    // History asked by tab 2 reaches tab 2 only.
+    let older: Vec<&Seeded> = seeded[..5].iter().rev().collect();
+    expect_history_page(&mut tab2, 501, seeded[5].id, &older, false).await;
+    tab1.expect_none("drop history button", Duration::ZERO)
+        .await;
+    tab1.expect_none("new message history", Duration::ZERO)
+        .await;
+
+    // An admin connecting now is told every visitor online now.
+    let mut other = visitor(&server, 502).await;
+    subscribe(&mut other, 502).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "502" }));
+    let mut late = self::admin(&server).await;
+    let mut online = vec![
+        late.next_payload("online").await,
+        late.next_payload("online").await,
+    ];
+    online.sort_by_key(|p| p["cid"].as_str().map(str::to_owned));
+    assert_eq!(online, [json!({ "cid": "501" }), json!({ "cid": "502" })]);
+
+    // Closing one tab is not leaving.
+    tab1.disconnect().await;
+    admin.expect_none("offline", QUIET).await;
+    say(&mut tab2, 501, "still here").await;
+    let m3 = admin.next_payload("new message").await;
+    legacy_message(&m3, 501, "still here", "0");
+    assert_eq!(tab2.next_payload("new message").await, m3);
+    tab2.disconnect().await;
+    assert_eq!(admin.next_payload("offline").await, json!({ "cid": "501" }));
+    assert_eq!(late.next_payload("offline").await, json!({ "cid": "501" }));
+    assert_eq!(count(&db, "cid = 501").await, 25 + 4);
+    stop(server, db).await;
+}
+
+/// A widget (token client) that comes back subscribes with `since` and gets exactly what it
+/// missed, then live messages; a resent message (same `client_msg_id`) is stored once.
+#[tokio::test]
+async fn token_visitor_resumes_with_since() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    add_admin(&db, "alice", "Alice").await;
+    let url = server.web_url();
+    let mut admin = admin(&server).await;
+
+    let mut widget =
+        SioClient::connect_token("widget", &url, json!({ "token": visitor_token(601) })).await;
+    let ack = widget.emit_ack("subscribe", &[json!({})]).await;
+    assert!(ack.get("error").is_none(), "subscribe accepted: {ack}");
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "601" }));
+    let ack = widget
+        .emit_ack(
+            "new message",
+            &[json!({ "message": "first <b>", "client_msg_id": "c-1" })],
+        )
+        .await;
+    let first = ack["data"]["label"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("ack with the label: {ack}"));
+    // The widget renders text: it gets it as typed; the PHP admin gets it escaped.
+    assert_eq!(
+        legacy_message(
+            &widget.next_payload("new message").await,
+            601,
+            "first <b>",
+            "0"
+        ),
+        first
+    );
+    let seen_by_admin = admin.next_payload("new message").await;
+    assert_eq!(
+        legacy_message(&seen_by_admin, 601, "first &lt;b&gt;", "0"),
+        first
+    );
+    reply(&mut admin, 601, "alice", "reply 1").await;
+    let last_seen = legacy_message(
+        &widget.next_payload("new message").await,
+        601,
+        "reply 1",
+        "Alice Acme",
+    );
+    admin.next_payload("new message").await;
+
+    widget.disconnect().await;
+    assert_eq!(admin.next_payload("offline").await, json!({ "cid": "601" }));
+    let mut missed = Vec::new();
+    for text in ["missed 1", "missed 2"] {
+        reply(&mut admin, 601, "alice", text).await;
+        let p = admin.next_payload("new message").await;
+        missed.push((legacy_message(&p, 601, text, "Alice Acme"), text));
+    }
+
+    let mut widget =
+        SioClient::connect_token("widget again", &url, json!({ "token": visitor_token(601) }))
+            .await;
+    let ack = widget
+        .emit_ack("subscribe", &[json!({ "since": last_seen })])
+        .await;
+    assert!(ack.get("error").is_none(), "subscribe accepted: {ack}");
+    for (label, text) in &missed {
+        let p = widget.next_payload("new message").await;
+        assert_eq!(
+            legacy_message(&p, 601, text, "Alice Acme"),
+            *label,
+            "missed messages in order"
+        );
+    }
+    widget.expect_none("new message", QUIET).await;
+    widget
+        .expect_none("add history button", Duration::ZERO)
+        .await;
+
+    // A resend after the reconnect (the widget never saw its ack) is not stored twice.
+    let again = widget
+        .emit_ack(
+            "new message",
+            &[json!({ "message": "first <b>", "client_msg_id": "c-1" })],
+        )
+        .await;
+    assert_eq!(
+        again["data"]["label"].as_u64(),
+        Some(first),
+        "the first copy: {again}"
+    );
+    // Live again: the next reply arrives once.
+    reply(&mut admin, 601, "alice", "live").await;
+    let live = widget.next_payload("new message").await;
+    let live_label = legacy_message(&live, 601, "live", "Alice Acme");
+    assert!(live_label > missed[1].0);
+    widget.expect_none("new message", QUIET).await;
+    assert_eq!(count(&db, "cid = 601").await, 5);
+    stop(server, db).await;
+}
+
+/// A payload naming another visitor or room (LEGACY.md §9.1) is refused with `chat error`,
+/// logged, and nothing is stored or shown; the socket keeps working for its own identity.
+#[tokio::test]
+async fn forged_identities_are_refused() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    add_admin(&db, "alice", "Alice").await;
+    let victims = seed(&server, 702, 3).await;
+    let mut admin = admin(&server).await;
+    let mut victim = visitor(&server, 702).await;
+    subscribe(&mut victim, 702).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "702" }));
+    expect_subscribe_history(&mut victim, 702, &victims, false).await;
+
+    let mut attacker = visitor(&server, 701).await;
+    let forged = [
+        ("subscribe", json!({ "room": room(702), "username": "702" })),
+        ("subscribe", json!({ "room": room(701), "username": "702" })),
+        ("subscribe", json!({ "room": room(702), "username": "701" })),
+        (
+            "new message",
+            json!({ "username": 702, "message": "forged 1", "room": room(702) }),
+        ),
+        (
+            "new message",
+            json!({ "username": "702", "message": "forged 2", "room": room(701) }),
+        ),
+        (
+            "new message",
+            json!({ "username": 701, "message": "forged 3", "room": room(702) }),
+        ),
+        (
+            "take history",
+            json!({ "username": 702, "room": room(702), "mid": victims[2].id + 1 }),
+        ),
+        (
+            "take history",
+            json!({ "username": 701, "room": room(702), "mid": victims[2].id + 1 }),
+        ),
+    ];
+    for (event, payload) in &forged {
+        attacker.emit(event, std::slice::from_ref(payload)).await;
+        assert_refusal(
+            &attacker.next_payload("chat error").await,
+            event,
+            "forbidden",
+        );
+    }
+    attacker.expect_none("new message", QUIET).await;
+    for never in [
+        "new message history",
+        "drop history button",
+        "add history button",
+    ] {
+        attacker.expect_none(never, Duration::ZERO).await;
+    }
+    victim.expect_none("new message", Duration::ZERO).await;
+    admin.expect_none("new message", Duration::ZERO).await;
+    admin.expect_none("online", Duration::ZERO).await;
+    assert_eq!(
+        count(&db, "message LIKE '%forged%'").await,
+        0,
+        "nothing forged is stored"
+    );
+    assert_eq!(count(&db, "cid = 702").await, 3);
+    assert_eq!(count(&db, "cid = 701").await, 0);
+
+    // As itself, the same socket works.
+    subscribe(&mut attacker, 701).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "701" }));
+    say(&mut attacker, 701, "my own").await;
+    let own = attacker.next_payload("new message").await;
+    legacy_message(&own, 701, "my own", "0");
+    assert_eq!(admin.next_payload("new message").await, own);
+    victim.expect_none("new message", QUIET).await;
+    stop(server, db).await;
+}
+
+/// Admin-only events from a visitor socket are refused (LEGACY.md §9.2), and visitor events
+/// from an admin socket too; nothing is stored.
+#[tokio::test]
+async fn role_events_from_the_wrong_role_are_refused() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    add_admin(&db, "alice", "Alice").await;
+    let mut admin = admin(&server).await;
+    let mut v = visitor(&server, 801).await;
+    subscribe(&mut v, 801).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "801" }));
+
+    let admin_only = [
+        (
+            "new message:servadm",
+            vec![
+                json!({ "username": 801, "message": "I am support", "room": room(801), "adm": "alice" }),
+            ],
+        ),
+        (
+            "new message:servadm",
+            vec![
+                json!({ "username": 802, "message": "I am support", "room": room(802), "adm": "alice" }),
+            ],
+        ),
+        (
+            "subscribe:servadm",
+            vec![json!({ "room": room(802), "adm": "alice" })],
+        ),
+        ("update admlist", vec![]),
+    ];
+    for (event, args) in &admin_only {
+        v.emit(event, args).await;
+        assert_refusal(&v.next_payload("chat error").await, event, "forbidden");
+    }
+    let visitor_only = [
+        (
+            "new message",
+            json!({ "username": 801, "message": "admin as visitor", "room": room(801) }),
+        ),
+        ("subscribe", json!({ "username": 801, "room": room(801) })),
+        (
+            "take history",
+            json!({ "username": 801, "room": room(801), "mid": 10 }),
+        ),
+    ];
+    for (event, payload) in &visitor_only {
+        admin.emit(event, std::slice::from_ref(payload)).await;
+        assert_refusal(&admin.next_payload("chat error").await, event, "forbidden");
+    }
+    v.expect_none("new message", QUIET).await;
+    admin.expect_none("new message", Duration::ZERO).await;
+    admin
+        .expect_none("drop history button", Duration::ZERO)
+        .await;
+    assert_eq!(count(&db, "1 = 1").await, 0, "nothing stored");
+    stop(server, db).await;
+}
+
+/// A wrong room hash, a missing id or room, a wrong admin secret or a bad token is refused at
+/// the handshake with `connect_error`, before any event is handled (LEGACY.md §2, §9.3).
+#[tokio::test]
+async fn bad_handshakes_are_refused() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    let url = server.web_url();
+    let mut admin = admin(&server).await;
+    let forged_token = TokenSigner::new(b"not the secret").sign(TokenKind::Visitor, "901", 600);
+    let forged_admin = TokenSigner::new(b"not the secret").sign(TokenKind::Admin, "alice", 600);
+    let other_secret = room_of(HashKind::Md5, "901", "not the secret");
+    let cases = [
+        (
+            "room of another visitor",
+            Handshake::legacy_visitor(&url, 901, &room(902)),
+            "room",
+        ),
+        (
+            "room of another secret",
+            Handshake::legacy_visitor(&url, 901, &other_secret),
+            "room",
+        ),
+        (
+            "upper-case room",
+            Handshake::legacy_visitor(&url, 901, &room(901).to_uppercase()),
+            "room",
+        ),
+        (
+            "missing id",
+            Handshake::query(&url, &[("room", &room(901))]),
+            "",
+        ),
+        ("missing room", Handshake::query(&url, &[("id", "901")]), ""),
+        ("no query", Handshake::query(&url, &[]), ""),
+        (
+            "non-numeric id",
+            Handshake::legacy_visitor(&url, "abc", &room_of(HashKind::Md5, "abc", SECRET)),
+            "id",
+        ),
+        (
+            "zero id",
+            Handshake::legacy_visitor(&url, 0, &room_of(HashKind::Md5, "0", SECRET)),
+            "id",
+        ),
+        (
+            "wrong admin secret",
+            Handshake::legacy_admin(&url, "adminpass", "wrong"),
+            "admin",
+        ),
+        (
+            "empty admin secret",
+            Handshake::legacy_admin(&url, "adminpass", ""),
+            "admin",
+        ),
+        (
+            "admin secret, other case",
+            Handshake::legacy_admin(&url, "adminpass", "ADMIN"),
+            "admin",
+        ),
+        (
+            "secret under another name",
+            Handshake::legacy_admin(&url, "admin", "admin"),
+            "",
+        ),
+        (
+            "visitor token of another key",
+            Handshake::token(&url, json!({ "token": forged_token })),
+            "token",
+        ),
+        (
+            "admin token of another key",
+            Handshake::token(&url, json!({ "admin_token": forged_admin })),
+            "token",
+        ),
+        (
+            "garbage token",
+            Handshake::token(&url, json!({ "token": "v1.901" })),
+            "token",
+        ),
+    ];
+    for (case, handshake, says) in &cases {
+        match SioClient::open(case, handshake).await {
+            Ok(_) => panic!("{case}: the handshake was accepted"),
+            Err(message) => {
+                assert!(!message.trim().is_empty(), "{case}: a reason is given");
+                assert!(
+                    message.contains(says),
+                    "{case}: {message:?} mentions {says:?}"
+                );
+            }
+        }
+    }
+    admin.expect_none("online", QUIET).await;
+    assert_eq!(count(&db, "1 = 1").await, 0);
+
+    // The right credentials still work.
+    let mut v = visitor(&server, 901).await;
+    subscribe(&mut v, 901).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "901" }));
+    stop(server, db).await;
+}
+
+/// Every shape of event the legacy server died on (LEGACY.md §9.5) gets a clear `chat error`,
+/// nothing is half stored, and the server keeps serving everyone.
+#[tokio::test]
+async fn malformed_events_are_refused_and_the_server_keeps_serving() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    add_admin(&db, "alice", "Alice").await;
+    let mut admin = admin(&server).await;
+    let mut v = visitor(&server, 1001).await;
+    subscribe(&mut v, 1001).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "1001" }));
+    let r = room(1001);
+    let visitor_cases: Vec<(&str, Vec<Value>, &str)> = vec![
+        ("new message", vec![], "invalid"),
+        ("new message", vec![Value::Null], "invalid"),
+        ("new message", vec![json!("just a string")], "invalid"),
+        ("new message", vec![json!(42)], "invalid"),
+        ("new message", vec![json!(true)], "invalid"),
+        ("new message", vec![json!([1, 2, 3])], "invalid"),
+        (
+            "new message",
+            vec![json!({ "username": "abc", "message": "x", "room": r })],
+            "invalid",
+        ),
+        (
+            "new message",
+            vec![json!({ "username": -5, "message": "x", "room": r })],
+            "invalid",
+        ),
+        (
+            "new message",
+            vec![json!({ "username": 1.5, "message": "x", "room": r })],
+            "invalid",
+        ),
+        (
+            "new message",
+            vec![json!({ "username": [1001], "message": "x", "room": r })],
+            "invalid",
+        ),
+        (
+            "new message",
+            vec![json!({ "username": 99999, "message": "x", "room": r })],
+            "forbidden",
+        ),
+        (
+            "new message",
+            vec![json!({ "username": 1001, "message": "x", "room": 12345 })],
+            "forbidden",
+        ),
+        (
+            "new message",
+            vec![json!({ "username": 1001, "message": { "html": "<b>x</b>" }, "room": r })],
+            "invalid",
+        ),
+        (
+            "new message",
+            vec![json!({ "username": 1001, "message": ["a", "b"], "room": r })],
+            "invalid",
+        ),
+        (
+            "new message",
+            vec![json!({ "username": 1001, "room": r })],
+            "invalid",
+        ),
+        (
+            "new message",
+            vec![json!({ "username": 1001, "message": null, "room": r })],
+            "invalid",
+        ),
+        (
+            "new message",
+            vec![json!({ "username": 1001, "message": "", "room": r })],
+            "invalid",
+        ),
+        (
+            "new message",
+            vec![json!({ "username": 1001, "message": " \n\t ", "room": r })],
+            "invalid",
+        ),
+        (
+            "new message",
+            vec![json!({ "username": 1001, "message": "a".repeat(10_001), "room": r })],
+            "invalid",
+        ),
+        // Under 10,000 characters typed, over the column once escaped.
+        (
+            "new message",
+            vec![json!({ "username": 1001, "message": "<".repeat(2_600), "room": r })],
+            "invalid",
+        ),
+        (
+            "new message",
+            vec![json!({ "username": 1001, "message": "nul\u{0}byte", "room": r })],
+            "invalid",
+        ),
+        (
+            "new message",
+            vec![
+                json!({ "username": { "a": { "b": [null, { "c": 1 }] } }, "message": { "deep": [[[]]] }, "room": { "x": 1 } }),
+            ],
+            "invalid",
+        ),
+        ("subscribe", vec![json!("a string")], "invalid"),
+        ("subscribe", vec![json!([1001])], "invalid"),
+        (
+            "subscribe",
+            vec![json!({ "username": "abc", "room": r })],
+            "invalid",
+        ),
+        (
+            "subscribe",
+            vec![json!({ "username": 1001, "room": r })],
+            "invalid",
+        ), // already subscribed
+        ("take history", vec![], "invalid"),
+        ("take history", vec![Value::Null], "invalid"),
+        ("take history", vec![json!("x")], "invalid"),
+        (
+            "take history",
+            vec![json!({ "username": 1001, "room": r })],
+            "invalid",
+        ),
+        (
+            "take history",
+            vec![json!({ "username": 1001, "room": r, "mid": "abc" })],
+            "invalid",
+        ),
+        (
+            "take history",
+            vec![json!({ "username": 1001, "room": r, "mid": -1 })],
+            "invalid",
+        ),
+        (
+            "take history",
+            vec![json!({ "username": 1001, "room": r, "mid": {} })],
+            "invalid",
+        ),
+        (
+            "take history",
+            vec![json!({ "username": 1001, "room": r, "mid": 0 })],
+            "invalid",
+        ),
+        ("no such event", vec![json!({ "a": 1 })], "unknown_event"),
+    ];
+    // One at a time: handlers of one socket run concurrently, so refusals may overtake.
+    for (event, args, code) in &visitor_cases {
+        v.emit(event, args).await;
+        let refusal = v.next_payload("chat error").await;
+        assert_refusal(&refusal, event, code);
+    }
+    // With an acknowledgement asked, the refusal is also the ack.
+    let ack = v
+        .emit_ack(
+            "new message",
+            &[json!({ "username": 1001, "message": "", "room": r })],
+        )
+        .await;
+    assert_refusal(&ack["error"], "new message", "invalid");
+    v.next_payload("chat error").await;
+
+    let admin_cases: Vec<(&str, Vec<Value>, &str)> = vec![
+        ("new message:servadm", vec![], "invalid"),
+        ("new message:servadm", vec![Value::Null], "invalid"),
+        ("new message:servadm", vec![json!("x")], "invalid"),
+        (
+            "new message:servadm",
+            vec![json!({ "message": "x", "room": r, "adm": "alice" })],
+            "invalid",
+        ),
+        (
+            "new message:servadm",
+            vec![json!({ "username": "abc", "message": "x", "room": r, "adm": "alice" })],
+            "invalid",
+        ),
+        (
+            "new message:servadm",
+            vec![json!({ "username": 1001, "message": "x", "room": room(1002), "adm": "alice" })],
+            "invalid",
+        ),
+        (
+            "new message:servadm",
+            vec![json!({ "username": 1001, "message": { "x": 1 }, "room": r, "adm": "alice" })],
+            "invalid",
+        ),
+        (
+            "new message:servadm",
+            vec![json!({ "username": 1001, "message": "x", "room": r })],
+            "invalid",
+        ),
+        (
+            "new message:servadm",
+            vec![json!({ "username": 1001, "message": "x", "room": r, "adm": {} })],
+            "invalid",
+        ),
+        (
+            "new message:servadm",
+            vec![
+                json!({ "username": 1001, "message": "a".repeat(10_001), "room": r, "adm": "alice" }),
+            ],
+            "invalid",
+        ),
+        // A visitor who never wrote: support cannot open a conversation.
+        (
+            "new message:servadm",
+            vec![
+                json!({ "username": 424242, "message": "x", "room": room(424242), "adm": "alice" }),
+            ],
+            "not_found",
+        ),
+        ("subscribe:servadm", vec![Value::Null], "invalid"),
+        (
+            "subscribe:servadm",
+            vec![json!({ "adm": "alice" })],
+            "invalid",
+        ),
+        ("subscribe:servadm", vec![json!({ "room": r })], "invalid"),
+    ];
+    for (event, args, code) in &admin_cases {
+        admin.emit(event, args).await;
+        let refusal = admin.next_payload("chat error").await;
+        assert_refusal(&refusal, event, code);
+    }
+    for never in ["drop history button", "new message history", "new message"] {
+        v.expect_none(never, Duration::ZERO).await;
+    }
+    admin.expect_none("new message", Duration::ZERO).await;
+    assert_eq!(count(&db, "1 = 1").await, 0, "nothing half stored");
+
+    // The largest message that fits is taken whole.
+    let longest = "a".repeat(10_000);
+    say(&mut v, 1001, &longest).await;
+    let p = v.next_payload("new message").await;
+    let label = legacy_message(&p, 1001, &longest, "0");
+    assert_eq!(stored(&db, label).await.message.chars().count(), 10_000);
+    admin.next_payload("new message").await;
+
+    // A packet over the size limit closes that connection only.
+    let mut huge = visitor(&server, 1002).await;
+    subscribe(&mut huge, 1002).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "1002" }));
+    say(&mut huge, 1002, &"x".repeat(2 << 20)).await;
+    huge.disconnected().await;
+    assert_eq!(
+        admin.next_payload("offline").await,
+        json!({ "cid": "1002" })
+    );
+    assert_eq!(count(&db, "cid = 1002").await, 0);
+
+    // Everyone else is still served.
+    say(&mut v, 1001, "still alive").await;
+    let p = admin.next_payload("new message").await;
+    legacy_message(&p, 1001, "still alive", "0");
+    reply(&mut admin, 1001, "alice", "good").await;
+    assert_eq!(v.next_payload("new message").await, p);
+    let answer = v.next_payload("new message").await;
+    legacy_message(&answer, 1001, "good", "Alice Acme");
+    assert_eq!(admin.next_payload("new message").await, answer);
+    let mut newcomer = visitor(&server, 1003).await;
+    subscribe(&mut newcomer, 1003).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "1003" }));
+    say(&mut newcomer, 1003, "hello").await;
+    legacy_message(&admin.next_payload("new message").await, 1003, "hello", "0");
+    assert_eq!(count(&db, "1 = 1").await, 4);
+    stop(server, db).await;
+}
+
+/// A message with HTML reaches the legacy clients escaped and is stored escaped, so the PHP
+/// admin, which echoes `messages.message` raw, shows text (LEGACY.md §9.4); the widget gets
+/// the text as typed.
+#[tokio::test]
+async fn html_is_shown_as_text() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    add_admin(&db, "alice", "Alice").await;
+    let mut admin = admin(&server).await;
+    let mut page = visitor(&server, 1101).await;
+    subscribe(&mut page, 1101).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "1101" }));
+    let mut widget = SioClient::connect_token(
+        "widget",
+        &server.web_url(),
+        json!({ "token": visitor_token(1101) }),
+    )
+    .await;
+    widget.emit_ack("subscribe", &[json!({})]).await;
+
+    let attack = r#"<script>alert("xss")</script><img src=x onerror='alert(1)'> & done"#;
+    say(&mut page, 1101, attack).await;
+    let on_page = page.next_payload("new message").await;
+    let html = on_page["message"].as_str().expect("message").to_owned();
+    assert_escaped(&html, attack);
+    let label = legacy_message(&on_page, 1101, &html, "0");
+    assert_eq!(admin.next_payload("new message").await, on_page);
+    assert_eq!(widget.next_payload("new message").await["message"], attack);
+    let column = stored(&db, label).await.message;
+    assert_escaped(&column, attack);
+
+    let answer = "<b>bold</b> & <i>\"quoted\"</i>";
+    reply(&mut admin, 1101, "alice", answer).await;
+    let on_page = page.next_payload("new message").await;
+    assert_escaped(on_page["message"].as_str().expect("message"), answer);
+    assert_eq!(widget.next_payload("new message").await["message"], answer);
+    let label = legacy_message(
+        &on_page,
+        1101,
+        on_page["message"].as_str().unwrap(),
+        "Alice Acme",
+    );
+    assert_escaped(&stored(&db, label).await.message, answer);
+    stop(server, db).await;
+}
+
+/// An admin the PHP admin inserted without `update admlist` is shown by its display name,
+/// looked up on demand, never `undefined` (LEGACY.md §9.10); an unknown admin is refused.
+#[tokio::test]
+async fn admins_missing_from_the_name_cache() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    let mut admin = admin(&server).await;
+    let mut v = visitor(&server, 1201).await;
+    subscribe(&mut v, 1201).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "1201" }));
+    say(&mut v, 1201, "anyone there?").await;
+    admin.next_payload("new message").await;
+    v.next_payload("new message").await;
+
+    // Inserted after the server read `adm_account`, and nobody said `update admlist`.
+    add_admin(&db, "bob", "Bob").await;
+    add_admin(&db, "nameless", "").await;
+    reply(&mut admin, 1201, "bob", "Bob here").await;
+    let p = v.next_payload("new message").await;
+    legacy_message(&p, 1201, "Bob here", "Bob Acme");
+    assert_eq!(admin.next_payload("new message").await, p);
+    reply(&mut admin, 1201, "nameless", "no name on record").await;
+    legacy_message(
+        &v.next_payload("new message").await,
+        1201,
+        "no name on record",
+        "nameless",
+    );
+    admin.next_payload("new message").await;
+
+    reply(&mut admin, 1201, "ghost", "who am I").await;
+    let refusal = admin.next_payload("chat error").await;
+    assert_refusal(&refusal, "new message:servadm", "not_found");
+    assert!(
+        refusal["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ghost"),
+        "{refusal}"
+    );
+    v.expect_none("new message", QUIET).await;
+    assert_eq!(count(&db, "aid = 'ghost'").await, 0);
+    assert_eq!(count(&db, "cid = 1201").await, 3);
+    stop(server, db).await;
+}
+
+/// One socket flooding gets `chat error` `rate_limited` for what it sends beyond its limit,
+/// never a silent drop, while other sockets are served; connections per address over the
+/// limit are refused at the handshake.
+#[tokio::test]
+async fn floods_are_refused_clearly() {
+    const FLOOD: u32 = 60;
+    let limits = "events_per_second = 2\nevents_burst = 5\n\
+                  ip_events_per_second = 10000\nip_events_burst = 10000\n\
+                  connections_per_ip = 4\n";
+    let Some((server, db)) = start(Backend::Sqlite, limits).await else {
+        return;
+    };
+    let mut admin = admin(&server).await;
+    let mut flooder = visitor(&server, 1301).await;
+    subscribe(&mut flooder, 1301).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "1301" }));
+    let mut calm = visitor(&server, 1302).await;
+    subscribe(&mut calm, 1302).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "1302" }));
+
+    let payload = json!({ "username": "1301", "message": "flood", "room": room(1301) });
+    flooder.emit_many("new message", &[payload], FLOOD).await;
+    let (mut delivered, mut limited) = (0, 0);
+    while delivered + limited < FLOOD {
+        match flooder.next_any().await {
+            (name, args) if name == "new message" => {
+                legacy_message(&args[0], 1301, "flood", "0");
+                delivered += 1;
+            }
+            (name, args) if name == "chat error" => {
+                assert_refusal(&args[0], "new message", "rate_limited");
+                limited += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(limited >= FLOOD - 10, "{limited} of {FLOOD} refused");
+    assert!(delivered >= 1, "the burst is served");
+    assert_eq!(
+        count(&db, "cid = 1301").await,
+        u64::from(delivered),
+        "every event answered"
+    );
+
+    // Another socket is not affected.
+    say(&mut calm, 1302, "I am calm").await;
+    legacy_message(
+        &calm.next_payload("new message").await,
+        1302,
+        "I am calm",
+        "0",
+    );
+    calm.expect_none("chat error", QUIET).await;
+    let mut from_calm = None;
+    while from_calm.is_none() {
+        let p = admin.next_payload("new message").await;
+        if p["username"] == 1302 {
+            from_calm = Some(p);
+        }
+    }
+
+    // Four sockets from this address are open with the next one; a fifth is refused.
+    let mut fourth = visitor(&server, 1303).await;
+    subscribe(&mut fourth, 1303).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "1303" }));
+    let refused = SioClient::open(
+        "fifth",
+        &Handshake::legacy_visitor(&server.web_url(), 1304, &room(1304)),
+    )
+    .await;
+    match refused {
+        Ok(_) => panic!("a fifth connection from one address was accepted"),
+        Err(message) => assert!(message.contains("too many connections"), "{message:?}"),
+    }
+    // A socket that leaves frees its place (its `offline` comes after the release).
+    fourth.disconnect().await;
+    assert_eq!(
+        admin.next_payload("offline").await,
+        json!({ "cid": "1303" })
+    );
+    let mut fifth = visitor(&server, 1304).await;
+    subscribe(&mut fifth, 1304).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "1304" }));
+    stop(server, db).await;
+}
+
+/// The legacy tables as the legacy system created them ("another db" variant, LEGACY.md §5),
+/// with the admin row `'0'` the foreign key of visitor messages needs.
+const LEGACY_TABLES: [&str; 5] = [
+    "CREATE TABLE `adm_account` (
+       `aid` varchar(20) NOT NULL,
+       `name` varchar(20) NOT NULL,
+       `lid` int(11) NOT NULL,
+       PRIMARY KEY (`aid`)
+     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    "CREATE TABLE `messages` (
+       `id` int(10) unsigned NOT NULL AUTO_INCREMENT,
+       `cid` int(10) unsigned NOT NULL,
+       `aid` varchar(20) NOT NULL,
+       `direction` int(11) NOT NULL,
+       `date` datetime NOT NULL,
+       `message` varchar(10000) DEFAULT NULL,
+       `check_msg` int(11) NOT NULL,
+       `check_msg_admin` int(11) NOT NULL,
+       PRIMARY KEY (`id`),
+       KEY `aid` (`aid`),
+       CONSTRAINT `messages_ibfk_1` FOREIGN KEY (`aid`) REFERENCES `adm_account` (`aid`)
+     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    "CREATE TABLE `telegram` (
+       `id` int(10) unsigned NOT NULL AUTO_INCREMENT,
+       `cid` int(11) DEFAULT NULL,
+       `chat_id` int(10) NOT NULL,
+       `status` int(11) NOT NULL,
+       PRIMARY KEY (`id`)
+     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    "INSERT INTO `adm_account` (`aid`, `name`, `lid`) VALUES ('0', 'visitor', 0)",
+    "INSERT INTO `adm_account` (`aid`, `name`, `lid`) VALUES ('alice', 'Alice', 2)",
+];
+
+/// Against MariaDB with the legacy schema: after an exchange, the PHP admin's own queries
+/// (LEGACY.md §6) return the messages as it expects, and `adm_account` rows it writes plus
+/// `update admlist` change the names on later replies.
+#[tokio::test]
+async fn mariadb_legacy_schema_reads_as_the_php_admin_expects() {
+    if !sio::available() {
+        return;
+    }
+    let Some(db) = TestDb::create(Backend::MySql).await else {
+        return;
+    };
+    for sql in LEGACY_TABLES {
+        db.execute(sql).await.expect("legacy DDL");
+    }
+    let server = TestServer::start(Path::new(BIN), "serve", &db.url, &config(ROOMY)).await;
+
+    let mut admin = admin(&server).await;
+    let mut first = visitor(&server, 1401).await;
+    subscribe(&mut first, 1401).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "1401" }));
+    let mut second = visitor(&server, 1402).await;
+    subscribe(&mut second, 1402).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "1402" }));
+
+    let mut shown = Vec::new();
+    say(&mut first, 1401, "Hello from 1401").await;
+    shown.push(admin.next_payload("new message").await);
+    say(&mut second, 1402, "Hi <there>").await;
+    shown.push(admin.next_payload("new message").await);
+    // A full column of two-byte characters.
+    let cyrillic = "ж".repeat(10_000);
+    say(&mut second, 1402, &cyrillic).await;
+    shown.push(admin.next_payload("new message").await);
+    reply(&mut admin, 1401, "alice", "Answer & more").await;
+    shown.push(admin.next_payload("new message").await);
+    assert_eq!(first.next_payload("new message").await, shown[0]);
+    assert_eq!(first.next_payload("new message").await, shown[3]);
+    legacy_message(&shown[1], 1402, "Hi &lt;there&gt;", "0");
+    legacy_message(&shown[2], 1402, &cyrillic, "0");
+    legacy_message(&shown[3], 1401, "Answer &amp; more", "Alice Acme");
+
+    // The PHP admin's queries, on a connection of its own.
+    let mut php = sqlx::MySqlConnection::connect(&db.url)
+        .await
+        .expect("connect as the PHP admin");
+    let cids: Vec<u32> = sqlx::query_scalar(
+        "SELECT DISTINCT cid FROM messages WHERE date >= CURRENT_DATE - INTERVAL 30 DAY ORDER BY cid",
+    )
+    .fetch_all(&mut php)
+    .await
+    .expect("distinct cids");
+    assert_eq!(cids, [1401, 1402]);
+    let listing: Vec<(u32, u32, i32, String, String, String)> = sqlx::query(
+        "SELECT m.id, m.cid, m.direction, DATE_FORMAT(m.date, '%Y-%m-%d %H:%i:%s') AS date, \
+                m.message, a.name FROM messages m JOIN adm_account a ON a.aid = m.aid \
+         WHERE m.date >= CURRENT_DATE - INTERVAL 30 DAY ORDER BY m.cid, m.id",
+    )
+    .fetch_all(&mut php)
+    .await
+    .expect("the conversation listing")
+    .iter()
+    .map(|r| {
+        (
+            r.get("id"),
+            r.get("cid"),
+            r.get("direction"),
+            r.get("date"),
+            r.get("message"),
+            r.get("name"),
+        )
+    })
+    .collect();
+    let row = |p: &Value, direction: i32, name: &str| {
+        (
+            p["label"].as_u64().unwrap() as u32,
+            p["username"].as_u64().unwrap() as u32,
+            direction,
+            p["date"].as_str().unwrap().to_owned(),
+            p["message"].as_str().unwrap().to_owned(),
+            name.to_owned(),
+        )
+    };
+    let expected = vec![
+        row(&shown[0], 1, "visitor"),
+        row(&shown[3], 2, "Alice"),
+        row(&shown[1], 1, "visitor"),
+        row(&shown[2], 1, "visitor"),
+    ];
+    assert_eq!(listing, expected);
+    for p in &shown {
+        assert_gmt3_now(p["date"].as_str().unwrap());
+    }
+
+    // The PHP admin creates an admin and renames another, then says `update admlist`.
+    db.execute("INSERT INTO adm_account (aid, name, lid) VALUES ('carol', 'Carol', 2)")
+        .await
+        .expect("insert admin");
+    db.execute("UPDATE adm_account SET name = 'Alicia' WHERE aid = 'alice'")
+        .await
+        .expect("rename admin");
+    // Acknowledged, so the replies below are sure to come after the reload.
+    let ack = admin.emit_ack("update admlist", &[]).await;
+    assert!(ack.get("error").is_none(), "{ack}");
+    reply(&mut admin, 1401, "alice", "renamed").await;
+    legacy_message(
+        &first.next_payload("new message").await,
+        1401,
+        "renamed",
+        "Alicia Acme",
+    );
+    reply(&mut admin, 1401, "carol", "new here").await;
+    let p = first.next_payload("new message").await;
+    let label = legacy_message(&p, 1401, "new here", "Carol Acme");
+    let name: String = sqlx::query_scalar(
+        "SELECT a.name FROM messages m JOIN adm_account a ON a.aid = m.aid WHERE m.id = ?",
+    )
+    .bind(label as u32)
+    .fetch_one(&mut php)
+    .await
+    .expect("the new admin's message");
+    assert_eq!(name, "Carol");
+    php.close().await.ok();
+    admin.expect_none("chat error", Duration::ZERO).await;
+    stop(server, db).await;
+}
+
+/// A tab closed right after it subscribed (a reload, a click away) must not leave its
+/// visitor online: each `online` is followed by an `offline`, and an admin who connects
+/// afterwards is told nobody is online (LEGACY.md §9.7).
+#[tokio::test]
+async fn tabs_closed_while_subscribing_go_offline() {
+    const TABS: u64 = 20;
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    let mut admin = admin(&server).await;
+    // One browser, one page after the other (the driver reconnects its socket).
+    let mut tab = SioClient::spawn("tab");
+    for cid in 2000..2000 + TABS {
+        tab.connect(&Handshake::legacy_visitor(
+            &server.web_url(),
+            cid,
+            &room(cid),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("visitor {cid} refused: {e}"));
+        subscribe(&mut tab, cid).await;
+        // No waiting in between: the page is gone as soon as it asked.
+        tab.disconnect().await;
+    }
+    // Every visitor the admin was told is online is reported offline again (the window
+    // only bounds the wait: a visitor left online stays online).
+    admin
+        .expect_none("chat error", Duration::from_millis(1500))
+        .await;
+    let mut online = std::collections::BTreeSet::new();
+    for (name, args) in admin.drain_events() {
+        let cid = args[0]["cid"].as_str().unwrap_or_default().to_owned();
+        match name.as_str() {
+            "online" => assert!(online.insert(cid.clone()), "{cid} online twice"),
+            "offline" => assert!(online.remove(&cid), "{cid} offline before online"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let mut late = self::admin(&server).await;
+    late.expect_none("chat error", QUIET).await;
+    let told: Vec<Value> = late
+        .drain_events()
+        .into_iter()
+        .map(|(_, args)| args[0].clone())
+        .collect();
+    assert!(
+        online.is_empty() && told.is_empty(),
+        "visitors left online after closing their only tab: {online:?}; a new admin is told {told:?}"
+    );
+    stop(server, db).await;
+}

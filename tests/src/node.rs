@@ -1,0 +1,91 @@
+//! Node.js for the real-client tests: the `node` executable and the npm packages of `tests/js`
+//! (the official `socket.io-client`, pinned by `tests/js/package-lock.json`).
+//!
+//! [`node`] finds Node.js once per test process and, when `tests/js/node_modules` is missing,
+//! runs `npm ci` there once (a `OnceLock`, so tests running in parallel never install at the
+//! same time). Without Node.js the tests that need it skip, except under `CI=true`, where they
+//! fail ([`crate::service_missing`]).
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+};
+
+/// Where the test clients' npm packages live.
+pub fn js_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("js")
+}
+
+/// Node.js, ready to run the scripts of [`js_dir`].
+#[derive(Debug)]
+pub struct Node {
+    /// The `node` executable.
+    pub exe: PathBuf,
+    /// `tests/js`, with its `node_modules` installed.
+    pub js: PathBuf,
+}
+
+impl Node {
+    /// A command running `script` (a path relative to [`js_dir`]) under Node.js.
+    pub fn script(&self, script: &str) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(&self.exe);
+        command.arg(self.js.join(script)).current_dir(&self.js);
+        command
+    }
+}
+
+static NODE: OnceLock<Result<Node, String>> = OnceLock::new();
+
+/// Node.js with the test packages installed; `None` (after printing `SKIPPED`) when Node.js
+/// or the packages are not available outside CI. Under `CI=true` that panics instead.
+pub fn node() -> Option<&'static Node> {
+    match NODE.get_or_init(prepare) {
+        Ok(node) => Some(node),
+        Err(why) => {
+            crate::service_missing("Node.js with the tests/js packages", why);
+            None
+        }
+    }
+}
+
+fn prepare() -> Result<Node, String> {
+    let exe = find_node().ok_or_else(|| {
+        "no `node` on PATH (or SOCKETGRAM_TEST_NODE); install Node.js 18 or newer".to_owned()
+    })?;
+    let js = js_dir();
+    if !js
+        .join("node_modules/socket.io-client/package.json")
+        .exists()
+    {
+        let npm = exe.with_file_name("npm");
+        let npm = if npm.exists() {
+            npm
+        } else {
+            PathBuf::from("npm")
+        };
+        let status = Command::new(&npm)
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&js)
+            .status()
+            .map_err(|e| format!("cannot run npm ({e})"))?;
+        if !status.success() {
+            return Err(format!(
+                "`npm ci` in {} failed ({status}): the npm registry may be unreachable",
+                js.display()
+            ));
+        }
+    }
+    Ok(Node { exe, js })
+}
+
+/// `SOCKETGRAM_TEST_NODE`, else the first `node` (or Debian's `nodejs`) on `PATH`.
+fn find_node() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("SOCKETGRAM_TEST_NODE") {
+        return Some(PathBuf::from(path)).filter(|p| p.is_file());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| [dir.join("node"), dir.join("nodejs")])
+        .find(|candidate| candidate.is_file())
+}
