@@ -21,7 +21,7 @@ use socketgram_edge_web::config::WebConfig;
 pub const EXAMPLE: &str = include_str!("../socketgram.example.toml");
 
 /// Everything the binary reads.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub core: CoreConfig,
@@ -32,6 +32,20 @@ pub struct Config {
     pub log: LogConfig,
     /// Seconds given to calls in flight after SIGTERM / Ctrl-C before the process exits anyway.
     pub shutdown_timeout_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            core: CoreConfig::default(),
+            grpc: GrpcConfig::default(),
+            web: WebConfig::default(),
+            legacy: LegacyConfig::default(),
+            telegram: TelegramConfig::default(),
+            log: LogConfig::default(),
+            shutdown_timeout_secs: 10,
+        }
+    }
 }
 
 /// `[log]`.
@@ -76,7 +90,13 @@ impl Config {
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment.merge(Env::prefixed("SOCKETGRAM_").split("__").ignore(&["config"]))
+        // SOCKETGRAM_CONFIG names the file; SOCKETGRAM_TEST_* and SOCKETGRAM_BIN belong to the
+        // test suite, which runs this binary with its own environment.
+        figment.merge(
+            Env::prefixed("SOCKETGRAM_")
+                .filter(|key| key != "config" && key != "bin" && !key.as_str().starts_with("test_"))
+                .split("__"),
+        )
     }
 
     /// Extracts and validates.

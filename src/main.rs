@@ -8,6 +8,7 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use socketgram_core::{Core, config::Secret, grpc::BearerAuth, server, store};
+use socketgram_edge_telegram::config::UpdateMode;
 use socketgram_proto::client::CoreClient;
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -238,25 +239,37 @@ async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         ));
         let client =
             CoreClient::lazy(&core_url, &internal_token).context("internal core client")?;
+        // The web listener also serves the core's gRPC-web API and, in webhook mode without
+        // a listener of its own, the Telegram webhook route.
+        let mut extra = axum::Router::new();
         if config.telegram.enabled() {
             let (telegram, client, shutdown) =
                 (config.telegram.clone(), client.clone(), shutdown.clone());
-            parts.spawn(async move {
-                socketgram_edge_telegram::run(telegram, client, shutdown)
-                    .await
-                    .context("the Telegram edge stopped")
-            });
+            if telegram.mode == UpdateMode::Webhook && telegram.webhook_listen.is_none() {
+                let (route, inbox) = socketgram_edge_telegram::webhook_router(&telegram);
+                extra = extra.merge(route);
+                parts.spawn(async move {
+                    socketgram_edge_telegram::run_with_webhook(telegram, client, inbox, shutdown)
+                        .await
+                        .context("the Telegram edge stopped")
+                });
+            } else {
+                parts.spawn(async move {
+                    socketgram_edge_telegram::run(telegram, client, shutdown)
+                        .await
+                        .context("the Telegram edge stopped")
+                });
+            }
         }
 
         let web = TcpListener::bind(&config.web.listen)
             .await
             .with_context(|| format!("cannot listen on web.listen = {}", config.web.listen))?;
         ready.push_str(&format!(" web={}", web.local_addr()?));
-        let grpc_web = if config.web.grpc_web {
-            Some(server::grpc_web_router(core.clone(), auth.clone()).await?)
-        } else {
-            None
-        };
+        if config.web.grpc_web {
+            extra = extra.merge(server::grpc_web_router(core.clone(), auth.clone()).await?);
+        }
+        let grpc_web = Some(extra);
         let (web_config, legacy, shutdown) =
             (config.web.clone(), config.legacy.clone(), shutdown.clone());
         parts.spawn(async move {
@@ -270,6 +283,8 @@ async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
 
     // Run until a signal, or until a part fails (then stop the others).
     tokio::select! {
+        // A signal first: parts that end because of it are no failure.
+        biased;
         () = shutdown.cancelled() => info!("shutting down; draining calls in flight"),
         Some(ended) = parts.join_next() => {
             shutdown.cancel();

@@ -40,6 +40,10 @@ pub mod outgoing {
     pub const ERROR: &str = "chat error";
 }
 
+/// The "payload" of events that carry none (`add history button`, `drop history button`):
+/// zero arguments, as the legacy server sends them (an empty array emits no argument).
+pub const NO_ARGS: [(); 0] = [];
+
 /// Messages sent on `subscribe` (LEGACY.md §3).
 pub const SUBSCRIBE_HISTORY: u32 = 20;
 /// Messages sent per `take history`.

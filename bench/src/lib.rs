@@ -33,8 +33,8 @@ pub struct Target {
     pub admin_login: String,
     /// Measure this process's memory and CPU (the server).
     pub server_pid: Option<u32>,
-    /// And this one's CPU (the database).
-    pub db_pid: Option<u32>,
+    /// And the CPU of every process of this name (the database server).
+    pub db_process: Option<String>,
     /// Socketgram's gRPC API (URL, bearer token), for scenario 6.
     pub grpc: Option<(String, String)>,
     /// First visitor id of this run; ids `cid_base..cid_base + N` are used.

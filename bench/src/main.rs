@@ -32,9 +32,9 @@ struct Cli {
     /// Server process to measure (memory, CPU).
     #[arg(long)]
     server_pid: Option<u32>,
-    /// Database process to measure (CPU).
+    /// Database server's process name to measure (CPU of all its processes), e.g. mariadbd.
     #[arg(long)]
-    db_pid: Option<u32>,
+    db_process: Option<String>,
     /// gRPC API URL (scenario grpc).
     #[arg(long)]
     grpc_url: Option<String>,
@@ -135,7 +135,7 @@ fn target(cli: &Cli) -> anyhow::Result<Target> {
         admin_param: (name.into(), value.into()),
         admin_login: cli.admin_login.clone(),
         server_pid: cli.server_pid,
-        db_pid: cli.db_pid,
+        db_process: cli.db_process.clone(),
         grpc: cli.grpc_url.clone().map(|u| (u, cli.grpc_token.clone())),
         cid_base: cli
             .cid_base

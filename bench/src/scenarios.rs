@@ -135,6 +135,10 @@ fn sample(pid: Option<u32>) -> Option<ProcSample> {
     pid.and_then(ProcSample::read)
 }
 
+fn db_sample(t: &Target) -> Option<ProcSample> {
+    t.db_process.as_deref().and_then(ProcSample::read_all)
+}
+
 fn cpu_figures(
     report: &mut Report,
     t: &Target,
@@ -145,7 +149,7 @@ fn cpu_figures(
         report.figure("server_cpu_cores", round2(a.cores_since(&b, seconds)));
         report.figure("server_rss_mb", round2(a.rss_kb as f64 / 1024.0));
     }
-    if let (Some(b), Some(a)) = (before.1, sample(t.db_pid)) {
+    if let (Some(b), Some(a)) = (before.1, db_sample(t)) {
         report.figure("db_cpu_cores", round2(a.cores_since(&b, seconds)));
     }
 }
@@ -224,7 +228,7 @@ pub async fn throughput(
     let extra = messages % vs.len() as u64;
     let expected = messages;
     let deadline = Duration::from_secs(120 + messages / 1000);
-    let cpu_before = (sample(t.server_pid), sample(t.db_pid));
+    let cpu_before = (sample(t.server_pid), db_sample(t));
     let start = Instant::now();
     let collector = tokio::spawn(collect(admin, run, start, expected, deadline));
     let mut senders = JoinSet::new();
@@ -379,7 +383,7 @@ pub async fn visitor_to_admin(
     };
     let total = rate * seconds;
     let deadline = Duration::from_secs(seconds + 30);
-    let cpu_before = (sample(t.server_pid), sample(t.db_pid));
+    let cpu_before = (sample(t.server_pid), db_sample(t));
     let start = Instant::now();
     let collectors: Vec<_> = admin_clients
         .into_iter()
@@ -455,7 +459,7 @@ pub async fn admin_to_visitor(
     let total = rate * seconds;
     let per_visitor = total.div_ceil(vs.len() as u64);
     let deadline = Duration::from_secs(seconds + 30);
-    let cpu_before = (sample(t.server_pid), sample(t.db_pid));
+    let cpu_before = (sample(t.server_pid), db_sample(t));
     let start = Instant::now();
     let targets: Vec<(u64, String)> = vs.iter().map(|v| (v.cid, t.room(v.cid))).collect();
     let receivers: Vec<_> = vs
@@ -463,8 +467,7 @@ pub async fn admin_to_visitor(
         .map(|v| {
             tokio::spawn(async move {
                 let Visitor { client, events, .. } = v;
-                let c = collect(Admin { client, events }, run, start, per_visitor, deadline).await;
-                c
+                collect(Admin { client, events }, run, start, per_visitor, deadline).await
             })
         })
         .collect();
@@ -554,7 +557,7 @@ pub async fn grpc(t: &Target, run: u32, streams: usize, messages: u64) -> Report
         }
     };
     let deadline = Duration::from_secs(120 + messages / 1000);
-    let cpu_before = (sample(t.server_pid), sample(t.db_pid));
+    let cpu_before = (sample(t.server_pid), db_sample(t));
     let start = Instant::now();
     let collector = tokio::spawn(collect(admins.remove(0), run, start, messages, deadline));
     let mut callers = JoinSet::new();

@@ -35,6 +35,31 @@ impl ProcSample {
         })
     }
 
+    /// The sum over every process whose command name is `name` (a database server runs as
+    /// several processes: PostgreSQL backends, for one).
+    pub fn read_all(name: &str) -> Option<Self> {
+        let mut total = ProcSample::default();
+        let mut found = false;
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == name
+                && let Some(s) = Self::read(pid)
+            {
+                total.rss_kb += s.rss_kb;
+                total.cpu_ticks += s.cpu_ticks;
+                found = true;
+            }
+        }
+        found.then_some(total)
+    }
+
     /// Cores used between two samples `seconds` apart.
     pub fn cores_since(&self, earlier: &ProcSample, seconds: f64) -> f64 {
         (self.cpu_ticks.saturating_sub(earlier.cpu_ticks)) as f64

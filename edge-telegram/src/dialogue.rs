@@ -162,7 +162,12 @@ pub fn restart_menu(texts: &Texts) -> (String, ReplyMarkup) {
 /// Sends a dialogue answer; a chat that blocked the bot in the meantime gets its link marked
 /// inactive. Failures are logged, not returned: the next message gets another chance.
 async fn reply(ctx: &Context, bot: &TgBot, chat_id: i64, html: &str, markup: ReplyMarkup) {
-    match send_html(bot, chat_id, html, Some(markup), &Retry::Reply).await {
+    answer(ctx, bot, chat_id, html, Some(markup)).await;
+}
+
+/// [`reply`] with the keyboard left as it is when `markup` is `None`.
+async fn answer(ctx: &Context, bot: &TgBot, chat_id: i64, html: &str, markup: Option<ReplyMarkup>) {
+    match send_html(bot, chat_id, html, markup, &Retry::Reply).await {
         Ok(()) => {}
         Err(SendError::ChatGone(e)) => {
             warn!(chat_id, error = %e, "chat refuses messages; marking its link inactive");
@@ -180,23 +185,24 @@ async fn on_message(
     dialogue: ChatDialogue,
     msg: Message,
 ) -> Result<(), TelegramError> {
+    if let Err(e) = handle(&bot, &ctx, &dialogue, &msg).await {
+        // The core could not be reached or refused: the user is told, nothing half-done stays
+        // (each core call is one transaction).
+        warn!(chat_id = msg.chat.id.0, error = %e, "cannot handle a Telegram message");
+        answer(&ctx, &bot, msg.chat.id.0, ctx.texts.unavailable(), None).await;
+    }
+    Ok(())
+}
+
+async fn handle(
+    bot: &TgBot,
+    ctx: &Context,
+    dialogue: &ChatDialogue,
+    msg: &Message,
+) -> Result<(), TelegramError> {
     let chat_id = msg.chat.id.0;
     let texts = ctx.texts;
-    let mut link = match ctx.core.link(chat_id).await {
-        Ok(link) => link,
-        Err(e) => {
-            warn!(chat_id, error = %e, "cannot read the chat's link");
-            reply(
-                &ctx,
-                &bot,
-                chat_id,
-                texts.unavailable(),
-                menu(&texts, false),
-            )
-            .await;
-            return Ok(());
-        }
-    };
+    let mut link = ctx.core.link(chat_id).await?;
     // A user who blocked the bot and writes again has unblocked it.
     if let Some(l) = link.filter(|l| !l.active) {
         info!(
@@ -210,20 +216,20 @@ async fn on_message(
     let text = msg.text();
     if text.is_some_and(is_start) {
         let _ = dialogue.exit().await;
-        return start(&ctx, &bot, &msg, link).await;
+        return start(ctx, bot, msg, link).await;
     }
     match step {
         Step::Login | Step::Password { .. } if text.and_then(|t| button(&texts, t)).is_some() => {
             // A menu button pressed instead of answering: the log-in is abandoned.
             let _ = dialogue.exit().await;
-            idle(&ctx, &bot, &dialogue, &msg, link).await
+            idle(ctx, bot, dialogue, msg, link).await
         }
         Step::Login => {
             let Some(login) = text else {
                 let prompt = format!("{} {}", texts.text_only_login(), texts.ask_login());
                 reply(
-                    &ctx,
-                    &bot,
+                    ctx,
+                    bot,
                     chat_id,
                     &prompt,
                     force_reply(texts.login_placeholder()),
@@ -234,8 +240,8 @@ async fn on_message(
             let login = login.trim().to_owned();
             let _ = dialogue.update(Step::Password { login }).await;
             reply(
-                &ctx,
-                &bot,
+                ctx,
+                bot,
                 chat_id,
                 texts.ask_password(),
                 force_reply(texts.password_placeholder()),
@@ -247,8 +253,8 @@ async fn on_message(
             let Some(password) = text else {
                 let prompt = format!("{} {}", texts.text_only_login(), texts.ask_password());
                 reply(
-                    &ctx,
-                    &bot,
+                    ctx,
+                    bot,
                     chat_id,
                     &prompt,
                     force_reply(texts.password_placeholder()),
@@ -262,9 +268,9 @@ async fn on_message(
             if let Err(e) = bot.delete_message(msg.chat.id, msg.id).await {
                 warn!(chat_id, error = %e, "cannot delete the password message");
             }
-            log_in(&ctx, &bot, chat_id, &login, password, link).await
+            log_in(ctx, bot, chat_id, &login, password, link).await
         }
-        Step::Idle => idle(&ctx, &bot, &dialogue, &msg, link).await,
+        Step::Idle => idle(ctx, bot, dialogue, msg, link).await,
     }
 }
 

@@ -90,8 +90,8 @@ pub async fn run(
                         addr: listen.clone(),
                         source,
                     })?;
-            info!(addr = ?listener.local_addr().ok(), path = %redact_token(&config, &config.webhook_path()),
-                "Telegram webhook listening");
+            let path = redact_token(&config, &config.webhook_path());
+            info!(addr = ?listener.local_addr().ok(), %path, "Telegram webhook listening");
             let stop = shutdown.child_token();
             let server = tokio::spawn(
                 axum::serve(listener, router)
@@ -165,7 +165,10 @@ pub async fn run_with_webhook(
 
 /// A path or URL for logs: the default webhook path holds the bot token.
 fn redact_token(config: &TelegramConfig, text: &str) -> String {
-    text.replace(config.token.expose(), "***")
+    match config.token.expose() {
+        "" => text.to_owned(),
+        token => text.replace(token, "***"),
+    }
 }
 
 /// A started bot: core reached, chats reset, delivery running; updates not yet taken.

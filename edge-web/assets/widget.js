@@ -25,8 +25,13 @@
     return; // the tag is on the page twice: the first copy is in charge
   }
 
-  /** The Socket.IO client the server put in front of this file. */
-  const ioClient = window.io;
+  /**
+   * The Socket.IO client the server put in front of this file: a `socketgramIo` of an
+   * enclosing scope when the server wraps the two (keeping the page's own `io` alone),
+   * else the global the client's UMD wrapper sets.
+   */
+  // eslint-disable-next-line no-undef
+  const ioClient = typeof socketgramIo === 'function' ? socketgramIo : window.io;
   /** This script's tag: its src tells the server, its data-* attributes the options. */
   const ownScript = document.currentScript || lastScriptNamed('widget.js');
 
@@ -40,6 +45,8 @@
   const OFFLINE_AFTER_ATTEMPTS = 3;
   /** Refusals worth trying again after a pause: the same request may pass later. */
   const TRANSIENT = new Set(['unavailable', 'rate_limited', 'internal']);
+  /** Transient refusals of one message before it is shown as not sent (with "Try again"). */
+  const MAX_TRANSIENT_REFUSALS = 5;
 
   let instance = null;
 
@@ -691,7 +698,7 @@ button, textarea { font: inherit; color: inherit; }
     function renderPending(item) {
       item.el.classList.toggle('sg-failed', item.state === 'failed');
       const notes = {
-        queued: 'Waiting for the connection…',
+        queued: item.error ? `Waiting to send again: ${item.error}` : 'Waiting for the connection…',
         sending: 'Sending…',
         sent: 'Sent',
         failed: `Not sent: ${item.error || 'refused'}`,
@@ -702,6 +709,7 @@ button, textarea { font: inherit; color: inherit; }
         retry.addEventListener('click', () => {
           item.state = 'queued';
           item.error = null;
+          item.refusals = 0;
           renderPending(item);
           saveQueue();
           input.focus();
@@ -792,7 +800,8 @@ button, textarea { font: inherit; color: inherit; }
           const error = (reply && reply.error) || {};
           item.matched = false;
           item.el.hidden = false;
-          if (TRANSIENT.has(error.code)) {
+          item.refusals = (item.refusals || 0) + 1;
+          if (TRANSIENT.has(error.code) && item.refusals < MAX_TRANSIENT_REFUSALS) {
             item.state = 'queued';
             item.error = error.message;
             renderPending(item);

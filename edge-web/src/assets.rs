@@ -55,10 +55,27 @@ pub async fn socket_io_client(request: Request, next: Next) -> Response {
     }
 }
 
+/// `/widget.js`: the Socket.IO client and the widget in one script that leaves the host page
+/// as it found it: the host's own `io` (if any) is kept, an AMD `define` of the page is not
+/// called, and the client's source-map comment (pointing at a file not served) is dropped.
+fn widget_script() -> String {
+    let client: String = SOCKET_IO_MIN_JS
+        .lines()
+        .filter(|l| !l.starts_with("//# sourceMappingURL="))
+        .collect::<Vec<_>>()
+        .join("\n");
+    format!(
+        "(function () {{ var previousIo = window.io, define, module, exports;\n{client}\n\
+         ;var socketgramIo = window.io;\n\
+         if (previousIo === undefined) {{ delete window.io; }} else {{ window.io = previousIo; }}\n\
+         {WIDGET_JS}\n}}).call(window);\n"
+    )
+}
+
 /// The plain HTTP routes.
 pub fn router(config: &WebConfig, edge: &Arc<Edge>) -> Router {
     static WIDGET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let widget = WIDGET.get_or_init(|| format!("{SOCKET_IO_MIN_JS}\n;\n{WIDGET_JS}"));
+    let widget = WIDGET.get_or_init(widget_script);
     let mut router = Router::new()
         .route("/widget.js", get(move || async move { javascript(widget) }))
         .route("/healthz", get(|| async { "ok" }));

@@ -14,16 +14,19 @@ use std::{
 };
 
 use socketgram_admin_php_compat::events::{
-    self, MessagePayload, PresencePayload, SUBSCRIBE_HISTORY, outgoing,
+    self, MessagePayload, NO_ARGS, PresencePayload, SUBSCRIBE_HISTORY, outgoing,
 };
 use socketgram_proto::v1::{self as pb, event::Kind, subscribe_request::Scope};
-use socketioxide::{SocketIo, extract::SocketRef};
+use socketioxide::{
+    SocketIo,
+    extract::{AckSender, SocketRef},
+};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::{
     core_link::{CoreLink, LinkEvent, Subscription},
-    socket::refuse_status,
+    socket::{ok, refuse_with_ack},
 };
 
 /// How a socket wants message text.
@@ -87,10 +90,12 @@ async fn broadcast(io: &SocketIo, rooms: impl Fn(Flavor) -> String, m: &pb::Mess
 }
 
 enum Join {
+    /// `ack` is answered once the history is sent and the socket is live.
     Visitor {
         socket: SocketRef,
         flavor: Flavor,
         since: Option<u64>,
+        ack: Option<AckSender>,
     },
     Admin {
         socket: SocketRef,
@@ -135,6 +140,7 @@ impl Fanout {
         socket: SocketRef,
         flavor: Flavor,
         since: Option<u64>,
+        ack: Option<AckSender>,
     ) {
         let mut map = self.lock();
         let handle = map.entry(conversation).or_insert_with(|| {
@@ -152,6 +158,7 @@ impl Fanout {
             socket,
             flavor,
             since,
+            ack,
         });
     }
 
@@ -172,6 +179,9 @@ impl Fanout {
         let _ = self.admins.send(Join::Admin { socket, flavor });
     }
 }
+
+/// Most messages a reconnecting socket catches up with one by one.
+const CATCH_UP: u32 = 500;
 
 /// Pause before subscribing again after the core ended a subscription.
 const RESUBSCRIBE: Duration = Duration::from_millis(500);
@@ -225,65 +235,69 @@ async fn admit(link: &CoreLink, conversation: u64, join: Join, cursor: u64) {
         socket,
         flavor,
         since,
+        ack,
     } = join
     else {
         return;
     };
     let mut chat = link.client().chat;
-    match since {
-        Some(since) => {
-            // A reconnecting widget: everything after what it has, oldest first.
-            let mut after = since;
-            while after < cursor {
-                let page = chat
-                    .history(pb::HistoryRequest {
-                        conversation_id: conversation,
-                        before_id: 0,
-                        limit: 500,
-                        after_id: after,
-                    })
-                    .await;
-                let page = match page {
-                    Ok(p) => p.into_inner(),
-                    Err(status) => {
-                        refuse_status(&socket, events::incoming::SUBSCRIBE, &status);
-                        break;
-                    }
-                };
-                for m in page.messages.iter().filter(|m| m.id <= cursor) {
-                    let _ = socket.emit(outgoing::NEW_MESSAGE, &payload(m, flavor));
-                }
-                match page.messages.last() {
-                    Some(last) if page.has_more => after = last.id,
-                    _ => break,
-                }
+    let request = |before_id, limit, after_id| pb::HistoryRequest {
+        conversation_id: conversation,
+        before_id,
+        limit,
+        after_id,
+    };
+    // A reconnecting widget gets everything after what it has, oldest first, when that fits
+    // one page; otherwise (and for a first subscribe) the last page and the history button.
+    let mut page = None;
+    if let Some(since) = since.filter(|&s| s < cursor) {
+        match chat.history(request(0, CATCH_UP, since)).await {
+            Ok(p) if !p.get_ref().has_more => page = Some((p.into_inner().messages, false)),
+            Ok(_) => {}
+            Err(status) => {
+                return refuse_with_ack(&socket, ack, events::incoming::SUBSCRIBE, &status);
             }
         }
-        None => {
-            let page = chat
-                .history(pb::HistoryRequest {
-                    conversation_id: conversation,
-                    before_id: cursor.saturating_add(1),
-                    limit: SUBSCRIBE_HISTORY,
-                    after_id: 0,
-                })
-                .await;
-            match page {
-                Ok(page) => {
-                    let page = page.into_inner();
-                    // Oldest first (LEGACY.md §3).
-                    for m in page.messages.iter().rev() {
-                        let _ = socket.emit(outgoing::NEW_MESSAGE, &payload(m, flavor));
-                    }
-                    if page.has_more {
-                        let _ = socket.emit(outgoing::ADD_HISTORY_BUTTON, &());
-                    }
-                }
-                Err(status) => refuse_status(&socket, events::incoming::SUBSCRIBE, &status),
+    } else if since.is_some() {
+        page = Some((Vec::new(), false));
+    }
+    let (messages, more) = match page {
+        Some(page) => page,
+        None => match chat
+            .history(request(cursor.saturating_add(1), SUBSCRIBE_HISTORY, 0))
+            .await
+        {
+            Ok(p) => {
+                let p = p.into_inner();
+                // Oldest first (LEGACY.md §3).
+                (p.messages.into_iter().rev().collect(), p.has_more)
             }
+            Err(status) => {
+                return refuse_with_ack(&socket, ack, events::incoming::SUBSCRIBE, &status);
+            }
+        },
+    };
+    for m in messages.iter().filter(|m| m.id <= cursor) {
+        if socket
+            .emit(outgoing::NEW_MESSAGE, &payload(m, flavor))
+            .is_err()
+        {
+            // A full or closed socket: better gone than silently missing a message; the
+            // client reconnects and resumes from what it has.
+            let _ = socket.disconnect();
+            return;
         }
     }
+    if more {
+        let _ = socket.emit(outgoing::ADD_HISTORY_BUTTON, &NO_ARGS);
+    }
+    if !socket.connected() {
+        return;
+    }
     socket.join(conversation_room(conversation, flavor));
+    if let Some(ack) = ack {
+        ok(ack, serde_json::json!({ "conversation": conversation }));
+    }
 }
 
 async fn admins_task(io: SocketIo, link: Arc<CoreLink>, mut joins: mpsc::UnboundedReceiver<Join>) {

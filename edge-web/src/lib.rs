@@ -20,11 +20,13 @@ use std::{
     time::Duration,
 };
 
+use axum::http::Method;
 use socketgram_admin_php_compat::{config::LegacyConfig, handshake::TokenSigner};
 use socketgram_proto::client::CoreClient;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_http::cors::{Any, CorsLayer};
 use tracing::info;
 
 use crate::{config::WebConfig, core_link::CoreLink, fanout::Fanout, socket::limits::Limiter};
@@ -94,7 +96,16 @@ pub async fn serve(
     let app = app
         .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
         .layer(layer)
-        .layer(axum::middleware::from_fn(assets::socket_io_client));
+        .layer(axum::middleware::from_fn(assets::socket_io_client))
+        // The PHP admin and host sites live on other origins: long polling (the fallback
+        // transport) and /widget.js need CORS. No cookies are involved: credentials travel
+        // in the handshake query or `auth`.
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+                .allow_headers(Any),
+        );
 
     // Quiet addresses are forgotten now and then, so the per-IP table stays small.
     let janitor = tokio::spawn(async move {

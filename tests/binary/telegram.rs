@@ -480,6 +480,18 @@ async fn linking_moves_older_links() {
     assert!(answer.text.contains("not logged in"), "{answer:?}");
     assert_eq!(answer.keyboard(), keyboard(UNLINKED));
 
+    // Guessing passwords: after five failures in a row, even the right one is not checked.
+    for _ in 0..5 {
+        let verdict = log_in(&mut bob, "id124", "guess").await;
+        assert!(verdict.text.contains("Wrong password"), "{verdict:?}");
+    }
+    let verdict = log_in(&mut bob, "id124", "secret").await;
+    assert!(
+        verdict.text.contains("Too many failed attempts"),
+        "{verdict:?}"
+    );
+    assert!(world.link(BOB).await.is_none());
+
     // A reply to 123 reaches Ann only.
     world
         .reply(123, pb::AuthorKind::Admin, "who gets this?")

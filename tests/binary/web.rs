@@ -49,7 +49,7 @@ const ROOMY: &str = "events_per_second = 1000\nevents_burst = 1000\n\
 /// A running server with its database; `None` when Node.js or the database is missing
 /// (after printing `SKIPPED`, or failing under CI).
 async fn start(backend: Backend, limits: &str) -> Option<(TestServer, TestDb)> {
-    if !sio::available() {
+    if !sio::available().await {
         return None;
     }
     let db = TestDb::create(backend).await?;
@@ -82,12 +82,25 @@ async fn admin(server: &TestServer) -> SioClient {
 
 /// What the legacy page sends right after connecting: `subscribe {room, username}`, the id
 /// as the page has it (from its URL: a string).
+fn subscription(cid: u64) -> Value {
+    json!({ "room": room(cid), "username": cid.to_string() })
+}
+
 async fn subscribe(v: &mut SioClient, cid: u64) {
-    v.emit(
-        "subscribe",
-        &[json!({ "room": room(cid), "username": cid.to_string() })],
-    )
-    .await;
+    v.emit("subscribe", &[subscription(cid)]).await;
+}
+
+/// The legacy page's handshake: it subscribes from its `connect` handler, at once.
+fn page_handshake(server: &TestServer, cid: u64) -> Handshake {
+    Handshake::legacy_visitor(&server.web_url(), cid, &room(cid))
+        .emitting_on_connect("subscribe", vec![subscription(cid)])
+}
+
+/// The legacy visitor page for `cid`, connected and subscribed as the page does it.
+async fn page(server: &TestServer, cid: u64) -> SioClient {
+    SioClient::open(&format!("page {cid}"), &page_handshake(server, cid))
+        .await
+        .unwrap_or_else(|e| panic!("page {cid}: handshake refused: {e}"))
 }
 
 /// The legacy page sending a message.
@@ -388,19 +401,16 @@ async fn legacy_visitor_and_admin_exchange() {
     add_admin(&db, "alice", "Alice").await;
     admin.emit("update admlist", &[]).await;
 
-    let mut visitor = visitor(&server, 123).await;
-    subscribe(&mut visitor, 123).await;
+    let mut visitor = page(&server, 123).await;
     assert_eq!(admin.next_payload("online").await, json!({ "cid": "123" }));
     visitor.expect_none("add history button", QUIET).await;
 
-    // Three quick messages arrive as three distinct messages, in order (LEGACY.md §9.6),
-    // at the sender and at the admin, with the same payload.
+    // Each message arrives once, as itself (LEGACY.md §9.6), at the sender and at the admin,
+    // with the same payload. (Messages sent back to back: `messages_of_one_socket_keep_their_order`.)
     let texts = ["Hello", "I need help", "with my order #42"];
-    for text in texts {
-        say(&mut visitor, 123, text).await;
-    }
     let mut labels = Vec::new();
     for text in texts {
+        say(&mut visitor, 123, text).await;
         let mine = visitor.next_payload("new message").await;
         let label = legacy_message(&mine, 123, text, "0");
         assert_gmt3_now(mine["date"].as_str().unwrap());
@@ -547,12 +557,10 @@ async fn two_tabs_of_one_visitor() {
     let seeded = seed(&server, 501, 25).await;
 
     let mut admin = admin(&server).await;
-    let mut tab1 = visitor(&server, 501).await;
-    subscribe(&mut tab1, 501).await;
+    let mut tab1 = page(&server, 501).await;
     assert_eq!(admin.next_payload("online").await, json!({ "cid": "501" }));
     expect_subscribe_history(&mut tab1, 501, &seeded[5..], true).await;
-    let mut tab2 = visitor(&server, 501).await;
-    subscribe(&mut tab2, 501).await;
+    let mut tab2 = page(&server, 501).await;
     expect_subscribe_history(&mut tab2, 501, &seeded[5..], true).await;
     admin.expect_none("online", QUIET).await;
 
@@ -582,8 +590,8 @@ async fn two_tabs_of_one_visitor() {
         .await;
 
     // An admin connecting now is told every visitor online now.
-    let mut other = visitor(&server, 502).await;
-    subscribe(&mut other, 502).await;
+    // Kept open: visitor 502 stays online.
+    let _other = page(&server, 502).await;
     assert_eq!(admin.next_payload("online").await, json!({ "cid": "502" }));
     let mut late = self::admin(&server).await;
     let mut online = vec![
@@ -600,6 +608,11 @@ async fn two_tabs_of_one_visitor() {
     let m3 = admin.next_payload("new message").await;
     legacy_message(&m3, 501, "still here", "0");
     assert_eq!(tab2.next_payload("new message").await, m3);
+    assert_eq!(
+        late.next_payload("new message").await,
+        m3,
+        "every admin gets every message"
+    );
     tab2.disconnect().await;
     assert_eq!(admin.next_payload("offline").await, json!({ "cid": "501" }));
     assert_eq!(late.next_payload("offline").await, json!({ "cid": "501" }));
@@ -1198,6 +1211,23 @@ async fn malformed_events_are_refused_and_the_server_keeps_serving() {
     );
     assert_eq!(count(&db, "cid = 1002").await, 0);
 
+    // An id beyond `messages.cid` (INT UNSIGNED) with its right room: refused, not stored.
+    let too_big = u64::from(u32::MAX) + 1;
+    let mut big = visitor(&server, too_big).await;
+    subscribe(&mut big, too_big).await;
+    assert_refusal(
+        &big.next_payload("chat error").await,
+        "subscribe",
+        "invalid",
+    );
+    say(&mut big, too_big, "overflow").await;
+    assert_refusal(
+        &big.next_payload("chat error").await,
+        "new message",
+        "invalid",
+    );
+    admin.expect_none("online", Duration::ZERO).await;
+
     // Everyone else is still served.
     say(&mut v, 1001, "still alive").await;
     let p = admin.next_payload("new message").await;
@@ -1294,6 +1324,29 @@ async fn admins_missing_from_the_name_cache() {
     );
     admin.next_payload("new message").await;
 
+    // Replies while the list is being reloaded still carry the name (the legacy server
+    // emptied its cache first, LEGACY.md §9.10).
+    for i in 0..10 {
+        admin.emit("update admlist", &[]).await;
+        reply(&mut admin, 1201, "bob", &format!("during reload {i}")).await;
+    }
+    // (Their order is another test's business: here only the names count.)
+    let mut texts = Vec::new();
+    for _ in 0..10 {
+        let p = v.next_payload("new message").await;
+        let text = p["message"].as_str().unwrap_or_default().to_owned();
+        legacy_message(&p, 1201, &text, "Bob Acme");
+        admin.next_payload("new message").await;
+        texts.push(text);
+    }
+    texts.sort();
+    assert_eq!(
+        texts,
+        (0..10)
+            .map(|i| format!("during reload {i}"))
+            .collect::<Vec<_>>()
+    );
+
     reply(&mut admin, 1201, "ghost", "who am I").await;
     let refusal = admin.next_payload("chat error").await;
     assert_refusal(&refusal, "new message:servadm", "not_found");
@@ -1306,7 +1359,7 @@ async fn admins_missing_from_the_name_cache() {
     );
     v.expect_none("new message", QUIET).await;
     assert_eq!(count(&db, "aid = 'ghost'").await, 0);
-    assert_eq!(count(&db, "cid = 1201").await, 3);
+    assert_eq!(count(&db, "cid = 1201").await, 13);
     stop(server, db).await;
 }
 
@@ -1434,7 +1487,7 @@ const LEGACY_TABLES: [&str; 5] = [
 /// `update admlist` change the names on later replies.
 #[tokio::test]
 async fn mariadb_legacy_schema_reads_as_the_php_admin_expects() {
-    if !sio::available() {
+    if !sio::available().await {
         return;
     }
     let Some(db) = TestDb::create(Backend::MySql).await else {
@@ -1443,12 +1496,70 @@ async fn mariadb_legacy_schema_reads_as_the_php_admin_expects() {
     for sql in LEGACY_TABLES {
         db.execute(sql).await.expect("legacy DDL");
     }
+    // What the legacy server left behind: raw text, dates at GMT+3 (LEGACY.md §5).
+    let local = |ago: TimeDelta| {
+        (Utc::now().naive_utc() + TimeDelta::hours(3) - ago)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    };
+    let old = [
+        (
+            1401,
+            "0",
+            1,
+            local(TimeDelta::days(2)),
+            "Old <b>legacy</b> question",
+        ),
+        (
+            1401,
+            "alice",
+            2,
+            local(TimeDelta::days(2) - TimeDelta::minutes(5)),
+            "Old answer",
+        ),
+        (
+            1403,
+            "0",
+            1,
+            local(TimeDelta::days(1)),
+            "Only in the legacy database",
+        ),
+    ];
+    for (cid, aid, direction, date, text) in &old {
+        let (check, check_admin) = if *direction == 1 { (1, 0) } else { (0, 1) };
+        db.execute(&format!(
+            "INSERT INTO messages (cid, aid, direction, date, message, check_msg, check_msg_admin) \
+             VALUES ({cid}, '{aid}', {direction}, '{date}', '{text}', {check}, {check_admin})"
+        ))
+        .await
+        .expect("legacy rows");
+    }
     let server = TestServer::start(Path::new(BIN), "serve", &db.url, &config(ROOMY)).await;
 
     let mut admin = admin(&server).await;
     let mut first = visitor(&server, 1401).await;
     subscribe(&mut first, 1401).await;
     assert_eq!(admin.next_payload("online").await, json!({ "cid": "1401" }));
+    // The legacy rows come back with their dates as stored (not shifted, LEGACY.md §9.9)
+    // and their text shown as text.
+    let legacy_history = [
+        Seeded {
+            id: 1,
+            text: "Old &lt;b&gt;legacy&lt;/b&gt; question".into(),
+            adm: "0".into(),
+        },
+        Seeded {
+            id: 2,
+            text: "Old answer".into(),
+            adm: "Alice Acme".into(),
+        },
+    ];
+    for (s, (_, _, _, date, _)) in legacy_history.iter().zip(&old) {
+        let p = first.next_payload("new message").await;
+        assert_eq!(legacy_message(&p, 1401, &s.text, &s.adm), s.id);
+        assert_eq!(p["date"].as_str(), Some(date.as_str()), "the stored date");
+    }
+    first.expect_none("add history button", QUIET).await;
     let mut second = visitor(&server, 1402).await;
     subscribe(&mut second, 1402).await;
     assert_eq!(admin.next_payload("online").await, json!({ "cid": "1402" }));
@@ -1464,11 +1575,19 @@ async fn mariadb_legacy_schema_reads_as_the_php_admin_expects() {
     shown.push(admin.next_payload("new message").await);
     reply(&mut admin, 1401, "alice", "Answer & more").await;
     shown.push(admin.next_payload("new message").await);
+    // A conversation known only from the legacy rows can be answered (its visitor is away).
+    reply(&mut admin, 1403, "alice", "We saw your message").await;
+    shown.push(admin.next_payload("new message").await);
     assert_eq!(first.next_payload("new message").await, shown[0]);
     assert_eq!(first.next_payload("new message").await, shown[3]);
+    legacy_message(&shown[0], 1401, "Hello from 1401", "0");
     legacy_message(&shown[1], 1402, "Hi &lt;there&gt;", "0");
     legacy_message(&shown[2], 1402, &cyrillic, "0");
     legacy_message(&shown[3], 1401, "Answer &amp; more", "Alice Acme");
+    legacy_message(&shown[4], 1403, "We saw your message", "Alice Acme");
+    for p in &shown {
+        assert_gmt3_now(p["date"].as_str().unwrap());
+    }
 
     // The PHP admin's queries, on a connection of its own.
     let mut php = sqlx::MySqlConnection::connect(&db.url)
@@ -1480,7 +1599,7 @@ async fn mariadb_legacy_schema_reads_as_the_php_admin_expects() {
     .fetch_all(&mut php)
     .await
     .expect("distinct cids");
-    assert_eq!(cids, [1401, 1402]);
+    assert_eq!(cids, [1401, 1402, 1403]);
     let listing: Vec<(u32, u32, i32, String, String, String)> = sqlx::query(
         "SELECT m.id, m.cid, m.direction, DATE_FORMAT(m.date, '%Y-%m-%d %H:%i:%s') AS date, \
                 m.message, a.name FROM messages m JOIN adm_account a ON a.aid = m.aid \
@@ -1511,16 +1630,28 @@ async fn mariadb_legacy_schema_reads_as_the_php_admin_expects() {
             name.to_owned(),
         )
     };
+    let legacy_row =
+        |id: u32, (cid, _, direction, date, text): &(u32, &str, i32, String, &str), name: &str| {
+            (
+                id,
+                *cid,
+                *direction,
+                date.clone(),
+                (*text).to_owned(),
+                name.to_owned(),
+            )
+        };
     let expected = vec![
+        legacy_row(1, &old[0], "visitor"),
+        legacy_row(2, &old[1], "Alice"),
         row(&shown[0], 1, "visitor"),
         row(&shown[3], 2, "Alice"),
         row(&shown[1], 1, "visitor"),
         row(&shown[2], 1, "visitor"),
+        legacy_row(3, &old[2], "visitor"),
+        row(&shown[4], 2, "Alice"),
     ];
     assert_eq!(listing, expected);
-    for p in &shown {
-        assert_gmt3_now(p["date"].as_str().unwrap());
-    }
 
     // The PHP admin creates an admin and renames another, then says `update admlist`.
     db.execute("INSERT INTO adm_account (aid, name, lid) VALUES ('carol', 'Carol', 2)")
@@ -1533,12 +1664,8 @@ async fn mariadb_legacy_schema_reads_as_the_php_admin_expects() {
     let ack = admin.emit_ack("update admlist", &[]).await;
     assert!(ack.get("error").is_none(), "{ack}");
     reply(&mut admin, 1401, "alice", "renamed").await;
-    legacy_message(
-        &first.next_payload("new message").await,
-        1401,
-        "renamed",
-        "Alicia Acme",
-    );
+    let renamed = first.next_payload("new message").await;
+    legacy_message(&renamed, 1401, "renamed", "Alicia Acme");
     reply(&mut admin, 1401, "carol", "new here").await;
     let p = first.next_payload("new message").await;
     let label = legacy_message(&p, 1401, "new here", "Carol Acme");
@@ -1551,6 +1678,29 @@ async fn mariadb_legacy_schema_reads_as_the_php_admin_expects() {
     .expect("the new admin's message");
     assert_eq!(name, "Carol");
     php.close().await.ok();
+
+    // Read back from MariaDB, every date is what was shown live (never shifted twice).
+    let mut again = visitor(&server, 1401).await;
+    subscribe(&mut again, 1401).await;
+    let live = [&shown[0], &shown[3], &renamed, &p];
+    for (i, expected) in legacy_history
+        .iter()
+        .map(|s| s.id)
+        .chain(live.iter().map(|p| p["label"].as_u64().unwrap()))
+        .enumerate()
+    {
+        let h = again.next_payload("new message").await;
+        assert_eq!(h["label"].as_u64(), Some(expected), "history in order");
+        let date = match i {
+            0 | 1 => old[i].3.clone(),
+            _ => live[i - 2]["date"].as_str().unwrap().to_owned(),
+        };
+        assert_eq!(
+            h["date"].as_str(),
+            Some(date.as_str()),
+            "message {expected}"
+        );
+    }
     admin.expect_none("chat error", Duration::ZERO).await;
     stop(server, db).await;
 }
@@ -1568,14 +1718,9 @@ async fn tabs_closed_while_subscribing_go_offline() {
     // One browser, one page after the other (the driver reconnects its socket).
     let mut tab = SioClient::spawn("tab");
     for cid in 2000..2000 + TABS {
-        tab.connect(&Handshake::legacy_visitor(
-            &server.web_url(),
-            cid,
-            &room(cid),
-        ))
-        .await
-        .unwrap_or_else(|e| panic!("visitor {cid} refused: {e}"));
-        subscribe(&mut tab, cid).await;
+        tab.connect(&page_handshake(&server, cid))
+            .await
+            .unwrap_or_else(|e| panic!("visitor {cid} refused: {e}"));
         // No waiting in between: the page is gone as soon as it asked.
         tab.disconnect().await;
     }
@@ -1604,5 +1749,146 @@ async fn tabs_closed_while_subscribing_go_offline() {
         online.is_empty() && told.is_empty(),
         "visitors left online after closing their only tab: {online:?}; a new admin is told {told:?}"
     );
+    stop(server, db).await;
+}
+
+/// Behind a proxy that does not pass websockets the clients fall back to long polling
+/// (`transports: ['websocket', 'polling']`, LEGACY.md §2): everything works over polling too.
+#[tokio::test]
+async fn long_polling_clients_work() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    add_admin(&db, "alice", "Alice").await;
+    let url = server.web_url();
+    let polling = ["polling"];
+    let mut admin = SioClient::open(
+        "polling admin",
+        &Handshake::legacy_admin(&url, "adminpass", "admin").with_transports(&polling),
+    )
+    .await
+    .expect("admin over polling");
+    let mut v = SioClient::open(
+        "polling visitor",
+        &Handshake::legacy_visitor(&url, 1501, &room(1501)).with_transports(&polling),
+    )
+    .await
+    .expect("visitor over polling");
+    subscribe(&mut v, 1501).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "1501" }));
+    let longest = "ё".repeat(10_000);
+    say(&mut v, 1501, &longest).await;
+    let p = v.next_payload("new message").await;
+    legacy_message(&p, 1501, &longest, "0");
+    assert_eq!(admin.next_payload("new message").await, p);
+    reply(&mut admin, 1501, "alice", "over polling").await;
+    let answer = v.next_payload("new message").await;
+    legacy_message(&answer, 1501, "over polling", "Alice Acme");
+    assert_eq!(admin.next_payload("new message").await, answer);
+    v.disconnect().await;
+    assert_eq!(
+        admin.next_payload("offline").await,
+        json!({ "cid": "1501" })
+    );
+    stop(server, db).await;
+}
+
+/// An admin client with a per-admin token is that admin: its replies are signed with its
+/// name without `adm`, and a payload naming another admin is refused.
+#[tokio::test]
+async fn token_admin_replies_as_itself() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    add_admin(&db, "alice", "Alice").await;
+    add_admin(&db, "bob", "Bob").await;
+    let token = TokenSigner::new(TOKEN_SECRET.as_bytes()).sign(TokenKind::Admin, "alice", 600);
+    let mut alice =
+        SioClient::connect_token("alice", &server.web_url(), json!({ "admin_token": token })).await;
+    let mut php = admin(&server).await;
+    let mut v = visitor(&server, 1601).await;
+    subscribe(&mut v, 1601).await;
+    assert_eq!(alice.next_payload("online").await, json!({ "cid": "1601" }));
+    assert_eq!(php.next_payload("online").await, json!({ "cid": "1601" }));
+    say(&mut v, 1601, "a <question>").await;
+    // The token admin renders text: it gets it as typed; the PHP admin gets it escaped.
+    let plain = alice.next_payload("new message").await;
+    legacy_message(&plain, 1601, "a <question>", "0");
+    legacy_message(
+        &php.next_payload("new message").await,
+        1601,
+        "a &lt;question&gt;",
+        "0",
+    );
+    v.next_payload("new message").await;
+
+    let ack = alice
+        .emit_ack(
+            "new message:servadm",
+            &[json!({ "username": 1601, "message": "signed by my token", "room": room(1601) })],
+        )
+        .await;
+    let label = ack["data"]["label"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{ack}"));
+    let p = v.next_payload("new message").await;
+    assert_eq!(
+        legacy_message(&p, 1601, "signed by my token", "Alice Acme"),
+        label
+    );
+    assert_eq!(stored(&db, label).await.aid, "alice");
+
+    let forged = json!({ "username": 1601, "message": "as bob", "room": room(1601), "adm": "bob" });
+    alice.emit("new message:servadm", &[forged]).await;
+    assert_refusal(
+        &alice.next_payload("chat error").await,
+        "new message:servadm",
+        "forbidden",
+    );
+    v.expect_none("new message", QUIET).await;
+    assert_eq!(count(&db, "aid = 'bob'").await, 0);
+    stop(server, db).await;
+}
+
+/// Messages one page sends back to back are stored and shown in the order they were sent
+/// (Socket.IO delivers a socket's events in order; a visitor typing fast, or the PHP admin
+/// answering twice, must not see them swapped).
+#[tokio::test]
+async fn messages_of_one_socket_keep_their_order() {
+    const N: usize = 30;
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    add_admin(&db, "alice", "Alice").await;
+    let mut admin = admin(&server).await;
+    let mut v = visitor(&server, 1701).await;
+    subscribe(&mut v, 1701).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "1701" }));
+
+    for i in 0..N {
+        say(&mut v, 1701, &format!("visitor {i}")).await;
+    }
+    for i in 0..N {
+        reply(&mut admin, 1701, "alice", &format!("admin {i}")).await;
+    }
+    let mut order = Vec::new();
+    for _ in 0..2 * N {
+        let p = v.next_payload("new message").await;
+        order.push(p["message"].as_str().unwrap_or_default().to_owned());
+    }
+    let (mut from_visitor, mut from_admin): (Vec<_>, Vec<_>) =
+        order.into_iter().partition(|t| t.starts_with("visitor"));
+    let sent = |who: &str| (0..N).map(|i| format!("{who} {i}")).collect::<Vec<_>>();
+    let in_order = (from_visitor.clone(), from_admin.clone());
+    from_visitor.sort_by_key(|t| t[8..].parse::<usize>().unwrap_or(0));
+    from_admin.sort_by_key(|t| t[6..].parse::<usize>().unwrap_or(0));
+    assert_eq!(from_visitor, sent("visitor"), "every visitor message, once");
+    assert_eq!(from_admin, sent("admin"), "every reply, once");
+    assert_eq!(
+        in_order.0,
+        sent("visitor"),
+        "the visitor's messages in the order typed"
+    );
+    assert_eq!(in_order.1, sent("admin"), "the replies in the order sent");
     stop(server, db).await;
 }

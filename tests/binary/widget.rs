@@ -30,8 +30,9 @@ const REPLY: &str = "Hi, Alice here. How can I help?";
 const AWAY: &str = "While you were away: we are here.";
 const XSS: &str = r#"<img src=x onerror="window.__sgXss=1"> & "quotes""#;
 const QUEUED: &str = "Typed before the page reloaded";
-const CONFIG: &str =
-    "[web]\ntoken_secret = \"widget-test-secret\"\ndemo = true\n[core]\ncompany = \"Acme\"\n";
+/// Demo mode for `/demo`, and a message limit under the widget's own, so that the server
+/// refuses a message the widget lets through (the widget must show why).
+const CONFIG: &str = "[web]\ntoken_secret = \"widget-test-secret\"\ndemo = true\n[core]\ncompany = \"Acme\"\nmax_message_chars = 200\n";
 
 fn author(kind: pb::AuthorKind, admin_id: &str) -> Option<pb::Author> {
     Some(pb::Author {

@@ -5,7 +5,9 @@
 // happens is written to stdout as one JSON line each. The Rust tests decide and assert.
 //
 // Commands:
-//   {"cmd":"connect","url":"http://..","query":{..},"auth":{..},"transports":["websocket","polling"]}
+//   {"cmd":"connect","url":"http://..","query":{..},"auth":{..},"transports":["websocket","polling"],
+//    "on_connect":[{"event":"subscribe","args":[..]}]}   emitted from the connect handler, as the
+//                                                        legacy page does
 //   {"cmd":"emit","event":"new message","args":[..],"count":1}      no acknowledgement asked
 //   {"cmd":"emit","event":"..","args":[..],"ack":7,"timeout_ms":10000}  with one
 //   {"cmd":"fetch","url":"http://..","id":3}                         a plain HTTP GET
@@ -42,7 +44,11 @@ function connect(cmd) {
     forceNew: true,
     timeout: cmd.timeout_ms ?? 10000,
   });
-  socket.on("connect", () => out({ type: "connect", id: socket.id }));
+  const onConnect = cmd.on_connect ?? [];
+  socket.on("connect", () => {
+    out({ type: "connect", id: socket.id });
+    for (const e of onConnect) socket.emit(e.event, ...(e.args ?? []));
+  });
   socket.on("connect_error", (err) =>
     out({ type: "connect_error", message: String(err?.message ?? err), data: err?.data ?? null }),
   );

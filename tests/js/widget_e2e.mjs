@@ -166,6 +166,18 @@ async function run(context) {
   const imgs = await page.evaluate(() => document.querySelector("#socketgram-widget").shadowRoot.querySelectorAll(".sg-log img").length);
   check(imgs === 0, "no element was made from message text", imgs);
 
+  // A message the server refuses (the test server allows 200 characters) says why, and can
+  // be discarded.
+  await input.fill("y".repeat(300));
+  await input.press("Enter");
+  const failed = page.locator(".sg-pending .sg-msg.sg-failed");
+  await failed.waitFor({ timeout: STEP_MS });
+  const why = await failed.locator(".sg-note").textContent();
+  check(why.startsWith("Not sent:") && why.includes("the limit is 200"), "the server's refusal is shown on the message", why);
+  await failed.getByRole("button", { name: "Discard" }).click();
+  await failed.waitFor({ state: "detached", timeout: STEP_MS });
+  check((await focused(page)) === "textarea#sg-input", "focus back in the message box after discarding", await focused(page));
+
   // An over-long message cannot be sent, and the counter says why.
   await input.fill("x".repeat(10_001));
   check(await page.getByRole("button", { name: "Send" }).isDisabled(), "Send is disabled over the limit");
@@ -191,8 +203,10 @@ async function run(context) {
       null,
       { timeout: STEP_MS },
     );
-    await waitCount(page, Math.min(total, 20));
+    // Shown after everything before it (one socket, in order), so the list is complete now:
+    // the last 20, plus the queued message when it was stored after the history was read.
     const now = await shown(page);
+    check(now.length === 20 || now.length === 21, `history, queued message ${round}: the last page`, now.length);
     checkOrdered(now, `history, queued message ${round}`);
     const tail = now.slice(-5).map((m) => [m.own, m.who, m.text]);
     const expectedTail = [[true, "You", HELLO], [false, "Alice Acme", REPLY], [false, "Alice Acme", AWAY], [true, "You", XSS], [true, "You", QUEUED]];

@@ -28,8 +28,13 @@ pub const LEGACY_TRANSPORTS: [&str; 2] = ["websocket", "polling"];
 
 /// Whether Node.js and the test packages are here; when they are not, prints `SKIPPED`
 /// (panics under `CI=true`) and the test should return.
-pub fn available() -> bool {
-    node::node().is_some()
+pub async fn available() -> bool {
+    // Finding Node.js may run `npm ci`: not on the test's runtime thread.
+    match tokio::task::spawn_blocking(|| node::node().is_some()).await {
+        Ok(available) => available,
+        // Under CI a missing Node.js panics: the test fails with that message.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
 }
 
 /// How a client connects: the URL, the handshake query, the `auth` payload, the transports.
@@ -39,6 +44,9 @@ pub struct Handshake {
     pub query: Vec<(String, String)>,
     pub auth: Option<Value>,
     pub transports: Vec<String>,
+    /// Events emitted from the client's `connect` handler, at once, as the legacy page sends
+    /// `subscribe`.
+    pub on_connect: Vec<(String, Vec<Value>)>,
 }
 
 impl Handshake {
@@ -52,6 +60,7 @@ impl Handshake {
                 .collect(),
             auth: None,
             transports: LEGACY_TRANSPORTS.iter().map(|t| (*t).to_owned()).collect(),
+            on_connect: Vec::new(),
         }
     }
 
@@ -72,6 +81,20 @@ impl Handshake {
             auth: Some(auth),
             ..Self::query(web_url, &[])
         }
+    }
+
+    /// The same handshake over other transports (e.g. `["polling"]` behind a proxy that
+    /// does not pass websockets).
+    pub fn with_transports(mut self, transports: &[&str]) -> Self {
+        self.transports = transports.iter().map(|t| (*t).to_owned()).collect();
+        self
+    }
+
+    /// Also emits `event` from the `connect` handler, with no round trip to the test (the
+    /// legacy page subscribes that way, racing the server's own connect handling).
+    pub fn emitting_on_connect(mut self, event: &str, args: Vec<Value>) -> Self {
+        self.on_connect.push((event.to_owned(), args));
+        self
     }
 }
 
@@ -268,6 +291,11 @@ impl SioClient {
             "query": query,
             "auth": handshake.auth,
             "transports": handshake.transports,
+            "on_connect": handshake
+                .on_connect
+                .iter()
+                .map(|(event, args)| json!({ "event": event, "args": args }))
+                .collect::<Vec<_>>(),
             "timeout_ms": self.wait.as_millis() as u64,
         }))
         .await;

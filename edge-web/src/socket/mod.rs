@@ -8,7 +8,10 @@ mod visitor;
 
 use std::{
     net::{IpAddr, SocketAddr},
-    sync::{Arc, atomic::AtomicBool},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
 };
 
 use axum::extract::ConnectInfo;
@@ -20,9 +23,13 @@ use socketgram_admin_php_compat::{
 };
 use socketioxide::{
     SocketIo,
+    adapter::Adapter,
+    extensions::Extensions,
     extract::{AckSender, Event, Extension, SocketRef, State, TryData},
-    handler::ConnectHandler,
+    handler::{ConnectHandler, FromDisconnectParts, FromMessageParts, Value as RawValue},
+    socket::{DisconnectReason, Socket},
 };
+use tokio::sync::Notify;
 use tonic::{Code, Status};
 use tracing::{debug, info, warn};
 
@@ -35,6 +42,91 @@ pub struct Peer {
     /// A visitor socket that sent `subscribe` (counted online, in its conversation's task).
     pub subscribed: AtomicBool,
     pub limiter: DefaultDirectRateLimiter,
+    /// Puts the socket's events (and its disconnect) back in arrival order.
+    order: Order,
+}
+
+/// socketioxide runs every handler in a task of its own, so two events of one socket (or an
+/// event and the disconnect) could be handled in any order: messages stored out of order, or
+/// a tab that closed while subscribing left online forever. Extractors still run in arrival
+/// order, so [`Turn`] takes a ticket there and the handler waits until it is served.
+#[derive(Default)]
+struct Order {
+    next_ticket: AtomicU64,
+    serving: AtomicU64,
+    turn_over: Notify,
+}
+
+/// A place in its socket's queue of events; the turn passes on when this is dropped.
+pub struct Turn {
+    peer: Arc<Peer>,
+    ticket: u64,
+}
+
+impl Turn {
+    fn take(extensions: &Extensions) -> Result<Self, NoPeer> {
+        let peer = extensions.get::<Arc<Peer>>().ok_or(NoPeer)?;
+        let ticket = peer.order.next_ticket.fetch_add(1, Ordering::SeqCst);
+        Ok(Self { peer, ticket })
+    }
+
+    /// Waits until every earlier event of the socket has been handled.
+    async fn wait(&self) {
+        let order = &self.peer.order;
+        loop {
+            let notified = order.turn_over.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if order.serving.load(Ordering::SeqCst) == self.ticket {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let order = &self.peer.order;
+        // Only the ticket being served moves the queue on (a turn dropped unserved, e.g. a
+        // handler that never ran, must not skip anyone).
+        if order
+            .serving
+            .compare_exchange(
+                self.ticket,
+                self.ticket + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+            .is_ok()
+        {
+            order.turn_over.notify_waiters();
+        }
+    }
+}
+
+/// The socket has no [`Peer`]: it never passed the handshake (cannot happen for registered
+/// handlers, which are added by the handshake).
+#[derive(Debug, thiserror::Error)]
+#[error("socket without handshake state")]
+pub struct NoPeer;
+
+impl<A: Adapter> FromMessageParts<A> for Turn {
+    type Error = NoPeer;
+    fn from_message_parts(
+        s: &Arc<Socket<A>>,
+        _: &mut RawValue,
+        _: &Option<i64>,
+    ) -> Result<Self, NoPeer> {
+        Self::take(&s.extensions)
+    }
+}
+
+impl<A: Adapter> FromDisconnectParts<A> for Turn {
+    type Error = NoPeer;
+    fn from_disconnect_parts(s: &Arc<Socket<A>>, _: DisconnectReason) -> Result<Self, NoPeer> {
+        Self::take(&s.extensions)
+    }
 }
 
 impl Peer {
@@ -96,6 +188,7 @@ async fn authenticate(
         ip,
         subscribed: AtomicBool::new(false),
         limiter: edge.limiter.for_socket(),
+        order: Order::default(),
     }));
     // Handlers go on here, not in the connect handler: socketioxide sends the CONNECT packet
     // and only then spawns the connect handler, so a client that emits right after connecting
@@ -119,12 +212,14 @@ async fn on_connect(
 /// The event table (LEGACY.md §3): every event of every socket comes here.
 async fn dispatch(
     s: SocketRef,
+    turn: Turn,
     Event(event): Event,
     TryData(data): TryData<Value>,
     ack: AckSender,
     State(edge): State<Arc<Edge>>,
     Extension(peer): Extension<Arc<Peer>>,
 ) {
+    turn.wait().await;
     if !edge.limiter.allow_event(&peer.limiter, peer.ip) {
         return refuse(
             &s,
@@ -183,13 +278,16 @@ async fn dispatch(
 
 async fn on_disconnect(
     s: SocketRef,
+    turn: Turn,
     State(edge): State<Arc<Edge>>,
     Extension(peer): Extension<Arc<Peer>>,
 ) {
+    // After every event the socket sent before it went.
+    turn.wait().await;
     debug!(sid = %s.id, "disconnected");
     edge.limiter.close(peer.ip);
     if let Identity::Visitor { cid, .. } = peer.identity
-        && peer.subscribed.load(std::sync::atomic::Ordering::SeqCst)
+        && peer.subscribed.load(Ordering::SeqCst)
     {
         edge.link.presence(cid, false);
         edge.fanout().leave(cid);
@@ -215,11 +313,6 @@ pub fn refuse(
         let _ = ack.send(&serde_json::json!({ "error": &payload }));
     }
     let _ = s.emit(outgoing::ERROR, &payload);
-}
-
-/// Answers a request the core refused.
-pub fn refuse_status(s: &SocketRef, event: &str, status: &Status) {
-    refuse_with_ack(s, None, event, status);
 }
 
 pub(crate) fn refuse_with_ack(s: &SocketRef, ack: Option<AckSender>, event: &str, status: &Status) {

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
 use socketgram_admin_php_compat::{
-    events::{Fields, HISTORY_PAGE, incoming, outgoing},
+    events::{Fields, HISTORY_PAGE, NO_ARGS, incoming, outgoing},
     handshake::Identity,
 };
 use socketgram_proto::v1 as pb;
@@ -104,11 +104,9 @@ pub async fn subscribe(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, ac
         return refuse_with_ack(s, ack, event, &status);
     }
     edge.link.presence(cid, true);
+    // Acknowledged by the conversation's task once the history is out and live is on.
     edge.fanout()
-        .join_visitor(cid, s.clone(), peer.flavor(), since);
-    if let Some(ack) = ack {
-        ok(ack, json!({ "conversation": cid }));
-    }
+        .join_visitor(cid, s.clone(), peer.flavor(), since, ack);
 }
 
 /// `new message {username, message, room}`: stored, then delivered to every tab of the
@@ -166,7 +164,7 @@ pub async fn take_history(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value,
         Ok(None) => return refuse(s, ack, event, "invalid", "`mid` is missing".into()),
         Err(e) => return refuse(s, ack, event, "invalid", e.to_string()),
     };
-    let _ = s.emit(outgoing::DROP_HISTORY_BUTTON, &());
+    let _ = s.emit(outgoing::DROP_HISTORY_BUTTON, &NO_ARGS);
     let request = pb::HistoryRequest {
         conversation_id: visitor(peer).cid,
         before_id: mid,
@@ -182,7 +180,7 @@ pub async fn take_history(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value,
         let _ = s.emit(outgoing::NEW_MESSAGE_HISTORY, &payload(m, flavor));
     }
     if page.has_more {
-        let _ = s.emit(outgoing::ADD_HISTORY_BUTTON, &());
+        let _ = s.emit(outgoing::ADD_HISTORY_BUTTON, &NO_ARGS);
     }
     if let Some(ack) = ack {
         ok(

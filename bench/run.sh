@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Runs socketgram-bench scenarios against a release `socketgram serve` on one backend and
+# appends the JSON lines to bench/results/<backend>.jsonl. Figures go to BENCHMARKS.md.
+#
+#   bench/run.sh sqlite|mariadb|postgres [scenario args...]
+#   e.g. bench/run.sh sqlite throughput --messages 200000 --in-flight 2000
+#
+# Each call starts a fresh server on a fresh database, creates the admin `bench`, runs one
+# scenario and stops the server. Uses the local MariaDB/PostgreSQL (root / postgres users).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+backend="${1:?backend: sqlite, mariadb or postgres}"; shift
+cargo build --release -q -p socketgram -p socketgram-bench
+ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+work="$(mktemp -d)"
+name="sg_bench_$$_$RANDOM"
+case "$backend" in
+  sqlite) url="sqlite://$work/chat.db"; db_process="" ;;
+  mariadb) url="mysql://root@127.0.0.1:3306/$name"; db_process="mariadbd" ;;
+  postgres) url="postgres://postgres@127.0.0.1:5432/$name"; db_process="postgres" ;;
+  *) echo "unknown backend $backend" >&2; exit 2 ;;
+esac
+cat > "$work/socketgram.toml" <<TOML
+[core.database]
+url = "$url"
+max_connections = 16
+[grpc]
+listen = "127.0.0.1:0"
+tokens = ["bench-token"]
+[web]
+listen = "127.0.0.1:0"
+[legacy]
+secret = "qwerty"
+[legacy.admin_param]
+name = "adminpass"
+value = "admin"
+[web.limits]
+events_per_second = 1000000
+events_burst = 1000000
+ip_events_per_second = 10000000
+ip_events_burst = 10000000
+connections_per_ip = 1000000
+[log]
+filter = "warn"
+TOML
+./target/release/socketgram migrate -c "$work/socketgram.toml"
+admin_sql="INSERT INTO adm_account (aid, name, lid) VALUES ('bench', 'Bench', 2)"
+case "$backend" in
+  sqlite) python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()" "$work/chat.db" "$admin_sql" ;;
+  mariadb) mysql -uroot -h127.0.0.1 "$name" -e "$admin_sql" ;;
+  postgres) psql -q -U postgres -h 127.0.0.1 -d "$name" -c "$admin_sql" ;;
+esac
+
+./target/release/socketgram serve -c "$work/socketgram.toml" > "$work/ready" 2> "$work/server.log" &
+server=$!
+cleanup() {
+  kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true
+  case "$backend" in
+    mariadb) mysql -uroot -h127.0.0.1 -e "DROP DATABASE IF EXISTS $name" ;;
+    postgres) psql -q -U postgres -h 127.0.0.1 -d postgres -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" ;;
+  esac
+  rm -rf "$work"
+}
+trap cleanup EXIT
+for _ in $(seq 1 100); do grep -q listening "$work/ready" && break; sleep 0.1; done
+web="$(grep -o 'web=[^ ]*' "$work/ready" | cut -d= -f2)"
+grpc="$(grep -o 'grpc=[^ ]*' "$work/ready" | cut -d= -f2)"
+
+mkdir -p bench/results
+./target/release/socketgram-bench --url "http://$web" --server-pid "$server" \
+  ${db_process:+--db-process "$db_process"} --grpc-url "http://$grpc" --grpc-token bench-token \
+  --cid-base 1000 "$@" | tee -a "bench/results/$backend.jsonl"
