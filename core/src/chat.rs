@@ -295,13 +295,8 @@ impl Core {
             check_conversation_id(c)?;
             self.require_conversation(c).await?;
         }
-        let newest = self.hub.last_published();
-        if let Some(since) = since
-            && since > newest
-        {
-            return Err(CoreError::OutOfRange(format!(
-                "cannot resume from message {since}: the newest message is {newest}"
-            )));
+        if let Some(since) = since {
+            self.check_not_future(since, "resume from").await?;
         }
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
         // Register before reading anything, so nothing published from now on is missed.
@@ -527,13 +522,25 @@ impl Core {
         to: MessageId,
     ) -> CoreResult<MessageId> {
         check_consumer(consumer)?;
-        let newest = self.hub.last_published();
-        if to > newest {
+        self.check_not_future(to, "move a cursor to").await?;
+        Ok(self.store.advance_delivery_cursor(consumer, to).await?)
+    }
+}
+
+impl Core {
+    /// Refuses a message id beyond the newest stored. A replay reads the database, so a
+    /// client may hold an id that is committed but not yet published: that one is fine.
+    async fn check_not_future(&self, id: MessageId, what: &str) -> CoreResult<()> {
+        if id <= self.hub.last_published() {
+            return Ok(());
+        }
+        let newest = self.store.last_message_id().await?;
+        if id > newest {
             return Err(CoreError::OutOfRange(format!(
-                "cannot move a cursor to message {to}: the newest message is {newest}"
+                "cannot {what} message {id}: the newest message is {newest}"
             )));
         }
-        Ok(self.store.advance_delivery_cursor(consumer, to).await?)
+        Ok(())
     }
 }
 

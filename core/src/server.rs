@@ -7,10 +7,9 @@ use std::{future::Future, path::PathBuf, sync::Arc};
 use serde::Deserialize;
 use socketgram_proto::v1::{chat_server::ChatServer, telegram_server::TelegramServer};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{
     service::{Routes, interceptor::InterceptedService},
-    transport::{Identity, Server, ServerTlsConfig},
+    transport::{Identity, Server, ServerTlsConfig, server::TcpIncoming},
 };
 use tracing::info;
 
@@ -159,7 +158,10 @@ pub async fn serve(
     builder
         .layer(tonic_web::GrpcWebLayer::new())
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await?;
     Ok(())
 }

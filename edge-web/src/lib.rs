@@ -20,7 +20,7 @@ use std::{
     time::Duration,
 };
 
-use axum::http::Method;
+use axum::{http::Method, serve::ListenerExt};
 use socketgram_admin_php_compat::{config::LegacyConfig, handshake::TokenSigner};
 use socketgram_proto::client::CoreClient;
 use socketioxide::SocketIo;
@@ -127,6 +127,11 @@ pub async fn serve(
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let served = match &config.tls {
         None => {
+            // Replies are small writes: without TCP_NODELAY they wait for the peer's delayed
+            // ACK (tens of milliseconds on every exchange).
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned())
                 .await

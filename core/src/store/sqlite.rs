@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use sqlx::{
-    Row,
+    QueryBuilder, Row, Sqlite,
     sqlite::{
         SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
         SqliteSynchronous,
@@ -20,6 +20,9 @@ use crate::domain::{
     Admin, Appended, ConversationId, ConversationSummary, Direction, MessageId, NewMessage, Origin,
     Reader, Scope, StoredMessage, TelegramLink, TelegramMode,
 };
+
+/// Rows per multi-row INSERT (7 parameters each, well under SQLite's 32,766).
+const INSERT_ROWS: usize = 256;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -145,75 +148,105 @@ impl Store for SqliteStore {
         let repeats = duplicates_within(batch);
         // IMMEDIATE takes the write lock up front: ids are allocated and committed in order.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut out: Vec<Appended> = Vec::with_capacity(batch.len());
-        for (new, repeat) in batch.iter().zip(repeats) {
-            if let Some(first) = repeat {
-                let message = out[first].message.clone();
-                out.push(Appended {
-                    message,
-                    duplicate: true,
-                });
+        let mut out: Vec<Option<Appended>> = vec![None; batch.len()];
+        let mut fresh = Vec::with_capacity(batch.len());
+        for (i, (new, repeat)) in batch.iter().zip(&repeats).enumerate() {
+            if repeat.is_some() {
                 continue;
             }
             if let Some(key) = new.client_msg_id.as_deref()
                 && let Some(message) =
                     Self::message_by_client_id(&mut tx, new.conversation_id, key).await?
             {
-                out.push(Appended {
+                out[i] = Some(Appended {
                     message,
                     duplicate: true,
                 });
                 continue;
             }
-            let direction = new.origin.direction();
-            let to_support = direction == Direction::ToSupport;
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO messages (cid, aid, direction, date, message, check_msg, \
-                 check_msg_admin) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(to_db_id(new.conversation_id))
-            .bind(&new.admin_id)
-            .bind(direction.code())
-            .bind(new.local_date)
-            .bind(text::to_column(&new.text))
-            .bind(i32::from(to_support))
-            .bind(i32::from(!to_support))
-            .fetch_one(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO sg_message_meta (message_id, cid, origin, client_msg_id) \
-                 VALUES (?, ?, ?, ?)",
-            )
-            .bind(id)
-            .bind(to_db_id(new.conversation_id))
-            .bind(new.origin.code())
-            .bind(new.client_msg_id.as_deref())
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO sg_conversations (cid, last_message_id) VALUES (?, ?) \
-                 ON CONFLICT (cid) DO UPDATE SET \
-                 last_message_id = MAX(last_message_id, excluded.last_message_id)",
-            )
-            .bind(to_db_id(new.conversation_id))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            out.push(Appended {
-                message: StoredMessage {
-                    id: from_db_id("messages.id", id)?,
-                    conversation_id: new.conversation_id,
-                    direction,
-                    origin: new.origin,
-                    admin_id: new.admin_id.clone(),
-                    text: new.text.clone(),
-                    local_date: new.local_date,
-                },
-                duplicate: false,
+            fresh.push(i);
+        }
+        // Few statements per batch, not three per message: each statement is a round trip
+        // to the connection's worker thread.
+        for chunk in fresh.chunks(INSERT_ROWS) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO messages (cid, aid, direction, date, message, check_msg, check_msg_admin) ",
+            );
+            insert.push_values(chunk, |mut row, &i| {
+                let new = &batch[i];
+                let to_support = new.origin.direction() == Direction::ToSupport;
+                row.push_bind(to_db_id(new.conversation_id))
+                    .push_bind(new.admin_id.clone())
+                    .push_bind(new.origin.direction().code())
+                    .push_bind(new.local_date)
+                    .push_bind(text::to_column(&new.text))
+                    .push_bind(i32::from(to_support))
+                    .push_bind(i32::from(!to_support));
             });
+            let done = insert.build().execute(&mut *tx).await?;
+            // One statement under the write lock with AUTOINCREMENT: the rows got consecutive
+            // ids ending at the last one.
+            let last = done.last_insert_rowid();
+            let first = last - chunk.len() as i64 + 1;
+            let mut meta = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO sg_message_meta (message_id, cid, origin, client_msg_id) ",
+            );
+            meta.push_values(chunk.iter().enumerate(), |mut row, (k, &i)| {
+                let new = &batch[i];
+                row.push_bind(first + k as i64)
+                    .push_bind(to_db_id(new.conversation_id))
+                    .push_bind(new.origin.code())
+                    .push_bind(new.client_msg_id.clone());
+            });
+            meta.build().execute(&mut *tx).await?;
+            let mut latest: Vec<(u64, i64)> = Vec::new();
+            for (k, &i) in chunk.iter().enumerate() {
+                let new = &batch[i];
+                let id = first + k as i64;
+                match latest.iter_mut().find(|(c, _)| *c == new.conversation_id) {
+                    Some(entry) => entry.1 = id,
+                    None => latest.push((new.conversation_id, id)),
+                }
+                out[i] = Some(Appended {
+                    message: StoredMessage {
+                        id: from_db_id("messages.id", id)?,
+                        conversation_id: new.conversation_id,
+                        direction: new.origin.direction(),
+                        origin: new.origin,
+                        admin_id: new.admin_id.clone(),
+                        text: new.text.clone(),
+                        local_date: new.local_date,
+                    },
+                    duplicate: false,
+                });
+            }
+            let mut conversations =
+                QueryBuilder::<Sqlite>::new("INSERT INTO sg_conversations (cid, last_message_id) ");
+            conversations.push_values(&latest, |mut row, &(cid, id)| {
+                row.push_bind(to_db_id(cid)).push_bind(id);
+            });
+            conversations.push(
+                " ON CONFLICT (cid) DO UPDATE SET \
+                 last_message_id = MAX(last_message_id, excluded.last_message_id)",
+            );
+            conversations.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(out)
+        let mut done = Vec::with_capacity(batch.len());
+        for (slot, repeat) in out.into_iter().zip(repeats) {
+            done.push(match (slot, repeat) {
+                (Some(appended), _) => appended,
+                (None, Some(first)) => {
+                    let first: &Appended = &done[first];
+                    Appended {
+                        message: first.message.clone(),
+                        duplicate: true,
+                    }
+                }
+                (None, None) => unreachable!("every message is stored or a repeat"),
+            });
+        }
+        Ok(done)
     }
 
     async fn messages_after(
