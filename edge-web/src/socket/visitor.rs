@@ -62,6 +62,26 @@ fn same_visitor(
     true
 }
 
+/// The payload's fields, once it is an object naming (if anyone) this connection's visitor;
+/// otherwise the request is refused and `None` returned.
+fn own_fields<'a>(
+    s: &SocketRef,
+    peer: &Peer,
+    data: &'a Value,
+    event: &str,
+    ack: AckSender,
+) -> Option<(Fields<'a>, Option<AckSender>)> {
+    let fields = match Fields::of(data) {
+        Ok(f) => f,
+        Err(e) => {
+            refuse(s, Some(ack), event, "invalid", e.to_string());
+            return None;
+        }
+    };
+    let mut ack = Some(ack);
+    same_visitor(s, peer, &fields, event, &mut ack).then_some((fields, ack))
+}
+
 /// `subscribe {room, username}`: the last 20 messages (or, with `since`, everything after
 /// it), then live messages; the visitor is online from now until its last socket goes.
 pub async fn subscribe(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, ack: AckSender) {
@@ -69,14 +89,9 @@ pub async fn subscribe(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, ac
     let empty = json!({});
     // The widget may subscribe without a payload: its identity is its token.
     let data = if data.is_null() { &empty } else { data };
-    let fields = match Fields::of(data) {
-        Ok(f) => f,
-        Err(e) => return refuse(s, Some(ack), event, "invalid", e.to_string()),
-    };
-    let mut ack = Some(ack);
-    if !same_visitor(s, peer, &fields, event, &mut ack) {
+    let Some((fields, ack)) = own_fields(s, peer, data, event, ack) else {
         return;
-    }
+    };
     let since = match fields.id("since") {
         Ok(since) => since,
         Err(e) => return refuse(s, ack, event, "invalid", e.to_string()),
@@ -113,14 +128,9 @@ pub async fn subscribe(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, ac
 /// visitor and to every admin through the live stream.
 pub async fn new_message(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, ack: AckSender) {
     let event = incoming::NEW_MESSAGE;
-    let fields = match Fields::of(data) {
-        Ok(f) => f,
-        Err(e) => return refuse(s, Some(ack), event, "invalid", e.to_string()),
-    };
-    let mut ack = Some(ack);
-    if !same_visitor(s, peer, &fields, event, &mut ack) {
+    let Some((fields, ack)) = own_fields(s, peer, data, event, ack) else {
         return;
-    }
+    };
     let (text, client_msg_id) = match (
         fields.required_text("message"),
         fields.text("client_msg_id"),
@@ -151,14 +161,9 @@ pub async fn new_message(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, 
 /// to this socket only (LEGACY.md §9.8), between the history button events.
 pub async fn take_history(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, ack: AckSender) {
     let event = incoming::TAKE_HISTORY;
-    let fields = match Fields::of(data) {
-        Ok(f) => f,
-        Err(e) => return refuse(s, Some(ack), event, "invalid", e.to_string()),
-    };
-    let mut ack = Some(ack);
-    if !same_visitor(s, peer, &fields, event, &mut ack) {
+    let Some((fields, ack)) = own_fields(s, peer, data, event, ack) else {
         return;
-    }
+    };
     let mid = match fields.id("mid") {
         Ok(Some(mid)) => mid,
         Ok(None) => return refuse(s, ack, event, "invalid", "`mid` is missing".into()),
