@@ -637,12 +637,20 @@ async fn postgres_outage_gives_unavailable_and_recovers() {
 /// Browsers speak gRPC-web over HTTP/1.1: the health check answers that way too.
 #[tokio::test]
 async fn grpc_web_answers_over_http1() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Some(db) = TestDb::create(Backend::Sqlite).await else {
         return;
     };
     let server = TestServer::start(Path::new(BIN), "serve", &db.url, "").await;
-    let mut tcp = tokio::net::TcpStream::connect(server.grpc).await.unwrap();
+    // On the gRPC listener and on the web listener (`[web] grpc_web`, on by default).
+    for addr in [server.grpc, server.web.expect("web listener")] {
+        grpc_web_health_check(addr).await;
+    }
+    assert!(server.terminate().await);
+}
+
+async fn grpc_web_health_check(addr: std::net::SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = "POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: localhost\r\n\
                    Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\n\
                    Content-Length: 5\r\n\r\n\0\0\0\0\0";
@@ -666,17 +674,16 @@ async fn grpc_web_answers_over_http1() {
     })
     .await
     .expect("gRPC-web response");
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    assert!(text.contains("application/grpc-web"), "{text}");
-    assert!(text.contains("grpc-status:0"), "{text}");
+    assert!(text.starts_with("HTTP/1.1 200"), "{addr}: {text}");
+    assert!(text.contains("application/grpc-web"), "{addr}: {text}");
+    assert!(text.contains("grpc-status:0"), "{addr}: {text}");
     // The data frame: flag 0, length 2, HealthCheckResponse { status: SERVING (1) }.
     assert!(
         response
             .windows(7)
             .any(|w| w == [0, 0, 0, 0, 2, 0x08, 0x01]),
-        "{text}"
+        "{addr}: {text}"
     );
-    assert!(server.terminate().await);
 }
 
 #[tokio::test]

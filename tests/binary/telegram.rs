@@ -38,6 +38,8 @@ enum Mode {
     Polling,
     /// Served on its own listener at this port.
     Webhook(u16),
+    /// Served by the web edge's listener (the default), at this port.
+    WebhookOnWeb(u16),
 }
 
 fn config(api: &BotApi, mode: Mode, language: &str) -> String {
@@ -47,6 +49,9 @@ fn config(api: &BotApi, mode: Mode, language: &str) -> String {
             "mode = \"webhook\"\nwebhook_url = \"http://127.0.0.1:{port}\"\n\
              webhook_listen = \"127.0.0.1:{port}\"\n"
         ),
+        Mode::WebhookOnWeb(port) => {
+            format!("mode = \"webhook\"\nwebhook_url = \"http://127.0.0.1:{port}\"\n")
+        }
     };
     format!(
         "[core]\ncompany = \"Acme\"\nmax_message_chars = {MAX_CHARS}\n\n\
@@ -100,7 +105,13 @@ impl World {
     /// Starts the binary (again, on the same database and Bot API).
     async fn restart(&mut self) {
         let toml = config(&self.api, self.mode, self.language);
-        self.server = Some(TestServer::start(Path::new(BIN), "serve", &self.db.url, &toml).await);
+        let web = match self.mode {
+            Mode::WebhookOnWeb(port) => format!("127.0.0.1:{port}"),
+            _ => "127.0.0.1:0".to_owned(),
+        };
+        self.server = Some(
+            TestServer::start_with_web(Path::new(BIN), "serve", &self.db.url, &toml, &web).await,
+        );
     }
 
     fn server(&self) -> &TestServer {
@@ -573,6 +584,36 @@ async fn webhook_mode_in_russian() {
     // Every update went through the webhook, none through polling.
     assert!(api.calls_of("getUpdates").is_empty());
     assert!(api.webhook_posts().iter().all(|(_, status)| *status == 200));
+    world.finish().await;
+}
+
+/// By default the webhook is served by the web edge's own listener (`POST /bot<token>`).
+#[tokio::test]
+async fn webhook_on_the_web_listener() {
+    let port = free_port();
+    let world = World::start(Mode::WebhookOnWeb(port), "en").await;
+    let api = &world.api;
+    let url = api
+        .wait_for("setWebhook", |calls| {
+            calls
+                .iter()
+                .find(|c| c.method == "setWebhook" && c.status == 200)
+                .map(|c| c.body["url"].as_str().unwrap_or_default().to_owned())
+        })
+        .await;
+    assert_eq!(url, format!("http://127.0.0.1:{port}/bot{BOT_TOKEN}"));
+    assert_eq!(
+        world.server().web.map(|a| a.port()),
+        Some(port),
+        "the web edge's port"
+    );
+    let mut ann = TgUser::new(api, ANN, "Ann");
+    let hello = ann.ask("/start").await;
+    assert!(hello.text.contains("Ann"), "{hello:?}");
+    let forged = json!({"update_id": 999_998, "message": {"message_id": 1, "date": 0,
+        "chat": {"id": ANN, "type": "private", "first_name": "x"}, "text": "forged"}});
+    assert_eq!(api.post_webhook(Some("wrong"), &forged).await, 401);
+    assert!(api.calls_of("getUpdates").is_empty());
     world.finish().await;
 }
 

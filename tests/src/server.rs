@@ -31,6 +31,18 @@ impl TestServer {
     /// Starts `bin serve` with a config file of `toml` (a `[grpc]` section on port 0 with
     /// [`TOKEN`] is added) and waits for its ready line.
     pub async fn start(bin: &Path, command: &str, database_url: &str, toml: &str) -> Self {
+        Self::start_with_web(bin, command, database_url, toml, "127.0.0.1:0").await
+    }
+
+    /// [`TestServer::start`] with the web edge on a given address (e.g. a port chosen ahead,
+    /// for a Telegram webhook URL that must be known before the start).
+    pub async fn start_with_web(
+        bin: &Path,
+        command: &str,
+        database_url: &str,
+        toml: &str,
+        web_listen: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let config = dir.path().join("socketgram.toml");
         let text = format!(
@@ -46,7 +58,7 @@ impl TestServer {
                 "RUST_LOG",
                 "socketgram=info,socketgram_core=info,socketgram_edge_web=info",
             )
-            .env("SOCKETGRAM_WEB__LISTEN", "127.0.0.1:0")
+            .env("SOCKETGRAM_WEB__LISTEN", web_listen)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
