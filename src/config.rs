@@ -94,7 +94,11 @@ impl Config {
         // test suite, which runs this binary with its own environment.
         figment.merge(
             Env::prefixed("SOCKETGRAM_")
-                .filter(|key| key != "config" && key != "bin" && !key.as_str().starts_with("test_"))
+                .filter(|key| {
+                    key != "config"
+                        && key != "bin"
+                        && !key.as_str().to_ascii_lowercase().starts_with("test_")
+                })
                 .split("__"),
         )
     }
@@ -154,6 +158,9 @@ mod tests {
                 "[core]\ncompany = \"FromFile\"\ngmt_offset_hours = 3\n",
             )?;
             jail.set_env("SOCKETGRAM_CORE__COMPANY", "FromEnv");
+            // The test suite's own variables are not configuration.
+            jail.set_env("SOCKETGRAM_TEST_MYSQL_URL", "mysql://root@127.0.0.1/test");
+            jail.set_env("SOCKETGRAM_BIN", "/usr/bin/false");
             jail.set_env("SOCKETGRAM_CORE__DATABASE__URL", "postgres://db/chat");
             let config = Config::load(Some(Path::new("chat.toml"))).expect("loads");
             assert_eq!(config.core.company, "FromEnv");
