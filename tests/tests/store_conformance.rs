@@ -64,6 +64,7 @@ conformance!(
     unknown_admin_is_refused_and_nothing_is_stored,
     telegram_links_move_and_reset,
     concurrent_appends_commit_in_id_order,
+    large_batches_keep_order_and_ids,
     delivery_cursors_start_once_and_only_move_forward,
     user_passwords_read_back,
 );
@@ -594,4 +595,45 @@ async fn mysql_outage_fails_cleanly_and_recovers() {
 #[tokio::test]
 async fn postgres_outage_fails_cleanly_and_recovers() {
     outage(Backend::Postgres).await;
+}
+
+/// A batch larger than one multi-row INSERT, over several conversations, with repeats: ids
+/// ascend in batch order, every message reads back as sent, the conversations' last ids move.
+async fn large_batches_keep_order_and_ids(f: Fixture) {
+    let mut batch: Vec<_> = (0..700u64)
+        .map(|i| visitor(1 + i % 7, &format!("m{i}"), Some(&format!("k{i}"))))
+        .collect();
+    batch.push(visitor(4, "repeat of k3", Some("k3")));
+    let out = f.store.append(&batch).await.unwrap();
+    assert_eq!(out.len(), 701);
+    let ids: Vec<u64> = out[..700].iter().map(|a| a.message.id).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids ascend in batch order"
+    );
+    assert!(out[..700].iter().all(|a| !a.duplicate));
+    assert!(out[700].duplicate && out[700].message == out[3].message);
+    let mut read = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = f
+            .store
+            .messages_after(Scope::All, after, 500)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        read.extend(page);
+    }
+    let sent: Vec<_> = out[..700].iter().map(|a| a.message.clone()).collect();
+    assert_eq!(read, sent);
+    for c in 1..=7u64 {
+        let last = sent
+            .iter()
+            .filter(|m| m.conversation_id == c)
+            .map(|m| m.id)
+            .max();
+        let summary = f.store.conversation(c).await.unwrap().unwrap();
+        assert_eq!(summary.last_message.map(|m| m.id), last);
+    }
 }

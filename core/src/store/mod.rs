@@ -319,6 +319,62 @@ pub(crate) fn duplicates_within(batch: &[NewMessage]) -> Vec<Option<usize>> {
         .collect()
 }
 
+/// Rows per multi-row INSERT of a batch (8 parameters each: under every backend's limit).
+pub(crate) const INSERT_ROWS: usize = 256;
+
+/// What `append` stored for `new` under `id`.
+pub(crate) fn stored(new: &NewMessage, id: i64) -> StoreResult<Appended> {
+    Ok(Appended {
+        message: StoredMessage {
+            id: from_db_id("messages.id", id)?,
+            conversation_id: new.conversation_id,
+            direction: new.origin.direction(),
+            origin: new.origin,
+            admin_id: new.admin_id.clone(),
+            text: new.text.clone(),
+            local_date: new.local_date,
+        },
+        duplicate: false,
+    })
+}
+
+/// The greatest new id of each conversation of a chunk (ids in chunk order).
+pub(crate) fn latest_per_conversation(
+    batch: &[NewMessage],
+    chunk: &[usize],
+    ids: &[i64],
+) -> Vec<(ConversationId, i64)> {
+    let mut latest: Vec<(ConversationId, i64)> = Vec::new();
+    for (&i, &id) in chunk.iter().zip(ids) {
+        let conversation = batch[i].conversation_id;
+        match latest.iter_mut().find(|(c, _)| *c == conversation) {
+            Some(entry) => entry.1 = entry.1.max(id),
+            None => latest.push((conversation, id)),
+        }
+    }
+    latest
+}
+
+/// Fills in the repeats of a batch (see [`duplicates_within`]) from their first copies.
+pub(crate) fn finish_batch(
+    out: Vec<Option<Appended>>,
+    repeats: Vec<Option<usize>>,
+) -> Vec<Appended> {
+    let mut done: Vec<Appended> = Vec::with_capacity(out.len());
+    for (slot, repeat) in out.into_iter().zip(repeats) {
+        let appended = match (slot, repeat) {
+            (Some(appended), _) => appended,
+            (None, Some(first)) => Appended {
+                message: done[first].message.clone(),
+                duplicate: true,
+            },
+            (None, None) => unreachable!("every message of a batch is stored or a repeat"),
+        };
+        done.push(appended);
+    }
+    done
+}
+
 /// Caps a requested page size.
 pub(crate) fn page(limit: u32) -> u32 {
     limit.clamp(1, MAX_PAGE)

@@ -6,13 +6,13 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use sqlx::{
-    Connection, Row,
+    Connection, Postgres, QueryBuilder, Row,
     postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow},
 };
 
 use super::{
-    Backend, DatabaseConfig, Store, StoreResult, duplicates_within, from_db_id, page, text,
-    to_db_id,
+    Backend, DatabaseConfig, INSERT_ROWS, Store, StoreResult, duplicates_within, finish_batch,
+    from_db_id, latest_per_conversation, page, stored, text, to_db_id,
 };
 use crate::domain::{
     Admin, Appended, ConversationId, ConversationSummary, Direction, MessageId, NewMessage, Origin,
@@ -195,75 +195,84 @@ impl Store for PostgresStore {
         // and committed in the same order. READ COMMITTED: each statement after the lock sees
         // what the previous writer committed.
         Self::lock_writers(&mut tx).await?;
-        let mut out: Vec<Appended> = Vec::with_capacity(batch.len());
-        for (new, repeat) in batch.iter().zip(repeats) {
-            if let Some(first) = repeat {
-                let message = out[first].message.clone();
-                out.push(Appended {
-                    message,
-                    duplicate: true,
-                });
+        let mut out: Vec<Option<Appended>> = vec![None; batch.len()];
+        let mut fresh = Vec::with_capacity(batch.len());
+        for (i, (new, repeat)) in batch.iter().zip(&repeats).enumerate() {
+            if repeat.is_some() {
                 continue;
             }
             if let Some(key) = new.client_msg_id.as_deref()
                 && let Some(message) =
                     Self::message_by_client_id(&mut tx, new.conversation_id, key).await?
             {
-                out.push(Appended {
+                out[i] = Some(Appended {
                     message,
                     duplicate: true,
                 });
                 continue;
             }
-            let direction = new.origin.direction();
-            let to_support = direction == Direction::ToSupport;
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO messages (cid, aid, direction, date, message, check_msg, \
-                 check_msg_admin) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            fresh.push(i);
+        }
+        // A few statements per batch, not three per message: each is a round trip inside
+        // the transaction that holds the write lock.
+        for chunk in fresh.chunks(INSERT_ROWS) {
+            // Ids drawn under the write lock, ascending, then given to the rows in batch
+            // order: no reliance on the order of RETURNING rows.
+            let mut ids: Vec<i64> = sqlx::query_scalar(
+                "SELECT nextval(pg_get_serial_sequence('messages', 'id')) \
+                 FROM generate_series(1, $1)",
             )
-            .bind(to_db_id(new.conversation_id))
-            .bind(&new.admin_id)
-            .bind(direction.code())
-            .bind(new.local_date)
-            .bind(text::to_column(&new.text))
-            .bind(i32::from(to_support))
-            .bind(i32::from(!to_support))
-            .fetch_one(&mut *tx)
+            .bind(chunk.len() as i64)
+            .fetch_all(&mut *tx)
             .await?;
-            sqlx::query(
-                "INSERT INTO sg_message_meta (message_id, cid, origin, client_msg_id) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(id)
-            .bind(to_db_id(new.conversation_id))
-            .bind(new.origin.code())
-            .bind(new.client_msg_id.as_deref())
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO sg_conversations (cid, last_message_id) VALUES ($1, $2) \
-                 ON CONFLICT (cid) DO UPDATE SET last_message_id = \
-                 GREATEST(sg_conversations.last_message_id, excluded.last_message_id)",
-            )
-            .bind(to_db_id(new.conversation_id))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            out.push(Appended {
-                message: StoredMessage {
-                    id: from_db_id("messages.id", id)?,
-                    conversation_id: new.conversation_id,
-                    direction,
-                    origin: new.origin,
-                    admin_id: new.admin_id.clone(),
-                    text: new.text.clone(),
-                    local_date: new.local_date,
-                },
-                duplicate: false,
+            ids.sort_unstable();
+            let mut insert = QueryBuilder::<Postgres>::new(
+                "INSERT INTO messages (id, cid, aid, direction, date, message, check_msg, check_msg_admin) ",
+            );
+            insert.push_values(chunk.iter().zip(&ids), |mut row, (&i, &id)| {
+                let new = &batch[i];
+                let to_support = new.origin.direction() == Direction::ToSupport;
+                row.push_bind(id)
+                    .push_bind(to_db_id(new.conversation_id))
+                    .push_bind(new.admin_id.clone())
+                    .push_bind(new.origin.direction().code())
+                    .push_bind(new.local_date)
+                    .push_bind(text::to_column(&new.text))
+                    .push_bind(i32::from(to_support))
+                    .push_bind(i32::from(!to_support));
             });
+            insert.build().execute(&mut *tx).await?;
+            let mut meta = QueryBuilder::<Postgres>::new(
+                "INSERT INTO sg_message_meta (message_id, cid, origin, client_msg_id) ",
+            );
+            meta.push_values(chunk.iter().zip(&ids), |mut row, (&i, &id)| {
+                let new = &batch[i];
+                row.push_bind(id)
+                    .push_bind(to_db_id(new.conversation_id))
+                    .push_bind(new.origin.code())
+                    .push_bind(new.client_msg_id.clone());
+            });
+            meta.build().execute(&mut *tx).await?;
+            for (&i, &id) in chunk.iter().zip(&ids) {
+                out[i] = Some(stored(&batch[i], id)?);
+            }
+            let mut conversations = QueryBuilder::<Postgres>::new(
+                "INSERT INTO sg_conversations (cid, last_message_id) ",
+            );
+            conversations.push_values(
+                latest_per_conversation(batch, chunk, &ids),
+                |mut row, (cid, id)| {
+                    row.push_bind(to_db_id(cid)).push_bind(id);
+                },
+            );
+            conversations.push(
+                " ON CONFLICT (cid) DO UPDATE SET last_message_id = \
+                 GREATEST(sg_conversations.last_message_id, excluded.last_message_id)",
+            );
+            conversations.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(out)
+        Ok(finish_batch(out, repeats))
     }
 
     async fn messages_after(

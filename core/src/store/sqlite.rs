@@ -13,16 +13,13 @@ use sqlx::{
 };
 
 use super::{
-    Backend, DatabaseConfig, Store, StoreResult, duplicates_within, from_db_id, page, text,
-    to_db_id,
+    Backend, DatabaseConfig, INSERT_ROWS, Store, StoreResult, duplicates_within, finish_batch,
+    from_db_id, latest_per_conversation, page, stored, text, to_db_id,
 };
 use crate::domain::{
     Admin, Appended, ConversationId, ConversationSummary, Direction, MessageId, NewMessage, Origin,
     Reader, Scope, StoredMessage, TelegramLink, TelegramMode,
 };
-
-/// Rows per multi-row INSERT (7 parameters each, well under SQLite's 32,766).
-const INSERT_ROWS: usize = 256;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -199,27 +196,11 @@ impl Store for SqliteStore {
                     .push_bind(new.client_msg_id.clone());
             });
             meta.build().execute(&mut *tx).await?;
-            let mut latest: Vec<(u64, i64)> = Vec::new();
-            for (k, &i) in chunk.iter().enumerate() {
-                let new = &batch[i];
-                let id = first + k as i64;
-                match latest.iter_mut().find(|(c, _)| *c == new.conversation_id) {
-                    Some(entry) => entry.1 = id,
-                    None => latest.push((new.conversation_id, id)),
-                }
-                out[i] = Some(Appended {
-                    message: StoredMessage {
-                        id: from_db_id("messages.id", id)?,
-                        conversation_id: new.conversation_id,
-                        direction: new.origin.direction(),
-                        origin: new.origin,
-                        admin_id: new.admin_id.clone(),
-                        text: new.text.clone(),
-                        local_date: new.local_date,
-                    },
-                    duplicate: false,
-                });
+            let ids: Vec<i64> = (first..=last).collect();
+            for (&i, &id) in chunk.iter().zip(&ids) {
+                out[i] = Some(stored(&batch[i], id)?);
             }
+            let latest = latest_per_conversation(batch, chunk, &ids);
             let mut conversations =
                 QueryBuilder::<Sqlite>::new("INSERT INTO sg_conversations (cid, last_message_id) ");
             conversations.push_values(&latest, |mut row, &(cid, id)| {
@@ -232,21 +213,7 @@ impl Store for SqliteStore {
             conversations.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        let mut done = Vec::with_capacity(batch.len());
-        for (slot, repeat) in out.into_iter().zip(repeats) {
-            done.push(match (slot, repeat) {
-                (Some(appended), _) => appended,
-                (None, Some(first)) => {
-                    let first: &Appended = &done[first];
-                    Appended {
-                        message: first.message.clone(),
-                        duplicate: true,
-                    }
-                }
-                (None, None) => unreachable!("every message is stored or a repeat"),
-            });
-        }
-        Ok(done)
+        Ok(finish_batch(out, repeats))
     }
 
     async fn messages_after(
