@@ -131,6 +131,29 @@ pub async fn connect_admins(
     Ok(admins)
 }
 
+/// Connects `visitors` visitors and `admins` admins that receive live messages; on failure
+/// the reasons go to the report and `None` comes back.
+async fn participants(
+    t: &Target,
+    run: u32,
+    visitors: usize,
+    admins: usize,
+    report: &mut Report,
+) -> Option<(Vec<Visitor>, Vec<Admin>)> {
+    let (vs, errors) = connect_visitors(t, 0, visitors, 256).await;
+    if !errors.is_empty() || vs.is_empty() {
+        report.errors.extend(errors);
+        return None;
+    }
+    match connect_admins(t, admins, &vs[0], run).await {
+        Ok(admins) => Some((vs, admins)),
+        Err(e) => {
+            report.errors.push(e);
+            None
+        }
+    }
+}
+
 fn sample(pid: Option<u32>) -> Option<ProcSample> {
     pid.and_then(ProcSample::read)
 }
@@ -210,17 +233,8 @@ pub async fn throughput(
         "throughput",
         json!({ "visitors": visitors, "in_flight": in_flight, "messages": messages }),
     );
-    let (vs, errors) = connect_visitors(t, 0, visitors, 256).await;
-    if !errors.is_empty() || vs.is_empty() {
-        report.errors.extend(errors);
+    let Some((vs, mut admins)) = participants(t, run, visitors, 1, &mut report).await else {
         return report;
-    }
-    let mut admins = match connect_admins(t, 1, &vs[0], run).await {
-        Ok(a) => a,
-        Err(e) => {
-            report.errors.push(e);
-            return report;
-        }
     };
     let admin = admins.remove(0);
     let window = (in_flight / vs.len()).max(1);
@@ -369,17 +383,9 @@ pub async fn visitor_to_admin(
         name,
         json!({ "visitors": visitors, "admins": admins, "rate": rate, "seconds": seconds }),
     );
-    let (vs, errors) = connect_visitors(t, 0, visitors, 256).await;
-    if !errors.is_empty() || vs.is_empty() {
-        report.errors.extend(errors);
+    let Some((vs, admin_clients)) = participants(t, run, visitors, admins, &mut report).await
+    else {
         return report;
-    }
-    let admin_clients = match connect_admins(t, admins, &vs[0], run).await {
-        Ok(a) => a,
-        Err(e) => {
-            report.errors.push(e);
-            return report;
-        }
     };
     let total = rate * seconds;
     let deadline = Duration::from_secs(seconds + 30);
@@ -443,17 +449,8 @@ pub async fn admin_to_visitor(
         "latency_admin_to_visitor",
         json!({ "visitors": visitors, "rate": rate, "seconds": seconds, "admin_login": t.admin_login }),
     );
-    let (vs, errors) = connect_visitors(t, 0, visitors, 256).await;
-    if !errors.is_empty() || vs.is_empty() {
-        report.errors.extend(errors);
+    let Some((vs, mut admins)) = participants(t, run, visitors, 1, &mut report).await else {
         return report;
-    }
-    let mut admins = match connect_admins(t, 1, &vs[0], run).await {
-        Ok(a) => a,
-        Err(e) => {
-            report.errors.push(e);
-            return report;
-        }
     };
     let admin = admins.remove(0);
     let total = rate * seconds;
