@@ -18,11 +18,11 @@ use socketgram_admin_php_compat::events::{
 };
 use socketgram_proto::v1::{self as pb, event::Kind, subscribe_request::Scope};
 use socketioxide::{
-    SocketIo,
+    SendError, SocketError, SocketIo,
     extract::{AckSender, SocketRef},
 };
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use crate::{
     core_link::{CoreLink, LinkEvent, Subscription},
@@ -76,15 +76,25 @@ pub fn payload(m: &pb::Message, flavor: Flavor) -> MessagePayload {
     }
 }
 
-/// Emits one message to both flavors' rooms.
-async fn broadcast(io: &SocketIo, rooms: impl Fn(Flavor) -> String, m: &pb::Message) {
+/// Emits one message to every socket of both flavors' rooms. A socket whose send buffer is
+/// full is disconnected, never left silently without the message: it reconnects and resumes
+/// from what it has (`subscribe` with `since`).
+fn broadcast(io: &SocketIo, rooms: impl Fn(Flavor) -> String, m: &pb::Message) {
     for flavor in [Flavor::Legacy, Flavor::Plain] {
-        if let Err(e) = io
-            .to(rooms(flavor))
-            .emit(outgoing::NEW_MESSAGE, &payload(m, flavor))
-            .await
-        {
-            debug!(error = %e, "broadcast failed");
+        let sockets = io.to(rooms(flavor)).sockets();
+        if sockets.is_empty() {
+            continue;
+        }
+        let payload = payload(m, flavor);
+        for socket in sockets {
+            match socket.emit(outgoing::NEW_MESSAGE, &payload) {
+                Ok(()) => {}
+                Err(SendError::Socket(SocketError::Closed)) => {}
+                Err(e) => {
+                    warn!(sid = %socket.id, error = %e, "cannot deliver a message; disconnecting the socket");
+                    let _ = socket.disconnect();
+                }
+            }
         }
     }
 }
@@ -214,7 +224,7 @@ async fn conversation_task(
                 Some(LinkEvent::Event(Kind::Message(m))) => {
                     if cursor.is_none_or(|c| m.id > c) {
                         cursor = Some(m.id);
-                        broadcast(&io, |f| conversation_room(conversation, f), &m).await;
+                        broadcast(&io, |f| conversation_room(conversation, f), &m);
                     }
                 }
                 Some(LinkEvent::Event(_)) => {}
@@ -353,7 +363,7 @@ async fn admins_task(io: SocketIo, link: Arc<CoreLink>, mut joins: mpsc::Unbound
                 Some(LinkEvent::Event(Kind::Message(m))) => {
                     if cursor.is_none_or(|c| m.id > c) {
                         cursor = Some(m.id);
-                        broadcast(&io, admin_room, &m).await;
+                        broadcast(&io, admin_room, &m);
                     }
                 }
                 Some(LinkEvent::Event(_)) => {}
