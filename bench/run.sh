@@ -52,6 +52,19 @@ case "$backend" in
   postgres) psql -q -U postgres -h 127.0.0.1 -d "$name" -c "$admin_sql" ;;
 esac
 
+# SEED_MESSAGES=N (SQLite): N stored messages over 10,000 other visitors first, to see how the
+# per-message cost holds as history grows.
+if [ -n "${SEED_MESSAGES:-}" ] && [ "$backend" = sqlite ]; then
+  python3 - "$work/chat.db" "$SEED_MESSAGES" <<'PY'
+import sqlite3, sys
+db, n = sys.argv[1], int(sys.argv[2])
+c = sqlite3.connect(db)
+rows = ((1_000_000_000 + i % 10_000, '0', 1, '2026-01-01 00:00:00', 'seed %d' % i, 1, 0) for i in range(n))
+c.executemany("INSERT INTO messages (cid, aid, direction, date, message, check_msg, check_msg_admin) VALUES (?,?,?,?,?,?,?)", rows)
+c.execute("INSERT OR IGNORE INTO sg_conversations (cid, last_message_id) SELECT cid, MAX(id) FROM messages GROUP BY cid")
+c.commit()
+PY
+fi
 ./target/release/socketgram serve -c "$work/socketgram.toml" > "$work/ready" 2> "$work/server.log" &
 server=$!
 cleanup() {
