@@ -7,6 +7,8 @@
 #
 # Each call starts a fresh server on a fresh database, creates the admin `bench`, runs one
 # scenario and stops the server. Uses the local MariaDB/PostgreSQL (root / postgres users).
+# PROFILE=1: record the server with `perf record -g` (Debian's linux-perf) during the run and
+# print its hottest symbols afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 backend="${1:?backend: sqlite, mariadb or postgres}"; shift
@@ -80,7 +82,16 @@ for _ in $(seq 1 100); do grep -q listening "$work/ready" && break; sleep 0.1; d
 web="$(grep -o 'web=[^ ]*' "$work/ready" | cut -d= -f2)"
 grpc="$(grep -o 'grpc=[^ ]*' "$work/ready" | cut -d= -f2)"
 
+if [ -n "${PROFILE:-}" ]; then
+  perf record -F 499 -g -p "$server" -o "$work/perf.data" 2>/dev/null &
+  perf_pid=$!
+fi
 mkdir -p bench/results
 ./target/release/socketgram-bench --url "http://$web" --server-pid "$server" \
   ${db_process:+--db-process "$db_process"} --grpc-url "http://$grpc" --grpc-token bench-token \
   --cid-base 1000 "$@" | tee -a "bench/results/$backend.jsonl"
+if [ -n "${PROFILE:-}" ]; then
+  kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
+  perf report -i "$work/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null \
+    | grep -E '^ +[0-9]' | head -40
+fi
