@@ -322,6 +322,27 @@ pub(crate) fn duplicates_within(batch: &[NewMessage]) -> Vec<Option<usize>> {
 /// Rows per multi-row INSERT of a batch (8 parameters each: under every backend's limit).
 pub(crate) const INSERT_ROWS: usize = 256;
 
+/// Splits the rows of a batch into multi-row statements whose row counts are powers of two
+/// (largest first, at most [`INSERT_ROWS`]).
+///
+/// Why: a multi-row statement's text depends on its row count, and sqlx prepares and caches
+/// one statement per text (100 per connection). Batches of every size from 1 to 256 fill that
+/// cache and evict from it, and on MySQL an eviction sends `COM_STMT_CLOSE`, which has no
+/// reply: sqlx's socket has no TCP_NODELAY, so the next statement sits in Nagle's buffer until
+/// the server's delayed ACK (about 40 ms). That was the MariaDB stall of BENCHMARKS.md. With
+/// power-of-two pieces each statement has at most 9 texts, and a batch at most 9 pieces.
+pub(crate) fn statement_pieces<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if rows.is_empty() {
+            return None;
+        }
+        let take = INSERT_ROWS.min(1 << rows.len().ilog2());
+        let (piece, rest) = rows.split_at(take);
+        rows = rest;
+        Some(piece)
+    })
+}
+
 /// What `append` stored for `new` under `id`.
 pub(crate) fn stored(new: &NewMessage, id: i64) -> StoreResult<Appended> {
     Ok(Appended {
@@ -378,4 +399,26 @@ pub(crate) fn finish_batch(
 /// Caps a requested page size.
 pub(crate) fn page(limit: u32) -> u32 {
     limit.clamp(1, MAX_PAGE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{INSERT_ROWS, statement_pieces};
+
+    #[test]
+    fn statement_pieces_are_powers_of_two_in_order() {
+        let mut sizes = std::collections::BTreeSet::new();
+        for n in 0..=3 * INSERT_ROWS + 7 {
+            let rows: Vec<usize> = (0..n).collect();
+            let pieces: Vec<&[usize]> = statement_pieces(&rows).collect();
+            assert_eq!(pieces.concat(), rows, "every row once, in order (n = {n})");
+            for piece in &pieces {
+                assert!(piece.len().is_power_of_two() && piece.len() <= INSERT_ROWS);
+                sizes.insert(piece.len());
+            }
+            assert!(pieces.windows(2).all(|w| w[0].len() >= w[1].len()));
+        }
+        // 1, 2, 4, ..., 256: the only statement texts a batch can produce.
+        assert_eq!(sizes.len(), INSERT_ROWS.ilog2() as usize + 1);
+    }
 }

@@ -9,13 +9,14 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use sqlx::{
-    Connection, MySql, Row, ValueRef as _,
+    Connection, MySql, QueryBuilder, Row, ValueRef as _,
     mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlRow},
 };
 
 use super::{
-    Backend, DatabaseConfig, Store, StoreError, StoreResult, duplicates_within, from_db_id, page,
-    redact_url, text, to_db_id,
+    Backend, DatabaseConfig, Store, StoreError, StoreResult, duplicates_within, finish_batch,
+    from_db_id, latest_per_conversation, page, redact_url, statement_pieces, stored, text,
+    to_db_id,
 };
 use crate::domain::{
     Admin, Appended, ConversationId, ConversationSummary, Direction, MessageId, NewMessage, Origin,
@@ -218,81 +219,103 @@ impl Store for MySqlStore {
 
     async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<Appended>> {
         let repeats = duplicates_within(batch);
-        // One statement per row here (multi-row INSERTs, as on SQLite and PostgreSQL, stalled
-        // on MariaDB in long runs with both sides idle: see BENCHMARKS.md).
         let mut tx = self.pool.begin().await?;
         // First of all: writers of every replica queue here, so ids commit in order.
         Self::lock_writers(&mut tx).await?;
-        let mut out: Vec<Appended> = Vec::with_capacity(batch.len());
-        for (new, repeat) in batch.iter().zip(repeats) {
-            if let Some(first) = repeat {
-                let message = out[first].message.clone();
-                out.push(Appended {
-                    message,
-                    duplicate: true,
-                });
+        let mut out: Vec<Option<Appended>> = vec![None; batch.len()];
+        let mut fresh = Vec::with_capacity(batch.len());
+        for (i, (new, repeat)) in batch.iter().zip(&repeats).enumerate() {
+            if repeat.is_some() {
                 continue;
             }
             if let Some(key) = new.client_msg_id.as_deref()
                 && let Some(message) =
                     Self::message_by_client_id(&mut tx, new.conversation_id, key).await?
             {
-                out.push(Appended {
+                out[i] = Some(Appended {
                     message,
                     duplicate: true,
                 });
                 continue;
             }
-            let direction = new.origin.direction();
-            let to_support = direction == Direction::ToSupport;
-            let id = sqlx::query(
-                "INSERT INTO messages (cid, aid, direction, date, message, check_msg, \
-                 check_msg_admin) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(to_db_id(new.conversation_id))
-            .bind(&new.admin_id)
-            .bind(direction.code())
-            .bind(new.local_date)
-            .bind(text::to_column(&new.text))
-            .bind(i32::from(to_support))
-            .bind(i32::from(!to_support))
-            .execute(&mut *tx)
-            .await?
-            .last_insert_id();
-            sqlx::query(
-                "INSERT INTO sg_message_meta (message_id, cid, origin, client_msg_id) \
-                 VALUES (?, ?, ?, ?)",
-            )
-            .bind(to_db_id(id))
-            .bind(to_db_id(new.conversation_id))
-            .bind(new.origin.code())
-            .bind(new.client_msg_id.as_deref())
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO sg_conversations (cid, last_message_id) VALUES (?, ?) \
-                 ON DUPLICATE KEY UPDATE last_message_id = GREATEST(last_message_id, ?)",
-            )
-            .bind(to_db_id(new.conversation_id))
-            .bind(to_db_id(id))
-            .bind(to_db_id(id))
-            .execute(&mut *tx)
-            .await?;
-            out.push(Appended {
-                message: StoredMessage {
-                    id,
-                    conversation_id: new.conversation_id,
-                    direction,
-                    origin: new.origin,
-                    admin_id: new.admin_id.clone(),
-                    text: new.text.clone(),
-                    local_date: new.local_date,
-                },
-                duplicate: false,
+            fresh.push(i);
+        }
+        // A few statements per batch, not three per message: each is a round trip inside
+        // the transaction that holds the write lock.
+        for chunk in statement_pieces(&fresh) {
+            let mut insert = QueryBuilder::<MySql>::new(
+                "INSERT INTO messages (cid, aid, direction, date, message, check_msg, check_msg_admin) ",
+            );
+            insert.push_values(chunk, |mut row, &i| {
+                let new = &batch[i];
+                let to_support = new.origin.direction() == Direction::ToSupport;
+                row.push_bind(to_db_id(new.conversation_id))
+                    .push_bind(new.admin_id.clone())
+                    .push_bind(new.origin.direction().code())
+                    .push_bind(new.local_date)
+                    .push_bind(text::to_column(&new.text))
+                    .push_bind(i32::from(to_support))
+                    .push_bind(i32::from(!to_support));
             });
+            let first = insert.build().execute(&mut *tx).await?.last_insert_id();
+            // LAST_INSERT_ID() is the first row's id. Under the write lock nobody else
+            // inserts, and InnoDB numbers a statement's rows in order, so the chunk's ids are
+            // the smallest ids from there on — read back rather than assuming them
+            // consecutive (auto_increment_increment, lock mode 2).
+            let ids: Vec<i64> =
+                sqlx::query("SELECT id FROM messages WHERE id >= ? ORDER BY id LIMIT ?")
+                    .bind(to_db_id(first))
+                    .bind(chunk.len() as i64)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|row| {
+                        id_from_row(row, "id", "messages.id")?.map(to_db_id).ok_or(
+                            StoreError::Corrupt {
+                                column: "messages.id",
+                                value: "NULL".into(),
+                            },
+                        )
+                    })
+                    .collect::<StoreResult<_>>()?;
+            if ids.len() != chunk.len() {
+                return Err(StoreError::Corrupt {
+                    column: "messages.id",
+                    value: format!("{} ids read back for {} rows", ids.len(), chunk.len()),
+                });
+            }
+            let mut meta = QueryBuilder::<MySql>::new(
+                "INSERT INTO sg_message_meta (message_id, cid, origin, client_msg_id) ",
+            );
+            meta.push_values(chunk.iter().zip(&ids), |mut row, (&i, &id)| {
+                let new = &batch[i];
+                row.push_bind(id)
+                    .push_bind(to_db_id(new.conversation_id))
+                    .push_bind(new.origin.code())
+                    .push_bind(new.client_msg_id.clone());
+            });
+            meta.build().execute(&mut *tx).await?;
+            for (&i, &id) in chunk.iter().zip(&ids) {
+                out[i] = Some(stored(&batch[i], id)?);
+            }
+            let latest = latest_per_conversation(batch, chunk, &ids);
+            for part in statement_pieces(&latest) {
+                let mut conversations = QueryBuilder::<MySql>::new(
+                    "INSERT INTO sg_conversations (cid, last_message_id) ",
+                );
+                conversations.push_values(part, |mut row, &(cid, id)| {
+                    row.push_bind(to_db_id(cid)).push_bind(id);
+                });
+                // VALUES(): MariaDB has no row alias; MySQL 8 still accepts it (deprecated).
+                conversations.push(
+                    " ON DUPLICATE KEY UPDATE \
+                     last_message_id = GREATEST(last_message_id, VALUES(last_message_id))",
+                );
+                conversations.build().execute(&mut *tx).await?;
+            }
         }
         tx.commit().await?;
-        Ok(out)
+        Ok(finish_batch(out, repeats))
     }
 
     async fn messages_after(

@@ -11,8 +11,8 @@ use sqlx::{
 };
 
 use super::{
-    Backend, DatabaseConfig, INSERT_ROWS, Store, StoreResult, duplicates_within, finish_batch,
-    from_db_id, latest_per_conversation, page, stored, text, to_db_id,
+    Backend, DatabaseConfig, Store, StoreResult, duplicates_within, finish_batch, from_db_id,
+    latest_per_conversation, page, statement_pieces, stored, text, to_db_id,
 };
 use crate::domain::{
     Admin, Appended, ConversationId, ConversationSummary, Direction, MessageId, NewMessage, Origin,
@@ -215,7 +215,7 @@ impl Store for PostgresStore {
         }
         // A few statements per batch, not three per message: each is a round trip inside
         // the transaction that holds the write lock.
-        for chunk in fresh.chunks(INSERT_ROWS) {
+        for chunk in statement_pieces(&fresh) {
             // Ids drawn under the write lock, ascending, then given to the rows in batch
             // order: no reliance on the order of RETURNING rows.
             let mut ids: Vec<i64> = sqlx::query_scalar(
@@ -256,20 +256,20 @@ impl Store for PostgresStore {
             for (&i, &id) in chunk.iter().zip(&ids) {
                 out[i] = Some(stored(&batch[i], id)?);
             }
-            let mut conversations = QueryBuilder::<Postgres>::new(
-                "INSERT INTO sg_conversations (cid, last_message_id) ",
-            );
-            conversations.push_values(
-                latest_per_conversation(batch, chunk, &ids),
-                |mut row, (cid, id)| {
+            let latest = latest_per_conversation(batch, chunk, &ids);
+            for part in statement_pieces(&latest) {
+                let mut conversations = QueryBuilder::<Postgres>::new(
+                    "INSERT INTO sg_conversations (cid, last_message_id) ",
+                );
+                conversations.push_values(part, |mut row, &(cid, id)| {
                     row.push_bind(to_db_id(cid)).push_bind(id);
-                },
-            );
-            conversations.push(
-                " ON CONFLICT (cid) DO UPDATE SET last_message_id = \
-                 GREATEST(sg_conversations.last_message_id, excluded.last_message_id)",
-            );
-            conversations.build().execute(&mut *tx).await?;
+                });
+                conversations.push(
+                    " ON CONFLICT (cid) DO UPDATE SET last_message_id = \
+                     GREATEST(sg_conversations.last_message_id, excluded.last_message_id)",
+                );
+                conversations.build().execute(&mut *tx).await?;
+            }
         }
         tx.commit().await?;
         Ok(finish_batch(out, repeats))

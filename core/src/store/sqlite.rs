@@ -13,8 +13,8 @@ use sqlx::{
 };
 
 use super::{
-    Backend, DatabaseConfig, INSERT_ROWS, Store, StoreResult, duplicates_within, finish_batch,
-    from_db_id, latest_per_conversation, page, stored, text, to_db_id,
+    Backend, DatabaseConfig, Store, StoreResult, duplicates_within, finish_batch, from_db_id,
+    latest_per_conversation, page, statement_pieces, stored, text, to_db_id,
 };
 use crate::domain::{
     Admin, Appended, ConversationId, ConversationSummary, Direction, MessageId, NewMessage, Origin,
@@ -165,7 +165,7 @@ impl Store for SqliteStore {
         }
         // Few statements per batch, not three per message: each statement is a round trip
         // to the connection's worker thread.
-        for chunk in fresh.chunks(INSERT_ROWS) {
+        for chunk in statement_pieces(&fresh) {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO messages (cid, aid, direction, date, message, check_msg, check_msg_admin) ",
             );
@@ -201,16 +201,19 @@ impl Store for SqliteStore {
                 out[i] = Some(stored(&batch[i], id)?);
             }
             let latest = latest_per_conversation(batch, chunk, &ids);
-            let mut conversations =
-                QueryBuilder::<Sqlite>::new("INSERT INTO sg_conversations (cid, last_message_id) ");
-            conversations.push_values(&latest, |mut row, &(cid, id)| {
-                row.push_bind(to_db_id(cid)).push_bind(id);
-            });
-            conversations.push(
-                " ON CONFLICT (cid) DO UPDATE SET \
-                 last_message_id = MAX(last_message_id, excluded.last_message_id)",
-            );
-            conversations.build().execute(&mut *tx).await?;
+            for part in statement_pieces(&latest) {
+                let mut conversations = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO sg_conversations (cid, last_message_id) ",
+                );
+                conversations.push_values(part, |mut row, &(cid, id)| {
+                    row.push_bind(to_db_id(cid)).push_bind(id);
+                });
+                conversations.push(
+                    " ON CONFLICT (cid) DO UPDATE SET \
+                     last_message_id = MAX(last_message_id, excluded.last_message_id)",
+                );
+                conversations.build().execute(&mut *tx).await?;
+            }
         }
         tx.commit().await?;
         Ok(finish_batch(out, repeats))
