@@ -141,8 +141,19 @@ impl Core {
 
     /// Validates, stores and publishes a message. A repeated client message id returns the
     /// first copy with `duplicate` set.
+    pub async fn send(self: &Arc<Self>, send: SendMessage) -> CoreResult<Appended> {
+        self.submit(send).await?.await
+    }
+
+    /// Validates a message and queues it for storing, behind every message submitted before
+    /// (one caller's messages are stored in the order it submits them); the returned future
+    /// resolves once it is stored and published. This lets an edge have many messages of one
+    /// socket in flight without waiting for each commit, and still keep their order.
     #[tracing::instrument(skip_all, fields(conversation = send.conversation_id))]
-    pub async fn send(&self, send: SendMessage) -> CoreResult<Appended> {
+    pub async fn submit(
+        self: &Arc<Self>,
+        send: SendMessage,
+    ) -> CoreResult<impl Future<Output = CoreResult<Appended>> + Send + 'static> {
         check_conversation_id(send.conversation_id)?;
         self.check_text(&send.text)?;
         let client_msg_id = match send.client_msg_id {
@@ -164,9 +175,9 @@ impl Core {
             // Support cannot open a conversation: it answers one that exists.
             self.require_conversation(send.conversation_id).await?;
         }
-        let appended = self
+        let pending = self
             .writer
-            .append(NewMessage {
+            .enqueue(NewMessage {
                 conversation_id: send.conversation_id,
                 origin,
                 admin_id,
@@ -178,8 +189,12 @@ impl Core {
                     .trunc_subsecs(0),
             })
             .await?;
-        self.known_insert(send.conversation_id);
-        Ok(appended)
+        let core = self.clone();
+        Ok(async move {
+            let appended = pending.stored().await?;
+            core.known_insert(appended.message.conversation_id);
+            Ok(appended)
+        })
     }
 
     fn check_text(&self, text: &str) -> CoreResult<()> {

@@ -41,15 +41,26 @@ impl Writer {
         Self { queue }
     }
 
-    /// Stores one message (with whatever else is queued) and returns it once it is committed
-    /// and published.
-    pub(crate) async fn append(&self, message: NewMessage) -> CoreResult<Appended> {
+    /// Queues one message behind everything queued before it (messages are stored in queue
+    /// order); the returned [`Pending`] resolves once it is committed and published.
+    pub(crate) async fn enqueue(&self, message: NewMessage) -> CoreResult<Pending> {
         let (reply, done) = oneshot::channel();
         self.queue
             .send(Job { message, reply })
             .await
             .map_err(|_| CoreError::Unavailable("the core is shutting down".into()))?;
-        done.await
+        Ok(Pending(done))
+    }
+}
+
+/// A queued message, until it is stored.
+pub(crate) struct Pending(oneshot::Receiver<CoreResult<Appended>>);
+
+impl Pending {
+    /// The stored message (with whatever else was queued), once committed and published.
+    pub(crate) async fn stored(self) -> CoreResult<Appended> {
+        self.0
+            .await
             .map_err(|_| CoreError::Internal("the message writer stopped".into()))?
     }
 }

@@ -1,7 +1,8 @@
-//! The edge's one stream to the core (`Chat.EdgeSession`, DESIGN.md): every subscription and
-//! every visitor socket's presence of this edge travel over it, however many sockets there
-//! are. When the stream breaks, the link reconnects with back-off, subscribes again from each
-//! subscription's cursor (so nothing is lost or repeated) and re-declares presence.
+//! The edge's one stream to the core (`Chat.EdgeSession`, DESIGN.md): every subscription,
+//! every visitor socket's presence and every message sent by this edge's sockets travel over
+//! it, however many sockets there are. When the stream breaks, the link reconnects with
+//! back-off, subscribes again from each subscription's cursor (so nothing is lost or
+//! repeated) and re-declares presence; sends still unanswered fail as unavailable.
 
 use std::{
     collections::HashMap,
@@ -14,11 +15,12 @@ use std::{
 
 use socketgram_proto::{
     client::CoreClient,
-    v1::{self as pb, edge_command::Command as Wire, edge_event::Kind},
+    v1::{self as pb, edge_command::Command as Wire, edge_event::Kind, edge_send_result::Outcome},
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tonic::{Code, Status};
 use tracing::{debug, info, warn};
 
 /// What a subscription receives.
@@ -45,7 +47,14 @@ enum Command {
         conversation: u64,
         online: bool,
     },
+    Send {
+        request: pb::SendMessageRequest,
+        reply: oneshot::Sender<SendResult>,
+    },
 }
+
+/// What a send through the link ends with.
+pub type SendResult = Result<pb::SendMessageResponse, Status>;
 
 /// The shared handle.
 pub struct CoreLink {
@@ -112,6 +121,23 @@ impl CoreLink {
         }
     }
 
+    /// Sends a message through the session. The message takes its place in the store order
+    /// when this is called, not when the returned future is polled: messages sent one after
+    /// another (from one socket) are stored in that order, while none waits for the commit of
+    /// the one before.
+    pub fn send(
+        &self,
+        request: pb::SendMessageRequest,
+    ) -> impl Future<Output = SendResult> + Send + 'static {
+        let (reply, answer) = oneshot::channel();
+        let _ = self.commands.send(Command::Send { request, reply });
+        async move {
+            answer
+                .await
+                .unwrap_or_else(|_| Err(Status::unavailable("the edge is shutting down")))
+        }
+    }
+
     /// One visitor socket more (`online`) or less.
     pub fn presence(&self, conversation: u64, online: bool) {
         let _ = self.commands.send(Command::Presence {
@@ -133,6 +159,9 @@ struct Sub {
 struct State {
     subs: HashMap<u64, Sub>,
     presence: HashMap<u64, u32>,
+    /// Sends written to the current session and not yet answered, by request id.
+    sends: HashMap<u64, oneshot::Sender<SendResult>>,
+    next_send: u64,
 }
 
 impl State {
@@ -160,6 +189,14 @@ impl State {
                     subscription_id: id,
                 })
             }),
+            Command::Send { request, reply } => {
+                self.next_send += 1;
+                self.sends.insert(self.next_send, reply);
+                Some(Wire::Send(pb::EdgeSend {
+                    request_id: self.next_send,
+                    request: Some(request),
+                }))
+            }
             Command::Presence {
                 conversation,
                 online,
@@ -183,6 +220,16 @@ impl State {
         }
     }
 
+    /// Fails every unanswered send: its session is gone, and whether the core stored it
+    /// cannot be known (a client with a `client_msg_id` can retry safely).
+    fn fail_sends(&mut self) {
+        for (_, reply) in self.sends.drain() {
+            let _ = reply.send(Err(Status::unavailable(
+                "the link to the core broke; the message may or may not have been stored",
+            )));
+        }
+    }
+
     /// Everything a fresh session must be told.
     fn replay(&self) -> Vec<Wire> {
         let subs = self
@@ -201,6 +248,16 @@ impl State {
     }
 
     fn route(&mut self, event: pb::EdgeEvent) {
+        if let Some(Kind::SendResult(result)) = event.kind {
+            if let Some(reply) = self.sends.remove(&result.request_id) {
+                let _ = reply.send(match result.outcome {
+                    Some(Outcome::Sent(sent)) => Ok(sent),
+                    Some(Outcome::Error(e)) => Err(Status::new(Code::from(e.code), e.message)),
+                    None => Err(Status::internal("the core answered a send with nothing")),
+                });
+            }
+            return;
+        }
         let Some(sub) = self.subs.get_mut(&event.subscription_id) else {
             return;
         };
@@ -255,6 +312,7 @@ async fn run(
     let mut state = State::default();
     let mut backoff = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
+        state.fail_sends();
         let (out, out_rx) = mpsc::unbounded_channel();
         for wire in state.replay() {
             let _ = out.send(pb::EdgeCommand {
@@ -281,7 +339,7 @@ async fn run(
                         () = shutdown.cancelled() => return,
                         () = &mut sleep => break,
                         command = commands.recv() => match command {
-                            Some(c) => { state.apply(c); }
+                            Some(c) => { state.apply(c); state.fail_sends(); }
                             None => return,
                         },
                     }

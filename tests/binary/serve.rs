@@ -836,3 +836,103 @@ async fn tls_on_both_listeners() {
     assert!(server.terminate().await);
     db.drop_db().await;
 }
+
+/// Sends through an edge session are taken in the session's order without waiting for each
+/// other's commit: hundreds in flight at once are stored in exactly the order sent, each gets
+/// its own answer, and refused ones are answered with their reason without holding up the rest.
+async fn edge_session_sends(server: &TestServer, _db: &TestDb) {
+    const SENDS: u64 = 300;
+    let mut chat = server.chat().await;
+    let (edge, commands) = mpsc::unbounded_channel();
+    let mut events = chat
+        .edge_session(tokio_stream::wrappers::UnboundedReceiverStream::new(
+            commands,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let request = |text: String, author| pb::SendMessageRequest {
+        conversation_id: 77,
+        author,
+        text,
+        client_msg_id: String::new(),
+    };
+    for i in 1..=SENDS {
+        let request = match i {
+            100 => Some(request("   ".into(), visitor())),
+            101 => Some(request("from nobody".into(), admin("nobody"))),
+            102 => None,
+            _ => Some(request(format!("m{i}"), visitor())),
+        };
+        edge.send(pb::EdgeCommand {
+            command: Some(Command::Send(pb::EdgeSend {
+                request_id: i,
+                request,
+            })),
+        })
+        .unwrap();
+    }
+    let mut answers = std::collections::HashMap::new();
+    while answers.len() < SENDS as usize {
+        let event = tokio::time::timeout(WAIT, events.message())
+            .await
+            .expect("every send is answered")
+            .unwrap()
+            .unwrap();
+        let Some(pb::edge_event::Kind::SendResult(result)) = event.kind else {
+            panic!("unexpected edge event {event:?}");
+        };
+        assert!(
+            answers.insert(result.request_id, result.outcome).is_none(),
+            "one answer per send"
+        );
+    }
+    use pb::edge_send_result::Outcome;
+    let refused = |i: u64| match &answers[&i] {
+        Some(Outcome::Error(e)) => Code::from(e.code),
+        other => panic!("send {i} should be refused, got {other:?}"),
+    };
+    assert_eq!(refused(100), Code::InvalidArgument);
+    assert_eq!(refused(101), Code::NotFound);
+    assert_eq!(refused(102), Code::InvalidArgument);
+    let mut last = 0;
+    for i in (1..=SENDS).filter(|i| !(100..=102).contains(i)) {
+        let Some(Outcome::Sent(sent)) = &answers[&i] else {
+            panic!("send {i} failed: {:?}", answers[&i]);
+        };
+        let id = sent.message.as_ref().unwrap().id;
+        assert!(id > last, "send {i} stored after the sends before it");
+        last = id;
+    }
+    let page = chat
+        .history(pb::HistoryRequest {
+            conversation_id: 77,
+            before_id: 0,
+            after_id: 0,
+            limit: 500,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let texts: Vec<String> = page.messages.iter().rev().map(|m| m.text.clone()).collect();
+    let expected: Vec<String> = (1..=SENDS)
+        .filter(|i| !(100..=102).contains(i))
+        .map(|i| format!("m{i}"))
+        .collect();
+    assert_eq!(texts, expected, "stored once each, in the order sent");
+}
+
+#[tokio::test]
+async fn sqlite_edge_session_sends_keep_their_order() {
+    with_backend(Backend::Sqlite, edge_session_sends).await;
+}
+
+#[tokio::test]
+async fn mysql_edge_session_sends_keep_their_order() {
+    with_backend(Backend::MySql, edge_session_sends).await;
+}
+
+#[tokio::test]
+async fn postgres_edge_session_sends_keep_their_order() {
+    with_backend(Backend::Postgres, edge_session_sends).await;
+}

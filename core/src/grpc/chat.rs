@@ -8,10 +8,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{convert, edge, status};
-use crate::{
-    Core, CoreError,
-    chat::{Cursor, SendMessage},
-};
+use crate::{Core, CoreError, chat::Cursor};
 
 type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -34,18 +31,9 @@ impl Chat for ChatApi {
         &self,
         request: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::SendMessageResponse>, Status> {
-        let r = request.into_inner();
-        let send = SendMessage {
-            conversation_id: r.conversation_id,
-            author: convert::author(r.author).map_err(status)?,
-            text: r.text,
-            client_msg_id: Some(r.client_msg_id),
-        };
+        let send = convert::send(request.into_inner()).map_err(status)?;
         let appended = self.core.send(send).await.map_err(status)?;
-        Ok(Response::new(pb::SendMessageResponse {
-            message: Some(convert::message(&self.core, &appended.message)),
-            duplicate: appended.duplicate,
-        }))
+        Ok(Response::new(convert::sent(&self.core, &appended)))
     }
 
     async fn history(

@@ -4,10 +4,10 @@ use socketgram_proto::v1 as pb;
 
 use crate::{
     Core,
-    chat::Author,
+    chat::{Author, SendMessage},
     domain::{
-        Admin, ConversationSummary, Direction, Origin, Reader, Scope, StoredMessage, TelegramLink,
-        TelegramMode,
+        Admin, Appended, ConversationSummary, Direction, Origin, Reader, Scope, StoredMessage,
+        TelegramLink, TelegramMode,
     },
     error::{CoreError, CoreResult},
     hub::Event,
@@ -47,6 +47,24 @@ fn author_kind(origin: Origin) -> pb::AuthorKind {
         Origin::Admin => pb::AuthorKind::Admin,
         Origin::Telegram => pb::AuthorKind::Telegram,
         Origin::Backend => pb::AuthorKind::Backend,
+    }
+}
+
+/// A `SendMessageRequest` as the core's [`SendMessage`].
+pub(crate) fn send(r: pb::SendMessageRequest) -> CoreResult<SendMessage> {
+    Ok(SendMessage {
+        conversation_id: r.conversation_id,
+        author: author(r.author)?,
+        text: r.text,
+        client_msg_id: Some(r.client_msg_id),
+    })
+}
+
+/// What `SendMessage` answers for a stored message.
+pub(crate) fn sent(core: &Core, appended: &Appended) -> pb::SendMessageResponse {
+    pb::SendMessageResponse {
+        message: Some(message(core, &appended.message)),
+        duplicate: appended.duplicate,
     }
 }
 

@@ -1,10 +1,12 @@
-//! `EdgeSession`: one long-lived stream per edge that carries the subscriptions and visitor
-//! presence of all its sockets (DESIGN.md: edges multiplex instead of opening a stream per
+//! `EdgeSession`: one long-lived stream per edge that carries the subscriptions, visitor
+//! presence and sends of all its sockets (DESIGN.md: edges multiplex instead of opening a stream per
 //! socket). When the stream ends, for whatever reason, the edge's visitors go offline.
 
 use std::{collections::HashMap, sync::Arc};
 
-use socketgram_proto::v1::{self as pb, edge_command::Command, edge_event::Kind};
+use socketgram_proto::v1::{
+    self as pb, edge_command::Command, edge_event::Kind, edge_send_result::Outcome,
+};
 use tokio::{sync::mpsc, task::JoinHandle};
 use tonic::{Status, Streaming};
 use tracing::{debug, info};
@@ -86,6 +88,28 @@ async fn serve(
                     task.abort();
                 }
             }
+            Command::Send(pb::EdgeSend {
+                request_id,
+                request,
+            }) => {
+                // Submitted here, in the session's order; answered when stored, while the
+                // session goes on taking commands.
+                let submitted = match request.map(convert::send) {
+                    Some(Ok(send)) => core.submit(send).await,
+                    Some(Err(e)) => Err(e),
+                    None => Err(CoreError::InvalidArgument("send needs a request".into())),
+                };
+                match submitted {
+                    Ok(stored) => {
+                        let (core, out) = (core.clone(), out.clone());
+                        tokio::spawn(async move {
+                            let outcome = stored.await.map(|a| convert::sent(&core, &a));
+                            answer(&out, request_id, outcome).await;
+                        });
+                    }
+                    Err(e) => answer(out, request_id, Err(e)).await,
+                }
+            }
             Command::Presence(pb::EdgePresence {
                 conversation_id,
                 online,
@@ -137,11 +161,32 @@ async fn forward(core: Arc<Core>, id: u64, request: Option<pb::SubscribeRequest>
     }
 }
 
-async fn refuse(out: &Out, subscription_id: u64, e: CoreError) {
-    let error = pb::EdgeSubscriptionError {
-        code: code(&e) as i32,
-        message: e.to_string(),
+/// Answers an `EdgeSend`.
+async fn answer(out: &Out, request_id: u64, outcome: Result<pb::SendMessageResponse, CoreError>) {
+    let outcome = match outcome {
+        Ok(sent) => Outcome::Sent(sent),
+        Err(e) => Outcome::Error(error(&e)),
     };
+    let _ = out
+        .send(Ok(pb::EdgeEvent {
+            subscription_id: 0,
+            kind: Some(Kind::SendResult(pb::EdgeSendResult {
+                request_id,
+                outcome: Some(outcome),
+            })),
+        }))
+        .await;
+}
+
+fn error(e: &CoreError) -> pb::EdgeSubscriptionError {
+    pb::EdgeSubscriptionError {
+        code: code(e) as i32,
+        message: e.to_string(),
+    }
+}
+
+async fn refuse(out: &Out, subscription_id: u64, e: CoreError) {
+    let error = error(&e);
     let _ = out
         .send(Ok(pb::EdgeEvent {
             subscription_id,

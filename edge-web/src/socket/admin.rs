@@ -12,7 +12,7 @@ use socketgram_proto::v1 as pb;
 use socketioxide::extract::{AckSender, SocketRef};
 use tracing::warn;
 
-use super::{Peer, ok, refuse, refuse_with_ack};
+use super::{Peer, Turn, ok, refuse, refuse_with_ack};
 use crate::Edge;
 
 /// The admin login for a request: the token's, or the payload's `adm` for legacy admins.
@@ -64,7 +64,14 @@ pub fn subscribe(s: &SocketRef, peer: &Peer, data: &Value, ack: AckSender) {
 
 /// `new message:servadm {username, message, room, adm}`: a reply, stored and delivered to
 /// every tab of the visitor and every admin (and, by the Telegram edge, to a linked chat).
-pub async fn new_message(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, ack: AckSender) {
+pub async fn new_message(
+    s: &SocketRef,
+    edge: &Edge,
+    peer: &Peer,
+    turn: Turn,
+    data: &Value,
+    ack: AckSender,
+) {
     let event = incoming::NEW_MESSAGE_ADMIN;
     let fields = match Fields::of(data) {
         Ok(f) => f,
@@ -112,9 +119,13 @@ pub async fn new_message(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, 
         text,
         client_msg_id,
     };
-    match edge.link.client().chat.send_message(request).await {
+    let sent = edge.link.send(request);
+    // The message has its place in the store order: the socket's next event need not wait
+    // for this one's commit.
+    drop(turn);
+    match sent.await {
         Ok(sent) => {
-            if let Some(m) = sent.into_inner().message {
+            if let Some(m) = sent.message {
                 ok(ack, json!({ "label": m.id }));
             }
         }

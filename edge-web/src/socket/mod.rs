@@ -234,13 +234,15 @@ async fn dispatch(
     let is_admin = matches!(peer.identity, Identity::Admin { .. });
     match (event.as_str(), is_admin) {
         (incoming::SUBSCRIBE, false) => visitor::subscribe(&s, &edge, &peer, &data, ack).await,
-        (incoming::NEW_MESSAGE, false) => visitor::new_message(&s, &edge, &peer, &data, ack).await,
+        (incoming::NEW_MESSAGE, false) => {
+            visitor::new_message(&s, &edge, &peer, turn, &data, ack).await
+        }
         (incoming::TAKE_HISTORY, false) => {
             visitor::take_history(&s, &edge, &peer, &data, ack).await
         }
         (incoming::SUBSCRIBE_ADMIN, true) => admin::subscribe(&s, &peer, &data, ack),
         (incoming::NEW_MESSAGE_ADMIN, true) => {
-            admin::new_message(&s, &edge, &peer, &data, ack).await
+            admin::new_message(&s, &edge, &peer, turn, &data, ack).await
         }
         (incoming::UPDATE_ADMIN_LIST, true) => admin::update_list(&s, &edge, ack).await,
         (

@@ -13,7 +13,7 @@ use socketgram_proto::v1 as pb;
 use socketioxide::extract::{AckSender, SocketRef};
 use tracing::warn;
 
-use super::{Peer, ok, refuse, refuse_with_ack};
+use super::{Peer, Turn, ok, refuse, refuse_with_ack};
 use crate::{Edge, fanout::payload};
 
 /// The visitor behind a socket.
@@ -126,7 +126,14 @@ pub async fn subscribe(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, ac
 
 /// `new message {username, message, room}`: stored, then delivered to every tab of the
 /// visitor and to every admin through the live stream.
-pub async fn new_message(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, ack: AckSender) {
+pub async fn new_message(
+    s: &SocketRef,
+    edge: &Edge,
+    peer: &Peer,
+    turn: Turn,
+    data: &Value,
+    ack: AckSender,
+) {
     let event = incoming::NEW_MESSAGE;
     let Some((fields, ack)) = own_fields(s, peer, data, event, ack) else {
         return;
@@ -147,9 +154,13 @@ pub async fn new_message(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, 
         text,
         client_msg_id,
     };
-    match edge.link.client().chat.send_message(request).await {
+    let sent = edge.link.send(request);
+    // The message has its place in the store order: the socket's next event need not wait
+    // for this one's commit.
+    drop(turn);
+    match sent.await {
         Ok(sent) => {
-            if let (Some(ack), Some(m)) = (ack, sent.into_inner().message) {
+            if let (Some(ack), Some(m)) = (ack, sent.message) {
                 ok(ack, json!({ "label": m.id }));
             }
         }
