@@ -44,7 +44,7 @@ ip_events_per_second = 10000000
 ip_events_burst = 10000000
 connections_per_ip = 1000000
 [log]
-filter = "warn"
+filter = "${LOG_FILTER:-warn}"
 TOML
 ./target/release/socketgram migrate -c "$work/socketgram.toml"
 admin_sql="INSERT INTO adm_account (aid, name, lid) VALUES ('bench', 'Bench', 2)"
@@ -75,6 +75,7 @@ cleanup() {
     mariadb) mysql -uroot -h127.0.0.1 -e "DROP DATABASE IF EXISTS $name" ;;
     postgres) psql -q -U postgres -h 127.0.0.1 -d postgres -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" ;;
   esac
+  [ -n "${KEEP_LOG:-}" ] && cp "$work/server.log" "$KEEP_LOG"
   rm -rf "$work"
 }
 trap cleanup EXIT

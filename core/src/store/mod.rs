@@ -10,6 +10,7 @@
 //! `sg_delivery_cursors` (how far each consumer that pushes messages elsewhere has got).
 
 mod mysql;
+mod nodelay;
 mod postgres;
 mod sqlite;
 pub mod text;
