@@ -61,6 +61,9 @@ enum Scenario {
         concurrency: usize,
         #[arg(long, default_value_t = 0)]
         hold_secs: u64,
+        /// Only connect (no `subscribe`): what a connection costs without its subscription.
+        #[arg(long)]
+        handshake_only: bool,
     },
     /// 2: sustained visitor -> admin throughput with K messages in flight.
     Throughput {
@@ -154,7 +157,17 @@ async fn main() -> anyhow::Result<ExitCode> {
             visitors,
             concurrency,
             hold_secs,
-        } => scenarios::connect(&t, visitors, concurrency, Duration::from_secs(hold_secs)).await,
+            handshake_only,
+        } => {
+            scenarios::connect(
+                &t,
+                visitors,
+                concurrency,
+                Duration::from_secs(hold_secs),
+                handshake_only,
+            )
+            .await
+        }
         Scenario::Throughput {
             visitors,
             in_flight,

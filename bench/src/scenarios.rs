@@ -31,12 +31,14 @@ pub struct Admin {
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Connects and subscribes visitors `offset..offset + n` of the run, `concurrency` at a time.
+/// Connects visitors `offset..offset + n` of the run, `concurrency` at a time, and subscribes
+/// each unless `handshake_only`.
 pub async fn connect_visitors(
     t: &Target,
     offset: usize,
     n: usize,
     concurrency: usize,
+    handshake_only: bool,
 ) -> (Vec<Visitor>, Vec<String>) {
     let results: Vec<_> = stream::iter(offset..offset + n)
         .map(|i| {
@@ -48,6 +50,13 @@ pub async fn connect_visitors(
                         crate::sio::Client::connect(t.server, t.source(i), &t.visitor_query(cid))
                             .await
                             .map_err(|e| format!("visitor {cid}: {e}"))?;
+                    if handshake_only {
+                        return Ok(Visitor {
+                            cid,
+                            client,
+                            events,
+                        });
+                    }
                     client.emit_ack(
                         "subscribe",
                         &json!({ "room": t.room(cid), "username": cid.to_string() }),
@@ -140,7 +149,7 @@ async fn participants(
     admins: usize,
     report: &mut Report,
 ) -> Option<(Vec<Visitor>, Vec<Admin>)> {
-    let (vs, errors) = connect_visitors(t, 0, visitors, 256).await;
+    let (vs, errors) = connect_visitors(t, 0, visitors, 256, false).await;
     if !errors.is_empty() || vs.is_empty() {
         report.errors.extend(errors);
         return None;
@@ -181,16 +190,23 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// Scenario 1: connect and subscribe `n` visitors; connect rate and server memory per
-/// connection; hold them for `hold`.
-pub async fn connect(t: &Target, n: usize, concurrency: usize, hold: Duration) -> Report {
+/// Scenario 1: connect and subscribe `n` visitors (only connect them with `handshake_only`,
+/// to tell the connection's cost from the subscription's); connect rate and server memory
+/// per connection; hold them for `hold`.
+pub async fn connect(
+    t: &Target,
+    n: usize,
+    concurrency: usize,
+    hold: Duration,
+    handshake_only: bool,
+) -> Report {
     let mut report = Report::new(
         "connect",
-        json!({ "visitors": n, "concurrency": concurrency }),
+        json!({ "visitors": n, "concurrency": concurrency, "handshake_only": handshake_only }),
     );
     let before = sample(t.server_pid);
     let start = Instant::now();
-    let (visitors, errors) = connect_visitors(t, 0, n, concurrency).await;
+    let (visitors, errors) = connect_visitors(t, 0, n, concurrency, handshake_only).await;
     let seconds = start.elapsed().as_secs_f64();
     report.figure("connected", visitors.len());
     report.figure("seconds", round2(seconds));
@@ -541,7 +557,7 @@ pub async fn grpc(t: &Target, run: u32, streams: usize, messages: u64) -> Report
         }
     };
     // One visitor socket to probe the admin with; the gRPC callers write as other visitors.
-    let (vs, errors) = connect_visitors(t, 0, 1, 1).await;
+    let (vs, errors) = connect_visitors(t, 0, 1, 1, false).await;
     if !errors.is_empty() || vs.is_empty() {
         report.errors.extend(errors);
         return report;
