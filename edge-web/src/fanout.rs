@@ -1,15 +1,18 @@
 //! Live events from the core to sockets, in order.
 //!
-//! One task per conversation that has visitor sockets here, and one for all admins. Each
-//! task owns the order of what its sockets see: a socket that subscribes gets its history up
-//! to the task's cursor and only then joins the Socket.IO room that live messages go to, so
-//! no message is missed, shown twice, or shown before older ones (LEGACY.md §9.6, §9.8).
+//! One task and one core subscription (all conversations, with presence) for every socket of
+//! the edge: per-visitor subscriptions to the core would cost a task, channels and a stream
+//! entry per socket on both sides. The task owns the order of what sockets see: a visitor
+//! socket that subscribes gets its history up to the task's cursor, then the live messages of
+//! its conversation that came meanwhile, and only then joins the Socket.IO room that live
+//! messages go to, so no message is missed, shown twice, or shown before older ones
+//! (LEGACY.md §9.6, §9.8).
 //! Legacy pages and Socketgram's widget sit in separate rooms: the legacy pages insert
 //! `message` as HTML and get it escaped; the widget renders text and gets it plain.
 
 use std::{
     collections::{BTreeSet, HashMap},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::Duration,
 };
 
@@ -20,13 +23,14 @@ use socketgram_proto::v1::{self as pb, event::Kind, subscribe_request::Scope};
 use socketioxide::{
     SendError, SocketError, SocketIo,
     extract::{AckSender, SocketRef},
+    socket::Sid,
 };
 use tokio::sync::mpsc;
 use tracing::warn;
 
 use crate::{
-    core_link::{CoreLink, LinkEvent, Subscription},
-    socket::{ok, refuse_with_ack},
+    core_link::{CoreLink, LinkEvent},
+    socket::refuse_with_ack,
 };
 
 /// How a socket wants message text.
@@ -102,6 +106,7 @@ fn broadcast(io: &SocketIo, rooms: impl Fn(Flavor) -> String, m: &pb::Message) {
 enum Join {
     /// `ack` is answered once the history is sent and the socket is live.
     Visitor {
+        conversation: u64,
         socket: SocketRef,
         flavor: Flavor,
         since: Option<u64>,
@@ -113,37 +118,34 @@ enum Join {
     },
 }
 
-struct Handle {
-    tx: mpsc::UnboundedSender<Join>,
-    members: usize,
+/// What the fan-out task is told.
+enum Input {
+    Join(Join),
+    /// A joining visitor socket has had its history (or was refused: `ack` taken).
+    Admitted {
+        conversation: u64,
+        socket: SocketRef,
+        flavor: Flavor,
+        ack: Option<AckSender>,
+        ok: bool,
+    },
 }
 
-/// The fan-out tasks.
+/// The fan-out: one task and one core subscription (every conversation, with presence) for
+/// all of this edge's sockets, however many visitors there are.
 pub struct Fanout {
-    io: SocketIo,
-    link: Arc<CoreLink>,
-    conversations: Mutex<HashMap<u64, Handle>>,
-    admins: mpsc::UnboundedSender<Join>,
+    input: mpsc::UnboundedSender<Input>,
 }
 
 impl Fanout {
     pub fn start(io: SocketIo, link: Arc<CoreLink>) -> Arc<Self> {
-        let (admins, rx) = mpsc::unbounded_channel();
-        tokio::spawn(admins_task(io.clone(), link.clone(), rx));
-        Arc::new(Self {
-            io,
-            link,
-            conversations: Mutex::default(),
-            admins,
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Handle>> {
-        self.conversations.lock().unwrap_or_else(|e| e.into_inner())
+        let (input, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(io, link, input.clone(), rx));
+        Arc::new(Self { input })
     }
 
     /// A visitor socket subscribes: history (the last page, or everything after `since`),
-    /// then live messages. Call [`Fanout::leave`] once when the socket goes.
+    /// then live messages. It leaves by disconnecting.
     pub fn join_visitor(
         &self,
         conversation: u64,
@@ -152,41 +154,18 @@ impl Fanout {
         since: Option<u64>,
         ack: Option<AckSender>,
     ) {
-        let mut map = self.lock();
-        let handle = map.entry(conversation).or_insert_with(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(conversation_task(
-                conversation,
-                self.io.clone(),
-                self.link.clone(),
-                rx,
-            ));
-            Handle { tx, members: 0 }
-        });
-        handle.members += 1;
-        let _ = handle.tx.send(Join::Visitor {
+        let _ = self.input.send(Input::Join(Join::Visitor {
+            conversation,
             socket,
             flavor,
             since,
             ack,
-        });
-    }
-
-    /// A visitor socket that joined has gone.
-    pub fn leave(&self, conversation: u64) {
-        let mut map = self.lock();
-        if let Some(handle) = map.get_mut(&conversation) {
-            handle.members -= 1;
-            if handle.members == 0 {
-                // Dropping the sender ends the task, which unsubscribes.
-                map.remove(&conversation);
-            }
-        }
+        }));
     }
 
     /// An admin socket: who is online now, then every message and presence change.
     pub fn join_admin(&self, socket: SocketRef, flavor: Flavor) {
-        let _ = self.admins.send(Join::Admin { socket, flavor });
+        let _ = self.input.send(Input::Join(Join::Admin { socket, flavor }));
     }
 }
 
@@ -196,42 +175,54 @@ const CATCH_UP: u32 = 500;
 /// Pause before subscribing again after the core ended a subscription.
 const RESUBSCRIBE: Duration = Duration::from_millis(500);
 
-async fn conversation_task(
-    conversation: u64,
+/// The task's state.
+struct State {
     io: SocketIo,
     link: Arc<CoreLink>,
-    mut joins: mpsc::UnboundedReceiver<Join>,
+    input: mpsc::UnboundedSender<Input>,
+    /// The greatest message id seen; `None` until the subscription has caught up.
+    cursor: Option<u64>,
+    online: BTreeSet<u64>,
+    /// Joins that came before the first catch-up.
+    waiting: Vec<Join>,
+    /// Visitor sockets fetching their history, per conversation, with the live messages
+    /// that came meanwhile (sent after the history, before the socket joins its room).
+    admitting: HashMap<u64, Vec<(Sid, Vec<pb::Message>)>>,
+}
+
+async fn run(
+    io: SocketIo,
+    link: Arc<CoreLink>,
+    input: mpsc::UnboundedSender<Input>,
+    mut rx: mpsc::UnboundedReceiver<Input>,
 ) {
-    let scope = Scope::ConversationId(conversation);
-    let mut sub: Subscription = link.subscribe(scope, None);
-    let mut cursor: Option<u64> = None;
-    let mut waiting = Vec::new();
+    let scope = Scope::AllConversations(true);
+    let mut sub = link.subscribe(scope, None);
+    let mut state = State {
+        io,
+        link,
+        input,
+        cursor: None,
+        online: BTreeSet::new(),
+        waiting: Vec::new(),
+        admitting: HashMap::new(),
+    };
     loop {
         tokio::select! {
-            join = joins.recv() => match join {
-                Some(join) if cursor.is_some() => admit(&link, conversation, join, cursor.unwrap_or(0)).await,
-                Some(join) => waiting.push(join),
+            input = rx.recv() => match input {
+                Some(Input::Join(join)) if state.cursor.is_some() => state.join(join),
+                Some(Input::Join(join)) => state.waiting.push(join),
+                Some(Input::Admitted { conversation, socket, flavor, ack, ok }) => {
+                    state.admitted(conversation, socket, flavor, ack, ok);
+                }
                 None => return,
             },
             event = sub.recv() => match event {
-                Some(LinkEvent::Event(Kind::CaughtUp(c))) => {
-                    let at = cursor.unwrap_or(0).max(c.last_message_id);
-                    cursor = Some(at);
-                    for join in waiting.drain(..) {
-                        admit(&link, conversation, join, at).await;
-                    }
-                }
-                Some(LinkEvent::Event(Kind::Message(m))) => {
-                    if cursor.is_none_or(|c| m.id > c) {
-                        cursor = Some(m.id);
-                        broadcast(&io, |f| conversation_room(conversation, f), &m);
-                    }
-                }
-                Some(LinkEvent::Event(_)) => {}
+                Some(LinkEvent::Event(event)) => state.event(event).await,
                 Some(LinkEvent::Ended { code, message }) => {
-                    warn!(conversation, code, %message, "conversation subscription ended; subscribing again");
+                    warn!(code, %message, "live subscription ended; subscribing again");
                     tokio::time::sleep(RESUBSCRIBE).await;
-                    sub = link.subscribe(scope, cursor);
+                    sub = state.link.subscribe(scope, state.cursor);
                 }
                 None => return,
             },
@@ -239,17 +230,143 @@ async fn conversation_task(
     }
 }
 
-/// Sends a joining visitor socket its history up to `cursor`, then puts it in the room.
-async fn admit(link: &CoreLink, conversation: u64, join: Join, cursor: u64) {
-    let Join::Visitor {
-        socket,
-        flavor,
-        since,
-        ack,
-    } = join
-    else {
-        return;
-    };
+impl State {
+    async fn event(&mut self, event: Kind) {
+        match event {
+            Kind::PresenceSnapshot(s) => {
+                // After a reconnect the snapshot may differ from what admins were told.
+                let now: BTreeSet<u64> = s.online.into_iter().collect();
+                for &gone in self.online.difference(&now) {
+                    presence(&self.io, gone, false).await;
+                }
+                for &came in now.difference(&self.online) {
+                    presence(&self.io, came, true).await;
+                }
+                self.online = now;
+            }
+            Kind::CaughtUp(c) => {
+                self.cursor = Some(self.cursor.unwrap_or(0).max(c.last_message_id));
+                for join in std::mem::take(&mut self.waiting) {
+                    self.join(join);
+                }
+            }
+            Kind::Presence(p) => {
+                let changed = if p.online {
+                    self.online.insert(p.conversation_id)
+                } else {
+                    self.online.remove(&p.conversation_id)
+                };
+                if changed {
+                    presence(&self.io, p.conversation_id, p.online).await;
+                }
+            }
+            Kind::Message(m) => {
+                if self.cursor.is_none_or(|c| m.id > c) {
+                    self.cursor = Some(m.id);
+                    broadcast(&self.io, admin_room, &m);
+                    broadcast(&self.io, |f| conversation_room(m.conversation_id, f), &m);
+                    if let Some(joining) = self.admitting.get_mut(&m.conversation_id) {
+                        for (_, held) in joining {
+                            held.push(m.clone());
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn join(&mut self, join: Join) {
+        let at = self.cursor.unwrap_or(0);
+        match join {
+            Join::Admin { socket, flavor } => admit_admin(socket, flavor, &self.online),
+            Join::Visitor {
+                conversation,
+                socket,
+                flavor,
+                since,
+                ack,
+            } => {
+                // History up to `at` is read on the side (joins do not wait for each other);
+                // what comes after it is held here until then.
+                self.admitting
+                    .entry(conversation)
+                    .or_default()
+                    .push((socket.id, Vec::new()));
+                let (link, input) = (self.link.clone(), self.input.clone());
+                tokio::spawn(async move {
+                    let (ack, ok) =
+                        send_history(&link, conversation, &socket, flavor, since, ack, at).await;
+                    let _ = input.send(Input::Admitted {
+                        conversation,
+                        socket,
+                        flavor,
+                        ack,
+                        ok,
+                    });
+                });
+            }
+        }
+    }
+
+    fn admitted(
+        &mut self,
+        conversation: u64,
+        socket: SocketRef,
+        flavor: Flavor,
+        ack: Option<AckSender>,
+        ok: bool,
+    ) {
+        let Some(joining) = self.admitting.get_mut(&conversation) else {
+            return;
+        };
+        let Some(i) = joining.iter().position(|(sid, _)| *sid == socket.id) else {
+            return;
+        };
+        let (_, held) = joining.swap_remove(i);
+        if joining.is_empty() {
+            self.admitting.remove(&conversation);
+        }
+        if !ok || !socket.connected() {
+            return;
+        }
+        for m in &held {
+            if !emit_or_drop(&socket, m, flavor) {
+                return;
+            }
+        }
+        socket.join(conversation_room(conversation, flavor));
+        if let Some(ack) = ack {
+            crate::socket::ok(ack, serde_json::json!({ "conversation": conversation }));
+        }
+    }
+}
+
+/// Emits a message to one socket; a full or closed socket is disconnected (better gone than
+/// silently missing a message: the client reconnects and resumes from what it has).
+fn emit_or_drop(socket: &SocketRef, m: &pb::Message, flavor: Flavor) -> bool {
+    if socket
+        .emit(outgoing::NEW_MESSAGE, &payload(m, flavor))
+        .is_err()
+    {
+        let _ = socket.clone().disconnect();
+        return false;
+    }
+    true
+}
+
+/// Sends a joining visitor socket its history up to `cursor`: the last page with the history
+/// button, or (a reconnecting widget, `since`) everything after what it has when that fits one
+/// page. Returns the ack still to answer, and whether the socket may go live.
+async fn send_history(
+    link: &CoreLink,
+    conversation: u64,
+    socket: &SocketRef,
+    flavor: Flavor,
+    since: Option<u64>,
+    ack: Option<AckSender>,
+    cursor: u64,
+) -> (Option<AckSender>, bool) {
     let mut chat = link.client().chat;
     let request = |before_id, limit, after_id| pb::HistoryRequest {
         conversation_id: conversation,
@@ -257,15 +374,14 @@ async fn admit(link: &CoreLink, conversation: u64, join: Join, cursor: u64) {
         limit,
         after_id,
     };
-    // A reconnecting widget gets everything after what it has, oldest first, when that fits
-    // one page; otherwise (and for a first subscribe) the last page and the history button.
     let mut page = None;
     if let Some(since) = since.filter(|&s| s < cursor) {
         match chat.history(request(0, CATCH_UP, since)).await {
             Ok(p) if !p.get_ref().has_more => page = Some((p.into_inner().messages, false)),
             Ok(_) => {}
             Err(status) => {
-                return refuse_with_ack(&socket, ack, events::incoming::SUBSCRIBE, &status);
+                refuse_with_ack(socket, ack, events::incoming::SUBSCRIBE, &status);
+                return (None, false);
             }
         }
     } else if since.is_some() {
@@ -283,106 +399,38 @@ async fn admit(link: &CoreLink, conversation: u64, join: Join, cursor: u64) {
                 (p.messages.into_iter().rev().collect(), p.has_more)
             }
             Err(status) => {
-                return refuse_with_ack(&socket, ack, events::incoming::SUBSCRIBE, &status);
+                refuse_with_ack(socket, ack, events::incoming::SUBSCRIBE, &status);
+                return (None, false);
             }
         },
     };
     for m in messages.iter().filter(|m| m.id <= cursor) {
-        if socket
-            .emit(outgoing::NEW_MESSAGE, &payload(m, flavor))
-            .is_err()
-        {
-            // A full or closed socket: better gone than silently missing a message; the
-            // client reconnects and resumes from what it has.
-            let _ = socket.disconnect();
-            return;
+        if !emit_or_drop(socket, m, flavor) {
+            return (ack, false);
         }
     }
     if more {
         let _ = socket.emit(outgoing::ADD_HISTORY_BUTTON, &NO_ARGS);
     }
-    if !socket.connected() {
-        return;
-    }
-    socket.join(conversation_room(conversation, flavor));
-    if let Some(ack) = ack {
-        ok(ack, serde_json::json!({ "conversation": conversation }));
-    }
+    (ack, true)
 }
 
-async fn admins_task(io: SocketIo, link: Arc<CoreLink>, mut joins: mpsc::UnboundedReceiver<Join>) {
-    let scope = Scope::AllConversations(true);
-    let mut sub = link.subscribe(scope, None);
-    let mut cursor: Option<u64> = None;
-    let mut online: BTreeSet<u64> = BTreeSet::new();
-    let mut waiting = Vec::new();
-    let presence = async |io: &SocketIo, conversation: u64, is_online: bool| {
-        let event = if is_online {
-            outgoing::ONLINE
-        } else {
-            outgoing::OFFLINE
-        };
-        let payload = PresencePayload {
-            cid: conversation.to_string(),
-        };
-        for flavor in [Flavor::Legacy, Flavor::Plain] {
-            let _ = io.to(admin_room(flavor)).emit(event, &payload).await;
-        }
+async fn presence(io: &SocketIo, conversation: u64, is_online: bool) {
+    let event = if is_online {
+        outgoing::ONLINE
+    } else {
+        outgoing::OFFLINE
     };
-    loop {
-        tokio::select! {
-            join = joins.recv() => match join {
-                Some(join) if cursor.is_some() => admit_admin(join, &online),
-                Some(join) => waiting.push(join),
-                None => return,
-            },
-            event = sub.recv() => match event {
-                Some(LinkEvent::Event(Kind::PresenceSnapshot(s))) => {
-                    // After a reconnect the snapshot may differ from what admins were told.
-                    let now: BTreeSet<u64> = s.online.into_iter().collect();
-                    for &gone in online.difference(&now) {
-                        presence(&io, gone, false).await;
-                    }
-                    for &came in now.difference(&online) {
-                        presence(&io, came, true).await;
-                    }
-                    online = now;
-                }
-                Some(LinkEvent::Event(Kind::CaughtUp(c))) => {
-                    cursor = Some(cursor.unwrap_or(0).max(c.last_message_id));
-                    for join in waiting.drain(..) {
-                        admit_admin(join, &online);
-                    }
-                }
-                Some(LinkEvent::Event(Kind::Presence(p))) => {
-                    let changed = if p.online { online.insert(p.conversation_id) } else { online.remove(&p.conversation_id) };
-                    if changed {
-                        presence(&io, p.conversation_id, p.online).await;
-                    }
-                }
-                Some(LinkEvent::Event(Kind::Message(m))) => {
-                    if cursor.is_none_or(|c| m.id > c) {
-                        cursor = Some(m.id);
-                        broadcast(&io, admin_room, &m);
-                    }
-                }
-                Some(LinkEvent::Event(_)) => {}
-                Some(LinkEvent::Ended { code, message }) => {
-                    warn!(code, %message, "admin subscription ended; subscribing again");
-                    tokio::time::sleep(RESUBSCRIBE).await;
-                    sub = link.subscribe(scope, cursor);
-                }
-                None => return,
-            },
-        }
+    let payload = PresencePayload {
+        cid: conversation.to_string(),
+    };
+    for flavor in [Flavor::Legacy, Flavor::Plain] {
+        let _ = io.to(admin_room(flavor)).emit(event, &payload).await;
     }
 }
 
 /// Tells a new admin who is online (LEGACY.md §9.7), then puts it in the admins' room.
-fn admit_admin(join: Join, online: &BTreeSet<u64>) {
-    let Join::Admin { socket, flavor } = join else {
-        return;
-    };
+fn admit_admin(socket: SocketRef, flavor: Flavor, online: &BTreeSet<u64>) {
     for &conversation in online {
         let _ = socket.emit(
             outgoing::ONLINE,

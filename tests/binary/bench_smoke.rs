@@ -48,9 +48,22 @@ async fn every_scenario_runs_and_checks_delivery() {
         cid_base: 10_000,
         source_addresses: 2,
     };
-    let connect = scenarios::connect(&t, 60, 16, Duration::ZERO).await;
+    let connect = scenarios::connect(&t, 60, 16, Duration::ZERO, false).await;
     assert_eq!(connect.figures["connected"], 60);
     check(connect);
+    let handshakes = scenarios::connect(
+        &Target {
+            cid_base: 15_000,
+            ..t.clone()
+        },
+        20,
+        8,
+        Duration::ZERO,
+        true,
+    )
+    .await;
+    assert_eq!(handshakes.figures["connected"], 20);
+    check(handshakes);
     check(
         scenarios::throughput(
             &Target {

@@ -292,7 +292,6 @@ async fn on_disconnect(
         && peer.subscribed.load(Ordering::SeqCst)
     {
         edge.link.presence(cid, false);
-        edge.fanout().leave(cid);
     }
 }
 
