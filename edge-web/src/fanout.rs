@@ -260,15 +260,14 @@ impl State {
                     presence(&self.io, p.conversation_id, p.online).await;
                 }
             }
-            Kind::Message(m) => {
-                if self.cursor.is_none_or(|c| m.id > c) {
-                    self.cursor = Some(m.id);
-                    broadcast(&self.io, admin_room, &m);
-                    broadcast(&self.io, |f| conversation_room(m.conversation_id, f), &m);
-                    if let Some(joining) = self.admitting.get_mut(&m.conversation_id) {
-                        for (_, held) in joining {
-                            held.push(m.clone());
-                        }
+            // Replays after a reconnect of the link may repeat what was seen.
+            Kind::Message(m) if self.cursor.is_none_or(|c| m.id > c) => {
+                self.cursor = Some(m.id);
+                broadcast(&self.io, admin_room, &m);
+                broadcast(&self.io, |f| conversation_room(m.conversation_id, f), &m);
+                if let Some(joining) = self.admitting.get_mut(&m.conversation_id) {
+                    for (_, held) in joining {
+                        held.push(m.clone());
                     }
                 }
             }
