@@ -368,3 +368,57 @@ async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send(state: &mut State) -> oneshot::Receiver<SendResult> {
+        let (reply, answer) = oneshot::channel();
+        let wire = state.apply(Command::Send {
+            request: pb::SendMessageRequest::default(),
+            reply,
+        });
+        assert!(matches!(wire, Some(Wire::Send(_))));
+        answer
+    }
+
+    fn result(request_id: u64, outcome: Outcome) -> pb::EdgeEvent {
+        pb::EdgeEvent {
+            subscription_id: 0,
+            kind: Some(Kind::SendResult(pb::EdgeSendResult {
+                request_id,
+                outcome: Some(outcome),
+            })),
+        }
+    }
+
+    #[test]
+    fn sends_get_their_own_answers_and_fail_when_the_session_breaks() {
+        let mut state = State::default();
+        let (mut first, mut second, mut third) =
+            (send(&mut state), send(&mut state), send(&mut state));
+        // Answers may come in any order; each reaches its own sender.
+        state.route(result(
+            2,
+            Outcome::Error(pb::EdgeSubscriptionError {
+                code: Code::InvalidArgument as i32,
+                message: "the message is empty".into(),
+            }),
+        ));
+        state.route(result(1, Outcome::Sent(pb::SendMessageResponse::default())));
+        assert!(first.try_recv().unwrap().is_ok());
+        let refused = second.try_recv().unwrap().unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert!(third.try_recv().is_err(), "still waiting");
+        // The session breaks: whatever is unanswered fails as unavailable, once.
+        state.fail_sends();
+        assert_eq!(
+            third.try_recv().unwrap().unwrap_err().code(),
+            Code::Unavailable
+        );
+        assert!(state.sends.is_empty());
+        // A late answer for a failed send is ignored.
+        state.route(result(3, Outcome::Sent(pb::SendMessageResponse::default())));
+    }
+}
