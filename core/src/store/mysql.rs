@@ -53,16 +53,12 @@ impl MySqlStore {
         // DATETIME is naive on the wire, so no session time zone shifts it; +00:00 also keeps
         // NOW() and any TIMESTAMP a replica might meet identical on every replica.
         let options = MySqlConnectOptions::from_str(&url)?.timezone(Some("+00:00".to_owned()));
-        let port = options.get_port();
-        let pool_options = MySqlPoolOptions::new()
-            .max_connections(config.max_connections)
-            .acquire_timeout(config.acquire_timeout())
-            .after_connect(move |_, _| {
-                Box::pin(async move {
-                    super::nodelay::on_sockets_to(port);
-                    Ok(())
-                })
-            });
+        let pool_options = super::nodelay::on_connect(
+            MySqlPoolOptions::new()
+                .max_connections(config.max_connections)
+                .acquire_timeout(config.acquire_timeout()),
+            options.get_port(),
+        );
         let pool = match pool_options.clone().connect_with(options.clone()).await {
             Err(sqlx::Error::Database(e))
                 if e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()

@@ -8,6 +8,21 @@
 //! hook to its socket, so after each new pool connection this turns Nagle off on the
 //! process's TCP sockets connected to the database's port. Remove once sqlx ships the fix.
 
+/// `options` that, once a new connection is open, turn Nagle off on the sockets to `port`.
+pub(crate) fn on_connect<DB: sqlx::Database>(
+    options: sqlx::pool::PoolOptions<DB>,
+    port: u16,
+) -> sqlx::pool::PoolOptions<DB> {
+    options.after_connect(move |_, _| {
+        Box::pin(async move {
+            // A /proc read and a few system calls per open descriptor (thousands with many
+            // sockets open): kept off the async workers.
+            let _ = tokio::task::spawn_blocking(move || on_sockets_to(port)).await;
+            Ok(())
+        })
+    })
+}
+
 /// Turns TCP_NODELAY on for every TCP socket of this process whose peer port is `port`.
 /// Sockets that already have it, or that close meanwhile, are left alone; errors only log.
 #[cfg(target_os = "linux")]

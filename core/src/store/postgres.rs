@@ -49,16 +49,12 @@ impl PostgresStore {
     /// exist.
     pub async fn connect(config: &DatabaseConfig) -> StoreResult<Self> {
         let options = PgConnectOptions::from_str(config.url.expose())?;
-        let port = options.get_port();
-        let pool_options = PgPoolOptions::new()
-            .max_connections(config.max_connections)
-            .acquire_timeout(config.acquire_timeout())
-            .after_connect(move |_, _| {
-                Box::pin(async move {
-                    super::nodelay::on_sockets_to(port);
-                    Ok(())
-                })
-            });
+        let pool_options = super::nodelay::on_connect(
+            PgPoolOptions::new()
+                .max_connections(config.max_connections)
+                .acquire_timeout(config.acquire_timeout()),
+            options.get_port(),
+        );
         let pool = match pool_options.clone().connect_with(options.clone()).await {
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(INVALID_CATALOG_NAME) => {
                 create_database(&options).await?;
