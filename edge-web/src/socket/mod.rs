@@ -21,6 +21,7 @@ use socketgram_admin_php_compat::{
     events::{ErrorPayload, incoming, outgoing},
     handshake::{self, Credentials, HandshakeError, Identity},
 };
+use socketgram_proto::v1 as pb;
 use socketioxide::{
     SocketIo,
     adapter::Adapter,
@@ -33,7 +34,7 @@ use tokio::sync::Notify;
 use tonic::{Code, Status};
 use tracing::{debug, info, warn};
 
-use crate::{Edge, fanout::Flavor};
+use crate::{Edge, core_link::SendResult, fanout::Flavor};
 
 /// What the edge knows about one socket, fixed at the handshake.
 pub struct Peer {
@@ -293,6 +294,14 @@ async fn on_disconnect(
     {
         edge.link.presence(cid, false);
     }
+}
+
+/// Sends a message through the core link and ends the socket's turn as soon as the message has
+/// its place in the store order: the socket's next event need not wait for this one's commit.
+async fn send_in_order(edge: &Edge, turn: Turn, request: pb::SendMessageRequest) -> SendResult {
+    let sent = edge.link.send(request);
+    drop(turn);
+    sent.await
 }
 
 /// Answers a refused request: a `chat error` event, and the ack `{error}` when the client

@@ -13,7 +13,7 @@ use socketgram_proto::v1 as pb;
 use socketioxide::extract::{AckSender, SocketRef};
 use tracing::warn;
 
-use super::{Peer, Turn, ok, refuse, refuse_with_ack};
+use super::{Peer, Turn, ok, refuse, refuse_with_ack, send_in_order};
 use crate::{Edge, fanout::payload};
 
 /// The visitor behind a socket.
@@ -154,11 +154,7 @@ pub async fn new_message(
         text,
         client_msg_id,
     };
-    let sent = edge.link.send(request);
-    // The message has its place in the store order: the socket's next event need not wait
-    // for this one's commit.
-    drop(turn);
-    match sent.await {
+    match send_in_order(edge, turn, request).await {
         Ok(sent) => {
             if let (Some(ack), Some(m)) = (ack, sent.message) {
                 ok(ack, json!({ "label": m.id }));
