@@ -21,8 +21,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::domain::{
-    Admin, Appended, ConversationId, ConversationSummary, MessageId, NewMessage, Reader, Scope,
-    StoredMessage, TelegramLink, TelegramMode,
+    Admin, Appended, ConversationId, ConversationSummary, Direction, MessageId, NewMessage, Reader,
+    Scope, StoredMessage, TelegramLink, TelegramMode,
 };
 
 pub use mysql::MySqlStore;
@@ -375,6 +375,93 @@ pub(crate) fn latest_per_conversation(
         }
     }
     latest
+}
+
+/// Inserts a chunk of a batch into `messages` in one statement (HTML-escaped text, the legacy
+/// `direction`/`check_msg*` columns), under `ids` when the backend draws them first, otherwise
+/// numbered by the table.
+pub(crate) async fn insert_messages<DB>(
+    conn: &mut DB::Connection,
+    batch: &[NewMessage],
+    chunk: &[usize],
+    ids: Option<&[i64]>,
+) -> StoreResult<DB::QueryResult>
+where
+    DB: sqlx::Database,
+    i64: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    i32: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    String: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    chrono::NaiveDateTime: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    let columns = "cid, aid, direction, date, message, check_msg, check_msg_admin";
+    let mut insert = sqlx::QueryBuilder::<DB>::new(match ids {
+        Some(_) => format!("INSERT INTO messages (id, {columns}) "),
+        None => format!("INSERT INTO messages ({columns}) "),
+    });
+    insert.push_values(chunk.iter().enumerate(), |mut row, (k, &i)| {
+        let new = &batch[i];
+        if let Some(ids) = ids {
+            row.push_bind(ids[k]);
+        }
+        let to_support = new.origin.direction() == Direction::ToSupport;
+        row.push_bind(to_db_id(new.conversation_id))
+            .push_bind(new.admin_id.clone())
+            .push_bind(new.origin.direction().code())
+            .push_bind(new.local_date)
+            .push_bind(text::to_column(&new.text))
+            .push_bind(i32::from(to_support))
+            .push_bind(i32::from(!to_support));
+    });
+    Ok(insert.build().execute(&mut *conn).await?)
+}
+
+/// What every backend does with a chunk of a batch once its rows are in `messages` under
+/// `ids` (in chunk order): their `sg_message_meta` rows, their outcomes in `out`, and each
+/// conversation's last message id moved up (`on_conflict`: the backend's upsert clause
+/// keeping the greater id), the upserts in [`statement_pieces`].
+pub(crate) async fn finish_chunk<DB>(
+    conn: &mut DB::Connection,
+    batch: &[NewMessage],
+    chunk: &[usize],
+    ids: &[i64],
+    out: &mut [Option<Appended>],
+    on_conflict: &str,
+) -> StoreResult<()>
+where
+    DB: sqlx::Database,
+    i64: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    i32: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    Option<String>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    let mut meta = sqlx::QueryBuilder::<DB>::new(
+        "INSERT INTO sg_message_meta (message_id, cid, origin, client_msg_id) ",
+    );
+    meta.push_values(chunk.iter().zip(ids), |mut row, (&i, &id)| {
+        let new = &batch[i];
+        row.push_bind(id)
+            .push_bind(to_db_id(new.conversation_id))
+            .push_bind(new.origin.code())
+            .push_bind(new.client_msg_id.clone());
+    });
+    meta.build().execute(&mut *conn).await?;
+    for (&i, &id) in chunk.iter().zip(ids) {
+        out[i] = Some(stored(&batch[i], id)?);
+    }
+    let latest = latest_per_conversation(batch, chunk, ids);
+    for part in statement_pieces(&latest) {
+        let mut upsert =
+            sqlx::QueryBuilder::<DB>::new("INSERT INTO sg_conversations (cid, last_message_id) ");
+        upsert.push_values(part, |mut row, &(cid, id)| {
+            row.push_bind(to_db_id(cid)).push_bind(id);
+        });
+        upsert.push(on_conflict);
+        upsert.build().execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Fills in the repeats of a batch (see [`duplicates_within`]) from their first copies.

@@ -9,14 +9,13 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use sqlx::{
-    Connection, MySql, QueryBuilder, Row, ValueRef as _,
+    Connection, MySql, Row, ValueRef as _,
     mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlRow},
 };
 
 use super::{
     Backend, DatabaseConfig, Store, StoreError, StoreResult, duplicates_within, finish_batch,
-    from_db_id, latest_per_conversation, page, redact_url, statement_pieces, stored, text,
-    to_db_id,
+    finish_chunk, from_db_id, insert_messages, page, redact_url, statement_pieces, text, to_db_id,
 };
 use crate::domain::{
     Admin, Appended, ConversationId, ConversationSummary, Direction, MessageId, NewMessage, Origin,
@@ -246,21 +245,9 @@ impl Store for MySqlStore {
         // A few statements per batch, not three per message: each is a round trip inside
         // the transaction that holds the write lock.
         for chunk in statement_pieces(&fresh) {
-            let mut insert = QueryBuilder::<MySql>::new(
-                "INSERT INTO messages (cid, aid, direction, date, message, check_msg, check_msg_admin) ",
-            );
-            insert.push_values(chunk, |mut row, &i| {
-                let new = &batch[i];
-                let to_support = new.origin.direction() == Direction::ToSupport;
-                row.push_bind(to_db_id(new.conversation_id))
-                    .push_bind(new.admin_id.clone())
-                    .push_bind(new.origin.direction().code())
-                    .push_bind(new.local_date)
-                    .push_bind(text::to_column(&new.text))
-                    .push_bind(i32::from(to_support))
-                    .push_bind(i32::from(!to_support));
-            });
-            let first = insert.build().execute(&mut *tx).await?.last_insert_id();
+            let first = insert_messages::<MySql>(&mut tx, batch, chunk, None)
+                .await?
+                .last_insert_id();
             // LAST_INSERT_ID() is the first row's id. Under the write lock nobody else
             // inserts, and InnoDB numbers a statement's rows in order, so the chunk's ids are
             // the smallest ids from there on — read back rather than assuming them
@@ -287,35 +274,17 @@ impl Store for MySqlStore {
                     value: format!("{} ids read back for {} rows", ids.len(), chunk.len()),
                 });
             }
-            let mut meta = QueryBuilder::<MySql>::new(
-                "INSERT INTO sg_message_meta (message_id, cid, origin, client_msg_id) ",
-            );
-            meta.push_values(chunk.iter().zip(&ids), |mut row, (&i, &id)| {
-                let new = &batch[i];
-                row.push_bind(id)
-                    .push_bind(to_db_id(new.conversation_id))
-                    .push_bind(new.origin.code())
-                    .push_bind(new.client_msg_id.clone());
-            });
-            meta.build().execute(&mut *tx).await?;
-            for (&i, &id) in chunk.iter().zip(&ids) {
-                out[i] = Some(stored(&batch[i], id)?);
-            }
-            let latest = latest_per_conversation(batch, chunk, &ids);
-            for part in statement_pieces(&latest) {
-                let mut conversations = QueryBuilder::<MySql>::new(
-                    "INSERT INTO sg_conversations (cid, last_message_id) ",
-                );
-                conversations.push_values(part, |mut row, &(cid, id)| {
-                    row.push_bind(to_db_id(cid)).push_bind(id);
-                });
-                // VALUES(): MariaDB has no row alias; MySQL 8 still accepts it (deprecated).
-                conversations.push(
-                    " ON DUPLICATE KEY UPDATE \
-                     last_message_id = GREATEST(last_message_id, VALUES(last_message_id))",
-                );
-                conversations.build().execute(&mut *tx).await?;
-            }
+            // VALUES(): MariaDB has no row alias; MySQL 8 still accepts it (deprecated).
+            finish_chunk::<MySql>(
+                &mut tx,
+                batch,
+                chunk,
+                &ids,
+                &mut out,
+                " ON DUPLICATE KEY UPDATE \
+                 last_message_id = GREATEST(last_message_id, VALUES(last_message_id))",
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(finish_batch(out, repeats))

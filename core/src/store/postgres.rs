@@ -6,13 +6,13 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use sqlx::{
-    Connection, Postgres, QueryBuilder, Row,
+    Connection, Postgres, Row,
     postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow},
 };
 
 use super::{
-    Backend, DatabaseConfig, Store, StoreResult, duplicates_within, finish_batch, from_db_id,
-    latest_per_conversation, page, statement_pieces, stored, text, to_db_id,
+    Backend, DatabaseConfig, Store, StoreResult, duplicates_within, finish_batch, finish_chunk,
+    from_db_id, insert_messages, page, statement_pieces, text, to_db_id,
 };
 use crate::domain::{
     Admin, Appended, ConversationId, ConversationSummary, Direction, MessageId, NewMessage, Origin,
@@ -229,50 +229,17 @@ impl Store for PostgresStore {
             .fetch_all(&mut *tx)
             .await?;
             ids.sort_unstable();
-            let mut insert = QueryBuilder::<Postgres>::new(
-                "INSERT INTO messages (id, cid, aid, direction, date, message, check_msg, check_msg_admin) ",
-            );
-            insert.push_values(chunk.iter().zip(&ids), |mut row, (&i, &id)| {
-                let new = &batch[i];
-                let to_support = new.origin.direction() == Direction::ToSupport;
-                row.push_bind(id)
-                    .push_bind(to_db_id(new.conversation_id))
-                    .push_bind(new.admin_id.clone())
-                    .push_bind(new.origin.direction().code())
-                    .push_bind(new.local_date)
-                    .push_bind(text::to_column(&new.text))
-                    .push_bind(i32::from(to_support))
-                    .push_bind(i32::from(!to_support));
-            });
-            insert.build().execute(&mut *tx).await?;
-            let mut meta = QueryBuilder::<Postgres>::new(
-                "INSERT INTO sg_message_meta (message_id, cid, origin, client_msg_id) ",
-            );
-            meta.push_values(chunk.iter().zip(&ids), |mut row, (&i, &id)| {
-                let new = &batch[i];
-                row.push_bind(id)
-                    .push_bind(to_db_id(new.conversation_id))
-                    .push_bind(new.origin.code())
-                    .push_bind(new.client_msg_id.clone());
-            });
-            meta.build().execute(&mut *tx).await?;
-            for (&i, &id) in chunk.iter().zip(&ids) {
-                out[i] = Some(stored(&batch[i], id)?);
-            }
-            let latest = latest_per_conversation(batch, chunk, &ids);
-            for part in statement_pieces(&latest) {
-                let mut conversations = QueryBuilder::<Postgres>::new(
-                    "INSERT INTO sg_conversations (cid, last_message_id) ",
-                );
-                conversations.push_values(part, |mut row, &(cid, id)| {
-                    row.push_bind(to_db_id(cid)).push_bind(id);
-                });
-                conversations.push(
-                    " ON CONFLICT (cid) DO UPDATE SET last_message_id = \
-                     GREATEST(sg_conversations.last_message_id, excluded.last_message_id)",
-                );
-                conversations.build().execute(&mut *tx).await?;
-            }
+            insert_messages::<Postgres>(&mut tx, batch, chunk, Some(&ids)).await?;
+            finish_chunk::<Postgres>(
+                &mut tx,
+                batch,
+                chunk,
+                &ids,
+                &mut out,
+                " ON CONFLICT (cid) DO UPDATE SET last_message_id = \
+                 GREATEST(sg_conversations.last_message_id, excluded.last_message_id)",
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(finish_batch(out, repeats))

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use sqlx::{
-    QueryBuilder, Row, Sqlite,
+    Row, Sqlite,
     sqlite::{
         SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
         SqliteSynchronous,
@@ -13,8 +13,8 @@ use sqlx::{
 };
 
 use super::{
-    Backend, DatabaseConfig, Store, StoreResult, duplicates_within, finish_batch, from_db_id,
-    latest_per_conversation, page, statement_pieces, stored, text, to_db_id,
+    Backend, DatabaseConfig, Store, StoreResult, duplicates_within, finish_batch, finish_chunk,
+    from_db_id, insert_messages, page, statement_pieces, text, to_db_id,
 };
 use crate::domain::{
     Admin, Appended, ConversationId, ConversationSummary, Direction, MessageId, NewMessage, Origin,
@@ -166,54 +166,22 @@ impl Store for SqliteStore {
         // Few statements per batch, not three per message: each statement is a round trip
         // to the connection's worker thread.
         for chunk in statement_pieces(&fresh) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO messages (cid, aid, direction, date, message, check_msg, check_msg_admin) ",
-            );
-            insert.push_values(chunk, |mut row, &i| {
-                let new = &batch[i];
-                let to_support = new.origin.direction() == Direction::ToSupport;
-                row.push_bind(to_db_id(new.conversation_id))
-                    .push_bind(new.admin_id.clone())
-                    .push_bind(new.origin.direction().code())
-                    .push_bind(new.local_date)
-                    .push_bind(text::to_column(&new.text))
-                    .push_bind(i32::from(to_support))
-                    .push_bind(i32::from(!to_support));
-            });
-            let done = insert.build().execute(&mut *tx).await?;
+            let done = insert_messages::<Sqlite>(&mut tx, batch, chunk, None).await?;
             // One statement under the write lock with AUTOINCREMENT: the rows got consecutive
             // ids ending at the last one.
             let last = done.last_insert_rowid();
             let first = last - chunk.len() as i64 + 1;
-            let mut meta = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO sg_message_meta (message_id, cid, origin, client_msg_id) ",
-            );
-            meta.push_values(chunk.iter().enumerate(), |mut row, (k, &i)| {
-                let new = &batch[i];
-                row.push_bind(first + k as i64)
-                    .push_bind(to_db_id(new.conversation_id))
-                    .push_bind(new.origin.code())
-                    .push_bind(new.client_msg_id.clone());
-            });
-            meta.build().execute(&mut *tx).await?;
             let ids: Vec<i64> = (first..=last).collect();
-            for (&i, &id) in chunk.iter().zip(&ids) {
-                out[i] = Some(stored(&batch[i], id)?);
-            }
-            let latest = latest_per_conversation(batch, chunk, &ids);
-            for part in statement_pieces(&latest) {
-                let mut conversations = QueryBuilder::<Sqlite>::new(
-                    "INSERT INTO sg_conversations (cid, last_message_id) ",
-                );
-                conversations.push_values(part, |mut row, &(cid, id)| {
-                    row.push_bind(to_db_id(cid)).push_bind(id);
-                });
-                conversations.push(
-                    " ON CONFLICT (cid) DO UPDATE SET \
-                     last_message_id = MAX(last_message_id, excluded.last_message_id)",
-                );
-                conversations.build().execute(&mut *tx).await?;
-            }
+            finish_chunk::<Sqlite>(
+                &mut tx,
+                batch,
+                chunk,
+                &ids,
+                &mut out,
+                " ON CONFLICT (cid) DO UPDATE SET \
+                 last_message_id = MAX(last_message_id, excluded.last_message_id)",
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(finish_batch(out, repeats))
