@@ -48,6 +48,22 @@ async fn send(
     .map(|r| r.into_inner())
 }
 
+/// The newest `limit` messages of a conversation (newest first).
+async fn newest(
+    chat: &mut Chat,
+    cid: u64,
+    limit: u32,
+) -> Result<pb::HistoryResponse, tonic::Status> {
+    chat.history(pb::HistoryRequest {
+        conversation_id: cid,
+        before_id: 0,
+        after_id: 0,
+        limit,
+    })
+    .await
+    .map(|r| r.into_inner())
+}
+
 async fn subscribe(chat: &mut Chat, scope: Scope, since: Option<u64>) -> Streaming<pb::Event> {
     chat.subscribe(pb::SubscribeRequest {
         scope: Some(scope),
@@ -255,16 +271,7 @@ async fn end_to_end(server: &TestServer, db: &TestDb) {
             .id,
         );
     }
-    let page = chat
-        .history(pb::HistoryRequest {
-            conversation_id: 123,
-            before_id: 0,
-            after_id: 0,
-            limit: 10,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let page = newest(&mut chat, 123, 10).await.unwrap();
     assert!(page.has_more);
     assert_eq!(
         page.messages.iter().map(|m| m.id).collect::<Vec<_>>(),
@@ -326,18 +333,7 @@ async fn end_to_end(server: &TestServer, db: &TestDb) {
     assert_eq!(c.unread_by_support, 31);
 
     // Bad input: clear errors, nothing stored.
-    let before = chat
-        .history(pb::HistoryRequest {
-            conversation_id: 123,
-            before_id: 0,
-            after_id: 0,
-            limit: 1,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .messages[0]
-        .id;
+    let before = newest(&mut chat, 123, 1).await.unwrap().messages[0].id;
     for (author, text, cid, code) in [
         (visitor(), "   ", 123, Code::InvalidArgument),
         (
@@ -369,28 +365,9 @@ async fn end_to_end(server: &TestServer, db: &TestDb) {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::OutOfRange);
-    let err = chat
-        .history(pb::HistoryRequest {
-            conversation_id: 424_242,
-            before_id: 0,
-            after_id: 0,
-            limit: 10,
-        })
-        .await
-        .unwrap_err();
+    let err = newest(&mut chat, 424_242, 10).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    let after = chat
-        .history(pb::HistoryRequest {
-            conversation_id: 123,
-            before_id: 0,
-            after_id: 0,
-            limit: 1,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .messages[0]
-        .id;
+    let after = newest(&mut chat, 123, 1).await.unwrap().messages[0].id;
     assert_eq!(before, after, "nothing was stored by refused sends");
 
     // Telegram link state.
@@ -510,16 +487,7 @@ async fn concurrent_resume(server: &TestServer, _db: &TestDb) {
     assert_eq!(unique.len(), seen.len(), "no duplicates");
     let mut stored = BTreeSet::new();
     for cid in 1..=3 {
-        let page = chat
-            .history(pb::HistoryRequest {
-                conversation_id: cid,
-                before_id: 0,
-                after_id: 0,
-                limit: 500,
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let page = newest(&mut chat, cid, 500).await.unwrap();
         stored.extend(page.messages.iter().map(|m| m.id));
     }
     assert_eq!(unique, stored, "every stored message was delivered");
@@ -573,15 +541,7 @@ async fn database_outage(backend: Backend) {
         "{}",
         err.message()
     );
-    let err = chat
-        .history(pb::HistoryRequest {
-            conversation_id: 9,
-            before_id: 0,
-            after_id: 0,
-            limit: 10,
-        })
-        .await
-        .unwrap_err();
+    let err = newest(&mut chat, 9, 10).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);
 
     proxy.restore();
@@ -604,16 +564,7 @@ async fn database_outage(backend: Backend) {
         after.id,
         "the watcher sees the retried message once"
     );
-    let page = chat
-        .history(pb::HistoryRequest {
-            conversation_id: 9,
-            before_id: 0,
-            after_id: 0,
-            limit: 10,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let page = newest(&mut chat, 9, 10).await.unwrap();
     let texts: Vec<_> = page.messages.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(
         texts,
@@ -904,16 +855,7 @@ async fn edge_session_sends(server: &TestServer, _db: &TestDb) {
         assert!(id > last, "send {i} stored after the sends before it");
         last = id;
     }
-    let page = chat
-        .history(pb::HistoryRequest {
-            conversation_id: 77,
-            before_id: 0,
-            after_id: 0,
-            limit: 500,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let page = newest(&mut chat, 77, 500).await.unwrap();
     let texts: Vec<String> = page.messages.iter().rev().map(|m| m.text.clone()).collect();
     let expected: Vec<String> = (1..=SENDS)
         .filter(|i| !(100..=102).contains(i))
