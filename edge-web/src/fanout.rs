@@ -140,7 +140,7 @@ pub struct Fanout {
 impl Fanout {
     pub fn start(io: SocketIo, link: Arc<CoreLink>) -> Arc<Self> {
         let (input, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(io, link, input.clone(), rx));
+        tokio::spawn(run(io, link, input.downgrade(), rx));
         Arc::new(Self { input })
     }
 
@@ -179,7 +179,8 @@ const RESUBSCRIBE: Duration = Duration::from_millis(500);
 struct State {
     io: SocketIo,
     link: Arc<CoreLink>,
-    input: mpsc::UnboundedSender<Input>,
+    /// For the history readers to report back; weak, so the task ends with the `Fanout`.
+    input: mpsc::WeakUnboundedSender<Input>,
     /// The greatest message id seen; `None` until the subscription has caught up.
     cursor: Option<u64>,
     online: BTreeSet<u64>,
@@ -193,7 +194,7 @@ struct State {
 async fn run(
     io: SocketIo,
     link: Arc<CoreLink>,
-    input: mpsc::UnboundedSender<Input>,
+    input: mpsc::WeakUnboundedSender<Input>,
     mut rx: mpsc::UnboundedReceiver<Input>,
 ) {
     let scope = Scope::AllConversations(true);
@@ -286,13 +287,16 @@ impl State {
                 since,
                 ack,
             } => {
+                let Some(input) = self.input.upgrade() else {
+                    return; // The edge is going away.
+                };
                 // History up to `at` is read on the side (joins do not wait for each other);
                 // what comes after it is held here until then.
                 self.admitting
                     .entry(conversation)
                     .or_default()
                     .push((socket.id, Vec::new()));
-                let (link, input) = (self.link.clone(), self.input.clone());
+                let link = self.link.clone();
                 tokio::spawn(async move {
                     let (ack, ok) =
                         send_history(&link, conversation, &socket, flavor, since, ack, at).await;
