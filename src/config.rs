@@ -8,7 +8,7 @@ use figment::{
     Figment,
     providers::{Env, Format, Toml},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use socketgram_admin_php_compat::config::LegacyConfig;
 use socketgram_core::{
     config::{ConfigError, CoreConfig},
@@ -21,7 +21,7 @@ use socketgram_edge_web::config::WebConfig;
 pub const EXAMPLE: &str = include_str!("../socketgram.example.toml");
 
 /// Everything the binary reads.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub core: CoreConfig,
@@ -49,7 +49,7 @@ impl Default for Config {
 }
 
 /// `[log]`.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `tracing` filter (`RUST_LOG` syntax); `RUST_LOG` wins when set.
@@ -70,15 +70,103 @@ impl Default for LogConfig {
 /// Why the configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// Unreadable file, TOML syntax, unknown key or wrong type (figment names the key).
-    #[error("{0}")]
+    /// Unreadable file, TOML syntax, unknown key or wrong type, one line per problem, each
+    /// naming the key as it is written in the file.
+    #[error("{}", describe(.0))]
     Parse(#[from] Box<figment::Error>),
     /// A value out of range.
     #[error(transparent)]
     Invalid(#[from] ConfigError),
 }
 
+/// figment's own text names keys with its profile (`default.core.x`) and quotes serde's
+/// already quoted lists again; this says each problem in the file's terms.
+fn describe(errors: &figment::Error) -> String {
+    use figment::error::Kind;
+    let lines: Vec<String> = errors
+        .clone()
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let problem = match &e.kind {
+                Kind::UnknownField(field, expected) => {
+                    // The path names the unknown key itself, unless figment left it out.
+                    let full = if key.is_empty() {
+                        field.clone()
+                    } else if key == *field || key.ends_with(&format!(".{field}")) {
+                        key.clone()
+                    } else {
+                        format!("{key}.{field}")
+                    };
+                    return format!(
+                        "unknown key `{full}`{}; known keys here: {}",
+                        source(&e),
+                        expected.join(", ")
+                    );
+                }
+                Kind::UnknownVariant(value, expected) => {
+                    format!("unknown value {value:?}; one of: {}", expected.join(", "))
+                }
+                Kind::InvalidType(actual, expected) => {
+                    format!("expected {expected}, found {actual}")
+                }
+                Kind::InvalidValue(actual, expected) => {
+                    format!("expected {expected}, found {actual}")
+                }
+                other => other.to_string(),
+            };
+            if key.is_empty() {
+                format!("{problem}{}", source(&e))
+            } else {
+                format!("`{key}`{}: {problem}", source(&e))
+            }
+        })
+        .collect();
+    lines.join("\n")
+}
+
+/// Where a value came from (a file, an environment variable), when figment knows.
+fn source(e: &figment::Error) -> String {
+    e.metadata
+        .as_ref()
+        .map(|m| match &m.source {
+            Some(source) => format!(" (in {source})"),
+            None => format!(" (in {})", m.name),
+        })
+        .unwrap_or_default()
+}
+
+/// The example configuration's placeholders for secrets start with this: they are public, so
+/// a server must never run with one.
+const EXAMPLE_SECRET: &str = "change-me";
+
 impl Config {
+    /// Refuses secrets still holding the documented example's public placeholder.
+    fn refuse_example_secrets(&self) -> Result<(), ConfigError> {
+        let mut secrets = vec![
+            ("legacy.secret", Some(&self.legacy.secret)),
+            ("web.token_secret", Some(&self.web.token_secret)),
+            (
+                "telegram.webhook_secret",
+                self.telegram.webhook_secret.as_ref(),
+            ),
+            (
+                "legacy.admin_param.value",
+                self.legacy.admin_param.as_ref().map(|p| &p.value),
+            ),
+        ];
+        secrets.extend(self.grpc.tokens.iter().map(|t| ("grpc.tokens", Some(t))));
+        for (key, secret) in secrets {
+            if secret.is_some_and(|s| s.expose().starts_with(EXAMPLE_SECRET)) {
+                return Err(ConfigError::new(
+                    key,
+                    "is still the example value: set a secret of your own (e.g. `openssl rand -hex 32`)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Loads defaults <- `file` (when given; it must exist) <- environment, then validates.
     pub fn load(file: Option<&Path>) -> Result<Self, LoadError> {
         Self::from_figment(Self::figment(file))
@@ -112,6 +200,8 @@ impl Config {
 
     /// Checks every section; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        // First: a public placeholder is the one mistake every other check could hide.
+        self.refuse_example_secrets()?;
         self.core
             .validate()
             .map_err(|e| ConfigError::new(format!("core.{}", e.key), e.reason))?;
@@ -129,21 +219,122 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use figment::Jail;
+    use socketgram_admin_php_compat::config::AdminParam;
+    use socketgram_core::config::Secret;
 
     use super::*;
 
+    /// The example with every commented-out `key = value` line and `[section]` header
+    /// switched on.
+    fn example_uncommented() -> String {
+        EXAMPLE
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with('[')
+                        || rest.split_once(" = ").is_some_and(|(key, _)| {
+                            !key.is_empty()
+                                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        }) =>
+                {
+                    rest
+                }
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     #[test]
-    fn the_example_is_valid_and_covers_every_section() {
+    fn the_example_runs_as_it_is_with_nothing_made_up_switched_on() {
         let parsed: Config = Figment::new()
             .merge(Toml::string(EXAMPLE))
             .extract()
             .expect("example parses");
-        parsed.validate().expect("example is valid");
+        parsed.validate().expect("example is valid as it is");
         assert_eq!(parsed.core.company, "Acme");
-        assert!(parsed.legacy.admin_param.is_some());
+        // Switched on only by the operator: another database, public placeholder secrets.
+        assert!(parsed.core.credentials.external.is_none());
+        assert!(parsed.legacy.admin_param.is_none());
+        assert!(parsed.web.token_secret.is_empty());
+        assert!(parsed.grpc.tokens.is_empty());
+        assert!(parsed.telegram.webhook_secret.is_none());
+    }
+
+    #[test]
+    fn the_examples_commented_keys_are_real_and_their_placeholders_refused() {
+        let all = example_uncommented();
+        let parsed: Config = Figment::new()
+            .merge(Toml::string(&all))
+            .extract()
+            .expect("every commented-out key of the example is a real key");
         assert!(parsed.core.credentials.external.is_some());
-        assert!(parsed.telegram.webhook_secret.is_some());
-        assert!(parsed.grpc.tls.is_none());
+        assert!(parsed.legacy.admin_param.is_some());
+        assert!(parsed.grpc.tls.is_some() && parsed.web.tls.is_some());
+        let err = parsed.validate().expect_err("placeholders are refused");
+        assert!(err.to_string().contains("example value"), "{err}");
+        for key in [
+            "legacy.secret",
+            "web.token_secret",
+            "telegram.webhook_secret",
+            "legacy.admin_param.value",
+            "grpc.tokens",
+        ] {
+            let mut config = Config::default();
+            let placeholder = Secret::new("change-me-please");
+            match key {
+                "legacy.secret" => config.legacy.secret = placeholder,
+                "web.token_secret" => config.web.token_secret = placeholder,
+                "telegram.webhook_secret" => config.telegram.webhook_secret = Some(placeholder),
+                "legacy.admin_param.value" => {
+                    config.legacy.admin_param = Some(AdminParam {
+                        name: "admin".into(),
+                        value: placeholder,
+                    });
+                }
+                _ => config.grpc.tokens = vec![placeholder],
+            }
+            let err = config.validate().expect_err(key);
+            assert_eq!(err.key, key);
+        }
+    }
+
+    #[test]
+    fn printed_configuration_hides_secrets_only_and_reads_back() {
+        let mut config = Config::default();
+        config.web.token_secret = Secret::new("s3cret-token");
+        config.grpc.tokens = vec![Secret::new("backend-token")];
+        config.core.database.url = Secret::new("mysql://chat:hunter2@db.example.com/chat");
+        let printed = toml::to_string_pretty(&config).expect("serializes");
+        assert!(!printed.contains("s3cret") && !printed.contains("backend-token"));
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(
+            printed.contains("mysql://chat:***@db.example.com/chat"),
+            "{printed}"
+        );
+        assert!(printed.contains("company = "), "{printed}");
+        let back: Config = Figment::new()
+            .merge(Toml::string(&printed))
+            .extract()
+            .expect("the printed configuration is a configuration");
+        assert_eq!(back.core.max_message_chars, config.core.max_message_chars);
+        assert_eq!(back.web.limits, config.web.limits);
+    }
+
+    #[test]
+    fn parse_errors_name_the_key_as_written() {
+        let err = Config::from_figment(
+            Figment::new().merge(Toml::string("[core]\ngmt_offset_hours = \"three\"\n")),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`core.gmt_offset_hours`"), "{err}");
+        assert!(!err.contains("default."), "{err}");
+        let err = Config::from_figment(Figment::new().merge(Toml::string("[core]\ncompnay = 1\n")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown key `core.compnay`"), "{err}");
+        assert!(!err.contains("``"), "{err}");
     }
 
     #[test]

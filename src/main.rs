@@ -1,6 +1,7 @@
 //! `socketgram`: the one binary. `main` only wires: parse the command line, load the
 //! configuration, install tracing, bind, and hand over to the libraries.
 
+mod admin;
 mod config;
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
@@ -41,6 +42,11 @@ enum Command {
     Core,
     /// Create the database schema, or adopt an existing legacy database, then exit.
     Migrate,
+    /// Manage the admins replies are signed with (`adm_account`), without SQL.
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
     /// Mint a signed token with `[web] token_secret` (what the host site does itself).
     Token {
         #[command(subcommand)]
@@ -105,7 +111,14 @@ fn main() -> ExitCode {
         let source = file.map_or("defaults and environment".into(), |f| {
             f.display().to_string()
         });
-        return print_out(&format!("configuration OK ({source})\n{config:#?}\n"));
+        // The effective configuration, as a file would say it; secrets show as "***".
+        return match toml::to_string_pretty(&config) {
+            Ok(effective) => print_out(&format!("# configuration OK ({source})\n{effective}")),
+            Err(e) => {
+                eprintln!("socketgram: cannot print the configuration: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if let Command::Token { kind } = &cli.command {
         return mint_token(&config, kind);
@@ -123,6 +136,7 @@ fn main() -> ExitCode {
             Command::Serve => run(config, Mode::Everything).await,
             Command::Core => run(config, Mode::CoreOnly).await,
             Command::Migrate => migrate(&config).await,
+            Command::Admin { command } => manage_admins(&config, command).await,
             Command::Config { .. } | Command::Token { .. } => Ok(()),
         }
     });
@@ -197,6 +211,14 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn manage_admins(config: &Config, command: admin::AdminCommand) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let outcome = admin::run(store.as_ref(), command).await;
+    store.close().await;
+    print_out(&outcome?);
+    Ok(())
+}
+
 async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
@@ -208,6 +230,12 @@ async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     let listener = TcpListener::bind(&config.grpc.listen)
         .await
         .with_context(|| format!("cannot listen on grpc.listen = {}", config.grpc.listen))?;
+    if mode == Mode::Everything && config.legacy.secret.is_empty() {
+        warn!(
+            "legacy.secret is empty: a legacy visitor's room is then the hash of its id alone, \
+             which anyone can compute; set the secret the host site and the PHP admin use"
+        );
+    }
     if config.grpc.tokens.is_empty() {
         warn!("grpc.tokens is empty: every Chat/Telegram call from outside will be refused");
     }
@@ -230,6 +258,11 @@ async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
             .await
             .context("cannot bind the internal gRPC listener")?;
         let core_url = format!("http://{}", internal.local_addr()?);
+        info!(
+            addr = %core_url,
+            "internal gRPC listener: the edges of this process call the core through it, \
+             with a token made for this run (not for outside use)"
+        );
         let internal_auth = BearerAuth::new([Secret::new(internal_token.clone())]);
         let internal_config = server::GrpcConfig {
             listen: core_url.clone(),

@@ -1,13 +1,13 @@
 //! The legacy settings shared with the host site and the PHP admin (LEGACY.md §8): they must
 //! hold the same values there and here.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use socketgram_core::config::{ConfigError, Secret};
 
 use crate::room::HashKind;
 
 /// `[legacy]` of the configuration.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LegacyConfig {
     /// The secret in `HASH("id" + cid + SECRET)` (legacy `secret`, PHP `SECRET_KEY`).
@@ -19,7 +19,7 @@ pub struct LegacyConfig {
 }
 
 /// `?<name>=<value>` in the admin's Socket.IO handshake (LEGACY.md §2).
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct AdminParam {
     pub name: String,

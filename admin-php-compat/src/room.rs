@@ -2,13 +2,13 @@
 //! the host site and the PHP admin.
 
 use md5::Md5;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
 /// Hash functions the legacy configuration names (PHP `hash()` algorithm names).
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum HashKind {
     #[default]

@@ -95,3 +95,39 @@ mod tests {
         assert!(dir.contains("alice") && !dir.contains("ghost"));
     }
 }
+
+/// Longest `adm_account.name` (`VARCHAR(20)`).
+pub const MAX_ADMIN_NAME: usize = 20;
+
+/// Checks an admin before it is written to `adm_account`: what the legacy columns hold, and
+/// never the placeholder row `'0'` that visitor messages point at.
+pub fn check_new_admin(admin: &Admin) -> Result<(), crate::CoreError> {
+    use crate::{CoreError::InvalidArgument, chat::MAX_ADMIN_ID};
+    let login = &admin.admin_id;
+    if login.is_empty() || login.chars().any(char::is_whitespace) {
+        return Err(InvalidArgument(
+            "the login must be non-empty, without spaces".into(),
+        ));
+    }
+    if login == VISITOR_ADMIN_ID {
+        return Err(InvalidArgument(format!(
+            "{VISITOR_ADMIN_ID:?} is reserved: visitor messages carry it as their admin"
+        )));
+    }
+    if login.chars().count() > MAX_ADMIN_ID {
+        return Err(InvalidArgument(format!(
+            "the login is longer than {MAX_ADMIN_ID} characters"
+        )));
+    }
+    if admin.name.trim().is_empty() || admin.name.chars().count() > MAX_ADMIN_NAME {
+        return Err(InvalidArgument(format!(
+            "the name must be 1 to {MAX_ADMIN_NAME} characters"
+        )));
+    }
+    if !(-1..=2).contains(&admin.rights) {
+        return Err(InvalidArgument(
+            "the role must be -1 (superuser), 0 (no rights), 1 (all tools) or 2 (chat only)".into(),
+        ));
+    }
+    Ok(())
+}

@@ -172,8 +172,10 @@ impl Core {
             Author::Backend(id) => (Origin::Backend, self.check_admin(id).await?),
         };
         if matches!(origin, Origin::Admin | Origin::Backend) {
-            // Support cannot open a conversation: it answers one that exists.
-            self.require_conversation(send.conversation_id).await?;
+            // Support may write first (an admin sees a visitor online and says hello): the
+            // reply opens the conversation, as the legacy server stored it. Only a visitor the
+            // schema cannot hold is refused, before anything is stored.
+            self.require_visitor(send.conversation_id).await?;
         }
         let pending = self
             .writer
@@ -267,6 +269,16 @@ impl Core {
                 Ok(())
             }
             None => Err(unknown_conversation(conversation)),
+        }
+    }
+
+    async fn require_visitor(&self, conversation: ConversationId) -> CoreResult<()> {
+        match self.require_conversation(conversation).await {
+            Err(CoreError::NotFound(_)) if self.store.visitor_exists(conversation).await? => Ok(()),
+            Err(CoreError::NotFound(_)) => Err(CoreError::NotFound(format!(
+                "no visitor {conversation}: the `users` table has no such id"
+            ))),
+            other => other,
         }
     }
 

@@ -7,10 +7,27 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::DatabaseConfig;
 
-/// A configuration value that must not appear in logs: `Debug` shows `***`.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+/// A configuration value that must not appear in logs or printed configuration: `Debug`
+/// and `Serialize` show `***` (an empty one as `""`, so "not set" stays visible).
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(if self.0.is_empty() { "" } else { "***" })
+    }
+}
+
+impl Secret {
+    /// Serializes a database URL with only its password hidden (`config check`).
+    pub fn serialize_as_url<S: serde::Serializer>(
+        url: &Secret,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&crate::store::redact_url(url.expose()))
+    }
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
@@ -38,7 +55,7 @@ impl fmt::Debug for Secret {
 }
 
 /// What the core needs to know.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CoreConfig {
     /// Company name: appended to admin names ("<name> <company>", LEGACY.md §4).
@@ -123,7 +140,7 @@ impl CoreConfig {
 
 /// How `users.password` (or the external database's password column) is hashed: the password
 /// the visitor types is hashed this way, hex, then compared.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum PasswordHash {
     #[default]
@@ -136,7 +153,7 @@ pub enum PasswordHash {
 
 /// `[core.credentials]`: how visitors log in from Telegram (login `id<cid>` and password,
 /// LEGACY.md §5, §7). The core checks them: it owns the chat database.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CredentialsConfig {
     pub password_hash: PasswordHash,
@@ -145,10 +162,11 @@ pub struct CredentialsConfig {
 }
 
 /// The "another db" variant (LEGACY.md §5).
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ExternalCredentials {
     /// Database URL (mysql://, mariadb://, postgres://, sqlite://).
+    #[serde(serialize_with = "Secret::serialize_as_url")]
     pub url: Secret,
     /// Query taking (login, hashed password), as two `?`, and returning a count column `col`
     /// and the visitor id `id` (the legacy query). On PostgreSQL the `?` become `$1`, `$2`.

@@ -4,7 +4,7 @@
 
 use std::{future::Future, path::PathBuf, sync::Arc};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use socketgram_proto::v1::{chat_server::ChatServer, telegram_server::TelegramServer};
 use tokio::net::TcpListener;
 use tonic::{
@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// The gRPC listener.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrpcConfig {
     /// Address to listen on.
@@ -42,7 +42,7 @@ impl Default for GrpcConfig {
 }
 
 /// Certificate and key files (PEM).
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     pub cert: PathBuf,

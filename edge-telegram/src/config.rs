@@ -4,14 +4,14 @@
 
 use std::net::SocketAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use socketgram_core::config::{ConfigError, Secret};
 
 /// The official Bot API server.
 pub const OFFICIAL_API_URL: &str = "https://api.telegram.org";
 
 /// How the bot receives updates.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum UpdateMode {
     /// The bot asks Telegram (`getUpdates`): nothing public needed.
@@ -22,7 +22,7 @@ pub enum UpdateMode {
 }
 
 /// Language of the bot's texts.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Language {
     #[default]
@@ -31,7 +31,7 @@ pub enum Language {
 }
 
 /// `[telegram]`: the bot. No token, no bot.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelegramConfig {
     /// The bot token from @BotFather (`<bot id>:<secret>`); empty turns the Telegram edge off.
@@ -78,7 +78,7 @@ impl Default for TelegramConfig {
 
 /// `[telegram.limits]`: messages the bot sends, per chat and overall (Telegram's published
 /// limits by default; raise them only if Telegram raised them for the bot).
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     pub per_chat_per_second: u32,

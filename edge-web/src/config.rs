@@ -1,14 +1,14 @@
 //! `[web]` of the configuration: the HTTP listener browsers connect to, visitor tokens, the
 //! demo page and the limits that protect the edge.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use socketgram_core::{
     config::{ConfigError, Secret},
     server::TlsConfig,
 };
 
 /// The web listener (legacy http/https, port, key and certificate paths).
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebConfig {
     /// Address to listen on.
@@ -26,7 +26,7 @@ pub struct WebConfig {
 }
 
 /// What one client may do.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Events one socket may send per second (sustained)...

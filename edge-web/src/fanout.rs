@@ -12,7 +12,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -20,17 +20,13 @@ use socketgram_admin_php_compat::events::{
     self, MessagePayload, NO_ARGS, PresencePayload, SUBSCRIBE_HISTORY, outgoing,
 };
 use socketgram_proto::v1::{self as pb, event::Kind, subscribe_request::Scope};
-use socketioxide::{
-    SendError, SocketError, SocketIo,
-    extract::{AckSender, SocketRef},
-    socket::Sid,
-};
+use socketioxide::{SendError, SocketError, SocketIo, extract::SocketRef, socket::Sid};
 use tokio::sync::mpsc;
 use tracing::warn;
 
 use crate::{
     core_link::{CoreLink, LinkEvent},
-    socket::refuse_with_ack,
+    socket::{Reply, refuse_with_ack},
 };
 
 /// How a socket wants message text.
@@ -110,7 +106,7 @@ enum Join {
         socket: SocketRef,
         flavor: Flavor,
         since: Option<u64>,
-        ack: Option<AckSender>,
+        ack: Option<Reply>,
     },
     Admin {
         socket: SocketRef,
@@ -126,7 +122,7 @@ enum Input {
         conversation: u64,
         socket: SocketRef,
         flavor: Flavor,
-        ack: Option<AckSender>,
+        ack: Option<Reply>,
         ok: bool,
     },
 }
@@ -135,13 +131,67 @@ enum Input {
 /// all of this edge's sockets, however many visitors there are.
 pub struct Fanout {
     input: mpsc::UnboundedSender<Input>,
+    io: SocketIo,
+    ids: Arc<HandshakeIds>,
+}
+
+/// The ids visitors' handshakes gave (e.g. `"0123"`), which `online`/`offline` carry back to
+/// admins as they were (LEGACY.md §4): per conversation, the text and how many subscribed
+/// sockets of this edge hold it. An entry outlives its last socket until the `offline` that
+/// follows has been sent with it.
+#[derive(Default)]
+struct HandshakeIds(Mutex<HashMap<u64, (String, usize)>>);
+
+impl HandshakeIds {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (String, usize)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The id to show for a conversation: its visitor's handshake text, else the number.
+    fn text(&self, conversation: u64, offline: bool) -> String {
+        let mut ids = self.lock();
+        let text = ids
+            .get(&conversation)
+            .map_or_else(|| conversation.to_string(), |(text, _)| text.clone());
+        if offline && ids.get(&conversation).is_some_and(|(_, held)| *held == 0) {
+            ids.remove(&conversation);
+        }
+        text
+    }
 }
 
 impl Fanout {
     pub fn start(io: SocketIo, link: Arc<CoreLink>) -> Arc<Self> {
         let (input, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(io, link, input.downgrade(), rx));
-        Arc::new(Self { input })
+        let ids = Arc::new(HandshakeIds::default());
+        tokio::spawn(run(io.clone(), link, input.downgrade(), rx, ids.clone()));
+        Arc::new(Self { input, io, ids })
+    }
+
+    /// A visitor socket is about to count as online: admins are told the id as `cid_text`.
+    pub fn hold_id(&self, conversation: u64, cid_text: &str) {
+        let mut ids = self.ids.lock();
+        let entry = ids
+            .entry(conversation)
+            .or_insert_with(|| (cid_text.to_owned(), 0));
+        if entry.1 == 0 {
+            cid_text.clone_into(&mut entry.0);
+        }
+        entry.1 += 1;
+    }
+
+    /// A socket counted by [`Fanout::hold_id`] has gone.
+    pub fn release_id(&self, conversation: u64) {
+        if let Some((_, held)) = self.ids.lock().get_mut(&conversation) {
+            *held = held.saturating_sub(1);
+        }
+    }
+
+    /// The live sockets of a conversation's visitor that take text in `flavor`.
+    pub fn visitor_sockets(&self, conversation: u64, flavor: Flavor) -> Vec<SocketRef> {
+        self.io
+            .to(conversation_room(conversation, flavor))
+            .sockets()
     }
 
     /// A visitor socket subscribes: history (the last page, or everything after `since`),
@@ -152,7 +202,7 @@ impl Fanout {
         socket: SocketRef,
         flavor: Flavor,
         since: Option<u64>,
-        ack: Option<AckSender>,
+        ack: Option<Reply>,
     ) {
         let _ = self.input.send(Input::Join(Join::Visitor {
             conversation,
@@ -181,6 +231,7 @@ struct State {
     link: Arc<CoreLink>,
     /// For the history readers to report back; weak, so the task ends with the `Fanout`.
     input: mpsc::WeakUnboundedSender<Input>,
+    ids: Arc<HandshakeIds>,
     /// The greatest message id seen; `None` until the subscription has caught up.
     cursor: Option<u64>,
     online: BTreeSet<u64>,
@@ -196,6 +247,7 @@ async fn run(
     link: Arc<CoreLink>,
     input: mpsc::WeakUnboundedSender<Input>,
     mut rx: mpsc::UnboundedReceiver<Input>,
+    ids: Arc<HandshakeIds>,
 ) {
     let scope = Scope::AllConversations(true);
     let mut sub = link.subscribe(scope, None);
@@ -203,6 +255,7 @@ async fn run(
         io,
         link,
         input,
+        ids,
         cursor: None,
         online: BTreeSet::new(),
         waiting: Vec::new(),
@@ -238,10 +291,10 @@ impl State {
                 // After a reconnect the snapshot may differ from what admins were told.
                 let now: BTreeSet<u64> = s.online.into_iter().collect();
                 for &gone in self.online.difference(&now) {
-                    presence(&self.io, gone, false).await;
+                    presence(&self.io, &self.ids, gone, false).await;
                 }
                 for &came in now.difference(&self.online) {
-                    presence(&self.io, came, true).await;
+                    presence(&self.io, &self.ids, came, true).await;
                 }
                 self.online = now;
             }
@@ -258,7 +311,7 @@ impl State {
                     self.online.remove(&p.conversation_id)
                 };
                 if changed {
-                    presence(&self.io, p.conversation_id, p.online).await;
+                    presence(&self.io, &self.ids, p.conversation_id, p.online).await;
                 }
             }
             // Replays after a reconnect of the link may repeat what was seen.
@@ -279,7 +332,7 @@ impl State {
     fn join(&mut self, join: Join) {
         let at = self.cursor.unwrap_or(0);
         match join {
-            Join::Admin { socket, flavor } => admit_admin(socket, flavor, &self.online),
+            Join::Admin { socket, flavor } => admit_admin(socket, flavor, &self.online, &self.ids),
             Join::Visitor {
                 conversation,
                 socket,
@@ -317,7 +370,7 @@ impl State {
         conversation: u64,
         socket: SocketRef,
         flavor: Flavor,
-        ack: Option<AckSender>,
+        ack: Option<Reply>,
         ok: bool,
     ) {
         let Some(joining) = self.admitting.get_mut(&conversation) else {
@@ -367,9 +420,9 @@ async fn send_history(
     socket: &SocketRef,
     flavor: Flavor,
     since: Option<u64>,
-    ack: Option<AckSender>,
+    ack: Option<Reply>,
     cursor: u64,
-) -> (Option<AckSender>, bool) {
+) -> (Option<Reply>, bool) {
     let mut chat = link.client().chat;
     let request = |before_id, limit, after_id| pb::HistoryRequest {
         conversation_id: conversation,
@@ -412,20 +465,23 @@ async fn send_history(
             return (ack, false);
         }
     }
+    if let Some(oldest) = messages.first().filter(|m| m.id <= cursor) {
+        crate::socket::shown_from(socket, oldest.id);
+    }
     if more {
         let _ = socket.emit(outgoing::ADD_HISTORY_BUTTON, &NO_ARGS);
     }
     (ack, true)
 }
 
-async fn presence(io: &SocketIo, conversation: u64, is_online: bool) {
+async fn presence(io: &SocketIo, ids: &HandshakeIds, conversation: u64, is_online: bool) {
     let event = if is_online {
         outgoing::ONLINE
     } else {
         outgoing::OFFLINE
     };
     let payload = PresencePayload {
-        cid: conversation.to_string(),
+        cid: ids.text(conversation, !is_online),
     };
     for flavor in [Flavor::Legacy, Flavor::Plain] {
         let _ = io.to(admin_room(flavor)).emit(event, &payload).await;
@@ -433,12 +489,12 @@ async fn presence(io: &SocketIo, conversation: u64, is_online: bool) {
 }
 
 /// Tells a new admin who is online (LEGACY.md §9.7), then puts it in the admins' room.
-fn admit_admin(socket: SocketRef, flavor: Flavor, online: &BTreeSet<u64>) {
+fn admit_admin(socket: SocketRef, flavor: Flavor, online: &BTreeSet<u64>, ids: &HandshakeIds) {
     for &conversation in online {
         let _ = socket.emit(
             outgoing::ONLINE,
             &PresencePayload {
-                cid: conversation.to_string(),
+                cid: ids.text(conversation, false),
             },
         );
     }

@@ -350,7 +350,13 @@ async fn end_to_end(server: &TestServer, db: &TestDb) {
         ),
         (None, "no author", 123, Code::InvalidArgument),
         (visitor(), "no conversation", 0, Code::InvalidArgument),
-        (admin("alice"), "to nobody", 999_999, Code::NotFound),
+        // Support may write first, but only to an id a visitor can have.
+        (
+            admin("alice"),
+            "out of range",
+            u64::from(u32::MAX) + 1,
+            Code::InvalidArgument,
+        ),
         (admin("mallory"), "forged", 123, Code::NotFound),
     ] {
         let err = send(&mut chat, cid, author, text, "").await.unwrap_err();
@@ -664,6 +670,149 @@ async fn migrate_creates_the_schema_and_exits() {
         "the schema is there"
     );
     db.close().await;
+}
+
+/// `socketgram admin add|list|remove` manage `adm_account` without SQL: what a new
+/// deployment needs (with `migrate`) before anyone can reply.
+#[tokio::test]
+async fn admin_command_manages_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("chat.db").display());
+    let admin = |args: &[&str]| {
+        let mut command = tokio::process::Command::new(BIN);
+        command
+            .arg("admin")
+            .args(args)
+            .current_dir(dir.path())
+            .env("SOCKETGRAM_CORE__DATABASE__URL", &url);
+        async move {
+            let out = command.output().await.unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let (ok, out, _) = admin(&["list"]).await;
+    assert!(ok && out.contains("no admins yet"), "{out}");
+    let (ok, out, err) = admin(&["add", "alice", "Alice"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("added admin \"alice\""), "{out}");
+    let (ok, _, err) = admin(&["add", "bob", "Bob", "--role", "1"]).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = admin(&["add", "alice", "Alice Again"]).await;
+    assert!(!ok && err.contains("exists already"), "{err}");
+    for bad in [
+        vec!["add", "0", "Visitor"],
+        vec!["add", "a-login-longer-than-twenty", "Long"],
+        vec!["add", "carol", "Carol", "--role", "7"],
+    ] {
+        let (ok, _, err) = admin(&bad).await;
+        assert!(!ok && !err.is_empty(), "{bad:?} must be refused");
+    }
+    let (ok, out, _) = admin(&["list"]).await;
+    assert!(ok);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[1].starts_with("alice") && lines[1].contains("2 (chat only)"),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("bob") && lines[2].contains("1 (all tools)"),
+        "{out}"
+    );
+
+    // Replies are signed with the new admin at once, by a server started afterwards.
+    let db = socketgram_core::store::connect(&socketgram_core::store::DatabaseConfig {
+        url: socketgram_core::config::Secret::new(url.clone()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        db.admins()
+            .await
+            .unwrap()
+            .iter()
+            .map(|a| (a.admin_id.as_str(), a.name.as_str()))
+            .collect::<Vec<_>>(),
+        [("alice", "Alice"), ("bob", "Bob")]
+    );
+    db.close().await;
+    let (ok, out, err) = admin(&["remove", "bob"]).await;
+    assert!(ok && out.contains("removed"), "{err}");
+    let (ok, _, err) = admin(&["remove", "bob"]).await;
+    assert!(!ok && err.contains("no admin"), "{err}");
+}
+
+/// `config check` prints the effective configuration as TOML, secrets hidden and nothing else;
+/// the printed text is itself a configuration.
+#[tokio::test]
+async fn config_check_prints_the_effective_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(BIN)
+        .args(["config", "check"])
+        .current_dir(dir.path())
+        .env("SOCKETGRAM_WEB__TOKEN_SECRET", "a-secret-of-ours")
+        .env("SOCKETGRAM_CORE__COMPANY", "Acme")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("# configuration OK"), "{text}");
+    assert!(text.contains("url = \"sqlite://socketgram.db\""), "{text}");
+    assert!(text.contains("company = \"Acme\""), "{text}");
+    assert!(text.contains("token_secret = \"***\""), "{text}");
+    assert!(!text.contains("a-secret-of-ours"), "{text}");
+    let file = dir.path().join("printed.toml");
+    std::fs::write(&file, &text).unwrap();
+    let again = tokio::process::Command::new(BIN)
+        .args(["config", "check", "--config", file.to_str().unwrap()])
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    // The documented example runs as it is; its placeholders are refused once switched on.
+    let example = tokio::process::Command::new(BIN)
+        .args(["config", "example"])
+        .output()
+        .await
+        .unwrap();
+    let example_file = dir.path().join("socketgram.toml");
+    std::fs::write(&example_file, &example.stdout).unwrap();
+    let check = tokio::process::Command::new(BIN)
+        .args(["config", "check"])
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let refused = tokio::process::Command::new(BIN)
+        .args(["config", "check"])
+        .current_dir(dir.path())
+        .env("SOCKETGRAM_WEB__TOKEN_SECRET", "change-me-token-secret")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("web.token_secret") && stderr.contains("example value"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

@@ -351,6 +351,13 @@ async fn expect_history_page(
         &[json!({ "username": cid.to_string(), "room": room(cid), "mid": mid })],
     )
     .await;
+    expect_page(v, cid, expected, button).await;
+}
+
+/// Consumes one answer to `take history` on `v` (which may not be the socket that asked):
+/// `drop history button`, exactly `expected` (newest first) as `new message history`, then
+/// `add history button` when `button`.
+async fn expect_page(v: &mut SioClient, cid: u64, expected: &[&Seeded], button: bool) {
     let (name, args) = v.next_any().await;
     assert_eq!(
         name, "drop history button",
@@ -547,7 +554,8 @@ async fn history_buttons_have_no_payload() {
 
 /// Two tabs of one visitor: both see the visitor's own messages and the replies; the admin
 /// is told `offline` only when the last tab closes; an admin who connects later is told who
-/// is online; history goes only to the tab that asked (LEGACY.md §9.7, §9.8).
+/// is online; history goes to every tab of the visitor who asked, never to anyone else
+/// (LEGACY.md §9.7, §9.8).
 #[tokio::test]
 async fn two_tabs_of_one_visitor() {
     let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
@@ -581,18 +589,18 @@ async fn two_tabs_of_one_visitor() {
     assert_eq!(tab1.next_payload("new message").await, answer);
     assert_eq!(tab2.next_payload("new message").await, answer);
 
-    // History asked by tab 2 reaches tab 2 only.
+    // History asked by tab 2 reaches both tabs, and neither the admin nor another visitor.
+    let mut other = page(&server, 502).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "502" }));
     let older: Vec<&Seeded> = seeded[..5].iter().rev().collect();
     expect_history_page(&mut tab2, 501, seeded[5].id, &older, false).await;
-    tab1.expect_none("drop history button", Duration::ZERO)
-        .await;
-    tab1.expect_none("new message history", Duration::ZERO)
-        .await;
+    expect_page(&mut tab1, 501, &older, false).await;
+    for name in ["drop history button", "new message history"] {
+        other.expect_none(name, QUIET).await;
+        admin.expect_none(name, Duration::ZERO).await;
+    }
 
-    // An admin connecting now is told every visitor online now.
-    // Kept open: visitor 502 stays online.
-    let _other = page(&server, 502).await;
-    assert_eq!(admin.next_payload("online").await, json!({ "cid": "502" }));
+    // An admin connecting now is told every visitor online now (502 stays online).
     let mut late = self::admin(&server).await;
     let mut online = vec![
         late.next_payload("online").await,
@@ -1113,7 +1121,8 @@ async fn malformed_events_are_refused_and_the_server_keeps_serving() {
         let refusal = v.next_payload("chat error").await;
         assert_refusal(&refusal, event, code);
     }
-    // With an acknowledgement asked, the refusal is also the ack.
+    // With an acknowledgement asked, the refusal is the ack, and only the ack: a refusal is
+    // signalled once.
     let ack = v
         .emit_ack(
             "new message",
@@ -1121,7 +1130,7 @@ async fn malformed_events_are_refused_and_the_server_keeps_serving() {
         )
         .await;
     assert_refusal(&ack["error"], "new message", "invalid");
-    v.next_payload("chat error").await;
+    v.expect_none("chat error", QUIET).await;
 
     let admin_cases: Vec<(&str, Vec<Value>, &str)> = vec![
         ("new message:servadm", vec![], "invalid"),
@@ -1164,13 +1173,13 @@ async fn malformed_events_are_refused_and_the_server_keeps_serving() {
             ],
             "invalid",
         ),
-        // A visitor who never wrote: support cannot open a conversation.
+        // Support may write first, but only to an id a visitor can have.
         (
             "new message:servadm",
             vec![
-                json!({ "username": 424242, "message": "x", "room": room(424242), "adm": "alice" }),
+                json!({ "username": 4294967296u64, "message": "x", "room": room(4294967296), "adm": "alice" }),
             ],
-            "not_found",
+            "invalid",
         ),
         ("subscribe:servadm", vec![Value::Null], "invalid"),
         (
@@ -1890,5 +1899,152 @@ async fn messages_of_one_socket_keep_their_order() {
         "the visitor's messages in the order typed"
     );
     assert_eq!(in_order.1, sent("admin"), "the replies in the order sent");
+    stop(server, db).await;
+}
+
+/// "More msg" as the legacy visitor page really does it (LEGACY.md §3): `takehistory()` opens
+/// a second, fresh connection with no handlers, asks with `mid = 50000000` (the page never
+/// learns what it shows), and renders what arrives on its first socket. Each click shows the
+/// next 10 older messages, none twice; no one but that visitor gets any of it (§9.8).
+#[tokio::test]
+async fn legacy_page_more_msg_asks_on_a_fresh_connection() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    add_admin(&db, "alice", "Alice").await;
+    let seeded = seed(&server, 1701, 45).await;
+    let mut admin = admin(&server).await;
+    let mut stranger = page(&server, 1702).await;
+    let mut first = page(&server, 1701).await;
+    expect_subscribe_history(&mut first, 1701, &seeded[25..], true).await;
+
+    // Three clicks: 24..15, 14..5, then 4..0 with no button left.
+    let pages: [(&[Seeded], bool); 3] = [
+        (&seeded[15..25], true),
+        (&seeded[5..15], true),
+        (&seeded[..5], false),
+    ];
+    let mut clicks = Vec::new();
+    for (older, button) in pages {
+        let mut click = visitor(&server, 1701).await;
+        click
+            .emit(
+                "take history",
+                &[json!({ "username": "1701", "room": room(1701), "mid": 50000000 })],
+            )
+            .await;
+        let newest_first: Vec<&Seeded> = older.iter().rev().collect();
+        expect_page(&mut first, 1701, &newest_first, button).await;
+        // The page keeps the extra connection open; so does this test.
+        clicks.push(click);
+    }
+    for name in [
+        "drop history button",
+        "new message history",
+        "add history button",
+    ] {
+        stranger.expect_none(name, QUIET).await;
+        admin.expect_none(name, Duration::ZERO).await;
+    }
+    first.expect_none("chat error", Duration::ZERO).await;
+
+    // A client that knows the oldest message it shows still gets exactly what it asks for.
+    let mut widget_like = visitor(&server, 1701).await;
+    subscribe(&mut widget_like, 1701).await;
+    expect_subscribe_history(&mut widget_like, 1701, &seeded[25..], true).await;
+    first.drain_events();
+    let older: Vec<&Seeded> = seeded[..5].iter().rev().collect();
+    expect_history_page(&mut widget_like, 1701, seeded[5].id, &older, false).await;
+    stop(server, db).await;
+}
+
+/// Support writes first (proactive chat): the PHP admin answers a visitor who never wrote.
+/// The reply is stored as the legacy server stored it, reaches the visitor live when the
+/// page is open, and is in the history of its next visit.
+#[tokio::test]
+async fn support_writes_first() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    add_admin(&db, "alice", "Alice").await;
+    let mut admin = admin(&server).await;
+
+    // The visitor has the page open but has not written.
+    let mut open = page(&server, 1801).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "1801" }));
+    open.expect_none("new message", QUIET).await;
+    reply(&mut admin, 1801, "alice", "Hello! Can we help?").await;
+    let hello = admin.next_payload("new message").await;
+    let label = legacy_message(&hello, 1801, "Hello! Can we help?", "Alice Acme");
+    assert_eq!(open.next_payload("new message").await, hello);
+    assert_eq!(stored(&db, label).await.direction, "2");
+
+    // The visitor is not there at all: the reply waits for the next visit.
+    reply(&mut admin, 1802, "alice", "We saw you had trouble paying").await;
+    let waiting = admin.next_payload("new message").await;
+    legacy_message(
+        &waiting,
+        1802,
+        "We saw you had trouble paying",
+        "Alice Acme",
+    );
+    let mut later = page(&server, 1802).await;
+    assert_eq!(later.next_payload("new message").await, waiting);
+    later.expect_none("add history button", QUIET).await;
+
+    // A backend over gRPC may write first too.
+    let sent = server
+        .chat()
+        .await
+        .send_message(pb::SendMessageRequest {
+            conversation_id: 1803,
+            author: Some(pb::Author {
+                kind: pb::AuthorKind::Admin as i32,
+                admin_id: "alice".into(),
+            }),
+            text: "From the CRM".into(),
+            client_msg_id: String::new(),
+        })
+        .await
+        .expect("a reply to a new visitor is stored")
+        .into_inner();
+    let id = sent.message.expect("stored message").id;
+    legacy_message(
+        &admin.next_payload("new message").await,
+        1803,
+        "From the CRM",
+        "Alice Acme",
+    );
+    assert_eq!(stored(&db, id).await.cid, "1803");
+    admin.expect_none("chat error", Duration::ZERO).await;
+    stop(server, db).await;
+}
+
+/// `online` / `offline` carry the visitor id as its handshake gave it (LEGACY.md §4).
+#[tokio::test]
+async fn presence_carries_the_id_as_the_handshake_gave_it() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    let mut admin = admin(&server).await;
+    let room = room_of(HashKind::Md5, "0123", SECRET);
+    let mut v = SioClient::open(
+        "page 0123",
+        &Handshake::legacy_visitor(&server.web_url(), "0123", &room).emitting_on_connect(
+            "subscribe",
+            vec![json!({ "room": room, "username": "0123" })],
+        ),
+    )
+    .await
+    .expect("handshake with a leading zero");
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "0123" }));
+    let mut late = self::admin(&server).await;
+    assert_eq!(late.next_payload("online").await, json!({ "cid": "0123" }));
+    v.disconnect().await;
+    assert_eq!(
+        admin.next_payload("offline").await,
+        json!({ "cid": "0123" })
+    );
+    assert_eq!(late.next_payload("offline").await, json!({ "cid": "0123" }));
     stop(server, db).await;
 }

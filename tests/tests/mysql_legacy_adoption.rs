@@ -798,3 +798,91 @@ async fn creates_a_missing_database() {
     store.close().await;
     php.close().await.unwrap();
 }
+
+/// Support writes first (an admin greets a visitor who never wrote): on the "with users"
+/// variant the reply needs the visitor's `users` row (messages.cid references it), and a
+/// reply to an id with none is refused clearly with nothing stored; without that foreign key
+/// any id in range opens the conversation.
+async fn support_writes_first(variant: Variant) {
+    use socketgram_core::{
+        Core, CoreError,
+        chat::{Author, SendMessage},
+        config::CoreConfig,
+    };
+    let Some(db) = LegacyDb::create().await else {
+        return;
+    };
+    let mut php = db.conn().await;
+    run(&mut php, legacy_schema(variant)).await;
+    insert_legacy_rows(&mut php, variant).await;
+    if variant == Variant::WithUsers {
+        run(
+            &mut php,
+            "INSERT INTO users (id, login_another_db, password) VALUES (125, NULL, 'x');",
+        )
+        .await;
+    }
+    let store = migrated_store(&db).await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let core = Core::start(store.clone(), &CoreConfig::default(), shutdown.clone())
+        .await
+        .expect("core starts");
+    let hello = |cid| SendMessage {
+        conversation_id: cid,
+        author: Author::Admin("alice".into()),
+        text: "Hello! Can we help?".into(),
+        client_msg_id: None,
+    };
+    let before = count_messages(&mut php).await;
+
+    // 125 never wrote; on the "with users" variant it is a known user.
+    let cid = if variant == Variant::WithUsers {
+        125
+    } else {
+        777
+    };
+    let stored = core.send(hello(cid)).await.expect("support writes first");
+    let row = raw_message(&mut php, stored.message.id).await;
+    assert_eq!(
+        (u64::from(row.cid), row.aid.as_str(), row.direction),
+        (cid, "alice", 2)
+    );
+    assert_eq!(
+        store
+            .conversation(cid)
+            .await
+            .unwrap()
+            .map(|c| c.conversation_id),
+        Some(cid)
+    );
+
+    let unknown = core.send(hello(999_999)).await;
+    if variant == Variant::WithUsers {
+        match unknown {
+            Err(CoreError::NotFound(why)) => assert!(why.contains("users"), "{why}"),
+            other => panic!("a visitor without a users row: {other:?}"),
+        }
+        assert_eq!(
+            count_messages(&mut php).await,
+            before + 1,
+            "nothing half stored"
+        );
+        assert!(store.conversation(999_999).await.unwrap().is_none());
+    } else {
+        unknown.expect("no foreign key: any id in range");
+        assert_eq!(count_messages(&mut php).await, before + 2);
+    }
+    shutdown.cancel();
+    store.close().await;
+    php.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn support_writes_first_with_users() {
+    support_writes_first(Variant::WithUsers).await;
+}
+
+#[tokio::test]
+async fn support_writes_first_another_db() {
+    support_writes_first(Variant::AnotherDb).await;
+}

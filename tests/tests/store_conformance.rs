@@ -61,6 +61,8 @@ conformance!(
     text_is_escaped_in_the_column,
     conversations_and_read_marks,
     admins_leave_out_the_placeholder,
+    admins_are_added_and_removed,
+    any_visitor_id_can_be_written_to,
     unknown_admin_is_refused_and_nothing_is_stored,
     telegram_links_move_and_reset,
     concurrent_appends_commit_in_id_order,
@@ -357,6 +359,48 @@ async fn admins_leave_out_the_placeholder(f: Fixture) {
         .map(|a| (a.admin_id.as_str(), a.name.as_str(), a.rights))
         .collect();
     assert_eq!(ids, [("amy", "Amy", -1), ("zed", "Zed", 2)]);
+}
+
+async fn admins_are_added_and_removed(f: Fixture) {
+    use socketgram_core::domain::Admin;
+    let bob = Admin {
+        admin_id: "bob".into(),
+        name: "Bob".into(),
+        rights: 2,
+    };
+    assert!(f.store.add_admin(&bob).await.unwrap());
+    let renamed = Admin {
+        name: "Robert".into(),
+        ..bob.clone()
+    };
+    assert!(
+        !f.store.add_admin(&renamed).await.unwrap(),
+        "an existing login is left as it is"
+    );
+    assert_eq!(f.store.admins().await.unwrap(), [bob.clone()]);
+    // An admin who signed a message keeps its row: the message shows its name.
+    f.store.append(&[admin(3, "bob", "signed")]).await.unwrap();
+    let err = f.store.remove_admin("bob").await.unwrap_err();
+    assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
+    let carol = Admin {
+        admin_id: "carol".into(),
+        name: "Carol".into(),
+        rights: 1,
+    };
+    assert!(f.store.add_admin(&carol).await.unwrap());
+    assert!(f.store.remove_admin("carol").await.unwrap());
+    assert!(!f.store.remove_admin("carol").await.unwrap());
+    assert!(
+        !f.store.remove_admin(VISITOR_ADMIN_ID).await.unwrap(),
+        "the placeholder row stays"
+    );
+    assert_eq!(f.store.admins().await.unwrap(), [bob]);
+}
+
+/// Socketgram's own schema has no visitor table to check: support may write to any id.
+async fn any_visitor_id_can_be_written_to(f: Fixture) {
+    assert!(f.store.visitor_exists(1).await.unwrap());
+    assert!(f.store.visitor_exists(4_000_000_000).await.unwrap());
 }
 
 async fn unknown_admin_is_refused_and_nothing_is_stored(f: Fixture) {

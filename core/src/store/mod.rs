@@ -18,7 +18,7 @@ pub mod text;
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     Admin, Appended, ConversationId, ConversationSummary, Direction, MessageId, NewMessage, Reader,
@@ -94,11 +94,12 @@ fn is_connection_loss(db: &dyn sqlx::error::DatabaseError) -> bool {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Where and how to connect.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// `sqlite://path/to/file.db`, `mysql://user:pass@host/db` (also `mariadb://`) or
     /// `postgres://user@host/db`. The file or database is created when missing.
+    #[serde(serialize_with = "crate::config::Secret::serialize_as_url")]
     pub url: crate::config::Secret,
     /// Pool size.
     pub max_connections: u32,
@@ -237,6 +238,14 @@ pub trait Store: Send + Sync + 'static {
     /// Every admin of `adm_account` but the legacy placeholder row `'0'`, by login.
     async fn admins(&self) -> StoreResult<Vec<Admin>>;
 
+    /// Adds a row to `adm_account` (as the PHP admin's `createadmin` page does). Returns false,
+    /// changing nothing, when the login exists.
+    async fn add_admin(&self, admin: &Admin) -> StoreResult<bool>;
+
+    /// Removes an admin's row. Returns false when there is none; `Constraint` when messages
+    /// reference it (`messages.aid`: the replies keep the admin's name).
+    async fn remove_admin(&self, admin_id: &str) -> StoreResult<bool>;
+
     /// The link of one chat.
     async fn telegram_link(&self, chat_id: i64) -> StoreResult<Option<TelegramLink>>;
 
@@ -276,6 +285,11 @@ pub trait Store: Send + Sync + 'static {
         consumer: &str,
         to: MessageId,
     ) -> StoreResult<MessageId>;
+
+    /// Whether messages of this visitor can be stored: on a legacy MySQL schema whose
+    /// `messages.cid` references `users.id` ("with users" variant), whether that row exists;
+    /// on every other schema any id in range.
+    async fn visitor_exists(&self, conversation: ConversationId) -> StoreResult<bool>;
 
     /// `users.password` of a visitor (a hash, or the password itself, by configuration);
     /// `None` when there is no such user.

@@ -38,6 +38,9 @@ macro_rules! message_columns {
 /// Store on a MySQL or MariaDB database.
 pub struct MySqlStore {
     pool: MySqlPool,
+    /// Whether the adopted schema has the legacy foreign key `messages.cid -> users.id`
+    /// (read once: migrations never add or drop it).
+    cid_references_users: tokio::sync::OnceCell<bool>,
 }
 
 impl MySqlStore {
@@ -69,7 +72,10 @@ impl MySqlStore {
             }
             other => other?,
         };
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            cid_references_users: tokio::sync::OnceCell::new(),
+        })
     }
 
     async fn message_by_client_id(
@@ -431,6 +437,24 @@ impl Store for MySqlStore {
             .collect()
     }
 
+    async fn add_admin(&self, admin: &Admin) -> StoreResult<bool> {
+        let done = sqlx::query("INSERT IGNORE INTO adm_account (aid, name, lid) VALUES (?, ?, ?)")
+            .bind(&admin.admin_id)
+            .bind(&admin.name)
+            .bind(admin.rights)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn remove_admin(&self, admin_id: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM adm_account WHERE aid = ? AND aid <> '0'")
+            .bind(admin_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn telegram_link(&self, chat_id: i64) -> StoreResult<Option<TelegramLink>> {
         let row = sqlx::query(
             "SELECT chat_id, cid, status, active FROM telegram \
@@ -543,6 +567,30 @@ impl Store for MySqlStore {
         .execute(&self.pool)
         .await?;
         self.stored_cursor(consumer).await
+    }
+
+    async fn visitor_exists(&self, conversation: ConversationId) -> StoreResult<bool> {
+        let needs_user = self
+            .cid_references_users
+            .get_or_try_init(|| async {
+                let references: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM information_schema.KEY_COLUMN_USAGE \
+                     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'messages' \
+                     AND COLUMN_NAME = 'cid' AND REFERENCED_TABLE_NAME = 'users'",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                Ok::<_, StoreError>(references > 0)
+            })
+            .await?;
+        if !*needs_user {
+            return Ok(true);
+        }
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE id = ?")
+            .bind(to_db_id(conversation))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
     }
 
     async fn user_password(&self, user_id: u64) -> StoreResult<Option<String>> {

@@ -387,6 +387,24 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    async fn add_admin(&self, admin: &Admin) -> StoreResult<bool> {
+        let done = sqlx::query("INSERT INTO adm_account (aid, name, lid) VALUES ($1, $2, $3) ON CONFLICT (aid) DO NOTHING")
+            .bind(&admin.admin_id)
+            .bind(&admin.name)
+            .bind(admin.rights)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn remove_admin(&self, admin_id: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM adm_account WHERE aid = $1 AND aid <> '0'")
+            .bind(admin_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn telegram_link(&self, chat_id: i64) -> StoreResult<Option<TelegramLink>> {
         let row = sqlx::query(
             "SELECT chat_id, cid, status, active FROM telegram \
@@ -509,6 +527,11 @@ impl Store for PostgresStore {
         .fetch_one(&self.pool)
         .await?;
         from_db_id("sg_delivery_cursors.message_id", id)
+    }
+
+    async fn visitor_exists(&self, _: ConversationId) -> StoreResult<bool> {
+        // Socketgram's own schema keeps no foreign key from messages to visitors.
+        Ok(true)
     }
 
     async fn user_password(&self, user_id: u64) -> StoreResult<Option<String>> {

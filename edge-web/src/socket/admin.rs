@@ -9,10 +9,10 @@ use socketgram_admin_php_compat::{
     room,
 };
 use socketgram_proto::v1 as pb;
-use socketioxide::extract::{AckSender, SocketRef};
+use socketioxide::extract::SocketRef;
 use tracing::warn;
 
-use super::{Peer, Turn, ok, refuse, refuse_with_ack, send_in_order};
+use super::{Peer, Reply, Turn, ok, refuse, refuse_with_ack, send_in_order};
 use crate::Edge;
 
 /// The admin login for a request: the token's, or the payload's `adm` for legacy admins.
@@ -47,7 +47,7 @@ fn admin_id(peer: &Peer, fields: &Fields<'_>) -> Result<String, (&'static str, S
 
 /// `subscribe:servadm {room, adm}`: the PHP admin opens a conversation. Admins already get
 /// every conversation's messages; this only checks the request.
-pub fn subscribe(s: &SocketRef, peer: &Peer, data: &Value, ack: AckSender) {
+pub fn subscribe(s: &SocketRef, peer: &Peer, data: &Value, ack: Reply) {
     let event = incoming::SUBSCRIBE_ADMIN;
     let fields = match Fields::of(data) {
         Ok(f) => f,
@@ -70,7 +70,7 @@ pub async fn new_message(
     peer: &Peer,
     turn: Turn,
     data: &Value,
-    ack: AckSender,
+    ack: Reply,
 ) {
     let event = incoming::NEW_MESSAGE_ADMIN;
     let fields = match Fields::of(data) {
@@ -134,7 +134,7 @@ fn invalid(message: &str) -> socketgram_admin_php_compat::events::PayloadError {
 }
 
 /// `update admlist`: the PHP admin created an admin; re-read the names.
-pub async fn update_list(s: &SocketRef, edge: &Edge, ack: AckSender) {
+pub async fn update_list(s: &SocketRef, edge: &Edge, ack: Reply) {
     match edge
         .link
         .client()

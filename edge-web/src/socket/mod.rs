@@ -24,7 +24,7 @@ use socketgram_admin_php_compat::{
 use socketgram_proto::v1 as pb;
 use socketioxide::{
     SocketIo,
-    adapter::Adapter,
+    adapter::{Adapter, LocalAdapter},
     extensions::Extensions,
     extract::{AckSender, Event, Extension, SocketRef, State, TryData},
     handler::{ConnectHandler, FromDisconnectParts, FromMessageParts, Value as RawValue},
@@ -42,6 +42,9 @@ pub struct Peer {
     pub ip: IpAddr,
     /// A visitor socket that sent `subscribe` (counted online, in its conversation's task).
     pub subscribed: AtomicBool,
+    /// The oldest message id this socket has been shown (`u64::MAX`: none). The legacy page
+    /// asks for older history without saying what it has (LEGACY.md §3, `take history`).
+    pub oldest_shown: AtomicU64,
     pub limiter: DefaultDirectRateLimiter,
     /// Puts the socket's events (and its disconnect) back in arrival order.
     order: Order,
@@ -188,6 +191,7 @@ async fn authenticate(
         identity,
         ip,
         subscribed: AtomicBool::new(false),
+        oldest_shown: AtomicU64::new(u64::MAX),
         limiter: edge.limiter.for_socket(),
         order: Order::default(),
     }));
@@ -216,7 +220,7 @@ async fn dispatch(
     turn: Turn,
     Event(event): Event,
     TryData(data): TryData<Value>,
-    ack: AckSender,
+    ack: Reply,
     State(edge): State<Arc<Edge>>,
     Extension(peer): Extension<Arc<Peer>>,
 ) {
@@ -292,7 +296,15 @@ async fn on_disconnect(
     if let Identity::Visitor { cid, .. } = peer.identity
         && peer.subscribed.load(Ordering::SeqCst)
     {
+        edge.fanout().release_id(cid);
         edge.link.presence(cid, false);
+    }
+}
+
+/// Notes that `socket` has been shown history down to message `oldest`.
+pub(crate) fn shown_from(socket: &SocketRef, oldest: u64) {
+    if let Some(peer) = socket.extensions.get::<Arc<Peer>>() {
+        peer.oldest_shown.fetch_min(oldest, Ordering::SeqCst);
     }
 }
 
@@ -304,28 +316,49 @@ async fn send_in_order(edge: &Edge, turn: Turn, request: pb::SendMessageRequest)
     sent.await
 }
 
-/// Answers a refused request: a `chat error` event, and the ack `{error}` when the client
-/// asked for one.
-pub fn refuse(
-    s: &SocketRef,
-    ack: Option<AckSender>,
-    event: &str,
-    code: &'static str,
-    message: String,
-) {
+/// How a request is answered. A client that asked for an acknowledgement gets every answer
+/// through it, refusals included (`{data}` / `{error}`); one that did not (the legacy pages
+/// never ask) gets refusals as a `chat error` event. Either way a refusal is signalled once.
+pub struct Reply {
+    ack: AckSender,
+    asked: bool,
+}
+
+impl FromMessageParts<LocalAdapter> for Reply {
+    type Error = std::convert::Infallible;
+    fn from_message_parts(
+        s: &Arc<Socket<LocalAdapter>>,
+        v: &mut RawValue,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Self::Error> {
+        // socketioxide keeps the ack id to itself; it is read here, where it is handed over.
+        Ok(Self {
+            ack: AckSender::from_message_parts(s, v, ack_id)?,
+            asked: ack_id.is_some(),
+        })
+    }
+}
+
+/// Answers a refused request: through the acknowledgement when the client asked for one,
+/// otherwise as a `chat error` event.
+pub fn refuse(s: &SocketRef, ack: Option<Reply>, event: &str, code: &'static str, message: String) {
     info!(sid = %s.id, %event, code, %message, "request refused");
     let payload = ErrorPayload {
         event: event.to_owned(),
         code,
         message,
     };
-    if let Some(ack) = ack {
-        let _ = ack.send(&serde_json::json!({ "error": &payload }));
+    match ack {
+        Some(reply) if reply.asked => {
+            let _ = reply.ack.send(&serde_json::json!({ "error": &payload }));
+        }
+        _ => {
+            let _ = s.emit(outgoing::ERROR, &payload);
+        }
     }
-    let _ = s.emit(outgoing::ERROR, &payload);
 }
 
-pub(crate) fn refuse_with_ack(s: &SocketRef, ack: Option<AckSender>, event: &str, status: &Status) {
+pub(crate) fn refuse_with_ack(s: &SocketRef, ack: Option<Reply>, event: &str, status: &Status) {
     let code = match status.code() {
         Code::InvalidArgument | Code::OutOfRange => "invalid",
         Code::NotFound => "not_found",
@@ -337,7 +370,7 @@ pub(crate) fn refuse_with_ack(s: &SocketRef, ack: Option<AckSender>, event: &str
     refuse(s, ack, event, code, status.message().to_owned());
 }
 
-/// Answers success to a client that asked for an ack.
-pub fn ok(ack: AckSender, data: Value) {
-    let _ = ack.send(&serde_json::json!({ "data": data }));
+/// Answers success to a client that asked for an ack (nothing is sent to one that did not).
+pub fn ok(ack: Reply, data: Value) {
+    let _ = ack.ack.send(&serde_json::json!({ "data": data }));
 }

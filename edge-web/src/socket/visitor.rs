@@ -2,7 +2,7 @@
 //! identity is the handshake's; a payload naming another visitor or room is refused and
 //! logged, and nothing is stored (LEGACY.md §9.1).
 
-use std::sync::atomic::Ordering;
+use std::sync::{Arc, atomic::Ordering};
 
 use serde_json::{Value, json};
 use socketgram_admin_php_compat::{
@@ -10,10 +10,10 @@ use socketgram_admin_php_compat::{
     handshake::Identity,
 };
 use socketgram_proto::v1 as pb;
-use socketioxide::extract::{AckSender, SocketRef};
+use socketioxide::extract::SocketRef;
 use tracing::warn;
 
-use super::{Peer, Turn, ok, refuse, refuse_with_ack, send_in_order};
+use super::{Peer, Reply, Turn, ok, refuse, refuse_with_ack, send_in_order, shown_from};
 use crate::{Edge, fanout::payload};
 
 /// The visitor behind a socket.
@@ -35,7 +35,7 @@ fn same_visitor(
     peer: &Peer,
     fields: &Fields<'_>,
     event: &str,
-    ack: &mut Option<AckSender>,
+    ack: &mut Option<Reply>,
 ) -> bool {
     let me = visitor(peer);
     let username = fields.id("username");
@@ -69,8 +69,8 @@ fn own_fields<'a>(
     peer: &Peer,
     data: &'a Value,
     event: &str,
-    ack: AckSender,
-) -> Option<(Fields<'a>, Option<AckSender>)> {
+    ack: Reply,
+) -> Option<(Fields<'a>, Option<Reply>)> {
     let fields = match Fields::of(data) {
         Ok(f) => f,
         Err(e) => {
@@ -84,7 +84,7 @@ fn own_fields<'a>(
 
 /// `subscribe {room, username}`: the last 20 messages (or, with `since`, everything after
 /// it), then live messages; the visitor is online from now until its last socket goes.
-pub async fn subscribe(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, ack: AckSender) {
+pub async fn subscribe(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, ack: Reply) {
     let event = incoming::SUBSCRIBE;
     let empty = json!({});
     // The widget may subscribe without a payload: its identity is its token.
@@ -118,6 +118,9 @@ pub async fn subscribe(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, ac
         peer.subscribed.store(false, Ordering::SeqCst);
         return refuse_with_ack(s, ack, event, &status);
     }
+    if let Identity::Visitor { cid_text, .. } = &peer.identity {
+        edge.fanout().hold_id(cid, cid_text);
+    }
     edge.link.presence(cid, true);
     // Acknowledged by the conversation's task once the history is out and live is on.
     edge.fanout()
@@ -132,7 +135,7 @@ pub async fn new_message(
     peer: &Peer,
     turn: Turn,
     data: &Value,
-    ack: AckSender,
+    ack: Reply,
 ) {
     let event = incoming::NEW_MESSAGE;
     let Some((fields, ack)) = own_fields(s, peer, data, event, ack) else {
@@ -165,8 +168,13 @@ pub async fn new_message(
 }
 
 /// `take history {username, room, mid}`: up to 10 messages older than `mid`, newest first,
-/// to this socket only (LEGACY.md §9.8), between the history button events.
-pub async fn take_history(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, ack: AckSender) {
+/// between the history button events, to every socket of this visitor (LEGACY.md §3, §9.8):
+/// the legacy page asks on a second, fresh connection and shows the answer on its first.
+/// That page always asks with `mid = 50000000`, never knowing what it shows, so when `mid` is
+/// past the oldest message already shown, the page starts below that one: the asking
+/// socket's own, or (a fresh connection that was shown nothing) the oldest any socket of the
+/// visitor was shown. Each click shows the next older messages, none twice.
+pub async fn take_history(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, ack: Reply) {
     let event = incoming::TAKE_HISTORY;
     let Some((fields, ack)) = own_fields(s, peer, data, event, ack) else {
         return;
@@ -176,10 +184,25 @@ pub async fn take_history(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value,
         Ok(None) => return refuse(s, ack, event, "invalid", "`mid` is missing".into()),
         Err(e) => return refuse(s, ack, event, "invalid", e.to_string()),
     };
-    let _ = s.emit(outgoing::DROP_HISTORY_BUTTON, &NO_ARGS);
+    let cid = visitor(peer).cid;
+    let flavor = peer.flavor();
+    let mut sockets = edge.fanout().visitor_sockets(cid, flavor);
+    if !sockets.iter().any(|other| other.id == s.id) {
+        sockets.push(s.clone());
+    }
+    let shown = match peer.oldest_shown.load(Ordering::SeqCst) {
+        u64::MAX => sockets
+            .iter()
+            .filter_map(|socket| socket.extensions.get::<Arc<Peer>>())
+            .map(|p| p.oldest_shown.load(Ordering::SeqCst))
+            .min()
+            .unwrap_or(u64::MAX),
+        own => own,
+    };
+    emit_all(&sockets, outgoing::DROP_HISTORY_BUTTON, &NO_ARGS);
     let request = pb::HistoryRequest {
-        conversation_id: visitor(peer).cid,
-        before_id: mid,
+        conversation_id: cid,
+        before_id: mid.min(shown),
         limit: HISTORY_PAGE,
         after_id: 0,
     };
@@ -187,17 +210,27 @@ pub async fn take_history(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value,
         Ok(page) => page.into_inner(),
         Err(status) => return refuse_with_ack(s, ack, event, &status),
     };
-    let flavor = peer.flavor();
     for m in &page.messages {
-        let _ = s.emit(outgoing::NEW_MESSAGE_HISTORY, &payload(m, flavor));
+        emit_all(&sockets, outgoing::NEW_MESSAGE_HISTORY, &payload(m, flavor));
+    }
+    if let Some(oldest) = page.messages.last() {
+        for socket in &sockets {
+            shown_from(socket, oldest.id);
+        }
     }
     if page.has_more {
-        let _ = s.emit(outgoing::ADD_HISTORY_BUTTON, &NO_ARGS);
+        emit_all(&sockets, outgoing::ADD_HISTORY_BUTTON, &NO_ARGS);
     }
     if let Some(ack) = ack {
         ok(
             ack,
             json!({ "count": page.messages.len(), "has_more": page.has_more }),
         );
+    }
+}
+
+fn emit_all<T: serde::Serialize + ?Sized>(sockets: &[SocketRef], event: &str, payload: &T) {
+    for socket in sockets {
+        let _ = socket.emit(event, payload);
     }
 }

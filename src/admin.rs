@@ -1,0 +1,105 @@
+//! `socketgram admin add|list|remove`: the admins of `adm_account`, the directory the core and
+//! the PHP admin read, managed without SQL. A running server picks up a new admin at its
+//! first reply (the core re-reads the directory on an unknown login), as it does for admins
+//! the PHP admin's `createadmin` page inserts.
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+use socketgram_core::{
+    admins::check_new_admin,
+    domain::Admin,
+    store::{Store, StoreError},
+};
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Add an admin: replies are signed "<name> <company>".
+    Add {
+        /// The login (`adm_account.aid`, at most 20 characters): what the PHP admin sends as
+        /// `adm` and what gRPC authors name.
+        login: String,
+        /// The display name (`adm_account.name`, at most 20 characters).
+        name: String,
+        /// The PHP admin's rights (`lid`): 0 no rights, 1 all tools, 2 chat only.
+        #[arg(long, default_value_t = 2, allow_negative_numbers = true)]
+        role: i32,
+    },
+    /// List the admins.
+    List,
+    /// Remove an admin who has signed no message.
+    Remove { login: String },
+}
+
+/// Runs one admin command on a migrated store; returns what to print.
+pub async fn run(store: &dyn Store, command: AdminCommand) -> anyhow::Result<String> {
+    match command {
+        AdminCommand::Add { login, name, role } => {
+            let admin = Admin {
+                admin_id: login,
+                name,
+                rights: role,
+            };
+            check_new_admin(&admin)?;
+            if !store
+                .add_admin(&admin)
+                .await
+                .context("cannot add the admin")?
+            {
+                bail!(
+                    "an admin with the login {:?} exists already",
+                    admin.admin_id
+                );
+            }
+            Ok(format!(
+                "added admin {:?} ({}, role {})\n",
+                admin.admin_id,
+                admin.name,
+                role_name(admin.rights)
+            ))
+        }
+        AdminCommand::List => {
+            let admins = store.admins().await.context("cannot read the admins")?;
+            if admins.is_empty() {
+                return Ok(
+                    "no admins yet: add one with `socketgram admin add <login> <name>`\n".into(),
+                );
+            }
+            let width = admins
+                .iter()
+                .map(|a| a.admin_id.chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(5);
+            let mut out = format!("{:width$}  {:20}  role\n", "login", "name");
+            for a in &admins {
+                out.push_str(&format!(
+                    "{:width$}  {:20}  {} ({})\n",
+                    a.admin_id,
+                    a.name,
+                    a.rights,
+                    role_name(a.rights)
+                ));
+            }
+            Ok(out)
+        }
+        AdminCommand::Remove { login } => match store.remove_admin(&login).await {
+            Ok(true) => Ok(format!("removed admin {login:?}\n")),
+            Ok(false) => bail!("there is no admin {login:?}"),
+            Err(StoreError::Constraint(_)) => bail!(
+                "admin {login:?} has signed messages, which show its name (messages.aid \
+                 references it): it cannot be removed"
+            ),
+            Err(e) => Err(e).context("cannot remove the admin"),
+        },
+    }
+}
+
+fn role_name(rights: i32) -> &'static str {
+    match rights {
+        -1 => "superuser",
+        0 => "no rights",
+        1 => "all tools",
+        2 => "chat only",
+        _ => "unknown",
+    }
+}
