@@ -72,30 +72,6 @@ impl AdminDirectory {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn admin(id: &str, name: &str) -> Admin {
-        Admin {
-            admin_id: id.into(),
-            name: name.into(),
-            rights: 2,
-        }
-    }
-
-    #[test]
-    fn display_names() {
-        let dir = AdminDirectory::new("Acme");
-        dir.replace(vec![admin("alice", "Alice"), admin("nameless", " ")]);
-        assert_eq!(dir.display_name("alice"), "Alice Acme");
-        assert_eq!(dir.display_name("nameless"), "nameless");
-        assert_eq!(dir.display_name("ghost"), "ghost");
-        assert_eq!(dir.display_name("0"), "");
-        assert!(dir.contains("alice") && !dir.contains("ghost"));
-    }
-}
-
 /// Longest `adm_account.name` (`VARCHAR(20)`).
 pub const MAX_ADMIN_NAME: usize = 20;
 
@@ -130,4 +106,28 @@ pub fn check_new_admin(admin: &Admin) -> Result<(), crate::CoreError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admin(id: &str, name: &str) -> Admin {
+        Admin {
+            admin_id: id.into(),
+            name: name.into(),
+            rights: 2,
+        }
+    }
+
+    #[test]
+    fn display_names() {
+        let dir = AdminDirectory::new("Acme");
+        dir.replace(vec![admin("alice", "Alice"), admin("nameless", " ")]);
+        assert_eq!(dir.display_name("alice"), "Alice Acme");
+        assert_eq!(dir.display_name("nameless"), "nameless");
+        assert_eq!(dir.display_name("ghost"), "ghost");
+        assert_eq!(dir.display_name("0"), "");
+        assert!(dir.contains("alice") && !dir.contains("ghost"));
+    }
 }

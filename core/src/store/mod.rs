@@ -374,6 +374,70 @@ pub(crate) fn stored(new: &NewMessage, id: i64) -> StoreResult<Appended> {
     })
 }
 
+/// How many rows a statement changed, whatever the backend (sqlx has no trait for it).
+pub(crate) trait RowsAffected {
+    fn rows(&self) -> u64;
+}
+
+impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
+    fn rows(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+impl RowsAffected for sqlx::mysql::MySqlQueryResult {
+    fn rows(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+impl RowsAffected for sqlx::postgres::PgQueryResult {
+    fn rows(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+/// [`Store::add_admin`] on every backend: `insert` is the backend's insert that skips an
+/// existing key (`INSERT IGNORE`, or `INSERT` with `on_conflict`).
+pub(crate) async fn add_admin<DB>(
+    pool: &sqlx::Pool<DB>,
+    admin: &Admin,
+    insert: &str,
+    on_conflict: &str,
+) -> StoreResult<bool>
+where
+    DB: sqlx::Database,
+    DB::QueryResult: RowsAffected,
+    i32: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    String: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    let mut query = sqlx::QueryBuilder::<DB>::new(insert);
+    query.push(" INTO adm_account (aid, name, lid) VALUES (");
+    query
+        .separated(", ")
+        .push_bind(admin.admin_id.clone())
+        .push_bind(admin.name.clone())
+        .push_bind(admin.rights);
+    query.push(") ").push(on_conflict);
+    Ok(query.build().execute(pool).await?.rows() > 0)
+}
+
+/// [`Store::remove_admin`] on every backend; the placeholder row `'0'` is never removed.
+pub(crate) async fn remove_admin<DB>(pool: &sqlx::Pool<DB>, admin_id: &str) -> StoreResult<bool>
+where
+    DB: sqlx::Database,
+    DB::QueryResult: RowsAffected,
+    String: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    let mut query = sqlx::QueryBuilder::<DB>::new("DELETE FROM adm_account WHERE aid = ");
+    query.push_bind(admin_id.to_owned()).push(" AND aid <> '0'");
+    Ok(query.build().execute(pool).await?.rows() > 0)
+}
+
 /// The greatest new id of each conversation of a chunk (ids in chunk order).
 pub(crate) fn latest_per_conversation(
     batch: &[NewMessage],

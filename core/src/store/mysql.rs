@@ -438,21 +438,11 @@ impl Store for MySqlStore {
     }
 
     async fn add_admin(&self, admin: &Admin) -> StoreResult<bool> {
-        let done = sqlx::query("INSERT IGNORE INTO adm_account (aid, name, lid) VALUES (?, ?, ?)")
-            .bind(&admin.admin_id)
-            .bind(&admin.name)
-            .bind(admin.rights)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        super::add_admin(&self.pool, admin, "INSERT IGNORE", "").await
     }
 
     async fn remove_admin(&self, admin_id: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM adm_account WHERE aid = ? AND aid <> '0'")
-            .bind(admin_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        super::remove_admin(&self.pool, admin_id).await
     }
 
     async fn telegram_link(&self, chat_id: i64) -> StoreResult<Option<TelegramLink>> {

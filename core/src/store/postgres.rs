@@ -388,21 +388,11 @@ impl Store for PostgresStore {
     }
 
     async fn add_admin(&self, admin: &Admin) -> StoreResult<bool> {
-        let done = sqlx::query("INSERT INTO adm_account (aid, name, lid) VALUES ($1, $2, $3) ON CONFLICT (aid) DO NOTHING")
-            .bind(&admin.admin_id)
-            .bind(&admin.name)
-            .bind(admin.rights)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        super::add_admin(&self.pool, admin, "INSERT", "ON CONFLICT (aid) DO NOTHING").await
     }
 
     async fn remove_admin(&self, admin_id: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM adm_account WHERE aid = $1 AND aid <> '0'")
-            .bind(admin_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        super::remove_admin(&self.pool, admin_id).await
     }
 
     async fn telegram_link(&self, chat_id: i64) -> StoreResult<Option<TelegramLink>> {
