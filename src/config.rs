@@ -144,6 +144,7 @@ mod tests {
         assert!(parsed.core.credentials.external.is_some());
         assert!(parsed.telegram.webhook_secret.is_some());
         assert!(parsed.grpc.tls.is_none());
+        assert_eq!(parsed.web.trusted_proxies, ["127.0.0.1", "::1"]);
     }
 
     #[test]
@@ -183,6 +184,14 @@ mod tests {
                 "core.database.url",
             ),
             ("[grpc]\nlisten = \"nowhere\"\n", "grpc.listen"),
+            (
+                "[web]\ntrusted_proxies = [\"127.0.0.1\", \"nginx\"]\n",
+                "web.trusted_proxies",
+            ),
+            (
+                "[web]\ntrusted_proxies = [\"10.0.0.0/40\"]\n",
+                "web.trusted_proxies",
+            ),
             ("[core]\ncompnay = \"typo\"\n", "compnay"),
             ("[core]\ngmt_offset_hours = \"three\"\n", "gmt_offset_hours"),
             (
