@@ -259,6 +259,7 @@ mod tests {
         assert!(parsed.web.token_secret.is_empty());
         assert!(parsed.grpc.tokens.is_empty());
         assert!(parsed.telegram.webhook_secret.is_none());
+        assert_eq!(parsed.web.trusted_proxies, ["127.0.0.1", "::1"]);
     }
 
     #[test]
@@ -374,6 +375,14 @@ mod tests {
                 "core.database.url",
             ),
             ("[grpc]\nlisten = \"nowhere\"\n", "grpc.listen"),
+            (
+                "[web]\ntrusted_proxies = [\"127.0.0.1\", \"nginx\"]\n",
+                "web.trusted_proxies",
+            ),
+            (
+                "[web]\ntrusted_proxies = [\"10.0.0.0/40\"]\n",
+                "web.trusted_proxies",
+            ),
             ("[core]\ncompnay = \"typo\"\n", "compnay"),
             ("[core]\ngmt_offset_hours = \"three\"\n", "gmt_offset_hours"),
             (

@@ -1,11 +1,14 @@
 //! `[web]` of the configuration: the HTTP listener browsers connect to, visitor tokens, the
-//! demo page and the limits that protect the edge.
+//! demo page, the reverse proxies trusted to name the client, and the limits that protect
+//! the edge.
 
 use serde::{Deserialize, Serialize};
 use socketgram_core::{
     config::{ConfigError, Secret},
     server::TlsConfig,
 };
+
+use crate::client_addr::TrustedProxies;
 
 /// The web listener (legacy http/https, port, key and certificate paths).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -22,6 +25,10 @@ pub struct WebConfig {
     pub demo: bool,
     /// Serve the core's gRPC API (gRPC-web for browsers) on this listener too.
     pub grpc_web: bool,
+    /// Reverse proxies (addresses and CIDR networks) whose `X-Forwarded-For` / `Forwarded`
+    /// headers name the client: behind a proxy every connection comes from the proxy, and
+    /// without this the limits would count all visitors as one client.
+    pub trusted_proxies: Vec<String>,
     pub limits: Limits,
 }
 
@@ -65,6 +72,7 @@ impl Default for WebConfig {
             token_secret: Secret::default(),
             demo: false,
             grpc_web: true,
+            trusted_proxies: Vec::new(),
             limits: Limits::default(),
         }
     }
@@ -79,6 +87,8 @@ impl WebConfig {
         if let Some(tls) = &self.tls {
             tls.identity("web")?;
         }
+        TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|e| ConfigError::new("web.trusted_proxies", e.to_string()))?;
         if self.demo && self.token_secret.is_empty() {
             return Err(ConfigError::new(
                 "web.token_secret",

@@ -4,11 +4,13 @@
 //! development demo page and, optionally, the core's gRPC API for browsers (gRPC-web).
 //!
 //! - [`socket`]: handshake, event table, limits and refusals.
+//! - [`client_addr`]: the client's address behind trusted reverse proxies.
 //! - [`fanout`]: live events to sockets, in order, with history on subscribe.
 //! - [`core_link`]: the one multiplexed stream to the core.
 //! - [`assets`]: the scripts and pages served over plain HTTP.
 
 pub mod assets;
+pub mod client_addr;
 pub mod config;
 pub mod core_link;
 pub mod fanout;
@@ -27,9 +29,15 @@ use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{Any, CorsLayer};
-use tracing::info;
+use tracing::{info, warn};
 
-use crate::{config::WebConfig, core_link::CoreLink, fanout::Fanout, socket::limits::Limiter};
+use crate::{
+    client_addr::{BadProxyEntry, TrustedProxies},
+    config::WebConfig,
+    core_link::CoreLink,
+    fanout::Fanout,
+    socket::limits::Limiter,
+};
 
 /// Shared by every handler.
 pub struct Edge {
@@ -38,6 +46,8 @@ pub struct Edge {
     pub legacy: LegacyConfig,
     pub signer: TokenSigner,
     pub limiter: Arc<Limiter>,
+    /// Decides each socket's client address (the one the limits count).
+    pub proxies: TrustedProxies,
 }
 
 impl Edge {
@@ -54,6 +64,8 @@ impl Edge {
 pub enum WebError {
     #[error("web server failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error("invalid web.trusted_proxies: {0}")]
+    TrustedProxies(#[from] BadProxyEntry),
 }
 
 /// Packets queued per socket before emits to it fail: room for a full history replay.
@@ -69,6 +81,18 @@ pub async fn serve(
     extra: Option<axum::Router>,
     shutdown: CancellationToken,
 ) -> Result<(), WebError> {
+    let proxies = TrustedProxies::parse(&config.trusted_proxies)?;
+    let local = listener.local_addr()?;
+    if proxies.is_empty() && local.ip().is_loopback() {
+        // A loopback listener is nearly always behind a proxy on the same machine.
+        warn!(
+            addr = %local,
+            "the web listener is on a loopback address and web.trusted_proxies is empty: if a \
+             reverse proxy runs in front, every visitor counts as the proxy's address for the \
+             connection and event limits; add the proxy (e.g. \"127.0.0.1\") to \
+             web.trusted_proxies"
+        );
+    }
     let link = CoreLink::start(core, shutdown.clone());
     let limiter = Limiter::new(config.limits.clone());
     let edge = Arc::new(Edge {
@@ -77,6 +101,7 @@ pub async fn serve(
         legacy: legacy.clone(),
         signer: TokenSigner::new(config.token_secret.expose().as_bytes()),
         limiter: limiter.clone(),
+        proxies,
     });
     let (layer, io) = SocketIo::builder()
         .max_payload(config.limits.max_packet_bytes)
@@ -123,7 +148,7 @@ pub async fn serve(
             io.close().await;
         })
     };
-    info!(addr = ?listener.local_addr().ok(), tls = config.tls.is_some(), "web edge listening");
+    info!(addr = %local, tls = config.tls.is_some(), trusted_proxies = ?config.trusted_proxies, "web edge listening");
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let served = match &config.tls {
         None => {

@@ -1,13 +1,15 @@
 //! Shared harness of the end-to-end tests: real databases ([`db::TestDb`]), the real
-//! `socketgram` core started on port 0 ([`server::TestCore`]), and a TCP proxy that can cut a
-//! database away mid-run ([`proxy::FaultProxy`]), and real Socket.IO clients under Node.js
-//! ([`sio::SioClient`], with [`node`] finding Node.js and installing `tests/js`).
+//! `socketgram` core started on port 0 ([`server::TestCore`]), a TCP proxy that can cut a
+//! database away mid-run ([`proxy::FaultProxy`]), real Socket.IO clients under Node.js
+//! ([`sio::SioClient`], with [`node`] finding Node.js and installing `tests/js`), and a real
+//! nginx in front of a server, configured from the README ([`nginx::Nginx`]).
 //!
-//! Tests that need an outside service (MariaDB, PostgreSQL, ...) skip with a printed note when
-//! it is missing, except under `CI=true`, where a missing service fails the test.
+//! Tests that need an outside service (MariaDB, PostgreSQL, nginx, ...) skip with a printed
+//! note when it is missing, except under `CI=true`, where a missing service fails the test.
 
 pub mod botapi;
 pub mod db;
+pub mod nginx;
 pub mod node;
 pub mod proxy;
 pub mod server;

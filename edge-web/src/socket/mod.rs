@@ -160,11 +160,16 @@ enum Refused {
     Handshake(#[from] HandshakeError),
 }
 
-fn client_ip(s: &SocketRef) -> IpAddr {
-    s.req_parts()
+/// The client's address: the TCP peer, or behind a trusted proxy the address it forwarded.
+/// The handshake request's parts are the WebSocket upgrade or the first long-polling request
+/// (which carries the proxy's headers like every polling request).
+fn client_ip(s: &SocketRef, edge: &Edge) -> IpAddr {
+    let parts = s.req_parts();
+    let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    edge.proxies.client_ip(peer, &parts.headers)
 }
 
 /// The handshake (LEGACY.md §2): runs before the socket is connected, so a refused client
@@ -174,7 +179,7 @@ async fn authenticate(
     State(edge): State<Arc<Edge>>,
     TryData(auth): TryData<Value>,
 ) -> Result<(), Refused> {
-    let ip = client_ip(&s);
+    let ip = client_ip(&s, &edge);
     let credentials = Credentials::from_handshake(s.req_parts().uri.query(), auth.ok().as_ref());
     let identity = match handshake::identify(&credentials, &edge.legacy, &edge.signer) {
         Ok(identity) => identity,
