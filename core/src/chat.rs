@@ -106,7 +106,7 @@ impl Core {
         let admins = AdminDirectory::new(config.company.clone());
         admins.replace(store.admins().await?);
         let credentials = Credentials::new(&config.credentials)?;
-        let writer = Writer::spawn(store.clone(), hub.clone());
+        let writer = Writer::spawn(store.clone(), hub.clone(), config.database.resolve_for());
         info!(backend = ?store.backend(), last_message_id = last, "core started");
         Ok(Arc::new(Self {
             store,

@@ -21,6 +21,10 @@ pub enum CoreError {
     /// The database is unreachable; nothing was stored; retry later.
     #[error("{0}")]
     Unavailable(String),
+    /// The database went away while a write was being committed and has not answered since:
+    /// whether it was stored is not known. A retry with the same client message id is safe.
+    #[error("{0}")]
+    OutcomeUnknown(String),
     /// A bug or an unexpected database state.
     #[error("{0}")]
     Internal(String),
@@ -33,6 +37,7 @@ impl From<StoreError> for CoreError {
                 "{e}; nothing was stored, retry when the database is back"
             )),
             StoreError::Constraint(_) => CoreError::Refused(e.to_string()),
+            StoreError::CommitOutcomeUnknown(_) => CoreError::OutcomeUnknown(e.to_string()),
             _ => CoreError::Internal(e.to_string()),
         }
     }

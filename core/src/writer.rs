@@ -5,14 +5,19 @@
 //! across processes (a lock row; SQLite's write lock); this task serialises them inside the
 //! process and publishes each batch in id order right after it commits. Batching keeps that
 //! fast: everything queued while a transaction runs goes into the next one.
+//!
+//! A commit can fail after the database received it (the connection drops between COMMIT and
+//! its answer). Then no caller may be told "nothing was stored": the writer reads back what
+//! the database holds once it answers again, answers the batch with what was stored, stores it
+//! again if nothing was, and only when the database stays away says the outcome is unknown.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::{
-    domain::{Appended, NewMessage, Scope},
+    domain::{Appended, NewMessage, Scope, StoredMessage},
     error::{CoreError, CoreResult},
     hub::Hub,
     store::{MAX_PAGE, Store, StoreError},
@@ -35,9 +40,11 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn spawn(store: Arc<dyn Store>, hub: Arc<Hub>) -> Self {
+    /// `resolve_for`: how long a batch whose commit failed may wait for the database to say
+    /// whether it was stored.
+    pub(crate) fn spawn(store: Arc<dyn Store>, hub: Arc<Hub>, resolve_for: Duration) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(store, hub, rx));
+        tokio::spawn(run(store, hub, rx, resolve_for));
         Self { queue }
     }
 
@@ -65,33 +72,42 @@ impl Pending {
     }
 }
 
-async fn run(store: Arc<dyn Store>, hub: Arc<Hub>, mut rx: mpsc::Receiver<Job>) {
-    // After a failed commit we cannot know whether it reached the database: the next
-    // successful batch publishes from the database instead of from memory.
+async fn run(
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    mut rx: mpsc::Receiver<Job>,
+    resolve_for: Duration,
+) {
+    // After a commit whose outcome stayed unknown, messages may be in the database that were
+    // never published: the next successful batch publishes from the database instead.
     let mut uncertain = false;
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let (messages, replies): (Vec<_>, Vec<_>) =
             jobs.drain(..).map(|j| (j.message, j.reply)).unzip();
         debug!(batch = messages.len(), "storing");
-        match store.append(&messages).await {
+        if uncertain && catch_up(&*store, &hub).await.is_ok() {
+            uncertain = false;
+        }
+        match append(&*store, &hub, &messages, resolve_for, uncertain).await {
             Ok(stored) => {
                 uncertain = publish(&*store, &hub, &stored, uncertain).await;
                 for (reply, outcome) in replies.into_iter().zip(stored) {
                     let _ = reply.send(Ok(outcome));
                 }
             }
-            Err(StoreError::Constraint(reason)) if messages.len() > 1 => {
+            Err(Failed::Store(StoreError::Constraint(reason))) if messages.len() > 1 => {
                 // One bad message must not sink the others: store them one by one.
                 warn!(%reason, batch = messages.len(), "batch refused; storing one by one");
                 for (message, reply) in messages.into_iter().zip(replies) {
-                    let outcome = match store.append(std::slice::from_ref(&message)).await {
+                    let one = std::slice::from_ref(&message);
+                    let outcome = match append(&*store, &hub, one, resolve_for, uncertain).await {
                         Ok(stored) => {
                             uncertain = publish(&*store, &hub, &stored, uncertain).await;
                             Ok(stored.into_iter().next().expect("one outcome per message"))
                         }
                         Err(e) => {
-                            uncertain |= matches!(e, StoreError::Unavailable(_));
+                            uncertain |= matches!(e, Failed::Unknown(_));
                             Err(CoreError::from(e))
                         }
                     };
@@ -99,15 +115,142 @@ async fn run(store: Arc<dyn Store>, hub: Arc<Hub>, mut rx: mpsc::Receiver<Job>) 
                 }
             }
             Err(e) => {
-                warn!(error = %e, batch = messages.len(), "storing failed");
-                uncertain |= matches!(e, StoreError::Unavailable(_));
+                uncertain |= matches!(e, Failed::Unknown(_));
                 let e = CoreError::from(e);
+                warn!(error = %e, batch = messages.len(), "storing failed");
                 for reply in replies {
                     let _ = reply.send(Err(e.clone()));
                 }
             }
         }
     }
+}
+
+/// Why a batch was not stored, or may not have been.
+enum Failed {
+    /// Nothing of the batch is stored.
+    Store(StoreError),
+    /// The database went away while the batch was being committed and did not answer again
+    /// in time: it may or may not be stored.
+    Unknown(String),
+}
+
+impl From<StoreError> for Failed {
+    fn from(e: StoreError) -> Self {
+        Failed::Store(e)
+    }
+}
+
+impl From<Failed> for CoreError {
+    fn from(f: Failed) -> Self {
+        match f {
+            Failed::Store(e) => CoreError::from(e),
+            Failed::Unknown(reason) => CoreError::OutcomeUnknown(format!(
+                "the database went away while this message was being stored ({reason}) and has \
+                 not answered since: it may have been stored; it shows in the conversation if so \
+                 (a retry with the same client_msg_id never stores it twice)"
+            )),
+        }
+    }
+}
+
+/// Stores a batch. When the database goes away during the attempt, waits (up to
+/// `resolve_for`) until it answers again, then reads back whether the batch was committed:
+/// if so its outcome is what is stored, if not it is stored again. `OutcomeUnknown` only
+/// when the database stays away, `Unavailable` only when nothing was stored.
+async fn append(
+    store: &dyn Store,
+    hub: &Hub,
+    batch: &[NewMessage],
+    resolve_for: Duration,
+    uncertain: bool,
+) -> Result<Vec<Appended>, Failed> {
+    let deadline = tokio::time::Instant::now() + resolve_for;
+    // Everything committed up to here is published (or, when `uncertain`, may not be: then a
+    // read-back could mistake an older message for this batch, so none is attempted).
+    let mark = hub.last_published();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let failure = match store.append(batch).await {
+            Err(StoreError::CommitOutcomeUnknown(e)) => StoreError::Unavailable(e),
+            other => return Ok(other?),
+        };
+        if uncertain {
+            return Err(Failed::Unknown(failure.to_string()));
+        }
+        warn!(reason = %failure, batch = batch.len(), "the database went away during a COMMIT; reading back what it holds");
+        loop {
+            match read_back(store, batch, mark).await {
+                Ok(Some(stored)) => return Ok(stored),
+                // Not committed: store it again, while there is time.
+                Ok(None) if tokio::time::Instant::now() < deadline => break,
+                Ok(None) => return Err(Failed::Store(failure)),
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(_) => return Err(Failed::Unknown(failure.to_string())),
+            }
+        }
+    }
+}
+
+/// Whether `batch` was committed after message `mark`, read from the database: its messages
+/// with what they were stored as, or `None` when none of them is there. A transaction is all
+/// or nothing, so one message found means the batch was stored; a message of it that is not
+/// found had a client message id already stored, and is looked up by it.
+async fn read_back(
+    store: &dyn Store,
+    batch: &[NewMessage],
+    mark: u64,
+) -> Result<Option<Vec<Appended>>, Failed> {
+    // A commit still in flight on the lost connection would otherwise be missed here, and
+    // the batch stored twice.
+    store.await_writers().await?;
+    let mut after_mark: Vec<StoredMessage> = Vec::new();
+    loop {
+        let from = after_mark.last().map_or(mark, |m| m.id);
+        let page = store.messages_after(Scope::All, from, MAX_PAGE).await?;
+        let full = page.len() == MAX_PAGE as usize;
+        after_mark.extend(page);
+        if !full {
+            break;
+        }
+    }
+    let same = |new: &NewMessage, m: &StoredMessage| {
+        m.conversation_id == new.conversation_id
+            && m.origin == new.origin
+            && m.admin_id == new.admin_id
+            && m.text == new.text
+            && m.local_date == new.local_date
+    };
+    let mut claimed = vec![false; after_mark.len()];
+    let mut found: Vec<Option<Appended>> = batch
+        .iter()
+        .map(|new| {
+            let i = (0..after_mark.len()).find(|&i| !claimed[i] && same(new, &after_mark[i]))?;
+            claimed[i] = true;
+            Some(Appended {
+                message: after_mark[i].clone(),
+                duplicate: false,
+            })
+        })
+        .collect();
+    if found.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    for (new, outcome) in batch.iter().zip(&mut found) {
+        if outcome.is_none() {
+            if new.client_msg_id.is_none() {
+                return Err(Failed::Unknown(
+                    "a message of the committed batch is not in the database".into(),
+                ));
+            }
+            // A repeat of a stored client message id: storing it again returns that message.
+            *outcome = store.append(std::slice::from_ref(new)).await?.pop();
+        }
+    }
+    Ok(Some(found.into_iter().flatten().collect()))
 }
 
 /// Publishes a committed batch; returns whether the hub is still uncertain.

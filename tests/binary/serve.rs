@@ -581,6 +581,107 @@ async fn database_outage(backend: Backend) {
     db.drop_db().await;
 }
 
+/// The connection to the database drops right after a COMMIT reached it: the message is
+/// stored though its answer is lost. The sender is told the truth (stored, once; no retry
+/// needed), and when the database then stays away the answer is that the outcome is unknown,
+/// never "nothing was stored". Subscribers see every stored message once.
+async fn commit_answer_lost(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let parsed = url::Url::parse(&db.url).unwrap();
+    let target = tokio::net::lookup_host((parsed.host_str().unwrap(), parsed.port().unwrap()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = FaultProxy::start(target).await.unwrap();
+    let mut url = url::Url::parse(&proxy.url_for(&db.url)).unwrap();
+    if backend == Backend::Postgres {
+        // The proxy must see the COMMIT go by: no TLS to the database here.
+        url.query_pairs_mut().append_pair("sslmode", "disable");
+    }
+    let server = TestServer::start(Path::new(BIN), "serve", url.as_str(), "").await;
+    let mut chat = server.chat().await;
+    let first = send(&mut chat, 9, visitor(), "before", "")
+        .await
+        .unwrap()
+        .message
+        .unwrap();
+    let mut watcher = subscribe(&mut chat, Scope::ConversationId(9), Some(first.id)).await;
+    until_caught_up(&mut watcher).await;
+
+    // The legacy pages send no client message id: a wrong "nothing was stored" would make
+    // their retry a duplicate.
+    proxy.drop_after_next_commit(false);
+    let stored = send(&mut chat, 9, visitor(), "answer lost", "")
+        .await
+        .expect("the message was stored, and the sender is told so")
+        .message
+        .unwrap();
+    assert!(
+        proxy.commit_dropped(Duration::from_secs(5)).await,
+        "the COMMIT's answer was dropped"
+    );
+    assert_eq!(next_message(&mut watcher).await.id, stored.id);
+    let texts = |page: pb::HistoryResponse| -> Vec<String> {
+        page.messages.into_iter().map(|m| m.text).collect()
+    };
+    assert_eq!(
+        texts(newest(&mut chat, 9, 10).await.unwrap()),
+        ["answer lost", "before"],
+        "stored once"
+    );
+
+    // Now the database stays away after the COMMIT: nobody can know yet.
+    proxy.drop_after_next_commit(true);
+    let err = send(&mut chat, 9, visitor(), "outcome unknown", "")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{}", err.message());
+    assert!(
+        err.message().contains("may have been stored")
+            && !err.message().contains("nothing was stored"),
+        "{}",
+        err.message()
+    );
+    proxy.restore();
+    let mut after = None;
+    for _ in 0..50 {
+        match send(&mut chat, 9, visitor(), "after", "k-after").await {
+            Ok(r) => {
+                after = r.message;
+                break;
+            }
+            Err(e) if e.code() == Code::Unavailable => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    let after = after.expect("the server recovered");
+    // It was stored: it is published, once, before what came after it.
+    let unknown = next_message(&mut watcher).await;
+    assert_eq!(unknown.text, "outcome unknown");
+    assert_eq!(next_message(&mut watcher).await.id, after.id);
+    assert_eq!(
+        texts(newest(&mut chat, 9, 10).await.unwrap()),
+        ["after", "outcome unknown", "answer lost", "before"]
+    );
+    assert!(server.terminate().await);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn mysql_commit_answer_lost_is_told_truthfully() {
+    commit_answer_lost(Backend::MySql).await;
+}
+
+#[tokio::test]
+async fn postgres_commit_answer_lost_is_told_truthfully() {
+    commit_answer_lost(Backend::Postgres).await;
+}
+
 #[tokio::test]
 async fn mysql_outage_gives_unavailable_and_recovers() {
     database_outage(Backend::MySql).await;

@@ -28,6 +28,8 @@ pub(crate) fn code(e: &CoreError) -> Code {
         CoreError::OutOfRange(_) => Code::OutOfRange,
         CoreError::Refused(_) => Code::FailedPrecondition,
         CoreError::Unavailable(_) => Code::Unavailable,
+        // gRPC's code for "the operation may have completed" (a retry needs its idempotency key).
+        CoreError::OutcomeUnknown(_) => Code::DeadlineExceeded,
         CoreError::Internal(_) => Code::Internal,
     }
 }

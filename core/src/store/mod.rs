@@ -36,6 +36,10 @@ pub enum StoreError {
     /// (a transaction in flight was rolled back) and may be retried.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
+    /// The connection broke while a COMMIT was on its way or awaiting its answer: the
+    /// transaction may or may not have been committed.
+    #[error("database connection lost during COMMIT: {0}")]
+    CommitOutcomeUnknown(#[source] sqlx::Error),
     /// A constraint of the schema refused the write (e.g. a visitor id missing from `users`
     /// in the legacy "with users" variant).
     #[error("refused by the database: {0}")]
@@ -52,6 +56,16 @@ pub enum StoreError {
     /// A value read from the database does not fit the domain (e.g. a negative id).
     #[error("unexpected value in column {column}: {value}")]
     Corrupt { column: &'static str, value: String },
+}
+
+impl StoreError {
+    /// Classifies the error of a COMMIT: a lost connection there leaves the outcome unknown.
+    pub(crate) fn at_commit(e: sqlx::Error) -> Self {
+        match StoreError::from(e) {
+            StoreError::Unavailable(e) => StoreError::CommitOutcomeUnknown(e),
+            other => other,
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -118,6 +132,12 @@ impl Default for DatabaseConfig {
 }
 
 impl DatabaseConfig {
+    /// How long a write whose commit failed may wait for the database to answer again and
+    /// say whether it was stored: two connection waits.
+    pub(crate) fn resolve_for(&self) -> Duration {
+        self.acquire_timeout() * 2
+    }
+
     pub(crate) fn acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.acquire_timeout_ms)
     }
@@ -207,6 +227,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// The greatest message id stored, 0 when there is none.
     async fn last_message_id(&self) -> StoreResult<MessageId>;
+
+    /// Takes and releases the writers' lock: once it returns, every write that held it before
+    /// (e.g. a transaction whose client lost its connection during COMMIT) has ended, committed
+    /// or rolled back, so what is read next is final.
+    async fn await_writers(&self) -> StoreResult<()>;
 
     /// Creates the conversation when it does not exist. Returns whether it was created.
     async fn open_conversation(&self, conversation: ConversationId) -> StoreResult<bool>;
@@ -422,6 +447,27 @@ where
         .push_bind(admin.rights);
     query.push(") ").push(on_conflict);
     Ok(query.build().execute(pool).await?.rows() > 0)
+}
+
+/// [`Store::await_writers`] on every backend: `begin` opens a transaction, `lock` (when the
+/// backend needs a statement for it) takes the writers' lock inside it.
+pub(crate) async fn await_writers<DB>(
+    pool: &sqlx::Pool<DB>,
+    begin: &'static str,
+    lock: Option<&'static str>,
+) -> StoreResult<()>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    let mut tx = pool.begin_with(sqlx::AssertSqlSafe(begin)).await?;
+    if let Some(lock) = lock {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(lock))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// [`Store::remove_admin`] on every backend; the placeholder row `'0'` is never removed.

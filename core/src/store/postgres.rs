@@ -40,6 +40,9 @@ macro_rules! message_columns {
 }
 
 /// Store on a PostgreSQL database.
+/// The row lock every writer takes first, held to the end of its transaction.
+const WRITE_LOCK: &str = "SELECT id FROM sg_write_lock WHERE id = 1 FOR UPDATE";
+
 pub struct PostgresStore {
     pool: PgPool,
 }
@@ -85,9 +88,7 @@ impl PostgresStore {
 
     /// Takes the row lock every writer takes first, for the rest of the transaction.
     async fn lock_writers(conn: &mut PgConnection) -> StoreResult<()> {
-        sqlx::query("SELECT id FROM sg_write_lock WHERE id = 1 FOR UPDATE")
-            .fetch_optional(&mut *conn)
-            .await?;
+        sqlx::query(WRITE_LOCK).fetch_optional(&mut *conn).await?;
         Ok(())
     }
 }
@@ -241,7 +242,7 @@ impl Store for PostgresStore {
             )
             .await?;
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(super::StoreError::at_commit)?;
         Ok(finish_batch(out, repeats))
     }
 
@@ -385,6 +386,10 @@ impl Store for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    async fn await_writers(&self) -> StoreResult<()> {
+        super::await_writers(&self.pool, "BEGIN", Some(WRITE_LOCK)).await
     }
 
     async fn add_admin(&self, admin: &Admin) -> StoreResult<bool> {

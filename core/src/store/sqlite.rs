@@ -183,7 +183,7 @@ impl Store for SqliteStore {
             )
             .await?;
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(super::StoreError::at_commit)?;
         Ok(finish_batch(out, repeats))
     }
 
@@ -323,6 +323,10 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn await_writers(&self) -> StoreResult<()> {
+        super::await_writers(&self.pool, "BEGIN IMMEDIATE", None).await
     }
 
     async fn add_admin(&self, admin: &Admin) -> StoreResult<bool> {
