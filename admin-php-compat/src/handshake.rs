@@ -7,7 +7,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use subtle::ConstantTimeEq;
 
 use crate::{config::LegacyConfig, events::parse_id, room};
 
@@ -185,7 +184,7 @@ pub fn identify(
         && let Some(value) = lookup(&credentials.query, &param.name)
     {
         // Constant time: the value is a shared secret (LEGACY.md §9.3).
-        return if bool::from(value.as_bytes().ct_eq(param.value.expose().as_bytes())) {
+        return if param.value.matches(value.as_bytes()) {
             Ok(Identity::Admin {
                 admin_id: None,
                 legacy: true,

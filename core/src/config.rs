@@ -42,6 +42,17 @@ impl Secret {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Whether `presented` is this secret, in constant time. The SHA-256 digests are
+    /// compared, not the values: a plain comparison stops at a length mismatch, which tells
+    /// the secret's length.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        use sha2::{Digest, Sha256};
+        use subtle::ConstantTimeEq;
+        Sha256::digest(self.0.as_bytes())
+            .ct_eq(&Sha256::digest(presented))
+            .into()
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -187,5 +198,27 @@ impl CredentialsConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::Secret;
+
+    #[test]
+    fn matches_only_the_same_bytes_whatever_the_length() {
+        let secret = Secret::new("adminpass");
+        assert!(secret.matches(b"adminpass"));
+        for other in [&b""[..], b"adminpas", b"adminpass ", b"ADMINPASS", b"x"] {
+            assert!(!secret.matches(other), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn never_shows_its_value() {
+        let secret = Secret::new("s3cret");
+        assert_eq!(format!("{secret:?}"), "***");
+        assert_eq!(serde_json::to_string(&secret).unwrap(), "\"***\"");
+        assert_eq!(serde_json::to_string(&Secret::default()).unwrap(), "\"\"");
     }
 }

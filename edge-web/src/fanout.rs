@@ -91,7 +91,7 @@ fn broadcast(io: &SocketIo, rooms: impl Fn(Flavor) -> String, m: &pb::Message) {
                 Ok(()) => {}
                 Err(SendError::Socket(SocketError::Closed)) => {}
                 Err(e) => {
-                    warn!(sid = %socket.id, error = %e, "cannot deliver a message; disconnecting the socket");
+                    warn!(conn = %crate::socket::log_id(&socket.id), error = %e, "cannot deliver a message; disconnecting the socket");
                     let _ = socket.disconnect();
                 }
             }

@@ -2048,3 +2048,43 @@ async fn presence_carries_the_id_as_the_handshake_gave_it() {
     assert_eq!(late.next_payload("offline").await, json!({ "cid": "0123" }));
     stop(server, db).await;
 }
+
+/// What a page can send that is no readable JSON (a lone surrogate, nesting past the parser's
+/// limit) is refused saying what is wrong; an event name of half a megabyte (within the
+/// packet limit) comes back, in the refusal, as a few dozen characters (no amplification).
+#[tokio::test]
+async fn unreadable_payloads_and_huge_names_are_answered_briefly() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    let mut v = page(&server, 1901).await;
+    v.emit_raw(
+        "new message",
+        &format!(
+            r#"[{{"username": "1901", "message": "\ud800", "room": "{}"}}]"#,
+            room(1901)
+        ),
+    )
+    .await;
+    let refusal = v.next_payload("chat error").await;
+    assert_refusal(&refusal, "new message", "invalid");
+    let why = refusal["message"].as_str().unwrap();
+    assert!(why.starts_with("the payload cannot be read"), "{why}");
+    assert!(why.contains("escape"), "{why}");
+
+    let deep = format!("[{}{}]", "[".repeat(1000), "]".repeat(1000));
+    v.emit_raw("new message", &deep).await;
+    let refusal = v.next_payload("chat error").await;
+    let why = refusal["message"].as_str().unwrap();
+    assert!(why.contains("recursion"), "{why}");
+
+    let name = "x".repeat(1 << 19);
+    v.emit(&name, &[json!({})]).await;
+    let refusal = v.next_payload("chat error").await;
+    assert_eq!(refusal["code"], "unknown_event");
+    let size = refusal.to_string().len();
+    assert!(size < 512, "a {size}-byte answer to a 512 KiB event name");
+    assert!(refusal["event"].as_str().unwrap().starts_with("xxxx"));
+    assert_eq!(count(&db, "cid = 1901").await, 0, "nothing stored");
+    stop(server, db).await;
+}

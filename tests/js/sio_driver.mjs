@@ -9,6 +9,8 @@
 //    "on_connect":[{"event":"subscribe","args":[..]}]}   emitted from the connect handler, as the
 //                                                        legacy page does
 //   {"cmd":"emit","event":"new message","args":[..],"count":1}      no acknowledgement asked
+//   {"cmd":"emit","event":"..","raw_args":"[..]"}   arguments as JSON text parsed here (it may
+//                                                    hold lone surrogates, as a page's strings can)
 //   {"cmd":"emit","event":"..","args":[..],"ack":7,"timeout_ms":10000}  with one
 //   {"cmd":"fetch","url":"http://..","id":3}                         a plain HTTP GET
 //   {"cmd":"disconnect"}
@@ -61,7 +63,7 @@ function emit(cmd) {
     out({ type: "driver_error", message: "emit before connect" });
     return;
   }
-  const args = cmd.args ?? [];
+  const args = cmd.raw_args !== undefined ? JSON.parse(cmd.raw_args) : (cmd.args ?? []);
   if (cmd.ack !== undefined && cmd.ack !== null) {
     socket.timeout(cmd.timeout_ms ?? 10000).emit(cmd.event, ...args, (err, ...reply) => {
       out({ type: "ack", id: cmd.ack, error: err ? String(err.message ?? err) : null, args: reply });

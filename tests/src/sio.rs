@@ -324,6 +324,14 @@ impl SioClient {
         self.emit_many(event, args, 1).await;
     }
 
+    /// Emits `event` with the arguments of `json_array`, JSON text the driver parses itself:
+    /// it can hold what no Rust string can, e.g. a lone surrogate `"\ud800"`, which a browser
+    /// page can send.
+    pub async fn emit_raw(&mut self, event: &str, json_array: &str) {
+        self.send(json!({ "cmd": "emit", "event": event, "raw_args": json_array }))
+            .await;
+    }
+
     /// Emits the same event `count` times back to back (a flood, in one command).
     pub async fn emit_many(&mut self, event: &str, args: &[Value], count: u32) {
         self.send(json!({ "cmd": "emit", "event": event, "args": args, "count": count }))

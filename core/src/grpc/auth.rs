@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use subtle::ConstantTimeEq;
 use tonic::{Request, Status, service::Interceptor};
 
 use crate::config::Secret;
@@ -24,9 +23,9 @@ impl BearerAuth {
 
     fn accepts(&self, presented: &[u8]) -> bool {
         // Check every token, so timing does not tell which one (or whether any) matched.
-        self.tokens.iter().fold(false, |ok, t| {
-            ok | bool::from(t.expose().as_bytes().ct_eq(presented))
-        })
+        self.tokens
+            .iter()
+            .fold(false, |ok, t| ok | t.matches(presented))
     }
 }
 

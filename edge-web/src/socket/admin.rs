@@ -97,7 +97,7 @@ pub async fn new_message(
         edge.legacy.secret.expose(),
         &room,
     ) {
-        warn!(sid = %s.id, cid, "admin reply whose room is not the visitor's; refused");
+        warn!(conn = %super::log_id(&s.id), cid, "admin reply whose room is not the visitor's; refused");
         return refuse(
             s,
             Some(ack),

@@ -213,7 +213,7 @@ async fn on_connect(
     State(edge): State<Arc<Edge>>,
     Extension(peer): Extension<Arc<Peer>>,
 ) {
-    debug!(sid = %s.id, identity = ?peer.identity, "connected");
+    debug!(conn = %log_id(&s.id), identity = ?peer.identity, "connected");
     if let Identity::Admin { .. } = peer.identity {
         edge.fanout().join_admin(s.clone(), peer.flavor());
     }
@@ -239,8 +239,20 @@ async fn dispatch(
             "too many events: slow down".into(),
         );
     }
-    // A payload the parser cannot read at all is treated as missing: handlers refuse it.
-    let data = data.unwrap_or(Value::Null);
+    let data = match data {
+        Ok(data) => data,
+        // Unreadable JSON (a lone surrogate, 1e400, nesting past the parser's limit) or a
+        // binary attachment: say what is wrong, do nothing.
+        Err(e) => {
+            return refuse(
+                &s,
+                Some(ack),
+                &event,
+                "invalid",
+                format!("the payload cannot be read: {}", clip(&e.to_string())),
+            );
+        }
+    };
     let is_admin = matches!(peer.identity, Identity::Admin { .. });
     match (event.as_str(), is_admin) {
         (incoming::SUBSCRIBE, false) => visitor::subscribe(&s, &edge, &peer, &data, ack).await,
@@ -260,7 +272,7 @@ async fn dispatch(
             false,
         ) => {
             // LEGACY.md §9.2: the legacy server took these from anyone.
-            warn!(sid = %s.id, ip = %peer.ip, %event, "admin-only event from a visitor socket refused");
+            warn!(conn = %log_id(&s.id), ip = %peer.ip, event = %clip(&event), "admin-only event from a visitor socket refused");
             refuse(
                 &s,
                 Some(ack),
@@ -283,7 +295,7 @@ async fn dispatch(
             Some(ack),
             &event,
             "unknown_event",
-            format!("unknown event {event:?}"),
+            format!("unknown event {:?}", clip(&event)),
         ),
     }
 }
@@ -296,13 +308,73 @@ async fn on_disconnect(
 ) {
     // After every event the socket sent before it went.
     turn.wait().await;
-    debug!(sid = %s.id, "disconnected");
+    debug!(conn = %log_id(&s.id), "disconnected");
     edge.limiter.close(peer.ip);
     if let Identity::Visitor { cid, .. } = peer.identity
         && peer.subscribed.load(Ordering::SeqCst)
     {
         edge.fanout().release_id(cid);
         edge.link.presence(cid, false);
+    }
+}
+
+/// Longest event name (or parser error) repeated in a log line or an answer: a client's
+/// megabyte-long event name must not come back as a megabyte, nor fill the log.
+const CLIP: usize = 64;
+
+/// `text` cut to [`CLIP`] characters, marked when cut.
+pub(crate) fn clip(text: &str) -> String {
+    match text.char_indices().nth(CLIP) {
+        None => text.to_owned(),
+        Some((end, _)) => format!("{}… ({} bytes)", &text[..end], text.len()),
+    }
+}
+
+/// A socket's name in the log. The session id itself is a credential (a long-polling request
+/// carrying it acts as that socket, from anywhere), so the log shows a keyed hash of it,
+/// stable for the socket's life and the process's, useless to anyone reading the log.
+pub(crate) fn log_id(sid: &socketioxide::socket::Sid) -> String {
+    use std::hash::BuildHasher;
+    static KEY: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    format!(
+        "{:016x}",
+        KEY.get_or_init(std::hash::RandomState::new).hash_one(sid)
+    )
+}
+
+/// Refusals are logged at most this often per second (a flood is refused thousands of times
+/// a second); the next line logged says how many were left out.
+const REFUSAL_LOG_PER_SECOND: u32 = 20;
+
+/// The sampler of refusal log lines.
+static REFUSALS: SampledLog = SampledLog::new();
+
+/// At most [`REFUSAL_LOG_PER_SECOND`] lines per second, counting what it leaves out.
+struct SampledLog {
+    limiter: std::sync::OnceLock<governor::DefaultDirectRateLimiter>,
+    suppressed: AtomicU64,
+}
+
+impl SampledLog {
+    const fn new() -> Self {
+        Self {
+            limiter: std::sync::OnceLock::new(),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// Calls `line` with the count of lines left out since the last one, or counts this one.
+    fn log(&self, line: impl FnOnce(u64)) {
+        let limiter = self.limiter.get_or_init(|| {
+            let rate = std::num::NonZeroU32::new(REFUSAL_LOG_PER_SECOND)
+                .unwrap_or(std::num::NonZeroU32::MIN);
+            governor::RateLimiter::direct(governor::Quota::per_second(rate))
+        });
+        if limiter.check().is_ok() {
+            line(self.suppressed.swap(0, Ordering::Relaxed));
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -347,9 +419,12 @@ impl FromMessageParts<LocalAdapter> for Reply {
 /// Answers a refused request: through the acknowledgement when the client asked for one,
 /// otherwise as a `chat error` event.
 pub fn refuse(s: &SocketRef, ack: Option<Reply>, event: &str, code: &'static str, message: String) {
-    info!(sid = %s.id, %event, code, %message, "request refused");
+    let event = clip(event);
+    REFUSALS.log(|suppressed| {
+        info!(conn = %log_id(&s.id), %event, code, %message, suppressed, "request refused");
+    });
     let payload = ErrorPayload {
-        event: event.to_owned(),
+        event,
         code,
         message,
     };
@@ -378,4 +453,28 @@ pub(crate) fn refuse_with_ack(s: &SocketRef, ack: Option<Reply>, event: &str, st
 /// Answers success to a client that asked for an ack (nothing is sent to one that did not).
 pub fn ok(ack: Reply, data: Value) {
     let _ = ack.ack.send(&serde_json::json!({ "data": data }));
+}
+
+#[cfg(test)]
+mod tests {
+    use socketioxide::socket::Sid;
+
+    use super::*;
+
+    #[test]
+    fn log_ids_name_a_socket_without_its_session_id() {
+        let (a, b) = (Sid::new(), Sid::new());
+        assert_eq!(log_id(&a), log_id(&a), "stable for one socket");
+        assert_ne!(log_id(&a), log_id(&b));
+        assert!(!log_id(&a).contains(a.as_str()) && !a.as_str().contains(&log_id(&a)));
+    }
+
+    #[test]
+    fn clipped_text_is_short_and_says_so() {
+        assert_eq!(clip("subscribe"), "subscribe");
+        let long = "é".repeat(100_000);
+        let clipped = clip(&long);
+        assert!(clipped.chars().count() < CLIP + 20, "{clipped}");
+        assert!(clipped.ends_with("(200000 bytes)"), "{clipped}");
+    }
 }

@@ -48,7 +48,7 @@ fn same_visitor(
         }
     };
     if username.is_some_and(|u| u != me.cid) || room.as_deref().is_some_and(|r| r != me.room) {
-        warn!(sid = %s.id, ip = %peer.ip, cid = me.cid, claimed = ?username, %event,
+        warn!(conn = %super::log_id(&s.id), ip = %peer.ip, cid = me.cid, claimed = ?username, %event,
               "payload names another visitor; refused");
         refuse(
             s,
