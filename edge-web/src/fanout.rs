@@ -77,8 +77,8 @@ pub fn payload(m: &pb::Message, flavor: Flavor) -> MessagePayload {
 }
 
 /// Emits one message to every socket of both flavors' rooms. A socket whose send buffer is
-/// full is disconnected, never left silently without the message: it reconnects and resumes
-/// from what it has (`subscribe` with `since`).
+/// full is cut off (`socket::cut_off`: out of every room, its connection closed), never left
+/// connected without the message: it reconnects and resumes from what it has.
 fn broadcast(io: &SocketIo, rooms: impl Fn(Flavor) -> String, m: &pb::Message) {
     for flavor in [Flavor::Legacy, Flavor::Plain] {
         let sockets = io.to(rooms(flavor)).sockets();
@@ -90,10 +90,7 @@ fn broadcast(io: &SocketIo, rooms: impl Fn(Flavor) -> String, m: &pb::Message) {
             match socket.emit(outgoing::NEW_MESSAGE, &payload) {
                 Ok(()) => {}
                 Err(SendError::Socket(SocketError::Closed)) => {}
-                Err(e) => {
-                    warn!(conn = %crate::socket::log_id(&socket.id), error = %e, "cannot deliver a message; disconnecting the socket");
-                    let _ = socket.disconnect();
-                }
+                Err(e) => crate::socket::cut_off(&socket, &e.to_string()),
             }
         }
     }
@@ -398,17 +395,16 @@ impl State {
     }
 }
 
-/// Emits a message to one socket; a full or closed socket is disconnected (better gone than
+/// Emits a message to one socket; a full or closed socket is cut off (better gone than
 /// silently missing a message: the client reconnects and resumes from what it has).
 fn emit_or_drop(socket: &SocketRef, m: &pb::Message, flavor: Flavor) -> bool {
-    if socket
-        .emit(outgoing::NEW_MESSAGE, &payload(m, flavor))
-        .is_err()
-    {
-        let _ = socket.clone().disconnect();
-        return false;
+    match socket.emit(outgoing::NEW_MESSAGE, &payload(m, flavor)) {
+        Ok(()) => true,
+        Err(e) => {
+            crate::socket::cut_off(socket, &e.to_string());
+            false
+        }
     }
-    true
 }
 
 /// Sends a joining visitor socket its history up to `cursor`: the last page with the history

@@ -12,6 +12,7 @@
 pub mod assets;
 pub mod client_addr;
 pub mod config;
+pub mod conn;
 pub mod core_link;
 pub mod fanout;
 pub mod socket;
@@ -22,7 +23,7 @@ use std::{
     time::Duration,
 };
 
-use axum::{http::Method, serve::ListenerExt};
+use axum::http::Method;
 use socketgram_admin_php_compat::{config::LegacyConfig, handshake::TokenSigner};
 use socketgram_proto::client::CoreClient;
 use socketioxide::SocketIo;
@@ -149,15 +150,11 @@ pub async fn serve(
         })
     };
     info!(addr = %local, tls = config.tls.is_some(), trusted_proxies = ?config.trusted_proxies, "web edge listening");
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let served = match &config.tls {
         None => {
-            // Replies are small writes: without TCP_NODELAY they wait for the peer's delayed
-            // ACK (tens of milliseconds on every exchange).
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            axum::serve(listener, app)
+            // Each connection can be cut under a socket whose reader fell behind (`conn`).
+            let app = app.into_make_service_with_connect_info::<conn::ConnInfo>();
+            axum::serve(conn::CuttableListener(listener), app)
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned())
                 .await
         }
@@ -174,6 +171,7 @@ pub async fn serve(
                     handle.graceful_shutdown(Some(Duration::from_secs(10)));
                 })
             };
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let served = axum_server::tls_rustls::from_tcp_rustls(listener.into_std()?, rustls)?
                 .handle(handle)
                 .serve(app)

@@ -2088,3 +2088,110 @@ async fn unreadable_payloads_and_huge_names_are_answered_briefly() {
     assert_eq!(count(&db, "cid = 1901").await, 0, "nothing stored");
     stop(server, db).await;
 }
+
+/// An admin whose reader stops falls behind the messages: it is cut off for real, never left
+/// connected with a gap. What it received is an unbroken run of messages, then its connection
+/// closes (the client reconnects, as after any network drop); an admin that reads gets all.
+#[tokio::test]
+async fn a_slow_admin_is_cut_off_not_left_with_a_gap() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    const SENT: u64 = 4000;
+    const LATER: u64 = 100;
+    let mut reader = admin(&server).await;
+    // A raw WebSocket admin with a tiny receive window, that stops reading once connected.
+    let addr: std::net::SocketAddr = server
+        .web_url()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let request = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket&adminpass=admin")
+        .into_client_request()
+        .unwrap();
+    let (mut slow, _) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
+    match slow.next().await {
+        Some(Ok(Message::Text(t))) if t.starts_with('0') => {}
+        other => panic!("expected the open packet, got {other:?}"),
+    }
+    slow.send(Message::text("40")).await.unwrap();
+    loop {
+        match slow.next().await {
+            Some(Ok(Message::Text(t))) if t.starts_with("40") => break,
+            Some(Ok(_)) => {}
+            other => panic!("expected the namespace connect, got {other:?}"),
+        }
+    }
+
+    // Far more than the socket's queue holds, from several senders at once.
+    let text = "m".repeat(9000);
+    let flood = |conversation: u64, n: u64| {
+        let server_chat = server.chat();
+        let text = text.clone();
+        async move {
+            let mut chat = server_chat.await;
+            for _ in 0..n {
+                chat.send_message(pb::SendMessageRequest {
+                    conversation_id: conversation,
+                    author: Some(pb::Author {
+                        kind: pb::AuthorKind::Visitor as i32,
+                        admin_id: String::new(),
+                    }),
+                    text: text.clone(),
+                    client_msg_id: String::new(),
+                })
+                .await
+                .expect("stored");
+            }
+        }
+    };
+    futures::future::join_all((0..8).map(|part| flood(2001 + part, SENT / 8))).await;
+
+    // The slow admin reads again while more messages come: it must not get them after a gap.
+    let reading = tokio::spawn(async move {
+        let mut labels: Vec<u64> = Vec::new();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), slow.next()).await {
+                Err(_) => return (labels, false),
+                Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return (labels, true),
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    if let Some(body) = t.strip_prefix("42")
+                        && let Ok(Value::Array(event)) = serde_json::from_str::<Value>(body)
+                        && event[0] == "new message"
+                    {
+                        labels.push(event[1]["label"].as_u64().unwrap());
+                    }
+                }
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    });
+    flood(2100, LATER).await;
+    let mut got = 0u64;
+    while got < SENT + LATER {
+        if reader.next("new message").await.len() == 1 {
+            got += 1;
+        }
+    }
+    let (labels, ended) = reading.await.unwrap();
+    assert!(ended, "the slow admin is disconnected, not left waiting");
+    assert!(
+        (labels.len() as u64) < SENT,
+        "the slow admin fell behind (the test needs it to): got all {SENT}"
+    );
+    assert!(
+        labels.windows(2).all(|w| w[1] == w[0] + 1),
+        "no gap in what the slow admin got: {} messages, first {:?}, last {:?}",
+        labels.len(),
+        labels.first(),
+        labels.last()
+    );
+    assert_eq!(count(&db, "1 = 1").await, SENT + LATER);
+    stop(server, db).await;
+}

@@ -31,10 +31,11 @@ use socketioxide::{
     socket::{DisconnectReason, Socket},
 };
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
 use tracing::{debug, info, warn};
 
-use crate::{Edge, core_link::SendResult, fanout::Flavor};
+use crate::{Edge, conn::ConnInfo, core_link::SendResult, fanout::Flavor};
 
 /// What the edge knows about one socket, fixed at the handshake.
 pub struct Peer {
@@ -45,6 +46,8 @@ pub struct Peer {
     /// The oldest message id this socket has been shown (`u64::MAX`: none). The legacy page
     /// asks for older history without saying what it has (LEGACY.md §3, `take history`).
     pub oldest_shown: AtomicU64,
+    /// Cuts the TCP connection of the handshake (for a WebSocket, the socket's own).
+    cut: Option<CancellationToken>,
     pub limiter: DefaultDirectRateLimiter,
     /// Puts the socket's events (and its disconnect) back in arrival order.
     order: Order,
@@ -163,13 +166,17 @@ enum Refused {
 /// The client's address: the TCP peer, or behind a trusted proxy the address it forwarded.
 /// The handshake request's parts are the WebSocket upgrade or the first long-polling request
 /// (which carries the proxy's headers like every polling request).
-fn client_ip(s: &SocketRef, edge: &Edge) -> IpAddr {
-    let parts = s.req_parts();
-    let peer = parts
-        .extensions
+/// The TCP peer of the handshake request, and the handle that cuts its connection (the plain
+/// listener has one; the TLS listener gives the peer only).
+fn connection(s: &SocketRef) -> (IpAddr, Option<CancellationToken>) {
+    let extensions = &s.req_parts().extensions;
+    if let Some(ConnectInfo(conn)) = extensions.get::<ConnectInfo<ConnInfo>>() {
+        return (conn.peer.ip(), Some(conn.cut.clone()));
+    }
+    let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-    edge.proxies.client_ip(peer, &parts.headers)
+    (peer, None)
 }
 
 /// The handshake (LEGACY.md §2): runs before the socket is connected, so a refused client
@@ -179,7 +186,8 @@ async fn authenticate(
     State(edge): State<Arc<Edge>>,
     TryData(auth): TryData<Value>,
 ) -> Result<(), Refused> {
-    let ip = client_ip(&s, &edge);
+    let (peer, cut) = connection(&s);
+    let ip = edge.proxies.client_ip(peer, &s.req_parts().headers);
     let credentials = Credentials::from_handshake(s.req_parts().uri.query(), auth.ok().as_ref());
     let identity = match handshake::identify(&credentials, &edge.legacy, &edge.signer) {
         Ok(identity) => identity,
@@ -197,6 +205,7 @@ async fn authenticate(
         ip,
         subscribed: AtomicBool::new(false),
         oldest_shown: AtomicU64::new(u64::MAX),
+        cut,
         limiter: edge.limiter.for_socket(),
         order: Order::default(),
     }));
@@ -376,6 +385,36 @@ impl SampledLog {
             self.suppressed.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// Cuts off a socket that cannot take a message (its reader fell behind): it leaves every
+/// room at once, so what it got is an unbroken prefix of what was sent, never a gap, and it
+/// is closed for real, by its connection when the edge holds that (the client sees its
+/// transport close and reconnects), else through socketioxide as soon as its queue has room.
+pub(crate) fn cut_off(socket: &SocketRef, why: &str) {
+    if !socket.connected() {
+        return;
+    }
+    socket.leave_all();
+    warn!(conn = %log_id(&socket.id), reason = why, "the socket's reader fell behind; cutting it off");
+    if let Some(peer) = socket.extensions.get::<Arc<Peer>>()
+        && let Some(cut) = &peer.cut
+    {
+        cut.cancel();
+    }
+    let socket = socket.clone();
+    tokio::spawn(async move {
+        // A polling client, or one behind the TLS listener, has no connection of its own to
+        // cut; socketioxide refuses to close it while its queue is full.
+        for _ in 0..600 {
+            match socket.clone().disconnect() {
+                Err(socketioxide::SocketError::InternalChannelFull) if socket.connected() => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                _ => return,
+            }
+        }
+    });
 }
 
 /// Notes that `socket` has been shown history down to message `oldest`.
