@@ -124,6 +124,7 @@ fn main() -> ExitCode {
         return mint_token(&config, kind);
     }
     init_tracing(&config.log);
+    raise_open_files_limit();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -183,6 +184,15 @@ fn init_tracing(log: &config::LogConfig) {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+/// Every connection holds a file descriptor; the usual soft limit (1,024) would refuse
+/// clients long before the machine runs out of anything. Raised to the hard limit.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => info!(limit, "open files limit"),
+        Err(e) => warn!(error = %e, "cannot raise the open files limit"),
     }
 }
 

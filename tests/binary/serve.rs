@@ -916,6 +916,42 @@ async fn config_check_prints_the_effective_configuration() {
     );
 }
 
+/// Started with the usual soft limit of open files, the server raises it to the hard limit:
+/// every connection is a file descriptor.
+#[tokio::test]
+async fn the_open_files_limit_is_raised_at_start() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("chat.db").display());
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -Sn 256 && exec {BIN} serve"))
+        .current_dir(dir.path())
+        .env("SOCKETGRAM_CORE__DATABASE__URL", &url)
+        .env("SOCKETGRAM_GRPC__LISTEN", "127.0.0.1:0")
+        .env("SOCKETGRAM_WEB__LISTEN", "127.0.0.1:0")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("ready in time")
+        .unwrap()
+        .unwrap_or_default();
+    assert!(ready.starts_with("socketgram: listening"), "{ready}");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id().unwrap())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers[0], numbers[1], "soft = hard: {line}");
+    assert_ne!(numbers[0], "256", "{line}");
+    child.kill().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_bad_configuration_is_refused_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
