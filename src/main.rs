@@ -123,7 +123,7 @@ fn main() -> ExitCode {
     if let Command::Token { kind } = &cli.command {
         return mint_token(&config, kind);
     }
-    init_tracing(&config.log);
+    let _log = init_tracing(&config.log);
     raise_open_files_limit();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -174,17 +174,23 @@ fn print_out(text: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn init_tracing(log: &config::LogConfig) {
+/// Installs the log. Lines go to stderr from a thread of their own: a stderr nobody reads (a
+/// full pipe) would otherwise block whichever task logs, and with it SIGTERM's drain; when
+/// it stalls, lines are dropped instead. The guard flushes what is queued when dropped.
+fn init_tracing(log: &config::LogConfig) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.filter));
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(writer);
     if log.json {
         builder.json().init();
     } else {
         builder.init();
     }
+    guard
 }
 
 /// Every connection holds a file descriptor; the usual soft limit (1,024) would refuse

@@ -952,6 +952,70 @@ async fn the_open_files_limit_is_raised_at_start() {
     child.kill().await.unwrap();
 }
 
+/// A stderr nobody reads (a pipe whose reader is stuck) fills up; the server keeps serving
+/// and still stops on SIGTERM, dropping log lines rather than blocking on them.
+#[tokio::test]
+async fn a_stalled_log_never_blocks_the_server() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("chat.db").display());
+    let mut child = tokio::process::Command::new(BIN)
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("SOCKETGRAM_CORE__DATABASE__URL", &url)
+        .env("SOCKETGRAM_GRPC__LISTEN", "127.0.0.1:0")
+        .env("SOCKETGRAM_WEB__LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "trace")
+        .stdout(std::process::Stdio::piped())
+        // Kept open, never read.
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("ready in time")
+        .unwrap()
+        .unwrap_or_default();
+    let grpc = ready
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("grpc="))
+        .expect("grpc address")
+        .to_owned();
+    // Enough traced requests to fill a pipe many times over.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    for _ in 0..300 {
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            health.check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            }),
+        )
+        .await
+        .expect("the server keeps answering while its log is stalled")
+        .expect("health");
+    }
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("stopped on SIGTERM with its log stalled")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
+
 #[tokio::test]
 async fn a_bad_configuration_is_refused_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
