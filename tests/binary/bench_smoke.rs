@@ -4,7 +4,7 @@
 use std::{path::Path, time::Duration};
 
 use socketgram_admin_php_compat::room::HashKind;
-use socketgram_bench::{Report, Target, scenarios};
+use socketgram_bench::{Acks, Report, Target, scenarios};
 use socketgram_core::store::Backend;
 use socketgram_tests::{
     db::TestDb,
@@ -47,6 +47,8 @@ async fn every_scenario_runs_and_checks_delivery() {
         grpc: Some((format!("http://{}", server.grpc), TOKEN.into())),
         cid_base: 10_000,
         source_addresses: 2,
+        acks: Acks::Subscribe,
+        connect_concurrency: 16,
     };
     let connect = scenarios::connect(&t, 60, 16, Duration::ZERO, false).await;
     assert_eq!(connect.figures["connected"], 60);
@@ -153,6 +155,8 @@ async fn a_run_with_refused_messages_fails() {
         grpc: None,
         cid_base: 70_000,
         source_addresses: 1,
+        acks: Acks::Subscribe,
+        connect_concurrency: 16,
     };
     let report = scenarios::admin_to_visitor(&t, 6, 2, 20, 1).await;
     assert!(!report.ok());
