@@ -1,13 +1,15 @@
 //! Shared harness of the end-to-end tests: real databases ([`db::TestDb`]), the real
 //! `socketgram` core started on port 0 ([`server::TestCore`]), and a TCP proxy that can cut a
-//! database away mid-run ([`proxy::FaultProxy`]), and real Socket.IO clients under Node.js
-//! ([`sio::SioClient`], with [`node`] finding Node.js and installing `tests/js`).
+//! database away mid-run ([`proxy::FaultProxy`]), real Socket.IO clients under Node.js
+//! ([`sio::SioClient`], with [`node`] finding Node.js and installing `tests/js`), and a
+//! stand-in for the legacy server that acknowledges nothing ([`noack::NoAckServer`]).
 //!
 //! Tests that need an outside service (MariaDB, PostgreSQL, ...) skip with a printed note when
 //! it is missing, except under `CI=true`, where a missing service fails the test.
 
 pub mod botapi;
 pub mod db;
+pub mod noack;
 pub mod node;
 pub mod proxy;
 pub mod server;
