@@ -422,9 +422,11 @@ pub async fn throughput(
     let collector = collector.await.unwrap_or_default();
     report.sent = sent.len() as u64;
     collector.settle(&mut report, &sent);
-    let seconds = collector
-        .last
-        .map_or(0.0, |l| l.duration_since(start).as_secs_f64());
+    // Until the last delivery; a run where nothing arrived (a server that crashed at once)
+    // lasted until its senders gave up, which keeps the CPU figures finite.
+    let seconds = collector.last.map_or(start.elapsed().as_secs_f64(), |l| {
+        l.duration_since(start).as_secs_f64()
+    });
     report.figure("seconds", round2(seconds));
     report.figure(
         "delivered_per_second",
