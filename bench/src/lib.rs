@@ -5,6 +5,11 @@
 //!
 //! Every run checks that each message arrived exactly once with the right payload; a lost,
 //! duplicated or mangled message fails the run. Results: one JSON line and a table.
+//!
+//! Socketgram acknowledges `subscribe` once the history is out; the legacy server sends no
+//! acknowledgement for anything (LEGACY.md §3). [`Acks`] says which kind of server this is, and
+//! with [`Acks::None`] the generator tells what happened the way the legacy pages do: from the
+//! events that come back (see [`scenarios::connect_visitors`]).
 
 pub mod scenarios;
 pub mod sio;
@@ -18,6 +23,43 @@ use std::{
 
 use serde_json::{Map, Value, json};
 use socketgram_admin_php_compat::room::{HashKind, room_of};
+
+/// Whether the server acknowledges the events that ask for it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Acks {
+    /// `subscribe` is acknowledged once the visitor's history is out and live messages flow
+    /// (Socketgram).
+    #[default]
+    Subscribe,
+    /// Nothing is ever acknowledged (the legacy Node.js server): a subscribe is done when the
+    /// answer to a `take history` sent after it arrives.
+    None,
+}
+
+/// An `--acks` value other than `subscribe` or `none`.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown acks mode {0:?}: use `subscribe` (the server acknowledges subscribe) or `none`")]
+pub struct UnknownAcks(String);
+
+impl std::str::FromStr for Acks {
+    type Err = UnknownAcks;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "subscribe" => Ok(Self::Subscribe),
+            "none" => Ok(Self::None),
+            other => Err(UnknownAcks(other.into())),
+        }
+    }
+}
+
+impl std::fmt::Display for Acks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Subscribe => "subscribe",
+            Self::None => "none",
+        })
+    }
+}
 
 /// The server under test and how to log in to it.
 #[derive(Clone, Debug)]
@@ -41,6 +83,11 @@ pub struct Target {
     pub cid_base: u64,
     /// Loopback source addresses to spread client ports over (127.0.0.1 ..).
     pub source_addresses: u8,
+    /// Whether the server acknowledges `subscribe`.
+    pub acks: Acks,
+    /// Visitors connecting and subscribing at once before a scenario's messages start (the
+    /// legacy server exits when too many subscribes hit its database at once, LEGACY.md §9.5).
+    pub connect_concurrency: usize,
 }
 
 /// Clients per loopback source address: well under the ~28k ephemeral ports of one.
@@ -180,6 +227,11 @@ pub struct Collector {
     pub wrong: u64,
     pub latency: stats::Latency,
     pub last: Option<Instant>,
+    /// Copies of this run's messages received, duplicates included (what the server sent).
+    pub copies: u64,
+    /// The server closed the receiving socket before the receiver was done (it went away or
+    /// crashed): what did not arrive is lost, and the report says why.
+    pub closed: bool,
 }
 
 impl Collector {
@@ -199,6 +251,7 @@ impl Collector {
         {
             self.wrong += 1;
         }
+        self.copies += 1;
         let count = self.seen.entry((cid, seq)).or_default();
         *count += 1;
         if *count > 1 {
@@ -232,5 +285,9 @@ impl Collector {
         }
         report.duplicated += self.duplicates();
         report.wrong += self.wrong;
+        let closed = "the server closed a receiving socket during the run".to_owned();
+        if self.closed && !report.errors.contains(&closed) {
+            report.errors.push(closed);
+        }
     }
 }

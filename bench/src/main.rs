@@ -1,12 +1,13 @@
 //! `socketgram-bench`: runs one scenario against a server and prints one JSON line and a
-//! table; exits non-zero when a message was lost, duplicated or mangled.
+//! table; exits non-zero when a message was lost, duplicated or mangled, or the measured
+//! server process exited during the run.
 
 use std::{net::ToSocketAddrs, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use socketgram_admin_php_compat::room::HashKind;
-use socketgram_bench::{Target, scenarios};
+use socketgram_bench::{Acks, Target, scenarios, stats::ProcSample};
 
 #[derive(Parser)]
 #[command(
@@ -47,6 +48,15 @@ struct Cli {
     /// Loopback source addresses to spread client ports over (127.0.0.1, .2, ...).
     #[arg(long, default_value_t = 4)]
     source_addresses: u8,
+    /// `subscribe`: the server acknowledges `subscribe` (Socketgram). `none`: it acknowledges
+    /// nothing (the legacy Node.js server); a subscribe is then done when the answer to a
+    /// `take history` sent after it arrives.
+    #[arg(long, default_value = "subscribe", global = true)]
+    acks: Acks,
+    /// Visitors subscribing at once before the messages of scenarios 2-6 start (the legacy
+    /// server exits when too many subscribes reach its database at once).
+    #[arg(long, default_value_t = 256, global = true)]
+    connect_concurrency: usize,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -144,6 +154,8 @@ fn target(cli: &Cli) -> anyhow::Result<Target> {
             .cid_base
             .unwrap_or_else(|| 1_000_000 * u64::from(rand::random::<u16>() % 4000 + 1)),
         source_addresses: cli.source_addresses,
+        acks: cli.acks,
+        connect_concurrency: cli.connect_concurrency.max(1),
     })
 }
 
@@ -152,7 +164,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let t = target(&cli)?;
     let run = rand::random::<u32>();
-    let report = match cli.scenario {
+    let mut report = match cli.scenario {
         Scenario::Connect {
             visitors,
             concurrency,
@@ -191,6 +203,14 @@ async fn main() -> anyhow::Result<ExitCode> {
         } => scenarios::visitor_to_admin(&t, run, visitors, admins, rate, seconds).await,
         Scenario::Grpc { streams, messages } => scenarios::grpc(&t, run, streams, messages).await,
     };
+    // A server that crashed under the load is the run's finding, not just lost messages.
+    if let Some(pid) = t.server_pid
+        && ProcSample::read(pid).is_none()
+    {
+        report
+            .errors
+            .push(format!("the server process {pid} exited during the run"));
+    }
     println!("{}", report.json());
     eprint!("{}", report.table());
     Ok(if report.ok() {

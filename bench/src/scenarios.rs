@@ -1,5 +1,9 @@
 //! The scenarios of a benchmark run (issue 5): connect, throughput, latency both ways,
 //! fan-out to many admins, and sends through the gRPC API.
+//!
+//! Every scenario ends by itself: each wait has a deadline, a receiver stops once the senders
+//! are done and nothing has arrived for [`QUIET`], and a socket the server closes (or a
+//! server that crashes) ends that socket's part of the run with what arrived so far.
 
 use std::{
     sync::Arc,
@@ -8,10 +12,14 @@ use std::{
 
 use futures::{StreamExt, stream};
 use serde_json::{Value, json};
-use tokio::{sync::mpsc::UnboundedReceiver, task::JoinSet, time::sleep_until};
+use tokio::{
+    sync::{mpsc::UnboundedReceiver, watch},
+    task::JoinSet,
+    time::sleep_until,
+};
 
 use crate::{
-    Collector, Report, Target, message_text,
+    Acks, Collector, Report, Target, message_text,
     sio::{ACK, Client, Incoming},
     stats::{Latency, ProcSample},
 };
@@ -31,8 +39,30 @@ pub struct Admin {
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A receiver whose senders are done stops after this long without an event: what has not
+/// arrived by then is lost (or was never sent: a server that echoes another message than the
+/// one stored, LEGACY.md §9.6), and the run need not wait for its deadline to say so.
+pub const QUIET: Duration = Duration::from_secs(2);
+
+/// Longest wait for one gRPC call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `mid` of the `take history` that marks a subscribe done when the server sends no acks.
+/// Message ids start at 1, so nothing is older: the answer is `drop history button` alone,
+/// and nothing is stored.
+pub const MARKER_MID: u64 = 1;
+
 /// Connects visitors `offset..offset + n` of the run, `concurrency` at a time, and subscribes
 /// each unless `handshake_only`.
+///
+/// With [`Acks::Subscribe`] a subscribe is done when the server acknowledges it (after the
+/// history). With [`Acks::None`] the generator does what the legacy page can: it sends
+/// `subscribe`, then `take history` older than [`MARKER_MID`], and the subscribe is done when
+/// `drop history button` comes back. Both servers handle a socket's events in order (the legacy
+/// one synchronously: room joined and visitor online before the next event is read), so that
+/// answer means the subscribe was handled. A visitor with history may still be receiving it
+/// then (the legacy server reads it from the database while it goes on): it is not counted, as
+/// only messages of this run are (see [`crate::parse_text`]).
 pub async fn connect_visitors(
     t: &Target,
     offset: usize,
@@ -57,17 +87,41 @@ pub async fn connect_visitors(
                             events,
                         });
                     }
-                    client.emit_ack(
-                        "subscribe",
-                        &json!({ "room": t.room(cid), "username": cid.to_string() }),
-                        1,
-                    );
-                    // Subscribed once the server acknowledges (history, if any, came first).
+                    let (username, room) = (cid.to_string(), t.room(cid));
+                    let subscribe = json!({ "room": room, "username": username });
+                    match t.acks {
+                        Acks::Subscribe => {
+                            client.emit_ack("subscribe", &subscribe, 1);
+                        }
+                        Acks::None => {
+                            let marker =
+                                json!({ "username": username, "room": room, "mid": MARKER_MID });
+                            client.emit("subscribe", &subscribe);
+                            client.emit("take history", &marker);
+                        }
+                    }
                     while let Some(event) = events.recv().await {
-                        if event.name == ACK {
-                            if let Some(error) = event.args.get(1).and_then(|a| a.get("error")) {
-                                return Err(format!("visitor {cid}: subscribe refused: {error}"));
+                        let done = match (t.acks, event.name.as_str()) {
+                            (Acks::Subscribe, ACK) => {
+                                if let Some(error) = event.args.get(1).and_then(|a| a.get("error"))
+                                {
+                                    return Err(format!(
+                                        "visitor {cid}: subscribe refused: {error}"
+                                    ));
+                                }
+                                true
                             }
+                            (Acks::None, "drop history button") => true,
+                            (Acks::None, "chat error") => {
+                                return Err(format!(
+                                    "visitor {cid}: subscribe refused: {}",
+                                    Value::Array(event.args)
+                                ));
+                            }
+                            // History (`new message`) and the rest: not this run's messages.
+                            _ => false,
+                        };
+                        if done {
                             return Ok(Visitor {
                                 cid,
                                 client,
@@ -106,8 +160,11 @@ pub async fn connect_admins(
 ) -> Result<Vec<Admin>, String> {
     let mut admins = Vec::new();
     for i in 0..n {
-        let (client, events) = Client::connect(t.server, t.source(i), &t.admin_query())
+        let query = t.admin_query();
+        let connect = Client::connect(t.server, t.source(i), &query);
+        let (client, events) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
+            .map_err(|_| format!("admin {i}: timed out"))?
             .map_err(|e| format!("admin {i}: {e}"))?;
         admins.push(Admin { client, events });
     }
@@ -149,7 +206,7 @@ async fn participants(
     admins: usize,
     report: &mut Report,
 ) -> Option<(Vec<Visitor>, Vec<Admin>)> {
-    let (vs, errors) = connect_visitors(t, 0, visitors, 256, false).await;
+    let (vs, errors) = connect_visitors(t, 0, visitors, t.connect_concurrency, false).await;
     if !errors.is_empty() || vs.is_empty() {
         report.errors.extend(errors);
         return None;
@@ -161,6 +218,21 @@ async fn participants(
             None
         }
     }
+}
+
+/// A scenario's report, with how it talked to the server among its parameters.
+fn new_report(t: &Target, scenario: &str, params: Value) -> Report {
+    let mut report = Report::new(scenario, params);
+    report
+        .params
+        .insert("acks".into(), t.acks.to_string().into());
+    // The connect scenario has a concurrency of its own.
+    if scenario != "connect" {
+        report
+            .params
+            .insert("connect_concurrency".into(), t.connect_concurrency.into());
+    }
+    report
 }
 
 fn sample(pid: Option<u32>) -> Option<ProcSample> {
@@ -200,7 +272,8 @@ pub async fn connect(
     hold: Duration,
     handshake_only: bool,
 ) -> Report {
-    let mut report = Report::new(
+    let mut report = new_report(
+        t,
         "connect",
         json!({ "visitors": n, "concurrency": concurrency, "handshake_only": handshake_only }),
     );
@@ -238,6 +311,12 @@ pub async fn connect(
 
 /// Scenario 2: `messages` visitor messages with `in_flight` unconfirmed at a time, spread
 /// over `visitors`; messages per second delivered to the admin.
+///
+/// A message is confirmed when the server's `new message` echo of one of the visitor's
+/// messages comes back (as the legacy page shows it); delivered when that echo and the admin's
+/// copy have arrived. Both are counted exactly once per message: a server that echoes another
+/// message than the one stored (LEGACY.md §9.6) shows as duplicated and lost, not as a hang,
+/// since every echo confirms one send whatever it carries.
 pub async fn throughput(
     t: &Target,
     run: u32,
@@ -245,7 +324,8 @@ pub async fn throughput(
     in_flight: usize,
     messages: u64,
 ) -> Report {
-    let mut report = Report::new(
+    let mut report = new_report(
+        t,
         "throughput",
         json!({ "visitors": visitors, "in_flight": in_flight, "messages": messages }),
     );
@@ -260,7 +340,8 @@ pub async fn throughput(
     let deadline = Duration::from_secs(120 + messages / 1000);
     let cpu_before = (sample(t.server_pid), db_sample(t));
     let start = Instant::now();
-    let collector = tokio::spawn(collect(admin, run, start, expected, deadline));
+    let (done, sending) = watch::channel(false);
+    let collector = tokio::spawn(collect(admin, run, start, expected, deadline, sending));
     let mut senders = JoinSet::new();
     for (i, v) in vs.into_iter().enumerate() {
         let quota = per_visitor + u64::from((i as u64) < extra);
@@ -273,6 +354,7 @@ pub async fn throughput(
             } = v;
             let mut sent = Vec::with_capacity(quota as usize);
             let mut refused = Vec::new();
+            let mut echoes = Collector::default();
             let mut confirmed = 0u64;
             let send = |seq: u64, sent: &mut Vec<(u64, u64)>| {
                 let text = message_text(run, cid, seq, start.elapsed().as_micros() as u64);
@@ -291,7 +373,10 @@ pub async fn throughput(
                     () = sleep_until(give_up) => break,
                     e = events.recv() => e,
                 };
-                let Some(event) = event else { break };
+                let Some(event) = event else {
+                    echoes.closed = true;
+                    break;
+                };
                 let refusal = event.name == "chat error";
                 if refusal {
                     // Refused (a limit, a database outage): the run fails, saying why.
@@ -301,16 +386,17 @@ pub async fn throughput(
                     ));
                 }
                 // The visitor's own message coming back means it was stored and fanned out.
-                if refusal
-                    || event.name == "new message"
-                        && event
-                            .args
-                            .first()
-                            .and_then(|p| p.get("message"))
+                let echo = event.name == "new message"
+                    && event.args.first().is_some_and(|p| {
+                        p.get("message")
                             .and_then(Value::as_str)
                             .and_then(|m| crate::parse_text(run, m))
                             .is_some_and(|(c, _, _)| c == cid)
-                {
+                    });
+                if echo && let Some(payload) = event.args.first() {
+                    echoes.observe(run, payload, event.at, start);
+                }
+                if refusal || echo {
                     confirmed += 1;
                     let next = sent.len() as u64;
                     if next < quota {
@@ -319,48 +405,71 @@ pub async fn throughput(
                 }
             }
             client.close();
-            (sent, refused)
+            (sent, refused, echoes)
         });
     }
     let mut sent = Vec::new();
+    let mut echoed = Vec::new();
     while let Some(s) = senders.join_next().await {
-        if let Ok((s, refused)) = s {
+        if let Ok((s, refused, echoes)) = s {
+            echoes.settle(&mut report, &s);
+            echoed.push(echoes.copies);
             sent.extend(s);
             report.errors.extend(refused.into_iter().take(3));
         }
     }
+    let _ = done.send(true);
     let collector = collector.await.unwrap_or_default();
     report.sent = sent.len() as u64;
     collector.settle(&mut report, &sent);
-    let seconds = collector
-        .last
-        .map_or(0.0, |l| l.duration_since(start).as_secs_f64());
+    // Until the last delivery; a run where nothing arrived (a server that crashed at once)
+    // lasted until its senders gave up, which keeps the CPU figures finite.
+    let seconds = collector.last.map_or(start.elapsed().as_secs_f64(), |l| {
+        l.duration_since(start).as_secs_f64()
+    });
     report.figure("seconds", round2(seconds));
     report.figure(
         "delivered_per_second",
         round2(collector.unique() as f64 / seconds.max(1e-9)),
     );
+    // What the server sent, duplicates included: differs from the unique count only when it
+    // repeats messages.
+    report.figure("admin_copies", collector.copies);
+    report.figure("echo_copies", echoed.iter().sum::<u64>());
     report.figure("latency", collector.latency.summary());
     cpu_figures(&mut report, t, cpu_before, seconds);
     report
 }
 
-/// Receives at one admin until `expected` distinct messages arrived or `deadline` passed.
+/// Receives at one admin until `expected` distinct messages arrived, `deadline` passed, or the
+/// senders are done (`sending` turns true) and nothing came for [`QUIET`].
 async fn collect(
     mut admin: Admin,
     run: u32,
     start: Instant,
     expected: u64,
     deadline: Duration,
+    mut sending: watch::Receiver<bool>,
 ) -> Collector {
     let mut collector = Collector::default();
     let give_up = tokio::time::Instant::now() + deadline;
+    let mut senders_done = *sending.borrow();
     while collector.unique() < expected {
+        let quiet = tokio::time::Instant::now() + QUIET;
         let event = tokio::select! {
             () = sleep_until(give_up) => break,
+            () = sleep_until(quiet), if senders_done => break,
+            changed = sending.changed(), if !senders_done => {
+                // A dropped sender also means nothing more will be sent.
+                senders_done = changed.is_err() || *sending.borrow();
+                continue;
+            }
             e = admin.events.recv() => e,
         };
-        let Some(event) = event else { break };
+        let Some(event) = event else {
+            collector.closed = true;
+            break;
+        };
         if event.name == "new message"
             && let Some(payload) = event.args.first()
         {
@@ -395,7 +504,8 @@ pub async fn visitor_to_admin(
     } else {
         "latency_visitor_to_admin"
     };
-    let mut report = Report::new(
+    let mut report = new_report(
+        t,
         name,
         json!({ "visitors": visitors, "admins": admins, "rate": rate, "seconds": seconds }),
     );
@@ -407,9 +517,10 @@ pub async fn visitor_to_admin(
     let deadline = Duration::from_secs(seconds + 30);
     let cpu_before = (sample(t.server_pid), db_sample(t));
     let start = Instant::now();
+    let (done, sending) = watch::channel(false);
     let collectors: Vec<_> = admin_clients
         .into_iter()
-        .map(|a| tokio::spawn(collect(a, run, start, total, deadline)))
+        .map(|a| tokio::spawn(collect(a, run, start, total, deadline, sending.clone())))
         .collect();
     let rooms: Vec<String> = vs.iter().map(|v| t.room(v.cid)).collect();
     let clock = tokio::time::Instant::now();
@@ -427,6 +538,7 @@ pub async fn visitor_to_admin(
         sent.push((v.cid, seq));
     }
     let send_seconds = start.elapsed().as_secs_f64();
+    let _ = done.send(true);
     let mut latency = Latency::default();
     let mut last = None;
     for c in collectors {
@@ -461,7 +573,8 @@ pub async fn admin_to_visitor(
     rate: u64,
     seconds: u64,
 ) -> Report {
-    let mut report = Report::new(
+    let mut report = new_report(
+        t,
         "latency_admin_to_visitor",
         json!({ "visitors": visitors, "rate": rate, "seconds": seconds, "admin_login": t.admin_login }),
     );
@@ -475,12 +588,15 @@ pub async fn admin_to_visitor(
     let cpu_before = (sample(t.server_pid), db_sample(t));
     let start = Instant::now();
     let targets: Vec<(u64, String)> = vs.iter().map(|v| (v.cid, t.room(v.cid))).collect();
+    let (done, sending) = watch::channel(false);
     let receivers: Vec<_> = vs
         .into_iter()
         .map(|v| {
+            let sending = sending.clone();
             tokio::spawn(async move {
                 let Visitor { client, events, .. } = v;
-                collect(Admin { client, events }, run, start, per_visitor, deadline).await
+                let receiver = Admin { client, events };
+                collect(receiver, run, start, per_visitor, deadline, sending).await
             })
         })
         .collect();
@@ -512,6 +628,7 @@ pub async fn admin_to_visitor(
         sent.push((*cid, seq));
     }
     let send_seconds = start.elapsed().as_secs_f64();
+    let _ = done.send(true);
     let mut latency = Latency::default();
     for (r, (cid, _)) in receivers.into_iter().zip(&targets) {
         let c = r.await.unwrap_or_default();
@@ -539,7 +656,8 @@ pub async fn admin_to_visitor(
 /// admin on Socket.IO must receive each once.
 pub async fn grpc(t: &Target, run: u32, streams: usize, messages: u64) -> Report {
     use socketgram_proto::{client::CoreClient, v1 as pb};
-    let mut report = Report::new(
+    let mut report = new_report(
+        t,
         "grpc_send",
         json!({ "streams": streams, "messages": messages }),
     );
@@ -572,7 +690,9 @@ pub async fn grpc(t: &Target, run: u32, streams: usize, messages: u64) -> Report
     let deadline = Duration::from_secs(120 + messages / 1000);
     let cpu_before = (sample(t.server_pid), db_sample(t));
     let start = Instant::now();
-    let collector = tokio::spawn(collect(admins.remove(0), run, start, messages, deadline));
+    let (done, sending) = watch::channel(false);
+    let admin = admins.remove(0);
+    let collector = tokio::spawn(collect(admin, run, start, messages, deadline, sending));
     let mut callers = JoinSet::new();
     for s in 0..streams {
         let mut chat = client.chat.clone();
@@ -592,9 +712,10 @@ pub async fn grpc(t: &Target, run: u32, streams: usize, messages: u64) -> Report
                     text,
                     client_msg_id: format!("{run}-{cid}-{seq}"),
                 };
-                match chat.send_message(request).await {
-                    Ok(_) => sent.push((cid, seq)),
-                    Err(status) => errors.push(format!("SendMessage: {status}")),
+                match tokio::time::timeout(CALL_TIMEOUT, chat.send_message(request)).await {
+                    Ok(Ok(_)) => sent.push((cid, seq)),
+                    Ok(Err(status)) => errors.push(format!("SendMessage: {status}")),
+                    Err(_) => errors.push(format!("SendMessage: no answer in {CALL_TIMEOUT:?}")),
                 }
             }
             (sent, errors)
@@ -608,6 +729,7 @@ pub async fn grpc(t: &Target, run: u32, streams: usize, messages: u64) -> Report
         }
     }
     let acked_seconds = start.elapsed().as_secs_f64();
+    let _ = done.send(true);
     let c = collector.await.unwrap_or_default();
     report.sent = sent.len() as u64;
     c.settle(&mut report, &sent);

@@ -1,8 +1,9 @@
 //! Shared harness of the end-to-end tests: real databases ([`db::TestDb`]), the real
 //! `socketgram` core started on port 0 ([`server::TestCore`]), a TCP proxy that can cut a
 //! database away mid-run ([`proxy::FaultProxy`]), real Socket.IO clients under Node.js
-//! ([`sio::SioClient`], with [`node`] finding Node.js and installing `tests/js`), and a real
-//! nginx in front of a server, configured from the README ([`nginx::Nginx`]).
+//! ([`sio::SioClient`], with [`node`] finding Node.js and installing `tests/js`), a real
+//! nginx in front of a server, configured from the README ([`nginx::Nginx`]), and a stand-in
+//! for the legacy server that acknowledges nothing ([`noack::NoAckServer`]).
 //!
 //! Tests that need an outside service (MariaDB, PostgreSQL, nginx, ...) skip with a printed
 //! note when it is missing, except under `CI=true`, where a missing service fails the test.
@@ -10,6 +11,7 @@
 pub mod botapi;
 pub mod db;
 pub mod nginx;
+pub mod noack;
 pub mod node;
 pub mod proxy;
 pub mod server;

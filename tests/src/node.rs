@@ -1,5 +1,6 @@
 //! Node.js for the real-client tests: the `node` executable and the npm packages of `tests/js`
-//! (the official `socket.io-client`, pinned by `tests/js/package-lock.json`).
+//! (the official `socket.io-client`, and the `socket.io` server of the legacy stand-in, pinned
+//! by `tests/js/package-lock.json`).
 //!
 //! [`node`] finds Node.js once per test process and, when `tests/js/node_modules` is missing,
 //! runs `npm ci` there once (a `OnceLock`, so tests running in parallel never install at the
@@ -54,10 +55,14 @@ fn prepare() -> Result<Node, String> {
         "no `node` on PATH (or SOCKETGRAM_TEST_NODE); install Node.js 18 or newer".to_owned()
     })?;
     let js = js_dir();
-    if !js
-        .join("node_modules/socket.io-client/package.json")
-        .exists()
-    {
+    // Every package the scripts import: a checkout installed before one was added installs again.
+    let installed = ["socket.io-client", "socket.io"].iter().all(|p| {
+        js.join("node_modules")
+            .join(p)
+            .join("package.json")
+            .exists()
+    });
+    if !installed {
         let npm = exe.with_file_name("npm");
         let npm = if npm.exists() {
             npm
