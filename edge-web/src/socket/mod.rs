@@ -250,6 +250,9 @@ async fn dispatch(
     }
     let data = match data {
         Ok(data) => data,
+        // An event with no argument at all (`update admlist`): socketioxide's parser reports
+        // it as this error; handlers see no payload.
+        Err(e) if e.to_string().starts_with(NO_ARGUMENT) => Value::Null,
         // Unreadable JSON (a lone surrogate, 1e400, nesting past the parser's limit) or a
         // binary attachment: say what is wrong, do nothing.
         Err(e) => {
@@ -326,6 +329,9 @@ async fn on_disconnect(
         edge.link.presence(cid, false);
     }
 }
+
+/// How socketioxide 0.18's parser says an event came with no argument.
+const NO_ARGUMENT: &str = "first element not found";
 
 /// Longest event name (or parser error) repeated in a log line or an answer: a client's
 /// megabyte-long event name must not come back as a megabyte, nor fill the log.
