@@ -516,10 +516,12 @@ async fn postgres_concurrent_sends_resume_without_gaps() {
 
 /// The database goes away under a running server: sends fail with UNAVAILABLE and a clear
 /// message, nothing is half stored, live subscribers see no phantom, and the server recovers.
-async fn database_outage(backend: Backend) {
-    let Some(db) = TestDb::create(backend).await else {
-        return;
-    };
+/// A server whose database is reached through a [`FaultProxy`], with one message ("before")
+/// in conversation 9 and a subscriber of it caught up. `None` when the database is missing.
+async fn behind_fault_proxy(
+    backend: Backend,
+) -> Option<(TestDb, FaultProxy, TestServer, Streaming<pb::Event>)> {
+    let db = TestDb::create(backend).await?;
     let parsed = url::Url::parse(&db.url).unwrap();
     let target = tokio::net::lookup_host((parsed.host_str().unwrap(), parsed.port().unwrap()))
         .await
@@ -527,7 +529,12 @@ async fn database_outage(backend: Backend) {
         .next()
         .unwrap();
     let proxy = FaultProxy::start(target).await.unwrap();
-    let server = TestServer::start(Path::new(BIN), "serve", &proxy.url_for(&db.url), "").await;
+    let mut url = url::Url::parse(&proxy.url_for(&db.url)).unwrap();
+    if backend == Backend::Postgres {
+        // The proxy must see statements go by (a COMMIT to drop): no TLS to the database.
+        url.query_pairs_mut().append_pair("sslmode", "disable");
+    }
+    let server = TestServer::start(Path::new(BIN), "serve", url.as_str(), "").await;
     let mut chat = server.chat().await;
     let first = send(&mut chat, 9, visitor(), "before", "")
         .await
@@ -536,6 +543,28 @@ async fn database_outage(backend: Backend) {
         .unwrap();
     let mut watcher = subscribe(&mut chat, Scope::ConversationId(9), Some(first.id)).await;
     until_caught_up(&mut watcher).await;
+    Some((db, proxy, server, watcher))
+}
+
+/// Sends until the database is back (UNAVAILABLE meanwhile); the stored message.
+async fn send_when_back(chat: &mut Chat, text: &str, key: &str) -> pb::Message {
+    for _ in 0..50 {
+        match send(chat, 9, visitor(), text, key).await {
+            Ok(r) => return r.message.expect("the stored message"),
+            Err(e) if e.code() == Code::Unavailable => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    panic!("the server did not recover");
+}
+
+async fn database_outage(backend: Backend) {
+    let Some((db, proxy, server, mut watcher)) = behind_fault_proxy(backend).await else {
+        return;
+    };
+    let mut chat = server.chat().await;
 
     proxy.cut();
     let err = send(&mut chat, 9, visitor(), "during", "k-during")
@@ -551,20 +580,7 @@ async fn database_outage(backend: Backend) {
     assert_eq!(err.code(), Code::Unavailable);
 
     proxy.restore();
-    let mut after = None;
-    for _ in 0..50 {
-        match send(&mut chat, 9, visitor(), "during", "k-during").await {
-            Ok(r) => {
-                after = r.message;
-                break;
-            }
-            Err(e) if e.code() == Code::Unavailable => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            Err(e) => panic!("{e:?}"),
-        }
-    }
-    let after = after.expect("the server recovered");
+    let after = send_when_back(&mut chat, "during", "k-during").await;
     assert_eq!(
         next_message(&mut watcher).await.id,
         after.id,
@@ -586,30 +602,10 @@ async fn database_outage(backend: Backend) {
 /// needed), and when the database then stays away the answer is that the outcome is unknown,
 /// never "nothing was stored". Subscribers see every stored message once.
 async fn commit_answer_lost(backend: Backend) {
-    let Some(db) = TestDb::create(backend).await else {
+    let Some((db, proxy, server, mut watcher)) = behind_fault_proxy(backend).await else {
         return;
     };
-    let parsed = url::Url::parse(&db.url).unwrap();
-    let target = tokio::net::lookup_host((parsed.host_str().unwrap(), parsed.port().unwrap()))
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = FaultProxy::start(target).await.unwrap();
-    let mut url = url::Url::parse(&proxy.url_for(&db.url)).unwrap();
-    if backend == Backend::Postgres {
-        // The proxy must see the COMMIT go by: no TLS to the database here.
-        url.query_pairs_mut().append_pair("sslmode", "disable");
-    }
-    let server = TestServer::start(Path::new(BIN), "serve", url.as_str(), "").await;
     let mut chat = server.chat().await;
-    let first = send(&mut chat, 9, visitor(), "before", "")
-        .await
-        .unwrap()
-        .message
-        .unwrap();
-    let mut watcher = subscribe(&mut chat, Scope::ConversationId(9), Some(first.id)).await;
-    until_caught_up(&mut watcher).await;
 
     // The legacy pages send no client message id: a wrong "nothing was stored" would make
     // their retry a duplicate.
@@ -646,20 +642,7 @@ async fn commit_answer_lost(backend: Backend) {
         err.message()
     );
     proxy.restore();
-    let mut after = None;
-    for _ in 0..50 {
-        match send(&mut chat, 9, visitor(), "after", "k-after").await {
-            Ok(r) => {
-                after = r.message;
-                break;
-            }
-            Err(e) if e.code() == Code::Unavailable => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            Err(e) => panic!("{e:?}"),
-        }
-    }
-    let after = after.expect("the server recovered");
+    let after = send_when_back(&mut chat, "after", "k-after").await;
     // It was stored: it is published, once, before what came after it.
     let unknown = next_message(&mut watcher).await;
     assert_eq!(unknown.text, "outcome unknown");
@@ -916,17 +899,16 @@ async fn config_check_prints_the_effective_configuration() {
     );
 }
 
-/// Started with the usual soft limit of open files, the server raises it to the hard limit:
-/// every connection is a file descriptor.
-#[tokio::test]
-async fn the_open_files_limit_is_raised_at_start() {
+/// Runs `command` (which starts `socketgram serve`) in `dir` on a SQLite file there and
+/// ports 0, and waits for its ready line: the child and that line.
+async fn serve_raw(
+    mut command: tokio::process::Command,
+    dir: &Path,
+) -> (tokio::process::Child, String) {
     use tokio::io::AsyncBufReadExt;
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("chat.db").display());
-    let mut child = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("ulimit -Sn 256 && exec {BIN} serve"))
-        .current_dir(dir.path())
+    let url = format!("sqlite://{}", dir.join("chat.db").display());
+    let mut child = command
+        .current_dir(dir)
         .env("SOCKETGRAM_CORE__DATABASE__URL", &url)
         .env("SOCKETGRAM_GRPC__LISTEN", "127.0.0.1:0")
         .env("SOCKETGRAM_WEB__LISTEN", "127.0.0.1:0")
@@ -941,6 +923,19 @@ async fn the_open_files_limit_is_raised_at_start() {
         .unwrap()
         .unwrap_or_default();
     assert!(ready.starts_with("socketgram: listening"), "{ready}");
+    (child, ready)
+}
+
+/// Started with the usual soft limit of open files, the server raises it to the hard limit:
+/// every connection is a file descriptor.
+#[tokio::test]
+async fn the_open_files_limit_is_raised_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = tokio::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("ulimit -Sn 256 && exec {BIN} serve"));
+    let (mut child, _) = serve_raw(command, dir.path()).await;
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id().unwrap())).unwrap();
     let line = limits
         .lines()
@@ -956,28 +951,14 @@ async fn the_open_files_limit_is_raised_at_start() {
 /// and still stops on SIGTERM, dropping log lines rather than blocking on them.
 #[tokio::test]
 async fn a_stalled_log_never_blocks_the_server() {
-    use tokio::io::AsyncBufReadExt;
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("chat.db").display());
-    let mut child = tokio::process::Command::new(BIN)
+    let mut command = tokio::process::Command::new(BIN);
+    command
         .arg("serve")
-        .current_dir(dir.path())
-        .env("SOCKETGRAM_CORE__DATABASE__URL", &url)
-        .env("SOCKETGRAM_GRPC__LISTEN", "127.0.0.1:0")
-        .env("SOCKETGRAM_WEB__LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "trace")
-        .stdout(std::process::Stdio::piped())
         // Kept open, never read.
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .expect("ready in time")
-        .unwrap()
-        .unwrap_or_default();
+        .stderr(std::process::Stdio::piped());
+    let (mut child, ready) = serve_raw(command, dir.path()).await;
     let grpc = ready
         .split_whitespace()
         .find_map(|w| w.strip_prefix("grpc="))
