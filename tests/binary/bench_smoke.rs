@@ -82,47 +82,7 @@ async fn every_scenario_runs_and_checks_delivery() {
         )
         .await,
     );
-    check(
-        scenarios::visitor_to_admin(
-            &Target {
-                cid_base: 30_000,
-                ..t.clone()
-            },
-            2,
-            5,
-            1,
-            200,
-            1,
-        )
-        .await,
-    );
-    check(
-        scenarios::admin_to_visitor(
-            &Target {
-                cid_base: 40_000,
-                ..t.clone()
-            },
-            3,
-            5,
-            100,
-            1,
-        )
-        .await,
-    );
-    check(
-        scenarios::visitor_to_admin(
-            &Target {
-                cid_base: 50_000,
-                ..t.clone()
-            },
-            4,
-            5,
-            3,
-            100,
-            1,
-        )
-        .await,
-    );
+    latency_scenarios(&t).await;
     check(
         scenarios::grpc(
             &Target {
@@ -211,47 +171,7 @@ async fn every_socketio_scenario_runs_against_a_server_without_acks() {
     // Each message counted twice: the admin's copy and the echo to its sender.
     assert_eq!(throughput.expected, 1000, "{}", throughput.json());
     check(throughput);
-    check(
-        scenarios::visitor_to_admin(
-            &Target {
-                cid_base: 30_000,
-                ..t.clone()
-            },
-            2,
-            5,
-            1,
-            200,
-            1,
-        )
-        .await,
-    );
-    check(
-        scenarios::admin_to_visitor(
-            &Target {
-                cid_base: 40_000,
-                ..t.clone()
-            },
-            3,
-            5,
-            100,
-            1,
-        )
-        .await,
-    );
-    check(
-        scenarios::visitor_to_admin(
-            &Target {
-                cid_base: 50_000,
-                ..t.clone()
-            },
-            4,
-            5,
-            3,
-            100,
-            1,
-        )
-        .await,
-    );
+    latency_scenarios(&t).await;
 }
 
 /// A server that echoes a visitor's newest message instead of the one it stored (the legacy
@@ -323,4 +243,49 @@ async fn a_run_with_refused_messages_fails() {
     );
     assert!(server.terminate().await);
     db.drop_db().await;
+}
+
+/// The latency scenarios (3, 4 and 5) on `t`, small, each checked exactly once and intact.
+async fn latency_scenarios(t: &Target) {
+    check(
+        scenarios::visitor_to_admin(
+            &Target {
+                cid_base: 30_000,
+                ..t.clone()
+            },
+            2,
+            5,
+            1,
+            200,
+            1,
+        )
+        .await,
+    );
+    check(
+        scenarios::admin_to_visitor(
+            &Target {
+                cid_base: 40_000,
+                ..t.clone()
+            },
+            3,
+            5,
+            100,
+            1,
+        )
+        .await,
+    );
+    check(
+        scenarios::visitor_to_admin(
+            &Target {
+                cid_base: 50_000,
+                ..t.clone()
+            },
+            4,
+            5,
+            3,
+            100,
+            1,
+        )
+        .await,
+    );
 }
