@@ -2195,3 +2195,32 @@ async fn a_slow_admin_is_cut_off_not_left_with_a_gap() {
     assert_eq!(count(&db, "1 = 1").await, SENT + LATER);
     stop(server, db).await;
 }
+
+/// A socket that goes on flooding after being told to slow down is refused before its events
+/// queue up, then cut off; everyone else keeps being served.
+#[tokio::test]
+async fn a_socket_that_keeps_flooding_is_cut_off() {
+    let limits = "events_per_second = 2\nevents_burst = 5\n\
+                  ip_events_per_second = 100000\nip_events_burst = 100000\n\
+                  connections_per_ip = 10\n";
+    let Some((server, db)) = start(Backend::Sqlite, limits).await else {
+        return;
+    };
+    let mut flooder = page(&server, 2201).await;
+    let mut calm = page(&server, 2202).await;
+    let payload = json!({ "username": "2201", "message": "flood", "room": room(2201) });
+    flooder.emit_many("new message", &[payload], 20_000).await;
+    let reason = flooder.disconnected().await;
+    assert_eq!(reason, "transport close", "cut off from underneath");
+    let stored = count(&db, "cid = 2201").await;
+    assert!(stored <= 10, "only the burst was served: {stored}");
+
+    say(&mut calm, 2202, "still served").await;
+    legacy_message(
+        &calm.next_payload("new message").await,
+        2202,
+        "still served",
+        "0",
+    );
+    stop(server, db).await;
+}

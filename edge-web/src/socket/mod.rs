@@ -7,10 +7,11 @@ pub mod limits;
 mod visitor;
 
 use std::{
+    collections::{HashMap, HashSet},
     net::{IpAddr, SocketAddr},
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
     },
 };
 
@@ -30,11 +31,12 @@ use socketioxide::{
     handler::{ConnectHandler, FromDisconnectParts, FromMessageParts, Value as RawValue},
     socket::{DisconnectReason, Socket},
 };
-use tokio::sync::Notify;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
 use tracing::{debug, info, warn};
 
+use self::limits::Limiter;
 use crate::{Edge, conn::ConnInfo, core_link::SendResult, fanout::Flavor};
 
 /// What the edge knows about one socket, fixed at the handshake.
@@ -49,6 +51,10 @@ pub struct Peer {
     /// Cuts the TCP connection of the handshake (for a WebSocket, the socket's own).
     cut: Option<CancellationToken>,
     pub limiter: DefaultDirectRateLimiter,
+    /// The per-address limits shared by every socket (checked with `limiter`).
+    limits: Arc<Limiter>,
+    /// Events refused by the rate limits since the last one let through.
+    refused_in_a_row: AtomicU32,
     /// Puts the socket's events (and its disconnect) back in arrival order.
     order: Order,
 }
@@ -56,58 +62,97 @@ pub struct Peer {
 /// socketioxide runs every handler in a task of its own, so two events of one socket (or an
 /// event and the disconnect) could be handled in any order: messages stored out of order, or
 /// a tab that closed while subscribing left online forever. Extractors still run in arrival
-/// order, so [`Turn`] takes a ticket there and the handler waits until it is served.
+/// order, so [`Turn`] takes a ticket there and the handler waits until it is served. Handing
+/// the turn on wakes exactly the next ticket's handler (waking every waiter would cost the
+/// square of a burst).
 #[derive(Default)]
 struct Order {
     next_ticket: AtomicU64,
-    serving: AtomicU64,
-    turn_over: Notify,
+    queue: std::sync::Mutex<Queue>,
 }
 
-/// A place in its socket's queue of events; the turn passes on when this is dropped.
+#[derive(Default)]
+struct Queue {
+    serving: u64,
+    /// Handlers waiting for their ticket.
+    waiting: HashMap<u64, oneshot::Sender<()>>,
+    /// Tickets whose turn was dropped before it came (a handler that never ran): skipped.
+    abandoned: HashSet<u64>,
+}
+
+impl Order {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A place in its socket's queue of events; the turn passes on when this is dropped. An
+/// event the rate limiter refused has none: it is answered at once and waits for nothing.
 pub struct Turn {
     peer: Arc<Peer>,
-    ticket: u64,
+    ticket: Option<u64>,
 }
 
 impl Turn {
     fn take(extensions: &Extensions) -> Result<Self, NoPeer> {
         let peer = extensions.get::<Arc<Peer>>().ok_or(NoPeer)?;
-        let ticket = peer.order.next_ticket.fetch_add(1, Ordering::SeqCst);
+        let ticket = Some(peer.order.next_ticket.fetch_add(1, Ordering::SeqCst));
         Ok(Self { peer, ticket })
+    }
+
+    /// [`Turn::take`] for an event, after the rate limits: refused before it costs a place
+    /// in the queue, so a flood never piles up waiting handlers.
+    fn take_for_event(extensions: &Extensions) -> Result<Self, NoPeer> {
+        let peer = extensions.get::<Arc<Peer>>().ok_or(NoPeer)?;
+        if !peer.limits.allow_event(&peer.limiter, peer.ip) {
+            return Ok(Self { peer, ticket: None });
+        }
+        let ticket = Some(peer.order.next_ticket.fetch_add(1, Ordering::SeqCst));
+        Ok(Self { peer, ticket })
+    }
+
+    /// Whether the rate limiter refused this event.
+    fn refused(&self) -> bool {
+        self.ticket.is_none()
     }
 
     /// Waits until every earlier event of the socket has been handled.
     async fn wait(&self) {
-        let order = &self.peer.order;
-        loop {
-            let notified = order.turn_over.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if order.serving.load(Ordering::SeqCst) == self.ticket {
+        let Some(ticket) = self.ticket else { return };
+        let served = {
+            let mut queue = self.peer.order.lock();
+            if queue.serving == ticket {
                 return;
             }
-            notified.await;
-        }
+            let (tx, rx) = oneshot::channel();
+            queue.waiting.insert(ticket, tx);
+            rx
+        };
+        let _ = served.await;
     }
 }
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        let order = &self.peer.order;
-        // Only the ticket being served moves the queue on (a turn dropped unserved, e.g. a
-        // handler that never ran, must not skip anyone).
-        if order
-            .serving
-            .compare_exchange(
-                self.ticket,
-                self.ticket + 1,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            )
-            .is_ok()
-        {
-            order.turn_over.notify_waiters();
+        let Some(ticket) = self.ticket else { return };
+        let mut queue = self.peer.order.lock();
+        if queue.serving != ticket {
+            // Dropped before its turn: skipped when the queue gets there, never earlier.
+            queue.waiting.remove(&ticket);
+            queue.abandoned.insert(ticket);
+            return;
+        }
+        queue.serving += 1;
+        loop {
+            let next = queue.serving;
+            if queue.abandoned.remove(&next) {
+                queue.serving += 1;
+                continue;
+            }
+            if let Some(waiter) = queue.waiting.remove(&next) {
+                let _ = waiter.send(());
+            }
+            return;
         }
     }
 }
@@ -125,7 +170,7 @@ impl<A: Adapter> FromMessageParts<A> for Turn {
         _: &mut RawValue,
         _: &Option<i64>,
     ) -> Result<Self, NoPeer> {
-        Self::take(&s.extensions)
+        Self::take_for_event(&s.extensions)
     }
 }
 
@@ -207,6 +252,8 @@ async fn authenticate(
         oldest_shown: AtomicU64::new(u64::MAX),
         cut,
         limiter: edge.limiter.for_socket(),
+        limits: edge.limiter.clone(),
+        refused_in_a_row: AtomicU32::new(0),
         order: Order::default(),
     }));
     // Handlers go on here, not in the connect handler: socketioxide sends the CONNECT packet
@@ -238,8 +285,11 @@ async fn dispatch(
     State(edge): State<Arc<Edge>>,
     Extension(peer): Extension<Arc<Peer>>,
 ) {
-    turn.wait().await;
-    if !edge.limiter.allow_event(&peer.limiter, peer.ip) {
+    if turn.refused() {
+        // A socket that goes on flooding after being told to slow down is cut off.
+        if peer.refused_in_a_row.fetch_add(1, Ordering::Relaxed) + 1 >= FLOOD_CUT {
+            return cut_off(&s, "kept sending over its rate limit");
+        }
         return refuse(
             &s,
             Some(ack),
@@ -248,6 +298,8 @@ async fn dispatch(
             "too many events: slow down".into(),
         );
     }
+    peer.refused_in_a_row.store(0, Ordering::Relaxed);
+    turn.wait().await;
     let data = match data {
         Ok(data) => data,
         // An event with no argument at all (`update admlist`): socketioxide's parser reports
@@ -330,6 +382,10 @@ async fn on_disconnect(
     }
 }
 
+/// Events refused in a row (over the rate limits) after which a socket is cut off: a client
+/// that ignores "slow down" this long is flooding.
+const FLOOD_CUT: u32 = 200;
+
 /// How socketioxide 0.18's parser says an event came with no argument.
 const NO_ARGUMENT: &str = "first element not found";
 
@@ -393,7 +449,7 @@ impl SampledLog {
     }
 }
 
-/// Cuts off a socket that cannot take a message (its reader fell behind): it leaves every
+/// Cuts off a socket that cannot take a message (its reader fell behind) or floods: it leaves every
 /// room at once, so what it got is an unbroken prefix of what was sent, never a gap, and it
 /// is closed for real, by its connection when the edge holds that (the client sees its
 /// transport close and reconnects), else through socketioxide as soon as its queue has room.
@@ -402,7 +458,7 @@ pub(crate) fn cut_off(socket: &SocketRef, why: &str) {
         return;
     }
     socket.leave_all();
-    warn!(conn = %log_id(&socket.id), reason = why, "the socket's reader fell behind; cutting it off");
+    warn!(conn = %log_id(&socket.id), reason = why, "cutting the socket off");
     if let Some(peer) = socket.extensions.get::<Arc<Peer>>()
         && let Some(cut) = &peer.cut
     {
