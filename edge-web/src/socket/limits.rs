@@ -1,5 +1,5 @@
 //! What one client may do: events per second per socket and per IP address, open sockets
-//! per IP address. A refusal is always answered with a `chat error`, never a silent drop.
+//! per IP address. A refusal is always answered (ack or `chat error`), never a silent drop.
 
 use std::{
     collections::HashMap,
