@@ -107,6 +107,9 @@ pub async fn serve(
     let (layer, io) = SocketIo::builder()
         .max_payload(config.limits.max_packet_bytes)
         .ws_max_message_size(config.limits.max_packet_bytes as usize)
+        // A frame's announced length is checked before any of it is buffered, and before the
+        // client has authenticated: no frame larger than a packet may be.
+        .ws_max_frame_size(config.limits.max_packet_bytes as usize)
         .max_buffer_size(SOCKET_BUFFER)
         .with_state(edge.clone())
         .build_layer();

@@ -2224,3 +2224,41 @@ async fn a_socket_that_keeps_flooding_is_cut_off() {
     );
     stop(server, db).await;
 }
+
+/// A WebSocket frame announcing more than `[web.limits] max_packet_bytes` is refused when its
+/// header arrives, before the client has authenticated and before any of it is buffered: the
+/// connection closes at once instead of holding megabytes while the client trickles.
+#[tokio::test]
+async fn an_oversized_frame_closes_the_connection_before_authentication() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    let addr = server.web_url().trim_start_matches("http://").to_owned();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let request = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket")
+        .into_client_request()
+        .unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
+    let mut tcp = ws.into_inner();
+    // A masked text frame announcing 8 MiB (the default limit is 1 MiB), then a trickle.
+    let mut header = vec![0x81u8, 0xFF];
+    header.extend_from_slice(&(8u64 << 20).to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    tcp.write_all(&header).await.unwrap();
+    tcp.write_all(&[b'x'; 1024]).await.unwrap();
+    let mut sink = vec![0u8; 64 * 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match tcp.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server still holds the connection");
+    stop(server, db).await;
+}
