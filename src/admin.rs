@@ -6,7 +6,7 @@
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use socketgram_core::{
-    admins::check_new_admin,
+    admins::{self, check_new_admin},
     domain::Admin,
     store::{Store, StoreError},
 };
@@ -95,11 +95,5 @@ pub async fn run(store: &dyn Store, command: AdminCommand) -> anyhow::Result<Str
 }
 
 fn role_name(rights: i32) -> &'static str {
-    match rights {
-        -1 => "superuser",
-        0 => "no rights",
-        1 => "all tools",
-        2 => "chat only",
-        _ => "unknown",
-    }
+    admins::role_name(rights).unwrap_or("unknown")
 }

@@ -107,10 +107,7 @@ fn describe(errors: &figment::Error) -> String {
                 Kind::UnknownVariant(value, expected) => {
                     format!("unknown value {value:?}; one of: {}", expected.join(", "))
                 }
-                Kind::InvalidType(actual, expected) => {
-                    format!("expected {expected}, found {actual}")
-                }
-                Kind::InvalidValue(actual, expected) => {
+                Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
                     format!("expected {expected}, found {actual}")
                 }
                 other => other.to_string(),

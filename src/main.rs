@@ -124,7 +124,6 @@ fn main() -> ExitCode {
         return mint_token(&config, kind);
     }
     let _log = init_tracing(&config.log);
-    raise_open_files_limit();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -236,6 +235,7 @@ async fn manage_admins(config: &Config, command: admin::AdminCommand) -> anyhow:
 }
 
 async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
+    raise_open_files_limit();
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
 

@@ -100,12 +100,23 @@ pub fn check_new_admin(admin: &Admin) -> Result<(), crate::CoreError> {
             "the name must be 1 to {MAX_ADMIN_NAME} characters"
         )));
     }
-    if !(-1..=2).contains(&admin.rights) {
+    if role_name(admin.rights).is_none() {
         return Err(InvalidArgument(
             "the role must be -1 (superuser), 0 (no rights), 1 (all tools) or 2 (chat only)".into(),
         ));
     }
     Ok(())
+}
+
+/// What an `adm_account.lid` means to the PHP admin (LEGACY.md §6); `None` for no role.
+pub fn role_name(rights: i32) -> Option<&'static str> {
+    match rights {
+        -1 => Some("superuser"),
+        0 => Some("no rights"),
+        1 => Some("all tools"),
+        2 => Some("chat only"),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -20,16 +20,6 @@ impl Serialize for Secret {
 }
 
 impl Secret {
-    /// Serializes a database URL with only its password hidden (`config check`).
-    pub fn serialize_as_url<S: serde::Serializer>(
-        url: &Secret,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&crate::store::redact_url(url.expose()))
-    }
-}
-
-impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
         Self(value.into())
     }
@@ -52,6 +42,14 @@ impl Secret {
         Sha256::digest(self.0.as_bytes())
             .ct_eq(&Sha256::digest(presented))
             .into()
+    }
+
+    /// Serializes a database URL with only its password hidden (`config check`).
+    pub fn serialize_as_url<S: serde::Serializer>(
+        url: &Secret,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&crate::store::redact_url(url.expose()))
     }
 }
 

@@ -763,14 +763,16 @@ async fn admin_command_manages_the_directory() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("chat.db").display());
     let admin = |args: &[&str]| {
-        let mut command = tokio::process::Command::new(BIN);
-        command
-            .arg("admin")
-            .args(args)
-            .current_dir(dir.path())
-            .env("SOCKETGRAM_CORE__DATABASE__URL", &url);
+        let args: Vec<String> = ["admin"]
+            .iter()
+            .chain(args)
+            .map(|a| a.to_string())
+            .collect();
+        let (dir, url) = (dir.path().to_owned(), url.clone());
         async move {
-            let out = command.output().await.unwrap();
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let dir = dir.as_path();
+            let out = socketgram(dir, &args, &[("SOCKETGRAM_CORE__DATABASE__URL", &url)]).await;
             (
                 out.status.success(),
                 String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -836,14 +838,15 @@ async fn admin_command_manages_the_directory() {
 #[tokio::test]
 async fn config_check_prints_the_effective_configuration() {
     let dir = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new(BIN)
-        .args(["config", "check"])
-        .current_dir(dir.path())
-        .env("SOCKETGRAM_WEB__TOKEN_SECRET", "a-secret-of-ours")
-        .env("SOCKETGRAM_CORE__COMPANY", "Acme")
-        .output()
-        .await
-        .unwrap();
+    let out = socketgram(
+        dir.path(),
+        &["config", "check"],
+        &[
+            ("SOCKETGRAM_WEB__TOKEN_SECRET", "a-secret-of-ours"),
+            ("SOCKETGRAM_CORE__COMPANY", "Acme"),
+        ],
+    )
+    .await;
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("# configuration OK"), "{text}");
@@ -853,12 +856,12 @@ async fn config_check_prints_the_effective_configuration() {
     assert!(!text.contains("a-secret-of-ours"), "{text}");
     let file = dir.path().join("printed.toml");
     std::fs::write(&file, &text).unwrap();
-    let again = tokio::process::Command::new(BIN)
-        .args(["config", "check", "--config", file.to_str().unwrap()])
-        .current_dir(dir.path())
-        .output()
-        .await
-        .unwrap();
+    let again = socketgram(
+        dir.path(),
+        &["config", "check", "--config", file.to_str().unwrap()],
+        &[],
+    )
+    .await;
     assert!(
         again.status.success(),
         "{}",
@@ -866,37 +869,37 @@ async fn config_check_prints_the_effective_configuration() {
     );
 
     // The documented example runs as it is; its placeholders are refused once switched on.
-    let example = tokio::process::Command::new(BIN)
-        .args(["config", "example"])
-        .output()
-        .await
-        .unwrap();
-    let example_file = dir.path().join("socketgram.toml");
-    std::fs::write(&example_file, &example.stdout).unwrap();
-    let check = tokio::process::Command::new(BIN)
-        .args(["config", "check"])
-        .current_dir(dir.path())
-        .output()
-        .await
-        .unwrap();
+    let example = socketgram(dir.path(), &["config", "example"], &[]).await;
+    std::fs::write(dir.path().join("socketgram.toml"), &example.stdout).unwrap();
+    let check = socketgram(dir.path(), &["config", "check"], &[]).await;
     assert!(
         check.status.success(),
         "{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    let refused = tokio::process::Command::new(BIN)
-        .args(["config", "check"])
-        .current_dir(dir.path())
-        .env("SOCKETGRAM_WEB__TOKEN_SECRET", "change-me-token-secret")
-        .output()
-        .await
-        .unwrap();
+    let refused = socketgram(
+        dir.path(),
+        &["config", "check"],
+        &[("SOCKETGRAM_WEB__TOKEN_SECRET", "change-me-token-secret")],
+    )
+    .await;
     assert_eq!(refused.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         stderr.contains("web.token_secret") && stderr.contains("example value"),
         "{stderr}"
     );
+}
+
+/// Runs the binary to completion in `dir` with these arguments and extra environment.
+async fn socketgram(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    tokio::process::Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .unwrap()
 }
 
 /// Runs `command` (which starts `socketgram serve`) in `dir` on a SQLite file there and

@@ -313,8 +313,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether messages of this visitor can be stored: on a legacy MySQL schema whose
     /// `messages.cid` references `users.id` ("with users" variant), whether that row exists;
-    /// on every other schema any id in range.
-    async fn visitor_exists(&self, conversation: ConversationId) -> StoreResult<bool>;
+    /// on every other schema any id in range (Socketgram's own schema keeps no foreign key
+    /// from messages to visitors).
+    async fn visitor_exists(&self, _conversation: ConversationId) -> StoreResult<bool> {
+        Ok(true)
+    }
 
     /// `users.password` of a visitor (a hash, or the password itself, by configuration);
     /// `None` when there is no such user.
@@ -398,6 +401,10 @@ pub(crate) fn stored(new: &NewMessage, id: i64) -> StoreResult<Appended> {
         duplicate: false,
     })
 }
+
+/// The row lock every writer takes first on MySQL and PostgreSQL, held to the end of its
+/// transaction (SQLite's `BEGIN IMMEDIATE` is its own).
+pub(crate) const WRITE_LOCK: &str = "SELECT id FROM sg_write_lock WHERE id = 1 FOR UPDATE";
 
 /// How many rows a statement changed, whatever the backend (sqlx has no trait for it).
 pub(crate) trait RowsAffected {

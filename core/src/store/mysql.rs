@@ -36,9 +36,6 @@ macro_rules! message_columns {
 }
 
 /// Store on a MySQL or MariaDB database.
-/// The row lock every writer takes first, held to the end of its transaction.
-const WRITE_LOCK: &str = "SELECT id FROM sg_write_lock WHERE id = 1 FOR UPDATE";
-
 pub struct MySqlStore {
     pool: MySqlPool,
     /// Whether the adopted schema has the legacy foreign key `messages.cid -> users.id`
@@ -111,7 +108,9 @@ impl MySqlStore {
 
     /// Takes the row lock every writer takes first, for the rest of the transaction.
     async fn lock_writers(conn: &mut MySqlConnection) -> StoreResult<()> {
-        sqlx::query(WRITE_LOCK).fetch_optional(&mut *conn).await?;
+        sqlx::query(super::WRITE_LOCK)
+            .fetch_optional(&mut *conn)
+            .await?;
         Ok(())
     }
 }
@@ -439,7 +438,7 @@ impl Store for MySqlStore {
     }
 
     async fn await_writers(&self) -> StoreResult<()> {
-        super::await_writers(&self.pool, "BEGIN", Some(WRITE_LOCK)).await
+        super::await_writers(&self.pool, "BEGIN", Some(super::WRITE_LOCK)).await
     }
 
     async fn add_admin(&self, admin: &Admin) -> StoreResult<bool> {

@@ -40,9 +40,6 @@ macro_rules! message_columns {
 }
 
 /// Store on a PostgreSQL database.
-/// The row lock every writer takes first, held to the end of its transaction.
-const WRITE_LOCK: &str = "SELECT id FROM sg_write_lock WHERE id = 1 FOR UPDATE";
-
 pub struct PostgresStore {
     pool: PgPool,
 }
@@ -88,7 +85,9 @@ impl PostgresStore {
 
     /// Takes the row lock every writer takes first, for the rest of the transaction.
     async fn lock_writers(conn: &mut PgConnection) -> StoreResult<()> {
-        sqlx::query(WRITE_LOCK).fetch_optional(&mut *conn).await?;
+        sqlx::query(super::WRITE_LOCK)
+            .fetch_optional(&mut *conn)
+            .await?;
         Ok(())
     }
 }
@@ -389,7 +388,7 @@ impl Store for PostgresStore {
     }
 
     async fn await_writers(&self) -> StoreResult<()> {
-        super::await_writers(&self.pool, "BEGIN", Some(WRITE_LOCK)).await
+        super::await_writers(&self.pool, "BEGIN", Some(super::WRITE_LOCK)).await
     }
 
     async fn add_admin(&self, admin: &Admin) -> StoreResult<bool> {
@@ -522,11 +521,6 @@ impl Store for PostgresStore {
         .fetch_one(&self.pool)
         .await?;
         from_db_id("sg_delivery_cursors.message_id", id)
-    }
-
-    async fn visitor_exists(&self, _: ConversationId) -> StoreResult<bool> {
-        // Socketgram's own schema keeps no foreign key from messages to visitors.
-        Ok(true)
     }
 
     async fn user_password(&self, user_id: u64) -> StoreResult<Option<String>> {

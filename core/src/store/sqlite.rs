@@ -458,11 +458,6 @@ impl Store for SqliteStore {
         from_db_id("sg_delivery_cursors.message_id", id)
     }
 
-    async fn visitor_exists(&self, _: ConversationId) -> StoreResult<bool> {
-        // Socketgram's own schema keeps no foreign key from messages to visitors.
-        Ok(true)
-    }
-
     async fn user_password(&self, user_id: u64) -> StoreResult<Option<String>> {
         Ok(
             sqlx::query_scalar("SELECT password FROM users WHERE id = ?")

@@ -96,8 +96,7 @@ pub struct Turn {
 impl Turn {
     fn take(extensions: &Extensions) -> Result<Self, NoPeer> {
         let peer = extensions.get::<Arc<Peer>>().ok_or(NoPeer)?;
-        let ticket = Some(peer.order.next_ticket.fetch_add(1, Ordering::SeqCst));
-        Ok(Self { peer, ticket })
+        Ok(Self::queued(peer))
     }
 
     /// [`Turn::take`] for an event, after the rate limits: refused before it costs a place
@@ -107,8 +106,13 @@ impl Turn {
         if !peer.limits.allow_event(&peer.limiter, peer.ip) {
             return Ok(Self { peer, ticket: None });
         }
+        Ok(Self::queued(peer))
+    }
+
+    /// The next place in the socket's queue.
+    fn queued(peer: Arc<Peer>) -> Self {
         let ticket = Some(peer.order.next_ticket.fetch_add(1, Ordering::SeqCst));
-        Ok(Self { peer, ticket })
+        Self { peer, ticket }
     }
 
     /// Whether the rate limiter refused this event.
@@ -208,11 +212,10 @@ enum Refused {
     Handshake(#[from] HandshakeError),
 }
 
-/// The client's address: the TCP peer, or behind a trusted proxy the address it forwarded.
-/// The handshake request's parts are the WebSocket upgrade or the first long-polling request
-/// (which carries the proxy's headers like every polling request).
 /// The TCP peer of the handshake request, and the handle that cuts its connection (the plain
-/// listener has one; the TLS listener gives the peer only).
+/// listener has one; the TLS listener gives the peer only). The handshake request is the
+/// WebSocket upgrade or the first long-polling request (which carries a proxy's headers like
+/// every polling request).
 fn connection(s: &SocketRef) -> (IpAddr, Option<CancellationToken>) {
     let extensions = &s.req_parts().extensions;
     if let Some(ConnectInfo(conn)) = extensions.get::<ConnectInfo<ConnInfo>>() {
