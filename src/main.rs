@@ -236,11 +236,14 @@ async fn manage_admins(config: &Config, command: admin::AdminCommand) -> anyhow:
 
 async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     raise_open_files_limit();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(watch_signals(shutdown.clone()));
+    let signal = CancellationToken::new();
+    tokio::spawn(watch_signals(signal.clone()));
+    // Shutdown in two steps: the edges first (they stop taking requests and finish what they
+    // took, which needs the core), then the core and its gRPC listeners.
+    let (core_stop, edge_stop) = (CancellationToken::new(), CancellationToken::new());
 
     let store = open_store(&config).await?;
-    let core = Core::start(store.clone(), &config.core, shutdown.clone())
+    let core = Core::start(store.clone(), &config.core, core_stop.clone())
         .await
         .context("cannot start the core")?;
     let listener = TcpListener::bind(&config.grpc.listen)
@@ -256,14 +259,15 @@ async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         warn!("grpc.tokens is empty: every Chat/Telegram call from outside will be refused");
     }
     let mut ready = format!("socketgram: listening grpc={}", listener.local_addr()?);
-    let mut parts: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    let mut core_parts: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    let mut edges: JoinSet<anyhow::Result<()>> = JoinSet::new();
     let auth = BearerAuth::new(config.grpc.tokens.iter().cloned());
-    parts.spawn(serve_grpc(
+    core_parts.spawn(serve_grpc(
         listener,
         core.clone(),
         config.grpc.clone(),
         auth.clone(),
-        shutdown.clone(),
+        core_stop.clone(),
     ));
 
     if mode == Mode::Everything {
@@ -285,12 +289,12 @@ async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
             tokens: Vec::new(),
             tls: None,
         };
-        parts.spawn(serve_grpc(
+        core_parts.spawn(serve_grpc(
             internal,
             core.clone(),
             internal_config,
             internal_auth,
-            shutdown.clone(),
+            core_stop.clone(),
         ));
         let client =
             CoreClient::lazy(&core_url, &internal_token).context("internal core client")?;
@@ -299,17 +303,17 @@ async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         let mut extra = axum::Router::new();
         if config.telegram.enabled() {
             let (telegram, client, shutdown) =
-                (config.telegram.clone(), client.clone(), shutdown.clone());
+                (config.telegram.clone(), client.clone(), edge_stop.clone());
             if telegram.mode == UpdateMode::Webhook && telegram.webhook_listen.is_none() {
                 let (route, inbox) = socketgram_edge_telegram::webhook_router(&telegram);
                 extra = extra.merge(route);
-                parts.spawn(async move {
+                edges.spawn(async move {
                     socketgram_edge_telegram::run_with_webhook(telegram, client, inbox, shutdown)
                         .await
                         .context("the Telegram edge stopped")
                 });
             } else {
-                parts.spawn(async move {
+                edges.spawn(async move {
                     socketgram_edge_telegram::run(telegram, client, shutdown)
                         .await
                         .context("the Telegram edge stopped")
@@ -326,8 +330,8 @@ async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         }
         let grpc_web = Some(extra);
         let (web_config, legacy, shutdown) =
-            (config.web.clone(), config.legacy.clone(), shutdown.clone());
-        parts.spawn(async move {
+            (config.web.clone(), config.legacy.clone(), edge_stop.clone());
+        edges.spawn(async move {
             socketgram_edge_web::serve(web, &web_config, &legacy, client, grpc_web, shutdown)
                 .await
                 .context("the web edge stopped")
@@ -337,18 +341,38 @@ async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     println!("{ready}");
 
     // Run until a signal, or until a part fails (then stop the others).
-    tokio::select! {
+    let failed = tokio::select! {
         // A signal first: parts that end because of it are no failure.
         biased;
-        () = shutdown.cancelled() => info!("shutting down; draining calls in flight"),
-        Some(ended) = parts.join_next() => {
-            shutdown.cancel();
-            ended.context("a part of the server panicked")??;
-            warn!("a part of the server stopped; shutting down");
+        () = signal.cancelled() => {
+            info!("shutting down; draining calls in flight");
+            None
         }
+        Some(ended) = core_parts.join_next() => Some(ended),
+        Some(ended) = edges.join_next() => Some(ended),
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(config.shutdown_timeout_secs);
+    edge_stop.cancel();
+    let edges_drained = drain(&mut edges, deadline).await;
+    core_stop.cancel();
+    if !(edges_drained && drain(&mut core_parts, deadline).await) {
+        warn!(
+            seconds = config.shutdown_timeout_secs,
+            "drain time is up; exiting"
+        );
     }
-    let drain = Duration::from_secs(config.shutdown_timeout_secs);
-    let drained = tokio::time::timeout(drain, async {
+    store.close().await;
+    if let Some(ended) = failed {
+        ended.context("a part of the server panicked")??;
+        warn!("a part of the server stopped; shut down");
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// Waits for `parts` to end, until `deadline`; false when time ran out.
+async fn drain(parts: &mut JoinSet<anyhow::Result<()>>, deadline: tokio::time::Instant) -> bool {
+    tokio::time::timeout_at(deadline, async {
         while let Some(ended) = parts.join_next().await {
             match ended {
                 Ok(Err(e)) => error!("{e:#}"),
@@ -357,13 +381,8 @@ async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
             }
         }
     })
-    .await;
-    if drained.is_err() {
-        warn!(seconds = drain.as_secs(), "drain time is up; exiting");
-    }
-    store.close().await;
-    info!("stopped");
-    Ok(())
+    .await
+    .is_ok()
 }
 
 async fn serve_grpc(

@@ -134,7 +134,12 @@ impl CoreLink {
         async move {
             answer
                 .await
-                .unwrap_or_else(|_| Err(Status::unavailable("the edge is shutting down")))
+                // Never handed to a session: the link had stopped.
+                .unwrap_or_else(|_| {
+                    Err(Status::unavailable(
+                        "the edge is shutting down; the message was not stored",
+                    ))
+                })
         }
     }
 
@@ -220,13 +225,13 @@ impl State {
         }
     }
 
-    /// Fails every unanswered send: its session is gone, and whether the core stored it
-    /// cannot be known (a client with a `client_msg_id` can retry safely).
-    fn fail_sends(&mut self) {
+    /// Fails every unanswered send: its session is gone (`why`), and whether the core stored
+    /// it cannot be known (a client with a `client_msg_id` can retry safely).
+    fn fail_sends(&mut self, why: &str) {
         for (_, reply) in self.sends.drain() {
-            let _ = reply.send(Err(Status::unavailable(
-                "the link to the core broke; the message may or may not have been stored",
-            )));
+            let _ = reply.send(Err(Status::unavailable(format!(
+                "{why}; the message may or may not have been stored"
+            ))));
         }
     }
 
@@ -304,15 +309,29 @@ fn subscribe(id: u64, scope: pb::subscribe_request::Scope, since: Option<u64>) -
     })
 }
 
+const BROKE: &str = "the link to the core broke";
+
+/// Runs the link until `shutdown`; sends still unanswered then fail, saying so.
 async fn run(
-    mut client: CoreClient,
-    mut commands: mpsc::UnboundedReceiver<Command>,
+    client: CoreClient,
+    commands: mpsc::UnboundedReceiver<Command>,
     shutdown: CancellationToken,
 ) {
     let mut state = State::default();
+    sessions(client, commands, shutdown, &mut state).await;
+    state.fail_sends("the edge stopped before the core answered");
+}
+
+/// One session after another, until `shutdown` or until every handle is gone.
+async fn sessions(
+    mut client: CoreClient,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    shutdown: CancellationToken,
+    state: &mut State,
+) {
     let mut backoff = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
-        state.fail_sends();
+        state.fail_sends(BROKE);
         let (out, out_rx) = mpsc::unbounded_channel();
         for wire in state.replay() {
             let _ = out.send(pb::EdgeCommand {
@@ -339,7 +358,7 @@ async fn run(
                         () = shutdown.cancelled() => return,
                         () = &mut sleep => break,
                         command = commands.recv() => match command {
-                            Some(c) => { state.apply(c); state.fail_sends(); }
+                            Some(c) => { state.apply(c); state.fail_sends(BROKE); }
                             None => return,
                         },
                     }
@@ -412,7 +431,7 @@ mod tests {
         assert_eq!(refused.code(), Code::InvalidArgument);
         assert!(third.try_recv().is_err(), "still waiting");
         // The session breaks: whatever is unanswered fails as unavailable, once.
-        state.fail_sends();
+        state.fail_sends(BROKE);
         assert_eq!(
             third.try_recv().unwrap().unwrap_err().code(),
             Code::Unavailable

@@ -80,8 +80,9 @@ pub fn payload(m: &pb::Message, flavor: Flavor) -> MessagePayload {
 /// full is cut off (`socket::cut_off`: out of every room, its connection closed), never left
 /// connected without the message: it reconnects and resumes from what it has.
 fn broadcast(io: &SocketIo, rooms: impl Fn(Flavor) -> String, m: &pb::Message) {
+    let Some(root) = root(io) else { return };
     for flavor in [Flavor::Legacy, Flavor::Plain] {
-        let sockets = io.to(rooms(flavor)).sockets();
+        let sockets = root.clone().to(rooms(flavor)).sockets();
         if sockets.is_empty() {
             continue;
         }
@@ -479,9 +480,20 @@ async fn presence(io: &SocketIo, ids: &HandshakeIds, conversation: u64, is_onlin
     let payload = PresencePayload {
         cid: ids.text(conversation, !is_online),
     };
+    let Some(root) = root(io) else { return };
     for flavor in [Flavor::Legacy, Flavor::Plain] {
-        let _ = io.to(admin_room(flavor)).emit(event, &payload).await;
+        let _ = root
+            .clone()
+            .to(admin_room(flavor))
+            .emit(event, &payload)
+            .await;
     }
+}
+
+/// The default namespace; `None` once the edge has closed it (events still arriving from the
+/// core during a shutdown have no one to go to).
+fn root(io: &SocketIo) -> Option<socketioxide::operators::BroadcastOperators> {
+    io.of("/")
 }
 
 /// Tells a new admin who is online (LEGACY.md §9.7), then puts it in the admins' room.

@@ -7,6 +7,7 @@
 //! - [`client_addr`]: the client's address behind trusted reverse proxies.
 //! - [`fanout`]: live events to sockets, in order, with history on subscribe.
 //! - [`core_link`]: the one multiplexed stream to the core.
+//! - [`drain`]: what a shutdown lets finish.
 //! - [`assets`]: the scripts and pages served over plain HTTP.
 
 pub mod assets;
@@ -14,6 +15,7 @@ pub mod client_addr;
 pub mod config;
 pub mod conn;
 pub mod core_link;
+pub mod drain;
 pub mod fanout;
 pub mod socket;
 
@@ -36,6 +38,7 @@ use crate::{
     client_addr::{BadProxyEntry, TrustedProxies},
     config::WebConfig,
     core_link::CoreLink,
+    drain::Drain,
     fanout::Fanout,
     socket::limits::Limiter,
 };
@@ -49,6 +52,8 @@ pub struct Edge {
     pub limiter: Arc<Limiter>,
     /// Decides each socket's client address (the one the limits count).
     pub proxies: TrustedProxies,
+    /// Events in flight, waited for on shutdown.
+    pub drain: Drain,
 }
 
 impl Edge {
@@ -73,7 +78,9 @@ pub enum WebError {
 const SOCKET_BUFFER: usize = 2048;
 
 /// Serves the web edge on `listener` until `shutdown`; `extra` routes (e.g. the core's
-/// gRPC-web API) are served beside it.
+/// gRPC-web API) are served beside it. On `shutdown` it stops accepting connections and
+/// events, answers every event already accepted, closes the sockets, then returns: the core
+/// must keep serving until then.
 pub async fn serve(
     listener: TcpListener,
     config: &WebConfig,
@@ -94,7 +101,9 @@ pub async fn serve(
              web.trusted_proxies"
         );
     }
-    let link = CoreLink::start(core, shutdown.clone());
+    // The link outlives the drain: answers to what was accepted come through it.
+    let link_stop = CancellationToken::new();
+    let link = CoreLink::start(core, link_stop.clone());
     let limiter = Limiter::new(config.limits.clone());
     let edge = Arc::new(Edge {
         link: link.clone(),
@@ -103,6 +112,7 @@ pub async fn serve(
         signer: TokenSigner::new(config.token_secret.expose().as_bytes()),
         limiter: limiter.clone(),
         proxies,
+        drain: Drain::new(shutdown.clone()),
     });
     let (layer, io) = SocketIo::builder()
         .max_payload(config.limits.max_packet_bytes)
@@ -144,11 +154,12 @@ pub async fn serve(
             limiter.forget_idle();
         }
     });
-    // Open sockets would hold a graceful shutdown forever: close them when it starts.
+    // Open sockets would hold a graceful shutdown forever: once every accepted event has
+    // been answered, close them.
     let closer = {
-        let (io, shutdown) = (io.clone(), shutdown.clone());
+        let (io, edge) = (io.clone(), edge.clone());
         tokio::spawn(async move {
-            shutdown.cancelled().await;
+            edge.drain.finished().await;
             io.close().await;
         })
     };
@@ -184,7 +195,13 @@ pub async fn serve(
         }
     };
     janitor.abort();
-    closer.abort();
+    if served.is_ok() {
+        // A graceful end: the HTTP connections are done; the upgraded ones end here.
+        let _ = closer.await;
+    } else {
+        closer.abort();
+    }
+    link_stop.cancel();
     served?;
     Ok(())
 }

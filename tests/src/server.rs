@@ -120,13 +120,23 @@ impl TestServer {
     }
 
     /// Sends SIGTERM and waits for the exit; returns whether it exited successfully.
-    pub async fn terminate(mut self) -> bool {
+    pub async fn terminate(self) -> bool {
+        self.send_sigterm();
+        self.exited().await
+    }
+
+    /// Sends SIGTERM, without waiting.
+    pub fn send_sigterm(&self) {
         let pid = self.child.id().expect("running");
         let sent = std::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status()
             .expect("kill");
         assert!(sent.success());
+    }
+
+    /// Waits for the exit (after [`TestServer::send_sigterm`]); whether it was a success.
+    pub async fn exited(mut self) -> bool {
         let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
             .expect("socketgram did not stop after SIGTERM")

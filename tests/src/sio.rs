@@ -362,6 +362,38 @@ impl SioClient {
         }
     }
 
+    /// Emits `event` once per argument list, each asking for an acknowledgement, without
+    /// waiting for any: returns their ids, for [`SioClient::ack_of`].
+    pub async fn emit_acks(&mut self, event: &str, each: &[Vec<Value>]) -> Vec<u64> {
+        let timeout_ms = self.wait.as_millis() as u64;
+        let mut ids = Vec::with_capacity(each.len());
+        for args in each {
+            let id = self.next_id;
+            self.next_id += 1;
+            self.send(json!({ "cmd": "emit", "event": event, "args": args, "ack": id, "timeout_ms": timeout_ms }))
+                .await;
+            ids.push(id);
+        }
+        ids
+    }
+
+    /// The answer to acknowledgement `id` of [`SioClient::emit_acks`]: `Ok(first argument)`,
+    /// or `Err` when none came (the client's timeout, or the socket closed first).
+    pub async fn ack_of(&mut self, id: u64) -> Result<Value, String> {
+        let what = format!("acknowledgement {id}");
+        match self
+            .take(
+                &what,
+                |h| matches!(h, Happening::Ack { id: got, .. } if *got == id),
+            )
+            .await
+        {
+            Happening::Ack { error: Some(e), .. } => Err(e),
+            Happening::Ack { args, .. } => Ok(args.into_iter().next().unwrap_or(Value::Null)),
+            _ => unreachable!(),
+        }
+    }
+
     /// The arguments of the next `event` received (earlier ones kept, later ones left).
     pub async fn next(&mut self, event: &str) -> Vec<Value> {
         let what = format!("event {event:?}");

@@ -302,6 +302,17 @@ async fn dispatch(
         );
     }
     peer.refused_in_a_row.store(0, Ordering::Relaxed);
+    let Some(_in_flight) = edge.drain.enter() else {
+        return refuse(
+            &s,
+            Some(ack),
+            &event,
+            "unavailable",
+            "the server is shutting down and did not handle this (a message is not stored); \
+             send it again after reconnecting"
+                .into(),
+        );
+    };
     turn.wait().await;
     let data = match data {
         Ok(data) => data,
