@@ -43,6 +43,8 @@ events_burst = 1000000
 ip_events_per_second = 10000000
 ip_events_burst = 10000000
 connections_per_ip = 1000000
+http_connections_per_ip = 1000000
+unauthenticated_per_ip = 1000000
 [log]
 filter = "${LOG_FILTER:-warn}"
 TOML

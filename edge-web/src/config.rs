@@ -46,6 +46,15 @@ pub struct Limits {
     pub ip_events_burst: u32,
     /// Open sockets per IP address.
     pub connections_per_ip: u32,
+    /// Open TCP connections per IP address, counted before anything is read (trusted proxies
+    /// are not counted).
+    pub http_connections_per_ip: u32,
+    /// Of those, connections that have neither sent a complete request head nor authenticated
+    /// a socket: what a client can make the edge hold before showing who it is.
+    pub unauthenticated_per_ip: u32,
+    /// Seconds a connection has to send each request head (a kept-alive one: to start the
+    /// next), to finish a TLS handshake, and, for a WebSocket, to authenticate its socket.
+    pub handshake_timeout_secs: u64,
     /// Largest Socket.IO packet accepted, in bytes; a larger one closes the connection.
     /// Messages over the text limit but under this get a clear `chat error` instead.
     pub max_packet_bytes: u64,
@@ -59,6 +68,11 @@ impl Default for Limits {
             ip_events_per_second: 100,
             ip_events_burst: 300,
             connections_per_ip: 200,
+            // A socket is one connection (WebSocket) or two (long polling); pages fetch
+            // scripts too.
+            http_connections_per_ip: 512,
+            unauthenticated_per_ip: 64,
+            handshake_timeout_secs: 10,
             max_packet_bytes: 1 << 20,
         }
     }
@@ -102,10 +116,24 @@ impl WebConfig {
             ("web.limits.ip_events_per_second", l.ip_events_per_second),
             ("web.limits.ip_events_burst", l.ip_events_burst),
             ("web.limits.connections_per_ip", l.connections_per_ip),
+            (
+                "web.limits.http_connections_per_ip",
+                l.http_connections_per_ip,
+            ),
+            (
+                "web.limits.unauthenticated_per_ip",
+                l.unauthenticated_per_ip,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::new(key, "must be at least 1"));
             }
+        }
+        if !(1..=300).contains(&l.handshake_timeout_secs) {
+            return Err(ConfigError::new(
+                "web.limits.handshake_timeout_secs",
+                "must be between 1 and 300",
+            ));
         }
         if l.max_packet_bytes < 64 * 1024 {
             return Err(ConfigError::new(

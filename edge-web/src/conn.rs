@@ -1,78 +1,374 @@
-//! The web listener's TCP connections, each with a handle that cuts it.
+//! The web listener's connections: accepted, admitted per client address before a byte is
+//! read, given a deadline to prove themselves, served (HTTP/1.1 and HTTP/2, with WebSocket
+//! upgrades, plain or TLS), and each with a handle that cuts it.
 //!
-//! socketioxide closes a socket only through that socket's send queue, and a queue that is full
-//! (its reader fell behind) refuses the close too. So the edge keeps, for every connection, a
-//! token that ends it from underneath: the client sees its transport close, as after any network
-//! drop, and reconnects (the legacy pages do by themselves; the widget and gRPC clients resume
+//! Admission bounds what one address can hold before it has shown it is a client at all: a
+//! connection is *unproven* until it has sent a complete request head (plain HTTP, long
+//! polling) or, for a WebSocket, authenticated a socket. Unproven connections per address are
+//! capped, and one still unproven at the handshake timeout is cut: slow request heads, silent
+//! connections and WebSockets stalled before their Socket.IO CONNECT (or in the middle of a
+//! frame) cost their buffers for seconds, not until the ping timeout. Trusted reverse proxies
+//! are not counted: every client behind them shares their address, and the proxy is where
+//! such limits belong for them.
+//!
+//! The cut exists because socketioxide closes a socket only through that socket's send queue,
+//! and a queue that is full (its reader fell behind) refuses the close too. Cutting the
+//! connection from underneath shows the client a transport close, as after any network drop,
+//! and it reconnects (the legacy pages do by themselves; the widget and gRPC clients resume
 //! from their cursors).
 
 use std::{
+    collections::HashMap,
     future::Future,
     io,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     pin::Pin,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
 
 use axum::{
-    extract::connect_info::Connected,
-    serve::{IncomingStream, Listener},
+    Router,
+    extract::{ConnectInfo, Request},
+    http::{Method, header},
+};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto::Builder,
+    service::TowerToHyperService,
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
 };
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
-use tracing::warn;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::{
+    sync::{CancellationToken, WaitForCancellationFutureOwned},
+    task::TaskTracker,
+};
+use tower::ServiceExt as _;
+use tracing::{debug, warn};
 
-/// The web listener: accepts connections with TCP_NODELAY and a cut handle each.
-pub struct CuttableListener(pub TcpListener);
+use crate::client_addr::TrustedProxies;
 
-impl Listener for CuttableListener {
-    type Io = Conn;
-    type Addr = SocketAddr;
+/// How many connections one client address may hold.
+#[derive(Clone, Copy, Debug)]
+pub struct Admission {
+    /// Open connections per address.
+    pub per_ip: u32,
+    /// Of those, unproven ones.
+    pub unproven_per_ip: u32,
+    /// How long a connection may stay unproven; also the limit on each request head.
+    pub handshake_timeout: Duration,
+}
 
-    async fn accept(&mut self) -> (Conn, SocketAddr) {
-        let mut pause = Duration::from_millis(10);
-        loop {
-            match self.0.accept().await {
-                Ok((tcp, peer)) => {
-                    // Replies are small writes: without TCP_NODELAY they wait for the peer's
-                    // delayed ACK (tens of milliseconds on every exchange).
-                    let _ = tcp.set_nodelay(true);
-                    return (Conn::new(tcp), peer);
-                }
-                // Out of file descriptors (or another passing error): wait, longer each time,
-                // instead of spinning on accept.
-                Err(e) => {
-                    warn!(error = %e, pause_ms = pause.as_millis() as u64, "cannot accept a connection");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(1));
+/// Serves `app` on `listener` (TLS when `tls` is given) until `shutdown`, then lets the HTTP
+/// requests in flight finish (upgraded connections are no longer HTTP's: their sockets end
+/// them). Returns when the last HTTP connection has ended.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    admission: Admission,
+    proxies: Arc<TrustedProxies>,
+    app: Router,
+    shutdown: CancellationToken,
+) {
+    let gate = Arc::new(Gate {
+        admission,
+        proxies,
+        counts: Mutex::default(),
+        refused: AtomicU64::new(0),
+    });
+    // Built once, shared by every connection: a router cloned before this step builds its
+    // layers again for each clone (each with an Engine.IO of its own, its sessions unknown to
+    // the others).
+    let app = app.with_state::<()>(());
+    let connections = TaskTracker::new();
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => {
+                pause = Duration::from_millis(10);
+                accepted
+            }
+            // Out of file descriptors (or another passing error): wait, longer each time,
+            // instead of spinning on accept.
+            Err(e) => {
+                warn!(error = %e, pause_ms = pause.as_millis() as u64, "cannot accept a connection");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let Some(ticket) = gate.admit(peer.ip()) else {
+            // Closed before anything is read: it costs nothing more.
+            drop(tcp);
+            continue;
+        };
+        // Replies are small writes: without TCP_NODELAY they wait for the peer's delayed ACK
+        // (tens of milliseconds on every exchange).
+        let _ = tcp.set_nodelay(true);
+        let conn = Conn::new(tcp, ticket);
+        let (tls, app, stop) = (tls.clone(), app.clone(), shutdown.clone());
+        connections.spawn(serve_connection(conn, peer, tls, app, admission, stop));
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+}
+
+async fn serve_connection(
+    conn: Conn,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    admission: Admission,
+    stop: CancellationToken,
+) {
+    let deadline = tokio::time::Instant::now() + admission.handshake_timeout;
+    let info = ConnInfo {
+        peer,
+        cut: conn.cut.clone(),
+        proof: conn.ticket.proof.clone(),
+    };
+    let (cut, proof) = (info.cut.clone(), info.proof.clone());
+    let service = app.map_request(move |mut request: Request<Incoming>| {
+        // A whole request head came in time. A WebSocket upgrade proves itself later, when
+        // its socket authenticates: until then it is a buffer anyone can fill.
+        if !is_upgrade(&request) {
+            info.proof.prove();
+        }
+        request.extensions_mut().insert(ConnectInfo(info.clone()));
+        request.map(axum::body::Body::new)
+    });
+    let service = TowerToHyperService::new(service);
+    let serving = async {
+        match tls {
+            None => serve_http(conn, service, admission.handshake_timeout, &stop).await,
+            Some(acceptor) => match acceptor.accept(conn).await {
+                Ok(stream) => serve_http(stream, service, admission.handshake_timeout, &stop).await,
+                Err(e) => debug!(%peer, error = %e, "TLS handshake failed"),
+            },
+        }
+    };
+    // Whatever it is doing then (silent, in a TLS handshake, upgraded but not authenticated),
+    // a connection still unproven at the deadline is cut.
+    let watchdog = async {
+        tokio::time::sleep_until(deadline).await;
+        if proof.is_pending() {
+            debug!(%peer, "unproven at the handshake timeout; cut");
+            cut.cancel();
+        }
+    };
+    tokio::pin!(serving, watchdog);
+    tokio::select! {
+        () = &mut serving => {
+            // Upgraded (or closed) without proving itself yet: it has until the deadline, or
+            // until the edge stops.
+            if proof.is_pending() {
+                tokio::select! {
+                    () = watchdog => {}
+                    () = stop.cancelled() => cut.cancel(),
                 }
             }
         }
+        () = &mut watchdog => serving.await,
+    }
+}
+
+/// HTTP on one connection until it closes, is upgraded, or `stop` (then gracefully).
+async fn serve_http<I, S>(io: I, service: S, head_timeout: Duration, stop: &CancellationToken)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<hyper::Request<Incoming>, Response = axum::response::Response>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut builder = Builder::new(TokioExecutor::new());
+    // The timer also starts while a kept-alive connection waits for its next request: an idle
+    // connection is closed at the same limit.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(head_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .enable_connect_protocol();
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        served = conn.as_mut() => {
+            if let Err(e) = served {
+                debug!(error = %e, "connection ended with an error");
+            }
+            return;
+        }
+        () = stop.cancelled() => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
+}
+
+fn is_upgrade(request: &Request<Incoming>) -> bool {
+    request.headers().contains_key(header::UPGRADE) || request.method() == Method::CONNECT
+}
+
+/// The per-address counts.
+struct Gate {
+    admission: Admission,
+    proxies: Arc<TrustedProxies>,
+    counts: Mutex<HashMap<IpAddr, Counts>>,
+    /// Connections refused, for the log (one line per power of two).
+    refused: AtomicU64,
+}
+
+#[derive(Default)]
+struct Counts {
+    open: u32,
+    unproven: u32,
+}
+
+impl Gate {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Counts>> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
+    /// Counts a new connection from `ip` (open and unproven), or `None` when the address has
+    /// too many already.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Ticket> {
+        let ip = ip.to_canonical();
+        if self.proxies.trusts(ip) {
+            return Some(Ticket {
+                gate: None,
+                ip,
+                proof: Proof::proven(),
+            });
+        }
+        {
+            let mut counts = self.lock();
+            let count = counts.entry(ip).or_default();
+            let a = &self.admission;
+            if count.open >= a.per_ip || count.unproven >= a.unproven_per_ip {
+                let (open, unproven) = (count.open, count.unproven);
+                if count.open == 0 {
+                    counts.remove(&ip);
+                }
+                drop(counts);
+                let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+                if refused.is_power_of_two() {
+                    warn!(%ip, open, unproven, refused_so_far = refused,
+                          "connection refused: too many from this address");
+                }
+                return None;
+            }
+            count.open += 1;
+            count.unproven += 1;
+        }
+        Some(Ticket {
+            gate: Some(self.clone()),
+            ip,
+            proof: Proof {
+                pending: Arc::new(AtomicBool::new(true)),
+                gate: Some((self.clone(), ip)),
+            },
+        })
+    }
+
+    fn release(&self, ip: IpAddr, open: bool) {
+        let mut counts = self.lock();
+        if let Some(count) = counts.get_mut(&ip) {
+            if open {
+                count.open = count.open.saturating_sub(1);
+            } else {
+                count.unproven = count.unproven.saturating_sub(1);
+            }
+            if count.open == 0 {
+                counts.remove(&ip);
+            }
+        }
+    }
+}
+
+/// A connection's place in its address's counts, given back when the connection ends.
+struct Ticket {
+    gate: Option<Arc<Gate>>,
+    ip: IpAddr,
+    proof: Proof,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.proof.prove();
+        if let Some(gate) = &self.gate {
+            gate.release(self.ip, true);
+        }
+    }
+}
+
+/// Whether a connection has proven itself (see the module docs); shared by the connection and
+/// the requests on it.
+#[derive(Clone, Debug)]
+pub struct Proof {
+    pending: Arc<AtomicBool>,
+    gate: Option<(Arc<Gate>, IpAddr)>,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate").finish_non_exhaustive()
+    }
+}
+
+impl Proof {
+    fn proven() -> Self {
+        Self {
+            pending: Arc::new(AtomicBool::new(false)),
+            gate: None,
+        }
+    }
+
+    /// The connection has shown it is a client: it no longer counts as unproven.
+    pub fn prove(&self) {
+        if self.pending.swap(false, Ordering::SeqCst)
+            && let Some((gate, ip)) = &self.gate
+        {
+            gate.release(*ip, false);
+        }
+    }
+
+    fn is_pending(&self) -> bool {
+        self.pending.load(Ordering::SeqCst)
     }
 }
 
 /// One accepted connection; reads and writes fail once it is cut.
-pub struct Conn {
+struct Conn {
     tcp: TcpStream,
     cut: CancellationToken,
     cutting: Pin<Box<WaitForCancellationFutureOwned>>,
+    ticket: Ticket,
 }
 
 impl Conn {
-    fn new(tcp: TcpStream) -> Self {
+    fn new(tcp: TcpStream, ticket: Ticket) -> Self {
         let cut = CancellationToken::new();
         Self {
             tcp,
             cutting: Box::pin(cut.clone().cancelled_owned()),
             cut,
+            ticket,
         }
     }
 
@@ -130,13 +426,55 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// Ends the connection.
     pub cut: CancellationToken,
+    /// Marks the connection as a proven client (an authenticated socket on it).
+    pub proof: Proof,
 }
 
-impl Connected<IncomingStream<'_, CuttableListener>> for ConnInfo {
-    fn connect_info(stream: IncomingStream<'_, CuttableListener>) -> Self {
-        Self {
-            peer: *stream.remote_addr(),
-            cut: stream.io().cut.clone(),
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate(proxies: &[&str]) -> Arc<Gate> {
+        Arc::new(Gate {
+            admission: Admission {
+                per_ip: 3,
+                unproven_per_ip: 2,
+                handshake_timeout: Duration::from_secs(1),
+            },
+            proxies: Arc::new(TrustedProxies::parse(proxies).unwrap()),
+            counts: Mutex::default(),
+            refused: AtomicU64::new(0),
+        })
+    }
+
+    #[test]
+    fn unproven_and_open_connections_are_capped_per_address() {
+        let gate = gate(&[]);
+        let ip = IpAddr::from([10, 0, 0, 1]);
+        let (a, b) = (gate.admit(ip).unwrap(), gate.admit(ip).unwrap());
+        assert!(gate.admit(ip).is_none(), "two unproven at most");
+        a.proof.prove();
+        a.proof.prove();
+        let c = gate.admit(ip).expect("room once one proved itself");
+        c.proof.prove();
+        assert!(gate.admit(ip).is_none(), "three open at most");
+        assert!(
+            gate.admit(IpAddr::from([10, 0, 0, 2])).is_some(),
+            "per address"
+        );
+        drop((a, b, c));
+        assert!(
+            gate.lock().get(&ip).is_none(),
+            "forgotten when all are gone"
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_are_not_counted() {
+        let gate = gate(&["10.0.0.0/8"]);
+        let proxy = IpAddr::from([10, 1, 2, 3]);
+        let tickets: Vec<_> = (0..10).map(|_| gate.admit(proxy).unwrap()).collect();
+        assert!(tickets.iter().all(|t| !t.proof.is_pending()));
+        assert!(gate.lock().is_empty());
     }
 }

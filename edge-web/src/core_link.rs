@@ -61,6 +61,8 @@ pub struct CoreLink {
     commands: mpsc::UnboundedSender<Command>,
     next_id: AtomicU64,
     client: CoreClient,
+    stopping: CancellationToken,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// A live subscription; dropping it unsubscribes.
@@ -84,15 +86,28 @@ impl Drop for Subscription {
 }
 
 impl CoreLink {
-    /// Starts the link task; it ends with `shutdown`.
-    pub fn start(client: CoreClient, shutdown: CancellationToken) -> Arc<Self> {
+    /// Starts the link task; it runs until [`CoreLink::stop`].
+    pub fn start(client: CoreClient) -> Arc<Self> {
         let (commands, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(client.clone(), rx, shutdown));
+        let stopping = CancellationToken::new();
+        let task = tokio::spawn(run(client.clone(), rx, stopping.clone()));
         Arc::new(Self {
             commands,
             next_id: AtomicU64::new(1),
             client,
+            stopping,
+            task: std::sync::Mutex::new(Some(task)),
         })
+    }
+
+    /// Ends the session with the core and waits until it is over (sends still unanswered are
+    /// told so).
+    pub async fn stop(&self) {
+        self.stopping.cancel();
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
     }
 
     /// A client for unary calls (history, sends), sharing the link's connection.

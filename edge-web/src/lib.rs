@@ -20,13 +20,13 @@ pub mod fanout;
 pub mod socket;
 
 use std::{
-    net::SocketAddr,
     sync::{Arc, OnceLock},
     time::Duration,
 };
 
 use axum::http::Method;
 use socketgram_admin_php_compat::{config::LegacyConfig, handshake::TokenSigner};
+use socketgram_core::server::TlsConfig;
 use socketgram_proto::client::CoreClient;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
@@ -51,7 +51,7 @@ pub struct Edge {
     pub signer: TokenSigner,
     pub limiter: Arc<Limiter>,
     /// Decides each socket's client address (the one the limits count).
-    pub proxies: TrustedProxies,
+    pub proxies: Arc<TrustedProxies>,
     /// Events in flight, waited for on shutdown.
     pub drain: Drain,
 }
@@ -72,6 +72,8 @@ pub enum WebError {
     Io(#[from] std::io::Error),
     #[error("invalid web.trusted_proxies: {0}")]
     TrustedProxies(#[from] BadProxyEntry),
+    #[error("web.tls: {0}")]
+    Tls(String),
 }
 
 /// Packets queued per socket before emits to it fail: room for a full history replay.
@@ -89,7 +91,7 @@ pub async fn serve(
     extra: Option<axum::Router>,
     shutdown: CancellationToken,
 ) -> Result<(), WebError> {
-    let proxies = TrustedProxies::parse(&config.trusted_proxies)?;
+    let proxies = Arc::new(TrustedProxies::parse(&config.trusted_proxies)?);
     let local = listener.local_addr()?;
     if proxies.is_empty() && local.ip().is_loopback() {
         // A loopback listener is nearly always behind a proxy on the same machine.
@@ -102,8 +104,7 @@ pub async fn serve(
         );
     }
     // The link outlives the drain: answers to what was accepted come through it.
-    let link_stop = CancellationToken::new();
-    let link = CoreLink::start(core, link_stop.clone());
+    let link = CoreLink::start(core);
     let limiter = Limiter::new(config.limits.clone());
     let edge = Arc::new(Edge {
         link: link.clone(),
@@ -121,6 +122,8 @@ pub async fn serve(
         // client has authenticated: no frame larger than a packet may be.
         .ws_max_frame_size(config.limits.max_packet_bytes as usize)
         .max_buffer_size(SOCKET_BUFFER)
+        // An Engine.IO session must connect a socket (with its credentials) this soon.
+        .connect_timeout(Duration::from_secs(config.limits.handshake_timeout_secs))
         .with_state(edge.clone())
         .build_layer();
     let _ = edge.fanout.set(Fanout::start(io.clone(), link));
@@ -163,45 +166,46 @@ pub async fn serve(
             io.close().await;
         })
     };
-    info!(addr = %local, tls = config.tls.is_some(), trusted_proxies = ?config.trusted_proxies, "web edge listening");
-    let served = match &config.tls {
-        None => {
-            // Each connection can be cut under a socket whose reader fell behind (`conn`).
-            let app = app.into_make_service_with_connect_info::<conn::ConnInfo>();
-            axum::serve(conn::CuttableListener(listener), app)
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                .await
-        }
-        Some(tls) => {
-            // rustls needs a process-wide crypto provider; ring, as everywhere else here.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let rustls =
-                axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key).await?;
-            let handle = axum_server::Handle::new();
-            let stopper = {
-                let (handle, shutdown) = (handle.clone(), shutdown.clone());
-                tokio::spawn(async move {
-                    shutdown.cancelled().await;
-                    handle.graceful_shutdown(Some(Duration::from_secs(10)));
-                })
-            };
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
-            let served = axum_server::tls_rustls::from_tcp_rustls(listener.into_std()?, rustls)?
-                .handle(handle)
-                .serve(app)
-                .await;
-            stopper.abort();
-            served
-        }
+    let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
+    info!(addr = %local, tls = tls.is_some(), trusted_proxies = ?config.trusted_proxies, "web edge listening");
+    let l = &config.limits;
+    let admission = conn::Admission {
+        per_ip: l.http_connections_per_ip,
+        unproven_per_ip: l.unauthenticated_per_ip,
+        handshake_timeout: Duration::from_secs(l.handshake_timeout_secs),
     };
+    conn::serve(
+        listener,
+        tls,
+        admission,
+        edge.proxies.clone(),
+        app,
+        shutdown.clone(),
+    )
+    .await;
     janitor.abort();
-    if served.is_ok() {
-        // A graceful end: the HTTP connections are done; the upgraded ones end here.
-        let _ = closer.await;
-    } else {
-        closer.abort();
-    }
-    link_stop.cancel();
-    served?;
+    // The HTTP connections are done; the upgraded ones end with their sockets.
+    let _ = closer.await;
+    edge.link.stop().await;
     Ok(())
+}
+
+/// The TLS side of the web listener, from the PEM files of `[web.tls]`.
+fn tls_acceptor(tls: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, WebError> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let bad = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
+        WebError::Tls(format!("{what} {}: {e}", path.display()))
+    };
+    let certs = CertificateDer::pem_file_iter(&tls.cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad("certificate", &tls.cert, &e))?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| bad("key", &tls.key, &e))?;
+    // rustls needs a process-wide crypto provider; ring, as everywhere else here.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| bad("certificate and key", &tls.cert, &e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

@@ -18,7 +18,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_socketgram");
 
 /// Limits high enough that the generator measures the server, not the rate limiter.
 const CONFIG: &str = "[legacy]\nsecret = \"qwerty\"\n[legacy.admin_param]\nname = \"adminpass\"\nvalue = \"admin\"\n\
-[web.limits]\nevents_per_second = 100000\nevents_burst = 100000\nip_events_per_second = 1000000\nip_events_burst = 1000000\nconnections_per_ip = 100000\n";
+[web.limits]\nevents_per_second = 100000\nevents_burst = 100000\nip_events_per_second = 1000000\nip_events_burst = 1000000\nconnections_per_ip = 100000\nhttp_connections_per_ip = 100000\nunauthenticated_per_ip = 100000\n";
 
 fn check(report: Report) {
     eprint!("{}", report.table());

@@ -2324,3 +2324,167 @@ async fn sigterm_under_load_answers_every_send_truthfully() {
     }
     db.drop_db().await;
 }
+
+/// Reads until the server closes `tcp` (EOF or reset); whether it did within `within`.
+async fn closed_within(tcp: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut sink = vec![0u8; 64 * 1024];
+    tokio::time::timeout(within, async {
+        loop {
+            match tcp.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// A TCP connection to the web listener that has sent nothing yet.
+async fn raw_connection(server: &TestServer) -> tokio::net::TcpStream {
+    let addr = server.web_url().trim_start_matches("http://").to_owned();
+    tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect")
+}
+
+/// Slowloris (issue: "nothing times out slow HTTP request heads"): a request head trickled a
+/// byte at a time is cut at `handshake_timeout_secs`, and so is a connection that never
+/// starts one; a client that sends its head in time is served.
+#[tokio::test]
+async fn slow_request_heads_are_cut_at_the_handshake_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let limits = format!("{ROOMY}handshake_timeout_secs = 1\n");
+    let Some((server, db)) = start(Backend::Sqlite, &limits).await else {
+        return;
+    };
+    let mut silent = raw_connection(&server).await;
+    let mut trickler = raw_connection(&server).await;
+    trickler
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let trickle = async {
+        for _ in 0..30 {
+            if trickler.write_all(b"X").await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), trickle)
+            .await
+            .unwrap_or(false),
+        "a trickled request head is cut"
+    );
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(3)).await,
+        "a connection that sends nothing is cut"
+    );
+    let mut v = page(&server, 2401).await;
+    say(&mut v, 2401, "in time").await;
+    legacy_message(&v.next_payload("new message").await, 2401, "in time", "0");
+    stop(server, db).await;
+}
+
+/// Before anyone has authenticated (issue: "unauthenticated memory exhaustion"): one client
+/// address may hold only `unauthenticated_per_ip` connections that have neither completed a
+/// request head nor authenticated a socket; one more is closed at once. A WebSocket that never
+/// sends its Socket.IO CONNECT, or stalls in the middle of a frame before it, is closed at
+/// `handshake_timeout_secs`, not held until the ping timeout.
+#[tokio::test]
+async fn unauthenticated_connections_are_bounded_per_client() {
+    use tokio::io::AsyncWriteExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let limits = format!("{ROOMY}unauthenticated_per_ip = 3\nhandshake_timeout_secs = 2\n");
+    let Some((server, db)) = start(Backend::Sqlite, &limits).await else {
+        return;
+    };
+    let addr = server.web_url().trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let request = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket")
+            .into_client_request()
+            .unwrap();
+        let (ws, _) = tokio_tungstenite::client_async(request, raw_connection(&server).await)
+            .await
+            .expect("the WebSocket upgrade");
+        held.push(ws.into_inner());
+    }
+    // One of them starts a 512 KiB frame (under max_packet_bytes) and stalls in it.
+    let mut header = vec![0x81u8, 0xFF];
+    header.extend_from_slice(&(512u64 << 10).to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    held[0].write_all(&header).await.unwrap();
+    held[0].write_all(&[b'x'; 4096]).await.unwrap();
+    held.push(raw_connection(&server).await);
+    // The third unproven connection is the limit: a fourth is closed at once.
+    let mut extra = raw_connection(&server).await;
+    assert!(
+        closed_within(&mut extra, Duration::from_millis(1500)).await,
+        "a connection over the unauthenticated limit is closed at once"
+    );
+    let started = std::time::Instant::now();
+    for (i, tcp) in held.iter_mut().enumerate() {
+        assert!(
+            closed_within(tcp, Duration::from_secs(6)).await,
+            "unauthenticated connection {i} is closed at the handshake timeout"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(6));
+    // Room again: a real client connects and is served.
+    let mut v = page(&server, 2402).await;
+    say(&mut v, 2402, "after").await;
+    legacy_message(&v.next_payload("new message").await, 2402, "after", "0");
+    stop(server, db).await;
+}
+
+/// Connections per client address before any upgrade (issue: "nothing caps HTTP connections
+/// per client"): past `http_connections_per_ip` open ones, a new connection is closed at once;
+/// when one goes, there is room again.
+#[tokio::test]
+async fn http_connections_are_capped_per_client() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limits = format!("{ROOMY}http_connections_per_ip = 4\n");
+    let Some((server, db)) = start(Backend::Sqlite, &limits).await else {
+        return;
+    };
+    // Keep-alive connections that were served once (so they are not "unauthenticated").
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let mut tcp = raw_connection(&server).await;
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = [0u8; 256];
+        let n = tcp.read(&mut answer).await.unwrap();
+        assert!(answer[..n].starts_with(b"HTTP/1.1 200"), "served");
+        open.push(tcp);
+    }
+    let mut fifth = raw_connection(&server).await;
+    assert!(
+        closed_within(&mut fifth, Duration::from_millis(1500)).await,
+        "a connection over the limit is closed at once"
+    );
+    drop(open.pop());
+    // The server notices the close on its own time: try until there is room.
+    let served = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let mut tcp = raw_connection(&server).await;
+            let _ = tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+            let mut answer = [0u8; 256];
+            if matches!(tcp.read(&mut answer).await, Ok(n) if answer[..n].starts_with(b"HTTP/1.1 200"))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(served.is_ok(), "room again once a connection closed");
+    drop(open);
+    stop(server, db).await;
+}

@@ -8,7 +8,7 @@ mod visitor;
 
 use std::{
     collections::{HashMap, HashSet},
-    net::{IpAddr, SocketAddr},
+    net::IpAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
@@ -212,19 +212,13 @@ enum Refused {
     Handshake(#[from] HandshakeError),
 }
 
-/// The TCP peer of the handshake request, and the handle that cuts its connection (the plain
-/// listener has one; the TLS listener gives the peer only). The handshake request is the
-/// WebSocket upgrade or the first long-polling request (which carries a proxy's headers like
-/// every polling request).
-fn connection(s: &SocketRef) -> (IpAddr, Option<CancellationToken>) {
-    let extensions = &s.req_parts().extensions;
-    if let Some(ConnectInfo(conn)) = extensions.get::<ConnectInfo<ConnInfo>>() {
-        return (conn.peer.ip(), Some(conn.cut.clone()));
-    }
-    let peer = extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-    (peer, None)
+/// The connection of the handshake request: the WebSocket upgrade or the first long-polling
+/// request (which carries a proxy's headers like every polling request).
+fn connection(s: &SocketRef) -> Option<ConnInfo> {
+    s.req_parts()
+        .extensions
+        .get::<ConnectInfo<ConnInfo>>()
+        .map(|ConnectInfo(conn)| conn.clone())
 }
 
 /// The handshake (LEGACY.md §2): runs before the socket is connected, so a refused client
@@ -234,7 +228,10 @@ async fn authenticate(
     State(edge): State<Arc<Edge>>,
     TryData(auth): TryData<Value>,
 ) -> Result<(), Refused> {
-    let (peer, cut) = connection(&s);
+    let conn = connection(&s);
+    let peer = conn
+        .as_ref()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.peer.ip());
     let ip = edge.proxies.client_ip(peer, &s.req_parts().headers);
     let credentials = Credentials::from_handshake(s.req_parts().uri.query(), auth.ok().as_ref());
     let identity = match handshake::identify(&credentials, &edge.legacy, &edge.signer) {
@@ -248,12 +245,15 @@ async fn authenticate(
         warn!(%ip, "handshake refused: too many connections");
         return Err(Refused::TooManyConnections);
     }
+    if let Some(conn) = &conn {
+        conn.proof.prove();
+    }
     s.extensions.insert(Arc::new(Peer {
         identity,
         ip,
         subscribed: AtomicBool::new(false),
         oldest_shown: AtomicU64::new(u64::MAX),
-        cut,
+        cut: conn.map(|c| c.cut),
         limiter: edge.limiter.for_socket(),
         limits: edge.limiter.clone(),
         refused_in_a_row: AtomicU32::new(0),
