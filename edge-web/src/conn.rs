@@ -49,12 +49,16 @@ use tokio::{
 use tokio_rustls::TlsAcceptor;
 use tokio_util::{
     sync::{CancellationToken, WaitForCancellationFutureOwned},
-    task::TaskTracker,
+    task::{TaskTracker, task_tracker::TaskTrackerToken},
 };
 use tower::ServiceExt as _;
 use tracing::{debug, warn};
 
 use crate::client_addr::TrustedProxies;
+
+/// Whether the Engine.IO session of this id has an authenticated socket: a WebSocket that
+/// upgrades such a session (after it started with long polling) is proven by it.
+pub type Authenticated = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// How many connections one client address may hold.
 #[derive(Clone, Copy, Debug)]
@@ -68,13 +72,14 @@ pub struct Admission {
 }
 
 /// Serves `app` on `listener` (TLS when `tls` is given) until `shutdown`, then lets the HTTP
-/// requests in flight finish (upgraded connections are no longer HTTP's: their sockets end
-/// them). Returns when the last HTTP connection has ended.
+/// requests in flight finish. Returns when the last connection has ended, upgraded ones
+/// included (their sockets end them): by then what was queued for them has been written.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     admission: Admission,
     proxies: Arc<TrustedProxies>,
+    authenticated: Authenticated,
     app: Router,
     shutdown: CancellationToken,
 ) {
@@ -117,9 +122,18 @@ pub async fn serve(
         // Replies are small writes: without TCP_NODELAY they wait for the peer's delayed ACK
         // (tens of milliseconds on every exchange).
         let _ = tcp.set_nodelay(true);
-        let conn = Conn::new(tcp, ticket);
+        let conn = Conn::new(tcp, ticket, connections.token());
         let (tls, app, stop) = (tls.clone(), app.clone(), shutdown.clone());
-        connections.spawn(serve_connection(conn, peer, tls, app, admission, stop));
+        let authenticated = authenticated.clone();
+        connections.spawn(serve_connection(
+            conn,
+            peer,
+            tls,
+            app,
+            admission,
+            authenticated,
+            stop,
+        ));
     }
     drop(listener);
     connections.close();
@@ -132,6 +146,7 @@ async fn serve_connection(
     tls: Option<TlsAcceptor>,
     app: Router,
     admission: Admission,
+    authenticated: Authenticated,
     stop: CancellationToken,
 ) {
     let deadline = tokio::time::Instant::now() + admission.handshake_timeout;
@@ -141,11 +156,16 @@ async fn serve_connection(
         proof: conn.ticket.proof.clone(),
     };
     let (cut, proof) = (info.cut.clone(), info.proof.clone());
+    let upgraded_session = Arc::new(std::sync::OnceLock::<String>::new());
+    let session = upgraded_session.clone();
     let service = app.map_request(move |mut request: Request<Incoming>| {
         // A whole request head came in time. A WebSocket upgrade proves itself later, when
-        // its socket authenticates: until then it is a buffer anyone can fill.
+        // its socket authenticates (or when the session it upgrades has one): until then it
+        // is a buffer anyone can fill.
         if !is_upgrade(&request) {
             info.proof.prove();
+        } else if let Some(sid) = session_id(&request) {
+            let _ = session.set(sid.to_owned());
         }
         request.extensions_mut().insert(ConnectInfo(info.clone()));
         request.map(axum::body::Body::new)
@@ -162,22 +182,31 @@ async fn serve_connection(
     };
     // Whatever it is doing then (silent, in a TLS handshake, upgraded but not authenticated),
     // a connection still unproven at the deadline is cut.
-    let watchdog = async {
-        tokio::time::sleep_until(deadline).await;
-        if proof.is_pending() {
+    let unproven = || {
+        if proof.is_pending() && upgraded_session.get().is_some_and(|sid| authenticated(sid)) {
+            proof.prove();
+        }
+        proof.is_pending()
+    };
+    let cut_unproven = || {
+        if unproven() {
             debug!(%peer, "unproven at the handshake timeout; cut");
             cut.cancel();
         }
+    };
+    let watchdog = async {
+        tokio::time::sleep_until(deadline).await;
+        cut_unproven();
     };
     tokio::pin!(serving, watchdog);
     tokio::select! {
         () = &mut serving => {
             // Upgraded (or closed) without proving itself yet: it has until the deadline, or
             // until the edge stops.
-            if proof.is_pending() {
+            if unproven() {
                 tokio::select! {
                     () = watchdog => {}
-                    () = stop.cancelled() => cut.cancel(),
+                    () = stop.cancelled() => cut_unproven(),
                 }
             }
         }
@@ -223,6 +252,15 @@ where
 
 fn is_upgrade(request: &Request<Incoming>) -> bool {
     request.headers().contains_key(header::UPGRADE) || request.method() == Method::CONNECT
+}
+
+/// The Engine.IO session a request names (`?sid=`).
+fn session_id(request: &Request<Incoming>) -> Option<&str> {
+    request
+        .uri()
+        .query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("sid="))
 }
 
 /// The per-address counts.
@@ -359,16 +397,19 @@ struct Conn {
     cut: CancellationToken,
     cutting: Pin<Box<WaitForCancellationFutureOwned>>,
     ticket: Ticket,
+    /// Counts the connection as open until it is dropped (the listener's shutdown waits).
+    _open: TaskTrackerToken,
 }
 
 impl Conn {
-    fn new(tcp: TcpStream, ticket: Ticket) -> Self {
+    fn new(tcp: TcpStream, ticket: Ticket, open: TaskTrackerToken) -> Self {
         let cut = CancellationToken::new();
         Self {
             tcp,
             cutting: Box::pin(cut.clone().cancelled_owned()),
             cut,
             ticket,
+            _open: open,
         }
     }
 

@@ -174,17 +174,27 @@ pub async fn serve(
         unproven_per_ip: l.unauthenticated_per_ip,
         handshake_timeout: Duration::from_secs(l.handshake_timeout_secs),
     };
+    // socketioxide gives a socket its Engine.IO session's id, and has it only once the
+    // socket passed the handshake.
+    let authenticated: conn::Authenticated = {
+        let io = io.clone();
+        Arc::new(move |sid: &str| {
+            sid.parse()
+                .is_ok_and(|sid| io.get_socket(sid).is_some_and(|s| s.connected()))
+        })
+    };
     conn::serve(
         listener,
         tls,
         admission,
         edge.proxies.clone(),
+        authenticated,
         app,
         shutdown.clone(),
     )
     .await;
     janitor.abort();
-    // The HTTP connections are done; the upgraded ones end with their sockets.
+    // Every connection has ended: the sockets were closed after the drain.
     let _ = closer.await;
     edge.link.stop().await;
     Ok(())
