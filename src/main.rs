@@ -2,16 +2,13 @@
 //! configuration, install tracing, bind, and hand over to the libraries.
 
 mod admin;
-mod config;
 
-use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use socketgram_core::{Core, config::Secret, grpc::BearerAuth, server, store};
-use socketgram_edge_telegram::config::UpdateMode;
-use socketgram_proto::client::CoreClient;
-use tokio::{net::TcpListener, task::JoinSet};
+use socketgram::{Listeners, Server, config};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -21,7 +18,7 @@ use tracing::{error, info, warn};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-use crate::config::Config;
+use socketgram::Config;
 
 /// Self-hosted support chat: Socket.IO widget, Telegram bot, legacy PHP admin, gRPC core.
 #[derive(Parser)]
@@ -133,8 +130,8 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Serve => run(config, Mode::Everything).await,
-            Command::Core => run(config, Mode::CoreOnly).await,
+            Command::Serve => run(config, true).await,
+            Command::Core => run(config, false).await,
             Command::Migrate => migrate(&config).await,
             Command::Admin { command } => manage_admins(&config, command).await,
             Command::Config { .. } | Command::Token { .. } => Ok(()),
@@ -201,200 +198,46 @@ fn raise_open_files_limit() {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Everything,
-    CoreOnly,
-}
-
-async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn store::Store>> {
-    let url = store::redact_url(config.core.database.url.expose());
-    let store = store::connect(&config.core.database)
-        .await
-        .with_context(|| format!("cannot open the database {url}"))?;
-    store
-        .migrate()
-        .await
-        .with_context(|| format!("cannot migrate the database {url}"))?;
-    Ok(store)
-}
-
 async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let store = open_store(config).await?;
+    let store = socketgram::open_store(config).await?;
     info!(backend = ?store.backend(), "schema is up to date");
     store.close().await;
     Ok(())
 }
 
 async fn manage_admins(config: &Config, command: admin::AdminCommand) -> anyhow::Result<()> {
-    let store = open_store(config).await?;
+    let store = socketgram::open_store(config).await?;
     let outcome = admin::run(store.as_ref(), command).await;
     store.close().await;
     print_out(&outcome?);
     Ok(())
 }
 
-async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
+/// `serve` (with `web`) or `core`: bind, start, say where, run until a signal.
+async fn run(config: Config, web: bool) -> anyhow::Result<()> {
     raise_open_files_limit();
-    let signal = CancellationToken::new();
-    tokio::spawn(watch_signals(signal.clone()));
-    // Shutdown in two steps: the edges first (they stop taking requests and finish what they
-    // took, which needs the core), then the core and its gRPC listeners.
-    let (core_stop, edge_stop) = (CancellationToken::new(), CancellationToken::new());
-
-    let store = open_store(&config).await?;
-    let core = Core::start(store.clone(), &config.core, core_stop.clone())
-        .await
-        .context("cannot start the core")?;
-    let listener = TcpListener::bind(&config.grpc.listen)
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    let grpc = TcpListener::bind(&config.grpc.listen)
         .await
         .with_context(|| format!("cannot listen on grpc.listen = {}", config.grpc.listen))?;
-    if mode == Mode::Everything && config.legacy.secret.is_empty() {
-        warn!(
-            "legacy.secret is empty: a legacy visitor's room is then the hash of its id alone, \
-             which anyone can compute; set the secret the host site and the PHP admin use"
-        );
-    }
-    if config.grpc.tokens.is_empty() {
-        warn!("grpc.tokens is empty: every Chat/Telegram call from outside will be refused");
-    }
-    let mut ready = format!("socketgram: listening grpc={}", listener.local_addr()?);
-    let mut core_parts: JoinSet<anyhow::Result<()>> = JoinSet::new();
-    let mut edges: JoinSet<anyhow::Result<()>> = JoinSet::new();
-    let auth = BearerAuth::new(config.grpc.tokens.iter().cloned());
-    core_parts.spawn(serve_grpc(
-        listener,
-        core.clone(),
-        config.grpc.clone(),
-        auth.clone(),
-        core_stop.clone(),
-    ));
-
-    if mode == Mode::Everything {
-        // In one process the edges still call the core through gRPC (DESIGN.md): over a
-        // loopback listener of their own, with a token that exists only in this process.
-        let internal_token = hex::encode(rand::random::<[u8; 32]>());
-        let internal = TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("cannot bind the internal gRPC listener")?;
-        let core_url = format!("http://{}", internal.local_addr()?);
-        info!(
-            addr = %core_url,
-            "internal gRPC listener: the edges of this process call the core through it, \
-             with a token made for this run (not for outside use)"
-        );
-        let internal_auth = BearerAuth::new([Secret::new(internal_token.clone())]);
-        let internal_config = server::GrpcConfig {
-            listen: core_url.clone(),
-            tokens: Vec::new(),
-            tls: None,
-        };
-        core_parts.spawn(serve_grpc(
-            internal,
-            core.clone(),
-            internal_config,
-            internal_auth,
-            core_stop.clone(),
-        ));
-        let client =
-            CoreClient::lazy(&core_url, &internal_token).context("internal core client")?;
-        // The web listener also serves the core's gRPC-web API and, in webhook mode without
-        // a listener of its own, the Telegram webhook route.
-        let mut extra = axum::Router::new();
-        if config.telegram.enabled() {
-            let (telegram, client, shutdown) =
-                (config.telegram.clone(), client.clone(), edge_stop.clone());
-            if telegram.mode == UpdateMode::Webhook && telegram.webhook_listen.is_none() {
-                let (route, inbox) = socketgram_edge_telegram::webhook_router(&telegram);
-                extra = extra.merge(route);
-                edges.spawn(async move {
-                    socketgram_edge_telegram::run_with_webhook(telegram, client, inbox, shutdown)
-                        .await
-                        .context("the Telegram edge stopped")
-                });
-            } else {
-                edges.spawn(async move {
-                    socketgram_edge_telegram::run(telegram, client, shutdown)
-                        .await
-                        .context("the Telegram edge stopped")
-                });
-            }
-        }
-
-        let web = TcpListener::bind(&config.web.listen)
-            .await
-            .with_context(|| format!("cannot listen on web.listen = {}", config.web.listen))?;
-        ready.push_str(&format!(" web={}", web.local_addr()?));
-        if config.web.grpc_web {
-            extra = extra.merge(server::grpc_web_router(core.clone(), auth.clone()).await?);
-        }
-        let grpc_web = Some(extra);
-        let (web_config, legacy, shutdown) =
-            (config.web.clone(), config.legacy.clone(), edge_stop.clone());
-        edges.spawn(async move {
-            socketgram_edge_web::serve(web, &web_config, &legacy, client, grpc_web, shutdown)
+    let web = match web {
+        false => None,
+        true => Some(
+            TcpListener::bind(&config.web.listen)
                 .await
-                .context("the web edge stopped")
-        });
-    }
-    // The ready line: supervisors and tests read the bound addresses (port 0 allowed) here.
-    println!("{ready}");
-
-    // Run until a signal, or until a part fails (then stop the others).
-    let failed = tokio::select! {
-        // A signal first: parts that end because of it are no failure.
-        biased;
-        () = signal.cancelled() => {
-            info!("shutting down; draining calls in flight");
-            None
-        }
-        Some(ended) = core_parts.join_next() => Some(ended),
-        Some(ended) = edges.join_next() => Some(ended),
+                .with_context(|| format!("cannot listen on web.listen = {}", config.web.listen))?,
+        ),
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(config.shutdown_timeout_secs);
-    edge_stop.cancel();
-    let edges_drained = drain(&mut edges, deadline).await;
-    core_stop.cancel();
-    if !(edges_drained && drain(&mut core_parts, deadline).await) {
-        warn!(
-            seconds = config.shutdown_timeout_secs,
-            "drain time is up; exiting"
-        );
+    let server = Server::start(Listeners { grpc, web }, &config).await?;
+    // The ready line: supervisors and tests read the bound addresses (port 0 allowed) here.
+    let mut ready = format!("socketgram: listening grpc={}", server.grpc_addr);
+    if let Some(web) = server.web_addr {
+        ready.push_str(&format!(" web={web}"));
     }
-    store.close().await;
-    if let Some(ended) = failed {
-        ended.context("a part of the server panicked")??;
-        warn!("a part of the server stopped; shut down");
-    }
-    info!("stopped");
+    println!("{ready}");
+    server.run(shutdown).await?;
     Ok(())
-}
-
-/// Waits for `parts` to end, until `deadline`; false when time ran out.
-async fn drain(parts: &mut JoinSet<anyhow::Result<()>>, deadline: tokio::time::Instant) -> bool {
-    tokio::time::timeout_at(deadline, async {
-        while let Some(ended) = parts.join_next().await {
-            match ended {
-                Ok(Err(e)) => error!("{e:#}"),
-                Err(e) => error!("a part of the server panicked: {e}"),
-                Ok(Ok(())) => {}
-            }
-        }
-    })
-    .await
-    .is_ok()
-}
-
-async fn serve_grpc(
-    listener: TcpListener,
-    core: Arc<Core>,
-    config: server::GrpcConfig,
-    auth: BearerAuth,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    server::serve(listener, core, &config, auth, shutdown.cancelled_owned())
-        .await
-        .context("the gRPC server stopped")
 }
 
 /// Cancels `shutdown` on SIGTERM or Ctrl-C.

@@ -1,0 +1,272 @@
+//! The composed server: every part of Socketgram in one process (the core, its gRPC listener,
+//! the web edge and the Telegram edge), or the core alone, on listeners the caller bound and
+//! until a token the caller owns. `main` parses, loads, binds and calls [`Server::start`] then
+//! [`Server::run`]; tests do the same on port 0, in process.
+
+pub mod config;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use socketgram_core::{
+    Core,
+    config::Secret,
+    error::CoreError,
+    grpc::BearerAuth,
+    server::{self, GrpcConfig},
+    store::{self, Store, StoreError},
+};
+use socketgram_edge_telegram::{TelegramError, config::UpdateMode};
+use socketgram_edge_web::WebError;
+use socketgram_proto::client::{ClientError, CoreClient};
+use tokio::{net::TcpListener, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+pub use crate::config::Config;
+
+/// Why the server did not start, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot open the database {url}: {source}")]
+    OpenDatabase { url: String, source: StoreError },
+    #[error("cannot migrate the database {url}: {source}")]
+    Migrate { url: String, source: StoreError },
+    #[error("cannot start the core: {0}")]
+    Core(#[from] CoreError),
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("the internal core client: {0}")]
+    Client(#[from] ClientError),
+    #[error("the gRPC server stopped: {0}")]
+    Grpc(#[from] server::ServeError),
+    #[error("the web edge stopped: {0}")]
+    Web(#[from] WebError),
+    #[error("the Telegram edge stopped: {0}")]
+    Telegram(#[from] TelegramError),
+    #[error("a part of the server panicked: {0}")]
+    Panicked(String),
+}
+
+/// The listeners the caller bound: gRPC always; the web listener runs every part in this
+/// process (`serve`), its absence the core alone (`core`).
+pub struct Listeners {
+    pub grpc: TcpListener,
+    pub web: Option<TcpListener>,
+}
+
+/// A started server: its parts run until [`Server::run`] is told to stop.
+pub struct Server {
+    /// Where gRPC listens.
+    pub grpc_addr: SocketAddr,
+    /// Where the web edge listens (`serve` only).
+    pub web_addr: Option<SocketAddr>,
+    store: Arc<dyn Store>,
+    core_parts: JoinSet<Result<(), ServeError>>,
+    edges: JoinSet<Result<(), ServeError>>,
+    /// Shutdown in two steps: the edges first (they stop taking requests and finish what they
+    /// took, which needs the core), then the core and its gRPC listeners.
+    edge_stop: CancellationToken,
+    core_stop: CancellationToken,
+    drain: Duration,
+}
+
+/// Opens and migrates the configured database.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServeError> {
+    let url = store::redact_url(config.core.database.url.expose());
+    let store = store::connect(&config.core.database)
+        .await
+        .map_err(|source| ServeError::OpenDatabase {
+            url: url.clone(),
+            source,
+        })?;
+    store
+        .migrate()
+        .await
+        .map_err(|source| ServeError::Migrate { url, source })?;
+    Ok(store)
+}
+
+impl Server {
+    /// Opens the database and starts every part on `listeners`.
+    pub async fn start(listeners: Listeners, config: &Config) -> Result<Self, ServeError> {
+        let io = |what| move |source| ServeError::Io { what, source };
+        let store = open_store(config).await?;
+        let (core_stop, edge_stop) = (CancellationToken::new(), CancellationToken::new());
+        let core = Core::start(store.clone(), &config.core, core_stop.clone()).await?;
+        let grpc_addr = listeners
+            .grpc
+            .local_addr()
+            .map_err(io("the gRPC listener"))?;
+        if listeners.web.is_some() && config.legacy.secret.is_empty() {
+            warn!(
+                "legacy.secret is empty: a legacy visitor's room is then the hash of its id \
+                 alone, which anyone can compute; set the secret the host site and the PHP \
+                 admin use"
+            );
+        }
+        if config.grpc.tokens.is_empty() {
+            warn!("grpc.tokens is empty: every Chat/Telegram call from outside will be refused");
+        }
+        let mut server = Self {
+            grpc_addr,
+            web_addr: None,
+            store,
+            core_parts: JoinSet::new(),
+            edges: JoinSet::new(),
+            edge_stop,
+            core_stop,
+            drain: Duration::from_secs(config.shutdown_timeout_secs),
+        };
+        let auth = BearerAuth::new(config.grpc.tokens.iter().cloned());
+        server.serve_grpc(listeners.grpc, &core, config.grpc.clone(), auth.clone());
+        if let Some(web) = listeners.web {
+            server.web_addr = Some(web.local_addr().map_err(io("the web listener"))?);
+            server.start_edges(web, &core, auth, config).await?;
+        }
+        Ok(server)
+    }
+
+    fn serve_grpc(
+        &mut self,
+        listener: TcpListener,
+        core: &Arc<Core>,
+        config: GrpcConfig,
+        auth: BearerAuth,
+    ) {
+        let (core, stop) = (core.clone(), self.core_stop.clone());
+        self.core_parts.spawn(async move {
+            server::serve(listener, core, &config, auth, stop.cancelled_owned()).await?;
+            Ok(())
+        });
+    }
+
+    /// The edges of this process. They still call the core through gRPC (DESIGN.md): over a
+    /// loopback listener of their own, with a token that exists only in this process.
+    async fn start_edges(
+        &mut self,
+        web: TcpListener,
+        core: &Arc<Core>,
+        auth: BearerAuth,
+        config: &Config,
+    ) -> Result<(), ServeError> {
+        let internal_token = hex::encode(rand::random::<[u8; 32]>());
+        let internal = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|source| ServeError::Io {
+                what: "cannot bind the internal gRPC listener",
+                source,
+            })?;
+        let core_url = format!(
+            "http://{}",
+            internal.local_addr().map_err(|source| ServeError::Io {
+                what: "the internal gRPC listener",
+                source,
+            })?
+        );
+        info!(
+            addr = %core_url,
+            "internal gRPC listener: the edges of this process call the core through it, \
+             with a token made for this run (not for outside use)"
+        );
+        let internal_config = GrpcConfig {
+            listen: core_url.clone(),
+            tokens: Vec::new(),
+            tls: None,
+        };
+        let internal_auth = BearerAuth::new([Secret::new(internal_token.clone())]);
+        self.serve_grpc(internal, core, internal_config, internal_auth);
+        let client = CoreClient::lazy(&core_url, &internal_token)?;
+
+        // The web listener also serves the core's gRPC-web API and, in webhook mode without
+        // a listener of its own, the Telegram webhook route.
+        let mut extra = axum::Router::new();
+        if config.telegram.enabled() {
+            let (telegram, client, stop) = (
+                config.telegram.clone(),
+                client.clone(),
+                self.edge_stop.clone(),
+            );
+            if telegram.mode == UpdateMode::Webhook && telegram.webhook_listen.is_none() {
+                let (route, inbox) = socketgram_edge_telegram::webhook_router(&telegram);
+                extra = extra.merge(route);
+                self.edges.spawn(async move {
+                    socketgram_edge_telegram::run_with_webhook(telegram, client, inbox, stop)
+                        .await?;
+                    Ok(())
+                });
+            } else {
+                self.edges.spawn(async move {
+                    socketgram_edge_telegram::run(telegram, client, stop).await?;
+                    Ok(())
+                });
+            }
+        }
+        if config.web.grpc_web {
+            extra = extra.merge(server::grpc_web_router(core.clone(), auth).await?);
+        }
+        let (web_config, legacy, stop) = (
+            config.web.clone(),
+            config.legacy.clone(),
+            self.edge_stop.clone(),
+        );
+        self.edges.spawn(async move {
+            socketgram_edge_web::serve(web, &web_config, &legacy, client, Some(extra), stop)
+                .await?;
+            Ok(())
+        });
+        Ok(())
+    }
+
+    /// Runs until `shutdown` is cancelled or a part fails, then drains: the edges first, then
+    /// the core, within `shutdown_timeout_secs` in all. The error is the failed part's.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), ServeError> {
+        let failed = tokio::select! {
+            // The signal first: parts that end because of it are no failure.
+            biased;
+            () = shutdown.cancelled() => {
+                info!("shutting down; draining calls in flight");
+                None
+            }
+            Some(ended) = self.core_parts.join_next() => Some(ended),
+            Some(ended) = self.edges.join_next() => Some(ended),
+        };
+        let deadline = tokio::time::Instant::now() + self.drain;
+        self.edge_stop.cancel();
+        let edges_drained = drain(&mut self.edges, deadline).await;
+        self.core_stop.cancel();
+        if !(edges_drained && drain(&mut self.core_parts, deadline).await) {
+            warn!(
+                seconds = self.drain.as_secs(),
+                "drain time is up; exiting"
+            );
+        }
+        self.store.close().await;
+        if let Some(ended) = failed {
+            ended.map_err(|e| ServeError::Panicked(e.to_string()))??;
+            warn!("a part of the server stopped; shut down");
+        }
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// Waits for `parts` to end, until `deadline`; false when time ran out.
+async fn drain(
+    parts: &mut JoinSet<Result<(), ServeError>>,
+    deadline: tokio::time::Instant,
+) -> bool {
+    tokio::time::timeout_at(deadline, async {
+        while let Some(ended) = parts.join_next().await {
+            match ended {
+                Ok(Err(e)) => error!("{e}"),
+                Err(e) => error!("a part of the server panicked: {e}"),
+                Ok(Ok(())) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
