@@ -238,10 +238,7 @@ impl Server {
         let edges_drained = drain(&mut self.edges, deadline).await;
         self.core_stop.cancel();
         if !(edges_drained && drain(&mut self.core_parts, deadline).await) {
-            warn!(
-                seconds = self.drain.as_secs(),
-                "drain time is up; exiting"
-            );
+            warn!(seconds = self.drain.as_secs(), "drain time is up; exiting");
         }
         self.store.close().await;
         if let Some(ended) = failed {

@@ -3,7 +3,7 @@
 //! nothing (`tests/js/noack_server.mjs`), so the load generator keeps working against both
 //! (the figures themselves live in BENCHMARKS.md).
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 use socketgram_admin_php_compat::room::HashKind;
 use socketgram_bench::{Acks, Report, Target, scenarios};
@@ -13,8 +13,6 @@ use socketgram_tests::{
     noack::{NoAckOptions, NoAckServer},
     server::{TOKEN, TestServer},
 };
-
-const BIN: &str = env!("CARGO_BIN_EXE_socketgram");
 
 /// Limits high enough that the generator measures the server, not the rate limiter.
 const CONFIG: &str = "[legacy]\nsecret = \"qwerty\"\n[legacy.admin_param]\nname = \"adminpass\"\nvalue = \"admin\"\n\
@@ -35,7 +33,7 @@ async fn every_scenario_runs_and_checks_delivery() {
     let Some(db) = TestDb::create(Backend::Sqlite).await else {
         return;
     };
-    let server = TestServer::start(Path::new(BIN), "serve", &db.url, CONFIG).await;
+    let server = TestServer::start(&db.url, CONFIG).await;
     db.execute("INSERT INTO adm_account (aid, name, lid) VALUES ('bench', 'Bench', 2)")
         .await
         .unwrap();
@@ -217,7 +215,7 @@ async fn a_run_with_refused_messages_fails() {
     let Some(db) = TestDb::create(Backend::Sqlite).await else {
         return;
     };
-    let server = TestServer::start(Path::new(BIN), "serve", &db.url, CONFIG).await;
+    let server = TestServer::start(&db.url, CONFIG).await;
     let t = Target {
         server: server.web.unwrap(),
         secret: "qwerty".into(),

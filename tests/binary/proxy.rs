@@ -12,7 +12,6 @@
 use std::{
     collections::HashSet,
     net::{IpAddr, Ipv4Addr, SocketAddr},
-    path::Path,
     time::{Duration, Instant},
 };
 
@@ -42,7 +41,6 @@ use tokio_tungstenite::{
     },
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_socketgram");
 const SECRET: &str = "qwerty";
 /// How long one receive (or one connect) may take.
 const WAIT: Duration = Duration::from_secs(20);
@@ -72,13 +70,7 @@ impl Site {
     async fn start(trusted_proxies: &[&str], limits: &str) -> Option<Self> {
         let exe = nginx::executable()?;
         let db = TestDb::create(Backend::Sqlite).await?;
-        let server = TestServer::start(
-            Path::new(BIN),
-            "serve",
-            &db.url,
-            &config(trusted_proxies, limits),
-        )
-        .await;
+        let server = TestServer::start(&db.url, &config(trusted_proxies, limits)).await;
         let snippet = nginx::readme_snippet(server.web.expect("serve runs the web edge"));
         let nginx = Nginx::start(&exe, &snippet.map, &snippet.location).await;
         Some(Self { server, db, nginx })

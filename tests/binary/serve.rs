@@ -108,7 +108,7 @@ async fn with_backend(backend: Backend, scenario: impl AsyncFnOnce(&TestServer, 
     let Some(db) = TestDb::create(backend).await else {
         return;
     };
-    let server = TestServer::start(
+    let server = TestServer::binary(
         Path::new(BIN),
         "serve",
         &db.url,
@@ -534,7 +534,7 @@ async fn behind_fault_proxy(
         // The proxy must see statements go by (a COMMIT to drop): no TLS to the database.
         url.query_pairs_mut().append_pair("sslmode", "disable");
     }
-    let server = TestServer::start(Path::new(BIN), "serve", url.as_str(), "").await;
+    let server = TestServer::binary(Path::new(BIN), "serve", url.as_str(), "").await;
     let mut chat = server.chat().await;
     let first = send(&mut chat, 9, visitor(), "before", "")
         .await
@@ -681,7 +681,7 @@ async fn grpc_web_answers_over_http1() {
     let Some(db) = TestDb::create(Backend::Sqlite).await else {
         return;
     };
-    let server = TestServer::start(Path::new(BIN), "serve", &db.url, "").await;
+    let server = TestServer::binary(Path::new(BIN), "serve", &db.url, "").await;
     // On the gRPC listener and on the web listener (`[web] grpc_web`, on by default).
     for addr in [server.grpc, server.web.expect("web listener")] {
         grpc_web_health_check(addr).await;
@@ -1048,7 +1048,7 @@ async fn tls_on_both_listeners() {
     std::fs::write(&cert_path, &cert_pem).unwrap();
     std::fs::write(&key_path, &key_pem).unwrap();
     let tls = format!("cert = {:?}\nkey = {:?}\n", cert_path, key_path);
-    let server = TestServer::start(
+    let server = TestServer::binary(
         Path::new(BIN),
         "serve",
         &db.url,

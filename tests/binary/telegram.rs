@@ -3,7 +3,7 @@
 //! database, and a gRPC `Subscribe(all)` client standing in for the support admin. Every wait
 //! is on something the fake Bot API or the core records, under a timeout.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use serde_json::json;
 use socketgram_core::store::Backend;
@@ -18,7 +18,6 @@ use socketgram_tests::{
 };
 use tonic::{Code, Streaming};
 
-const BIN: &str = env!("CARGO_BIN_EXE_socketgram");
 /// The bot's token: `<bot id>:<secret>`.
 const BOT_TOKEN: &str = "123456:TEST-token_for-the-fake-api";
 /// The delivery cursor's consumer name for that bot.
@@ -109,9 +108,7 @@ impl World {
             Mode::WebhookOnWeb(port) => format!("127.0.0.1:{port}"),
             _ => "127.0.0.1:0".to_owned(),
         };
-        self.server = Some(
-            TestServer::start_with_web(Path::new(BIN), "serve", &self.db.url, &toml, &web).await,
-        );
+        self.server = Some(TestServer::start_with_web(&self.db.url, &toml, &web).await);
     }
 
     fn server(&self) -> &TestServer {
@@ -820,7 +817,7 @@ async fn credentials_from_an_external_database() {
          url = \"{}\"\nquery = \"SELECT count(*) AS col, id FROM ur WHERE 'id' || id = ? AND pswd = ?\"\n",
         site.url
     );
-    let server = TestServer::start(Path::new(BIN), "serve", &db.url, &toml).await;
+    let server = TestServer::start(&db.url, &toml).await;
     let mut telegram = server.telegram().await;
     let mut check = async |login: &str, password: &str| {
         telegram

@@ -7,7 +7,7 @@
 //! except under `CI=true`, where they fail. They synchronise on received events; the only
 //! waits are the bounded windows in which something must *not* arrive.
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 use chrono::{NaiveDateTime, TimeDelta, Utc};
 use socketgram_admin_php_compat::{
@@ -23,7 +23,6 @@ use socketgram_tests::{
 };
 use sqlx::{Connection, Row};
 
-const BIN: &str = env!("CARGO_BIN_EXE_socketgram");
 /// The legacy secret and hash of room names, shared with the host site and the PHP admin.
 const SECRET: &str = "qwerty";
 /// `[web] token_secret`: what the host site signs visitor tokens with.
@@ -53,7 +52,7 @@ async fn start(backend: Backend, limits: &str) -> Option<(TestServer, TestDb)> {
         return None;
     }
     let db = TestDb::create(backend).await?;
-    let server = TestServer::start(Path::new(BIN), "serve", &db.url, &config(limits)).await;
+    let server = TestServer::start(&db.url, &config(limits)).await;
     Some((server, db))
 }
 
@@ -1543,7 +1542,7 @@ async fn mariadb_legacy_schema_reads_as_the_php_admin_expects() {
         .await
         .expect("legacy rows");
     }
-    let server = TestServer::start(Path::new(BIN), "serve", &db.url, &config(ROOMY)).await;
+    let server = TestServer::start(&db.url, &config(ROOMY)).await;
 
     let mut admin = admin(&server).await;
     let mut first = visitor(&server, 1401).await;
@@ -2288,7 +2287,7 @@ async fn sigterm_under_load_answers_every_send_truthfully() {
     let ids = v.emit_acks("new message", &each).await;
     // The signal comes once the first messages are stored and many are still to come.
     let first = v.ack_of(ids[0]).await.expect("the first send is answered");
-    server.send_sigterm();
+    server.begin_shutdown();
     let mut answers = vec![Ok(first)];
     for &id in &ids[1..] {
         answers.push(v.ack_of(id).await);

@@ -14,7 +14,6 @@ use tokio::{
 };
 use tonic::Streaming;
 
-const BIN: &str = env!("CARGO_BIN_EXE_socketgram");
 /// Debian's Chromium (`apt-get install chromium`; `.ci/run` installs it).
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// One step of the script, Chromium's start and a page load included.
@@ -122,7 +121,7 @@ async fn widget_sends_receives_and_keeps_history_in_chromium() {
     let db = TestDb::create(Backend::Sqlite)
         .await
         .expect("SQLite needs no server");
-    let server = TestServer::start(Path::new(BIN), "serve", &db.url, CONFIG).await;
+    let server = TestServer::start(&db.url, CONFIG).await;
     db.execute("INSERT INTO adm_account (aid, name, lid) VALUES ('alice', 'Alice', 2)")
         .await
         .expect("add an admin");

@@ -1,4 +1,5 @@
-//! The real `socketgram` binary, started on port 0 for a test, and gRPC clients for it.
+//! The real server, started on port 0 for a test (in process, or as the binary), and gRPC
+//! clients for it.
 
 use std::{
     net::SocketAddr,
@@ -7,19 +8,25 @@ use std::{
     time::Duration,
 };
 
+use socketgram::{Listeners, Server};
 use socketgram_proto::client::{ChatClient, CoreClient, TelegramClient};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
+    net::TcpListener,
     process::{Child, Command},
+    sync::oneshot,
 };
+use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 /// The bearer token test servers accept.
 pub const TOKEN: &str = "test-backend-token";
 
-/// A running `socketgram` process.
+/// A running server: `socketgram serve` in this process (its own runtime and thread), or the
+/// real binary in a child process (for what only a process has: the CLI, signals, the ready
+/// line).
 pub struct TestServer {
-    child: Child,
+    running: Running,
     /// The gRPC address it reported.
     pub grpc: SocketAddr,
     /// The web edge's address (`serve` only).
@@ -27,28 +34,107 @@ pub struct TestServer {
     _dir: tempfile::TempDir,
 }
 
+enum Running {
+    Process(Child),
+    InProcess {
+        shutdown: CancellationToken,
+        /// How `Server::run` ended.
+        ended: oneshot::Receiver<Result<(), String>>,
+    },
+    /// Waited for.
+    Ended,
+}
+
+/// The configuration file of a test server: a `[grpc]` section on port 0 with [`TOKEN`], the
+/// database, then the test's own TOML.
+fn config_text(database_url: &str, toml: &str) -> String {
+    format!(
+        "[grpc]\nlisten = \"127.0.0.1:0\"\ntokens = [\"{TOKEN}\"]\n\n[core.database]\nurl = \"{database_url}\"\nacquire_timeout_ms = 1000\n\n{toml}"
+    )
+}
+
+/// The servers' log, as the binary writes it (`RUST_LOG` chooses, as for the binary).
+fn log_to_stderr() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "socketgram=info,socketgram_core=info,socketgram_edge_web=info",
+        )
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 impl TestServer {
-    /// Starts `bin serve` with a config file of `toml` (a `[grpc]` section on port 0 with
-    /// [`TOKEN`] is added) and waits for its ready line.
-    pub async fn start(bin: &Path, command: &str, database_url: &str, toml: &str) -> Self {
-        Self::start_with_web(bin, command, database_url, toml, "127.0.0.1:0").await
+    /// Starts `socketgram serve` in this process with the configuration `toml` (see
+    /// [`config_text`]), the web edge on port 0.
+    pub async fn start(database_url: &str, toml: &str) -> Self {
+        Self::start_with_web(database_url, toml, "127.0.0.1:0").await
     }
 
     /// [`TestServer::start`] with the web edge on a given address (e.g. a port chosen ahead,
     /// for a Telegram webhook URL that must be known before the start).
-    pub async fn start_with_web(
-        bin: &Path,
-        command: &str,
-        database_url: &str,
-        toml: &str,
-        web_listen: &str,
-    ) -> Self {
+    pub async fn start_with_web(database_url: &str, toml: &str, web_listen: &str) -> Self {
+        log_to_stderr();
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let text = config_text(database_url, toml);
+        let config = socketgram::Config::from_figment(figment::Figment::from(
+            <figment::providers::Toml as figment::providers::Format>::string(&text),
+        ))
+        .unwrap_or_else(|e| panic!("test configuration refused: {e}"));
+        let web_listen = web_listen.to_owned();
+        let shutdown = CancellationToken::new();
+        let (ready_tx, ready) = oneshot::channel();
+        let (ended_tx, ended) = oneshot::channel();
+        let stop = shutdown.clone();
+        // A runtime of its own, as the binary has: the test's runtime (one thread) drives the
+        // clients, and nothing the server does waits on them.
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a runtime for the server");
+            runtime.block_on(async move {
+                let grpc = TcpListener::bind(&config.grpc.listen)
+                    .await
+                    .expect("bind gRPC");
+                let web = TcpListener::bind(&web_listen).await.expect("bind web");
+                let server = match Server::start(
+                    Listeners {
+                        grpc,
+                        web: Some(web),
+                    },
+                    &config,
+                )
+                .await
+                {
+                    Ok(server) => server,
+                    Err(e) => panic!("socketgram did not start: {e}"),
+                };
+                let _ = ready_tx.send((server.grpc_addr, server.web_addr));
+                let _ = ended_tx.send(server.run(stop).await.map_err(|e| e.to_string()));
+            });
+        });
+        let (grpc, web) = tokio::time::timeout(Duration::from_secs(60), ready)
+            .await
+            .expect("socketgram did not get ready in time")
+            .expect("socketgram did not start");
+        Self {
+            running: Running::InProcess { shutdown, ended },
+            grpc,
+            web,
+            _dir: dir,
+        }
+    }
+
+    /// Starts the real binary `bin` with `command` and a config file of `toml` (see
+    /// [`config_text`]) and waits for its ready line.
+    pub async fn binary(bin: &Path, command: &str, database_url: &str, toml: &str) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let config = dir.path().join("socketgram.toml");
-        let text = format!(
-            "[grpc]\nlisten = \"127.0.0.1:0\"\ntokens = [\"{TOKEN}\"]\n\n[core.database]\nurl = \"{database_url}\"\nacquire_timeout_ms = 1000\n\n{toml}"
-        );
-        std::fs::write(&config, text).expect("write config");
+        std::fs::write(&config, config_text(database_url, toml)).expect("write config");
         let mut child = Command::new(bin)
             .arg(command)
             .arg("--config")
@@ -58,7 +144,7 @@ impl TestServer {
                 "RUST_LOG",
                 "socketgram=info,socketgram_core=info,socketgram_edge_web=info",
             )
-            .env("SOCKETGRAM_WEB__LISTEN", web_listen)
+            .env("SOCKETGRAM_WEB__LISTEN", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -80,7 +166,7 @@ impl TestServer {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let (grpc, web) = ready;
         Self {
-            child,
+            running: Running::Process(child),
             grpc,
             web,
             _dir: dir,
@@ -119,29 +205,62 @@ impl TestServer {
         self.client().await.telegram
     }
 
-    /// Sends SIGTERM and waits for the exit; returns whether it exited successfully.
+    /// Stops it as SIGTERM does and waits for the end; returns whether it ended cleanly.
     pub async fn terminate(self) -> bool {
-        self.send_sigterm();
+        self.begin_shutdown();
         self.exited().await
     }
 
-    /// Sends SIGTERM, without waiting.
-    pub fn send_sigterm(&self) {
-        let pid = self.child.id().expect("running");
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .expect("kill");
-        assert!(sent.success());
+    /// Starts the shutdown without waiting: SIGTERM to the binary, or, in process, what its
+    /// signal handler does (cancels the server's shutdown token).
+    pub fn begin_shutdown(&self) {
+        match &self.running {
+            Running::Process(child) => {
+                let pid = child.id().expect("running");
+                let sent = std::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status()
+                    .expect("kill");
+                assert!(sent.success());
+            }
+            Running::InProcess { shutdown, .. } => shutdown.cancel(),
+            Running::Ended => {}
+        }
     }
 
-    /// Waits for the exit (after [`TestServer::send_sigterm`]); whether it was a success.
+    /// Waits for the end (after [`TestServer::begin_shutdown`]); whether it was clean.
     pub async fn exited(mut self) -> bool {
-        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
-            .await
-            .expect("socketgram did not stop after SIGTERM")
-            .expect("wait");
-        status.success()
+        const LIMIT: Duration = Duration::from_secs(30);
+        match std::mem::replace(&mut self.running, Running::Ended) {
+            Running::Ended => true,
+            Running::Process(mut child) => tokio::time::timeout(LIMIT, child.wait())
+                .await
+                .expect("socketgram did not stop after SIGTERM")
+                .expect("wait")
+                .success(),
+            Running::InProcess { ended, .. } => {
+                match tokio::time::timeout(LIMIT, ended)
+                    .await
+                    .expect("socketgram did not stop after its shutdown began")
+                {
+                    Ok(Ok(())) => true,
+                    Ok(Err(e)) => {
+                        eprintln!("socketgram stopped with an error: {e}");
+                        false
+                    }
+                    Err(_) => false,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // A test that panicked leaves its server: stop it (a child is killed on drop).
+        if let Running::InProcess { shutdown, .. } = &self.running {
+            shutdown.cancel();
+        }
     }
 }
 
