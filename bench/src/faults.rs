@@ -165,8 +165,8 @@ fn client_msg_id(run: u32, cid: u64, seq: u64) -> String {
     format!("{run}-{cid}-{seq}")
 }
 
-/// Load: `visitors` visitors sending `rate` messages a second each with at most `window`
-/// unanswered, until `stop` turns true; then each waits up to `drain` for its answers.
+/// Load: `visitors` visitors sending `rate` messages a second each (0: one as soon as another
+/// is answered) with at most `window` unanswered, until `stop` turns true; then each waits up to `drain` for its answers.
 pub struct Load {
     stop: watch::Sender<bool>,
     tasks: JoinSet<(Vec<Sent>, bool)>,
@@ -196,7 +196,12 @@ impl Load {
                 } = v;
                 let mut sent: Vec<Sent> = Vec::new();
                 let mut pending: HashMap<u64, usize> = HashMap::new();
-                let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
+                // Rate 0: as fast as the window allows (a send as soon as one is answered).
+                let period = match rate {
+                    0 => Duration::from_micros(10),
+                    r => Duration::from_nanos(1_000_000_000 / r),
+                };
+                let mut tick = tokio::time::interval(period);
                 let mut stopping: Option<tokio::time::Instant> = None;
                 let mut closed = false;
                 loop {
@@ -284,7 +289,7 @@ fn answer_of(payload: Option<&Value>) -> Answer {
     }
 }
 
-/// Every stored message of the run, by (visitor, seq): their ids in storage order.
+/// Every stored message of the run, by (visitor, seq): their ids, ascending.
 pub async fn stored(
     grpc: &str,
     token: &str,
@@ -297,29 +302,34 @@ pub async fn stored(
         .map_err(|e| format!("gRPC: {e}"))?;
     let mut out: HashMap<(u64, u64), Vec<u64>> = HashMap::new();
     for &cid in cids {
-        let mut after = 0;
+        // Newest first, page by page back (`after_id` 0 would mean "from the newest" too).
+        let mut before = 0;
         loop {
             let page = client
                 .chat
                 .history(pb::HistoryRequest {
                     conversation_id: cid,
-                    before_id: 0,
+                    before_id: before,
                     limit: 500,
-                    after_id: after,
+                    after_id: 0,
                 })
                 .await
                 .map_err(|e| format!("History: {e}"))?
                 .into_inner();
             for m in &page.messages {
-                after = after.max(m.id);
+                before = if before == 0 { m.id } else { before.min(m.id) };
                 if let Some((c, seq, _)) = parse_text(run, &m.text) {
                     out.entry((c, seq)).or_default().push(m.id);
                 }
             }
-            if !page.has_more || page.messages.is_empty() {
+            // Until an empty page: `has_more` is not relied on.
+            if page.messages.is_empty() {
                 break;
             }
         }
+    }
+    for ids in out.values_mut() {
+        ids.sort_unstable();
     }
     Ok(out)
 }

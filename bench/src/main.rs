@@ -204,7 +204,8 @@ struct ServerArgs {
     /// Its configuration (the database it uses, already migrated).
     #[arg(long)]
     config: PathBuf,
-    /// Visitors sending, messages a second each, unanswered sends at most per visitor.
+    /// Visitors sending, messages a second each (0: as fast as the window allows), unanswered
+    /// sends at most per visitor.
     #[arg(long, default_value_t = 20)]
     visitors: usize,
     #[arg(long, default_value_t = 50)]
@@ -382,7 +383,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             };
             let load = FaultLoad {
                 visitors: server.visitors,
-                rate: server.rate.max(1),
+                rate: server.rate,
                 window: server.window.max(1),
                 before: Duration::from_millis(
                     server
