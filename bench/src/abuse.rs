@@ -482,23 +482,25 @@ fn base64ish(seed: &str) -> String {
 
 /// What an attacker socket saw from the server.
 #[derive(Default, Debug)]
-struct Seen {
+pub(crate) struct Seen {
     refused: u64,
     stored: u64,
     bytes: u64,
     closed: Option<Instant>,
 }
 
-/// Reads an attacker's WebSocket until it closes or `until`: refusals, own messages echoed,
-/// bytes, when it closed.
+/// Reads an attacker's WebSocket until it closes, `until`, or `stop` turns true: refusals,
+/// own messages echoed, bytes, when it closed.
 async fn watch_ws(
     mut stream: futures::stream::SplitStream<crate::sio::Ws>,
     until: tokio::time::Instant,
+    mut stop: watch::Receiver<bool>,
 ) -> Seen {
     let mut seen = Seen::default();
     loop {
         let m = tokio::select! {
             () = sleep_until(until) => return seen,
+            _ = stop.wait_for(|s| *s) => return seen,
             m = stream.next() => m,
         };
         match m {
@@ -606,7 +608,8 @@ pub async fn flood(
     }
     let (mut sink, stream) = ws.split();
     let until = tokio::time::Instant::now() + after + Duration::from_secs(60);
-    let watcher = tokio::spawn(watch_ws(stream, until));
+    let (stop_watch, stop_rx) = watch::channel(false);
+    let watcher = tokio::spawn(watch_ws(stream, until, stop_rx));
     let room = t.room(cid);
     let started = Instant::now();
     let mut written = 0u64;
@@ -661,7 +664,7 @@ pub async fn flood(
             );
             let _ = http(t.server, from, "POST", &path, b"40").await;
             let _ = http(t.server, from, "POST", &path, subscribe.as_bytes()).await;
-            let mut posts = JoinSet::new();
+            // One after another, as one client does (the transport refuses overlapping POSTs).
             for p in 0..polling_posts {
                 let body: Vec<String> = (0..events_per_post)
                     .map(|n| {
@@ -672,16 +675,17 @@ pub async fn flood(
                         )
                     })
                     .collect();
-                let body = body.join("\u{1e}");
-                let (server, path) = (t.server, path.clone());
-                posts
-                    .spawn(async move { http(server, from, "POST", &path, body.as_bytes()).await });
-            }
-            while let Some(r) = posts.join_next().await {
-                let key = match r {
-                    Ok(Ok((status, _))) => format!("HTTP {status}"),
-                    Ok(Err(e)) => e,
-                    Err(e) => e.to_string(),
+                let key = match http(
+                    t.server,
+                    from,
+                    "POST",
+                    &path,
+                    body.join("\u{1e}").as_bytes(),
+                )
+                .await
+                {
+                    Ok((status, _)) => format!("HTTP {status}"),
+                    Err(e) => e,
                 };
                 *statuses.entry(key).or_default() += 1;
             }
@@ -701,14 +705,9 @@ pub async fn flood(
     let cpu_after = sampler.cpu_seconds_between(stopped, Instant::now());
     let rss_now = t.server_pid.and_then(ProcSample::read);
     drop(sink);
-    let seen = {
-        // The watcher ends once the socket closes; if it is still open, stop looking.
-        let w = watcher;
-        match tokio::time::timeout(Duration::from_millis(500), w).await {
-            Ok(Ok(seen)) => seen,
-            _ => Seen::default(),
-        }
-    };
+    // The watcher ends once the socket closes; if it is still open, stop looking.
+    let _ = stop_watch.send(true);
+    let seen = watcher.await.unwrap_or_default();
     report.figure("attacker_events_written", written);
     report.figure("attacker_flushed", flushed);
     report.figure("attacker_ws_write_seconds", round2(ws_seconds));
@@ -849,7 +848,12 @@ pub async fn slow_admin(
     let closed = watcher.await.ok().flatten();
     // Now read what the slow admin was sent, for a moment.
     let (_sink, stream) = slow.split();
-    let seen = watch_ws(stream, tokio::time::Instant::now() + Duration::from_secs(3)).await;
+    let seen = watch_ws(
+        stream,
+        tokio::time::Instant::now() + Duration::from_secs(3),
+        watch::channel(false).1,
+    )
+    .await;
     report.figure("load_messages", sent.len());
     report.figure("load_seconds", round2(load_seconds));
     report.figure("slow_admin_disconnected_by_server", closed.is_some());
@@ -1022,9 +1026,11 @@ pub async fn amplification(
     }
     let (mut sink, stream) = ws.split();
     let started = Instant::now();
+    let (stop_watch, stop_rx) = watch::channel(false);
     let watcher = tokio::spawn(watch_ws(
         stream,
-        tokio::time::Instant::now() + Duration::from_secs(20),
+        tokio::time::Instant::now() + Duration::from_secs(60),
+        stop_rx,
     ));
     let name = "a".repeat(name_bytes);
     let mut sent_bytes = 0u64;
@@ -1039,10 +1045,8 @@ pub async fn amplification(
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     drop(sink);
-    let seen = match tokio::time::timeout(Duration::from_secs(1), watcher).await {
-        Ok(Ok(seen)) => seen,
-        _ => Seen::default(),
-    };
+    let _ = stop_watch.send(true);
+    let seen = watcher.await.unwrap_or_default();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let log_after = log_size();
     report.figure("attacker_events_written", written);
