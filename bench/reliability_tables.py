@@ -11,15 +11,20 @@ from collections import defaultdict
 
 def runs(path):
     """(case header, JSON report) pairs of one log."""
-    case = None
+    case, broken = None, None
     for line in open(path, encoding="utf-8", errors="replace"):
         if line.startswith("## abuse ") or line.startswith("## fault "):
-            case = line[3:].strip()
-        elif line.startswith("{"):
+            case, broken = line[3:].strip(), None
+        elif line.startswith("{") or broken is not None:
+            # A JSON line the table (stderr) cut in two: its rest is a later line.
+            if broken is not None and (line.startswith("  ") or line.startswith("scenario ")):
+                continue
+            text = (broken or "") + re.sub(r"scenario \S+ +(OK|FAILED)$", "", line.strip())
             try:
-                yield case, json.loads(line)
+                yield case, json.loads(text)
+                broken = None
             except json.JSONDecodeError:
-                pass
+                broken = text if broken is None else None
 
 
 def backend(path):

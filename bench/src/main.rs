@@ -427,8 +427,9 @@ async fn main() -> anyhow::Result<ExitCode> {
             .errors
             .push(format!("the server process {pid} exited during the run"));
     }
-    println!("{}", report.json());
+    // The table first: a log that takes both streams then never has it inside the JSON line.
     eprint!("{}", report.table());
+    println!("{}", report.json());
     Ok(if report.ok() {
         ExitCode::SUCCESS
     } else {
