@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Runs socketgram-bench scenarios against a release `socketgram serve` on one backend and
-# appends the JSON lines to bench/results/<backend>.jsonl. Figures go to BENCHMARKS.md.
+# appends the JSON lines to bench/results/<backend>.jsonl (or $RESULTS). Figures go to BENCHMARKS.md.
 #
 #   bench/run.sh sqlite|mariadb|postgres [scenario args...]
 #   e.g. bench/run.sh sqlite throughput --messages 200000 --in-flight 2000
 #
 # Each call starts a fresh server on a fresh database, creates the admin `bench`, runs one
 # scenario and stops the server. Uses the local MariaDB/PostgreSQL (root / postgres users).
+# LIMITS=default: keep the server's default [web.limits] (what a deployment has: the abuse
+# scenarios) instead of the raised ones.
 # PROFILE=1: record the server with `perf record -g` (Debian's linux-perf) during the run and
 # print its hottest symbols afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 backend="${1:?backend: sqlite, mariadb or postgres}"; shift
 cargo build --release -q -p socketgram -p socketgram-bench
+bin="${CARGO_TARGET_DIR:-target}/release"
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 work="$(mktemp -d)"
@@ -37,6 +40,11 @@ secret = "qwerty"
 [legacy.admin_param]
 name = "adminpass"
 value = "admin"
+[log]
+filter = "${LOG_FILTER:-warn}"
+TOML
+if [ "${LIMITS:-raised}" != default ]; then
+  cat >> "$work/socketgram.toml" <<TOML
 [web.limits]
 events_per_second = 1000000
 events_burst = 1000000
@@ -45,10 +53,9 @@ ip_events_burst = 10000000
 connections_per_ip = 1000000
 http_connections_per_ip = 1000000
 unauthenticated_per_ip = 1000000
-[log]
-filter = "${LOG_FILTER:-warn}"
 TOML
-./target/release/socketgram migrate -c "$work/socketgram.toml"
+fi
+"$bin"/socketgram migrate -c "$work/socketgram.toml"
 admin_sql="INSERT INTO adm_account (aid, name, lid) VALUES ('bench', 'Bench', 2)"
 case "$backend" in
   sqlite) python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()" "$work/chat.db" "$admin_sql" ;;
@@ -69,7 +76,7 @@ c.execute("INSERT OR IGNORE INTO sg_conversations (cid, last_message_id) SELECT 
 c.commit()
 PY
 fi
-./target/release/socketgram serve -c "$work/socketgram.toml" > "$work/ready" 2> "$work/server.log" &
+"$bin"/socketgram serve -c "$work/socketgram.toml" > "$work/ready" 2> "$work/server.log" &
 server=$!
 cleanup() {
   kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true
@@ -90,9 +97,9 @@ if [ -n "${PROFILE:-}" ]; then
   perf_pid=$!
 fi
 mkdir -p bench/results
-./target/release/socketgram-bench --url "http://$web" --server-pid "$server" \
+"$bin"/socketgram-bench --url "http://$web" --server-pid "$server" \
   ${db_process:+--db-process "$db_process"} --grpc-url "http://$grpc" --grpc-token bench-token \
-  --cid-base 1000 "$@" | tee -a "bench/results/$backend.jsonl"
+  --server-log "$work/server.log" --cid-base 1000 "$@" | tee -a "${RESULTS:-bench/results/$backend.jsonl}"
 if [ -n "${PROFILE:-}" ]; then
   kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
   perf report -i "$work/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null \

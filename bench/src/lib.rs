@@ -11,6 +11,9 @@
 //! with [`Acks::None`] the generator tells what happened the way the legacy pages do: from the
 //! events that come back (see [`scenarios::connect_visitors`]).
 
+pub mod abuse;
+pub mod faults;
+pub mod proxy;
 pub mod scenarios;
 pub mod sio;
 pub mod stats;

@@ -2,12 +2,17 @@
 //! table; exits non-zero when a message was lost, duplicated or mangled, or the measured
 //! server process exited during the run.
 
-use std::{net::ToSocketAddrs, process::ExitCode, time::Duration};
+use std::{net::ToSocketAddrs, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use socketgram_admin_php_compat::room::HashKind;
-use socketgram_bench::{Acks, Target, scenarios, stats::ProcSample};
+use socketgram_bench::{
+    Acks, Target, abuse,
+    faults::{self, DbFault, FaultLoad, ServerSpec},
+    scenarios,
+    stats::ProcSample,
+};
 
 #[derive(Parser)]
 #[command(
@@ -57,6 +62,9 @@ struct Cli {
     /// server exits when too many subscribes reach its database at once).
     #[arg(long, default_value_t = 256, global = true)]
     connect_concurrency: usize,
+    /// The server's log file (abuse amplification: how much it grew).
+    #[arg(long, global = true)]
+    server_log: Option<PathBuf>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -119,6 +127,112 @@ enum Scenario {
         streams: usize,
         #[arg(long, default_value_t = 50_000)]
         messages: u64,
+    },
+    /// An attack while an innocent client chats (run with the default [web.limits]).
+    Abuse {
+        #[command(subcommand)]
+        attack: Attack,
+    },
+    /// A fault of the server or its database under load; the generator starts the server.
+    Fault {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        case: FaultCase,
+    },
+}
+
+#[derive(Subcommand)]
+enum Attack {
+    /// Upgraded WebSockets (no Socket.IO connect) announcing a huge frame, sending part of it.
+    PartialFrames {
+        #[arg(long, default_value_t = 20)]
+        connections: usize,
+        #[arg(long, default_value_t = 16 << 20)]
+        announced_bytes: u64,
+        #[arg(long, default_value_t = 900_000)]
+        payload_bytes: usize,
+        #[arg(long, default_value_t = 20)]
+        hold_secs: u64,
+    },
+    /// One visitor writes N `new message` packets in one go (and polling POSTs, optionally).
+    Flood {
+        #[arg(long, default_value_t = 20_000)]
+        events: u64,
+        #[arg(long, default_value_t = 0)]
+        polling_posts: u64,
+        #[arg(long, default_value_t = 5_000)]
+        events_per_post: u64,
+        #[arg(long, default_value_t = 15)]
+        after_secs: u64,
+    },
+    /// An admin that stops reading while visitors send.
+    SlowAdmin {
+        #[arg(long, default_value_t = 200)]
+        visitors: usize,
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 1000)]
+        message_bytes: usize,
+    },
+    /// Connections trickling an HTTP request head, one byte every few seconds.
+    Slowloris {
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        #[arg(long, default_value_t = 5.0)]
+        interval_secs: f64,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
+    /// Events with huge names: bytes sent back, log growth (--server-log).
+    Amplification {
+        #[arg(long, default_value_t = 100)]
+        events: u64,
+        /// Default: a packet just under the default max_packet_bytes (1 MiB).
+        #[arg(long, default_value_t = 1_048_000)]
+        name_bytes: usize,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// The `socketgram` binary.
+    #[arg(long, default_value = "target/release/socketgram")]
+    server_bin: PathBuf,
+    /// Its configuration (the database it uses, already migrated).
+    #[arg(long)]
+    config: PathBuf,
+    /// Visitors sending, messages a second each (0: as fast as the window allows), unanswered
+    /// sends at most per visitor.
+    #[arg(long, default_value_t = 20)]
+    visitors: usize,
+    #[arg(long, default_value_t = 50)]
+    rate: u64,
+    #[arg(long, default_value_t = 8)]
+    window: usize,
+    /// Load before the fault, milliseconds; default a random 2,000-4,000.
+    #[arg(long)]
+    before_ms: Option<u64>,
+}
+
+#[derive(Subcommand)]
+enum FaultCase {
+    /// kill -9 mid-load, restart on the same database.
+    Kill9,
+    /// SIGTERM mid-load.
+    Sigterm,
+    /// Database connections cut / refused / stalled through a proxy of the generator's.
+    Db {
+        /// cut, refuse or stall.
+        #[arg(long)]
+        fault: String,
+        /// The real database (the server gets the proxy's address instead).
+        #[arg(long)]
+        db_url: String,
+        #[arg(long, default_value_t = 10)]
+        fault_secs: u64,
     },
 }
 
@@ -202,6 +316,108 @@ async fn main() -> anyhow::Result<ExitCode> {
             seconds,
         } => scenarios::visitor_to_admin(&t, run, visitors, admins, rate, seconds).await,
         Scenario::Grpc { streams, messages } => scenarios::grpc(&t, run, streams, messages).await,
+        Scenario::Abuse { attack } => match attack {
+            Attack::PartialFrames {
+                connections,
+                announced_bytes,
+                payload_bytes,
+                hold_secs,
+            } => {
+                abuse::partial_frames(
+                    &t,
+                    run,
+                    connections,
+                    announced_bytes,
+                    payload_bytes,
+                    Duration::from_secs(hold_secs),
+                )
+                .await
+            }
+            Attack::Flood {
+                events,
+                polling_posts,
+                events_per_post,
+                after_secs,
+            } => {
+                abuse::flood(
+                    &t,
+                    run,
+                    events,
+                    polling_posts,
+                    events_per_post,
+                    Duration::from_secs(after_secs),
+                )
+                .await
+            }
+            Attack::SlowAdmin {
+                visitors,
+                rate,
+                seconds,
+                message_bytes,
+            } => abuse::slow_admin(&t, run, visitors, rate, seconds, message_bytes).await,
+            Attack::Slowloris {
+                connections,
+                interval_secs,
+                seconds,
+            } => {
+                abuse::slowloris(
+                    &t,
+                    run,
+                    connections,
+                    Duration::from_secs_f64(interval_secs),
+                    seconds,
+                )
+                .await
+            }
+            Attack::Amplification { events, name_bytes } => {
+                abuse::amplification(&t, run, events, name_bytes, cli.server_log.as_deref()).await
+            }
+        },
+        Scenario::Fault { server, case } => {
+            let spec = ServerSpec {
+                bin: server.server_bin,
+                config: server.config,
+                env: Vec::new(),
+                log: cli.server_log.clone(),
+                grpc_token: cli.grpc_token.clone(),
+            };
+            let load = FaultLoad {
+                visitors: server.visitors,
+                rate: server.rate,
+                window: server.window.max(1),
+                before: Duration::from_millis(
+                    server
+                        .before_ms
+                        .unwrap_or_else(|| 2000 + u64::from(rand::random::<u16>() % 2000)),
+                ),
+            };
+            match case {
+                FaultCase::Kill9 => faults::kill9(&t, run, &spec, &load).await,
+                FaultCase::Sigterm => faults::sigterm(&t, run, &spec, &load).await,
+                FaultCase::Db {
+                    fault,
+                    db_url,
+                    fault_secs,
+                } => {
+                    let fault = match fault.as_str() {
+                        "cut" => DbFault::Cut,
+                        "refuse" => DbFault::Refuse,
+                        "stall" => DbFault::Stall,
+                        other => anyhow::bail!("--fault {other:?}: use cut, refuse or stall"),
+                    };
+                    faults::db_fault(
+                        &t,
+                        run,
+                        &spec,
+                        &db_url,
+                        fault,
+                        Duration::from_secs(fault_secs),
+                        &load,
+                    )
+                    .await
+                }
+            }
+        }
     };
     // A server that crashed under the load is the run's finding, not just lost messages.
     if let Some(pid) = t.server_pid
@@ -211,8 +427,9 @@ async fn main() -> anyhow::Result<ExitCode> {
             .errors
             .push(format!("the server process {pid} exited during the run"));
     }
-    println!("{}", report.json());
+    // The table first: a log that takes both streams then never has it inside the JSON line.
     eprint!("{}", report.table());
+    println!("{}", report.json());
     Ok(if report.ok() {
         ExitCode::SUCCESS
     } else {

@@ -258,7 +258,7 @@ fn cpu_figures(
     }
 }
 
-fn round2(x: f64) -> f64 {
+pub(crate) fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
@@ -443,7 +443,7 @@ pub async fn throughput(
 
 /// Receives at one admin until `expected` distinct messages arrived, `deadline` passed, or the
 /// senders are done (`sending` turns true) and nothing came for [`QUIET`].
-async fn collect(
+pub(crate) async fn collect(
     mut admin: Admin,
     run: u32,
     start: Instant,

@@ -33,6 +33,70 @@ pub enum SioError {
     Protocol(String),
 }
 
+/// A WebSocket to the server, past the Socket.IO connect of the default namespace.
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// Opens a WebSocket to `server` from `local` with the handshake `query` and does the
+/// Engine.IO open and the Socket.IO connect; `recv_buffer` sets the socket's receive buffer
+/// (bytes) before it connects (a client that reads slowly).
+pub async fn handshake(
+    server: SocketAddr,
+    local: std::net::IpAddr,
+    query: &str,
+    recv_buffer: Option<u32>,
+) -> Result<Ws, SioError> {
+    let socket = if server.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(bytes) = recv_buffer {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    socket.bind(SocketAddr::new(local, 0))?;
+    let stream = socket.connect(server).await?;
+    stream.set_nodelay(true)?;
+    let url = format!("ws://{server}/socket.io/?EIO=4&transport=websocket&{query}");
+    let request = url.into_client_request()?;
+    let (mut ws, _) = tokio_tungstenite::client_async(request, stream).await?;
+
+    // Engine.IO open packet, then the Socket.IO connect of the default namespace.
+    match ws.next().await {
+        Some(Ok(Message::Text(t))) if t.starts_with('0') => {}
+        other => {
+            return Err(SioError::Protocol(format!(
+                "expected the open packet, got {other:?}"
+            )));
+        }
+    }
+    ws.send(Message::text("40")).await?;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.starts_with("40") => return Ok(ws),
+            Some(Ok(Message::Text(t))) if t.starts_with("44") => {
+                let message = serde_json::from_str::<Value>(&t[2..])
+                    .ok()
+                    .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
+                    .unwrap_or_else(|| t.to_string());
+                return Err(SioError::Refused(message));
+            }
+            Some(Ok(Message::Text(t))) if t.as_str() == "2" => ws.send(Message::text("3")).await?,
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(SioError::Protocol("closed during connect".into())),
+        }
+    }
+}
+
+/// A Socket.IO event packet: `42[<name>, <payload>]`, with the ack id `ack` when given.
+pub fn event_frame(name: &str, payload: &Value, ack: Option<u64>) -> String {
+    let args = Value::Array(vec![Value::String(name.into()), payload.clone()]);
+    match ack {
+        Some(id) => format!("42{id}{args}"),
+        None => format!("42{args}"),
+    }
+}
+
 /// A connected client: emit through it; events arrive on the receiver returned with it.
 #[derive(Clone)]
 pub struct Client {
@@ -47,48 +111,13 @@ impl Client {
         local: std::net::IpAddr,
         query: &str,
     ) -> Result<(Client, mpsc::UnboundedReceiver<Incoming>), SioError> {
-        let socket = if server.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        socket.bind(SocketAddr::new(local, 0))?;
-        let stream = socket.connect(server).await?;
-        stream.set_nodelay(true)?;
-        let url = format!("ws://{server}/socket.io/?EIO=4&transport=websocket&{query}");
-        let request = url.into_client_request()?;
-        let (ws, _) = tokio_tungstenite::client_async(request, stream).await?;
+        let ws = handshake(server, local, query, None).await?;
+        Ok(Self::over(ws))
+    }
+
+    /// A client over a WebSocket [`handshake`] opened.
+    pub fn over(ws: Ws) -> (Client, mpsc::UnboundedReceiver<Incoming>) {
         let (mut sink, mut stream) = ws.split();
-
-        // Engine.IO open packet, then the Socket.IO connect of the default namespace.
-        match stream.next().await {
-            Some(Ok(Message::Text(t))) if t.starts_with('0') => {}
-            other => {
-                return Err(SioError::Protocol(format!(
-                    "expected the open packet, got {other:?}"
-                )));
-            }
-        }
-        sink.send(Message::text("40")).await?;
-        loop {
-            match stream.next().await {
-                Some(Ok(Message::Text(t))) if t.starts_with("40") => break,
-                Some(Ok(Message::Text(t))) if t.starts_with("44") => {
-                    let message = serde_json::from_str::<Value>(&t[2..])
-                        .ok()
-                        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
-                        .unwrap_or_else(|| t.to_string());
-                    return Err(SioError::Refused(message));
-                }
-                Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
-                    sink.send(Message::text("3")).await?
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e.into()),
-                None => return Err(SioError::Protocol("closed during connect".into())),
-            }
-        }
-
         let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
         let (events, events_rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
@@ -152,26 +181,22 @@ impl Client {
                 }
             }
         });
-        Ok((Client { out }, events_rx))
+        (Client { out }, events_rx)
     }
 
     /// Emits `name` with one JSON argument.
     pub fn emit(&self, name: &str, payload: &Value) -> bool {
-        let frame = format!(
-            "42{}",
-            Value::Array(vec![Value::String(name.into()), payload.clone()])
-        );
-        self.out.send(Message::text(frame)).is_ok()
+        self.out
+            .send(Message::text(event_frame(name, payload, None)))
+            .is_ok()
     }
 
     /// Emits `name` asking for an ack; the ack arrives as an [`ACK`] event whose first
     /// argument is `id`.
     pub fn emit_ack(&self, name: &str, payload: &Value, id: u64) -> bool {
-        let frame = format!(
-            "42{id}{}",
-            Value::Array(vec![Value::String(name.into()), payload.clone()])
-        );
-        self.out.send(Message::text(frame)).is_ok()
+        self.out
+            .send(Message::text(event_frame(name, payload, Some(id))))
+            .is_ok()
     }
 
     /// Closes the connection.
