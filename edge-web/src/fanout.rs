@@ -26,7 +26,7 @@ use tracing::warn;
 
 use crate::{
     core_link::{CoreLink, LinkEvent},
-    socket::{Reply, refuse_with_ack},
+    socket::{Reply, answer::answer_with},
 };
 
 /// How a socket wants message text.
@@ -390,9 +390,8 @@ impl State {
             }
         }
         socket.join(conversation_room(conversation, flavor));
-        if let Some(ack) = ack {
-            crate::socket::ok(ack, serde_json::json!({ "conversation": conversation }));
-        }
+        let answer = Ok(serde_json::json!({ "conversation": conversation }));
+        answer_with(&socket, ack, events::incoming::SUBSCRIBE, answer);
     }
 }
 
@@ -433,7 +432,7 @@ async fn send_history(
             Ok(p) if !p.get_ref().has_more => page = Some((p.into_inner().messages, false)),
             Ok(_) => {}
             Err(status) => {
-                refuse_with_ack(socket, ack, events::incoming::SUBSCRIBE, &status);
+                answer_with(socket, ack, events::incoming::SUBSCRIBE, Err(status.into()));
                 return (None, false);
             }
         }
@@ -452,7 +451,7 @@ async fn send_history(
                 (p.messages.into_iter().rev().collect(), p.has_more)
             }
             Err(status) => {
-                refuse_with_ack(socket, ack, events::incoming::SUBSCRIBE, &status);
+                answer_with(socket, ack, events::incoming::SUBSCRIBE, Err(status.into()));
                 return (None, false);
             }
         },

@@ -1,5 +1,5 @@
-//! Shared harness of the end-to-end tests: real databases ([`db::TestDb`]), the real
-//! `socketgram` core started on port 0 ([`server::TestCore`]), a TCP proxy that can cut a
+//! Shared harness of the end-to-end tests: real databases ([`db::TestDb`]), the real server
+//! started on port 0, in process or as the binary ([`server::TestServer`]), a TCP proxy that can cut a
 //! database away mid-run ([`proxy::FaultProxy`]), real Socket.IO clients under Node.js
 //! ([`sio::SioClient`], with [`node`] finding Node.js and installing `tests/js`), a real
 //! nginx in front of a server, configured from the README ([`nginx::Nginx`]), and a stand-in

@@ -3,6 +3,7 @@
 //! `admin-php-compat`; the handlers for each role are in [`visitor`] and [`admin`].
 
 mod admin;
+pub mod answer;
 pub mod limits;
 mod visitor;
 
@@ -19,23 +20,23 @@ use axum::extract::ConnectInfo;
 use governor::DefaultDirectRateLimiter;
 use serde_json::Value;
 use socketgram_admin_php_compat::{
-    events::{ErrorPayload, incoming, outgoing},
+    events::incoming,
     handshake::{self, Credentials, HandshakeError, Identity},
 };
 use socketgram_proto::v1 as pb;
 use socketioxide::{
     SocketIo,
-    adapter::{Adapter, LocalAdapter},
+    adapter::Adapter,
     extensions::Extensions,
-    extract::{AckSender, Event, Extension, SocketRef, State, TryData},
+    extract::{Event, Extension, SocketRef, State, TryData},
     handler::{ConnectHandler, FromDisconnectParts, FromMessageParts, Value as RawValue},
     socket::{DisconnectReason, Socket},
 };
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
-use tonic::{Code, Status};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
+pub use self::answer::{Answer, Refusal, Reply};
 use self::limits::Limiter;
 use crate::{Edge, conn::ConnInfo, core_link::SendResult, fanout::Flavor};
 
@@ -278,7 +279,8 @@ async fn on_connect(
     }
 }
 
-/// The event table (LEGACY.md §3): every event of every socket comes here.
+/// The event table (LEGACY.md §3): every event of every socket comes here, and is answered
+/// here once (the `subscribe` handler hands its reply to the conversation's task).
 async fn dispatch(
     s: SocketRef,
     turn: Turn,
@@ -293,25 +295,16 @@ async fn dispatch(
         if peer.refused_in_a_row.fetch_add(1, Ordering::Relaxed) + 1 >= FLOOD_CUT {
             return cut_off(&s, "kept sending over its rate limit");
         }
-        return refuse(
-            &s,
-            Some(ack),
-            &event,
-            "rate_limited",
-            "too many events: slow down".into(),
-        );
+        return ack.answer(&s, &event, Err(Refusal::RateLimited));
     }
     peer.refused_in_a_row.store(0, Ordering::Relaxed);
     let Some(_in_flight) = edge.drain.enter() else {
-        return refuse(
-            &s,
-            Some(ack),
-            &event,
-            "unavailable",
+        let refusal = Refusal::Unavailable(
             "the server is shutting down and did not handle this (a message is not stored); \
              send it again after reconnecting"
                 .into(),
         );
+        return ack.answer(&s, &event, Err(refusal));
     };
     turn.wait().await;
     let data = match data {
@@ -322,60 +315,41 @@ async fn dispatch(
         // Unreadable JSON (a lone surrogate, 1e400, nesting past the parser's limit) or a
         // binary attachment: say what is wrong, do nothing.
         Err(e) => {
-            return refuse(
-                &s,
-                Some(ack),
-                &event,
-                "invalid",
-                format!("the payload cannot be read: {}", clip(&e.to_string())),
-            );
+            let refusal = Refusal::Invalid(format!(
+                "the payload cannot be read: {}",
+                clip(&e.to_string())
+            ));
+            return ack.answer(&s, &event, Err(refusal));
         }
     };
     let is_admin = matches!(peer.identity, Identity::Admin { .. });
-    match (event.as_str(), is_admin) {
-        (incoming::SUBSCRIBE, false) => visitor::subscribe(&s, &edge, &peer, &data, ack).await,
-        (incoming::NEW_MESSAGE, false) => {
-            visitor::new_message(&s, &edge, &peer, turn, &data, ack).await
+    let answer = match (event.as_str(), is_admin) {
+        (incoming::SUBSCRIBE, false) => {
+            return visitor::subscribe(&s, &edge, &peer, &data, ack).await;
         }
-        (incoming::TAKE_HISTORY, false) => {
-            visitor::take_history(&s, &edge, &peer, &data, ack).await
-        }
-        (incoming::SUBSCRIBE_ADMIN, true) => admin::subscribe(&s, &peer, &data, ack),
+        (incoming::NEW_MESSAGE, false) => visitor::new_message(&s, &edge, &peer, turn, &data).await,
+        (incoming::TAKE_HISTORY, false) => visitor::take_history(&s, &edge, &peer, &data).await,
+        (incoming::SUBSCRIBE_ADMIN, true) => admin::subscribe(&peer, &data),
         (incoming::NEW_MESSAGE_ADMIN, true) => {
-            admin::new_message(&s, &edge, &peer, turn, &data, ack).await
+            admin::new_message(&s, &edge, &peer, turn, &data).await
         }
-        (incoming::UPDATE_ADMIN_LIST, true) => admin::update_list(&s, &edge, ack).await,
+        (incoming::UPDATE_ADMIN_LIST, true) => admin::update_list(&edge).await,
         (
             incoming::SUBSCRIBE_ADMIN | incoming::NEW_MESSAGE_ADMIN | incoming::UPDATE_ADMIN_LIST,
             false,
         ) => {
             // LEGACY.md §9.2: the legacy server took these from anyone.
             warn!(conn = %log_id(&s.id), ip = %peer.ip, event = %clip(&event), "admin-only event from a visitor socket refused");
-            refuse(
-                &s,
-                Some(ack),
-                &event,
-                "forbidden",
+            Err(Refusal::Forbidden(
                 "this event is for support staff only".into(),
-            );
+            ))
         }
-        (incoming::SUBSCRIBE | incoming::NEW_MESSAGE | incoming::TAKE_HISTORY, true) => {
-            refuse(
-                &s,
-                Some(ack),
-                &event,
-                "forbidden",
-                "this event is for visitors; admins use the :servadm events".into(),
-            );
-        }
-        _ => refuse(
-            &s,
-            Some(ack),
-            &event,
-            "unknown_event",
-            format!("unknown event {:?}", clip(&event)),
+        (incoming::SUBSCRIBE | incoming::NEW_MESSAGE | incoming::TAKE_HISTORY, true) => Err(
+            Refusal::Forbidden("this event is for visitors; admins use the :servadm events".into()),
         ),
-    }
+        _ => Err(Refusal::UnknownEvent(clip(&event))),
+    };
+    ack.answer(&s, &event, answer);
 }
 
 async fn on_disconnect(
@@ -432,10 +406,10 @@ pub(crate) fn log_id(sid: &socketioxide::socket::Sid) -> String {
 const REFUSAL_LOG_PER_SECOND: u32 = 20;
 
 /// The sampler of refusal log lines.
-static REFUSALS: SampledLog = SampledLog::new();
+pub(crate) static REFUSALS: SampledLog = SampledLog::new();
 
 /// At most [`REFUSAL_LOG_PER_SECOND`] lines per second, counting what it leaves out.
-struct SampledLog {
+pub(crate) struct SampledLog {
     limiter: std::sync::OnceLock<governor::DefaultDirectRateLimiter>,
     suppressed: AtomicU64,
 }
@@ -449,7 +423,7 @@ impl SampledLog {
     }
 
     /// Calls `line` with the count of lines left out since the last one, or counts this one.
-    fn log(&self, line: impl FnOnce(u64)) {
+    pub(crate) fn log(&self, line: impl FnOnce(u64)) {
         let limiter = self.limiter.get_or_init(|| {
             let rate = std::num::NonZeroU32::new(REFUSAL_LOG_PER_SECOND)
                 .unwrap_or(std::num::NonZeroU32::MIN);
@@ -508,66 +482,13 @@ async fn send_in_order(edge: &Edge, turn: Turn, request: pb::SendMessageRequest)
     sent.await
 }
 
-/// How a request is answered. A client that asked for an acknowledgement gets every answer
-/// through it, refusals included (`{data}` / `{error}`); one that did not (the legacy pages
-/// never ask) gets refusals as a `chat error` event. Either way a refusal is signalled once.
-pub struct Reply {
-    ack: AckSender,
-    asked: bool,
-}
-
-impl FromMessageParts<LocalAdapter> for Reply {
-    type Error = std::convert::Infallible;
-    fn from_message_parts(
-        s: &Arc<Socket<LocalAdapter>>,
-        v: &mut RawValue,
-        ack_id: &Option<i64>,
-    ) -> Result<Self, Self::Error> {
-        // socketioxide keeps the ack id to itself; it is read here, where it is handed over.
-        Ok(Self {
-            ack: AckSender::from_message_parts(s, v, ack_id)?,
-            asked: ack_id.is_some(),
-        })
-    }
-}
-
-/// Answers a refused request: through the acknowledgement when the client asked for one,
-/// otherwise as a `chat error` event.
-pub fn refuse(s: &SocketRef, ack: Option<Reply>, event: &str, code: &'static str, message: String) {
-    let event = clip(event);
-    REFUSALS.log(|suppressed| {
-        info!(conn = %log_id(&s.id), %event, code, %message, suppressed, "request refused");
-    });
-    let payload = ErrorPayload {
-        event,
-        code,
-        message,
-    };
-    match ack {
-        Some(reply) if reply.asked => {
-            let _ = reply.ack.send(&serde_json::json!({ "error": &payload }));
-        }
-        _ => {
-            let _ = s.emit(outgoing::ERROR, &payload);
-        }
-    }
-}
-
-pub(crate) fn refuse_with_ack(s: &SocketRef, ack: Option<Reply>, event: &str, status: &Status) {
-    let code = match status.code() {
-        Code::InvalidArgument | Code::OutOfRange => "invalid",
-        Code::NotFound => "not_found",
-        Code::Unavailable | Code::DeadlineExceeded => "unavailable",
-        Code::FailedPrecondition => "refused",
-        Code::Unauthenticated | Code::PermissionDenied => "forbidden",
-        _ => "internal",
-    };
-    refuse(s, ack, event, code, status.message().to_owned());
-}
-
-/// Answers success to a client that asked for an ack (nothing is sent to one that did not).
-pub fn ok(ack: Reply, data: Value) {
-    let _ = ack.ack.send(&serde_json::json!({ "data": data }));
+/// A send's answer: the stored message's id (`label`, as the legacy payloads name it).
+fn sent(result: SendResult) -> Answer {
+    let sent = result?;
+    let message = sent
+        .message
+        .ok_or_else(|| Refusal::Internal("the core answered a send without its message".into()))?;
+    Ok(serde_json::json!({ "label": message.id }))
 }
 
 #[cfg(test)]

@@ -13,7 +13,11 @@ use socketgram_proto::v1 as pb;
 use socketioxide::extract::SocketRef;
 use tracing::warn;
 
-use super::{Peer, Reply, Turn, ok, refuse, refuse_with_ack, send_in_order, shown_from};
+use super::{
+    Peer, Turn,
+    answer::{Answer, Refusal, Reply},
+    send_in_order, sent, shown_from,
+};
 use crate::{Edge, fanout::payload};
 
 /// The visitor behind a socket.
@@ -29,102 +33,75 @@ fn visitor(peer: &Peer) -> Visitor<'_> {
     }
 }
 
-/// Checks that the payload's `username`/`room`, when present, are the handshake's.
-fn same_visitor(
-    s: &SocketRef,
-    peer: &Peer,
-    fields: &Fields<'_>,
-    event: &str,
-    ack: &mut Option<Reply>,
-) -> bool {
-    let me = visitor(peer);
-    let username = fields.id("username");
-    let room = fields.text("room");
-    let (username, room) = match (username, room) {
-        (Ok(u), Ok(r)) => (u, r),
-        (Err(e), _) | (_, Err(e)) => {
-            refuse(s, ack.take(), event, "invalid", e.to_string());
-            return false;
-        }
-    };
-    if username.is_some_and(|u| u != me.cid) || room.as_deref().is_some_and(|r| r != me.room) {
-        warn!(conn = %super::log_id(&s.id), ip = %peer.ip, cid = me.cid, claimed = ?username, %event,
-              "payload names another visitor; refused");
-        refuse(
-            s,
-            ack.take(),
-            event,
-            "forbidden",
-            "the payload names another visitor than this connection's".into(),
-        );
-        return false;
-    }
-    true
-}
-
-/// The payload's fields, once it is an object naming (if anyone) this connection's visitor;
-/// otherwise the request is refused and `None` returned.
+/// The payload's fields, once it is an object naming (if anyone) this connection's visitor:
+/// its `username`/`room`, when present, must be the handshake's.
 fn own_fields<'a>(
     s: &SocketRef,
     peer: &Peer,
     data: &'a Value,
     event: &str,
-    ack: Reply,
-) -> Option<(Fields<'a>, Option<Reply>)> {
-    let fields = match Fields::of(data) {
-        Ok(f) => f,
-        Err(e) => {
-            refuse(s, Some(ack), event, "invalid", e.to_string());
-            return None;
-        }
-    };
-    let mut ack = Some(ack);
-    same_visitor(s, peer, &fields, event, &mut ack).then_some((fields, ack))
+) -> Result<Fields<'a>, Refusal> {
+    let fields = Fields::of(data)?;
+    let me = visitor(peer);
+    let username = fields.id("username")?;
+    let room = fields.text("room")?;
+    if username.is_some_and(|u| u != me.cid) || room.as_deref().is_some_and(|r| r != me.room) {
+        warn!(conn = %super::log_id(&s.id), ip = %peer.ip, cid = me.cid, claimed = ?username, %event,
+              "payload names another visitor; refused");
+        return Err(Refusal::Forbidden(
+            "the payload names another visitor than this connection's".into(),
+        ));
+    }
+    Ok(fields)
 }
 
 /// `subscribe {room, username}`: the last 20 messages (or, with `since`, everything after
-/// it), then live messages; the visitor is online from now until its last socket goes.
+/// it), then live messages; the visitor is online from now until its last socket goes. The
+/// conversation's task answers, once the history is out and live is on.
 pub async fn subscribe(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, ack: Reply) {
     let event = incoming::SUBSCRIBE;
+    let since = match open(s, edge, peer, data).await {
+        Ok(since) => since,
+        Err(refusal) => return ack.answer(s, event, Err(refusal)),
+    };
+    let cid = visitor(peer).cid;
+    if let Identity::Visitor { cid_text, .. } = &peer.identity {
+        edge.fanout().hold_id(cid, cid_text);
+    }
+    edge.link.presence(cid, true);
+    edge.fanout()
+        .join_visitor(cid, s.clone(), peer.flavor(), since, Some(ack));
+}
+
+/// Checks a `subscribe` and opens the conversation; the `since` it asks for.
+async fn open(
+    s: &SocketRef,
+    edge: &Edge,
+    peer: &Peer,
+    data: &Value,
+) -> Result<Option<u64>, Refusal> {
     let empty = json!({});
     // The widget may subscribe without a payload: its identity is its token.
     let data = if data.is_null() { &empty } else { data };
-    let Some((fields, ack)) = own_fields(s, peer, data, event, ack) else {
-        return;
-    };
-    let since = match fields.id("since") {
-        Ok(since) => since,
-        Err(e) => return refuse(s, ack, event, "invalid", e.to_string()),
-    };
+    let since = own_fields(s, peer, data, incoming::SUBSCRIBE)?.id("since")?;
     if peer.subscribed.swap(true, Ordering::SeqCst) {
-        return refuse(
-            s,
-            ack,
-            event,
-            "invalid",
+        return Err(Refusal::Invalid(
             "this connection is already subscribed".into(),
-        );
+        ));
     }
-    let cid = visitor(peer).cid;
     let opened = edge
         .link
         .client()
         .chat
         .open_conversation(pb::OpenConversationRequest {
-            conversation_id: cid,
+            conversation_id: visitor(peer).cid,
         })
         .await;
     if let Err(status) = opened {
         peer.subscribed.store(false, Ordering::SeqCst);
-        return refuse_with_ack(s, ack, event, &status);
+        return Err(status.into());
     }
-    if let Identity::Visitor { cid_text, .. } = &peer.identity {
-        edge.fanout().hold_id(cid, cid_text);
-    }
-    edge.link.presence(cid, true);
-    // Acknowledged by the conversation's task once the history is out and live is on.
-    edge.fanout()
-        .join_visitor(cid, s.clone(), peer.flavor(), since, ack);
+    Ok(since)
 }
 
 /// `new message {username, message, room}`: stored, then delivered to every tab of the
@@ -135,36 +112,18 @@ pub async fn new_message(
     peer: &Peer,
     turn: Turn,
     data: &Value,
-    ack: Reply,
-) {
-    let event = incoming::NEW_MESSAGE;
-    let Some((fields, ack)) = own_fields(s, peer, data, event, ack) else {
-        return;
-    };
-    let (text, client_msg_id) = match (
-        fields.required_text("message"),
-        fields.text("client_msg_id"),
-    ) {
-        (Ok(text), Ok(id)) => (text, id.unwrap_or_default()),
-        (Err(e), _) | (_, Err(e)) => return refuse(s, ack, event, "invalid", e.to_string()),
-    };
+) -> Answer {
+    let fields = own_fields(s, peer, data, incoming::NEW_MESSAGE)?;
     let request = pb::SendMessageRequest {
         conversation_id: visitor(peer).cid,
         author: Some(pb::Author {
             kind: pb::AuthorKind::Visitor as i32,
             admin_id: String::new(),
         }),
-        text,
-        client_msg_id,
+        text: fields.required_text("message")?,
+        client_msg_id: fields.text("client_msg_id")?.unwrap_or_default(),
     };
-    match send_in_order(edge, turn, request).await {
-        Ok(sent) => {
-            if let (Some(ack), Some(m)) = (ack, sent.message) {
-                ok(ack, json!({ "label": m.id }));
-            }
-        }
-        Err(status) => refuse_with_ack(s, ack, event, &status),
-    }
+    sent(send_in_order(edge, turn, request).await)
 }
 
 /// `take history {username, room, mid}`: up to 10 messages older than `mid`, newest first,
@@ -174,16 +133,11 @@ pub async fn new_message(
 /// past the oldest message already shown, the page starts below that one: the asking
 /// socket's own, or (a fresh connection that was shown nothing) the oldest any socket of the
 /// visitor was shown. Each click shows the next older messages, none twice.
-pub async fn take_history(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, ack: Reply) {
-    let event = incoming::TAKE_HISTORY;
-    let Some((fields, ack)) = own_fields(s, peer, data, event, ack) else {
-        return;
-    };
-    let mid = match fields.id("mid") {
-        Ok(Some(mid)) => mid,
-        Ok(None) => return refuse(s, ack, event, "invalid", "`mid` is missing".into()),
-        Err(e) => return refuse(s, ack, event, "invalid", e.to_string()),
-    };
+pub async fn take_history(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value) -> Answer {
+    let fields = own_fields(s, peer, data, incoming::TAKE_HISTORY)?;
+    let mid = fields
+        .id("mid")?
+        .ok_or_else(|| Refusal::Invalid("`mid` is missing".into()))?;
     let cid = visitor(peer).cid;
     let flavor = peer.flavor();
     let mut sockets = edge.fanout().visitor_sockets(cid, flavor);
@@ -206,10 +160,7 @@ pub async fn take_history(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value,
         limit: HISTORY_PAGE,
         after_id: 0,
     };
-    let page = match edge.link.client().chat.history(request).await {
-        Ok(page) => page.into_inner(),
-        Err(status) => return refuse_with_ack(s, ack, event, &status),
-    };
+    let page = edge.link.client().chat.history(request).await?.into_inner();
     for m in &page.messages {
         emit_all(&sockets, outgoing::NEW_MESSAGE_HISTORY, &payload(m, flavor));
     }
@@ -221,12 +172,7 @@ pub async fn take_history(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value,
     if page.has_more {
         emit_all(&sockets, outgoing::ADD_HISTORY_BUTTON, &NO_ARGS);
     }
-    if let Some(ack) = ack {
-        ok(
-            ack,
-            json!({ "count": page.messages.len(), "has_more": page.has_more }),
-        );
-    }
+    Ok(json!({ "count": page.messages.len(), "has_more": page.has_more }))
 }
 
 fn emit_all<T: serde::Serialize + ?Sized>(sockets: &[SocketRef], event: &str, payload: &T) {
