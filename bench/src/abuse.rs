@@ -523,6 +523,15 @@ async fn watch_ws(
 }
 
 /// Subscribes over a raw WebSocket (ack 1).
+/// A visitor connected from `addr` and subscribed.
+async fn subscribed_visitor(t: &Target, addr: IpAddr, cid: u64) -> Result<crate::sio::Ws, String> {
+    let mut ws = handshake(t.server, addr, &t.visitor_query(cid), None)
+        .await
+        .map_err(|e| e.to_string())?;
+    raw_subscribe(&mut ws, t, cid).await?;
+    Ok(ws)
+}
+
 async fn raw_subscribe(ws: &mut crate::sio::Ws, t: &Target, cid: u64) -> Result<(), String> {
     let subscribe = json!({ "room": t.room(cid), "username": cid.to_string() });
     ws.send(Message::text(event_frame("subscribe", &subscribe, Some(1))))
@@ -595,17 +604,13 @@ pub async fn flood(
         Err(r) => return r,
     };
     let cid = t.cid_base + 100;
-    let mut ws = match handshake(t.server, ip(127, 0, 0, 5), &t.visitor_query(cid), None).await {
+    let ws = match subscribed_visitor(t, ip(127, 0, 0, 5), cid).await {
         Ok(ws) => ws,
         Err(e) => {
             report.errors.push(format!("attacker: {e}"));
             return end(report, sampler, innocent).await;
         }
     };
-    if let Err(e) = raw_subscribe(&mut ws, t, cid).await {
-        report.errors.push(format!("attacker: {e}"));
-        return end(report, sampler, innocent).await;
-    }
     let (mut sink, stream) = ws.split();
     let until = tokio::time::Instant::now() + after + Duration::from_secs(60);
     let (stop_watch, stop_rx) = watch::channel(false);
@@ -1013,17 +1018,13 @@ pub async fn amplification(
     };
     let log_before = log_size();
     let cid = t.cid_base + 400;
-    let mut ws = match handshake(t.server, ip(127, 0, 0, 10), &t.visitor_query(cid), None).await {
+    let ws = match subscribed_visitor(t, ip(127, 0, 0, 10), cid).await {
         Ok(ws) => ws,
         Err(e) => {
             report.errors.push(format!("attacker: {e}"));
             return end(report, sampler, innocent).await;
         }
     };
-    if let Err(e) = raw_subscribe(&mut ws, t, cid).await {
-        report.errors.push(format!("attacker: {e}"));
-        return end(report, sampler, innocent).await;
-    }
     let (mut sink, stream) = ws.split();
     let started = Instant::now();
     let (stop_watch, stop_rx) = watch::channel(false);

@@ -353,6 +353,11 @@ async fn stored_when_up(
 }
 
 /// Sends against what is stored.
+/// Whether a refusal says its outcome is unknown (then being stored is no lie).
+fn uncertain(why: &str) -> bool {
+    why.contains("may or may not") || why.contains("outcome is unknown")
+}
+
 #[derive(Default, Debug)]
 struct Tally {
     sent: u64,
@@ -360,7 +365,10 @@ struct Tally {
     acked_missing: u64,
     acked_wrong_id: u64,
     refused: u64,
+    /// Refused without saying the outcome is unknown, yet stored: a lie.
     refused_but_stored: u64,
+    /// Refused saying the message may or may not have been stored (true either way).
+    refused_uncertain: u64,
     unanswered: u64,
     unanswered_stored: u64,
     stored_duplicates: u64,
@@ -387,7 +395,11 @@ impl Tally {
                 }
                 Answer::Refused(why) => {
                     t.refused += 1;
-                    t.refused_but_stored += u64::from(ids.is_some());
+                    if uncertain(why) {
+                        t.refused_uncertain += 1;
+                    } else {
+                        t.refused_but_stored += u64::from(ids.is_some());
+                    }
                     *t.refusals.entry(why.clone()).or_default() += 1;
                 }
                 Answer::None => {
@@ -423,6 +435,7 @@ impl Tally {
             "acked_wrong_id": self.acked_wrong_id,
             "refused": self.refused,
             "refused_but_stored": self.refused_but_stored,
+            "refused_uncertain": self.refused_uncertain,
             "unanswered": self.unanswered,
             "unanswered_stored": self.unanswered_stored,
             "stored_duplicates": self.stored_duplicates,
@@ -603,45 +616,73 @@ pub async fn kill9(t: &Target, run: u32, spec: &ServerSpec, load: &FaultLoad) ->
             .unwrap_or(Value::Null),
     );
     let cids = cids(t, load.visitors);
-    match stored_when_up(
+    check_stored(
+        &mut report,
+        (&server, spec, run),
+        &cids,
+        &sends,
+        "at_restart",
+        Some(&t2),
+    )
+    .await;
+    server.stop().await;
+    report
+}
+
+/// Reads back what `server` stored for `cids` and checks it against the answers of `sends`
+/// (figure `label`); with `resend_via`, then sends the unacknowledged ones again with their
+/// client message ids and checks that nothing was stored twice.
+async fn check_stored(
+    report: &mut Report,
+    (server, spec, run): (&Server, &ServerSpec, u32),
+    cids: &[u64],
+    sends: &[Sent],
+    label: &str,
+    resend_via: Option<&Target>,
+) {
+    let before = match stored_when_up(
         &server.grpc,
         &spec.grpc_token,
         run,
-        &cids,
+        cids,
         Duration::from_secs(30),
     )
     .await
     {
-        Ok(before) => {
-            let tally = Tally::of(&sends, &before);
-            report.lost = tally.acked_missing;
-            report.duplicated = tally.stored_duplicates;
-            report.sent = tally.sent;
-            report.figure("at_restart", tally.json());
-            let retry: Vec<Sent> = sends
-                .iter()
-                .filter(|s| !matches!(s.answer, Answer::Ok(_)))
-                .cloned()
-                .collect();
-            let (unsent, errors) = resend(&t2, run, &retry, Duration::from_secs(20)).await;
-            report.errors.extend(errors);
-            report.figure("resent", retry.len());
-            report.figure("resend_unacknowledged", unsent);
-            match stored(&server.grpc, &spec.grpc_token, run, &cids).await {
-                Ok(after) => {
-                    let a = after_resend(&sends, &after);
-                    report.duplicated = report
-                        .duplicated
-                        .max(a["stored_duplicates"].as_u64().unwrap_or(0));
-                    report.figure("after_resend", a);
-                }
-                Err(e) => report.errors.push(e),
-            }
+        Ok(before) => before,
+        Err(e) => return report.errors.push(e),
+    };
+    let tally = Tally::of(sends, &before);
+    report.lost = tally.acked_missing;
+    report.duplicated = tally.stored_duplicates;
+    report.sent = tally.sent;
+    if tally.refused_but_stored > 0 {
+        report.errors.push(format!(
+            "{} sends answered with an error were stored",
+            tally.refused_but_stored
+        ));
+    }
+    report.figure(label, tally.json());
+    let Some(target) = resend_via else { return };
+    let retry: Vec<Sent> = sends
+        .iter()
+        .filter(|s| !matches!(s.answer, Answer::Ok(_)))
+        .cloned()
+        .collect();
+    let (unsent, errors) = resend(target, run, &retry, Duration::from_secs(20)).await;
+    report.errors.extend(errors);
+    report.figure("resent", retry.len());
+    report.figure("resend_unacknowledged", unsent);
+    match stored(&server.grpc, &spec.grpc_token, run, cids).await {
+        Ok(after) => {
+            let a = after_resend(sends, &after);
+            report.duplicated = report
+                .duplicated
+                .max(a["stored_duplicates"].as_u64().unwrap_or(0));
+            report.figure("after_resend", a);
         }
         Err(e) => report.errors.push(e),
     }
-    server.stop().await;
-    report
 }
 
 /// SIGTERM mid-load: what the in-flight sends were answered, and whether the answers held.
@@ -720,30 +761,15 @@ pub async fn sigterm(t: &Target, run: u32, spec: &ServerSpec, load: &FaultLoad) 
         }
     };
     let cids = cids(t, load.visitors);
-    match stored_when_up(
-        &server.grpc,
-        &spec.grpc_token,
-        run,
+    check_stored(
+        &mut report,
+        (&server, spec, run),
         &cids,
-        Duration::from_secs(30),
+        &sends,
+        "stored_vs_answers",
+        None,
     )
-    .await
-    {
-        Ok(stored) => {
-            let tally = Tally::of(&sends, &stored);
-            report.lost = tally.acked_missing;
-            report.duplicated = tally.stored_duplicates;
-            report.sent = tally.sent;
-            if tally.refused_but_stored > 0 {
-                report.errors.push(format!(
-                    "{} sends answered with an error were stored",
-                    tally.refused_but_stored
-                ));
-            }
-            report.figure("stored_vs_answers", tally.json());
-        }
-        Err(e) => report.errors.push(e),
-    }
+    .await;
     server.stop().await;
     report
 }
@@ -879,43 +905,15 @@ pub async fn db_fault(
         .count();
     report.figure("sent_during_fault", during);
     let cids = cids(t, load.visitors);
-    match stored_when_up(
-        &server.grpc,
-        &spec.grpc_token,
-        run,
+    check_stored(
+        &mut report,
+        (&server, &spec, run),
         &cids,
-        Duration::from_secs(30),
+        &sends,
+        "stored_vs_answers",
+        Some(&t1),
     )
-    .await
-    {
-        Ok(before) => {
-            let tally = Tally::of(&sends, &before);
-            report.lost = tally.acked_missing;
-            report.duplicated = tally.stored_duplicates;
-            report.sent = tally.sent;
-            report.figure("stored_vs_answers", tally.json());
-            let retry: Vec<Sent> = sends
-                .iter()
-                .filter(|s| !matches!(s.answer, Answer::Ok(_)))
-                .cloned()
-                .collect();
-            let (unsent, errors) = resend(&t1, run, &retry, Duration::from_secs(20)).await;
-            report.errors.extend(errors);
-            report.figure("resent", retry.len());
-            report.figure("resend_unacknowledged", unsent);
-            match stored(&server.grpc, &spec.grpc_token, run, &cids).await {
-                Ok(after) => {
-                    let a = after_resend(&sends, &after);
-                    report.duplicated = report
-                        .duplicated
-                        .max(a["stored_duplicates"].as_u64().unwrap_or(0));
-                    report.figure("after_resend", a);
-                }
-                Err(e) => report.errors.push(e),
-            }
-        }
-        Err(e) => report.errors.push(e),
-    }
+    .await;
     server.stop().await;
     report
 }
