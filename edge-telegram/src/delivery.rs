@@ -120,7 +120,12 @@ impl Delivery {
                     }
                 }
                 Some(Kind::CaughtUp(_)) => self.save(c).await,
-                _ => {}
+                // Delivered already (a replay at or below the cursor).
+                Some(Kind::Message(_)) => {}
+                // Presence and the admin list are not Telegram's; an empty event carries
+                // nothing (a newer core's kind).
+                Some(Kind::Presence(_) | Kind::PresenceSnapshot(_) | Kind::AdminsChanged(_))
+                | None => {}
             }
         }
     }

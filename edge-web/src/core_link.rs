@@ -88,6 +88,8 @@ impl Drop for Subscription {
 impl CoreLink {
     /// Starts the link task; it runs until [`CoreLink::stop`].
     pub fn start(client: CoreClient) -> Arc<Self> {
+        // Unbounded: `send` takes its place in the store order when called, so it cannot wait
+        // for room; what comes in is bounded by the sockets' rate limits.
         let (commands, rx) = mpsc::unbounded_channel();
         let stopping = CancellationToken::new();
         let task = tokio::spawn(run(client.clone(), rx, stopping.clone()));
@@ -122,6 +124,8 @@ impl CoreLink {
         since: Option<u64>,
     ) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // Unbounded: the link's one task must never wait on one subscriber (every other one
+        // would wait too); subscribers are the edge's own tasks, which never wait on a client.
         let (events, rx) = mpsc::unbounded_channel();
         let _ = self.commands.send(Command::Subscribe {
             id,
@@ -290,7 +294,10 @@ impl State {
                     pb::event::Kind::CaughtUp(c) => {
                         sub.cursor = Some(sub.cursor.unwrap_or(0).max(c.last_message_id))
                     }
-                    _ => {}
+                    // Not part of the cursor: a resubscription gets a fresh snapshot.
+                    pb::event::Kind::Presence(_)
+                    | pb::event::Kind::PresenceSnapshot(_)
+                    | pb::event::Kind::AdminsChanged(_) => {}
                 }
                 sub.events.send(LinkEvent::Event(kind))
             }
@@ -302,7 +309,10 @@ impl State {
                 self.subs.remove(&event.subscription_id);
                 sent
             }
-            _ => Ok(()),
+            // An empty event (a newer core's kind this edge does not know) carries nothing.
+            Some(Kind::Event(pb::Event { kind: None })) | None => Ok(()),
+            // Answered above, before the subscription was looked up.
+            Some(Kind::SendResult(_)) => Ok(()),
         };
         if delivered.is_err() {
             // The subscriber is gone; its Unsubscribe is on the way.
@@ -347,6 +357,7 @@ async fn sessions(
     let mut backoff = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
         state.fail_sends(BROKE);
+        // Unbounded, as `commands`: it only passes them on to the session's request stream.
         let (out, out_rx) = mpsc::unbounded_channel();
         for wire in state.replay() {
             let _ = out.send(pb::EdgeCommand {

@@ -160,6 +160,9 @@ impl HandshakeIds {
 
 impl Fanout {
     pub fn start(io: SocketIo, link: Arc<CoreLink>) -> Arc<Self> {
+        // Unbounded: joins come from handlers that must not wait (their socket's turn is
+        // held), at most one per accepted `subscribe`, which the rate limits bound; the task
+        // never waits on a client (emits go to the sockets' own bounded queues).
         let (input, rx) = mpsc::unbounded_channel();
         let ids = Arc::new(HandshakeIds::default());
         tokio::spawn(run(io.clone(), link, input.downgrade(), rx, ids.clone()));
@@ -323,7 +326,9 @@ impl State {
                     }
                 }
             }
-            _ => {}
+            Kind::Message(_) => {}
+            // Names are the core's to put on messages; the web edge shows what it is sent.
+            Kind::AdminsChanged(_) => {}
         }
     }
 
