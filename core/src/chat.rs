@@ -201,27 +201,24 @@ impl Core {
 
     fn check_text(&self, text: &str) -> CoreResult<()> {
         if text.trim().is_empty() {
-            return Err(CoreError::InvalidArgument("the message is empty".into()));
+            return Err(CoreError::EmptyText);
         }
         if text.contains('\0') {
-            return Err(CoreError::InvalidArgument(
-                "the message contains a NUL character".into(),
-            ));
+            return Err(CoreError::NulInText);
         }
         let chars = text.chars().count();
         if chars > self.max_chars {
-            return Err(CoreError::InvalidArgument(format!(
-                "the message has {chars} characters; the limit is {}",
-                self.max_chars
-            )));
+            return Err(CoreError::TextTooLong {
+                chars,
+                limit: self.max_chars,
+            });
         }
         let stored = text::column_chars(text);
         if stored > text::COLUMN_CHARS {
-            return Err(CoreError::InvalidArgument(format!(
-                "the message takes {stored} characters once its markup is escaped for storage; \
-                 the limit is {}",
-                text::COLUMN_CHARS
-            )));
+            return Err(CoreError::StoredTextTooLong {
+                stored,
+                limit: text::COLUMN_CHARS,
+            });
         }
         Ok(())
     }
@@ -241,7 +238,7 @@ impl Core {
             // The PHP admin may have created it without telling us yet.
             self.reload_admins().await?;
             if !self.admins.contains(&admin_id) {
-                return Err(CoreError::NotFound(format!("unknown admin {admin_id:?}")));
+                return Err(CoreError::UnknownAdmin(admin_id));
             }
         }
         Ok(admin_id)
@@ -274,10 +271,12 @@ impl Core {
 
     async fn require_visitor(&self, conversation: ConversationId) -> CoreResult<()> {
         match self.require_conversation(conversation).await {
-            Err(CoreError::NotFound(_)) if self.store.visitor_exists(conversation).await? => Ok(()),
-            Err(CoreError::NotFound(_)) => Err(CoreError::NotFound(format!(
-                "no visitor {conversation}: the `users` table has no such id"
-            ))),
+            Err(CoreError::UnknownConversation(_))
+                if self.store.visitor_exists(conversation).await? =>
+            {
+                Ok(())
+            }
+            Err(CoreError::UnknownConversation(_)) => Err(CoreError::NoSuchVisitor(conversation)),
             other => other,
         }
     }
@@ -472,7 +471,7 @@ impl Core {
         self.store
             .telegram_link(chat_id)
             .await?
-            .ok_or_else(|| CoreError::NotFound(format!("Telegram chat {chat_id} is not linked")))
+            .ok_or(CoreError::NotLinked(chat_id))
     }
 
     /// Links a Telegram chat to a visitor (creating the conversation when needed).
@@ -495,7 +494,7 @@ impl Core {
         self.store
             .set_telegram_state(chat_id, mode, active)
             .await?
-            .ok_or_else(|| CoreError::NotFound(format!("Telegram chat {chat_id} is not linked")))
+            .ok_or(CoreError::NotLinked(chat_id))
     }
 
     /// Every link, or those of one conversation.
@@ -595,7 +594,7 @@ fn check_consumer(consumer: &str) -> CoreResult<()> {
 }
 
 fn unknown_conversation(conversation: ConversationId) -> CoreError {
-    CoreError::NotFound(format!("unknown conversation {conversation}"))
+    CoreError::UnknownConversation(conversation)
 }
 
 /// The task behind one subscription.

@@ -1,44 +1,138 @@
-//! The core's error: what a caller did wrong or what went wrong underneath, mapped to a gRPC
-//! status once, in `grpc`.
+//! The core's error: what a caller did wrong or what went wrong underneath, with its data.
+//! The gRPC boundary (`grpc`) maps it to a status once, and puts [`CoreError::reason`] in the
+//! status details, so a client can tell one refusal from another without reading its text.
 
-use crate::store::StoreError;
+use std::sync::Arc;
+
+use crate::{domain::ConversationId, store::StoreError};
 
 /// Errors of the core's operations.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum CoreError {
-    /// The request is malformed (empty or oversized text, missing author, ...).
+    #[error("the message is empty")]
+    EmptyText,
+    #[error("the message contains a NUL character")]
+    NulInText,
+    /// More characters than `[core] max_message_chars`.
+    #[error("the message has {chars} characters; the limit is {limit}")]
+    TextTooLong { chars: usize, limit: usize },
+    /// Within the limit, but over the column once its markup is escaped for storage.
+    #[error(
+        "the message takes {stored} characters once its markup is escaped for storage; the \
+         limit is {limit}"
+    )]
+    StoredTextTooLong { stored: usize, limit: usize },
+    /// Another malformed request (a missing field, an id out of range, ...).
     #[error("{0}")]
     InvalidArgument(String),
-    /// The conversation, admin or link does not exist.
-    #[error("{0}")]
-    NotFound(String),
+    #[error("unknown admin {0:?}")]
+    UnknownAdmin(String),
+    #[error("unknown conversation {0}")]
+    UnknownConversation(ConversationId),
+    /// On an adopted "with users" legacy schema, a conversation needs its `users` row.
+    #[error("no visitor {0}: the `users` table has no such id")]
+    NoSuchVisitor(ConversationId),
+    #[error("Telegram chat {0} is not linked")]
+    NotLinked(i64),
     /// A cursor beyond what exists (a resume id in the future).
     #[error("{0}")]
     OutOfRange(String),
-    /// The database refused the write because of the data (a constraint).
-    #[error("{0}")]
-    Refused(String),
-    /// The database is unreachable; nothing was stored; retry later.
-    #[error("{0}")]
-    Unavailable(String),
+    /// The store failed: unreachable (nothing was stored), a constraint, or a bug.
+    #[error("{}", describe(.0))]
+    Store(#[source] Arc<StoreError>),
     /// The database went away while a write was being committed and has not answered since:
     /// whether it was stored is not known. A retry with the same client message id is safe.
     #[error("{0}")]
     OutcomeUnknown(String),
-    /// A bug or an unexpected database state.
+    /// The core stops; nothing was stored.
+    #[error("the core is shutting down; nothing was stored")]
+    ShuttingDown,
+    /// A bug or an unexpected state.
     #[error("{0}")]
     Internal(String),
+}
+
+fn describe(e: &StoreError) -> String {
+    match e {
+        StoreError::Unavailable(_) => {
+            format!("{e}; nothing was stored, retry when the database is back")
+        }
+        _ => e.to_string(),
+    }
 }
 
 impl From<StoreError> for CoreError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(_) => CoreError::Unavailable(format!(
-                "{e}; nothing was stored, retry when the database is back"
-            )),
-            StoreError::Constraint(_) => CoreError::Refused(e.to_string()),
             StoreError::CommitOutcomeUnknown(_) => CoreError::OutcomeUnknown(e.to_string()),
-            _ => CoreError::Internal(e.to_string()),
+            e => CoreError::Store(Arc::new(e)),
+        }
+    }
+}
+
+/// What kind of failure an error is, for whoever chooses a protocol's code for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Invalid,
+    NotFound,
+    OutOfRange,
+    /// Valid, but the data refuses it (a database constraint).
+    Refused,
+    /// Nothing was done; retry later.
+    Unavailable,
+    /// It may or may not have been done.
+    OutcomeUnknown,
+    Internal,
+}
+
+impl CoreError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Self::EmptyText
+            | Self::NulInText
+            | Self::TextTooLong { .. }
+            | Self::StoredTextTooLong { .. }
+            | Self::InvalidArgument(_) => Kind::Invalid,
+            Self::UnknownAdmin(_)
+            | Self::UnknownConversation(_)
+            | Self::NoSuchVisitor(_)
+            | Self::NotLinked(_) => Kind::NotFound,
+            Self::OutOfRange(_) => Kind::OutOfRange,
+            Self::Store(e) => match **e {
+                StoreError::Unavailable(_) => Kind::Unavailable,
+                StoreError::Constraint(_) => Kind::Refused,
+                StoreError::CommitOutcomeUnknown(_) => Kind::OutcomeUnknown,
+                _ => Kind::Internal,
+            },
+            Self::OutcomeUnknown(_) => Kind::OutcomeUnknown,
+            Self::ShuttingDown => Kind::Unavailable,
+            Self::Internal(_) => Kind::Internal,
+        }
+    }
+
+    /// A stable machine-readable name of this error (`socketgram_proto::reason`), for clients
+    /// to branch on.
+    pub fn reason(&self) -> &'static str {
+        use socketgram_proto::reason as r;
+        match self {
+            Self::EmptyText => r::EMPTY_TEXT,
+            Self::NulInText => r::NUL_IN_TEXT,
+            Self::TextTooLong { .. } | Self::StoredTextTooLong { .. } => r::TEXT_TOO_LONG,
+            Self::InvalidArgument(_) => r::INVALID_ARGUMENT,
+            Self::UnknownAdmin(_) => r::UNKNOWN_ADMIN,
+            Self::UnknownConversation(_) => r::UNKNOWN_CONVERSATION,
+            Self::NoSuchVisitor(_) => r::NO_SUCH_VISITOR,
+            Self::NotLinked(_) => r::NOT_LINKED,
+            Self::OutOfRange(_) => r::OUT_OF_RANGE,
+            Self::Store(_) => match self.kind() {
+                Kind::Unavailable => r::DATABASE_UNAVAILABLE,
+                Kind::Refused => r::REFUSED_BY_DATABASE,
+                _ => r::DATABASE_ERROR,
+            },
+            Self::OutcomeUnknown(_) => r::OUTCOME_UNKNOWN,
+            Self::ShuttingDown => r::SHUTTING_DOWN,
+            Self::Internal(_) => r::INTERNAL,
         }
     }
 }

@@ -55,7 +55,7 @@ impl Writer {
         self.queue
             .send(Job { message, reply })
             .await
-            .map_err(|_| CoreError::Unavailable("the core is shutting down".into()))?;
+            .map_err(|_| CoreError::ShuttingDown)?;
         Ok(Pending(done))
     }
 }

@@ -21,7 +21,6 @@ use teloxide::{
     prelude::{Requester as _, Update},
     types::{ForceReply, KeyboardButton, KeyboardMarkup, Message, ReplyMarkup},
 };
-use tonic::Code;
 use tracing::{info, warn};
 
 use crate::{
@@ -463,7 +462,7 @@ async fn to_support(ctx: &Context, bot: &TgBot, msg: &Message, link: Link, text:
             message = id,
             "Telegram message stored"
         ),
-        Err(e) if e.core_code() == Some(Code::InvalidArgument) => {
+        Err(e) if e.core_reason().as_deref() == Some(socketgram_proto::reason::TEXT_TOO_LONG) => {
             // Within the character limit but over the column once escaped for storage.
             info!(chat_id, error = %e, "message refused by the core");
             reply(

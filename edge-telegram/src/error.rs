@@ -44,10 +44,10 @@ impl TelegramError {
         }
     }
 
-    /// The gRPC code of a failed core call.
-    pub fn core_code(&self) -> Option<tonic::Code> {
+    /// The reason the core gave for refusing a call (`socketgram_proto::reason`).
+    pub fn core_reason(&self) -> Option<String> {
         match self {
-            TelegramError::Core { status, .. } => Some(status.code()),
+            TelegramError::Core { status, .. } => socketgram_proto::reason::of(status),
             _ => None,
         }
     }

@@ -449,6 +449,7 @@ mod tests {
             Outcome::Error(pb::EdgeSubscriptionError {
                 code: Code::InvalidArgument as i32,
                 message: "the message is empty".into(),
+                reason: "EMPTY_TEXT".into(),
             }),
         ));
         state.route(result(1, Outcome::Sent(pb::SendMessageResponse::default())));

@@ -11,3 +11,39 @@ pub mod v1 {
 /// The encoded descriptor set of every `.proto` here, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/socketgram_descriptor.bin"));
+
+/// The `reason` of the `google.rpc.ErrorInfo` detail (domain [`reason::DOMAIN`]) that every
+/// refused call carries, and of `EdgeSubscriptionError.reason`: what a client branches on,
+/// rather than the message text.
+pub mod reason {
+    pub const DOMAIN: &str = "socketgram.v1";
+    pub const EMPTY_TEXT: &str = "EMPTY_TEXT";
+    pub const NUL_IN_TEXT: &str = "NUL_IN_TEXT";
+    /// Over `[core] max_message_chars`, or over the column once escaped for storage; the
+    /// detail's metadata says `chars` (or `stored`) and `limit`.
+    pub const TEXT_TOO_LONG: &str = "TEXT_TOO_LONG";
+    pub const INVALID_ARGUMENT: &str = "INVALID_ARGUMENT";
+    pub const UNKNOWN_ADMIN: &str = "UNKNOWN_ADMIN";
+    pub const UNKNOWN_CONVERSATION: &str = "UNKNOWN_CONVERSATION";
+    pub const NO_SUCH_VISITOR: &str = "NO_SUCH_VISITOR";
+    pub const NOT_LINKED: &str = "NOT_LINKED";
+    pub const OUT_OF_RANGE: &str = "OUT_OF_RANGE";
+    /// Nothing was stored; retry when the database is back.
+    pub const DATABASE_UNAVAILABLE: &str = "DATABASE_UNAVAILABLE";
+    pub const REFUSED_BY_DATABASE: &str = "REFUSED_BY_DATABASE";
+    pub const DATABASE_ERROR: &str = "DATABASE_ERROR";
+    /// It may or may not have been stored; a retry with the same client message id is safe.
+    pub const OUTCOME_UNKNOWN: &str = "OUTCOME_UNKNOWN";
+    pub const SHUTTING_DOWN: &str = "SHUTTING_DOWN";
+    pub const INTERNAL: &str = "INTERNAL";
+
+    /// The reason of a status from the core, when it carries one.
+    pub fn of(status: &tonic::Status) -> Option<String> {
+        use tonic_types::StatusExt as _;
+        status
+            .get_error_details()
+            .error_info()
+            .filter(|info| info.domain == DOMAIN)
+            .map(|info| info.reason.clone())
+    }
+}

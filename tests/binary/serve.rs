@@ -334,34 +334,63 @@ async fn end_to_end(server: &TestServer, db: &TestDb) {
 
     // Bad input: clear errors, nothing stored.
     let before = newest(&mut chat, 123, 1).await.unwrap().messages[0].id;
-    for (author, text, cid, code) in [
-        (visitor(), "   ", 123, Code::InvalidArgument),
+    // Each refusal carries its reason (google.rpc.ErrorInfo) for programs to branch on.
+    use socketgram_proto::reason as r;
+    for (author, text, cid, code, reason) in [
+        (visitor(), "   ", 123, Code::InvalidArgument, r::EMPTY_TEXT),
         (
             visitor(),
             &"x".repeat(10_001) as &str,
             123,
             Code::InvalidArgument,
+            r::TEXT_TOO_LONG,
         ),
         (
             visitor(),
             &"<".repeat(3_000) as &str,
             123,
             Code::InvalidArgument,
+            r::TEXT_TOO_LONG,
         ),
-        (None, "no author", 123, Code::InvalidArgument),
-        (visitor(), "no conversation", 0, Code::InvalidArgument),
+        (
+            None,
+            "no author",
+            123,
+            Code::InvalidArgument,
+            r::INVALID_ARGUMENT,
+        ),
+        (
+            visitor(),
+            "no conversation",
+            0,
+            Code::InvalidArgument,
+            r::INVALID_ARGUMENT,
+        ),
         // Support may write first, but only to an id a visitor can have.
         (
             admin("alice"),
             "out of range",
             u64::from(u32::MAX) + 1,
             Code::InvalidArgument,
+            r::INVALID_ARGUMENT,
         ),
-        (admin("mallory"), "forged", 123, Code::NotFound),
+        (
+            admin("mallory"),
+            "forged",
+            123,
+            Code::NotFound,
+            r::UNKNOWN_ADMIN,
+        ),
     ] {
         let err = send(&mut chat, cid, author, text, "").await.unwrap_err();
         assert_eq!(err.code(), code, "{text:.20}: {}", err.message());
         assert!(!err.message().is_empty());
+        assert_eq!(
+            r::of(&err).as_deref(),
+            Some(reason),
+            "{text:.20}: {}",
+            err.message()
+        );
     }
     let err = chat
         .subscribe(pb::SubscribeRequest {

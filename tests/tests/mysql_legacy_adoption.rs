@@ -859,7 +859,9 @@ async fn support_writes_first(variant: Variant) {
     let unknown = core.send(hello(999_999)).await;
     if variant == Variant::WithUsers {
         match unknown {
-            Err(CoreError::NotFound(why)) => assert!(why.contains("users"), "{why}"),
+            Err(e @ CoreError::NoSuchVisitor(999_999)) => {
+                assert!(e.to_string().contains("users"), "{e}")
+            }
             other => panic!("a visitor without a users row: {other:?}"),
         }
         assert_eq!(

@@ -182,6 +182,7 @@ fn error(e: &CoreError) -> pb::EdgeSubscriptionError {
     pb::EdgeSubscriptionError {
         code: code(e) as i32,
         message: e.to_string(),
+        reason: e.reason().to_owned(),
     }
 }
 

@@ -12,24 +12,43 @@ pub use chat::ChatApi;
 pub use telegram::TelegramApi;
 
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt as _};
 
-use crate::error::CoreError;
+use crate::error::{CoreError, Kind};
 
-/// Maps a core error to its gRPC status, once.
+/// Maps a core error to its gRPC status, once: the code, the message for people, and an
+/// `ErrorInfo` detail whose `reason` ([`CoreError::reason`]) programs branch on.
 pub fn status(e: CoreError) -> Status {
-    let code = code(&e);
-    Status::new(code, e.to_string())
+    let details = ErrorDetails::with_error_info(
+        e.reason(),
+        socketgram_proto::reason::DOMAIN,
+        error_metadata(&e),
+    );
+    Status::with_error_details(code(&e), e.to_string(), details)
+}
+
+/// The data of an error that a client may want without parsing the message.
+fn error_metadata(e: &CoreError) -> std::collections::HashMap<String, String> {
+    match e {
+        CoreError::TextTooLong { chars, limit } => [("chars", chars), ("limit", limit)]
+            .map(|(k, v)| (k.to_owned(), v.to_string()))
+            .into(),
+        CoreError::StoredTextTooLong { stored, limit } => [("stored", stored), ("limit", limit)]
+            .map(|(k, v)| (k.to_owned(), v.to_string()))
+            .into(),
+        _ => Default::default(),
+    }
 }
 
 pub(crate) fn code(e: &CoreError) -> Code {
-    match e {
-        CoreError::InvalidArgument(_) => Code::InvalidArgument,
-        CoreError::NotFound(_) => Code::NotFound,
-        CoreError::OutOfRange(_) => Code::OutOfRange,
-        CoreError::Refused(_) => Code::FailedPrecondition,
-        CoreError::Unavailable(_) => Code::Unavailable,
+    match e.kind() {
+        Kind::Invalid => Code::InvalidArgument,
+        Kind::NotFound => Code::NotFound,
+        Kind::OutOfRange => Code::OutOfRange,
+        Kind::Refused => Code::FailedPrecondition,
+        Kind::Unavailable => Code::Unavailable,
         // gRPC's code for "the operation may have completed" (a retry needs its idempotency key).
-        CoreError::OutcomeUnknown(_) => Code::DeadlineExceeded,
-        CoreError::Internal(_) => Code::Internal,
+        Kind::OutcomeUnknown => Code::DeadlineExceeded,
+        Kind::Internal => Code::Internal,
     }
 }
