@@ -1,7 +1,9 @@
 //! Storage: one [`Store`] trait with the same behaviour on SQLite (the embedded default),
-//! MySQL/MariaDB (the legacy schema, shared with the PHP admin) and PostgreSQL. Each backend
-//! has its own module and its own migrations under `core/migrations/<backend>`; the
-//! conformance suite (`tests/tests/store_conformance.rs`) proves they agree.
+//! MySQL/MariaDB (the legacy schema, shared with the PHP admin) and PostgreSQL. Its queries are
+//! written once, in `sql` ([`SqlStore`], generic over the sqlx database), reading the row types
+//! of `rows`; what a backend says differently is its [`Dialect`], implemented in the backend's
+//! module next to its connection, with its migrations under `core/migrations/<backend>`. The
+//! conformance suite (`tests/tests/store_conformance.rs`) proves the backends agree.
 //!
 //! The logical schema is the legacy one (LEGACY.md §5); Socketgram only adds to it:
 //! `sg_conversations` (read marks, last message), `sg_message_meta` (origin and client message
@@ -9,9 +11,12 @@
 //! on `messages (cid, id)`, a 64-bit `telegram.chat_id`, `telegram.active` and
 //! `sg_delivery_cursors` (how far each consumer that pushes messages elsewhere has got).
 
+mod dialect;
 mod mysql;
 mod nodelay;
 mod postgres;
+mod rows;
+mod sql;
 mod sqlite;
 pub mod text;
 
@@ -21,13 +26,19 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Admin, Appended, ConversationId, ConversationSummary, Direction, MessageId, NewMessage, Reader,
-    Scope, StoredMessage, TelegramLink, TelegramMode,
+    Admin, Appended, ConversationId, ConversationSummary, MessageId, NewMessage, Reader, Scope,
+    StoredMessage, TelegramLink, TelegramMode,
 };
 
-pub use mysql::MySqlStore;
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub use dialect::Dialect;
+pub use sql::SqlStore;
+
+/// Store on a MySQL or MariaDB database.
+pub type MySqlStore = SqlStore<sqlx::MySql>;
+/// Store on a PostgreSQL database.
+pub type PostgresStore = SqlStore<sqlx::Postgres>;
+/// Store on a SQLite file.
+pub type SqliteStore = SqlStore<sqlx::Sqlite>;
 
 /// Errors of the storage layer. Mapped to gRPC codes once, in `grpc`.
 #[derive(Debug, thiserror::Error)]
@@ -402,95 +413,6 @@ pub(crate) fn stored(new: &NewMessage, id: i64) -> StoreResult<Appended> {
     })
 }
 
-/// The row lock every writer takes first on MySQL and PostgreSQL, held to the end of its
-/// transaction (SQLite's `BEGIN IMMEDIATE` is its own).
-pub(crate) const WRITE_LOCK: &str = "SELECT id FROM sg_write_lock WHERE id = 1 FOR UPDATE";
-
-/// How many rows a statement changed, whatever the backend (sqlx has no trait for it).
-pub(crate) trait RowsAffected {
-    fn rows(&self) -> u64;
-}
-
-impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
-    fn rows(&self) -> u64 {
-        self.rows_affected()
-    }
-}
-
-impl RowsAffected for sqlx::mysql::MySqlQueryResult {
-    fn rows(&self) -> u64 {
-        self.rows_affected()
-    }
-}
-
-impl RowsAffected for sqlx::postgres::PgQueryResult {
-    fn rows(&self) -> u64 {
-        self.rows_affected()
-    }
-}
-
-/// [`Store::add_admin`] on every backend: `insert` is the backend's insert that skips an
-/// existing key (`INSERT IGNORE`, or `INSERT` with `on_conflict`).
-pub(crate) async fn add_admin<DB>(
-    pool: &sqlx::Pool<DB>,
-    admin: &Admin,
-    insert: &str,
-    on_conflict: &str,
-) -> StoreResult<bool>
-where
-    DB: sqlx::Database,
-    DB::QueryResult: RowsAffected,
-    i32: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    String: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    DB::Arguments: sqlx::IntoArguments<DB>,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-{
-    let mut query = sqlx::QueryBuilder::<DB>::new(insert);
-    query.push(" INTO adm_account (aid, name, lid) VALUES (");
-    query
-        .separated(", ")
-        .push_bind(admin.admin_id.clone())
-        .push_bind(admin.name.clone())
-        .push_bind(admin.rights);
-    query.push(") ").push(on_conflict);
-    Ok(query.build().execute(pool).await?.rows() > 0)
-}
-
-/// [`Store::await_writers`] on every backend: `begin` opens a transaction, `lock` (when the
-/// backend needs a statement for it) takes the writers' lock inside it.
-pub(crate) async fn await_writers<DB>(
-    pool: &sqlx::Pool<DB>,
-    begin: &'static str,
-    lock: Option<&'static str>,
-) -> StoreResult<()>
-where
-    DB: sqlx::Database,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-{
-    let mut tx = pool.begin_with(sqlx::AssertSqlSafe(begin)).await?;
-    if let Some(lock) = lock {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(lock))
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-/// [`Store::remove_admin`] on every backend; the placeholder row `'0'` is never removed.
-pub(crate) async fn remove_admin<DB>(pool: &sqlx::Pool<DB>, admin_id: &str) -> StoreResult<bool>
-where
-    DB: sqlx::Database,
-    DB::QueryResult: RowsAffected,
-    String: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    DB::Arguments: sqlx::IntoArguments<DB>,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-{
-    let mut query = sqlx::QueryBuilder::<DB>::new("DELETE FROM adm_account WHERE aid = ");
-    query.push_bind(admin_id.to_owned()).push(" AND aid <> '0'");
-    Ok(query.build().execute(pool).await?.rows() > 0)
-}
-
 /// The greatest new id of each conversation of a chunk (ids in chunk order).
 pub(crate) fn latest_per_conversation(
     batch: &[NewMessage],
@@ -506,93 +428,6 @@ pub(crate) fn latest_per_conversation(
         }
     }
     latest
-}
-
-/// Inserts a chunk of a batch into `messages` in one statement (HTML-escaped text, the legacy
-/// `direction`/`check_msg*` columns), under `ids` when the backend draws them first, otherwise
-/// numbered by the table.
-pub(crate) async fn insert_messages<DB>(
-    conn: &mut DB::Connection,
-    batch: &[NewMessage],
-    chunk: &[usize],
-    ids: Option<&[i64]>,
-) -> StoreResult<DB::QueryResult>
-where
-    DB: sqlx::Database,
-    i64: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    i32: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    String: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    chrono::NaiveDateTime: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    DB::Arguments: sqlx::IntoArguments<DB>,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-{
-    let columns = "cid, aid, direction, date, message, check_msg, check_msg_admin";
-    let mut insert = sqlx::QueryBuilder::<DB>::new(match ids {
-        Some(_) => format!("INSERT INTO messages (id, {columns}) "),
-        None => format!("INSERT INTO messages ({columns}) "),
-    });
-    insert.push_values(chunk.iter().enumerate(), |mut row, (k, &i)| {
-        let new = &batch[i];
-        if let Some(ids) = ids {
-            row.push_bind(ids[k]);
-        }
-        let to_support = new.origin.direction() == Direction::ToSupport;
-        row.push_bind(to_db_id(new.conversation_id))
-            .push_bind(new.admin_id.clone())
-            .push_bind(new.origin.direction().code())
-            .push_bind(new.local_date)
-            .push_bind(text::to_column(&new.text))
-            .push_bind(i32::from(to_support))
-            .push_bind(i32::from(!to_support));
-    });
-    Ok(insert.build().execute(&mut *conn).await?)
-}
-
-/// What every backend does with a chunk of a batch once its rows are in `messages` under
-/// `ids` (in chunk order): their `sg_message_meta` rows, their outcomes in `out`, and each
-/// conversation's last message id moved up (`on_conflict`: the backend's upsert clause
-/// keeping the greater id), the upserts in [`statement_pieces`].
-pub(crate) async fn finish_chunk<DB>(
-    conn: &mut DB::Connection,
-    batch: &[NewMessage],
-    chunk: &[usize],
-    ids: &[i64],
-    out: &mut [Option<Appended>],
-    on_conflict: &str,
-) -> StoreResult<()>
-where
-    DB: sqlx::Database,
-    i64: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    i32: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    Option<String>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    DB::Arguments: sqlx::IntoArguments<DB>,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-{
-    let mut meta = sqlx::QueryBuilder::<DB>::new(
-        "INSERT INTO sg_message_meta (message_id, cid, origin, client_msg_id) ",
-    );
-    meta.push_values(chunk.iter().zip(ids), |mut row, (&i, &id)| {
-        let new = &batch[i];
-        row.push_bind(id)
-            .push_bind(to_db_id(new.conversation_id))
-            .push_bind(new.origin.code())
-            .push_bind(new.client_msg_id.clone());
-    });
-    meta.build().execute(&mut *conn).await?;
-    for (&i, &id) in chunk.iter().zip(ids) {
-        out[i] = Some(stored(&batch[i], id)?);
-    }
-    let latest = latest_per_conversation(batch, chunk, ids);
-    for part in statement_pieces(&latest) {
-        let mut upsert =
-            sqlx::QueryBuilder::<DB>::new("INSERT INTO sg_conversations (cid, last_message_id) ");
-        upsert.push_values(part, |mut row, &(cid, id)| {
-            row.push_bind(to_db_id(cid)).push_bind(id);
-        });
-        upsert.push(on_conflict);
-        upsert.build().execute(&mut *conn).await?;
-    }
-    Ok(())
 }
 
 /// Fills in the repeats of a batch (see [`duplicates_within`]) from their first copies.

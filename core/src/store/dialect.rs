@@ -1,0 +1,88 @@
+//! The seam between the one SQL implementation of [`super::Store`] ([`super::SqlStore`]) and
+//! the backends: only what really differs between SQLite, MySQL/MariaDB and PostgreSQL.
+//! Placeholders are not part of it: every query is built with `sqlx::QueryBuilder`, which
+//! writes `?` or `$n` for the backend.
+
+use std::future::Future;
+
+use sqlx::{Decode, Pool, Type, migrate::Migrator};
+
+use super::{Backend, StoreResult};
+use crate::domain::{ConversationId, NewMessage};
+
+/// What one backend's SQL says differently. Implemented by the sqlx database types.
+pub trait Dialect: sqlx::Database {
+    /// Which backend this is.
+    const BACKEND: Backend;
+
+    /// The statement that opens a writer's transaction.
+    const BEGIN_WRITE: &'static str;
+
+    /// The statement a writer runs first in its transaction, holding a lock to the end of it,
+    /// where [`Self::BEGIN_WRITE`] alone does not serialise writers.
+    const LOCK_WRITERS: Option<&'static str>;
+
+    /// What ends a writer's read of rows that the writer before it may just have committed,
+    /// where the transaction's snapshot would not show them.
+    const LOCKING_READ: &'static str;
+
+    /// The function that gives the greater of two values.
+    const GREATEST: &'static str;
+
+    /// Whether an `INSERT` can return what it stored (`RETURNING`).
+    const RETURNING: bool;
+
+    /// The integer type of this backend's columns that are not `BIGINT` (`i64` where there
+    /// is none), read by [`super::rows::Int`] as well.
+    type OtherInt: for<'r> Decode<'r, Self>
+        + Type<Self>
+        + TryInto<i64, Error: std::error::Error + Send + Sync + 'static>;
+
+    /// What the store learns of the database's schema once and keeps.
+    type Schema: Default + Send + Sync + 'static;
+
+    /// The backend's migrations.
+    fn migrator() -> &'static Migrator;
+
+    /// How many rows a statement changed.
+    fn rows_affected(done: &Self::QueryResult) -> u64;
+
+    /// The head of an `INSERT` that skips a row whose `key` exists, and what follows its
+    /// `VALUES`.
+    fn insert_or_skip(key: &str) -> (&'static str, String) {
+        ("INSERT", format!(" ON CONFLICT ({key}) DO NOTHING"))
+    }
+
+    /// What follows the `VALUES` of an `INSERT INTO table` so that, where a row's `key`
+    /// exists, its `column` is raised to the new value when that is greater.
+    fn raise_on_conflict(table: &str, key: &str, column: &str) -> String {
+        format!(
+            " ON CONFLICT ({key}) DO UPDATE SET {column} = {greatest}({table}.{column}, \
+             excluded.{column})",
+            greatest = Self::GREATEST
+        )
+    }
+
+    /// `column` as an `ORDER BY` term that sorts byte by byte, as SQLite's BINARY collation
+    /// does, whatever the column's collation.
+    fn byte_order(column: &str) -> String;
+
+    /// Inserts a chunk of a batch into `messages` in one statement (with
+    /// `sql::insert_messages`), inside a writer's transaction, and returns the new rows' ids
+    /// in chunk order.
+    fn insert_chunk<'c>(
+        conn: &'c mut Self::Connection,
+        batch: &'c [NewMessage],
+        chunk: &'c [usize],
+    ) -> impl Future<Output = StoreResult<Vec<i64>>> + Send + 'c;
+
+    /// [`super::Store::visitor_exists`]: any visitor, unless the schema says otherwise.
+    fn visitor_exists<'a>(
+        pool: &'a Pool<Self>,
+        schema: &'a Self::Schema,
+        conversation: ConversationId,
+    ) -> impl Future<Output = StoreResult<bool>> + Send + 'a {
+        let _ = (pool, schema, conversation);
+        std::future::ready(Ok(true))
+    }
+}
