@@ -5,32 +5,42 @@
 
 use std::future::Future;
 
-use sqlx::{Decode, Pool, Type, migrate::Migrator};
+use sqlx::{Decode, IntoArguments, Pool, Type, migrate::Migrate, migrate::Migrator};
 
-use super::{Backend, StoreResult};
-use crate::domain::{ConversationId, NewMessage};
+use super::{Backend, StoreResult, sql::Chunk};
+use crate::domain::ConversationId;
 
-/// What one backend's SQL says differently. Implemented by the sqlx database types.
-pub trait Dialect: sqlx::Database {
+/// The row lock every writer takes first where the database has no lock of its own for it,
+/// held to the end of its transaction.
+pub const WRITE_LOCK: &str = "SELECT id FROM sg_write_lock WHERE id = 1 FOR UPDATE";
+
+/// What one backend's SQL says differently. Implemented by the sqlx database types; the
+/// defaults are standard SQL with writers serialised on [`WRITE_LOCK`].
+pub trait Dialect:
+    sqlx::Database<Arguments: IntoArguments<Self>, Connection: Migrate, QueryResult: RowsAffected>
+{
     /// Which backend this is.
     const BACKEND: Backend;
 
+    /// The backend's migrations.
+    const MIGRATOR: &'static Migrator;
+
     /// The statement that opens a writer's transaction.
-    const BEGIN_WRITE: &'static str;
+    const BEGIN_WRITE: &'static str = "BEGIN";
 
     /// The statement a writer runs first in its transaction, holding a lock to the end of it,
     /// where [`Self::BEGIN_WRITE`] alone does not serialise writers.
-    const LOCK_WRITERS: Option<&'static str>;
+    const LOCK_WRITERS: Option<&'static str> = Some(WRITE_LOCK);
 
     /// What ends a writer's read of rows that the writer before it may just have committed,
     /// where the transaction's snapshot would not show them.
-    const LOCKING_READ: &'static str;
+    const LOCKING_READ: &'static str = "";
 
     /// The function that gives the greater of two values.
-    const GREATEST: &'static str;
+    const GREATEST: &'static str = "GREATEST";
 
     /// Whether an `INSERT` can return what it stored (`RETURNING`).
-    const RETURNING: bool;
+    const RETURNING: bool = true;
 
     /// The integer type of this backend's columns that are not `BIGINT` (`i64` where there
     /// is none), read by [`super::rows::Int`] as well.
@@ -40,12 +50,6 @@ pub trait Dialect: sqlx::Database {
 
     /// What the store learns of the database's schema once and keeps.
     type Schema: Default + Send + Sync + 'static;
-
-    /// The backend's migrations.
-    fn migrator() -> &'static Migrator;
-
-    /// How many rows a statement changed.
-    fn rows_affected(done: &Self::QueryResult) -> u64;
 
     /// The head of an `INSERT` that skips a row whose `key` exists, and what follows its
     /// `VALUES`.
@@ -72,8 +76,7 @@ pub trait Dialect: sqlx::Database {
     /// in chunk order.
     fn insert_chunk<'c>(
         conn: &'c mut Self::Connection,
-        batch: &'c [NewMessage],
-        chunk: &'c [usize],
+        chunk: Chunk<'c>,
     ) -> impl Future<Output = StoreResult<Vec<i64>>> + Send + 'c;
 
     /// [`super::Store::visitor_exists`]: any visitor, unless the schema says otherwise.
@@ -86,3 +89,25 @@ pub trait Dialect: sqlx::Database {
         std::future::ready(Ok(true))
     }
 }
+
+/// How many rows a statement changed, whatever the backend (sqlx has no trait for it).
+pub trait RowsAffected {
+    /// The count.
+    fn rows(&self) -> u64;
+}
+
+macro_rules! rows_affected {
+    ($($result:ty),*) => {
+        $(impl RowsAffected for $result {
+            fn rows(&self) -> u64 {
+                self.rows_affected()
+            }
+        })*
+    };
+}
+
+rows_affected!(
+    sqlx::sqlite::SqliteQueryResult,
+    sqlx::mysql::MySqlQueryResult,
+    sqlx::postgres::PgQueryResult
+);

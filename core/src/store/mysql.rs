@@ -10,18 +10,16 @@ use std::str::FromStr;
 use sqlx::{
     Connection, MySql, MySqlConnection, MySqlPool,
     migrate::Migrator,
-    mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlQueryResult},
+    mysql::{MySqlConnectOptions, MySqlPoolOptions},
 };
 
 use super::{
     Backend, DatabaseConfig, Dialect, SqlStore, StoreError, StoreResult, redact_url,
     rows::Int,
-    sql::{WRITE_LOCK, insert_messages},
+    sql::{Chunk, insert_messages},
     to_db_id,
 };
-use crate::domain::{ConversationId, NewMessage};
-
-static MIGRATOR: Migrator = sqlx::migrate!("migrations/mysql");
+use crate::domain::ConversationId;
 
 /// MySQL's "unknown database" error number.
 const ER_BAD_DB_ERROR: u16 = 1049;
@@ -87,25 +85,15 @@ pub struct LegacySchema {
 
 impl Dialect for MySql {
     const BACKEND: Backend = Backend::MySql;
-    const BEGIN_WRITE: &'static str = "BEGIN";
-    const LOCK_WRITERS: Option<&'static str> = Some(WRITE_LOCK);
+    const MIGRATOR: &'static Migrator = &sqlx::migrate!("migrations/mysql");
     // A locking read sees the latest committed rows whatever the transaction's snapshot.
     const LOCKING_READ: &'static str = " FOR UPDATE";
-    const GREATEST: &'static str = "GREATEST";
     const RETURNING: bool = false;
 
     /// The legacy `INT UNSIGNED` ids (messages.id and .cid, users.id, telegram.cid in the "with
     /// users" variant); sqlx decodes an unsigned column only into an unsigned type.
     type OtherInt = u64;
     type Schema = LegacySchema;
-
-    fn migrator() -> &'static Migrator {
-        &MIGRATOR
-    }
-
-    fn rows_affected(done: &MySqlQueryResult) -> u64 {
-        done.rows_affected()
-    }
 
     fn insert_or_skip(_key: &str) -> (&'static str, String) {
         ("INSERT IGNORE", String::new())
@@ -121,12 +109,8 @@ impl Dialect for MySql {
         format!("CAST({column} AS BINARY)")
     }
 
-    async fn insert_chunk(
-        conn: &mut MySqlConnection,
-        batch: &[NewMessage],
-        chunk: &[usize],
-    ) -> StoreResult<Vec<i64>> {
-        let first = insert_messages::<MySql>(conn, batch, chunk, None)
+    async fn insert_chunk(conn: &mut MySqlConnection, chunk: Chunk<'_>) -> StoreResult<Vec<i64>> {
+        let first = insert_messages::<MySql>(conn, chunk, None)
             .await?
             .last_insert_id();
         // LAST_INSERT_ID() is the first row's id. Under the write lock nobody else inserts,

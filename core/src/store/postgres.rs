@@ -8,16 +8,13 @@ use std::str::FromStr;
 use sqlx::{
     Connection, PgConnection, Postgres,
     migrate::Migrator,
-    postgres::{PgConnectOptions, PgPoolOptions, PgQueryResult},
+    postgres::{PgConnectOptions, PgPoolOptions},
 };
 
 use super::{
     Backend, DatabaseConfig, Dialect, SqlStore, StoreResult,
-    sql::{WRITE_LOCK, insert_messages},
+    sql::{Chunk, insert_messages},
 };
-use crate::domain::NewMessage;
-
-static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
 /// SQLSTATE of "database does not exist".
 const INVALID_CATALOG_NAME: &str = "3D000";
@@ -80,33 +77,17 @@ async fn create_database(options: &PgConnectOptions) -> StoreResult<()> {
 
 impl Dialect for Postgres {
     const BACKEND: Backend = Backend::Postgres;
-    const BEGIN_WRITE: &'static str = "BEGIN";
-    const LOCK_WRITERS: Option<&'static str> = Some(WRITE_LOCK);
-    const LOCKING_READ: &'static str = "";
-    const GREATEST: &'static str = "GREATEST";
-    const RETURNING: bool = true;
+    const MIGRATOR: &'static Migrator = &sqlx::migrate!("migrations/postgres");
 
     /// `INTEGER` codes.
     type OtherInt = i32;
     type Schema = ();
 
-    fn migrator() -> &'static Migrator {
-        &MIGRATOR
-    }
-
-    fn rows_affected(done: &PgQueryResult) -> u64 {
-        done.rows_affected()
-    }
-
     fn byte_order(column: &str) -> String {
         format!(r#"{column} COLLATE "C""#)
     }
 
-    async fn insert_chunk(
-        conn: &mut PgConnection,
-        batch: &[NewMessage],
-        chunk: &[usize],
-    ) -> StoreResult<Vec<i64>> {
+    async fn insert_chunk(conn: &mut PgConnection, chunk: Chunk<'_>) -> StoreResult<Vec<i64>> {
         // Ids drawn under the write lock, ascending, then given to the rows in batch order: no
         // reliance on the order of RETURNING rows.
         let mut ids: Vec<i64> = sqlx::query_scalar(
@@ -117,7 +98,7 @@ impl Dialect for Postgres {
         .fetch_all(&mut *conn)
         .await?;
         ids.sort_unstable();
-        insert_messages::<Postgres>(conn, batch, chunk, Some(&ids)).await?;
+        insert_messages::<Postgres>(conn, chunk, Some(&ids)).await?;
         Ok(ids)
     }
 }

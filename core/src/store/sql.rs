@@ -4,11 +4,9 @@
 
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
-use sqlx::{
-    ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, QueryBuilder, Transaction, Type,
-    migrate::Migrate,
-};
+use sqlx::{ColumnIndex, Decode, Encode, Executor, Pool, QueryBuilder, Transaction, Type};
 
+use super::dialect::RowsAffected as _;
 use super::rows::{AdminRow, Int, LinkRow, MessageRow, SummaryRow};
 use super::{
     Backend, Dialect, Store, StoreError, StoreResult, duplicates_within, finish_batch, from_db_id,
@@ -18,10 +16,6 @@ use crate::domain::{
     Admin, Appended, ConversationId, ConversationSummary, Direction, MessageId, NewMessage, Reader,
     Scope, StoredMessage, TelegramLink, TelegramMode,
 };
-
-/// The row lock every writer takes first on MySQL and PostgreSQL, held to the end of its
-/// transaction (SQLite's `BEGIN IMMEDIATE` is its own).
-pub(crate) const WRITE_LOCK: &str = "SELECT id FROM sg_write_lock WHERE id = 1 FOR UPDATE";
 
 /// Columns of a message as [`MessageRow`] reads them, `m` = messages, `meta` =
 /// sg_message_meta.
@@ -54,6 +48,22 @@ const SUMMARY_WHERE: &str = concat!(
 
 /// Links of `telegram` as [`LinkRow`] reads them, to be followed by a condition.
 const LINKS_WHERE: &str = "SELECT chat_id, cid, status, active FROM telegram WHERE ";
+
+/// Messages of a batch that one statement inserts.
+#[derive(Clone, Copy)]
+pub struct Chunk<'a> {
+    /// The whole batch.
+    pub(crate) batch: &'a [NewMessage],
+    /// Indexes into `batch`, in insertion order.
+    pub(crate) rows: &'a [usize],
+}
+
+impl Chunk<'_> {
+    /// How many messages.
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len()
+    }
+}
 
 /// Store on a database of any backend.
 pub struct SqlStore<DB: Dialect> {
@@ -91,17 +101,15 @@ where
 /// numbered by the table.
 pub(crate) async fn insert_messages<DB>(
     conn: &mut DB::Connection,
-    batch: &[NewMessage],
-    chunk: &[usize],
+    chunk: Chunk<'_>,
     ids: Option<&[i64]>,
 ) -> StoreResult<DB::QueryResult>
 where
-    DB: sqlx::Database,
+    DB: Dialect,
     i64: for<'t> Encode<'t, DB> + Type<DB>,
     i32: for<'t> Encode<'t, DB> + Type<DB>,
     String: for<'t> Encode<'t, DB> + Type<DB>,
     NaiveDateTime: for<'t> Encode<'t, DB> + Type<DB>,
-    DB::Arguments: IntoArguments<DB>,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
     let columns = "cid, aid, direction, date, message, check_msg, check_msg_admin";
@@ -109,8 +117,8 @@ where
         Some(_) => format!("INSERT INTO messages (id, {columns}) "),
         None => format!("INSERT INTO messages ({columns}) "),
     });
-    insert.push_values(chunk.iter().enumerate(), |mut row, (k, &i)| {
-        let new = &batch[i];
+    insert.push_values(chunk.rows.iter().enumerate(), |mut row, (k, &i)| {
+        let new = &chunk.batch[i];
         if let Some(ids) = ids {
             row.push_bind(ids[k]);
         }
@@ -127,21 +135,66 @@ where
 }
 
 impl<DB: Dialect> SqlStore<DB> {
-    /// A consumer's delivery cursor as stored.
-    async fn stored_cursor(&self, consumer: &str) -> StoreResult<MessageId>
+    /// Writes a consumer's delivery cursor: creates it at `to` when missing, and when
+    /// `advance`, moves an existing one to `to` if that is further. Returns the cursor as
+    /// stored afterwards.
+    async fn write_cursor(
+        &self,
+        consumer: &str,
+        to: MessageId,
+        advance: bool,
+    ) -> StoreResult<MessageId>
     where
-        DB::Arguments: IntoArguments<DB>,
         for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
         usize: ColumnIndex<DB::Row>,
-        i64: for<'q> Decode<'q, DB> + Type<DB>,
+        i64: for<'q> Encode<'q, DB> + for<'q> Decode<'q, DB> + Type<DB>,
         String: for<'q> Encode<'q, DB> + Type<DB>,
     {
-        let mut query =
-            QueryBuilder::<DB>::new("SELECT message_id FROM sg_delivery_cursors WHERE consumer = ");
-        query.push_bind(consumer.to_owned());
-        let id: Int = query.build_query_scalar().fetch_one(&self.pool).await?;
+        let (insert, on_conflict) = if advance {
+            let raise = DB::raise_on_conflict("sg_delivery_cursors", "consumer", "message_id");
+            ("INSERT", raise)
+        } else {
+            DB::insert_or_skip("consumer")
+        };
+        let mut write = QueryBuilder::<DB>::new(insert);
+        write.push(" INTO sg_delivery_cursors (consumer, message_id) VALUES (");
+        write
+            .separated(", ")
+            .push_bind(consumer.to_owned())
+            .push_bind(to_db_id(to));
+        write.push(")").push(on_conflict);
+        let id: Int = if advance && DB::RETURNING {
+            write.push(" RETURNING message_id");
+            write.build_query_scalar().fetch_one(&self.pool).await?
+        } else {
+            write.build().execute(&self.pool).await?;
+            let mut read = QueryBuilder::<DB>::new(
+                "SELECT message_id FROM sg_delivery_cursors WHERE consumer = ",
+            );
+            read.push_bind(consumer.to_owned());
+            read.build_query_scalar().fetch_one(&self.pool).await?
+        };
         from_db_id("sg_delivery_cursors.message_id", id.0)
     }
+}
+
+/// Ends a query with one page of its rows whose `id` is smaller than `before` (all when
+/// `None`), in `order`.
+fn page_before<DB>(
+    query: &mut QueryBuilder<DB>,
+    id: &str,
+    before: Option<MessageId>,
+    order: &str,
+    limit: u32,
+) where
+    DB: Dialect,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    query
+        .push(format_args!("{id} < "))
+        .push_bind(before.map_or(i64::MAX, to_db_id))
+        .push(format_args!(" ORDER BY {order} LIMIT "))
+        .push_bind(i64::from(page(limit)));
 }
 
 fn messages(rows: Vec<MessageRow>) -> StoreResult<Vec<StoredMessage>> {
@@ -152,8 +205,6 @@ fn messages(rows: Vec<MessageRow>) -> StoreResult<Vec<StoredMessage>> {
 impl<DB> Store for SqlStore<DB>
 where
     DB: Dialect,
-    DB::Arguments: IntoArguments<DB>,
-    DB::Connection: Migrate,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'r> &'r str: ColumnIndex<DB::Row>,
     usize: ColumnIndex<DB::Row>,
@@ -169,7 +220,7 @@ where
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        DB::migrator().run(&self.pool).await?;
+        DB::MIGRATOR.run(&self.pool).await?;
         Ok(())
     }
 
@@ -210,12 +261,13 @@ where
         }
         // A few statements per batch, not three per message: each is a round trip inside
         // the transaction that holds the write lock.
-        for chunk in statement_pieces(&fresh) {
-            let ids = DB::insert_chunk(&mut tx, batch, chunk).await?;
+        for rows in statement_pieces(&fresh) {
+            let chunk = Chunk { batch, rows };
+            let ids = DB::insert_chunk(&mut tx, chunk).await?;
             let mut meta = QueryBuilder::<DB>::new(
                 "INSERT INTO sg_message_meta (message_id, cid, origin, client_msg_id) ",
             );
-            meta.push_values(chunk.iter().zip(&ids), |mut row, (&i, &id)| {
+            meta.push_values(rows.iter().zip(&ids), |mut row, (&i, &id)| {
                 let new = &batch[i];
                 row.push_bind(id)
                     .push_bind(to_db_id(new.conversation_id))
@@ -223,10 +275,10 @@ where
                     .push_bind(new.client_msg_id.clone());
             });
             meta.build().execute(&mut *tx).await?;
-            for (&i, &id) in chunk.iter().zip(&ids) {
+            for (&i, &id) in rows.iter().zip(&ids) {
                 out[i] = Some(stored(&batch[i], id)?);
             }
-            let latest = latest_per_conversation(batch, chunk, &ids);
+            let latest = latest_per_conversation(batch, rows, &ids);
             let on_conflict = DB::raise_on_conflict("sg_conversations", "cid", "last_message_id");
             for part in statement_pieces(&latest) {
                 let mut upsert =
@@ -270,13 +322,8 @@ where
         limit: u32,
     ) -> StoreResult<Vec<StoredMessage>> {
         let mut query = QueryBuilder::<DB>::new(MESSAGES_WHERE);
-        query
-            .push("m.cid = ")
-            .push_bind(to_db_id(conversation))
-            .push(" AND m.id < ")
-            .push_bind(before.map_or(i64::MAX, to_db_id))
-            .push(" ORDER BY m.id DESC LIMIT ")
-            .push_bind(i64::from(page(limit)));
+        query.push("m.cid = ").push_bind(to_db_id(conversation));
+        page_before(query.push(" AND "), "m.id", before, "m.id DESC", limit);
         messages(query.build_query_as().fetch_all(&self.pool).await?)
     }
 
@@ -301,7 +348,7 @@ where
             .push(")")
             .push(on_conflict);
         let done = query.build().execute(&self.pool).await?;
-        Ok(DB::rows_affected(&done) > 0)
+        Ok(done.rows() > 0)
     }
 
     async fn conversation(
@@ -320,11 +367,8 @@ where
         limit: u32,
     ) -> StoreResult<Vec<ConversationSummary>> {
         let mut query = QueryBuilder::<DB>::new(SUMMARY_WHERE);
-        query
-            .push("c.last_message_id < ")
-            .push_bind(before_last.map_or(i64::MAX, to_db_id))
-            .push(" ORDER BY c.last_message_id DESC, c.cid DESC LIMIT ")
-            .push_bind(i64::from(page(limit)));
+        let order = "c.last_message_id DESC, c.cid DESC";
+        page_before(&mut query, "c.last_message_id", before_last, order, limit);
         let rows: Vec<SummaryRow> = query.build_query_as().fetch_all(&self.pool).await?;
         rows.into_iter()
             .map(ConversationSummary::try_from)
@@ -352,7 +396,7 @@ where
         // A matched row counts even when the mark did not move (MySQL: sqlx sets
         // CLIENT_FOUND_ROWS).
         let done = query.build().execute(&self.pool).await?;
-        Ok(DB::rows_affected(&done) > 0)
+        Ok(done.rows() > 0)
     }
 
     async fn admins(&self) -> StoreResult<Vec<Admin>> {
@@ -377,7 +421,7 @@ where
             .push_bind(admin.rights);
         query.push(")").push(on_conflict);
         let done = query.build().execute(&self.pool).await?;
-        Ok(DB::rows_affected(&done) > 0)
+        Ok(done.rows() > 0)
     }
 
     async fn remove_admin(&self, admin_id: &str) -> StoreResult<bool> {
@@ -385,7 +429,7 @@ where
         let mut query = QueryBuilder::<DB>::new("DELETE FROM adm_account WHERE aid = ");
         query.push_bind(admin_id.to_owned()).push(" AND aid <> '0'");
         let done = query.build().execute(&self.pool).await?;
-        Ok(DB::rows_affected(&done) > 0)
+        Ok(done.rows() > 0)
     }
 
     async fn telegram_link(&self, chat_id: i64) -> StoreResult<Option<TelegramLink>> {
@@ -467,17 +511,7 @@ where
     }
 
     async fn delivery_cursor(&self, consumer: &str, start: MessageId) -> StoreResult<MessageId> {
-        let (insert, on_conflict) = DB::insert_or_skip("consumer");
-        let mut query = QueryBuilder::<DB>::new(insert);
-        query
-            .push(" INTO sg_delivery_cursors (consumer, message_id) VALUES (")
-            .push_bind(consumer.to_owned())
-            .push(", ")
-            .push_bind(to_db_id(start))
-            .push(")")
-            .push(on_conflict);
-        query.build().execute(&self.pool).await?;
-        self.stored_cursor(consumer).await
+        self.write_cursor(consumer, start, false).await
     }
 
     async fn advance_delivery_cursor(
@@ -485,26 +519,7 @@ where
         consumer: &str,
         to: MessageId,
     ) -> StoreResult<MessageId> {
-        let mut query = QueryBuilder::<DB>::new(
-            "INSERT INTO sg_delivery_cursors (consumer, message_id) VALUES (",
-        );
-        query
-            .push_bind(consumer.to_owned())
-            .push(", ")
-            .push_bind(to_db_id(to))
-            .push(")")
-            .push(DB::raise_on_conflict(
-                "sg_delivery_cursors",
-                "consumer",
-                "message_id",
-            ));
-        if !DB::RETURNING {
-            query.build().execute(&self.pool).await?;
-            return self.stored_cursor(consumer).await;
-        }
-        query.push(" RETURNING message_id");
-        let id: Int = query.build_query_scalar().fetch_one(&self.pool).await?;
-        from_db_id("sg_delivery_cursors.message_id", id.0)
+        self.write_cursor(consumer, to, true).await
     }
 
     async fn visitor_exists(&self, conversation: ConversationId) -> StoreResult<bool> {

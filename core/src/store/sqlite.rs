@@ -6,16 +6,13 @@ use std::str::FromStr;
 use sqlx::{
     Sqlite, SqliteConnection,
     migrate::Migrator,
-    sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
-        SqliteSynchronous,
-    },
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-use super::{Backend, DatabaseConfig, Dialect, SqlStore, StoreResult, sql::insert_messages};
-use crate::domain::NewMessage;
-
-static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
+use super::{
+    Backend, DatabaseConfig, Dialect, SqlStore, StoreResult,
+    sql::{Chunk, insert_messages},
+};
 
 impl SqlStore<Sqlite> {
     /// Opens (creating when missing) the file the URL names.
@@ -37,34 +34,21 @@ impl SqlStore<Sqlite> {
 
 impl Dialect for Sqlite {
     const BACKEND: Backend = Backend::Sqlite;
+    const MIGRATOR: &'static Migrator = &sqlx::migrate!("migrations/sqlite");
     // IMMEDIATE takes the write lock up front: ids are allocated and committed in order.
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const LOCK_WRITERS: Option<&'static str> = None;
-    const LOCKING_READ: &'static str = "";
     const GREATEST: &'static str = "MAX";
-    const RETURNING: bool = true;
 
     type OtherInt = i64;
     type Schema = ();
-
-    fn migrator() -> &'static Migrator {
-        &MIGRATOR
-    }
-
-    fn rows_affected(done: &SqliteQueryResult) -> u64 {
-        done.rows_affected()
-    }
 
     fn byte_order(column: &str) -> String {
         column.to_owned()
     }
 
-    async fn insert_chunk(
-        conn: &mut SqliteConnection,
-        batch: &[NewMessage],
-        chunk: &[usize],
-    ) -> StoreResult<Vec<i64>> {
-        let done = insert_messages::<Sqlite>(conn, batch, chunk, None).await?;
+    async fn insert_chunk(conn: &mut SqliteConnection, chunk: Chunk<'_>) -> StoreResult<Vec<i64>> {
+        let done = insert_messages::<Sqlite>(conn, chunk, None).await?;
         // One statement under the write lock with AUTOINCREMENT: the rows got consecutive ids
         // ending at the last one.
         let last = done.last_insert_rowid();
