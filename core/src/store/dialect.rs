@@ -7,7 +7,7 @@ use std::future::Future;
 
 use sqlx::{Decode, IntoArguments, Pool, Type, migrate::Migrate, migrate::Migrator};
 
-use super::{Backend, StoreResult, sql::Chunk};
+use super::{Backend, StoreResult, batch::Chunk};
 use crate::domain::ConversationId;
 
 /// The row lock every writer takes first where the database has no lock of its own for it,
@@ -43,7 +43,7 @@ pub trait Dialect:
     const RETURNING: bool = true;
 
     /// The integer type of this backend's columns that are not `BIGINT` (`i64` where there
-    /// is none), read by [`super::rows::Int`] as well.
+    /// is none), read as `i64` too by the rows' integer type.
     type OtherInt: for<'r> Decode<'r, Self>
         + Type<Self>
         + TryInto<i64, Error: std::error::Error + Send + Sync + 'static>;

@@ -14,10 +14,8 @@ use sqlx::{
 };
 
 use super::{
-    Backend, DatabaseConfig, Dialect, SqlStore, StoreError, StoreResult, redact_url,
-    rows::Int,
-    sql::{Chunk, insert_messages},
-    to_db_id,
+    Backend, DatabaseConfig, Dialect, SqlStore, StoreError, StoreResult, batch::Chunk, redact_url,
+    rows::Int, sql::insert_messages, to_db_id,
 };
 use crate::domain::ConversationId;
 

@@ -12,8 +12,7 @@ use sqlx::{
 };
 
 use super::{
-    Backend, DatabaseConfig, Dialect, SqlStore, StoreResult,
-    sql::{Chunk, insert_messages},
+    Backend, DatabaseConfig, Dialect, SqlStore, StoreResult, batch::Chunk, sql::insert_messages,
 };
 
 /// SQLSTATE of "database does not exist".

@@ -6,12 +6,12 @@ use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, Pool, QueryBuilder, Transaction, Type};
 
+use super::batch::{
+    Chunk, duplicates_within, finish_batch, latest_per_conversation, statement_pieces, stored,
+};
 use super::dialect::RowsAffected as _;
 use super::rows::{AdminRow, Int, LinkRow, MessageRow, SummaryRow};
-use super::{
-    Backend, Dialect, Store, StoreError, StoreResult, duplicates_within, finish_batch, from_db_id,
-    latest_per_conversation, page, statement_pieces, stored, text, to_db_id,
-};
+use super::{Backend, Dialect, Store, StoreError, StoreResult, from_db_id, page, text, to_db_id};
 use crate::domain::{
     Admin, Appended, ConversationId, ConversationSummary, Direction, MessageId, NewMessage, Reader,
     Scope, StoredMessage, TelegramLink, TelegramMode,
@@ -49,22 +49,6 @@ const SUMMARY_WHERE: &str = concat!(
 /// Links of `telegram` as [`LinkRow`] reads them, to be followed by a condition.
 const LINKS_WHERE: &str = "SELECT chat_id, cid, status, active FROM telegram WHERE ";
 
-/// Messages of a batch that one statement inserts.
-#[derive(Clone, Copy)]
-pub struct Chunk<'a> {
-    /// The whole batch.
-    pub(crate) batch: &'a [NewMessage],
-    /// Indexes into `batch`, in insertion order.
-    pub(crate) rows: &'a [usize],
-}
-
-impl Chunk<'_> {
-    /// How many messages.
-    pub(crate) fn len(&self) -> usize {
-        self.rows.len()
-    }
-}
-
 /// Store on a database of any backend.
 pub struct SqlStore<DB: Dialect> {
     pool: Pool<DB>,
@@ -78,6 +62,48 @@ impl<DB: Dialect> SqlStore<DB> {
             pool,
             schema: DB::Schema::default(),
         }
+    }
+
+    /// Writes a consumer's delivery cursor: creates it at `to` when missing, and when
+    /// `advance`, moves an existing one to `to` if that is further. Returns the cursor as
+    /// stored afterwards.
+    async fn write_cursor(
+        &self,
+        consumer: &str,
+        to: MessageId,
+        advance: bool,
+    ) -> StoreResult<MessageId>
+    where
+        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+        usize: ColumnIndex<DB::Row>,
+        i64: for<'q> Encode<'q, DB> + for<'q> Decode<'q, DB> + Type<DB>,
+        String: for<'q> Encode<'q, DB> + Type<DB>,
+    {
+        let (insert, on_conflict) = if advance {
+            let raise = DB::raise_on_conflict("sg_delivery_cursors", "consumer", "message_id");
+            ("INSERT", raise)
+        } else {
+            DB::insert_or_skip("consumer")
+        };
+        let mut write = QueryBuilder::<DB>::new(insert);
+        write.push(" INTO sg_delivery_cursors (consumer, message_id) VALUES (");
+        write
+            .separated(", ")
+            .push_bind(consumer.to_owned())
+            .push_bind(to_db_id(to));
+        write.push(")").push(on_conflict);
+        let id: Int = if advance && DB::RETURNING {
+            write.push(" RETURNING message_id");
+            write.build_query_scalar().fetch_one(&self.pool).await?
+        } else {
+            write.build().execute(&self.pool).await?;
+            let mut read = QueryBuilder::<DB>::new(
+                "SELECT message_id FROM sg_delivery_cursors WHERE consumer = ",
+            );
+            read.push_bind(consumer.to_owned());
+            read.build_query_scalar().fetch_one(&self.pool).await?
+        };
+        from_db_id("sg_delivery_cursors.message_id", id.0)
     }
 }
 
@@ -134,50 +160,6 @@ where
     Ok(insert.build().execute(&mut *conn).await?)
 }
 
-impl<DB: Dialect> SqlStore<DB> {
-    /// Writes a consumer's delivery cursor: creates it at `to` when missing, and when
-    /// `advance`, moves an existing one to `to` if that is further. Returns the cursor as
-    /// stored afterwards.
-    async fn write_cursor(
-        &self,
-        consumer: &str,
-        to: MessageId,
-        advance: bool,
-    ) -> StoreResult<MessageId>
-    where
-        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-        usize: ColumnIndex<DB::Row>,
-        i64: for<'q> Encode<'q, DB> + for<'q> Decode<'q, DB> + Type<DB>,
-        String: for<'q> Encode<'q, DB> + Type<DB>,
-    {
-        let (insert, on_conflict) = if advance {
-            let raise = DB::raise_on_conflict("sg_delivery_cursors", "consumer", "message_id");
-            ("INSERT", raise)
-        } else {
-            DB::insert_or_skip("consumer")
-        };
-        let mut write = QueryBuilder::<DB>::new(insert);
-        write.push(" INTO sg_delivery_cursors (consumer, message_id) VALUES (");
-        write
-            .separated(", ")
-            .push_bind(consumer.to_owned())
-            .push_bind(to_db_id(to));
-        write.push(")").push(on_conflict);
-        let id: Int = if advance && DB::RETURNING {
-            write.push(" RETURNING message_id");
-            write.build_query_scalar().fetch_one(&self.pool).await?
-        } else {
-            write.build().execute(&self.pool).await?;
-            let mut read = QueryBuilder::<DB>::new(
-                "SELECT message_id FROM sg_delivery_cursors WHERE consumer = ",
-            );
-            read.push_bind(consumer.to_owned());
-            read.build_query_scalar().fetch_one(&self.pool).await?
-        };
-        from_db_id("sg_delivery_cursors.message_id", id.0)
-    }
-}
-
 /// Ends a query with one page of its rows whose `id` is smaller than `before` (all when
 /// `None`), in `order`.
 fn page_before<DB>(
@@ -197,6 +179,7 @@ fn page_before<DB>(
         .push_bind(i64::from(page(limit)));
 }
 
+/// The messages of rows read.
 fn messages(rows: Vec<MessageRow>) -> StoreResult<Vec<StoredMessage>> {
     rows.into_iter().map(StoredMessage::try_from).collect()
 }
@@ -278,7 +261,7 @@ where
             for (&i, &id) in rows.iter().zip(&ids) {
                 out[i] = Some(stored(&batch[i], id)?);
             }
-            let latest = latest_per_conversation(batch, rows, &ids);
+            let latest = latest_per_conversation(chunk, &ids);
             let on_conflict = DB::raise_on_conflict("sg_conversations", "cid", "last_message_id");
             for part in statement_pieces(&latest) {
                 let mut upsert =

@@ -10,8 +10,7 @@ use sqlx::{
 };
 
 use super::{
-    Backend, DatabaseConfig, Dialect, SqlStore, StoreResult,
-    sql::{Chunk, insert_messages},
+    Backend, DatabaseConfig, Dialect, SqlStore, StoreResult, batch::Chunk, sql::insert_messages,
 };
 
 impl SqlStore<Sqlite> {
