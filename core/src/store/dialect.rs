@@ -15,7 +15,7 @@ use crate::domain::ConversationId;
 pub const WRITE_LOCK: &str = "SELECT id FROM sg_write_lock WHERE id = 1 FOR UPDATE";
 
 /// What one backend's SQL says differently. Implemented by the sqlx database types; the
-/// defaults are standard SQL with writers serialised on [`WRITE_LOCK`].
+/// defaults are standard SQL with writers serialised on `sg_write_lock` (`WRITE_LOCK`).
 pub trait Dialect:
     sqlx::Database<Arguments: IntoArguments<Self>, Connection: Migrate, QueryResult: RowsAffected>
 {

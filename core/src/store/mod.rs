@@ -1,9 +1,10 @@
 //! Storage: one [`Store`] trait with the same behaviour on SQLite (the embedded default),
 //! MySQL/MariaDB (the legacy schema, shared with the PHP admin) and PostgreSQL. Its queries are
 //! written once, in `sql` ([`SqlStore`], generic over the sqlx database), reading the row types
-//! of `rows`; what a backend says differently is its [`Dialect`], implemented in the backend's
-//! module next to its connection, with its migrations under `core/migrations/<backend>`. The
-//! conformance suite (`tests/tests/store_conformance.rs`) proves the backends agree.
+//! of `rows`, with `batch` taking an append's batch apart into statements; what a backend says
+//! differently is its [`Dialect`], implemented in the backend's module next to its connection,
+//! with its migrations under `core/migrations/<backend>`. The conformance suite
+//! (`tests/tests/store_conformance.rs`) proves the backends agree.
 //!
 //! The logical schema is the legacy one (LEGACY.md §5); Socketgram only adds to it:
 //! `sg_conversations` (read marks, last message), `sg_message_meta` (origin and client message

@@ -117,7 +117,7 @@ where
         .begin_with(sqlx::AssertSqlSafe(DB::BEGIN_WRITE))
         .await?;
     if let Some(lock) = DB::LOCK_WRITERS {
-        tx.fetch_optional(lock).await?;
+        sqlx::query(lock).fetch_optional(&mut *tx).await?;
     }
     Ok(tx)
 }
