@@ -154,6 +154,34 @@ impl DatabaseConfig {
     pub(crate) fn acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.acquire_timeout_ms)
     }
+
+    /// The pool's size and connection wait.
+    pub(crate) fn pool_options<DB: sqlx::Database>(&self) -> sqlx::pool::PoolOptions<DB> {
+        sqlx::pool::PoolOptions::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(self.acquire_timeout())
+    }
+}
+
+/// Opens a pool on `options`; where the server answers that the database does not exist
+/// (`missing`), runs `create` and opens the pool again.
+pub(crate) async fn connect_creating<DB, F>(
+    pool: sqlx::pool::PoolOptions<DB>,
+    options: <DB::Connection as sqlx::Connection>::Options,
+    missing: fn(&dyn sqlx::error::DatabaseError) -> bool,
+    create: impl FnOnce() -> F,
+) -> StoreResult<sqlx::Pool<DB>>
+where
+    DB: sqlx::Database,
+    F: Future<Output = StoreResult<()>>,
+{
+    match pool.clone().connect_with(options.clone()).await {
+        Err(sqlx::Error::Database(e)) if missing(e.as_ref()) => {
+            create().await?;
+            Ok(pool.connect_with(options).await?)
+        }
+        other => Ok(other?),
+    }
 }
 
 /// Which database a [`Store`] talks to.

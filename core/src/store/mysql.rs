@@ -9,13 +9,14 @@ use std::str::FromStr;
 
 use sqlx::{
     Connection, MySql, MySqlConnection, MySqlPool,
+    error::DatabaseError,
     migrate::Migrator,
-    mysql::{MySqlConnectOptions, MySqlPoolOptions},
+    mysql::{MySqlConnectOptions, MySqlDatabaseError},
 };
 
 use super::{
-    Backend, DatabaseConfig, Dialect, SqlStore, StoreError, StoreResult, batch::Chunk, redact_url,
-    rows::Int, sql::insert_messages, to_db_id,
+    Backend, DatabaseConfig, Dialect, SqlStore, StoreError, StoreResult, batch::Chunk,
+    connect_creating, redact_url, rows::Int, sql::insert_messages, to_db_id,
 };
 use crate::domain::ConversationId;
 
@@ -34,25 +35,20 @@ impl SqlStore<MySql> {
         // DATETIME is naive on the wire, so no session time zone shifts it; +00:00 also keeps
         // NOW() and any TIMESTAMP a replica might meet identical on every replica.
         let options = MySqlConnectOptions::from_str(&url)?.timezone(Some("+00:00".to_owned()));
-        let pool_options = super::nodelay::on_connect(
-            MySqlPoolOptions::new()
-                .max_connections(config.max_connections)
-                .acquire_timeout(config.acquire_timeout()),
-            options.get_port(),
-        );
-        let pool = match pool_options.clone().connect_with(options.clone()).await {
-            Err(sqlx::Error::Database(e))
-                if e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
-                    .is_some_and(|e| e.number() == ER_BAD_DB_ERROR) =>
-            {
-                let name = options.get_database().unwrap_or_default().to_owned();
-                create_database(&url, &name).await?;
-                pool_options.connect_with(options).await?
-            }
-            other => other?,
-        };
+        let pool = super::nodelay::on_connect(config.pool_options(), options.get_port());
+        let name = options.get_database().unwrap_or_default().to_owned();
+        let pool = connect_creating(pool, options, unknown_database, || {
+            create_database(&url, &name)
+        })
+        .await?;
         Ok(Self::new(pool))
     }
+}
+
+/// Whether the server refused the connection for want of its database.
+fn unknown_database(e: &dyn DatabaseError) -> bool {
+    e.try_downcast_ref::<MySqlDatabaseError>()
+        .is_some_and(|e| e.number() == ER_BAD_DB_ERROR)
 }
 
 /// Creates the database the URL names, connecting to its server without a database.

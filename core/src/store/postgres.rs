@@ -6,13 +6,13 @@
 use std::str::FromStr;
 
 use sqlx::{
-    Connection, PgConnection, Postgres,
-    migrate::Migrator,
-    postgres::{PgConnectOptions, PgPoolOptions},
+    Connection, PgConnection, Postgres, error::DatabaseError, migrate::Migrator,
+    postgres::PgConnectOptions,
 };
 
 use super::{
-    Backend, DatabaseConfig, Dialect, SqlStore, StoreResult, batch::Chunk, sql::insert_messages,
+    Backend, DatabaseConfig, Dialect, SqlStore, StoreResult, batch::Chunk, connect_creating,
+    sql::insert_messages,
 };
 
 /// SQLSTATE of "database does not exist".
@@ -30,19 +30,10 @@ impl SqlStore<Postgres> {
     /// exist.
     pub async fn connect(config: &DatabaseConfig) -> StoreResult<Self> {
         let options = PgConnectOptions::from_str(config.url.expose())?;
-        let pool_options = super::nodelay::on_connect(
-            PgPoolOptions::new()
-                .max_connections(config.max_connections)
-                .acquire_timeout(config.acquire_timeout()),
-            options.get_port(),
-        );
-        let pool = match pool_options.clone().connect_with(options.clone()).await {
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(INVALID_CATALOG_NAME) => {
-                create_database(&options).await?;
-                pool_options.connect_with(options).await?
-            }
-            other => other?,
-        };
+        let pool = super::nodelay::on_connect(config.pool_options(), options.get_port());
+        let create = options.clone();
+        let missing = |e: &dyn DatabaseError| e.code().as_deref() == Some(INVALID_CATALOG_NAME);
+        let pool = connect_creating(pool, options, missing, || create_database(&create)).await?;
         Ok(Self::new(pool))
     }
 }

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use sqlx::{
     Sqlite, SqliteConnection,
     migrate::Migrator,
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous},
 };
 
 use super::{
@@ -22,11 +22,7 @@ impl SqlStore<Sqlite> {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(config.acquire_timeout());
-        let pool = SqlitePoolOptions::new()
-            .max_connections(config.max_connections)
-            .acquire_timeout(config.acquire_timeout())
-            .connect_with(options)
-            .await?;
+        let pool = config.pool_options().connect_with(options).await?;
         Ok(Self::new(pool))
     }
 }
