@@ -1,7 +1,10 @@
 //! Storage: one [`Store`] trait with the same behaviour on SQLite (the embedded default),
-//! MySQL/MariaDB (the legacy schema, shared with the PHP admin) and PostgreSQL. Each backend
-//! has its own module and its own migrations under `core/migrations/<backend>`; the
-//! conformance suite (`tests/tests/store_conformance.rs`) proves they agree.
+//! MySQL/MariaDB (the legacy schema, shared with the PHP admin) and PostgreSQL. Its queries are
+//! written once, in `sql` ([`SqlStore`], generic over the sqlx database), reading the row types
+//! of `rows`, with `batch` taking an append's batch apart into statements; what a backend says
+//! differently is its [`Dialect`], implemented in the backend's module next to its connection,
+//! with its migrations under `core/migrations/<backend>`. The conformance suite
+//! (`tests/tests/store_conformance.rs`) proves the backends agree.
 //!
 //! The logical schema is the legacy one (LEGACY.md §5); Socketgram only adds to it:
 //! `sg_conversations` (read marks, last message), `sg_message_meta` (origin and client message
@@ -9,9 +12,13 @@
 //! on `messages (cid, id)`, a 64-bit `telegram.chat_id`, `telegram.active` and
 //! `sg_delivery_cursors` (how far each consumer that pushes messages elsewhere has got).
 
+mod batch;
+mod dialect;
 mod mysql;
 mod nodelay;
 mod postgres;
+mod rows;
+mod sql;
 mod sqlite;
 pub mod text;
 
@@ -21,13 +28,19 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Admin, Appended, ConversationId, ConversationSummary, Direction, MessageId, NewMessage, Reader,
-    Scope, StoredMessage, TelegramLink, TelegramMode,
+    Admin, Appended, ConversationId, ConversationSummary, MessageId, NewMessage, Reader, Scope,
+    StoredMessage, TelegramLink, TelegramMode,
 };
 
-pub use mysql::MySqlStore;
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub use dialect::Dialect;
+pub use sql::SqlStore;
+
+/// Store on a MySQL or MariaDB database.
+pub type MySqlStore = SqlStore<sqlx::MySql>;
+/// Store on a PostgreSQL database.
+pub type PostgresStore = SqlStore<sqlx::Postgres>;
+/// Store on a SQLite file.
+pub type SqliteStore = SqlStore<sqlx::Sqlite>;
 
 /// Errors of the storage layer. Mapped to gRPC codes once, in `grpc`.
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +153,34 @@ impl DatabaseConfig {
 
     pub(crate) fn acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.acquire_timeout_ms)
+    }
+
+    /// The pool's size and connection wait.
+    pub(crate) fn pool_options<DB: sqlx::Database>(&self) -> sqlx::pool::PoolOptions<DB> {
+        sqlx::pool::PoolOptions::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(self.acquire_timeout())
+    }
+}
+
+/// Opens a pool on `options`; where the server answers that the database does not exist
+/// (`missing`), runs `create` and opens the pool again.
+pub(crate) async fn connect_creating<DB, F>(
+    pool: sqlx::pool::PoolOptions<DB>,
+    options: <DB::Connection as sqlx::Connection>::Options,
+    missing: fn(&dyn sqlx::error::DatabaseError) -> bool,
+    create: impl FnOnce() -> F,
+) -> StoreResult<sqlx::Pool<DB>>
+where
+    DB: sqlx::Database,
+    F: Future<Output = StoreResult<()>>,
+{
+    match pool.clone().connect_with(options.clone()).await {
+        Err(sqlx::Error::Database(e)) if missing(e.as_ref()) => {
+            create().await?;
+            Ok(pool.connect_with(options).await?)
+        }
+        other => Ok(other?),
     }
 }
 
@@ -340,304 +381,7 @@ pub(crate) fn from_db_id(column: &'static str, value: i64) -> StoreResult<u64> {
     })
 }
 
-/// Resolves client message ids within a batch before anything is written: the index of the
-/// first message of the batch with the same (conversation, client id), for each message that
-/// repeats one.
-pub(crate) fn duplicates_within(batch: &[NewMessage]) -> Vec<Option<usize>> {
-    let mut first: std::collections::HashMap<(ConversationId, &str), usize> =
-        std::collections::HashMap::new();
-    batch
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let key = (m.conversation_id, m.client_msg_id.as_deref()?);
-            match first.get(&key) {
-                Some(&earlier) => Some(earlier),
-                None => {
-                    first.insert(key, i);
-                    None
-                }
-            }
-        })
-        .collect()
-}
-
-/// Rows per multi-row INSERT of a batch (8 parameters each: under every backend's limit).
-pub(crate) const INSERT_ROWS: usize = 256;
-
-/// Splits the rows of a batch into multi-row statements whose row counts are powers of two
-/// (largest first, at most [`INSERT_ROWS`]).
-///
-/// Why: a multi-row statement's text depends on its row count, and sqlx prepares and caches
-/// one statement per text (100 per connection). Batches of every size from 1 to 256 fill that
-/// cache and evict from it, and on MySQL an eviction sends `COM_STMT_CLOSE`, which has no
-/// reply: sqlx's socket has no TCP_NODELAY, so the next statement sits in Nagle's buffer until
-/// the server's delayed ACK (about 40 ms). That was the MariaDB stall of BENCHMARKS.md. With
-/// power-of-two pieces each statement has at most 9 texts, and a batch at most 9 pieces.
-pub(crate) fn statement_pieces<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
-    std::iter::from_fn(move || {
-        if rows.is_empty() {
-            return None;
-        }
-        let take = INSERT_ROWS.min(1 << rows.len().ilog2());
-        let (piece, rest) = rows.split_at(take);
-        rows = rest;
-        Some(piece)
-    })
-}
-
-/// What `append` stored for `new` under `id`.
-pub(crate) fn stored(new: &NewMessage, id: i64) -> StoreResult<Appended> {
-    Ok(Appended {
-        message: StoredMessage {
-            id: from_db_id("messages.id", id)?,
-            conversation_id: new.conversation_id,
-            direction: new.origin.direction(),
-            origin: new.origin,
-            admin_id: new.admin_id.clone(),
-            text: new.text.clone(),
-            local_date: new.local_date,
-        },
-        duplicate: false,
-    })
-}
-
-/// The row lock every writer takes first on MySQL and PostgreSQL, held to the end of its
-/// transaction (SQLite's `BEGIN IMMEDIATE` is its own).
-pub(crate) const WRITE_LOCK: &str = "SELECT id FROM sg_write_lock WHERE id = 1 FOR UPDATE";
-
-/// How many rows a statement changed, whatever the backend (sqlx has no trait for it).
-pub(crate) trait RowsAffected {
-    fn rows(&self) -> u64;
-}
-
-impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
-    fn rows(&self) -> u64 {
-        self.rows_affected()
-    }
-}
-
-impl RowsAffected for sqlx::mysql::MySqlQueryResult {
-    fn rows(&self) -> u64 {
-        self.rows_affected()
-    }
-}
-
-impl RowsAffected for sqlx::postgres::PgQueryResult {
-    fn rows(&self) -> u64 {
-        self.rows_affected()
-    }
-}
-
-/// [`Store::add_admin`] on every backend: `insert` is the backend's insert that skips an
-/// existing key (`INSERT IGNORE`, or `INSERT` with `on_conflict`).
-pub(crate) async fn add_admin<DB>(
-    pool: &sqlx::Pool<DB>,
-    admin: &Admin,
-    insert: &str,
-    on_conflict: &str,
-) -> StoreResult<bool>
-where
-    DB: sqlx::Database,
-    DB::QueryResult: RowsAffected,
-    i32: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    String: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    DB::Arguments: sqlx::IntoArguments<DB>,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-{
-    let mut query = sqlx::QueryBuilder::<DB>::new(insert);
-    query.push(" INTO adm_account (aid, name, lid) VALUES (");
-    query
-        .separated(", ")
-        .push_bind(admin.admin_id.clone())
-        .push_bind(admin.name.clone())
-        .push_bind(admin.rights);
-    query.push(") ").push(on_conflict);
-    Ok(query.build().execute(pool).await?.rows() > 0)
-}
-
-/// [`Store::await_writers`] on every backend: `begin` opens a transaction, `lock` (when the
-/// backend needs a statement for it) takes the writers' lock inside it.
-pub(crate) async fn await_writers<DB>(
-    pool: &sqlx::Pool<DB>,
-    begin: &'static str,
-    lock: Option<&'static str>,
-) -> StoreResult<()>
-where
-    DB: sqlx::Database,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-{
-    let mut tx = pool.begin_with(sqlx::AssertSqlSafe(begin)).await?;
-    if let Some(lock) = lock {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(lock))
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-/// [`Store::remove_admin`] on every backend; the placeholder row `'0'` is never removed.
-pub(crate) async fn remove_admin<DB>(pool: &sqlx::Pool<DB>, admin_id: &str) -> StoreResult<bool>
-where
-    DB: sqlx::Database,
-    DB::QueryResult: RowsAffected,
-    String: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    DB::Arguments: sqlx::IntoArguments<DB>,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-{
-    let mut query = sqlx::QueryBuilder::<DB>::new("DELETE FROM adm_account WHERE aid = ");
-    query.push_bind(admin_id.to_owned()).push(" AND aid <> '0'");
-    Ok(query.build().execute(pool).await?.rows() > 0)
-}
-
-/// The greatest new id of each conversation of a chunk (ids in chunk order).
-pub(crate) fn latest_per_conversation(
-    batch: &[NewMessage],
-    chunk: &[usize],
-    ids: &[i64],
-) -> Vec<(ConversationId, i64)> {
-    let mut latest: Vec<(ConversationId, i64)> = Vec::new();
-    for (&i, &id) in chunk.iter().zip(ids) {
-        let conversation = batch[i].conversation_id;
-        match latest.iter_mut().find(|(c, _)| *c == conversation) {
-            Some(entry) => entry.1 = entry.1.max(id),
-            None => latest.push((conversation, id)),
-        }
-    }
-    latest
-}
-
-/// Inserts a chunk of a batch into `messages` in one statement (HTML-escaped text, the legacy
-/// `direction`/`check_msg*` columns), under `ids` when the backend draws them first, otherwise
-/// numbered by the table.
-pub(crate) async fn insert_messages<DB>(
-    conn: &mut DB::Connection,
-    batch: &[NewMessage],
-    chunk: &[usize],
-    ids: Option<&[i64]>,
-) -> StoreResult<DB::QueryResult>
-where
-    DB: sqlx::Database,
-    i64: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    i32: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    String: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    chrono::NaiveDateTime: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    DB::Arguments: sqlx::IntoArguments<DB>,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-{
-    let columns = "cid, aid, direction, date, message, check_msg, check_msg_admin";
-    let mut insert = sqlx::QueryBuilder::<DB>::new(match ids {
-        Some(_) => format!("INSERT INTO messages (id, {columns}) "),
-        None => format!("INSERT INTO messages ({columns}) "),
-    });
-    insert.push_values(chunk.iter().enumerate(), |mut row, (k, &i)| {
-        let new = &batch[i];
-        if let Some(ids) = ids {
-            row.push_bind(ids[k]);
-        }
-        let to_support = new.origin.direction() == Direction::ToSupport;
-        row.push_bind(to_db_id(new.conversation_id))
-            .push_bind(new.admin_id.clone())
-            .push_bind(new.origin.direction().code())
-            .push_bind(new.local_date)
-            .push_bind(text::to_column(&new.text))
-            .push_bind(i32::from(to_support))
-            .push_bind(i32::from(!to_support));
-    });
-    Ok(insert.build().execute(&mut *conn).await?)
-}
-
-/// What every backend does with a chunk of a batch once its rows are in `messages` under
-/// `ids` (in chunk order): their `sg_message_meta` rows, their outcomes in `out`, and each
-/// conversation's last message id moved up (`on_conflict`: the backend's upsert clause
-/// keeping the greater id), the upserts in [`statement_pieces`].
-pub(crate) async fn finish_chunk<DB>(
-    conn: &mut DB::Connection,
-    batch: &[NewMessage],
-    chunk: &[usize],
-    ids: &[i64],
-    out: &mut [Option<Appended>],
-    on_conflict: &str,
-) -> StoreResult<()>
-where
-    DB: sqlx::Database,
-    i64: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    i32: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    Option<String>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    DB::Arguments: sqlx::IntoArguments<DB>,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-{
-    let mut meta = sqlx::QueryBuilder::<DB>::new(
-        "INSERT INTO sg_message_meta (message_id, cid, origin, client_msg_id) ",
-    );
-    meta.push_values(chunk.iter().zip(ids), |mut row, (&i, &id)| {
-        let new = &batch[i];
-        row.push_bind(id)
-            .push_bind(to_db_id(new.conversation_id))
-            .push_bind(new.origin.code())
-            .push_bind(new.client_msg_id.clone());
-    });
-    meta.build().execute(&mut *conn).await?;
-    for (&i, &id) in chunk.iter().zip(ids) {
-        out[i] = Some(stored(&batch[i], id)?);
-    }
-    let latest = latest_per_conversation(batch, chunk, ids);
-    for part in statement_pieces(&latest) {
-        let mut upsert =
-            sqlx::QueryBuilder::<DB>::new("INSERT INTO sg_conversations (cid, last_message_id) ");
-        upsert.push_values(part, |mut row, &(cid, id)| {
-            row.push_bind(to_db_id(cid)).push_bind(id);
-        });
-        upsert.push(on_conflict);
-        upsert.build().execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-/// Fills in the repeats of a batch (see [`duplicates_within`]) from their first copies.
-pub(crate) fn finish_batch(
-    out: Vec<Option<Appended>>,
-    repeats: Vec<Option<usize>>,
-) -> Vec<Appended> {
-    let mut done: Vec<Appended> = Vec::with_capacity(out.len());
-    for (slot, repeat) in out.into_iter().zip(repeats) {
-        let appended = match (slot, repeat) {
-            (Some(appended), _) => appended,
-            (None, Some(first)) => Appended {
-                message: done[first].message.clone(),
-                duplicate: true,
-            },
-            (None, None) => unreachable!("every message of a batch is stored or a repeat"),
-        };
-        done.push(appended);
-    }
-    done
-}
-
 /// Caps a requested page size.
 pub(crate) fn page(limit: u32) -> u32 {
     limit.clamp(1, MAX_PAGE)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{INSERT_ROWS, statement_pieces};
-
-    #[test]
-    fn statement_pieces_are_powers_of_two_in_order() {
-        let mut sizes = std::collections::BTreeSet::new();
-        for n in 0..=3 * INSERT_ROWS + 7 {
-            let rows: Vec<usize> = (0..n).collect();
-            let pieces: Vec<&[usize]> = statement_pieces(&rows).collect();
-            assert_eq!(pieces.concat(), rows, "every row once, in order (n = {n})");
-            for piece in &pieces {
-                assert!(piece.len().is_power_of_two() && piece.len() <= INSERT_ROWS);
-                sizes.insert(piece.len());
-            }
-            assert!(pieces.windows(2).all(|w| w[0].len() >= w[1].len()));
-        }
-        // 1, 2, 4, ..., 256: the only statement texts a batch can produce.
-        assert_eq!(sizes.len(), INSERT_ROWS.ilog2() as usize + 1);
-    }
 }

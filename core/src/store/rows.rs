@@ -1,0 +1,150 @@
+//! The rows the queries of [`super::sql`] read, one `FromRow` type per shape, and their
+//! conversion to the domain. Every integer column is read through [`Int`]: the backends hold
+//! ids and codes in integers of different widths and signedness.
+
+use chrono::NaiveDateTime;
+use sqlx::{ColumnIndex, Decode, FromRow, Row, Type, ValueRef as _, error::BoxDynError};
+
+use super::{Dialect, StoreError, StoreResult, from_db_id, text};
+use crate::domain::{
+    Admin, ConversationSummary, Direction, Origin, StoredMessage, TelegramLink, TelegramMode,
+};
+
+/// An integer column read as `i64`, whatever integer type the backend gives it: `BIGINT`, or
+/// the dialect's [`Dialect::OtherInt`] (PostgreSQL's `INTEGER`, MySQL's legacy `INT UNSIGNED`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Int(pub(crate) i64);
+
+impl<DB: Dialect> Type<DB> for Int
+where
+    i64: Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <i64 as Type<DB>>::type_info()
+    }
+
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <i64 as Type<DB>>::compatible(ty) || <DB::OtherInt as Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'r, DB: Dialect> Decode<'r, DB> for Int
+where
+    i64: Decode<'r, DB> + Type<DB>,
+{
+    fn decode(value: DB::ValueRef<'r>) -> Result<Self, BoxDynError> {
+        if <i64 as Type<DB>>::compatible(&value.type_info()) {
+            return Ok(Int(<i64 as Decode<DB>>::decode(value)?));
+        }
+        Ok(Int(<DB::OtherInt as Decode<DB>>::decode(value)?.try_into()?))
+    }
+}
+
+/// A message as `sql::MESSAGE_COLUMNS` selects it.
+#[derive(FromRow)]
+pub(crate) struct MessageRow {
+    id: Int,
+    cid: Int,
+    direction: Int,
+    aid: String,
+    message: Option<String>,
+    date: NaiveDateTime,
+    origin: Option<Int>,
+}
+
+impl TryFrom<MessageRow> for StoredMessage {
+    type Error = StoreError;
+
+    fn try_from(row: MessageRow) -> StoreResult<Self> {
+        let direction = Direction::from_code(row.direction.0);
+        Ok(StoredMessage {
+            id: from_db_id("messages.id", row.id.0)?,
+            conversation_id: from_db_id("messages.cid", row.cid.0)?,
+            direction,
+            origin: Origin::from_code(row.origin.map(|code| code.0), direction),
+            admin_id: row.aid,
+            text: text::from_column(row.message.as_deref()),
+            local_date: row.date,
+        })
+    }
+}
+
+/// The last message of a conversation, absent when its `LEFT JOIN` found none (`id` NULL).
+pub(crate) struct LastMessage(Option<MessageRow>);
+
+impl<'r, R: Row> FromRow<'r, R> for LastMessage
+where
+    &'r str: ColumnIndex<R>,
+    Option<Int>: Decode<'r, R::Database> + Type<R::Database>,
+    MessageRow: FromRow<'r, R>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        let id: Option<Int> = row.try_get("id")?;
+        id.map(|_| MessageRow::from_row(row))
+            .transpose()
+            .map(LastMessage)
+    }
+}
+
+/// A conversation as `sql::SUMMARY_SELECT` selects it.
+#[derive(FromRow)]
+pub(crate) struct SummaryRow {
+    conversation: Int,
+    #[sqlx(flatten)]
+    last: LastMessage,
+    unread_support: Int,
+    unread_visitor: Int,
+}
+
+impl TryFrom<SummaryRow> for ConversationSummary {
+    type Error = StoreError;
+
+    fn try_from(row: SummaryRow) -> StoreResult<Self> {
+        Ok(ConversationSummary {
+            conversation_id: from_db_id("sg_conversations.cid", row.conversation.0)?,
+            last_message: row.last.0.map(StoredMessage::try_from).transpose()?,
+            unread_by_support: row.unread_support.0.try_into().unwrap_or(u32::MAX),
+            unread_by_visitor: row.unread_visitor.0.try_into().unwrap_or(u32::MAX),
+        })
+    }
+}
+
+/// A row of `telegram`.
+#[derive(FromRow)]
+pub(crate) struct LinkRow {
+    chat_id: Int,
+    cid: Int,
+    status: Int,
+    active: Int,
+}
+
+impl TryFrom<LinkRow> for TelegramLink {
+    type Error = StoreError;
+
+    fn try_from(row: LinkRow) -> StoreResult<Self> {
+        Ok(TelegramLink {
+            chat_id: row.chat_id.0,
+            conversation_id: from_db_id("telegram.cid", row.cid.0)?,
+            mode: TelegramMode::from_code(row.status.0),
+            active: row.active.0 != 0,
+        })
+    }
+}
+
+/// A row of `adm_account`.
+#[derive(FromRow)]
+pub(crate) struct AdminRow {
+    aid: String,
+    name: String,
+    lid: Int,
+}
+
+impl From<AdminRow> for Admin {
+    fn from(row: AdminRow) -> Self {
+        Admin {
+            admin_id: row.aid,
+            name: row.name,
+            rights: row.lid.0.try_into().unwrap_or(0),
+        }
+    }
+}

@@ -1,0 +1,524 @@
+//! The one implementation of [`Store`]: every query, written once for all backends and
+//! generic over the sqlx database. What a backend says differently comes from its
+//! [`Dialect`]; rows are read into the types of [`super::rows`].
+
+use async_trait::async_trait;
+use chrono::NaiveDateTime;
+use sqlx::{ColumnIndex, Decode, Encode, Executor, Pool, QueryBuilder, Transaction, Type};
+
+use super::batch::{
+    Chunk, duplicates_within, finish_batch, latest_per_conversation, statement_pieces, stored,
+};
+use super::dialect::RowsAffected as _;
+use super::rows::{AdminRow, Int, LinkRow, MessageRow, SummaryRow};
+use super::{Backend, Dialect, Store, StoreError, StoreResult, from_db_id, page, text, to_db_id};
+use crate::domain::{
+    Admin, Appended, ConversationId, ConversationSummary, Direction, MessageId, NewMessage, Reader,
+    Scope, StoredMessage, TelegramLink, TelegramMode,
+};
+
+/// Columns of a message as [`MessageRow`] reads them, `m` = messages, `meta` =
+/// sg_message_meta.
+macro_rules! message_columns {
+    () => {
+        "m.id, m.cid, m.direction, m.aid, m.message, m.date, meta.origin"
+    };
+}
+
+/// Messages with their origin, to be followed by a condition.
+const MESSAGES_WHERE: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages m LEFT JOIN sg_message_meta meta ON meta.message_id = m.id WHERE "
+);
+
+/// A conversation with its last message (joined as `m`/`meta`) and unread counts, as
+/// [`SummaryRow`] reads it, to be followed by a condition.
+const SUMMARY_WHERE: &str = concat!(
+    "SELECT c.cid AS conversation, ",
+    message_columns!(),
+    ", (SELECT COUNT(*) FROM messages u WHERE u.cid = c.cid AND u.direction = 1",
+    " AND u.id > c.support_read_id) AS unread_support",
+    ", (SELECT COUNT(*) FROM messages u WHERE u.cid = c.cid AND u.direction = 2",
+    " AND u.id > c.visitor_read_id) AS unread_visitor",
+    " FROM sg_conversations c",
+    " LEFT JOIN messages m ON m.id = c.last_message_id",
+    " LEFT JOIN sg_message_meta meta ON meta.message_id = m.id WHERE "
+);
+
+/// Links of `telegram` as [`LinkRow`] reads them, to be followed by a condition.
+const LINKS_WHERE: &str = "SELECT chat_id, cid, status, active FROM telegram WHERE ";
+
+/// Store on a database of any backend.
+pub struct SqlStore<DB: Dialect> {
+    pool: Pool<DB>,
+    schema: DB::Schema,
+}
+
+impl<DB: Dialect> SqlStore<DB> {
+    /// The store on an open pool.
+    pub(crate) fn new(pool: Pool<DB>) -> Self {
+        Self {
+            pool,
+            schema: DB::Schema::default(),
+        }
+    }
+
+    /// Writes a consumer's delivery cursor: creates it at `to` when missing, and when
+    /// `advance`, moves an existing one to `to` if that is further. Returns the cursor as
+    /// stored afterwards.
+    async fn write_cursor(
+        &self,
+        consumer: &str,
+        to: MessageId,
+        advance: bool,
+    ) -> StoreResult<MessageId>
+    where
+        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+        usize: ColumnIndex<DB::Row>,
+        i64: for<'q> Encode<'q, DB> + for<'q> Decode<'q, DB> + Type<DB>,
+        String: for<'q> Encode<'q, DB> + Type<DB>,
+    {
+        let (insert, on_conflict) = if advance {
+            let raise = DB::raise_on_conflict("sg_delivery_cursors", "consumer", "message_id");
+            ("INSERT", raise)
+        } else {
+            DB::insert_or_skip("consumer")
+        };
+        let mut write = QueryBuilder::<DB>::new(insert);
+        write.push(" INTO sg_delivery_cursors (consumer, message_id) VALUES (");
+        write
+            .separated(", ")
+            .push_bind(consumer.to_owned())
+            .push_bind(to_db_id(to));
+        write.push(")").push(on_conflict);
+        let id: Int = if advance && DB::RETURNING {
+            write.push(" RETURNING message_id");
+            write.build_query_scalar().fetch_one(&self.pool).await?
+        } else {
+            write.build().execute(&self.pool).await?;
+            let mut read = QueryBuilder::<DB>::new(
+                "SELECT message_id FROM sg_delivery_cursors WHERE consumer = ",
+            );
+            read.push_bind(consumer.to_owned());
+            read.build_query_scalar().fetch_one(&self.pool).await?
+        };
+        from_db_id("sg_delivery_cursors.message_id", id.0)
+    }
+}
+
+/// Opens a writer's transaction: once it returns, this writer alone writes until it ends.
+async fn begin_write<DB>(pool: &Pool<DB>) -> StoreResult<Transaction<'static, DB>>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    let mut tx = pool
+        .begin_with(sqlx::AssertSqlSafe(DB::BEGIN_WRITE))
+        .await?;
+    if let Some(lock) = DB::LOCK_WRITERS {
+        sqlx::query(lock).fetch_optional(&mut *tx).await?;
+    }
+    Ok(tx)
+}
+
+/// Inserts a chunk of a batch into `messages` in one statement (HTML-escaped text, the legacy
+/// `direction`/`check_msg*` columns), under `ids` when the backend draws them first, otherwise
+/// numbered by the table.
+pub(crate) async fn insert_messages<DB>(
+    conn: &mut DB::Connection,
+    chunk: Chunk<'_>,
+    ids: Option<&[i64]>,
+) -> StoreResult<DB::QueryResult>
+where
+    DB: Dialect,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+    i32: for<'t> Encode<'t, DB> + Type<DB>,
+    String: for<'t> Encode<'t, DB> + Type<DB>,
+    NaiveDateTime: for<'t> Encode<'t, DB> + Type<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    let columns = "cid, aid, direction, date, message, check_msg, check_msg_admin";
+    let mut insert = QueryBuilder::<DB>::new(match ids {
+        Some(_) => format!("INSERT INTO messages (id, {columns}) "),
+        None => format!("INSERT INTO messages ({columns}) "),
+    });
+    insert.push_values(chunk.rows.iter().enumerate(), |mut row, (k, &i)| {
+        let new = &chunk.batch[i];
+        if let Some(ids) = ids {
+            row.push_bind(ids[k]);
+        }
+        let to_support = new.origin.direction() == Direction::ToSupport;
+        row.push_bind(to_db_id(new.conversation_id))
+            .push_bind(new.admin_id.clone())
+            .push_bind(new.origin.direction().code())
+            .push_bind(new.local_date)
+            .push_bind(text::to_column(&new.text))
+            .push_bind(i32::from(to_support))
+            .push_bind(i32::from(!to_support));
+    });
+    Ok(insert.build().execute(&mut *conn).await?)
+}
+
+/// Ends a query with one page of its rows whose `id` is smaller than `before` (all when
+/// `None`), in `order`.
+fn page_before<DB>(
+    query: &mut QueryBuilder<DB>,
+    id: &str,
+    before: Option<MessageId>,
+    order: &str,
+    limit: u32,
+) where
+    DB: Dialect,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    query
+        .push(format_args!("{id} < "))
+        .push_bind(before.map_or(i64::MAX, to_db_id))
+        .push(format_args!(" ORDER BY {order} LIMIT "))
+        .push_bind(i64::from(page(limit)));
+}
+
+/// The messages of rows read.
+fn messages(rows: Vec<MessageRow>) -> StoreResult<Vec<StoredMessage>> {
+    rows.into_iter().map(StoredMessage::try_from).collect()
+}
+
+#[async_trait]
+impl<DB> Store for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'r> &'r str: ColumnIndex<DB::Row>,
+    usize: ColumnIndex<DB::Row>,
+    i64: for<'q> Encode<'q, DB> + for<'q> Decode<'q, DB> + Type<DB>,
+    i32: for<'q> Encode<'q, DB> + Type<DB>,
+    Option<i32>: for<'q> Encode<'q, DB>,
+    String: for<'q> Encode<'q, DB> + for<'q> Decode<'q, DB> + Type<DB>,
+    Option<String>: for<'q> Encode<'q, DB>,
+    NaiveDateTime: for<'q> Decode<'q, DB> + Type<DB>,
+{
+    fn backend(&self) -> Backend {
+        DB::BACKEND
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        DB::MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<Appended>> {
+        let repeats = duplicates_within(batch);
+        // First of all: writers of every replica queue here, so ids are allocated and
+        // committed in the same order.
+        let mut tx = begin_write(&self.pool).await?;
+        let mut out: Vec<Option<Appended>> = vec![None; batch.len()];
+        let mut fresh = Vec::with_capacity(batch.len());
+        for (i, (new, repeat)) in batch.iter().zip(&repeats).enumerate() {
+            if repeat.is_some() {
+                continue;
+            }
+            if let Some(key) = new.client_msg_id.as_deref() {
+                let mut query = QueryBuilder::<DB>::new(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM sg_message_meta meta JOIN messages m ON m.id = meta.message_id",
+                    " WHERE meta.cid = "
+                ));
+                query
+                    .push_bind(to_db_id(new.conversation_id))
+                    .push(" AND meta.client_msg_id = ")
+                    .push_bind(key.to_owned())
+                    .push(DB::LOCKING_READ);
+                let found: Option<MessageRow> =
+                    query.build_query_as().fetch_optional(&mut *tx).await?;
+                if let Some(row) = found {
+                    out[i] = Some(Appended {
+                        message: row.try_into()?,
+                        duplicate: true,
+                    });
+                    continue;
+                }
+            }
+            fresh.push(i);
+        }
+        // A few statements per batch, not three per message: each is a round trip inside
+        // the transaction that holds the write lock.
+        for rows in statement_pieces(&fresh) {
+            let chunk = Chunk { batch, rows };
+            let ids = DB::insert_chunk(&mut tx, chunk).await?;
+            let mut meta = QueryBuilder::<DB>::new(
+                "INSERT INTO sg_message_meta (message_id, cid, origin, client_msg_id) ",
+            );
+            meta.push_values(rows.iter().zip(&ids), |mut row, (&i, &id)| {
+                let new = &batch[i];
+                row.push_bind(id)
+                    .push_bind(to_db_id(new.conversation_id))
+                    .push_bind(new.origin.code())
+                    .push_bind(new.client_msg_id.clone());
+            });
+            meta.build().execute(&mut *tx).await?;
+            for (&i, &id) in rows.iter().zip(&ids) {
+                out[i] = Some(stored(&batch[i], id)?);
+            }
+            let latest = latest_per_conversation(chunk, &ids);
+            let on_conflict = DB::raise_on_conflict("sg_conversations", "cid", "last_message_id");
+            for part in statement_pieces(&latest) {
+                let mut upsert =
+                    QueryBuilder::<DB>::new("INSERT INTO sg_conversations (cid, last_message_id) ");
+                upsert.push_values(part, |mut row, &(cid, id)| {
+                    row.push_bind(to_db_id(cid)).push_bind(id);
+                });
+                upsert.push(&on_conflict);
+                upsert.build().execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await.map_err(StoreError::at_commit)?;
+        Ok(finish_batch(out, repeats))
+    }
+
+    async fn messages_after(
+        &self,
+        scope: Scope,
+        after: MessageId,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        let mut query = QueryBuilder::<DB>::new(MESSAGES_WHERE);
+        if let Scope::Conversation(conversation) = scope {
+            query
+                .push("m.cid = ")
+                .push_bind(to_db_id(conversation))
+                .push(" AND ");
+        }
+        query
+            .push("m.id > ")
+            .push_bind(to_db_id(after))
+            .push(" ORDER BY m.id LIMIT ")
+            .push_bind(i64::from(page(limit)));
+        messages(query.build_query_as().fetch_all(&self.pool).await?)
+    }
+
+    async fn history(
+        &self,
+        conversation: ConversationId,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        let mut query = QueryBuilder::<DB>::new(MESSAGES_WHERE);
+        query.push("m.cid = ").push_bind(to_db_id(conversation));
+        page_before(query.push(" AND "), "m.id", before, "m.id DESC", limit);
+        messages(query.build_query_as().fetch_all(&self.pool).await?)
+    }
+
+    async fn last_message_id(&self) -> StoreResult<MessageId> {
+        let id: Option<Int> = sqlx::query_scalar("SELECT MAX(id) AS id FROM messages")
+            .fetch_one(&self.pool)
+            .await?;
+        from_db_id("messages.id", id.map_or(0, |id| id.0))
+    }
+
+    async fn await_writers(&self) -> StoreResult<()> {
+        begin_write(&self.pool).await?.commit().await?;
+        Ok(())
+    }
+
+    async fn open_conversation(&self, conversation: ConversationId) -> StoreResult<bool> {
+        let (insert, on_conflict) = DB::insert_or_skip("cid");
+        let mut query = QueryBuilder::<DB>::new(insert);
+        query
+            .push(" INTO sg_conversations (cid) VALUES (")
+            .push_bind(to_db_id(conversation))
+            .push(")")
+            .push(on_conflict);
+        let done = query.build().execute(&self.pool).await?;
+        Ok(done.rows() > 0)
+    }
+
+    async fn conversation(
+        &self,
+        conversation: ConversationId,
+    ) -> StoreResult<Option<ConversationSummary>> {
+        let mut query = QueryBuilder::<DB>::new(SUMMARY_WHERE);
+        query.push("c.cid = ").push_bind(to_db_id(conversation));
+        let row: Option<SummaryRow> = query.build_query_as().fetch_optional(&self.pool).await?;
+        row.map(ConversationSummary::try_from).transpose()
+    }
+
+    async fn conversations(
+        &self,
+        before_last: Option<MessageId>,
+        limit: u32,
+    ) -> StoreResult<Vec<ConversationSummary>> {
+        let mut query = QueryBuilder::<DB>::new(SUMMARY_WHERE);
+        let order = "c.last_message_id DESC, c.cid DESC";
+        page_before(&mut query, "c.last_message_id", before_last, order, limit);
+        let rows: Vec<SummaryRow> = query.build_query_as().fetch_all(&self.pool).await?;
+        rows.into_iter()
+            .map(ConversationSummary::try_from)
+            .collect()
+    }
+
+    async fn mark_read(
+        &self,
+        conversation: ConversationId,
+        reader: Reader,
+        up_to: MessageId,
+    ) -> StoreResult<bool> {
+        let column = match reader {
+            Reader::Support => "support_read_id",
+            Reader::Visitor => "visitor_read_id",
+        };
+        let mut query = QueryBuilder::<DB>::new(format!(
+            "UPDATE sg_conversations SET {column} = {}({column}, ",
+            DB::GREATEST
+        ));
+        query
+            .push_bind(to_db_id(up_to))
+            .push(") WHERE cid = ")
+            .push_bind(to_db_id(conversation));
+        // A matched row counts even when the mark did not move (MySQL: sqlx sets
+        // CLIENT_FOUND_ROWS).
+        let done = query.build().execute(&self.pool).await?;
+        Ok(done.rows() > 0)
+    }
+
+    async fn admins(&self) -> StoreResult<Vec<Admin>> {
+        let sql = format!(
+            "SELECT aid, name, lid FROM adm_account WHERE aid <> '0' ORDER BY {}",
+            DB::byte_order("aid")
+        );
+        let rows: Vec<AdminRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(Admin::from).collect())
+    }
+
+    async fn add_admin(&self, admin: &Admin) -> StoreResult<bool> {
+        let (insert, on_conflict) = DB::insert_or_skip("aid");
+        let mut query = QueryBuilder::<DB>::new(insert);
+        query.push(" INTO adm_account (aid, name, lid) VALUES (");
+        query
+            .separated(", ")
+            .push_bind(admin.admin_id.clone())
+            .push_bind(admin.name.clone())
+            .push_bind(admin.rights);
+        query.push(")").push(on_conflict);
+        let done = query.build().execute(&self.pool).await?;
+        Ok(done.rows() > 0)
+    }
+
+    async fn remove_admin(&self, admin_id: &str) -> StoreResult<bool> {
+        // The placeholder row '0' is never removed.
+        let mut query = QueryBuilder::<DB>::new("DELETE FROM adm_account WHERE aid = ");
+        query.push_bind(admin_id.to_owned()).push(" AND aid <> '0'");
+        let done = query.build().execute(&self.pool).await?;
+        Ok(done.rows() > 0)
+    }
+
+    async fn telegram_link(&self, chat_id: i64) -> StoreResult<Option<TelegramLink>> {
+        let mut query = QueryBuilder::<DB>::new(LINKS_WHERE);
+        query
+            .push("chat_id = ")
+            .push_bind(chat_id)
+            .push(" AND cid IS NOT NULL ORDER BY id DESC LIMIT 1");
+        let row: Option<LinkRow> = query.build_query_as().fetch_optional(&self.pool).await?;
+        row.map(TelegramLink::try_from).transpose()
+    }
+
+    async fn link_telegram(
+        &self,
+        chat_id: i64,
+        conversation: ConversationId,
+    ) -> StoreResult<TelegramLink> {
+        // Serialised like every write: two logins of one chat cannot both insert a link.
+        let mut tx = begin_write(&self.pool).await?;
+        let mut delete = QueryBuilder::<DB>::new("DELETE FROM telegram WHERE chat_id = ");
+        delete
+            .push_bind(chat_id)
+            .push(" OR cid = ")
+            .push_bind(to_db_id(conversation));
+        delete.build().execute(&mut *tx).await?;
+        let mut insert =
+            QueryBuilder::<DB>::new("INSERT INTO telegram (cid, chat_id, status, active) VALUES (");
+        insert
+            .push_bind(to_db_id(conversation))
+            .push(", ")
+            .push_bind(chat_id)
+            .push(", 0, 1)");
+        insert.build().execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(TelegramLink {
+            chat_id,
+            conversation_id: conversation,
+            mode: TelegramMode::Menu,
+            active: true,
+        })
+    }
+
+    async fn set_telegram_state(
+        &self,
+        chat_id: i64,
+        mode: Option<TelegramMode>,
+        active: Option<bool>,
+    ) -> StoreResult<Option<TelegramLink>> {
+        let mut query = QueryBuilder::<DB>::new("UPDATE telegram SET status = COALESCE(");
+        query
+            .push_bind(mode.map(TelegramMode::code))
+            .push(", status), active = COALESCE(")
+            .push_bind(active.map(i32::from))
+            .push(", active) WHERE chat_id = ")
+            .push_bind(chat_id);
+        query.build().execute(&self.pool).await?;
+        self.telegram_link(chat_id).await
+    }
+
+    async fn telegram_links(
+        &self,
+        conversation: Option<ConversationId>,
+    ) -> StoreResult<Vec<TelegramLink>> {
+        let mut query = QueryBuilder::<DB>::new(LINKS_WHERE);
+        match conversation {
+            Some(conversation) => query.push("cid = ").push_bind(to_db_id(conversation)),
+            None => query.push("cid IS NOT NULL"),
+        };
+        query.push(" ORDER BY chat_id");
+        let rows: Vec<LinkRow> = query.build_query_as().fetch_all(&self.pool).await?;
+        rows.into_iter().map(TelegramLink::try_from).collect()
+    }
+
+    async fn reset_telegram_modes(&self) -> StoreResult<()> {
+        sqlx::query("UPDATE telegram SET status = 0")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delivery_cursor(&self, consumer: &str, start: MessageId) -> StoreResult<MessageId> {
+        self.write_cursor(consumer, start, false).await
+    }
+
+    async fn advance_delivery_cursor(
+        &self,
+        consumer: &str,
+        to: MessageId,
+    ) -> StoreResult<MessageId> {
+        self.write_cursor(consumer, to, true).await
+    }
+
+    async fn visitor_exists(&self, conversation: ConversationId) -> StoreResult<bool> {
+        DB::visitor_exists(&self.pool, &self.schema, conversation).await
+    }
+
+    async fn user_password(&self, user_id: u64) -> StoreResult<Option<String>> {
+        let mut query = QueryBuilder::<DB>::new("SELECT password FROM users WHERE id = ");
+        query.push_bind(to_db_id(user_id));
+        Ok(query
+            .build_query_scalar()
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
