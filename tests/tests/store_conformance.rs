@@ -69,6 +69,7 @@ conformance!(
     large_batches_keep_order_and_ids,
     delivery_cursors_start_once_and_only_move_forward,
     user_passwords_read_back,
+    a_full_page_still_says_more_follow,
 );
 
 fn at(h: u32, m: u32, s: u32) -> NaiveDateTime {
@@ -680,4 +681,46 @@ async fn large_batches_keep_order_and_ids(f: Fixture) {
         let summary = f.store.conversation(c).await.unwrap().unwrap();
         assert_eq!(summary.last_message.map(|m| m.id), last);
     }
+}
+
+/// A page of the largest size still tells whether more follow: the core reads one row past
+/// the page to know, and the store must return it (it capped that read at the page size, so
+/// `has_more` was false at `limit = MAX_PAGE` however many messages followed).
+async fn a_full_page_still_says_more_follow(f: Fixture) {
+    use socketgram_core::{Core, chat::Cursor, config::CoreConfig, store::MAX_PAGE};
+    let n = MAX_PAGE as usize + 2;
+    let batch: Vec<_> = (0..n)
+        .map(|i| visitor(31, &format!("m{i}"), None))
+        .collect();
+    f.store.append(&batch).await.unwrap();
+    let look_ahead = MAX_PAGE + 1;
+    assert_eq!(
+        f.store.history(31, None, look_ahead).await.unwrap().len(),
+        look_ahead as usize
+    );
+    let after = f
+        .store
+        .messages_after(Scope::Conversation(31), 0, look_ahead);
+    assert_eq!(after.await.unwrap().len(), look_ahead as usize);
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let core = Core::start(f.store.clone(), &CoreConfig::default(), stop.clone())
+        .await
+        .unwrap();
+    let (page, has_more) = core
+        .history(31, Cursor::Before(None), MAX_PAGE)
+        .await
+        .unwrap();
+    assert_eq!(
+        (page.len(), has_more),
+        (MAX_PAGE as usize, true),
+        "newest first"
+    );
+    let (page, has_more) = core.history(31, Cursor::After(0), MAX_PAGE).await.unwrap();
+    assert_eq!(
+        (page.len(), has_more),
+        (MAX_PAGE as usize, true),
+        "oldest first"
+    );
+    stop.cancel();
 }

@@ -227,7 +227,8 @@ pub async fn connect(config: &DatabaseConfig) -> StoreResult<Arc<dyn Store>> {
     })
 }
 
-/// How many messages one [`Store::messages_after`] call returns at most.
+/// The largest page a caller asks for. A store read returns up to one row more: callers read
+/// one past their page to tell whether more follow.
 pub const MAX_PAGE: u32 = 500;
 
 /// The core's persistent state. Every method is one transaction or one read; none leaves a
@@ -249,7 +250,7 @@ pub trait Store: Send + Sync + 'static {
     async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<Appended>>;
 
     /// Messages of `scope` with an id greater than `after`, ascending, at most `limit`
-    /// (capped at [`MAX_PAGE`]).
+    /// (capped at [`MAX_PAGE`] + 1).
     async fn messages_after(
         &self,
         scope: Scope,
@@ -381,7 +382,7 @@ pub(crate) fn from_db_id(column: &'static str, value: i64) -> StoreResult<u64> {
     })
 }
 
-/// Caps a requested page size.
+/// Caps a requested page size: [`MAX_PAGE`] and the one row read ahead.
 pub(crate) fn page(limit: u32) -> u32 {
-    limit.clamp(1, MAX_PAGE)
+    limit.clamp(1, MAX_PAGE + 1)
 }
