@@ -353,9 +353,12 @@ async fn stored_when_up(
 }
 
 /// Sends against what is stored.
-/// Whether a refusal says its outcome is unknown (then being stored is no lie).
+/// Whether a refusal says its outcome is unknown (then being stored is no lie): its code
+/// (`outcome_unknown`), or, from servers before that code, its text.
 fn uncertain(why: &str) -> bool {
-    why.contains("may or may not") || why.contains("outcome is unknown")
+    why.starts_with("outcome_unknown:")
+        || why.contains("may or may not")
+        || why.contains("may have been stored")
 }
 
 #[derive(Default, Debug)]

@@ -43,8 +43,9 @@
   const TOKEN_MARGIN_MS = 60000;
   /** Failed connection attempts in a row after which the widget says it is offline. */
   const OFFLINE_AFTER_ATTEMPTS = 3;
-  /** Refusals worth trying again after a pause: the same request may pass later. */
-  const TRANSIENT = new Set(['unavailable', 'rate_limited', 'internal']);
+  /** Refusals worth trying again after a pause: the same request may pass later (a message
+   *  whose outcome is unknown is sent again with its client id, so it is never stored twice). */
+  const TRANSIENT = new Set(['unavailable', 'outcome_unknown', 'rate_limited', 'internal']);
   /** Transient refusals of one message before it is shown as not sent (with "Try again"). */
   const MAX_TRANSIENT_REFUSALS = 5;
 

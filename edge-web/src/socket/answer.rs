@@ -34,10 +34,13 @@ pub enum Refusal {
     UnknownEvent(String),
     #[error("{0}")]
     NotFound(String),
-    /// Nothing was done; the same request may succeed later (the message says whether
-    /// anything was stored).
+    /// Nothing was done; the same request may succeed later.
     #[error("{0}")]
     Unavailable(String),
+    /// It may or may not have been done (the database went away at the commit): sending the
+    /// message again with the same client message id is safe, without one it may store twice.
+    #[error("{0}")]
+    OutcomeUnknown(String),
     /// The request is valid but cannot be done in this state.
     #[error("{0}")]
     Refused(String),
@@ -55,6 +58,7 @@ impl Refusal {
             Self::UnknownEvent(_) => "unknown_event",
             Self::NotFound(_) => "not_found",
             Self::Unavailable(_) => "unavailable",
+            Self::OutcomeUnknown(_) => "outcome_unknown",
             Self::Refused(_) => "refused",
             Self::Internal(_) => "internal",
         }
@@ -74,7 +78,9 @@ impl From<Status> for Refusal {
         match status.code() {
             Code::InvalidArgument | Code::OutOfRange => Self::Invalid(message),
             Code::NotFound => Self::NotFound(message),
-            Code::Unavailable | Code::DeadlineExceeded => Self::Unavailable(message),
+            Code::Unavailable => Self::Unavailable(message),
+            // The core's code for "may have completed".
+            Code::DeadlineExceeded => Self::OutcomeUnknown(message),
             Code::FailedPrecondition => Self::Refused(message),
             Code::Unauthenticated | Code::PermissionDenied => Self::Forbidden(message),
             _ => Self::Internal(message),
@@ -141,6 +147,31 @@ pub fn answer_with(s: &SocketRef, reply: Option<Reply>, event: &str, answer: Ans
         }
         _ => {
             let _ = s.emit(outgoing::ERROR, &payload);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_core_codes_become_wire_codes() {
+        for (code, wire) in [
+            (Code::InvalidArgument, "invalid"),
+            (Code::NotFound, "not_found"),
+            (Code::Unavailable, "unavailable"),
+            // Told apart from "nothing was stored": a retry without a client id may duplicate.
+            (Code::DeadlineExceeded, "outcome_unknown"),
+            (Code::FailedPrecondition, "refused"),
+            (Code::PermissionDenied, "forbidden"),
+            (Code::Internal, "internal"),
+        ] {
+            let refusal = Refusal::from(Status::new(code, "why"));
+            assert_eq!(
+                (refusal.code(), refusal.to_string().as_str()),
+                (wire, "why")
+            );
         }
     }
 }
