@@ -565,33 +565,44 @@ fn pointed(t: &Target, s: &Server) -> Target {
     t
 }
 
-/// kill -9 mid-load, restart on the same database.
-pub async fn kill9(t: &Target, run: u32, spec: &ServerSpec, load: &FaultLoad) -> Report {
+/// A fresh server under `load` for `load.before`, ready for its fault: the report, the
+/// server and the running load (`drain`: how long it waits for
+/// answers once stopped).
+async fn under_load(
+    name: &str,
+    t: &Target,
+    run: u32,
+    spec: &ServerSpec,
+    load: &FaultLoad,
+    drain: Duration,
+) -> Result<(Report, Server, Load), Report> {
     let mut report = Report::new(
-        "fault_kill9",
+        name,
         json!({ "visitors": load.visitors, "rate_per_visitor": load.rate, "window": load.window, "before_ms": ms(load.before) }),
     );
-    let mut server = match spec.start().await {
+    let server = match spec.start().await {
         Ok(s) => s,
         Err(e) => {
             report.errors.push(e);
-            return report;
+            return Err(report);
         }
     };
     let t1 = pointed(t, &server);
-    let running = Load::start(
-        &t1,
-        run,
-        load.visitors,
-        load.rate,
-        load.window,
-        Duration::from_secs(2),
-    )
-    .await;
+    let running = Load::start(&t1, run, load.visitors, load.rate, load.window, drain).await;
     report
         .errors
         .extend(running.connect_errors.iter().take(3).cloned());
     tokio::time::sleep(load.before).await;
+    Ok((report, server, running))
+}
+
+/// kill -9 mid-load, restart on the same database.
+pub async fn kill9(t: &Target, run: u32, spec: &ServerSpec, load: &FaultLoad) -> Report {
+    let (mut report, mut server, running) =
+        match under_load("fault_kill9", t, run, spec, load, Duration::from_secs(2)).await {
+            Ok(started) => started,
+            Err(report) => return report,
+        };
     let killed = Instant::now();
     server.kill9();
     let _ = server.wait(Duration::from_secs(10)).await;
@@ -690,31 +701,11 @@ async fn check_stored(
 
 /// SIGTERM mid-load: what the in-flight sends were answered, and whether the answers held.
 pub async fn sigterm(t: &Target, run: u32, spec: &ServerSpec, load: &FaultLoad) -> Report {
-    let mut report = Report::new(
-        "fault_sigterm",
-        json!({ "visitors": load.visitors, "rate_per_visitor": load.rate, "window": load.window, "before_ms": ms(load.before) }),
-    );
-    let mut server = match spec.start().await {
-        Ok(s) => s,
-        Err(e) => {
-            report.errors.push(e);
-            return report;
-        }
-    };
-    let t1 = pointed(t, &server);
-    let running = Load::start(
-        &t1,
-        run,
-        load.visitors,
-        load.rate,
-        load.window,
-        Duration::from_secs(5),
-    )
-    .await;
-    report
-        .errors
-        .extend(running.connect_errors.iter().take(3).cloned());
-    tokio::time::sleep(load.before).await;
+    let (mut report, mut server, running) =
+        match under_load("fault_sigterm", t, run, spec, load, Duration::from_secs(5)).await {
+            Ok(started) => started,
+            Err(report) => return report,
+        };
     let termed = Instant::now();
     server.sigterm();
     let exit = server.wait(Duration::from_secs(40)).await;
