@@ -2,7 +2,7 @@
 //! hold the same values there and here.
 
 use serde::{Deserialize, Serialize};
-use socketgram_core::config::{ConfigError, Secret};
+use socketgram_common::{ConfigError, Secret};
 
 use crate::room::HashKind;
 

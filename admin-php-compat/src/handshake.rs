@@ -225,7 +225,7 @@ pub fn identify(
 
 #[cfg(test)]
 mod tests {
-    use socketgram_core::config::Secret;
+    use socketgram_common::Secret;
 
     use super::*;
     use crate::{config::AdminParam, room::HashKind};

@@ -1,66 +1,15 @@
 //! The core's configuration sections. The binary composes them into its one `Config`; tests
 //! build them directly.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use crate::store::DatabaseConfig;
 
-/// A configuration value that must not appear in logs or printed configuration: `Debug`
-/// and `Serialize` show `***` (an empty one as `""`, so "not set" stays visible).
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
+pub use socketgram_common::{ConfigError, Secret};
 
-impl Serialize for Secret {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(if self.0.is_empty() { "" } else { "***" })
-    }
-}
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Whether `presented` is this secret, in constant time. The SHA-256 digests are
-    /// compared, not the values: a plain comparison stops at a length mismatch, which tells
-    /// the secret's length.
-    pub fn matches(&self, presented: &[u8]) -> bool {
-        use sha2::{Digest, Sha256};
-        use subtle::ConstantTimeEq;
-        Sha256::digest(self.0.as_bytes())
-            .ct_eq(&Sha256::digest(presented))
-            .into()
-    }
-
-    /// Serializes a database URL with only its password hidden (`config check`).
-    pub fn serialize_as_url<S: serde::Serializer>(
-        url: &Secret,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&crate::store::redact_url(url.expose()))
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            f.write_str("\"\"")
-        } else {
-            f.write_str("***")
-        }
-    }
+/// Serializes a database URL with only its password hidden (`config check`).
+pub fn serialize_url<S: serde::Serializer>(url: &Secret, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&crate::store::redact_url(url.expose()))
 }
 
 /// What the core needs to know.
@@ -87,23 +36,6 @@ impl Default for CoreConfig {
             max_message_chars: crate::store::text::COLUMN_CHARS,
             database: DatabaseConfig::default(),
             credentials: CredentialsConfig::default(),
-        }
-    }
-}
-
-/// A configuration value out of range, named by its key.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid configuration key `{key}`: {reason}")]
-pub struct ConfigError {
-    pub key: String,
-    pub reason: String,
-}
-
-impl ConfigError {
-    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            key: key.into(),
-            reason: reason.into(),
         }
     }
 }
@@ -175,7 +107,7 @@ pub struct CredentialsConfig {
 #[serde(deny_unknown_fields)]
 pub struct ExternalCredentials {
     /// Database URL (mysql://, mariadb://, postgres://, sqlite://).
-    #[serde(serialize_with = "Secret::serialize_as_url")]
+    #[serde(serialize_with = "serialize_url")]
     pub url: Secret,
     /// Query taking (login, hashed password), as two `?`, and returning a count column `col`
     /// and the visitor id `id` (the legacy query). On PostgreSQL the `?` become `$1`, `$2`.
@@ -196,27 +128,5 @@ impl CredentialsConfig {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod secret_tests {
-    use super::Secret;
-
-    #[test]
-    fn matches_only_the_same_bytes_whatever_the_length() {
-        let secret = Secret::new("adminpass");
-        assert!(secret.matches(b"adminpass"));
-        for other in [&b""[..], b"adminpas", b"adminpass ", b"ADMINPASS", b"x"] {
-            assert!(!secret.matches(other), "{other:?}");
-        }
-    }
-
-    #[test]
-    fn never_shows_its_value() {
-        let secret = Secret::new("s3cret");
-        assert_eq!(format!("{secret:?}"), "***");
-        assert_eq!(serde_json::to_string(&secret).unwrap(), "\"***\"");
-        assert_eq!(serde_json::to_string(&Secret::default()).unwrap(), "\"\"");
     }
 }

@@ -2,7 +2,7 @@
 //! bearer-token auth, the standard health and reflection services open, gRPC-web (HTTP/1.1)
 //! accepted for browsers, TLS when configured.
 
-use std::{future::Future, path::PathBuf, sync::Arc};
+use std::{future::Future, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 use socketgram_proto::v1::{chat_server::ChatServer, telegram_server::TelegramServer};
@@ -41,30 +41,12 @@ impl Default for GrpcConfig {
     }
 }
 
-/// Certificate and key files (PEM).
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
+pub use socketgram_common::TlsConfig;
 
-impl TlsConfig {
-    /// Reads both files; the error names the key that points at an unreadable file.
-    pub fn identity(&self, section: &str) -> Result<Identity, ConfigError> {
-        let read = |path: &PathBuf, key: &str| {
-            std::fs::read(path).map_err(|e| {
-                ConfigError::new(
-                    format!("{section}.tls.{key}"),
-                    format!("{}: {e}", path.display()),
-                )
-            })
-        };
-        Ok(Identity::from_pem(
-            read(&self.cert, "cert")?,
-            read(&self.key, "key")?,
-        ))
-    }
+/// The tonic identity of a listener's TLS files; the error names the key (under `section`).
+fn identity(tls: &TlsConfig, section: &str) -> Result<Identity, ConfigError> {
+    let (cert, key) = tls.read(section)?;
+    Ok(Identity::from_pem(cert, key))
 }
 
 impl GrpcConfig {
@@ -77,7 +59,7 @@ impl GrpcConfig {
             )
         })?;
         if let Some(tls) = &self.tls {
-            tls.identity(section)?;
+            identity(tls, section)?;
         }
         Ok(())
     }
@@ -151,7 +133,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let mut builder = Server::builder().accept_http1(true);
     if let Some(tls) = &config.tls {
-        builder = builder.tls_config(ServerTlsConfig::new().identity(tls.identity("grpc")?))?;
+        builder = builder.tls_config(ServerTlsConfig::new().identity(identity(tls, "grpc")?))?;
     }
     let routes = routes(core, auth).await?;
     info!(addr = ?listener.local_addr().ok(), tls = config.tls.is_some(), "gRPC listening");

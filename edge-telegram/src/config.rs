@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
-use socketgram_core::config::{ConfigError, Secret};
+use socketgram_common::{ConfigError, Secret};
 
 /// The official Bot API server.
 pub const OFFICIAL_API_URL: &str = "https://api.telegram.org";

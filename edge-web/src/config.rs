@@ -3,10 +3,7 @@
 //! the edge.
 
 use serde::{Deserialize, Serialize};
-use socketgram_core::{
-    config::{ConfigError, Secret},
-    server::TlsConfig,
-};
+use socketgram_common::{ConfigError, Secret, TlsConfig};
 
 use crate::client_addr::TrustedProxies;
 
@@ -99,7 +96,7 @@ impl WebConfig {
             .parse::<std::net::SocketAddr>()
             .map_err(|e| ConfigError::new("web.listen", format!("{:?}: {e}", self.listen)))?;
         if let Some(tls) = &self.tls {
-            tls.identity("web")?;
+            tls.read("web")?;
         }
         TrustedProxies::parse(&self.trusted_proxies)
             .map_err(|e| ConfigError::new("web.trusted_proxies", e.to_string()))?;

@@ -26,7 +26,7 @@ use std::{
 
 use axum::http::Method;
 use socketgram_admin_php_compat::{config::LegacyConfig, handshake::TokenSigner};
-use socketgram_core::server::TlsConfig;
+use socketgram_common::TlsConfig;
 use socketgram_proto::client::CoreClient;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;

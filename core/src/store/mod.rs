@@ -126,7 +126,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct DatabaseConfig {
     /// `sqlite://path/to/file.db`, `mysql://user:pass@host/db` (also `mariadb://`) or
     /// `postgres://user@host/db`. The file or database is created when missing.
-    #[serde(serialize_with = "crate::config::Secret::serialize_as_url")]
+    #[serde(serialize_with = "crate::config::serialize_url")]
     pub url: crate::config::Secret,
     /// Pool size.
     pub max_connections: u32,
