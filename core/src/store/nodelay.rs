@@ -8,6 +8,9 @@
 //! hook to its socket, so after each new pool connection this turns Nagle off on the
 //! process's TCP sockets connected to the database's port. Remove once sqlx ships the fix.
 
+// The one unsafe block of the workspace: borrowing a descriptor sqlx does not hand out.
+#![allow(unsafe_code)]
+
 /// `options` that, once a new connection is open, turn Nagle off on the sockets to `port`.
 pub(crate) fn on_connect<DB: sqlx::Database>(
     options: sqlx::pool::PoolOptions<DB>,
