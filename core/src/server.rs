@@ -138,6 +138,8 @@ pub async fn serve(
     let routes = routes(core, auth).await?;
     info!(addr = ?listener.local_addr().ok(), tls = config.tls.is_some(), "gRPC listening");
     builder
+        // A span per call (its method), around the handlers' own spans.
+        .layer(tower_http::trace::TraceLayer::new_for_grpc())
         .layer(tonic_web::GrpcWebLayer::new())
         .add_routes(routes)
         .serve_with_incoming_shutdown(

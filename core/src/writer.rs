@@ -262,6 +262,15 @@ async fn publish(store: &dyn Store, hub: &Hub, stored: &[Appended], uncertain: b
         }
     }
     let last = hub.last_published();
+    for a in stored {
+        // One line per message (at DEBUG): a message can be followed by its id.
+        debug!(
+            message = a.message.id,
+            conversation = a.message.conversation_id,
+            duplicate = a.duplicate,
+            "stored"
+        );
+    }
     hub.publish_messages(
         stored
             .iter()

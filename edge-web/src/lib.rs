@@ -139,6 +139,8 @@ pub async fn serve(
         .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
         .layer(layer)
         .layer(axum::middleware::from_fn(assets::socket_io_client))
+        // A span per request (method, path; at DEBUG: the response and its latency).
+        .layer(tower_http::trace::TraceLayer::new_for_http())
         // The PHP admin and host sites live on other origins: long polling (the fallback
         // transport) and /widget.js need CORS. No cookies are involved: credentials travel
         // in the handshake query or `auth`.

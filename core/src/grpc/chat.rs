@@ -26,16 +26,22 @@ impl ChatApi {
 
 #[tonic::async_trait]
 impl Chat for ChatApi {
-    #[tracing::instrument(skip_all, fields(conversation = request.get_ref().conversation_id))]
+    #[tracing::instrument(
+        skip_all,
+        name = "Chat.SendMessage",
+        fields(conversation = request.get_ref().conversation_id, message = tracing::field::Empty)
+    )]
     async fn send_message(
         &self,
         request: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::SendMessageResponse>, Status> {
         let send = convert::send(request.into_inner()).map_err(status)?;
         let appended = self.core.send(send).await.map_err(status)?;
+        tracing::Span::current().record("message", appended.message.id);
         Ok(Response::new(convert::sent(&self.core, &appended)))
     }
 
+    #[tracing::instrument(skip_all, name = "Chat.History", fields(conversation = request.get_ref().conversation_id))]
     async fn history(
         &self,
         request: Request<pb::HistoryRequest>,
@@ -66,6 +72,7 @@ impl Chat for ChatApi {
 
     type SubscribeStream = EventStream<pb::Event>;
 
+    #[tracing::instrument(skip_all, name = "Chat.Subscribe")]
     async fn subscribe(
         &self,
         request: Request<pb::SubscribeRequest>,
@@ -85,6 +92,7 @@ impl Chat for ChatApi {
 
     type EdgeSessionStream = EventStream<pb::EdgeEvent>;
 
+    #[tracing::instrument(skip_all, name = "Chat.EdgeSession")]
     async fn edge_session(
         &self,
         request: Request<Streaming<pb::EdgeCommand>>,
@@ -93,6 +101,7 @@ impl Chat for ChatApi {
         Ok(Response::new(Box::pin(ReceiverStream::new(events))))
     }
 
+    #[tracing::instrument(skip_all, name = "Chat.OpenConversation", fields(conversation = request.get_ref().conversation_id))]
     async fn open_conversation(
         &self,
         request: Request<pb::OpenConversationRequest>,
@@ -105,6 +114,7 @@ impl Chat for ChatApi {
         Ok(Response::new(convert::conversation(&self.core, &summary)))
     }
 
+    #[tracing::instrument(skip_all, name = "Chat.ListConversations")]
     async fn list_conversations(
         &self,
         request: Request<pb::ListConversationsRequest>,
@@ -127,6 +137,7 @@ impl Chat for ChatApi {
         }))
     }
 
+    #[tracing::instrument(skip_all, name = "Chat.MarkRead", fields(conversation = request.get_ref().conversation_id))]
     async fn mark_read(
         &self,
         request: Request<pb::MarkReadRequest>,
@@ -141,6 +152,7 @@ impl Chat for ChatApi {
         Ok(Response::new(convert::conversation(&self.core, &summary)))
     }
 
+    #[tracing::instrument(skip_all, name = "Chat.ListOnline")]
     async fn list_online(
         &self,
         _request: Request<pb::ListOnlineRequest>,
@@ -150,6 +162,7 @@ impl Chat for ChatApi {
         }))
     }
 
+    #[tracing::instrument(skip_all, name = "Chat.ListAdmins")]
     async fn list_admins(
         &self,
         _request: Request<pb::ListAdminsRequest>,
@@ -163,6 +176,7 @@ impl Chat for ChatApi {
         }))
     }
 
+    #[tracing::instrument(skip_all, name = "Chat.ReloadAdmins")]
     async fn reload_admins(
         &self,
         _request: Request<pb::ReloadAdminsRequest>,
@@ -176,6 +190,7 @@ impl Chat for ChatApi {
         }))
     }
 
+    #[tracing::instrument(skip_all, name = "Chat.GetInfo")]
     async fn get_info(
         &self,
         _request: Request<pb::GetInfoRequest>,
@@ -186,6 +201,7 @@ impl Chat for ChatApi {
         }))
     }
 
+    #[tracing::instrument(skip_all, name = "Chat.GetDeliveryCursor")]
     async fn get_delivery_cursor(
         &self,
         request: Request<pb::GetDeliveryCursorRequest>,
@@ -198,6 +214,7 @@ impl Chat for ChatApi {
         }))
     }
 
+    #[tracing::instrument(skip_all, name = "Chat.AdvanceDeliveryCursor")]
     async fn advance_delivery_cursor(
         &self,
         request: Request<pb::AdvanceDeliveryCursorRequest>,

@@ -164,8 +164,15 @@ async fn forward(core: Arc<Core>, id: u64, request: Option<pb::SubscribeRequest>
 /// Answers an `EdgeSend`.
 async fn answer(out: &Out, request_id: u64, outcome: Result<pb::SendMessageResponse, CoreError>) {
     let outcome = match outcome {
-        Ok(sent) => Outcome::Sent(sent),
-        Err(e) => Outcome::Error(error(&e)),
+        Ok(sent) => {
+            let message = sent.message.as_ref().map(|m| m.id);
+            tracing::debug!(request_id, ?message, "edge send answered");
+            Outcome::Sent(sent)
+        }
+        Err(e) => {
+            tracing::debug!(request_id, error = %e, "edge send refused");
+            Outcome::Error(error(&e))
+        }
     };
     let _ = out
         .send(Ok(pb::EdgeEvent {

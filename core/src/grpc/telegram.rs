@@ -28,6 +28,7 @@ fn links(links: &[crate::domain::TelegramLink]) -> pb::ListTelegramLinksResponse
 
 #[tonic::async_trait]
 impl Telegram for TelegramApi {
+    #[tracing::instrument(skip_all, name = "Telegram.GetLink")]
     async fn get_link(
         &self,
         request: Request<pb::GetTelegramLinkRequest>,
@@ -40,6 +41,7 @@ impl Telegram for TelegramApi {
         Ok(Response::new(convert::telegram_link(&link)))
     }
 
+    #[tracing::instrument(skip_all, name = "Telegram.Link", fields(chat_id = request.get_ref().chat_id))]
     async fn link(
         &self,
         request: Request<pb::LinkTelegramRequest>,
@@ -53,6 +55,7 @@ impl Telegram for TelegramApi {
         Ok(Response::new(convert::telegram_link(&link)))
     }
 
+    #[tracing::instrument(skip_all, name = "Telegram.SetState", fields(chat_id = request.get_ref().chat_id))]
     async fn set_state(
         &self,
         request: Request<pb::SetTelegramStateRequest>,
@@ -67,6 +70,7 @@ impl Telegram for TelegramApi {
         Ok(Response::new(convert::telegram_link(&link)))
     }
 
+    #[tracing::instrument(skip_all, name = "Telegram.ListLinks")]
     async fn list_links(
         &self,
         request: Request<pb::ListTelegramLinksRequest>,
@@ -80,6 +84,7 @@ impl Telegram for TelegramApi {
         Ok(Response::new(links(&all)))
     }
 
+    #[tracing::instrument(skip_all, name = "Telegram.ResetModes")]
     async fn reset_modes(
         &self,
         _request: Request<pb::ResetTelegramModesRequest>,
@@ -88,6 +93,7 @@ impl Telegram for TelegramApi {
         Ok(Response::new(links(&all)))
     }
 
+    #[tracing::instrument(skip_all, name = "Telegram.CheckCredentials")]
     async fn check_credentials(
         &self,
         request: Request<pb::CheckCredentialsRequest>,

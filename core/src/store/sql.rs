@@ -202,11 +202,13 @@ where
         DB::BACKEND
     }
 
+    #[tracing::instrument(skip_all, name = "store.migrate")]
     async fn migrate(&self) -> StoreResult<()> {
         DB::MIGRATOR.run(&self.pool).await?;
         Ok(())
     }
 
+    #[tracing::instrument(skip_all, name = "store.append", fields(batch = batch.len()))]
     async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<Appended>> {
         let repeats = duplicates_within(batch);
         // First of all: writers of every replica queue here, so ids are allocated and
@@ -277,6 +279,7 @@ where
         Ok(finish_batch(out, repeats))
     }
 
+    #[tracing::instrument(skip_all, name = "store.messages_after")]
     async fn messages_after(
         &self,
         scope: Scope,
@@ -298,6 +301,7 @@ where
         messages(query.build_query_as().fetch_all(&self.pool).await?)
     }
 
+    #[tracing::instrument(skip_all, name = "store.history", fields(conversation = conversation))]
     async fn history(
         &self,
         conversation: ConversationId,
@@ -310,6 +314,7 @@ where
         messages(query.build_query_as().fetch_all(&self.pool).await?)
     }
 
+    #[tracing::instrument(skip_all, name = "store.last_message_id")]
     async fn last_message_id(&self) -> StoreResult<MessageId> {
         let id: Option<Int> = sqlx::query_scalar("SELECT MAX(id) AS id FROM messages")
             .fetch_one(&self.pool)
@@ -317,11 +322,13 @@ where
         from_db_id("messages.id", id.map_or(0, |id| id.0))
     }
 
+    #[tracing::instrument(skip_all, name = "store.await_writers")]
     async fn await_writers(&self) -> StoreResult<()> {
         begin_write(&self.pool).await?.commit().await?;
         Ok(())
     }
 
+    #[tracing::instrument(skip_all, name = "store.open_conversation", fields(conversation = conversation))]
     async fn open_conversation(&self, conversation: ConversationId) -> StoreResult<bool> {
         let (insert, on_conflict) = DB::insert_or_skip("cid");
         let mut query = QueryBuilder::<DB>::new(insert);
@@ -334,6 +341,7 @@ where
         Ok(done.rows() > 0)
     }
 
+    #[tracing::instrument(skip_all, name = "store.conversation", fields(conversation = conversation))]
     async fn conversation(
         &self,
         conversation: ConversationId,
@@ -344,6 +352,7 @@ where
         row.map(ConversationSummary::try_from).transpose()
     }
 
+    #[tracing::instrument(skip_all, name = "store.conversations")]
     async fn conversations(
         &self,
         before_last: Option<MessageId>,
@@ -358,6 +367,7 @@ where
             .collect()
     }
 
+    #[tracing::instrument(skip_all, name = "store.mark_read", fields(conversation = conversation))]
     async fn mark_read(
         &self,
         conversation: ConversationId,
@@ -382,6 +392,7 @@ where
         Ok(done.rows() > 0)
     }
 
+    #[tracing::instrument(skip_all, name = "store.admins")]
     async fn admins(&self) -> StoreResult<Vec<Admin>> {
         let sql = format!(
             "SELECT aid, name, lid FROM adm_account WHERE aid <> '0' ORDER BY {}",
@@ -393,6 +404,7 @@ where
         Ok(rows.into_iter().map(Admin::from).collect())
     }
 
+    #[tracing::instrument(skip_all, name = "store.add_admin")]
     async fn add_admin(&self, admin: &Admin) -> StoreResult<bool> {
         let (insert, on_conflict) = DB::insert_or_skip("aid");
         let mut query = QueryBuilder::<DB>::new(insert);
@@ -407,6 +419,7 @@ where
         Ok(done.rows() > 0)
     }
 
+    #[tracing::instrument(skip_all, name = "store.remove_admin")]
     async fn remove_admin(&self, admin_id: &str) -> StoreResult<bool> {
         // The placeholder row '0' is never removed.
         let mut query = QueryBuilder::<DB>::new("DELETE FROM adm_account WHERE aid = ");
@@ -415,6 +428,7 @@ where
         Ok(done.rows() > 0)
     }
 
+    #[tracing::instrument(skip_all, name = "store.telegram_link", fields(chat_id = chat_id))]
     async fn telegram_link(&self, chat_id: i64) -> StoreResult<Option<TelegramLink>> {
         let mut query = QueryBuilder::<DB>::new(LINKS_WHERE);
         query
@@ -425,6 +439,7 @@ where
         row.map(TelegramLink::try_from).transpose()
     }
 
+    #[tracing::instrument(skip_all, name = "store.link_telegram", fields(conversation = conversation, chat_id = chat_id))]
     async fn link_telegram(
         &self,
         chat_id: i64,
@@ -455,6 +470,7 @@ where
         })
     }
 
+    #[tracing::instrument(skip_all, name = "store.set_telegram_state", fields(chat_id = chat_id))]
     async fn set_telegram_state(
         &self,
         chat_id: i64,
@@ -472,6 +488,7 @@ where
         self.telegram_link(chat_id).await
     }
 
+    #[tracing::instrument(skip_all, name = "store.telegram_links")]
     async fn telegram_links(
         &self,
         conversation: Option<ConversationId>,
@@ -486,6 +503,7 @@ where
         rows.into_iter().map(TelegramLink::try_from).collect()
     }
 
+    #[tracing::instrument(skip_all, name = "store.reset_telegram_modes")]
     async fn reset_telegram_modes(&self) -> StoreResult<()> {
         sqlx::query("UPDATE telegram SET status = 0")
             .execute(&self.pool)
@@ -493,10 +511,12 @@ where
         Ok(())
     }
 
+    #[tracing::instrument(skip_all, name = "store.delivery_cursor")]
     async fn delivery_cursor(&self, consumer: &str, start: MessageId) -> StoreResult<MessageId> {
         self.write_cursor(consumer, start, false).await
     }
 
+    #[tracing::instrument(skip_all, name = "store.advance_delivery_cursor")]
     async fn advance_delivery_cursor(
         &self,
         consumer: &str,
@@ -505,10 +525,12 @@ where
         self.write_cursor(consumer, to, true).await
     }
 
+    #[tracing::instrument(skip_all, name = "store.visitor_exists", fields(conversation = conversation))]
     async fn visitor_exists(&self, conversation: ConversationId) -> StoreResult<bool> {
         DB::visitor_exists(&self.pool, &self.schema, conversation).await
     }
 
+    #[tracing::instrument(skip_all, name = "store.user_password")]
     async fn user_password(&self, user_id: u64) -> StoreResult<Option<String>> {
         let mut query = QueryBuilder::<DB>::new("SELECT password FROM users WHERE id = ");
         query.push_bind(to_db_id(user_id));

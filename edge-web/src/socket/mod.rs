@@ -488,6 +488,11 @@ fn sent(result: SendResult) -> Answer {
     let message = sent
         .message
         .ok_or_else(|| Refusal::Internal("the core answered a send without its message".into()))?;
+    debug!(
+        message = message.id,
+        conversation = message.conversation_id,
+        "sent"
+    );
     Ok(serde_json::json!({ "label": message.id }))
 }
 
