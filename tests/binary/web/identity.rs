@@ -1,0 +1,302 @@
+//! Who a socket is: forged payload identities, role events from the wrong role, bad handshakes, per-admin tokens (LEGACY.md §9.1-§9.3).
+
+use super::*;
+
+/// A payload naming another visitor or room (LEGACY.md §9.1) is refused with `chat error`,
+/// logged, and nothing is stored or shown; the socket keeps working for its own identity.
+#[tokio::test]
+async fn forged_identities_are_refused() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    add_admin(&db, "alice", "Alice").await;
+    let victims = seed(&server, 702, 3).await;
+    let mut admin = admin(&server).await;
+    let mut victim = visitor(&server, 702).await;
+    subscribe(&mut victim, 702).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "702" }));
+    expect_subscribe_history(&mut victim, 702, &victims, false).await;
+
+    let mut attacker = visitor(&server, 701).await;
+    let forged = [
+        ("subscribe", json!({ "room": room(702), "username": "702" })),
+        ("subscribe", json!({ "room": room(701), "username": "702" })),
+        ("subscribe", json!({ "room": room(702), "username": "701" })),
+        (
+            "new message",
+            json!({ "username": 702, "message": "forged 1", "room": room(702) }),
+        ),
+        (
+            "new message",
+            json!({ "username": "702", "message": "forged 2", "room": room(701) }),
+        ),
+        (
+            "new message",
+            json!({ "username": 701, "message": "forged 3", "room": room(702) }),
+        ),
+        (
+            "take history",
+            json!({ "username": 702, "room": room(702), "mid": victims[2].id + 1 }),
+        ),
+        (
+            "take history",
+            json!({ "username": 701, "room": room(702), "mid": victims[2].id + 1 }),
+        ),
+    ];
+    for (event, payload) in &forged {
+        attacker.emit(event, std::slice::from_ref(payload)).await;
+        assert_refusal(
+            &attacker.next_payload("chat error").await,
+            event,
+            "forbidden",
+        );
+    }
+    attacker.expect_none("new message", QUIET).await;
+    for never in [
+        "new message history",
+        "drop history button",
+        "add history button",
+    ] {
+        attacker.expect_none(never, Duration::ZERO).await;
+    }
+    victim.expect_none("new message", Duration::ZERO).await;
+    admin.expect_none("new message", Duration::ZERO).await;
+    admin.expect_none("online", Duration::ZERO).await;
+    assert_eq!(
+        count(&db, "message LIKE '%forged%'").await,
+        0,
+        "nothing forged is stored"
+    );
+    assert_eq!(count(&db, "cid = 702").await, 3);
+    assert_eq!(count(&db, "cid = 701").await, 0);
+
+    // As itself, the same socket works.
+    subscribe(&mut attacker, 701).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "701" }));
+    say(&mut attacker, 701, "my own").await;
+    let own = attacker.next_payload("new message").await;
+    legacy_message(&own, 701, "my own", "0");
+    assert_eq!(admin.next_payload("new message").await, own);
+    victim.expect_none("new message", QUIET).await;
+    stop(server, db).await;
+}
+
+/// Admin-only events from a visitor socket are refused (LEGACY.md §9.2), and visitor events
+/// from an admin socket too; nothing is stored.
+#[tokio::test]
+async fn role_events_from_the_wrong_role_are_refused() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    add_admin(&db, "alice", "Alice").await;
+    let mut admin = admin(&server).await;
+    let mut v = visitor(&server, 801).await;
+    subscribe(&mut v, 801).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "801" }));
+
+    let admin_only = [
+        (
+            "new message:servadm",
+            vec![
+                json!({ "username": 801, "message": "I am support", "room": room(801), "adm": "alice" }),
+            ],
+        ),
+        (
+            "new message:servadm",
+            vec![
+                json!({ "username": 802, "message": "I am support", "room": room(802), "adm": "alice" }),
+            ],
+        ),
+        (
+            "subscribe:servadm",
+            vec![json!({ "room": room(802), "adm": "alice" })],
+        ),
+        ("update admlist", vec![]),
+    ];
+    for (event, args) in &admin_only {
+        v.emit(event, args).await;
+        assert_refusal(&v.next_payload("chat error").await, event, "forbidden");
+    }
+    let visitor_only = [
+        (
+            "new message",
+            json!({ "username": 801, "message": "admin as visitor", "room": room(801) }),
+        ),
+        ("subscribe", json!({ "username": 801, "room": room(801) })),
+        (
+            "take history",
+            json!({ "username": 801, "room": room(801), "mid": 10 }),
+        ),
+    ];
+    for (event, payload) in &visitor_only {
+        admin.emit(event, std::slice::from_ref(payload)).await;
+        assert_refusal(&admin.next_payload("chat error").await, event, "forbidden");
+    }
+    v.expect_none("new message", QUIET).await;
+    admin.expect_none("new message", Duration::ZERO).await;
+    admin
+        .expect_none("drop history button", Duration::ZERO)
+        .await;
+    assert_eq!(count(&db, "1 = 1").await, 0, "nothing stored");
+    stop(server, db).await;
+}
+
+/// A wrong room hash, a missing id or room, a wrong admin secret or a bad token is refused at
+/// the handshake with `connect_error`, before any event is handled (LEGACY.md §2, §9.3).
+#[tokio::test]
+async fn bad_handshakes_are_refused() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    let url = server.web_url();
+    let mut admin = admin(&server).await;
+    let forged_token = TokenSigner::new(b"not the secret").sign(TokenKind::Visitor, "901", 600);
+    let forged_admin = TokenSigner::new(b"not the secret").sign(TokenKind::Admin, "alice", 600);
+    let other_secret = room_of(HashKind::Md5, "901", "not the secret");
+    let cases = [
+        (
+            "room of another visitor",
+            Handshake::legacy_visitor(&url, 901, &room(902)),
+            "room",
+        ),
+        (
+            "room of another secret",
+            Handshake::legacy_visitor(&url, 901, &other_secret),
+            "room",
+        ),
+        (
+            "upper-case room",
+            Handshake::legacy_visitor(&url, 901, &room(901).to_uppercase()),
+            "room",
+        ),
+        (
+            "missing id",
+            Handshake::query(&url, &[("room", &room(901))]),
+            "",
+        ),
+        ("missing room", Handshake::query(&url, &[("id", "901")]), ""),
+        ("no query", Handshake::query(&url, &[]), ""),
+        (
+            "non-numeric id",
+            Handshake::legacy_visitor(&url, "abc", &room_of(HashKind::Md5, "abc", SECRET)),
+            "id",
+        ),
+        (
+            "zero id",
+            Handshake::legacy_visitor(&url, 0, &room_of(HashKind::Md5, "0", SECRET)),
+            "id",
+        ),
+        (
+            "wrong admin secret",
+            Handshake::legacy_admin(&url, "adminpass", "wrong"),
+            "admin",
+        ),
+        (
+            "empty admin secret",
+            Handshake::legacy_admin(&url, "adminpass", ""),
+            "admin",
+        ),
+        (
+            "admin secret, other case",
+            Handshake::legacy_admin(&url, "adminpass", "ADMIN"),
+            "admin",
+        ),
+        (
+            "secret under another name",
+            Handshake::legacy_admin(&url, "admin", "admin"),
+            "",
+        ),
+        (
+            "visitor token of another key",
+            Handshake::token(&url, json!({ "token": forged_token })),
+            "token",
+        ),
+        (
+            "admin token of another key",
+            Handshake::token(&url, json!({ "admin_token": forged_admin })),
+            "token",
+        ),
+        (
+            "garbage token",
+            Handshake::token(&url, json!({ "token": "v1.901" })),
+            "token",
+        ),
+    ];
+    for (case, handshake, says) in &cases {
+        match SioClient::open(case, handshake).await {
+            Ok(_) => panic!("{case}: the handshake was accepted"),
+            Err(message) => {
+                assert!(!message.trim().is_empty(), "{case}: a reason is given");
+                assert!(
+                    message.contains(says),
+                    "{case}: {message:?} mentions {says:?}"
+                );
+            }
+        }
+    }
+    admin.expect_none("online", QUIET).await;
+    assert_eq!(count(&db, "1 = 1").await, 0);
+
+    // The right credentials still work.
+    let mut v = visitor(&server, 901).await;
+    subscribe(&mut v, 901).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "901" }));
+    stop(server, db).await;
+}
+
+/// An admin client with a per-admin token is that admin: its replies are signed with its
+/// name without `adm`, and a payload naming another admin is refused.
+#[tokio::test]
+async fn token_admin_replies_as_itself() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    add_admin(&db, "alice", "Alice").await;
+    add_admin(&db, "bob", "Bob").await;
+    let token = TokenSigner::new(TOKEN_SECRET.as_bytes()).sign(TokenKind::Admin, "alice", 600);
+    let mut alice =
+        SioClient::connect_token("alice", &server.web_url(), json!({ "admin_token": token })).await;
+    let mut php = admin(&server).await;
+    let mut v = visitor(&server, 1601).await;
+    subscribe(&mut v, 1601).await;
+    assert_eq!(alice.next_payload("online").await, json!({ "cid": "1601" }));
+    assert_eq!(php.next_payload("online").await, json!({ "cid": "1601" }));
+    say(&mut v, 1601, "a <question>").await;
+    // The token admin renders text: it gets it as typed; the PHP admin gets it escaped.
+    let plain = alice.next_payload("new message").await;
+    legacy_message(&plain, 1601, "a <question>", "0");
+    legacy_message(
+        &php.next_payload("new message").await,
+        1601,
+        "a &lt;question&gt;",
+        "0",
+    );
+    v.next_payload("new message").await;
+
+    let ack = alice
+        .emit_ack(
+            "new message:servadm",
+            &[json!({ "username": 1601, "message": "signed by my token", "room": room(1601) })],
+        )
+        .await;
+    let label = ack["data"]["label"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{ack}"));
+    let p = v.next_payload("new message").await;
+    assert_eq!(
+        legacy_message(&p, 1601, "signed by my token", "Alice Acme"),
+        label
+    );
+    assert_eq!(stored(&db, label).await.aid, "alice");
+
+    let forged = json!({ "username": 1601, "message": "as bob", "room": room(1601), "adm": "bob" });
+    alice.emit("new message:servadm", &[forged]).await;
+    assert_refusal(
+        &alice.next_payload("chat error").await,
+        "new message:servadm",
+        "forbidden",
+    );
+    v.expect_none("new message", QUIET).await;
+    assert_eq!(count(&db, "aid = 'bob'").await, 0);
+    stop(server, db).await;
+}
