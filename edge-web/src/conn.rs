@@ -194,23 +194,27 @@ async fn serve_connection(
             cut.cancel();
         }
     };
-    let watchdog = async {
-        tokio::time::sleep_until(deadline).await;
-        cut_unproven();
-    };
-    tokio::pin!(serving, watchdog);
-    tokio::select! {
-        () = &mut serving => {
-            // Upgraded (or closed) without proving itself yet: it has until the deadline, or
-            // until the edge stops.
-            if unproven() {
-                tokio::select! {
-                    () = watchdog => {}
-                    () = stop.cancelled() => cut_unproven(),
-                }
+    let served = {
+        let watchdog = tokio::time::sleep_until(deadline);
+        tokio::pin!(serving, watchdog);
+        tokio::select! {
+            () = &mut serving => true,
+            () = &mut watchdog => {
+                cut_unproven();
+                serving.await;
+                false
             }
         }
-        () = &mut watchdog => serving.await,
+        // The HTTP side of the connection (its buffers) is dropped here, before any wait.
+    };
+    if served && unproven() {
+        // Upgraded (or closed) without proving itself yet: it has until the deadline, or
+        // until the edge stops. Most prove themselves a moment later (the socket's CONNECT).
+        tokio::select! {
+            () = proof.proven.cancelled() => {}
+            () = tokio::time::sleep_until(deadline) => cut_unproven(),
+            () = stop.cancelled() => cut_unproven(),
+        }
     }
 }
 
@@ -319,6 +323,7 @@ impl Gate {
             ip,
             proof: Proof {
                 pending: Arc::new(AtomicBool::new(true)),
+                proven: CancellationToken::new(),
                 gate: Some((self.clone(), ip)),
             },
         })
@@ -360,6 +365,8 @@ impl Drop for Ticket {
 #[derive(Clone, Debug)]
 pub struct Proof {
     pending: Arc<AtomicBool>,
+    /// Cancelled once proven: the connection's task stops waiting for the deadline.
+    proven: CancellationToken,
     gate: Option<(Arc<Gate>, IpAddr)>,
 }
 
@@ -371,8 +378,11 @@ impl std::fmt::Debug for Gate {
 
 impl Proof {
     fn proven() -> Self {
+        let proven = CancellationToken::new();
+        proven.cancel();
         Self {
             pending: Arc::new(AtomicBool::new(false)),
+            proven,
             gate: None,
         }
     }
@@ -384,6 +394,7 @@ impl Proof {
         {
             gate.release(*ip, false);
         }
+        self.proven.cancel();
     }
 
     fn is_pending(&self) -> bool {
