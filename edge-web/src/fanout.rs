@@ -17,7 +17,7 @@ use std::{
 };
 
 use socketgram_admin_php_compat::events::{
-    self, MessagePayload, NO_ARGS, PresencePayload, SUBSCRIBE_HISTORY, outgoing,
+    self, NO_ARGS, PresencePayload, SUBSCRIBE_HISTORY, outgoing,
 };
 use socketgram_proto::v1::{self as pb, event::Kind, subscribe_request::Scope};
 use socketioxide::{SendError, SocketError, SocketIo, extract::SocketRef, socket::Sid};
@@ -25,56 +25,10 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use crate::{
+    answer::{Reply, answer_with},
     core_link::{CoreLink, LinkEvent},
-    socket::{Reply, answer::answer_with},
+    wire::{Flavor, admin_room, conversation_room, payload},
 };
-
-/// How a socket wants message text.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Flavor {
-    /// HTML-escaped: the legacy pages and the PHP admin insert it as HTML.
-    Legacy,
-    /// As typed: Socketgram's widget renders text.
-    Plain,
-}
-
-impl Flavor {
-    fn tag(self) -> &'static str {
-        match self {
-            Flavor::Legacy => "h",
-            Flavor::Plain => "t",
-        }
-    }
-}
-
-/// The room of a conversation's visitor sockets of one flavor.
-fn conversation_room(conversation: u64, flavor: Flavor) -> String {
-    format!("c:{conversation}:{}", flavor.tag())
-}
-
-/// The room of admin sockets of one flavor.
-fn admin_room(flavor: Flavor) -> String {
-    format!("admins:{}", flavor.tag())
-}
-
-/// The legacy payload of a message for a flavor (LEGACY.md §4).
-pub fn payload(m: &pb::Message, flavor: Flavor) -> MessagePayload {
-    let to_support = m.direction == pb::Direction::ToSupport as i32;
-    MessagePayload {
-        username: m.conversation_id,
-        message: match flavor {
-            Flavor::Legacy => events::legacy_html(&m.text),
-            Flavor::Plain => m.text.clone(),
-        },
-        date: m.local_date.clone(),
-        adm: if to_support {
-            "0".into()
-        } else {
-            m.admin_display_name.clone()
-        },
-        label: m.id,
-    }
-}
 
 /// Emits one message to every socket of both flavors' rooms. A socket whose send buffer is
 /// full is cut off (`socket::cut_off`: out of every room, its connection closed), never left
@@ -129,8 +83,23 @@ enum Input {
 /// all of this edge's sockets, however many visitors there are.
 pub struct Fanout {
     input: mpsc::UnboundedSender<Input>,
-    io: SocketIo,
     ids: Arc<HandshakeIds>,
+}
+
+/// The fan-out's task, made with its handle and started once the Socket.IO handle exists
+/// (which needs the edge, which holds the handle): what joins meanwhile waits in its queue.
+pub struct FanoutTask {
+    link: Arc<CoreLink>,
+    input: mpsc::WeakUnboundedSender<Input>,
+    rx: mpsc::UnboundedReceiver<Input>,
+    ids: Arc<HandshakeIds>,
+}
+
+impl FanoutTask {
+    /// Starts delivering to the sockets of `io`.
+    pub fn start(self, io: SocketIo) {
+        tokio::spawn(run(io, self.link, self.input, self.rx, self.ids));
+    }
 }
 
 /// The ids visitors' handshakes gave (e.g. `"0123"`), which `online`/`offline` carry back to
@@ -159,14 +128,20 @@ impl HandshakeIds {
 }
 
 impl Fanout {
-    pub fn start(io: SocketIo, link: Arc<CoreLink>) -> Arc<Self> {
+    /// The handle, and the task to start with the Socket.IO handle.
+    pub fn new(link: Arc<CoreLink>) -> (Arc<Self>, FanoutTask) {
         // Unbounded: joins come from handlers that must not wait (their socket's turn is
         // held), at most one per accepted `subscribe`, which the rate limits bound; the task
         // never waits on a client (emits go to the sockets' own bounded queues).
         let (input, rx) = mpsc::unbounded_channel();
         let ids = Arc::new(HandshakeIds::default());
-        tokio::spawn(run(io.clone(), link, input.downgrade(), rx, ids.clone()));
-        Arc::new(Self { input, io, ids })
+        let task = FanoutTask {
+            link,
+            input: input.downgrade(),
+            rx,
+            ids: ids.clone(),
+        };
+        (Arc::new(Self { input, ids }), task)
     }
 
     /// A visitor socket is about to count as online: admins are told the id as `cid_text`.
@@ -188,10 +163,16 @@ impl Fanout {
         }
     }
 
-    /// The live sockets of a conversation's visitor that take text in `flavor`.
-    pub fn visitor_sockets(&self, conversation: u64, flavor: Flavor) -> Vec<SocketRef> {
-        self.io
-            .to(conversation_room(conversation, flavor))
+    /// The live sockets of a conversation's visitor that take text in `flavor` (`socket` is
+    /// any socket of the edge: the rooms are its namespace's).
+    pub fn visitor_sockets(
+        &self,
+        socket: &SocketRef,
+        conversation: u64,
+        flavor: Flavor,
+    ) -> Vec<SocketRef> {
+        socket
+            .within(conversation_room(conversation, flavor))
             .sockets()
     }
 

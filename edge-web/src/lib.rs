@@ -9,7 +9,10 @@
 //! - [`core_link`]: the one multiplexed stream to the core.
 //! - [`drain`]: what a shutdown lets finish.
 //! - [`assets`]: the scripts and pages served over plain HTTP.
+//! - [`answer`]: the one refusal type and the one path answers take.
+//! - [`wire`]: message payloads per flavor of client, and the rooms.
 
+pub mod answer;
 pub mod assets;
 pub mod client_addr;
 pub mod config;
@@ -18,11 +21,9 @@ pub mod core_link;
 pub mod drain;
 pub mod fanout;
 pub mod socket;
+pub mod wire;
 
-use std::{
-    sync::{Arc, OnceLock},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use axum::http::Method;
 use socketgram_admin_php_compat::{config::LegacyConfig, handshake::TokenSigner};
@@ -46,7 +47,7 @@ use crate::{
 /// Shared by every handler.
 pub struct Edge {
     pub link: Arc<CoreLink>,
-    fanout: OnceLock<Arc<Fanout>>,
+    fanout: Arc<Fanout>,
     pub legacy: LegacyConfig,
     pub signer: TokenSigner,
     pub limiter: Arc<Limiter>,
@@ -57,11 +58,9 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// The fan-out tasks (made right after the Socket.IO handle exists).
+    /// The live delivery to sockets.
     pub fn fanout(&self) -> &Fanout {
-        self.fanout
-            .get()
-            .expect("fan-out is set when the edge starts")
+        &self.fanout
     }
 }
 
@@ -106,9 +105,10 @@ pub async fn serve(
     // The link outlives the drain: answers to what was accepted come through it.
     let link = CoreLink::start(core);
     let limiter = Limiter::new(config.limits.clone());
+    let (fanout, fanout_task) = Fanout::new(link.clone());
     let edge = Arc::new(Edge {
         link: link.clone(),
-        fanout: OnceLock::new(),
+        fanout,
         legacy: legacy.clone(),
         signer: TokenSigner::new(config.token_secret.expose().as_bytes()),
         limiter: limiter.clone(),
@@ -126,7 +126,7 @@ pub async fn serve(
         .connect_timeout(Duration::from_secs(config.limits.handshake_timeout_secs))
         .with_state(edge.clone())
         .build_layer();
-    let _ = edge.fanout.set(Fanout::start(io.clone(), link));
+    fanout_task.start(io.clone());
     socket::register(&io);
 
     let mut app = assets::router(config, &edge);

@@ -8,11 +8,7 @@ use socketgram_proto::v1 as pb;
 use socketioxide::extract::SocketRef;
 use tracing::warn;
 
-use super::{
-    Peer, Turn,
-    answer::{Answer, Refusal},
-    send_in_order, sent,
-};
+use super::{Answer, Peer, Refusal, Turn, send_in_order, sent};
 use crate::Edge;
 
 /// The admin login for a request: the token's, or the payload's `adm` for legacy admins.

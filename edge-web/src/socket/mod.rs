@@ -3,7 +3,6 @@
 //! `admin-php-compat`; the handlers for each role are in [`visitor`] and [`admin`].
 
 mod admin;
-pub mod answer;
 pub mod limits;
 mod visitor;
 
@@ -36,9 +35,9 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-pub use self::answer::{Answer, Refusal, Reply};
 use self::limits::Limiter;
-use crate::{Edge, conn::ConnInfo, core_link::SendResult, fanout::Flavor};
+pub use crate::answer::{Answer, Refusal, Reply};
+use crate::{Edge, conn::ConnInfo, core_link::SendResult, wire::Flavor};
 
 /// What the edge knows about one socket, fixed at the handshake.
 pub struct Peer {

@@ -13,12 +13,8 @@ use socketgram_proto::v1 as pb;
 use socketioxide::extract::SocketRef;
 use tracing::warn;
 
-use super::{
-    Peer, Turn,
-    answer::{Answer, Refusal, Reply},
-    send_in_order, sent, shown_from,
-};
-use crate::{Edge, fanout::payload};
+use super::{Answer, Peer, Refusal, Reply, Turn, send_in_order, sent, shown_from};
+use crate::{Edge, wire::payload};
 
 /// The visitor behind a socket.
 struct Visitor<'a> {
@@ -140,7 +136,7 @@ pub async fn take_history(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value)
         .ok_or_else(|| Refusal::Invalid("`mid` is missing".into()))?;
     let cid = visitor(peer).cid;
     let flavor = peer.flavor();
-    let mut sockets = edge.fanout().visitor_sockets(cid, flavor);
+    let mut sockets = edge.fanout().visitor_sockets(s, cid, flavor);
     if !sockets.iter().any(|other| other.id == s.id) {
         sockets.push(s.clone());
     }
