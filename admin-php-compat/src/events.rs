@@ -3,7 +3,7 @@
 //! numbers or strings) and strictly everywhere else: a payload of the wrong shape is refused
 //! with a reason, never half-applied.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Events clients send.
@@ -88,61 +88,159 @@ pub struct ErrorPayload {
 #[error("{0}")]
 pub struct PayloadError(pub String);
 
-/// The fields of a client payload, read defensively.
-pub struct Fields<'a>(&'a serde_json::Map<String, Value>);
+/// `subscribe {room, username}` (LEGACY.md §3); the widget sends `{since}` or nothing.
+#[derive(Debug, Default, Deserialize)]
+pub struct Subscribe {
+    #[serde(default, deserialize_with = "visitor_id")]
+    pub username: Option<u64>,
+    #[serde(default, deserialize_with = "text")]
+    pub room: Option<String>,
+    /// Resume after this message id (the widget).
+    #[serde(default, deserialize_with = "visitor_id")]
+    pub since: Option<u64>,
+}
 
-impl<'a> Fields<'a> {
-    /// The payload must be a JSON object.
-    pub fn of(payload: &'a Value) -> Result<Self, PayloadError> {
-        match payload {
-            Value::Object(map) => Ok(Self(map)),
-            Value::Null => Err(PayloadError(
+/// `new message {username, message, room}`, with the widget's `client_msg_id`.
+#[derive(Debug, Deserialize)]
+pub struct NewMessage {
+    #[serde(default, deserialize_with = "visitor_id")]
+    pub username: Option<u64>,
+    #[serde(default, deserialize_with = "text")]
+    pub room: Option<String>,
+    #[serde(deserialize_with = "required_text")]
+    pub message: String,
+    #[serde(default, deserialize_with = "text")]
+    pub client_msg_id: Option<String>,
+}
+
+/// `take history {username, room, mid}`.
+#[derive(Debug, Deserialize)]
+pub struct TakeHistory {
+    #[serde(default, deserialize_with = "visitor_id")]
+    pub username: Option<u64>,
+    #[serde(default, deserialize_with = "text")]
+    pub room: Option<String>,
+    /// Older than this message id.
+    #[serde(deserialize_with = "required_id")]
+    pub mid: u64,
+}
+
+/// `subscribe:servadm {room, adm}`.
+#[derive(Debug, Deserialize)]
+pub struct SubscribeAdmin {
+    #[serde(deserialize_with = "required_text")]
+    pub room: String,
+    /// The admin login (legacy admins name themselves).
+    #[serde(default, deserialize_with = "text")]
+    pub adm: Option<String>,
+}
+
+/// `new message:servadm {username, message, room, adm}`, with `client_msg_id`.
+#[derive(Debug, Deserialize)]
+pub struct NewMessageAdmin {
+    /// The visitor replied to.
+    #[serde(deserialize_with = "required_id")]
+    pub username: u64,
+    #[serde(deserialize_with = "required_text")]
+    pub room: String,
+    #[serde(deserialize_with = "required_text")]
+    pub message: String,
+    #[serde(default, deserialize_with = "text")]
+    pub adm: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    pub client_msg_id: Option<String>,
+}
+
+/// The names a visitor's payload gives itself (LEGACY.md §9.1: checked against the
+/// handshake's identity, never trusted).
+pub trait Claims {
+    fn username(&self) -> Option<u64>;
+    fn room(&self) -> Option<&str>;
+}
+
+macro_rules! claims {
+    ($($t:ty),*) => {$(
+        impl Claims for $t {
+            fn username(&self) -> Option<u64> {
+                self.username
+            }
+            fn room(&self) -> Option<&str> {
+                self.room.as_deref()
+            }
+        }
+    )*};
+}
+claims!(Subscribe, NewMessage, TakeHistory);
+
+/// Reads a client payload as `T`: it must be a JSON object, and every field the shape it
+/// should have; the error names the field.
+pub fn parse<T: serde::de::DeserializeOwned>(payload: &Value) -> Result<T, PayloadError> {
+    match payload {
+        Value::Object(_) => {}
+        Value::Null => {
+            return Err(PayloadError(
                 "the event has no payload; an object is expected".into(),
-            )),
-            other => Err(PayloadError(format!(
+            ));
+        }
+        other => {
+            return Err(PayloadError(format!(
                 "the payload is {}; an object is expected",
                 kind(other)
-            ))),
+            )));
         }
     }
-
-    /// A visitor id: a positive integer, as a number or a string of digits.
-    pub fn id(&self, name: &str) -> Result<Option<u64>, PayloadError> {
-        match self.0.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => n
-                .as_u64()
-                .filter(|&n| n > 0)
-                .map(Some)
-                .ok_or_else(|| PayloadError(format!("`{name}` must be a positive integer"))),
-            Some(Value::String(s)) => parse_id(s)
-                .map(Some)
-                .ok_or_else(|| PayloadError(format!("`{name}` must be a positive integer"))),
-            Some(other) => Err(PayloadError(format!(
-                "`{name}` is {}; a number is expected",
-                kind(other)
-            ))),
+    serde_path_to_error::deserialize(payload).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        match inner.strip_prefix("missing field ") {
+            Some(name) => PayloadError(format!("{name} is missing")),
+            None => PayloadError(format!("`{field}` {inner}")),
         }
-    }
+    })
+}
 
-    /// A string field (numbers are accepted as their decimal text, as the pages send ids).
-    pub fn text(&self, name: &str) -> Result<Option<String>, PayloadError> {
-        match self.0.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(other) => Err(PayloadError(format!(
-                "`{name}` is {}; a string is expected",
-                kind(other)
-            ))),
-        }
+/// A visitor id: a positive integer, as a number or a string of digits.
+fn visitor_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error as _;
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::Number(n) => n
+            .as_u64()
+            .filter(|&n| n > 0)
+            .map(Some)
+            .ok_or_else(|| D::Error::custom("must be a positive integer")),
+        Value::String(s) => parse_id(&s)
+            .map(Some)
+            .ok_or_else(|| D::Error::custom("must be a positive integer")),
+        other => Err(D::Error::custom(format!(
+            "is {}; a number is expected",
+            kind(&other)
+        ))),
     }
+}
 
-    /// A required string field.
-    pub fn required_text(&self, name: &str) -> Result<String, PayloadError> {
-        self.text(name)?
-            .ok_or_else(|| PayloadError(format!("`{name}` is missing")))
+fn required_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    use serde::de::Error as _;
+    visitor_id(d)?.ok_or_else(|| D::Error::custom("is missing"))
+}
+
+/// A string field (numbers are accepted as their decimal text, as the pages send ids).
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    use serde::de::Error as _;
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s)),
+        Value::Number(n) => Ok(Some(n.to_string())),
+        other => Err(D::Error::custom(format!(
+            "is {}; a string is expected",
+            kind(&other)
+        ))),
     }
+}
+
+fn required_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    use serde::de::Error as _;
+    text(d)?.ok_or_else(|| D::Error::custom("is missing"))
 }
 
 /// A visitor id in text: digits only, positive.
@@ -178,23 +276,39 @@ mod tests {
 
     #[test]
     fn ids_are_read_leniently_but_safely() {
-        let p = json!({"a": 5, "b": "17", "c": "1e3", "d": -1, "e": {"x": 1}, "f": "", "g": 0});
-        let f = Fields::of(&p).unwrap();
-        assert_eq!(f.id("a").unwrap(), Some(5));
-        assert_eq!(f.id("b").unwrap(), Some(17));
-        assert_eq!(f.id("missing").unwrap(), None);
-        for bad in ["c", "d", "e", "f", "g"] {
-            assert!(f.id(bad).is_err(), "{bad}");
+        let mid = |v: Value| parse::<TakeHistory>(&json!({ "mid": v })).map(|p| p.mid);
+        assert_eq!(mid(json!(5)), Ok(5));
+        assert_eq!(mid(json!("17")), Ok(17), "the pages send ids as text");
+        for bad in [
+            json!("1e3"),
+            json!(-1),
+            json!({"x": 1}),
+            json!(""),
+            json!(0),
+        ] {
+            let e = mid(bad.clone()).unwrap_err();
+            assert!(e.0.starts_with("`mid` "), "{bad}: {e}");
         }
+        let e = parse::<TakeHistory>(&json!({})).unwrap_err();
+        assert_eq!(e.0, "`mid` is missing");
+        let p: Subscribe = parse(&json!({"username": "12", "since": null})).unwrap();
+        assert_eq!((p.username, p.since), (Some(12), None));
     }
 
     #[test]
-    fn payloads_must_be_objects() {
+    fn payloads_must_be_objects_with_fields_of_their_shape() {
         for bad in [json!(null), json!("x"), json!(3), json!([1])] {
-            assert!(Fields::of(&bad).is_err());
+            assert!(parse::<Subscribe>(&bad).is_err());
         }
-        let p = json!({"message": {"html": "<b>"}});
-        assert!(Fields::of(&p).unwrap().text("message").is_err());
+        let e = parse::<NewMessage>(&json!({"message": {"html": "<b>"}})).unwrap_err();
+        assert_eq!(e.0, "`message` is an object; a string is expected");
+        let e = parse::<NewMessage>(&json!({"room": "r"})).unwrap_err();
+        assert_eq!(e.0, "`message` is missing");
+        let p: NewMessage = parse(&json!({"message": 42, "extra": true})).unwrap();
+        assert_eq!(
+            p.message, "42",
+            "numbers read as their text; unknown fields ignored"
+        );
     }
 
     #[test]

@@ -3,7 +3,11 @@
 //! shared parameter names itself in `adm`, as the PHP admin does.
 
 use serde_json::{Value, json};
-use socketgram_admin_php_compat::{events::Fields, handshake::Identity, room};
+use socketgram_admin_php_compat::{
+    events::{self, NewMessageAdmin, SubscribeAdmin},
+    handshake::Identity,
+    room,
+};
 use socketgram_proto::v1 as pb;
 use socketioxide::extract::SocketRef;
 use tracing::warn;
@@ -12,8 +16,7 @@ use super::{Answer, Peer, Refusal, Turn, send_in_order, sent};
 use crate::Edge;
 
 /// The admin login for a request: the token's, or the payload's `adm` for legacy admins.
-fn admin_id(peer: &Peer, fields: &Fields<'_>) -> Result<String, Refusal> {
-    let claimed = fields.text("adm")?;
+fn admin_id(peer: &Peer, claimed: Option<String>) -> Result<String, Refusal> {
     match (&peer.identity, claimed) {
         (
             Identity::Admin {
@@ -45,9 +48,8 @@ fn admin_id(peer: &Peer, fields: &Fields<'_>) -> Result<String, Refusal> {
 /// `subscribe:servadm {room, adm}`: the PHP admin opens a conversation. Admins already get
 /// every conversation's messages; this only checks the request.
 pub fn subscribe(peer: &Peer, data: &Value) -> Answer {
-    let fields = Fields::of(data)?;
-    fields.required_text("room")?;
-    Ok(json!({ "admin": admin_id(peer, &fields)? }))
+    let payload: SubscribeAdmin = events::parse(data)?;
+    Ok(json!({ "admin": admin_id(peer, payload.adm)? }))
 }
 
 /// `new message:servadm {username, message, room, adm}`: a reply, stored and delivered to
@@ -59,19 +61,14 @@ pub async fn new_message(
     turn: Turn,
     data: &Value,
 ) -> Answer {
-    let fields = Fields::of(data)?;
-    let cid = fields
-        .id("username")?
-        .ok_or_else(|| Refusal::Invalid("`username` (the visitor id) is missing".into()))?;
-    let room = fields.required_text("room")?;
-    let text = fields.required_text("message")?;
-    let client_msg_id = fields.text("client_msg_id")?.unwrap_or_default();
+    let payload: NewMessageAdmin = events::parse(data)?;
+    let cid = payload.username;
     // The room must be the visitor's: a reply never goes to someone else by mistake.
     if !room::room_matches(
         edge.legacy.room_hash,
         &cid.to_string(),
         edge.legacy.secret.expose(),
-        &room,
+        &payload.room,
     ) {
         warn!(conn = %super::log_id(&s.id), cid, "admin reply whose room is not the visitor's; refused");
         return Err(Refusal::Invalid(
@@ -82,10 +79,10 @@ pub async fn new_message(
         conversation_id: cid,
         author: Some(pb::Author {
             kind: pb::AuthorKind::Admin as i32,
-            admin_id: admin_id(peer, &fields)?,
+            admin_id: admin_id(peer, payload.adm)?,
         }),
-        text,
-        client_msg_id,
+        text: payload.message,
+        client_msg_id: payload.client_msg_id.unwrap_or_default(),
     };
     sent(send_in_order(edge, turn, request).await)
 }

@@ -4,9 +4,12 @@
 
 use std::sync::{Arc, atomic::Ordering};
 
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use socketgram_admin_php_compat::{
-    events::{Fields, HISTORY_PAGE, NO_ARGS, incoming, outgoing},
+    events::{
+        self, Claims, HISTORY_PAGE, NO_ARGS, NewMessage, Subscribe, TakeHistory, incoming, outgoing,
+    },
     handshake::Identity,
 };
 use socketgram_proto::v1 as pb;
@@ -29,26 +32,25 @@ fn visitor(peer: &Peer) -> Visitor<'_> {
     }
 }
 
-/// The payload's fields, once it is an object naming (if anyone) this connection's visitor:
-/// its `username`/`room`, when present, must be the handshake's.
-fn own_fields<'a>(
+/// The payload as `T`, once it names (if anyone) this connection's visitor: its
+/// `username`/`room`, when present, must be the handshake's.
+fn own<T: Claims + DeserializeOwned>(
     s: &SocketRef,
     peer: &Peer,
-    data: &'a Value,
+    data: &Value,
     event: &str,
-) -> Result<Fields<'a>, Refusal> {
-    let fields = Fields::of(data)?;
+) -> Result<T, Refusal> {
+    let payload: T = events::parse(data)?;
     let me = visitor(peer);
-    let username = fields.id("username")?;
-    let room = fields.text("room")?;
-    if username.is_some_and(|u| u != me.cid) || room.as_deref().is_some_and(|r| r != me.room) {
+    let username = payload.username();
+    if username.is_some_and(|u| u != me.cid) || payload.room().is_some_and(|r| r != me.room) {
         warn!(conn = %super::log_id(&s.id), ip = %peer.ip, cid = me.cid, claimed = ?username, %event,
               "payload names another visitor; refused");
         return Err(Refusal::Forbidden(
             "the payload names another visitor than this connection's".into(),
         ));
     }
-    Ok(fields)
+    Ok(payload)
 }
 
 /// `subscribe {room, username}`: the last 20 messages (or, with `since`, everything after
@@ -79,7 +81,7 @@ async fn open(
     let empty = json!({});
     // The widget may subscribe without a payload: its identity is its token.
     let data = if data.is_null() { &empty } else { data };
-    let since = own_fields(s, peer, data, incoming::SUBSCRIBE)?.id("since")?;
+    let since = own::<Subscribe>(s, peer, data, incoming::SUBSCRIBE)?.since;
     if peer.subscribed.swap(true, Ordering::SeqCst) {
         return Err(Refusal::Invalid(
             "this connection is already subscribed".into(),
@@ -109,15 +111,15 @@ pub async fn new_message(
     turn: Turn,
     data: &Value,
 ) -> Answer {
-    let fields = own_fields(s, peer, data, incoming::NEW_MESSAGE)?;
+    let payload: NewMessage = own(s, peer, data, incoming::NEW_MESSAGE)?;
     let request = pb::SendMessageRequest {
         conversation_id: visitor(peer).cid,
         author: Some(pb::Author {
             kind: pb::AuthorKind::Visitor as i32,
             admin_id: String::new(),
         }),
-        text: fields.required_text("message")?,
-        client_msg_id: fields.text("client_msg_id")?.unwrap_or_default(),
+        text: payload.message,
+        client_msg_id: payload.client_msg_id.unwrap_or_default(),
     };
     sent(send_in_order(edge, turn, request).await)
 }
@@ -130,10 +132,7 @@ pub async fn new_message(
 /// socket's own, or (a fresh connection that was shown nothing) the oldest any socket of the
 /// visitor was shown. Each click shows the next older messages, none twice.
 pub async fn take_history(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value) -> Answer {
-    let fields = own_fields(s, peer, data, incoming::TAKE_HISTORY)?;
-    let mid = fields
-        .id("mid")?
-        .ok_or_else(|| Refusal::Invalid("`mid` is missing".into()))?;
+    let mid = own::<TakeHistory>(s, peer, data, incoming::TAKE_HISTORY)?.mid;
     let cid = visitor(peer).cid;
     let flavor = peer.flavor();
     let mut sockets = edge.fanout().visitor_sockets(s, cid, flavor);
