@@ -17,7 +17,7 @@ use socketioxide::{
 use tonic::{Code, Status};
 use tracing::info;
 
-use crate::socket::{REFUSALS, clip, log_id};
+use crate::log::{REFUSALS, clip, log_id};
 
 /// Why a request was refused, for people (the message) and for programs (the code).
 #[derive(Debug, thiserror::Error)]

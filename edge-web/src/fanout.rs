@@ -31,7 +31,7 @@ use crate::{
 };
 
 /// Emits one message to every socket of both flavors' rooms. A socket whose send buffer is
-/// full is cut off (`socket::cut_off`: out of every room, its connection closed), never left
+/// full is cut off (`peer::cut_off`: out of every room, its connection closed), never left
 /// connected without the message: it reconnects and resumes from what it has.
 fn broadcast(io: &SocketIo, rooms: impl Fn(Flavor) -> String, m: &pb::Message) {
     let Some(root) = root(io) else { return };
@@ -45,7 +45,7 @@ fn broadcast(io: &SocketIo, rooms: impl Fn(Flavor) -> String, m: &pb::Message) {
             match socket.emit(outgoing::NEW_MESSAGE, &payload) {
                 Ok(()) => {}
                 Err(SendError::Socket(SocketError::Closed)) => {}
-                Err(e) => crate::socket::cut_off(&socket, &e.to_string()),
+                Err(e) => crate::peer::cut_off(&socket, &e.to_string()),
             }
         }
     }
@@ -387,7 +387,7 @@ fn emit_or_drop(socket: &SocketRef, m: &pb::Message, flavor: Flavor) -> bool {
     match socket.emit(outgoing::NEW_MESSAGE, &payload(m, flavor)) {
         Ok(()) => true,
         Err(e) => {
-            crate::socket::cut_off(socket, &e.to_string());
+            crate::peer::cut_off(socket, &e.to_string());
             false
         }
     }
@@ -448,7 +448,7 @@ async fn send_history(
         }
     }
     if let Some(oldest) = messages.first().filter(|m| m.id <= cursor) {
-        crate::socket::shown_from(socket, oldest.id);
+        crate::peer::shown_from(socket, oldest.id);
     }
     if more {
         let _ = socket.emit(outgoing::ADD_HISTORY_BUTTON, &NO_ARGS);

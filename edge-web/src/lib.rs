@@ -11,6 +11,9 @@
 //! - [`assets`]: the scripts and pages served over plain HTTP.
 //! - [`answer`]: the one refusal type and the one path answers take.
 //! - [`wire`]: message payloads per flavor of client, and the rooms.
+//! - [`peer`]: what the edge knows about one socket; cutting one off.
+//! - [`log`]: how sockets and requests appear in the log.
+//! - [`limits`]: events per second and sockets per client address.
 
 pub mod answer;
 pub mod assets;
@@ -20,6 +23,9 @@ pub mod conn;
 pub mod core_link;
 pub mod drain;
 pub mod fanout;
+pub mod limits;
+pub mod log;
+pub mod peer;
 pub mod socket;
 pub mod wire;
 
@@ -41,7 +47,7 @@ use crate::{
     core_link::CoreLink,
     drain::Drain,
     fanout::Fanout,
-    socket::limits::Limiter,
+    limits::Limiter,
 };
 
 /// Shared by every handler.

@@ -1,13 +1,11 @@
 //! The Socket.IO side: who connects (the handshake, checked before anything else happens),
-//! the event table, limits, and refusals. Wire names and payload shapes come from
+//! the event table and its per-socket order. Wire names and payload shapes come from
 //! `admin-php-compat`; the handlers for each role are in [`visitor`] and [`admin`].
 
 mod admin;
-pub mod limits;
 mod visitor;
 
 use std::{
-    collections::{HashMap, HashSet},
     net::IpAddr,
     sync::{
         Arc,
@@ -16,7 +14,6 @@ use std::{
 };
 
 use axum::extract::ConnectInfo;
-use governor::DefaultDirectRateLimiter;
 use serde_json::Value;
 use socketgram_admin_php_compat::{
     events::incoming,
@@ -32,59 +29,17 @@ use socketioxide::{
     socket::{DisconnectReason, Socket},
 };
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use self::limits::Limiter;
 pub use crate::answer::{Answer, Refusal, Reply};
-use crate::{Edge, conn::ConnInfo, core_link::SendResult, wire::Flavor};
-
-/// What the edge knows about one socket, fixed at the handshake.
-pub struct Peer {
-    pub identity: Identity,
-    pub ip: IpAddr,
-    /// A visitor socket that sent `subscribe` (counted online, in its conversation's task).
-    pub subscribed: AtomicBool,
-    /// The oldest message id this socket has been shown (`u64::MAX`: none). The legacy page
-    /// asks for older history without saying what it has (LEGACY.md §3, `take history`).
-    pub oldest_shown: AtomicU64,
-    /// Cuts the TCP connection of the handshake (for a WebSocket, the socket's own).
-    cut: Option<CancellationToken>,
-    pub limiter: DefaultDirectRateLimiter,
-    /// The per-address limits shared by every socket (checked with `limiter`).
-    limits: Arc<Limiter>,
-    /// Events refused by the rate limits since the last one let through.
-    refused_in_a_row: AtomicU32,
-    /// Puts the socket's events (and its disconnect) back in arrival order.
-    order: Order,
-}
-
-/// socketioxide runs every handler in a task of its own, so two events of one socket (or an
-/// event and the disconnect) could be handled in any order: messages stored out of order, or
-/// a tab that closed while subscribing left online forever. Extractors still run in arrival
-/// order, so [`Turn`] takes a ticket there and the handler waits until it is served. Handing
-/// the turn on wakes exactly the next ticket's handler (waking every waiter would cost the
-/// square of a burst).
-#[derive(Default)]
-struct Order {
-    next_ticket: AtomicU64,
-    queue: std::sync::Mutex<Queue>,
-}
-
-#[derive(Default)]
-struct Queue {
-    serving: u64,
-    /// Handlers waiting for their ticket.
-    waiting: HashMap<u64, oneshot::Sender<()>>,
-    /// Tickets whose turn was dropped before it came (a handler that never ran): skipped.
-    abandoned: HashSet<u64>,
-}
-
-impl Order {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
+pub(crate) use crate::peer::{Peer, cut_off, shown_from};
+use crate::{
+    Edge,
+    conn::ConnInfo,
+    core_link::SendResult,
+    log::{clip, log_id},
+    peer::Order,
+};
 
 /// A place in its socket's queue of events; the turn passes on when this is dropped. An
 /// event the rate limiter refused has none: it is answered at once and waits for nothing.
@@ -182,19 +137,6 @@ impl<A: Adapter> FromDisconnectParts<A> for Turn {
     type Error = NoPeer;
     fn from_disconnect_parts(s: &Arc<Socket<A>>, _: DisconnectReason) -> Result<Self, NoPeer> {
         Self::take(&s.extensions)
-    }
-}
-
-impl Peer {
-    pub fn flavor(&self) -> Flavor {
-        let legacy = match &self.identity {
-            Identity::Visitor { legacy, .. } | Identity::Admin { legacy, .. } => *legacy,
-        };
-        if legacy {
-            Flavor::Legacy
-        } else {
-            Flavor::Plain
-        }
     }
 }
 
@@ -376,103 +318,6 @@ const FLOOD_CUT: u32 = 200;
 /// How socketioxide 0.18's parser says an event came with no argument.
 const NO_ARGUMENT: &str = "first element not found";
 
-/// Longest event name (or parser error) repeated in a log line or an answer: a client's
-/// megabyte-long event name must not come back as a megabyte, nor fill the log.
-const CLIP: usize = 64;
-
-/// `text` cut to [`CLIP`] characters, marked when cut.
-pub(crate) fn clip(text: &str) -> String {
-    match text.char_indices().nth(CLIP) {
-        None => text.to_owned(),
-        Some((end, _)) => format!("{}… ({} bytes)", &text[..end], text.len()),
-    }
-}
-
-/// A socket's name in the log. The session id itself is a credential (a long-polling request
-/// carrying it acts as that socket, from anywhere), so the log shows a keyed hash of it,
-/// stable for the socket's life and the process's, useless to anyone reading the log.
-pub(crate) fn log_id(sid: &socketioxide::socket::Sid) -> String {
-    use std::hash::BuildHasher;
-    static KEY: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
-    format!(
-        "{:016x}",
-        KEY.get_or_init(std::hash::RandomState::new).hash_one(sid)
-    )
-}
-
-/// Refusals are logged at most this often per second (a flood is refused thousands of times
-/// a second); the next line logged says how many were left out.
-const REFUSAL_LOG_PER_SECOND: u32 = 20;
-
-/// The sampler of refusal log lines.
-pub(crate) static REFUSALS: SampledLog = SampledLog::new();
-
-/// At most [`REFUSAL_LOG_PER_SECOND`] lines per second, counting what it leaves out.
-pub(crate) struct SampledLog {
-    limiter: std::sync::OnceLock<governor::DefaultDirectRateLimiter>,
-    suppressed: AtomicU64,
-}
-
-impl SampledLog {
-    const fn new() -> Self {
-        Self {
-            limiter: std::sync::OnceLock::new(),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-
-    /// Calls `line` with the count of lines left out since the last one, or counts this one.
-    pub(crate) fn log(&self, line: impl FnOnce(u64)) {
-        let limiter = self.limiter.get_or_init(|| {
-            let rate = std::num::NonZeroU32::new(REFUSAL_LOG_PER_SECOND)
-                .unwrap_or(std::num::NonZeroU32::MIN);
-            governor::RateLimiter::direct(governor::Quota::per_second(rate))
-        });
-        if limiter.check().is_ok() {
-            line(self.suppressed.swap(0, Ordering::Relaxed));
-        } else {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Cuts off a socket that cannot take a message (its reader fell behind) or floods: it leaves every
-/// room at once, so what it got is an unbroken prefix of what was sent, never a gap, and it
-/// is closed for real, by its connection when the edge holds that (the client sees its
-/// transport close and reconnects), else through socketioxide as soon as its queue has room.
-pub(crate) fn cut_off(socket: &SocketRef, why: &str) {
-    if !socket.connected() {
-        return;
-    }
-    socket.leave_all();
-    warn!(conn = %log_id(&socket.id), reason = why, "cutting the socket off");
-    if let Some(peer) = socket.extensions.get::<Arc<Peer>>()
-        && let Some(cut) = &peer.cut
-    {
-        cut.cancel();
-    }
-    let socket = socket.clone();
-    tokio::spawn(async move {
-        // A polling client, or one behind the TLS listener, has no connection of its own to
-        // cut; socketioxide refuses to close it while its queue is full.
-        for _ in 0..600 {
-            match socket.clone().disconnect() {
-                Err(socketioxide::SocketError::InternalChannelFull) if socket.connected() => {
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-                _ => return,
-            }
-        }
-    });
-}
-
-/// Notes that `socket` has been shown history down to message `oldest`.
-pub(crate) fn shown_from(socket: &SocketRef, oldest: u64) {
-    if let Some(peer) = socket.extensions.get::<Arc<Peer>>() {
-        peer.oldest_shown.fetch_min(oldest, Ordering::SeqCst);
-    }
-}
-
 /// Sends a message through the core link and ends the socket's turn as soon as the message has
 /// its place in the store order: the socket's next event need not wait for this one's commit.
 async fn send_in_order(edge: &Edge, turn: Turn, request: pb::SendMessageRequest) -> SendResult {
@@ -493,28 +338,4 @@ fn sent(result: SendResult) -> Answer {
         "sent"
     );
     Ok(serde_json::json!({ "label": message.id }))
-}
-
-#[cfg(test)]
-mod tests {
-    use socketioxide::socket::Sid;
-
-    use super::*;
-
-    #[test]
-    fn log_ids_name_a_socket_without_its_session_id() {
-        let (a, b) = (Sid::new(), Sid::new());
-        assert_eq!(log_id(&a), log_id(&a), "stable for one socket");
-        assert_ne!(log_id(&a), log_id(&b));
-        assert!(!log_id(&a).contains(a.as_str()) && !a.as_str().contains(&log_id(&a)));
-    }
-
-    #[test]
-    fn clipped_text_is_short_and_says_so() {
-        assert_eq!(clip("subscribe"), "subscribe");
-        let long = "é".repeat(100_000);
-        let clipped = clip(&long);
-        assert!(clipped.chars().count() < CLIP + 20, "{clipped}");
-        assert!(clipped.ends_with("(200000 bytes)"), "{clipped}");
-    }
 }
