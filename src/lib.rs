@@ -29,6 +29,8 @@ pub use crate::config::Config;
 pub enum ServeError {
     #[error("cannot open the database {url}: {source}")]
     OpenDatabase { url: String, source: StoreError },
+    #[error("cannot run a core on {url}: {source}")]
+    SingleNode { url: String, source: StoreError },
     #[error("cannot migrate the database {url}: {source}")]
     Migrate { url: String, source: StoreError },
     #[error("cannot start the core: {0}")]
@@ -71,6 +73,8 @@ pub struct Server {
     edge_stop: CancellationToken,
     core_stop: CancellationToken,
     drain: Duration,
+    /// This process's hold on a single-node database (SQLite), released when it stops.
+    _single_node: Option<store::SingleNode>,
 }
 
 /// Opens and migrates the configured database.
@@ -93,6 +97,13 @@ impl Server {
     /// Opens the database and starts every part on `listeners`.
     pub async fn start(listeners: Listeners, config: &Config) -> Result<Self, ServeError> {
         let io = |what| move |source| ServeError::Io { what, source };
+        // Before anything is opened: a second core on a SQLite file is refused at once.
+        let single_node = store::claim_single_node(&config.core.database).map_err(|source| {
+            ServeError::SingleNode {
+                url: store::redact_url(config.core.database.url.expose()),
+                source,
+            }
+        })?;
         let store = open_store(config).await?;
         let (core_stop, edge_stop) = (CancellationToken::new(), CancellationToken::new());
         let core = Core::start(store.clone(), &config.core, core_stop.clone()).await?;
@@ -119,6 +130,7 @@ impl Server {
             edge_stop,
             core_stop,
             drain: Duration::from_secs(config.shutdown_timeout_secs),
+            _single_node: single_node,
         };
         let auth = BearerAuth::new(config.grpc.tokens.iter().cloned());
         server.serve_grpc(listeners.grpc, &core, config.grpc.clone(), auth.clone());

@@ -1241,3 +1241,53 @@ async fn mysql_edge_session_sends_keep_their_order() {
 async fn postgres_edge_session_sends_keep_their_order() {
     with_backend(Backend::Postgres, edge_session_sends).await;
 }
+
+/// SQLite is single-node: a second core on the same file would store messages the first one's
+/// subscribers never hear of. It is refused at start, saying why; once the first has stopped,
+/// the file is free again.
+#[tokio::test]
+async fn a_second_core_on_one_sqlite_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = tokio::process::Command::new(BIN);
+    first.arg("serve");
+    let (first, _) = serve_raw(first, dir.path()).await;
+    let url = format!("sqlite://{}", dir.path().join("chat.db").display());
+    let env = [
+        ("SOCKETGRAM_CORE__DATABASE__URL", url.as_str()),
+        ("SOCKETGRAM_GRPC__LISTEN", "127.0.0.1:0"),
+        ("SOCKETGRAM_WEB__LISTEN", "127.0.0.1:0"),
+    ];
+    for command in ["serve", "core"] {
+        let second = tokio::time::timeout(
+            Duration::from_secs(20),
+            socketgram(dir.path(), &[command], &env),
+        )
+        .await
+        .expect("the second process exits by itself");
+        let stderr = String::from_utf8_lossy(&second.stderr);
+        assert!(!second.status.success(), "{command}: refused, not started");
+        assert!(
+            stderr.contains("single-node") && stderr.contains("chat.db"),
+            "{command}: says why: {stderr}"
+        );
+    }
+    // Commands that do not run a core still work beside it.
+    let listed = socketgram(dir.path(), &["admin", "list"], &env).await;
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+
+    let pid = first.id().expect("running").to_string();
+    let mut first = first;
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(first.wait().await.unwrap().success());
+    let mut again = tokio::process::Command::new(BIN);
+    again.arg("serve");
+    let (mut again, _) = serve_raw(again, dir.path()).await;
+    again.kill().await.unwrap();
+}

@@ -66,6 +66,9 @@ pub enum StoreError {
     /// The database URL names no supported backend.
     #[error("unsupported database URL scheme in {0:?}: use sqlite:, mysql:, mariadb: or postgres:")]
     UnsupportedUrl(String),
+    /// The SQLite file is served by another process (SQLite is single-node).
+    #[error("{0}")]
+    InUse(String),
     /// A value read from the database does not fit the domain (e.g. a negative id).
     #[error("unexpected value in column {column}: {value}")]
     Corrupt { column: &'static str, value: String },
@@ -225,6 +228,19 @@ pub async fn connect(config: &DatabaseConfig) -> StoreResult<Arc<dyn Store>> {
         Backend::MySql => Arc::new(MySqlStore::connect(config).await?),
         Backend::Postgres => Arc::new(PostgresStore::connect(config).await?),
     })
+}
+
+pub use sqlite::SingleNode;
+
+/// Claims the database for this process's core when it is single-node (a SQLite file):
+/// `Ok(None)` for the others, which any number of cores share. Hold the claim while the
+/// core runs.
+pub fn claim_single_node(config: &DatabaseConfig) -> StoreResult<Option<SingleNode>> {
+    let url = config.url.expose();
+    match Backend::from_url(url)? {
+        Backend::Sqlite => sqlite::claim_single_node(url),
+        Backend::MySql | Backend::Postgres => Ok(None),
+    }
 }
 
 /// The largest page a caller asks for. A store read returns up to one row more: callers read

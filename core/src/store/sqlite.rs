@@ -1,7 +1,7 @@
 //! The SQLite backend: the embedded default. One file, WAL journal; writers serialise on
 //! `BEGIN IMMEDIATE`, so ids commit in order without a lock table.
 
-use std::str::FromStr;
+use std::{fs::File, path::PathBuf, str::FromStr};
 
 use sqlx::{
     Sqlite, SqliteConnection,
@@ -10,7 +10,8 @@ use sqlx::{
 };
 
 use super::{
-    Backend, DatabaseConfig, Dialect, SqlStore, StoreResult, batch::Chunk, sql::insert_messages,
+    Backend, DatabaseConfig, Dialect, SqlStore, StoreError, StoreResult, batch::Chunk,
+    sql::insert_messages,
 };
 
 impl SqlStore<Sqlite> {
@@ -24,6 +25,45 @@ impl SqlStore<Sqlite> {
             .busy_timeout(config.acquire_timeout());
         let pool = config.pool_options().connect_with(options).await?;
         Ok(Self::new(pool))
+    }
+}
+
+/// One core's hold on a SQLite file (an exclusive lock on `<file>-socketgram.lock` beside
+/// it), released when dropped or when the process ends, however it ends. SQLite is
+/// single-node: a second core on the file would store messages whose news never reaches the
+/// first one's subscribers.
+pub struct SingleNode {
+    _lock: File,
+}
+
+/// Claims the SQLite file `url` names for this process's core; `Ok(None)` for an in-memory
+/// database. Another process holding it is an error that says so.
+pub fn claim_single_node(url: &str) -> StoreResult<Option<SingleNode>> {
+    let options = SqliteConnectOptions::from_str(url)?;
+    let file = options.get_filename();
+    if file.as_os_str().is_empty() || file.as_os_str() == ":memory:" {
+        return Ok(None);
+    }
+    let mut name = file.as_os_str().to_owned();
+    name.push("-socketgram.lock");
+    let path = PathBuf::from(name);
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::InUse(format!("cannot open {}: {e}", path.display())))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(Some(SingleNode { _lock: lock })),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse(format!(
+            "{} is already served by another socketgram process; SQLite is single-node: run \
+             one core per file (for several cores, use MySQL/MariaDB or PostgreSQL)",
+            file.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::InUse(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
     }
 }
 
