@@ -293,8 +293,6 @@ impl Gate {
         let ip = ip.to_canonical();
         if self.proxies.trusts(ip) {
             return Some(Ticket {
-                gate: None,
-                ip,
                 proof: Proof::proven(),
             });
         }
@@ -319,8 +317,6 @@ impl Gate {
             count.unproven += 1;
         }
         Some(Ticket {
-            gate: Some(self.clone()),
-            ip,
             proof: Proof {
                 pending: Arc::new(AtomicBool::new(true)),
                 proven: CancellationToken::new(),
@@ -344,18 +340,17 @@ impl Gate {
     }
 }
 
-/// A connection's place in its address's counts, given back when the connection ends.
+/// A connection's place in its address's counts (those of its [`Proof`]: none for a trusted
+/// proxy), given back when the connection ends.
 struct Ticket {
-    gate: Option<Arc<Gate>>,
-    ip: IpAddr,
     proof: Proof,
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         self.proof.prove();
-        if let Some(gate) = &self.gate {
-            gate.release(self.ip, true);
+        if let Some((gate, ip)) = &self.proof.gate {
+            gate.release(*ip, true);
         }
     }
 }
@@ -367,6 +362,7 @@ pub struct Proof {
     pending: Arc<AtomicBool>,
     /// Cancelled once proven: the connection's task stops waiting for the deadline.
     proven: CancellationToken,
+    /// The counts the connection is in (`None`: a trusted proxy, counted nowhere).
     gate: Option<(Arc<Gate>, IpAddr)>,
 }
 
