@@ -208,16 +208,18 @@ pub async fn serve(
     Ok(())
 }
 
-/// The TLS side of the web listener, from the PEM files of `[web.tls]`.
+/// The TLS side of the web listener, from the PEM files of `[web.tls]` (read as the gRPC
+/// listener reads its own: `TlsConfig::read`, whose error names the key).
 fn tls_acceptor(tls: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, WebError> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
     let bad = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
         WebError::Tls(format!("{what} {}: {e}", path.display()))
     };
-    let certs = CertificateDer::pem_file_iter(&tls.cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+    let (cert, key) = tls.read("web").map_err(|e| WebError::Tls(e.to_string()))?;
+    let certs = CertificateDer::pem_slice_iter(&cert)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad("certificate", &tls.cert, &e))?;
-    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| bad("key", &tls.key, &e))?;
+    let key = PrivateKeyDer::from_pem_slice(&key).map_err(|e| bad("key", &tls.key, &e))?;
     // rustls needs a process-wide crypto provider; ring, as everywhere else here.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut config = rustls::ServerConfig::builder()
