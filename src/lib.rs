@@ -77,6 +77,11 @@ pub struct Server {
     _single_node: Option<store::SingleNode>,
 }
 
+/// Names the I/O step that failed.
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> ServeError {
+    move |source| ServeError::Io { what, source }
+}
+
 /// Opens and migrates the configured database.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServeError> {
     let url = store::redact_url(config.core.database.url.expose());
@@ -96,7 +101,6 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServeError> {
 impl Server {
     /// Opens the database and starts every part on `listeners`.
     pub async fn start(listeners: Listeners, config: &Config) -> Result<Self, ServeError> {
-        let io = |what| move |source| ServeError::Io { what, source };
         // Before anything is opened: a second core on a SQLite file is refused at once.
         let single_node = store::claim_single_node(&config.core.database).map_err(|source| {
             ServeError::SingleNode {
@@ -167,16 +171,12 @@ impl Server {
         let internal_token = hex::encode(rand::random::<[u8; 32]>());
         let internal = TcpListener::bind("127.0.0.1:0")
             .await
-            .map_err(|source| ServeError::Io {
-                what: "cannot bind the internal gRPC listener",
-                source,
-            })?;
+            .map_err(io("cannot bind the internal gRPC listener"))?;
         let core_url = format!(
             "http://{}",
-            internal.local_addr().map_err(|source| ServeError::Io {
-                what: "the internal gRPC listener",
-                source,
-            })?
+            internal
+                .local_addr()
+                .map_err(io("the internal gRPC listener"))?
         );
         info!(
             addr = %core_url,
