@@ -9,6 +9,8 @@
 #   KILL_RUNS=5 RUNS=3 (runs per case), CASES="kill9 sigterm cut refuse stall" (a subset)
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/config.sh
+. bench/config.sh
 backend="${1:?backend: sqlite, mariadb or postgres}"
 out="${OUT:-bench/results/$(date +%F)-faults-$backend.log}"
 kill_runs="${KILL_RUNS:-5}"
@@ -30,30 +32,7 @@ one() {
     mariadb) url="mysql://root@127.0.0.1:3306/$name" ;;
     postgres) url="postgres://postgres@127.0.0.1:5432/$name" ;;
   esac
-  cat > "$work/socketgram.toml" <<TOML
-shutdown_timeout_secs = 10
-[core.database]
-url = "$url"
-max_connections = 16
-[grpc]
-listen = "127.0.0.1:0"
-tokens = ["bench-token"]
-[web]
-listen = "127.0.0.1:0"
-[legacy]
-secret = "qwerty"
-[legacy.admin_param]
-name = "adminpass"
-value = "admin"
-[web.limits]
-events_per_second = 1000000
-events_burst = 1000000
-ip_events_per_second = 10000000
-ip_events_burst = 10000000
-connections_per_ip = 1000000
-[log]
-filter = "${LOG_FILTER:-warn}"
-TOML
+  write_config "$work/socketgram.toml" "$url" "shutdown_timeout_secs = 10"
   if "$bin"/socketgram migrate -c "$work/socketgram.toml" > /dev/null; then
     local kind="$1" load; shift
     # kill -9 and SIGTERM: each visitor keeps its 8 sends in flight (as fast as answered);

@@ -13,6 +13,8 @@
 # print its hottest symbols afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/config.sh
+. bench/config.sh
 backend="${1:?backend: sqlite, mariadb or postgres}"; shift
 cargo build --release -q -p socketgram -p socketgram-bench
 bin="${CARGO_TARGET_DIR:-target}/release"
@@ -26,35 +28,7 @@ case "$backend" in
   postgres) url="postgres://postgres@127.0.0.1:5432/$name"; db_process="postgres" ;;
   *) echo "unknown backend $backend" >&2; exit 2 ;;
 esac
-cat > "$work/socketgram.toml" <<TOML
-[core.database]
-url = "$url"
-max_connections = 16
-[grpc]
-listen = "127.0.0.1:0"
-tokens = ["bench-token"]
-[web]
-listen = "127.0.0.1:0"
-[legacy]
-secret = "qwerty"
-[legacy.admin_param]
-name = "adminpass"
-value = "admin"
-[log]
-filter = "${LOG_FILTER:-warn}"
-TOML
-if [ "${LIMITS:-raised}" != default ]; then
-  cat >> "$work/socketgram.toml" <<TOML
-[web.limits]
-events_per_second = 1000000
-events_burst = 1000000
-ip_events_per_second = 10000000
-ip_events_burst = 10000000
-connections_per_ip = 1000000
-http_connections_per_ip = 1000000
-unauthenticated_per_ip = 1000000
-TOML
-fi
+write_config "$work/socketgram.toml" "$url"
 "$bin"/socketgram migrate -c "$work/socketgram.toml"
 admin_sql="INSERT INTO adm_account (aid, name, lid) VALUES ('bench', 'Bench', 2)"
 case "$backend" in
