@@ -1,5 +1,6 @@
 //! Compiles `socketgram/v1/*.proto` with the pure-Rust `protox` compiler (no `protoc` needed on
-//! the build machine) and keeps the encoded descriptor set for gRPC reflection.
+//! the build machine) and keeps the encoded descriptor set for gRPC reflection; and the core
+//! replicas' bus messages (`socketgram/bus/v1`), which are no gRPC service.
 
 use std::{env, fs, path::PathBuf};
 
@@ -14,5 +15,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(env::var("OUT_DIR")?);
     fs::write(out.join("socketgram_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure().compile_fds(fds)?;
+    let bus = "socketgram/bus/v1/bus.proto";
+    println!("cargo:rerun-if-changed={bus}");
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(false)
+        .compile_fds(protox::compile([bus], ["."])?)?;
     Ok(())
 }

@@ -8,6 +8,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use chrono::{SubsecRound, Utc};
@@ -17,6 +18,7 @@ use tracing::{info, warn};
 
 use crate::{
     admins::AdminDirectory,
+    bus::{Bus, BusState, News, PresenceNews},
     config::CoreConfig,
     credentials::{Credentials, Verdict},
     domain::{
@@ -26,8 +28,9 @@ use crate::{
     error::{CoreError, CoreResult},
     hub::{Event, Hub},
     presence::{Presence, SessionId},
+    sequencer::Sequencer,
     store::{MAX_PAGE, Store, text},
-    writer::Writer,
+    writer::{Published, Writer},
 };
 
 /// Longest client message id accepted.
@@ -78,6 +81,9 @@ pub type Subscription = mpsc::Receiver<CoreResult<Event>>;
 pub struct Core {
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
+    sequencer: Arc<Sequencer>,
+    /// NATS between core replicas, when there are replicas.
+    bus: Option<Bus>,
     writer: Writer,
     admins: AdminDirectory,
     /// Counts and orders presence changes: events are published under this lock, and
@@ -95,7 +101,8 @@ pub struct Core {
 
 impl Core {
     /// Starts the core on a migrated store: reads the admins and the last message id and
-    /// starts the writer. Streams end when `shutdown` is cancelled.
+    /// starts the writer, and with `[core.cluster]` the bus to the other replicas. Streams end
+    /// when `shutdown` is cancelled.
     pub async fn start(
         store: Arc<dyn Store>,
         config: &CoreConfig,
@@ -103,14 +110,40 @@ impl Core {
     ) -> CoreResult<Arc<Self>> {
         let last = store.last_message_id().await?;
         let hub = Hub::new(last);
+        let sequencer = Sequencer::new(hub.clone(), store.clone());
         let admins = AdminDirectory::new(config.company.clone());
         admins.replace(store.admins().await?);
         let credentials = Credentials::new(&config.credentials)?;
-        let writer = Writer::spawn(store.clone(), hub.clone(), config.database.resolve_for());
-        info!(backend = ?store.backend(), last_message_id = last, "core started");
-        Ok(Arc::new(Self {
+        // The bus stops after this core said goodbye on it.
+        let bus_stop = CancellationToken::new();
+        let (bus, news) = if config.cluster.enabled() {
+            let replica = config.cluster.replica_name();
+            let (bus, news) = Bus::start(&config.cluster, replica, bus_stop.clone())
+                .await
+                .map_err(|e| CoreError::Internal(e.to_string()))?;
+            (Some(bus), Some(news))
+        } else {
+            (None, None)
+        };
+        let writer = Writer::spawn(
+            store.clone(),
+            Published {
+                sequencer: sequencer.clone(),
+                bus: bus.clone(),
+            },
+            config.database.resolve_for(),
+        );
+        info!(
+            backend = ?store.backend(),
+            last_message_id = last,
+            replica = bus.as_ref().map(Bus::replica),
+            "core started"
+        );
+        let core = Arc::new(Self {
             store,
             hub,
+            sequencer,
+            bus,
             writer,
             admins,
             presence: Mutex::default(),
@@ -121,7 +154,107 @@ impl Core {
             company: config.company.clone(),
             credentials,
             shutdown,
-        }))
+        });
+        core.spawn_background(&config.cluster, news, bus_stop);
+        Ok(core)
+    }
+
+    /// The tasks beside the calls: the sequencer's database poll, and with a bus, the news
+    /// from the other replicas, heartbeats and the expiry of silent replicas.
+    fn spawn_background(
+        self: &Arc<Self>,
+        cluster: &crate::config::ClusterConfig,
+        news: Option<tokio::sync::mpsc::Receiver<News>>,
+        bus_stop: CancellationToken,
+    ) {
+        let poll = Duration::from_millis(cluster.poll_interval_ms);
+        tokio::spawn(
+            self.sequencer
+                .clone()
+                .run(poll, self.shutdown.clone(), |lag| {
+                    metrics::gauge!("socketgram_replica_lag_messages").set(lag as f64)
+                }),
+        );
+        let (Some(bus), Some(news)) = (self.bus.clone(), news) else {
+            return;
+        };
+        let timeout = Duration::from_secs(cluster.presence_timeout_secs);
+        tokio::spawn(self.clone().apply_news(news));
+        let core = self.clone();
+        tokio::spawn(async move {
+            let mut beat = tokio::time::interval(timeout / 4);
+            beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = core.shutdown.cancelled() => break,
+                    _ = beat.tick() => {}
+                }
+                metrics::gauge!("socketgram_nats_connected")
+                    .set(f64::from(u8::from(bus.state() == BusState::Connected)));
+                let mut presence = core.lock_presence();
+                bus.presence_snapshot(presence.online_here());
+                if let Some(heard_since) = Instant::now().checked_sub(timeout) {
+                    for conversation in presence.expire(heard_since) {
+                        core.hub.publish_presence(conversation, false);
+                    }
+                }
+            }
+            // Visitors online through this replica are offline through it from now.
+            bus.goodbye();
+            bus_stop.cancel();
+        });
+    }
+
+    /// Applies what the other replicas say, until the bus stops.
+    async fn apply_news(self: Arc<Self>, mut news: tokio::sync::mpsc::Receiver<News>) {
+        while let Some(news) = news.recv().await {
+            match news {
+                News::Batch { prev, messages } => self.sequencer.offer(Some(prev), messages),
+                News::Presence { replica, kind } => self.apply_presence(&replica, kind),
+                News::AdminsChanged => {
+                    if let Err(e) = self.reload_admins_here().await {
+                        warn!(error = %e, "cannot re-read the admins another replica changed");
+                    }
+                }
+                News::Reconnected => {
+                    self.sequencer.catch_up_soon();
+                    if let Some(bus) = &self.bus {
+                        bus.presence_snapshot(self.lock_presence().online_here());
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_presence(&self, replica: &str, news: PresenceNews) {
+        let now = Instant::now();
+        let mut presence = self.lock_presence();
+        let changes = match news {
+            PresenceNews::Change {
+                conversation,
+                online,
+            } => {
+                if presence.remote_change(replica, conversation, online, now) {
+                    vec![(conversation, online)]
+                } else {
+                    Vec::new()
+                }
+            }
+            PresenceNews::Snapshot(online) => presence.remote_snapshot(replica, online, now),
+            PresenceNews::Goodbye => presence
+                .remote_gone(replica)
+                .into_iter()
+                .map(|c| (c, false))
+                .collect(),
+        };
+        for (conversation, online) in changes {
+            self.hub.publish_presence(conversation, online);
+        }
+    }
+
+    /// Whether the bus to the other replicas is connected (`None`: this core is alone).
+    pub fn bus_connected(&self) -> Option<bool> {
+        self.bus.as_ref().map(|b| b.state() == BusState::Connected)
     }
 
     /// The store underneath.
@@ -378,8 +511,11 @@ impl Core {
         } else {
             presence.disconnect(session, conversation)
         };
-        if changed {
+        if changed.anywhere {
             self.hub.publish_presence(conversation, online);
+        }
+        if let (true, Some(bus)) = (changed.here, &self.bus) {
+            bus.presence_change(conversation, online);
         }
         Ok(())
     }
@@ -387,8 +523,13 @@ impl Core {
     /// Ends an edge session: its visitors go offline unless another session holds them.
     pub fn close_session(&self, session: SessionId) {
         let mut presence = self.lock_presence();
-        for conversation in presence.drop_session(session) {
-            self.hub.publish_presence(conversation, false);
+        for (conversation, anywhere) in presence.drop_session(session) {
+            if anywhere {
+                self.hub.publish_presence(conversation, false);
+            }
+            if let Some(bus) = &self.bus {
+                bus.presence_change(conversation, false);
+            }
         }
     }
 
@@ -458,8 +599,17 @@ impl Core {
         &self.admins
     }
 
-    /// Re-reads `adm_account`, swaps the directory and tells all-conversation subscribers.
+    /// Re-reads `adm_account`, swaps the directory and tells all-conversation subscribers,
+    /// and the other replicas, which do the same.
     pub async fn reload_admins(&self) -> CoreResult<Vec<Admin>> {
+        let admins = self.reload_admins_here().await?;
+        if let Some(bus) = &self.bus {
+            bus.admins_changed();
+        }
+        Ok(admins)
+    }
+
+    async fn reload_admins_here(&self) -> CoreResult<Vec<Admin>> {
         let admins = self.store.admins().await?;
         self.admins.replace(admins.clone());
         self.hub.publish_admins(Arc::new(admins.clone()));

@@ -26,6 +26,8 @@ pub struct CoreConfig {
     pub database: DatabaseConfig,
     /// How visitors' Telegram logins are checked (`[core.credentials]`).
     pub credentials: CredentialsConfig,
+    /// Core replicas sharing the database (`[core.cluster]`).
+    pub cluster: ClusterConfig,
 }
 
 impl Default for CoreConfig {
@@ -36,6 +38,7 @@ impl Default for CoreConfig {
             max_message_chars: crate::store::text::COLUMN_CHARS,
             database: DatabaseConfig::default(),
             credentials: CredentialsConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -68,7 +71,20 @@ impl CoreConfig {
                 "must be at least 1",
             ));
         }
-        self.credentials.validate()
+        self.credentials.validate()?;
+        self.cluster.validate()?;
+        if self.cluster.enabled()
+            && crate::store::Backend::from_url(self.database.url.expose())
+                .is_ok_and(|b| b == crate::store::Backend::Sqlite)
+        {
+            return Err(ConfigError::new(
+                "cluster.nats_url",
+                "core replicas share one MySQL/MariaDB or PostgreSQL database; SQLite is \
+                 single-node (leave nats_url empty, or set database.url to mysql:// or \
+                 postgres://)",
+            ));
+        }
+        Ok(())
     }
 
     /// The GMT offset as a chrono offset, whole minutes.
@@ -128,5 +144,97 @@ impl CredentialsConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// `[core.cluster]`: core replicas sharing one database, with NATS carrying news between them.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// NATS server(s), comma-separated (`nats://host:4222`); empty: this core is alone.
+    pub nats_url: String,
+    /// This replica's name on the bus and in logs; empty: made up at start (unique per run).
+    pub replica: String,
+    /// Subjects are `<prefix>.messages`, `.presence`, `.admins`: deployments sharing one NATS
+    /// use different prefixes.
+    pub subject_prefix: String,
+    /// A replica not heard from for this long is gone, and the visitors online only through
+    /// it go offline everywhere. Heartbeats go out every quarter of it.
+    pub presence_timeout_secs: u64,
+    /// How often the newest message id is read, to find messages no news announced (and to
+    /// measure how far this replica lags the database).
+    pub poll_interval_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            nats_url: String::new(),
+            replica: String::new(),
+            subject_prefix: "socketgram".into(),
+            presence_timeout_secs: 10,
+            poll_interval_ms: 1_000,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Whether replicas are configured.
+    pub fn enabled(&self) -> bool {
+        self.nats_urls().next().is_some()
+    }
+
+    /// The NATS URLs.
+    pub fn nats_urls(&self) -> impl Iterator<Item = &str> {
+        self.nats_url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+    }
+
+    /// Checks every value; errors name the key relative to the `[core]` section.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for url in self.nats_urls() {
+            url.parse::<async_nats::ServerAddr>().map_err(|e| {
+                ConfigError::new(
+                    "cluster.nats_url",
+                    format!("{url:?} is not a NATS URL: {e}"),
+                )
+            })?;
+        }
+        let prefix_ok = !self.subject_prefix.is_empty()
+            && self.subject_prefix.split('.').all(|t| {
+                !t.is_empty()
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            });
+        if !prefix_ok {
+            return Err(ConfigError::new(
+                "cluster.subject_prefix",
+                "must be NATS subject tokens (letters, digits, _ or -) joined by dots",
+            ));
+        }
+        if self.presence_timeout_secs < 2 {
+            return Err(ConfigError::new(
+                "cluster.presence_timeout_secs",
+                "must be at least 2",
+            ));
+        }
+        if !(10..=60_000).contains(&self.poll_interval_ms) {
+            return Err(ConfigError::new(
+                "cluster.poll_interval_ms",
+                "must be between 10 and 60000",
+            ));
+        }
+        Ok(())
+    }
+
+    /// This replica's name: the configured one, or one made up for this run.
+    pub fn replica_name(&self) -> String {
+        if self.replica.is_empty() {
+            format!("core-{}-{:08x}", std::process::id(), rand::random::<u32>())
+        } else {
+            self.replica.clone()
+        }
     }
 }

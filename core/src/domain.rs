@@ -125,6 +125,15 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
+/// A committed batch: one outcome per message, and the greatest message id committed before
+/// the batch's own. Writers commit in id order, so a reader that has seen every message up to
+/// `prev` can take the batch's new messages as the next ones, with nothing missing between.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    pub prev: MessageId,
+    pub appended: Vec<Appended>,
+}
+
 /// What a reader of messages wants to see.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Scope {

@@ -6,10 +6,13 @@
 //! - [`chat`]: the domain service ([`Core`]) every entry point goes through.
 //! - [`credentials`]: visitors' Telegram logins checked against `users` or an external database.
 //! - [`hub`] and [`presence`]: in-process fan-out of live events and who is online.
+//! - `sequencer` and `bus`: messages into the hub in id order whoever stored them, and NATS
+//!   between core replicas (news of the database, presence, admin reloads).
 //! - [`grpc`]: the tonic adapters, the only place a gRPC status is chosen.
 //! - [`server`]: serves the gRPC API (with health, reflection and gRPC-web) on a listener.
 
 pub mod admins;
+mod bus;
 pub mod chat;
 pub mod config;
 pub mod credentials;
@@ -17,9 +20,11 @@ pub mod domain;
 pub mod error;
 pub mod hub;
 pub mod presence;
+mod sequencer;
 pub mod store;
 mod writer;
 
+pub use bus::BusState;
 pub use chat::Core;
 pub use error::{CoreError, CoreResult};
 pub mod grpc;

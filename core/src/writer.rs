@@ -3,8 +3,9 @@
 //! Why one task: ids must become visible in increasing order, or a subscriber's resume cursor
 //! could pass over a message whose transaction committed late. The store serialises writers
 //! across processes (a lock row; SQLite's write lock); this task serialises them inside the
-//! process and publishes each batch in id order right after it commits. Batching keeps that
-//! fast: everything queued while a transaction runs goes into the next one.
+//! process and hands each batch to the sequencer right after it commits, which publishes it
+//! in id order, and to the bus for the other replicas. Batching keeps that fast: everything
+//! queued while a transaction runs goes into the next one.
 //!
 //! A commit can fail after the database received it (the connection drops between COMMIT and
 //! its answer). Then no caller may be told "nothing was stored": the writer reads back what
@@ -17,9 +18,10 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::{
-    domain::{Appended, NewMessage, Scope, StoredMessage},
+    bus::Bus,
+    domain::{Appended, Committed, NewMessage, Scope, StoredMessage},
     error::{CoreError, CoreResult},
-    hub::Hub,
+    sequencer::Sequencer,
     store::{MAX_PAGE, Store, StoreError},
 };
 
@@ -42,9 +44,9 @@ pub(crate) struct Writer {
 impl Writer {
     /// `resolve_for`: how long a batch whose commit failed may wait for the database to say
     /// whether it was stored.
-    pub(crate) fn spawn(store: Arc<dyn Store>, hub: Arc<Hub>, resolve_for: Duration) -> Self {
+    pub(crate) fn spawn(store: Arc<dyn Store>, out: Published, resolve_for: Duration) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(store, hub, rx, resolve_for));
+        tokio::spawn(run(store, out, rx, resolve_for));
         Self { queue }
     }
 
@@ -72,12 +74,20 @@ impl Pending {
     }
 }
 
+/// Where committed batches go: this replica's sequencer, and the bus for the others.
+#[derive(Clone)]
+pub(crate) struct Published {
+    pub(crate) sequencer: Arc<Sequencer>,
+    pub(crate) bus: Option<Bus>,
+}
+
 async fn run(
     store: Arc<dyn Store>,
-    hub: Arc<Hub>,
+    out: Published,
     mut rx: mpsc::Receiver<Job>,
     resolve_for: Duration,
 ) {
+    let hub = &*out.sequencer;
     // After a commit whose outcome stayed unknown, messages may be in the database that were
     // never published: the next successful batch publishes from the database instead.
     let mut uncertain = false;
@@ -86,12 +96,13 @@ async fn run(
         let (messages, replies): (Vec<_>, Vec<_>) =
             jobs.drain(..).map(|j| (j.message, j.reply)).unzip();
         debug!(batch = messages.len(), "storing");
-        if uncertain && catch_up(&*store, &hub).await.is_ok() {
+        if uncertain && hub.catch_up().await.is_ok() {
             uncertain = false;
         }
-        match append(&*store, &hub, &messages, resolve_for, uncertain).await {
+        match append(&*store, hub, &messages, resolve_for, uncertain).await {
             Ok(stored) => {
-                uncertain = publish(&*store, &hub, &stored, uncertain).await;
+                uncertain = publish(&out, &stored, uncertain).await;
+                let stored = stored.appended;
                 for (reply, outcome) in replies.into_iter().zip(stored) {
                     let _ = reply.send(Ok(outcome));
                 }
@@ -101,10 +112,14 @@ async fn run(
                 warn!(%reason, batch = messages.len(), "batch refused; storing one by one");
                 for (message, reply) in messages.into_iter().zip(replies) {
                     let one = std::slice::from_ref(&message);
-                    let outcome = match append(&*store, &hub, one, resolve_for, uncertain).await {
+                    let outcome = match append(&*store, hub, one, resolve_for, uncertain).await {
                         Ok(stored) => {
-                            uncertain = publish(&*store, &hub, &stored, uncertain).await;
-                            Ok(stored.into_iter().next().expect("one outcome per message"))
+                            uncertain = publish(&out, &stored, uncertain).await;
+                            Ok(stored
+                                .appended
+                                .into_iter()
+                                .next()
+                                .expect("one outcome per message"))
                         }
                         Err(e) => {
                             uncertain |= matches!(e, Failed::Unknown(_));
@@ -160,20 +175,26 @@ impl From<Failed> for CoreError {
 /// when the database stays away, `Unavailable` only when nothing was stored.
 async fn append(
     store: &dyn Store,
-    hub: &Hub,
+    hub: &Sequencer,
     batch: &[NewMessage],
     resolve_for: Duration,
     uncertain: bool,
-) -> Result<Vec<Appended>, Failed> {
+) -> Result<Outcome, Failed> {
     let deadline = tokio::time::Instant::now() + resolve_for;
     // Everything committed up to here is published (or, when `uncertain`, may not be: then a
     // read-back could mistake an older message for this batch, so none is attempted).
-    let mark = hub.last_published();
+    let mark = hub.published();
     let mut pause = Duration::from_millis(50);
     loop {
-        let failure = match store.append(batch).await {
+        let failure = match store.commit_batch(batch).await {
             Err(StoreError::CommitOutcomeUnknown(e)) => StoreError::Unavailable(e),
-            other => return Ok(other?),
+            other => {
+                let Committed { prev, appended } = other?;
+                return Ok(Outcome {
+                    prev: Some(prev),
+                    appended,
+                });
+            }
         };
         if uncertain {
             return Err(Failed::Unknown(failure.to_string()));
@@ -181,7 +202,13 @@ async fn append(
         warn!(reason = %failure, batch = batch.len(), "the database went away during a COMMIT; reading back what it holds");
         loop {
             match read_back(store, batch, mark).await {
-                Ok(Some(stored)) => return Ok(stored),
+                // What was committed before it is not known: the sequencer reads it.
+                Ok(Some(appended)) => {
+                    return Ok(Outcome {
+                        prev: None,
+                        appended,
+                    });
+                }
                 // Not committed: store it again, while there is time.
                 Ok(None) if tokio::time::Instant::now() < deadline => break,
                 Ok(None) => return Err(Failed::Store(failure)),
@@ -253,16 +280,21 @@ async fn read_back(
     Ok(Some(found.into_iter().flatten().collect()))
 }
 
+/// A stored batch: its outcomes, and the greatest id committed before it when known.
+struct Outcome {
+    prev: Option<u64>,
+    appended: Vec<Appended>,
+}
+
 /// Publishes a committed batch; returns whether the hub is still uncertain.
-async fn publish(store: &dyn Store, hub: &Hub, stored: &[Appended], uncertain: bool) -> bool {
+async fn publish(out: &Published, stored: &Outcome, uncertain: bool) -> bool {
     if uncertain {
-        match catch_up(store, hub).await {
+        match out.sequencer.catch_up().await {
             Ok(()) => return false,
             Err(e) => warn!(error = %e, "could not re-read messages after a failed commit"),
         }
     }
-    let last = hub.last_published();
-    for a in stored {
+    for a in &stored.appended {
         // One line per message (at DEBUG): a message can be followed by its id.
         debug!(
             message = a.message.id,
@@ -271,25 +303,19 @@ async fn publish(store: &dyn Store, hub: &Hub, stored: &[Appended], uncertain: b
             "stored"
         );
     }
-    hub.publish_messages(
-        stored
-            .iter()
-            .filter(|a| !a.duplicate && a.message.id > last)
-            .map(|a| a.message.clone()),
-    );
-    uncertain
-}
-
-/// Publishes everything stored after the last published id, from the database.
-async fn catch_up(store: &dyn Store, hub: &Hub) -> Result<(), StoreError> {
-    loop {
-        let page = store
-            .messages_after(Scope::All, hub.last_published(), MAX_PAGE)
-            .await?;
-        let full = page.len() == MAX_PAGE as usize;
-        hub.publish_messages(page);
-        if !full {
-            return Ok(());
-        }
+    // Outcomes come in input order; the new messages among them ascend.
+    let fresh: Vec<StoredMessage> = stored
+        .appended
+        .iter()
+        .filter(|a| !a.duplicate)
+        .map(|a| a.message.clone())
+        .collect();
+    if fresh.is_empty() {
+        return uncertain;
     }
+    if let (Some(bus), Some(prev)) = (&out.bus, stored.prev) {
+        bus.batch(prev, &fresh);
+    }
+    out.sequencer.offer(stored.prev, fresh);
+    uncertain
 }

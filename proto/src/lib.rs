@@ -1,11 +1,19 @@
 //! The gRPC contract between the core, the edges and other backends (package
-//! `socketgram.v1`), generated from `socketgram/v1/chat.proto`.
+//! `socketgram.v1`), generated from `socketgram/v1/chat.proto`, and the messages core
+//! replicas exchange over their bus (`socketgram.bus.v1`).
 
 pub mod client;
 
 /// Types and services of `socketgram.v1`.
 pub mod v1 {
     tonic::include_proto!("socketgram.v1");
+}
+
+/// What core replicas tell each other over NATS (package `socketgram.bus.v1`, from
+/// `socketgram/bus/v1/bus.proto`): news of the database and the presence each replica holds.
+/// Not a client API.
+pub mod bus {
+    tonic::include_proto!("socketgram.bus.v1");
 }
 
 /// The encoded descriptor set of every `.proto` here, for gRPC reflection.

@@ -66,6 +66,7 @@ conformance!(
     unknown_admin_is_refused_and_nothing_is_stored,
     telegram_links_move_and_reset,
     concurrent_appends_commit_in_id_order,
+    concurrent_batches_chain_by_their_predecessor,
     large_batches_keep_order_and_ids,
     delivery_cursors_start_once_and_only_move_forward,
     user_passwords_read_back,
@@ -569,6 +570,64 @@ async fn concurrent_appends_commit_in_id_order(f: Fixture) {
         .collect();
     assert_eq!(seen.iter().copied().collect::<BTreeSet<_>>(), all);
     assert!(seen.windows(2).all(|w| w[0] < w[1]));
+}
+
+/// Every committed batch names the greatest id committed before it: sorted by it, the
+/// batches of concurrent writers (as of several core replicas) link up with no gap and no
+/// overlap, which is what lets a replica tell it has missed nothing.
+async fn concurrent_batches_chain_by_their_predecessor(f: Fixture) {
+    let first = f
+        .store
+        .commit_batch(&[visitor(9, "before", None)])
+        .await
+        .unwrap();
+    assert_eq!(
+        first.prev, 0,
+        "nothing was committed before the first message"
+    );
+    let mut tasks = Vec::new();
+    for w in 0..4u64 {
+        let store = f.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut chain = Vec::new();
+            for i in 0..15 {
+                let batch: Vec<_> = (0..=(i % 3))
+                    .map(|k| visitor(w + 1, &format!("{w}-{i}-{k}"), None))
+                    .collect();
+                let committed = store.commit_batch(&batch).await.unwrap();
+                let ids: Vec<u64> = committed.appended.iter().map(|a| a.message.id).collect();
+                chain.push((committed.prev, ids));
+            }
+            chain
+        }));
+    }
+    let mut links = vec![(first.prev, vec![first.appended[0].message.id])];
+    for t in tasks {
+        links.extend(t.await.unwrap());
+    }
+    links.sort();
+    for pair in links.windows(2) {
+        let (before, after) = (&pair[0], &pair[1]);
+        assert_eq!(
+            after.0,
+            *before.1.last().unwrap(),
+            "a batch's predecessor is the last id of the batch committed before it"
+        );
+        assert!(after.1.iter().all(|&id| id > after.0));
+    }
+    // A batch of repeats only stores nothing and has no predecessor to name.
+    let keyed = f
+        .store
+        .commit_batch(&[visitor(1, "k", Some("key"))])
+        .await
+        .unwrap();
+    let repeat = f
+        .store
+        .commit_batch(&[visitor(1, "k", Some("key"))])
+        .await
+        .unwrap();
+    assert!(repeat.appended[0].duplicate);
+    assert_eq!(repeat.appended[0].message, keyed.appended[0].message);
 }
 
 /// The database goes away under a running store: calls fail as UNAVAILABLE, nothing is half

@@ -28,8 +28,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Admin, Appended, ConversationId, ConversationSummary, MessageId, NewMessage, Reader, Scope,
-    StoredMessage, TelegramLink, TelegramMode,
+    Admin, Appended, Committed, ConversationId, ConversationSummary, MessageId, NewMessage, Reader,
+    Scope, StoredMessage, TelegramLink, TelegramMode,
 };
 
 pub use dialect::Dialect;
@@ -262,8 +262,14 @@ pub trait Store: Send + Sync + 'static {
     /// the database so that ids commit in increasing order. A message whose client message id
     /// is already stored in its conversation (earlier, or earlier in the batch) is not stored
     /// again: its first copy is returned with `duplicate` set. Each message also creates its
-    /// conversation when needed. Returns one outcome per input, in input order.
-    async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<Appended>>;
+    /// conversation when needed. Returns one outcome per input, in input order, and the
+    /// greatest message id committed before the batch.
+    async fn commit_batch(&self, batch: &[NewMessage]) -> StoreResult<Committed>;
+
+    /// [`Store::commit_batch`]'s outcomes alone.
+    async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<Appended>> {
+        Ok(self.commit_batch(batch).await?.appended)
+    }
 
     /// Messages of `scope` with an id greater than `after`, ascending, at most `limit`
     /// (capped at [`MAX_PAGE`] + 1).

@@ -13,8 +13,8 @@ use super::dialect::RowsAffected as _;
 use super::rows::{AdminRow, Int, LinkRow, MessageRow, SummaryRow};
 use super::{Backend, Dialect, Store, StoreError, StoreResult, from_db_id, page, text, to_db_id};
 use crate::domain::{
-    Admin, Appended, ConversationId, ConversationSummary, Direction, MessageId, NewMessage, Reader,
-    Scope, StoredMessage, TelegramLink, TelegramMode,
+    Admin, Appended, Committed, ConversationId, ConversationSummary, Direction, MessageId,
+    NewMessage, Reader, Scope, StoredMessage, TelegramLink, TelegramMode,
 };
 
 /// Columns of a message as [`MessageRow`] reads them, `m` = messages, `meta` =
@@ -209,7 +209,7 @@ where
     }
 
     #[tracing::instrument(skip_all, name = "store.append", fields(batch = batch.len()))]
-    async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<Appended>> {
+    async fn commit_batch(&self, batch: &[NewMessage]) -> StoreResult<Committed> {
         let repeats = duplicates_within(batch);
         // First of all: writers of every replica queue here, so ids are allocated and
         // committed in the same order.
@@ -244,6 +244,18 @@ where
             }
             fresh.push(i);
         }
+        // Under the lock, every writer before this one has committed: the greatest id now is
+        // the batch's predecessor (what a replica checks it has seen before taking the batch).
+        let prev = if fresh.is_empty() {
+            0
+        } else {
+            // Not MAX(id): MySQL gives an aggregate of its unsigned ids as DECIMAL.
+            let mut query =
+                QueryBuilder::<DB>::new("SELECT id FROM messages ORDER BY id DESC LIMIT 1");
+            query.push(DB::LOCKING_READ);
+            let max: Option<Int> = query.build_query_scalar().fetch_optional(&mut *tx).await?;
+            max.map_or(Ok(0), |max| from_db_id("messages.id", max.0))?
+        };
         // A few statements per batch, not three per message: each is a round trip inside
         // the transaction that holds the write lock.
         for rows in statement_pieces(&fresh) {
@@ -276,7 +288,10 @@ where
             }
         }
         tx.commit().await.map_err(StoreError::at_commit)?;
-        Ok(finish_batch(out, repeats))
+        Ok(Committed {
+            prev,
+            appended: finish_batch(out, repeats),
+        })
     }
 
     #[tracing::instrument(skip_all, name = "store.messages_after")]

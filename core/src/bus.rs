@@ -1,0 +1,411 @@
+//! The bus between core replicas: core NATS (the `async-nats` client), carrying news of what
+//! each replica committed, the presence each replica holds, and admin directory reloads
+//! (`socketgram.bus.v1`, one subject each under `[core.cluster] subject_prefix`).
+//!
+//! Core NATS, not JetStream: the database already is the durable, ordered log, and each batch
+//! names its predecessor, so a replica that misses news (a disconnect, a restart, a slow
+//! consumer dropped by the server) reads the gap from the database (`sequencer`). A second
+//! log would cost a disk write per message and a stream to run, for nothing the database does
+//! not give. Publishing never waits on NATS: news that finds the outgoing queue full is
+//! dropped, and the receivers catch up.
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use chrono::DateTime;
+use futures::StreamExt as _;
+use prost::Message as _;
+use socketgram_proto::bus as pb;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::{
+    config::ClusterConfig,
+    domain::{ConversationId, Direction, MessageId, Origin, StoredMessage},
+};
+
+/// News waiting to go out before more is dropped (the receivers then catch up).
+const OUTGOING: usize = 8192;
+/// News received and not yet applied before the bus stops reading (NATS then drops it for
+/// this replica, which catches up).
+const INCOMING: usize = 8192;
+
+/// Why the bus could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("core.cluster.nats_url: {0}")]
+    Url(String),
+    #[error("cannot subscribe on NATS: {0}")]
+    Subscribe(String),
+}
+
+/// What another replica said.
+#[derive(Debug)]
+pub(crate) enum News {
+    Batch {
+        prev: MessageId,
+        messages: Vec<StoredMessage>,
+    },
+    Presence {
+        replica: String,
+        kind: PresenceNews,
+    },
+    AdminsChanged,
+    /// The connection to NATS came back: news may have been lost meanwhile.
+    Reconnected,
+}
+
+#[derive(Debug)]
+pub(crate) enum PresenceNews {
+    Change {
+        conversation: ConversationId,
+        online: bool,
+    },
+    Snapshot(HashSet<ConversationId>),
+    Goodbye,
+}
+
+/// Whether this replica is connected to NATS now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BusState {
+    Connected,
+    Disconnected,
+}
+
+/// The handle the core publishes through.
+#[derive(Clone)]
+pub(crate) struct Bus {
+    replica: Arc<str>,
+    outgoing: mpsc::Sender<(&'static str, Bytes)>,
+    state: watch::Receiver<BusState>,
+}
+
+struct Subjects {
+    messages: String,
+    presence: String,
+    admins: String,
+}
+
+impl Subjects {
+    fn new(prefix: &str) -> Self {
+        Self {
+            messages: format!("{prefix}.messages"),
+            presence: format!("{prefix}.presence"),
+            admins: format!("{prefix}.admins"),
+        }
+    }
+}
+
+const MESSAGES: &str = "messages";
+const PRESENCE: &str = "presence";
+const ADMINS: &str = "admins";
+
+impl Bus {
+    /// Connects to NATS (in the background: a core starts while NATS is down, and reconnects
+    /// by itself) and starts publishing and receiving until `stop`. Returns the handle and
+    /// the news from the other replicas.
+    pub(crate) async fn start(
+        config: &ClusterConfig,
+        replica: String,
+        stop: CancellationToken,
+    ) -> Result<(Self, mpsc::Receiver<News>), BusError> {
+        let urls: Vec<async_nats::ServerAddr> = config
+            .nats_urls()
+            .map(|url| {
+                url.parse()
+                    .map_err(|e| BusError::Url(format!("{url:?}: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        let (news_tx, news) = mpsc::channel(INCOMING);
+        let (state_tx, state) = watch::channel(BusState::Disconnected);
+        let state_tx = Arc::new(state_tx);
+        let events = news_tx.clone();
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("socketgram-core {replica}"))
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            // Back within a second of NATS returning, whatever the attempt count.
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis((attempts as u64 * 100).min(1_000))
+            })
+            .event_callback(move |event| {
+                let (events, state_tx) = (events.clone(), state_tx.clone());
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            info!("connected to NATS");
+                            state_tx.send_replace(BusState::Connected);
+                            let _ = events.try_send(News::Reconnected);
+                        }
+                        async_nats::Event::Disconnected => {
+                            warn!("disconnected from NATS; reconnecting (messages are caught up from the database)");
+                            state_tx.send_replace(BusState::Disconnected);
+                        }
+                        async_nats::Event::SlowConsumer(_) => {
+                            warn!("NATS dropped news for this replica (slow consumer); catching up from the database");
+                            let _ = events.try_send(News::Reconnected);
+                        }
+                        other => debug!(event = %other, "NATS"),
+                    }
+                }
+            })
+            .connect(urls)
+            .await
+            .map_err(|e| BusError::Url(e.to_string()))?;
+        let subjects = Subjects::new(&config.subject_prefix);
+        let inbox = client
+            .subscribe(format!("{}.*", config.subject_prefix))
+            .await
+            .map_err(|e| BusError::Subscribe(e.to_string()))?;
+        let (outgoing, queue) = mpsc::channel(OUTGOING);
+        let replica: Arc<str> = replica.into();
+        tokio::spawn(send(client.clone(), subjects, queue, stop.clone()));
+        tokio::spawn(receive(inbox, replica.clone(), news_tx, stop));
+        Ok((
+            Self {
+                replica,
+                outgoing,
+                state,
+            },
+            news,
+        ))
+    }
+
+    /// This replica's name on the bus.
+    pub(crate) fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    /// Whether NATS is connected now.
+    pub(crate) fn state(&self) -> BusState {
+        *self.state.borrow()
+    }
+
+    /// A committed batch's new messages (ascending) and the greatest id committed before them.
+    pub(crate) fn batch(&self, prev: MessageId, messages: &[StoredMessage]) {
+        let batch = pb::Batch {
+            replica: self.replica.to_string(),
+            prev,
+            messages: messages.iter().map(to_wire).collect(),
+        };
+        self.queue(MESSAGES, batch.encode_to_vec());
+    }
+
+    /// A visitor came online or went offline through this replica.
+    pub(crate) fn presence_change(&self, conversation: ConversationId, online: bool) {
+        self.presence(pb::presence::Kind::Change(pb::Change {
+            conversation_id: conversation,
+            online,
+        }));
+    }
+
+    /// Every visitor online through this replica.
+    pub(crate) fn presence_snapshot(&self, online: Vec<ConversationId>) {
+        self.presence(pb::presence::Kind::Snapshot(pb::Snapshot { online }));
+    }
+
+    /// This replica stops.
+    pub(crate) fn goodbye(&self) {
+        self.presence(pb::presence::Kind::Goodbye(pb::Goodbye {}));
+    }
+
+    /// This replica re-read the admin directory.
+    pub(crate) fn admins_changed(&self) {
+        let news = pb::AdminsChanged {
+            replica: self.replica.to_string(),
+        };
+        self.queue(ADMINS, news.encode_to_vec());
+    }
+
+    fn presence(&self, kind: pb::presence::Kind) {
+        let news = pb::Presence {
+            replica: self.replica.to_string(),
+            kind: Some(kind),
+        };
+        self.queue(PRESENCE, news.encode_to_vec());
+    }
+
+    fn queue(&self, subject: &'static str, payload: Vec<u8>) {
+        if self.outgoing.try_send((subject, payload.into())).is_err() {
+            debug!(
+                subject,
+                "bus queue full; news dropped (the others catch up)"
+            );
+        }
+    }
+}
+
+/// Publishes queued news in order (one connection: NATS keeps one publisher's order).
+async fn send(
+    client: async_nats::Client,
+    subjects: Subjects,
+    mut queue: mpsc::Receiver<(&'static str, Bytes)>,
+    stop: CancellationToken,
+) {
+    loop {
+        let (subject, payload) = tokio::select! {
+            // Whatever is queued when stopping (the goodbye) still goes out.
+            biased;
+            next = queue.recv() => match next {
+                Some(next) => next,
+                None => break,
+            },
+            () = stop.cancelled() => break,
+        };
+        let subject = match subject {
+            MESSAGES => &subjects.messages,
+            PRESENCE => &subjects.presence,
+            _ => &subjects.admins,
+        };
+        if let Err(e) = client.publish(subject.clone(), payload).await {
+            debug!(error = %e, "cannot publish on NATS");
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), client.flush()).await;
+}
+
+/// Decodes news from the other replicas, until `stop`.
+async fn receive(
+    mut inbox: async_nats::Subscriber,
+    replica: Arc<str>,
+    news: mpsc::Sender<News>,
+    stop: CancellationToken,
+) {
+    loop {
+        let message = tokio::select! {
+            () = stop.cancelled() => return,
+            message = inbox.next() => match message {
+                Some(message) => message,
+                None => return,
+            },
+        };
+        let kind = message.subject.rsplit('.').next().unwrap_or_default();
+        let decoded = match decode(kind, &message.payload, &replica) {
+            Ok(Some(decoded)) => decoded,
+            Ok(None) => continue,
+            Err(e) => {
+                warn!(subject = %message.subject, error = %e, "undecodable news on the bus; ignored");
+                continue;
+            }
+        };
+        if news.send(decoded).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// News from another replica; `None` for our own (NATS echoes them) or an unknown subject.
+fn decode(kind: &str, payload: &[u8], own: &str) -> Result<Option<News>, String> {
+    let decoded = match kind {
+        MESSAGES => {
+            let batch = pb::Batch::decode(payload).map_err(|e| e.to_string())?;
+            if batch.replica == own {
+                return Ok(None);
+            }
+            let messages = batch
+                .messages
+                .into_iter()
+                .map(from_wire)
+                .collect::<Result<Vec<_>, _>>()?;
+            News::Batch {
+                prev: batch.prev,
+                messages,
+            }
+        }
+        PRESENCE => {
+            let presence = pb::Presence::decode(payload).map_err(|e| e.to_string())?;
+            if presence.replica == own {
+                return Ok(None);
+            }
+            let kind = match presence.kind.ok_or("a presence message without a kind")? {
+                pb::presence::Kind::Change(change) => PresenceNews::Change {
+                    conversation: change.conversation_id,
+                    online: change.online,
+                },
+                pb::presence::Kind::Snapshot(snapshot) => {
+                    PresenceNews::Snapshot(snapshot.online.into_iter().collect())
+                }
+                pb::presence::Kind::Goodbye(_) => PresenceNews::Goodbye,
+            };
+            News::Presence {
+                replica: presence.replica,
+                kind,
+            }
+        }
+        ADMINS => {
+            let news = pb::AdminsChanged::decode(payload).map_err(|e| e.to_string())?;
+            if news.replica == own {
+                return Ok(None);
+            }
+            News::AdminsChanged
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(decoded))
+}
+
+fn to_wire(m: &StoredMessage) -> pb::StoredMessage {
+    pb::StoredMessage {
+        id: m.id,
+        conversation_id: m.conversation_id,
+        direction: m.direction.code(),
+        origin: m.origin.code(),
+        admin_id: m.admin_id.clone(),
+        text: m.text.clone(),
+        local_date: m.local_date.and_utc().timestamp(),
+    }
+}
+
+fn from_wire(m: pb::StoredMessage) -> Result<StoredMessage, String> {
+    let direction = Direction::from_code(m.direction.into());
+    Ok(StoredMessage {
+        id: m.id,
+        conversation_id: m.conversation_id,
+        direction,
+        origin: Origin::from_code(Some(m.origin.into()), direction),
+        admin_id: m.admin_id,
+        text: m.text,
+        local_date: DateTime::from_timestamp(m.local_date, 0)
+            .ok_or_else(|| format!("message {} has an impossible date", m.id))?
+            .naive_utc(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_crosses_the_bus_unchanged() {
+        let message = StoredMessage {
+            id: 42,
+            conversation_id: 7,
+            direction: Direction::ToVisitor,
+            origin: Origin::Backend,
+            admin_id: "alice".into(),
+            text: "<b>hi</b> & ✓".into(),
+            local_date: DateTime::from_timestamp(1_700_000_000, 0)
+                .unwrap()
+                .naive_utc(),
+        };
+        let batch = pb::Batch {
+            replica: "a".into(),
+            prev: 40,
+            messages: vec![to_wire(&message)],
+        };
+        let Ok(Some(News::Batch { prev, messages })) =
+            decode(MESSAGES, &batch.encode_to_vec(), "b")
+        else {
+            panic!("not decoded as a batch");
+        };
+        assert_eq!((prev, messages), (40, vec![message]));
+        assert!(
+            decode(MESSAGES, &batch.encode_to_vec(), "a")
+                .unwrap()
+                .is_none(),
+            "our own news is not news"
+        );
+        assert!(decode(MESSAGES, b"\xff\xff", "b").is_err());
+    }
+}
