@@ -11,7 +11,7 @@ use figment::{
 use serde::{Deserialize, Serialize};
 use socketgram_admin_php_compat::config::LegacyConfig;
 use socketgram_core::{
-    config::{ConfigError, CoreConfig},
+    config::{ConfigError, CoreConfig, Secret},
     server::GrpcConfig,
 };
 use socketgram_edge_telegram::config::TelegramConfig;
@@ -29,6 +29,7 @@ pub struct Config {
     pub web: WebConfig,
     pub legacy: LegacyConfig,
     pub telegram: TelegramConfig,
+    pub edge: EdgeConfig,
     pub log: LogConfig,
     /// Seconds given to calls in flight after SIGTERM / Ctrl-C before the process exits anyway.
     pub shutdown_timeout_secs: u64,
@@ -42,6 +43,7 @@ impl Default for Config {
             web: WebConfig::default(),
             legacy: LegacyConfig::default(),
             telegram: TelegramConfig::default(),
+            edge: EdgeConfig::default(),
             log: LogConfig::default(),
             shutdown_timeout_secs: 10,
         }
@@ -65,6 +67,60 @@ impl Default for LogConfig {
             json: false,
         }
     }
+}
+
+/// `[edge]`: how an edge running in a process of its own (`socketgram edge-web`,
+/// `socketgram edge-telegram`) reaches the core replicas.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeConfig {
+    /// The cores' gRPC URLs; the edge uses one and moves on to the next when it goes away.
+    /// `--core URL[,URL...]` on the command line replaces the list.
+    pub core: Vec<String>,
+    /// A bearer token the cores accept (one of their `grpc.tokens`).
+    pub token: Secret,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            core: vec!["http://127.0.0.1:50051".into()],
+            token: Secret::default(),
+        }
+    }
+}
+
+impl EdgeConfig {
+    /// Checks every value; errors name the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.core.is_empty() {
+            return Err(ConfigError::new("edge.core", "name at least one core URL"));
+        }
+        for url in &self.core {
+            let parsed = url::Url::parse(url)
+                .map_err(|e| ConfigError::new("edge.core", format!("{url:?}: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                return Err(ConfigError::new(
+                    "edge.core",
+                    format!("{url:?}: a core URL is http://host:port or https://host:port"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a process runs: which sections it reads and must have right.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Everything in one process.
+    Serve,
+    /// The gRPC core alone (one replica of several, with `[core.cluster]`).
+    Core,
+    /// The web edge alone, calling the cores of `[edge] core`.
+    EdgeWeb,
+    /// The Telegram edge alone, calling the cores of `[edge] core`.
+    EdgeTelegram,
 }
 
 /// Why the configuration was refused.
@@ -206,10 +262,35 @@ impl Config {
         self.web.validate()?;
         self.legacy.validate()?;
         self.telegram.validate()?;
+        self.edge.validate()?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             return Err(ConfigError::new("log.filter", e.to_string()));
         }
         Ok(())
+    }
+
+    /// What `role` needs beyond [`Config::validate`]: the sections it reads must be usable
+    /// for it, not merely well-formed.
+    pub fn validate_role(&self, role: Role) -> Result<(), ConfigError> {
+        match role {
+            Role::Serve | Role::Core => Ok(()),
+            Role::EdgeWeb | Role::EdgeTelegram => {
+                if self.edge.token.is_empty() {
+                    return Err(ConfigError::new(
+                        "edge.token",
+                        "an edge in its own process calls the cores with a token they accept \
+                         (one of their grpc.tokens)",
+                    ));
+                }
+                if role == Role::EdgeTelegram && !self.telegram.enabled() {
+                    return Err(ConfigError::new(
+                        "telegram.token",
+                        "edge-telegram needs the bot's token",
+                    ));
+                }
+                Ok(())
+            }
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! The composed server: every part of Socketgram in one process (the core, its gRPC listener,
-//! the web edge and the Telegram edge), or the core alone, on listeners the caller bound and
-//! until a token the caller owns. `main` parses, loads, binds and calls [`Server::start`] then
-//! [`Server::run`]; tests do the same on port 0, in process.
+//! the web edge and the Telegram edge), the core alone (one replica of several), or one edge
+//! alone in front of a list of cores, on listeners the caller bound and until a token the
+//! caller owns. `main` parses, loads, binds and calls [`Server::start`] (or
+//! [`Server::start_edge`]) then [`Server::run`]; tests do the same on port 0, in process.
 
 pub mod config;
 
@@ -17,12 +18,12 @@ use socketgram_core::{
 };
 use socketgram_edge_telegram::{TelegramError, config::UpdateMode};
 use socketgram_edge_web::WebError;
-use socketgram_proto::client::{ClientError, CoreClient};
+use socketgram_proto::client::{ClientError, CoreClient, Cores};
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-pub use crate::config::Config;
+pub use crate::config::{Config, Role};
 
 /// Why the server did not start, or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -61,11 +62,12 @@ pub struct Listeners {
 
 /// A started server: its parts run until [`Server::run`] is told to stop.
 pub struct Server {
-    /// Where gRPC listens.
-    pub grpc_addr: SocketAddr,
-    /// Where the web edge listens (`serve` only).
+    /// Where gRPC listens (not for an edge alone).
+    pub grpc_addr: Option<SocketAddr>,
+    /// Where the web edge listens (`serve`, `edge-web`).
     pub web_addr: Option<SocketAddr>,
-    store: Arc<dyn Store>,
+    /// The database (not for an edge alone).
+    store: Option<Arc<dyn Store>>,
     core_parts: JoinSet<Result<(), ServeError>>,
     edges: JoinSet<Result<(), ServeError>>,
     /// Shutdown in two steps: the edges first (they stop taking requests and finish what they
@@ -126,15 +128,10 @@ impl Server {
             warn!("grpc.tokens is empty: every Chat/Telegram call from outside will be refused");
         }
         let mut server = Self {
-            grpc_addr,
-            web_addr: None,
-            store,
-            core_parts: JoinSet::new(),
-            edges: JoinSet::new(),
-            edge_stop,
-            core_stop,
-            drain: Duration::from_secs(config.shutdown_timeout_secs),
+            grpc_addr: Some(grpc_addr),
+            store: Some(store),
             _single_node: single_node,
+            ..Self::empty(config, core_stop, edge_stop)
         };
         let auth = BearerAuth::new(config.grpc.tokens.iter().cloned());
         server.serve_grpc(listeners.grpc, &core, config.grpc.clone(), auth.clone());
@@ -143,6 +140,44 @@ impl Server {
             server.start_edges(web, &core, auth, config).await?;
         }
         Ok(server)
+    }
+
+    /// Starts one edge alone (`web` given: the web edge on it; otherwise the Telegram edge),
+    /// calling the cores of `[edge] core`, moving to the next when one goes away.
+    pub async fn start_edge(web: Option<TcpListener>, config: &Config) -> Result<Self, ServeError> {
+        let cores = Cores::lazy(&config.edge.core, config.edge.token.expose())?;
+        let mut server = Self::empty(config, CancellationToken::new(), CancellationToken::new());
+        match web {
+            Some(web) => {
+                server.web_addr = Some(web.local_addr().map_err(io("the web listener"))?);
+                let mut extra = axum::Router::new();
+                if config.telegram.enabled()
+                    && config.telegram.mode == UpdateMode::Webhook
+                    && config.telegram.webhook_listen.is_none()
+                {
+                    // Webhook updates may arrive at any edge: this one takes them too.
+                    extra = extra.merge(server.start_telegram_webhook(config, cores.clone()));
+                }
+                server.start_web(web, config, cores, extra);
+            }
+            None => server.start_telegram(config, cores),
+        }
+        info!(cores = ?config.edge.core, "edge started");
+        Ok(server)
+    }
+
+    fn empty(config: &Config, core_stop: CancellationToken, edge_stop: CancellationToken) -> Self {
+        Self {
+            grpc_addr: None,
+            web_addr: None,
+            store: None,
+            core_parts: JoinSet::new(),
+            edges: JoinSet::new(),
+            edge_stop,
+            core_stop,
+            drain: Duration::from_secs(config.shutdown_timeout_secs),
+            _single_node: None,
+        }
     }
 
     fn serve_grpc(
@@ -190,46 +225,58 @@ impl Server {
         };
         let internal_auth = BearerAuth::new([Secret::new(internal_token.clone())]);
         self.serve_grpc(internal, core, internal_config, internal_auth);
-        let client = CoreClient::lazy(&core_url, &internal_token)?;
+        let cores = Cores::one(CoreClient::lazy(&core_url, &internal_token)?);
 
         // The web listener also serves the core's gRPC-web API and, in webhook mode without
         // a listener of its own, the Telegram webhook route.
         let mut extra = axum::Router::new();
         if config.telegram.enabled() {
-            let (telegram, client, stop) = (
-                config.telegram.clone(),
-                client.clone(),
-                self.edge_stop.clone(),
-            );
-            if telegram.mode == UpdateMode::Webhook && telegram.webhook_listen.is_none() {
-                let (route, inbox) = socketgram_edge_telegram::webhook_router(&telegram);
-                extra = extra.merge(route);
-                self.edges.spawn(async move {
-                    socketgram_edge_telegram::run_with_webhook(telegram, client, inbox, stop)
-                        .await?;
-                    Ok(())
-                });
+            if config.telegram.mode == UpdateMode::Webhook
+                && config.telegram.webhook_listen.is_none()
+            {
+                extra = extra.merge(self.start_telegram_webhook(config, cores.clone()));
             } else {
-                self.edges.spawn(async move {
-                    socketgram_edge_telegram::run(telegram, client, stop).await?;
-                    Ok(())
-                });
+                self.start_telegram(config, cores.clone());
             }
         }
         if config.web.grpc_web {
             extra = extra.merge(server::grpc_web_router(core.clone(), auth).await?);
         }
+        self.start_web(web, config, cores, extra);
+        Ok(())
+    }
+
+    /// The web edge on `web`, calling `cores`, with `extra` routes beside its own.
+    fn start_web(&mut self, web: TcpListener, config: &Config, cores: Cores, extra: axum::Router) {
         let (web_config, legacy, stop) = (
             config.web.clone(),
             config.legacy.clone(),
             self.edge_stop.clone(),
         );
         self.edges.spawn(async move {
-            socketgram_edge_web::serve(web, &web_config, &legacy, client, Some(extra), stop)
-                .await?;
+            socketgram_edge_web::serve(web, &web_config, &legacy, cores, Some(extra), stop).await?;
             Ok(())
         });
-        Ok(())
+    }
+
+    /// The Telegram edge, taking updates by long polling or on its own webhook listener.
+    fn start_telegram(&mut self, config: &Config, cores: Cores) {
+        let (telegram, stop) = (config.telegram.clone(), self.edge_stop.clone());
+        self.edges.spawn(async move {
+            socketgram_edge_telegram::run(telegram, cores, stop).await?;
+            Ok(())
+        });
+    }
+
+    /// The Telegram edge taking webhook updates on the route returned, for the web listener.
+    fn start_telegram_webhook(&mut self, config: &Config, cores: Cores) -> axum::Router {
+        let (telegram, stop) = (config.telegram.clone(), self.edge_stop.clone());
+        let (route, inbox) = socketgram_edge_telegram::webhook_router(&telegram);
+        self.edges.spawn(async move {
+            socketgram_edge_telegram::run_with_webhook(telegram, cores, inbox, stop).await?;
+            Ok(())
+        });
+        route
     }
 
     /// Runs until `shutdown` is cancelled or a part fails, then drains: the edges first, then
@@ -252,7 +299,9 @@ impl Server {
         if !(edges_drained && drain(&mut self.core_parts, deadline).await) {
             warn!(seconds = self.drain.as_secs(), "drain time is up; exiting");
         }
-        self.store.close().await;
+        if let Some(store) = &self.store {
+            store.close().await;
+        }
         if let Some(ended) = failed {
             ended.map_err(|e| ServeError::Panicked(e.to_string()))??;
             warn!("a part of the server stopped; shut down");

@@ -7,7 +7,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use socketgram::{Listeners, Server, config};
+use socketgram::{Listeners, Role, Server, config};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -35,8 +35,13 @@ struct Cli {
 enum Command {
     /// Run everything in one process (the default deployment).
     Serve,
-    /// Run only the gRPC core (edges run as separate processes).
+    /// Run only the gRPC core: one replica of several with `[core.cluster]` (edges run as
+    /// separate processes).
     Core,
+    /// Run only the web edge, in front of the cores of `[edge] core`.
+    EdgeWeb(EdgeArgs),
+    /// Run only the Telegram edge, calling the cores of `[edge] core`.
+    EdgeTelegram(EdgeArgs),
     /// Create the database schema, or adopt an existing legacy database, then exit.
     Migrate,
     /// Manage the admins replies are signed with (`adm_account`), without SQL.
@@ -54,6 +59,14 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct EdgeArgs {
+    /// The cores' gRPC URLs, comma-separated (replaces `[edge] core`): the edge uses one and
+    /// moves on to the next when it goes away.
+    #[arg(long, value_delimiter = ',')]
+    core: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -77,7 +90,11 @@ enum TokenCommand {
 #[derive(Subcommand)]
 enum ConfigCommand {
     /// Load and validate the configuration, then print it (secrets hidden).
-    Check,
+    Check {
+        /// Also check what this process role needs (e.g. `edge-web` needs `[edge] token`).
+        #[arg(long, value_enum, default_value = "serve")]
+        role: Role,
+    },
     /// Print the documented example configuration.
     Example,
 }
@@ -94,15 +111,39 @@ fn main() -> ExitCode {
         let default = PathBuf::from("socketgram.toml");
         default.exists().then_some(default)
     });
-    let config = match Config::load(file.as_deref()) {
+    let mut config = match Config::load(file.as_deref()) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("socketgram: configuration refused: {e}");
             return ExitCode::from(2);
         }
     };
+    let role = match &cli.command {
+        Command::Serve => Some(Role::Serve),
+        Command::Core => Some(Role::Core),
+        Command::EdgeWeb(_) => Some(Role::EdgeWeb),
+        Command::EdgeTelegram(_) => Some(Role::EdgeTelegram),
+        Command::Config {
+            command: ConfigCommand::Check { role },
+        } => Some(*role),
+        _ => None,
+    };
+    if let Command::EdgeWeb(args) | Command::EdgeTelegram(args) = &cli.command
+        && !args.core.is_empty()
+    {
+        config.edge.core = args.core.clone();
+    }
+    if let Some(role) = role
+        && let Err(e) = config
+            .edge
+            .validate()
+            .and_then(|()| config.validate_role(role))
+    {
+        eprintln!("socketgram: configuration refused for {role:?}: {e}");
+        return ExitCode::from(2);
+    }
     if let Command::Config {
-        command: ConfigCommand::Check,
+        command: ConfigCommand::Check { .. },
     } = cli.command
     {
         let source = file.map_or("defaults and environment".into(), |f| {
@@ -132,6 +173,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve => run(config, true).await,
             Command::Core => run(config, false).await,
+            Command::EdgeWeb(_) => run_edge(config, true).await,
+            Command::EdgeTelegram(_) => run_edge(config, false).await,
             Command::Migrate => migrate(&config).await,
             Command::Admin { command } => manage_admins(&config, command).await,
             Command::Config { .. } | Command::Token { .. } => Ok(()),
@@ -230,14 +273,40 @@ async fn run(config: Config, web: bool) -> anyhow::Result<()> {
         ),
     };
     let server = Server::start(Listeners { grpc, web }, &config).await?;
-    // The ready line: supervisors and tests read the bound addresses (port 0 allowed) here.
-    let mut ready = format!("socketgram: listening grpc={}", server.grpc_addr);
+    ready(&server);
+    server.run(shutdown).await?;
+    Ok(())
+}
+
+/// `edge-web` (with `web`) or `edge-telegram`: bind, start, say where, run until a signal.
+async fn run_edge(config: Config, web: bool) -> anyhow::Result<()> {
+    raise_open_files_limit();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    let web = match web {
+        false => None,
+        true => Some(
+            TcpListener::bind(&config.web.listen)
+                .await
+                .with_context(|| format!("cannot listen on web.listen = {}", config.web.listen))?,
+        ),
+    };
+    let server = Server::start_edge(web, &config).await?;
+    ready(&server);
+    server.run(shutdown).await?;
+    Ok(())
+}
+
+/// The ready line: supervisors and tests read the bound addresses (port 0 allowed) here.
+fn ready(server: &Server) {
+    let mut ready = "socketgram: listening".to_owned();
+    if let Some(grpc) = server.grpc_addr {
+        ready.push_str(&format!(" grpc={grpc}"));
+    }
     if let Some(web) = server.web_addr {
         ready.push_str(&format!(" web={web}"));
     }
     println!("{ready}");
-    server.run(shutdown).await?;
-    Ok(())
 }
 
 /// Cancels `shutdown` on SIGTERM or Ctrl-C.

@@ -1,9 +1,12 @@
 //! The core as the Telegram edge sees it: typed calls over the gRPC contract
 //! ([`CoreClient`]), never the core's crate itself, even when both run in one process. Links,
-//! modes, the active flag, credentials and the delivery cursor all live in the core.
+//! modes, the active flag, credentials and the delivery cursor all live in the core. Calls go
+//! to the core of the list the edge uses now; one that finds it unavailable moves the edge on
+//! to the next (core replicas share the database, so any will do), and the caller's retry
+//! goes there.
 
 use socketgram_proto::{
-    client::CoreClient,
+    client::{CoreClient, Cores},
     v1::{self as pb, subscribe_request::Scope},
 };
 use tonic::{Code, Streaming};
@@ -53,24 +56,44 @@ pub enum Verdict {
 /// Typed calls to the core. Cheap to clone: the channel is shared.
 #[derive(Clone, Debug)]
 pub struct CoreApi {
-    client: CoreClient,
+    cores: Cores,
 }
 
 type Result<T> = std::result::Result<T, TelegramError>;
 
 impl CoreApi {
-    pub fn new(client: CoreClient) -> Self {
-        Self { client }
+    pub fn new(cores: Cores) -> Self {
+        Self { cores }
+    }
+
+    /// The client of the core used now.
+    fn client(&self) -> CoreClient {
+        self.cores.current().1
+    }
+
+    /// Wraps a failed call, naming it; a core that is not there is left for the next one.
+    fn failed(&self, call: &'static str) -> impl FnOnce(tonic::Status) -> TelegramError + '_ {
+        move |status| {
+            if matches!(
+                status.code(),
+                Code::Unavailable | Code::Unknown | Code::Cancelled
+            ) {
+                let (at, _) = self.cores.current();
+                let next = self.cores.failed(at);
+                tracing::warn!(error = %status, core = self.cores.url(at), next = self.cores.url(next), "core unavailable; moving to the next");
+            }
+            TelegramError::core(call)(status)
+        }
     }
 
     pub async fn info(&self) -> Result<CoreInfo> {
         let info = self
-            .client
+            .client()
             .chat
             .clone()
             .get_info(pb::GetInfoRequest {})
             .await
-            .map_err(TelegramError::core("GetInfo"))?
+            .map_err(self.failed("GetInfo"))?
             .into_inner();
         Ok(CoreInfo {
             company: info.company,
@@ -81,7 +104,7 @@ impl CoreApi {
     /// The chat's link; `None` when it is not linked.
     pub async fn link(&self, chat_id: i64) -> Result<Option<Link>> {
         match self
-            .client
+            .client()
             .telegram
             .clone()
             .get_link(pb::GetTelegramLinkRequest { chat_id })
@@ -89,14 +112,14 @@ impl CoreApi {
         {
             Ok(link) => Ok(Some(Link::from_pb(link.get_ref()))),
             Err(status) if status.code() == Code::NotFound => Ok(None),
-            Err(status) => Err(TelegramError::core("GetLink")(status)),
+            Err(status) => Err(self.failed("GetLink")(status)),
         }
     }
 
     /// Links the chat to a visitor (the core moves any older link of either).
     pub async fn link_chat(&self, chat_id: i64, conversation_id: u64) -> Result<Link> {
         let link = self
-            .client
+            .client()
             .telegram
             .clone()
             .link(pb::LinkTelegramRequest {
@@ -104,7 +127,7 @@ impl CoreApi {
                 conversation_id,
             })
             .await
-            .map_err(TelegramError::core("Link"))?;
+            .map_err(self.failed("Link"))?;
         Ok(Link::from_pb(link.get_ref()))
     }
 
@@ -121,7 +144,7 @@ impl CoreApi {
             Some(false) => pb::TelegramMode::Menu,
         };
         match self
-            .client
+            .client()
             .telegram
             .clone()
             .set_state(pb::SetTelegramStateRequest {
@@ -133,37 +156,37 @@ impl CoreApi {
         {
             Ok(link) => Ok(Some(Link::from_pb(link.get_ref()))),
             Err(status) if status.code() == Code::NotFound => Ok(None),
-            Err(status) => Err(TelegramError::core("SetState")(status)),
+            Err(status) => Err(self.failed("SetState")(status)),
         }
     }
 
     /// The links of one visitor.
     pub async fn links_of(&self, conversation_id: u64) -> Result<Vec<Link>> {
         let links = self
-            .client
+            .client()
             .telegram
             .clone()
             .list_links(pb::ListTelegramLinksRequest { conversation_id })
             .await
-            .map_err(TelegramError::core("ListLinks"))?;
+            .map_err(self.failed("ListLinks"))?;
         Ok(links.get_ref().links.iter().map(Link::from_pb).collect())
     }
 
     /// Puts every link in menu mode; returns them all.
     pub async fn reset_modes(&self) -> Result<Vec<Link>> {
         let links = self
-            .client
+            .client()
             .telegram
             .clone()
             .reset_modes(pb::ResetTelegramModesRequest {})
             .await
-            .map_err(TelegramError::core("ResetModes"))?;
+            .map_err(self.failed("ResetModes"))?;
         Ok(links.get_ref().links.iter().map(Link::from_pb).collect())
     }
 
     pub async fn check_credentials(&self, login: &str, password: &str) -> Result<Verdict> {
         let r = self
-            .client
+            .client()
             .telegram
             .clone()
             .check_credentials(pb::CheckCredentialsRequest {
@@ -171,7 +194,7 @@ impl CoreApi {
                 password: password.to_owned(),
             })
             .await
-            .map_err(TelegramError::core("CheckCredentials"))?
+            .map_err(self.failed("CheckCredentials"))?
             .into_inner();
         Ok(match pb::CredentialsRefusal::try_from(r.refusal) {
             Ok(pb::CredentialsRefusal::Unspecified) if r.conversation_id != 0 => {
@@ -193,7 +216,7 @@ impl CoreApi {
         client_msg_id: String,
     ) -> Result<u64> {
         let r = self
-            .client
+            .client()
             .chat
             .clone()
             .send_message(pb::SendMessageRequest {
@@ -206,7 +229,7 @@ impl CoreApi {
                 client_msg_id,
             })
             .await
-            .map_err(TelegramError::core("SendMessage"))?
+            .map_err(self.failed("SendMessage"))?
             .into_inner();
         Ok(r.message.map_or(0, |m| m.id))
     }
@@ -214,14 +237,14 @@ impl CoreApi {
     /// The consumer's delivery cursor (created at the newest message when new).
     pub async fn cursor(&self, consumer: &str) -> Result<u64> {
         Ok(self
-            .client
+            .client()
             .chat
             .clone()
             .get_delivery_cursor(pb::GetDeliveryCursorRequest {
                 consumer: consumer.to_owned(),
             })
             .await
-            .map_err(TelegramError::core("GetDeliveryCursor"))?
+            .map_err(self.failed("GetDeliveryCursor"))?
             .into_inner()
             .message_id)
     }
@@ -229,7 +252,7 @@ impl CoreApi {
     /// Moves the consumer's delivery cursor forward.
     pub async fn advance(&self, consumer: &str, message_id: u64) -> Result<u64> {
         Ok(self
-            .client
+            .client()
             .chat
             .clone()
             .advance_delivery_cursor(pb::AdvanceDeliveryCursorRequest {
@@ -237,7 +260,7 @@ impl CoreApi {
                 message_id,
             })
             .await
-            .map_err(TelegramError::core("AdvanceDeliveryCursor"))?
+            .map_err(self.failed("AdvanceDeliveryCursor"))?
             .into_inner()
             .message_id)
     }
@@ -245,7 +268,7 @@ impl CoreApi {
     /// Every conversation's events, replaying what came after `since` first.
     pub async fn subscribe_all(&self, since: u64) -> Result<Streaming<pb::Event>> {
         Ok(self
-            .client
+            .client()
             .chat
             .clone()
             .subscribe(pb::SubscribeRequest {
@@ -253,7 +276,7 @@ impl CoreApi {
                 since_message_id: Some(since),
             })
             .await
-            .map_err(TelegramError::core("Subscribe"))?
+            .map_err(self.failed("Subscribe"))?
             .into_inner())
     }
 }

@@ -26,7 +26,7 @@ mod webhook;
 use std::{fmt::Display, sync::Arc, time::Duration};
 
 use futures::future::BoxFuture;
-use socketgram_proto::client::CoreClient;
+use socketgram_proto::client::Cores;
 use teloxide::{
     dispatching::{Dispatcher, dialogue::InMemStorage},
     dptree,
@@ -58,7 +58,7 @@ const POLL_TIMEOUT: Duration = Duration::from_secs(10);
 /// listener of its own at `telegram.webhook_listen`.
 pub async fn run(
     config: TelegramConfig,
-    core: CoreClient,
+    core: Cores,
     shutdown: CancellationToken,
 ) -> Result<(), TelegramError> {
     match config.mode {
@@ -127,7 +127,7 @@ pub fn webhook_router(config: &TelegramConfig) -> (axum::Router, WebhookInbox) {
 /// registered on shutdown, so Telegram keeps the updates of the downtime for the next start.
 pub async fn run_with_webhook(
     config: TelegramConfig,
-    core: CoreClient,
+    core: Cores,
     inbox: WebhookInbox,
     shutdown: CancellationToken,
 ) -> Result<(), TelegramError> {
@@ -186,7 +186,7 @@ impl Bot {
     /// resets every linked chat to the menu, and starts the delivery of support replies.
     async fn start(
         config: &TelegramConfig,
-        core: CoreClient,
+        core: Cores,
         shutdown: &CancellationToken,
     ) -> Result<Self, TelegramError> {
         let bot = sender::bot(config).map_err(TelegramError::Config)?;

@@ -1,23 +1,30 @@
 //! The edge's one stream to the core (`Chat.EdgeSession`, DESIGN.md): every subscription,
 //! every visitor socket's presence and every message sent by this edge's sockets travel over
-//! it, however many sockets there are. When the stream breaks, the link reconnects with
-//! back-off, subscribes again from each subscription's cursor (so nothing is lost or
-//! repeated) and re-declares presence; sends still unanswered fail as unavailable.
+//! it, however many sockets there are. When the stream breaks, the link opens a session with
+//! the next core of its list (any replica will do: they share the database), subscribes again
+//! from each subscription's cursor (so nothing is lost or repeated), re-declares presence and
+//! sends again what was not answered, in the order it was sent. Every send carries a client
+//! message id (one is made up when the client gave none), so a send the old core stored is
+//! not stored twice; a send unanswered for `SEND_RETRY_FOR` fails, saying its outcome is
+//! unknown. Visitor sockets stay connected throughout.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
 
 use socketgram_proto::{
-    client::CoreClient,
+    client::{CoreClient, Cores},
     v1::{self as pb, edge_command::Command as Wire, edge_event::Kind, edge_send_result::Outcome},
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
@@ -56,11 +63,17 @@ enum Command {
 /// What a send through the link ends with.
 pub type SendResult = Result<pb::SendMessageResponse, Status>;
 
+/// How long a send may wait for a core to answer it, across failovers, before it fails as
+/// "may or may not have been stored".
+pub const SEND_RETRY_FOR: Duration = Duration::from_secs(15);
+
 /// The shared handle.
 pub struct CoreLink {
     commands: mpsc::UnboundedSender<Command>,
     next_id: AtomicU64,
-    client: CoreClient,
+    cores: Cores,
+    /// Whether a session with a core is open now (readiness).
+    open: Arc<AtomicBool>,
     stopping: CancellationToken,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -87,16 +100,18 @@ impl Drop for Subscription {
 
 impl CoreLink {
     /// Starts the link task; it runs until [`CoreLink::stop`].
-    pub fn start(client: CoreClient) -> Arc<Self> {
+    pub fn start(cores: Cores) -> Arc<Self> {
         // Unbounded: `send` takes its place in the store order when called, so it cannot wait
         // for room; what comes in is bounded by the sockets' rate limits.
         let (commands, rx) = mpsc::unbounded_channel();
         let stopping = CancellationToken::new();
-        let task = tokio::spawn(run(client.clone(), rx, stopping.clone()));
+        let open = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(run(cores.clone(), rx, stopping.clone(), open.clone()));
         Arc::new(Self {
             commands,
             next_id: AtomicU64::new(1),
-            client,
+            cores,
+            open,
             stopping,
             task: std::sync::Mutex::new(Some(task)),
         })
@@ -112,9 +127,14 @@ impl CoreLink {
         }
     }
 
-    /// A client for unary calls (history, sends), sharing the link's connection.
+    /// A client for unary calls (history), of the core the link uses now.
     pub fn client(&self) -> CoreClient {
-        self.client.clone()
+        self.cores.current().1
+    }
+
+    /// Whether a session with a core is open now.
+    pub fn is_connected(&self) -> bool {
+        self.open.load(Ordering::Relaxed)
     }
 
     /// Subscribes to a scope, replaying after `since` when given.
@@ -183,9 +203,16 @@ struct Sub {
 struct State {
     subs: HashMap<u64, Sub>,
     presence: HashMap<u64, u32>,
-    /// Sends written to the current session and not yet answered, by request id.
-    sends: HashMap<u64, oneshot::Sender<SendResult>>,
+    /// Sends not yet answered, by request id (the order they were sent in): written again to
+    /// each new session until answered.
+    sends: BTreeMap<u64, PendingSend>,
     next_send: u64,
+}
+
+struct PendingSend {
+    request: pb::SendMessageRequest,
+    reply: oneshot::Sender<SendResult>,
+    since: Instant,
 }
 
 impl State {
@@ -213,13 +240,23 @@ impl State {
                     subscription_id: id,
                 })
             }),
-            Command::Send { request, reply } => {
+            Command::Send { mut request, reply } => {
+                if request.client_msg_id.is_empty() {
+                    // What makes a send safe to repeat on another core.
+                    request.client_msg_id =
+                        format!("edge-{}", hex::encode(rand::random::<[u8; 12]>()));
+                }
                 self.next_send += 1;
-                self.sends.insert(self.next_send, reply);
-                Some(Wire::Send(pb::EdgeSend {
-                    request_id: self.next_send,
-                    request: Some(request),
-                }))
+                let wire = send(self.next_send, request.clone());
+                self.sends.insert(
+                    self.next_send,
+                    PendingSend {
+                        request,
+                        reply,
+                        since: Instant::now(),
+                    },
+                );
+                Some(wire)
             }
             Command::Presence {
                 conversation,
@@ -244,13 +281,26 @@ impl State {
         }
     }
 
-    /// Fails every unanswered send: its session is gone (`why`), and whether the core stored
-    /// it cannot be known (a client with a `client_msg_id` can retry safely).
+    /// Fails every unanswered send (the edge stops): whether a core stored it cannot be
+    /// known (a client with a `client_msg_id` can retry safely).
     fn fail_sends(&mut self, why: &str) {
-        for (_, reply) in self.sends.drain() {
-            let _ = reply.send(Err(Status::unavailable(format!(
-                "{why}; the message may or may not have been stored"
-            ))));
+        for (_, pending) in std::mem::take(&mut self.sends) {
+            fail(pending, why);
+        }
+    }
+
+    /// Fails the sends unanswered since before `before`.
+    fn expire_sends(&mut self, before: Instant) {
+        let expired: Vec<u64> = self
+            .sends
+            .iter()
+            .filter(|(_, p)| p.since < before)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in expired {
+            if let Some(pending) = self.sends.remove(&id) {
+                fail(pending, "no core answered in time");
+            }
         }
     }
 
@@ -268,12 +318,17 @@ impl State {
                 })
             })
         });
-        subs.chain(presence).collect()
+        // Sends last: a message that a resubscribed socket then sees comes after its history.
+        let sends = self
+            .sends
+            .iter()
+            .map(|(&id, p)| send(id, p.request.clone()));
+        subs.chain(presence).chain(sends).collect()
     }
 
     fn route(&mut self, event: pb::EdgeEvent) {
         if let Some(Kind::SendResult(result)) = event.kind {
-            if let Some(reply) = self.sends.remove(&result.request_id) {
+            if let Some(PendingSend { reply, .. }) = self.sends.remove(&result.request_id) {
                 let _ = reply.send(match result.outcome {
                     Some(Outcome::Sent(sent)) => Ok(sent),
                     Some(Outcome::Error(e)) => Err(Status::new(Code::from(e.code), e.message)),
@@ -324,6 +379,20 @@ impl State {
     }
 }
 
+fn send(request_id: u64, request: pb::SendMessageRequest) -> Wire {
+    Wire::Send(pb::EdgeSend {
+        request_id,
+        request: Some(request),
+    })
+}
+
+fn fail(pending: PendingSend, why: &str) {
+    let _ = pending.reply.send(Err(Status::unavailable(format!(
+        "{why}; the message may or may not have been stored (sending it again with the \
+         same client_msg_id never stores it twice)"
+    ))));
+}
+
 fn subscribe(id: u64, scope: pb::subscribe_request::Scope, since: Option<u64>) -> Wire {
     Wire::Subscribe(pb::EdgeSubscribe {
         subscription_id: id,
@@ -334,29 +403,35 @@ fn subscribe(id: u64, scope: pb::subscribe_request::Scope, since: Option<u64>) -
     })
 }
 
-const BROKE: &str = "the link to the core broke";
-
 /// Runs the link until `shutdown`; sends still unanswered then fail, saying so.
 async fn run(
-    client: CoreClient,
+    cores: Cores,
     commands: mpsc::UnboundedReceiver<Command>,
     shutdown: CancellationToken,
+    open: Arc<AtomicBool>,
 ) {
     let mut state = State::default();
-    sessions(client, commands, shutdown, &mut state).await;
+    sessions(cores, commands, shutdown, &mut state, &open).await;
+    open.store(false, Ordering::Relaxed);
     state.fail_sends("the edge stopped before the core answered");
 }
 
-/// One session after another, until `shutdown` or until every handle is gone.
+/// One session after another, each with the core the list gives, until `shutdown` or until
+/// every handle is gone.
 async fn sessions(
-    mut client: CoreClient,
+    cores: Cores,
     mut commands: mpsc::UnboundedReceiver<Command>,
     shutdown: CancellationToken,
     state: &mut State,
+    open: &AtomicBool,
 ) {
     let mut backoff = Duration::from_millis(100);
+    // Sessions that failed in a row: a pause only once every core has failed.
+    let mut failures = 0usize;
+    let mut expiry = tokio::time::interval(Duration::from_secs(1));
     while !shutdown.is_cancelled() {
-        state.fail_sends(BROKE);
+        state.expire_sends(Instant::now() - SEND_RETRY_FOR);
+        let (at, mut client) = cores.current();
         // Unbounded, as `commands`: it only passes them on to the session's request stream.
         let (out, out_rx) = mpsc::unbounded_channel();
         for wire in state.replay() {
@@ -370,12 +445,20 @@ async fn sessions(
         };
         let mut inbound = match session {
             Ok(response) => {
-                info!("edge session with the core open");
+                info!(core = cores.url(at), "edge session with the core open");
+                open.store(true, Ordering::Relaxed);
                 backoff = Duration::from_millis(100);
+                failures = 0;
                 response.into_inner()
             }
             Err(status) => {
-                warn!(error = %status, retry_in = ?backoff, "cannot open the edge session");
+                failures += 1;
+                let next = cores.failed(at);
+                if !failures.is_multiple_of(cores.len()) {
+                    warn!(error = %status, core = cores.url(at), next = cores.url(next), "cannot open the edge session; trying the next core");
+                    continue;
+                }
+                warn!(error = %status, retry_in = ?backoff, "cannot open an edge session with any core");
                 // Keep applying commands while waiting, so the next replay is current.
                 let sleep = tokio::time::sleep(backoff);
                 tokio::pin!(sleep);
@@ -384,7 +467,7 @@ async fn sessions(
                         () = shutdown.cancelled() => return,
                         () = &mut sleep => break,
                         command = commands.recv() => match command {
-                            Some(c) => { state.apply(c); state.fail_sends(BROKE); }
+                            Some(c) => { state.apply(c); }
                             None => return,
                         },
                     }
@@ -406,11 +489,14 @@ async fn sessions(
                 },
                 event = inbound.message() => match event {
                     Ok(Some(event)) => state.route(event),
-                    Ok(None) => { warn!("the core closed the edge session; reconnecting"); break; }
-                    Err(status) => { warn!(error = %status, "edge session broke; reconnecting"); break; }
+                    Ok(None) => { warn!(core = cores.url(at), "the core closed the edge session; moving to the next core"); break; }
+                    Err(status) => { warn!(error = %status, core = cores.url(at), "edge session broke; moving to the next core"); break; }
                 },
+                _ = expiry.tick() => state.expire_sends(Instant::now() - SEND_RETRY_FOR),
             }
         }
+        open.store(false, Ordering::Relaxed);
+        cores.failed(at);
     }
 }
 
@@ -439,7 +525,7 @@ mod tests {
     }
 
     #[test]
-    fn sends_get_their_own_answers_and_fail_when_the_session_breaks() {
+    fn sends_get_their_own_answers_and_are_sent_again_until_answered() {
         let mut state = State::default();
         let (mut first, mut second, mut third) =
             (send(&mut state), send(&mut state), send(&mut state));
@@ -457,8 +543,38 @@ mod tests {
         let refused = second.try_recv().unwrap().unwrap_err();
         assert_eq!(refused.code(), Code::InvalidArgument);
         assert!(third.try_recv().is_err(), "still waiting");
-        // The session breaks: whatever is unanswered fails as unavailable, once.
-        state.fail_sends(BROKE);
+        // The session breaks: the next one is told the unanswered send again, under the
+        // client message id it first went with (made up, as the client gave none).
+        let again: Vec<_> = state
+            .replay()
+            .into_iter()
+            .filter_map(|w| match w {
+                Wire::Send(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].request_id, 3);
+        let key = &again[0].request.as_ref().unwrap().client_msg_id;
+        assert!(key.starts_with("edge-") && key.len() <= 64, "{key}");
+        assert_eq!(
+            &state
+                .replay()
+                .iter()
+                .find_map(|w| match w {
+                    Wire::Send(s) => Some(s.request.as_ref().unwrap().client_msg_id.clone()),
+                    _ => None,
+                })
+                .unwrap(),
+            key,
+            "the same id each time"
+        );
+        assert!(
+            third.try_recv().is_err(),
+            "still waiting across the failover"
+        );
+        // Unanswered past the retry window: fails as unavailable, once.
+        state.expire_sends(Instant::now() + Duration::from_secs(1));
         assert_eq!(
             third.try_recv().unwrap().unwrap_err().code(),
             Code::Unavailable

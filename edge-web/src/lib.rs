@@ -34,7 +34,7 @@ use std::{sync::Arc, time::Duration};
 use axum::http::Method;
 use socketgram_admin_php_compat::{config::LegacyConfig, handshake::TokenSigner};
 use socketgram_common::TlsConfig;
-use socketgram_proto::client::CoreClient;
+use socketgram_proto::client::Cores;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -92,7 +92,7 @@ pub async fn serve(
     listener: TcpListener,
     config: &WebConfig,
     legacy: &LegacyConfig,
-    core: CoreClient,
+    core: Cores,
     extra: Option<axum::Router>,
     shutdown: CancellationToken,
 ) -> Result<(), WebError> {

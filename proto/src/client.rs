@@ -100,3 +100,76 @@ impl CoreClient {
         Self::over(Self::endpoint(url)?.connect_lazy(), token)
     }
 }
+
+/// Every core an edge may call, and the one it calls now: an edge whose core goes away moves
+/// on to the next in the list (`failed`), round and round, so any live replica serves it.
+#[derive(Clone, Debug)]
+pub struct Cores {
+    clients: std::sync::Arc<[(String, CoreClient)]>,
+    current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Cores {
+    /// Clients for `urls` (at least one), each connecting on first use.
+    pub fn lazy<S: AsRef<str>>(urls: &[S], token: &str) -> Result<Self, ClientError> {
+        if urls.is_empty() {
+            return Err(ClientError::Url("no core URL".into()));
+        }
+        let clients = urls
+            .iter()
+            .map(|url| {
+                Ok((
+                    url.as_ref().to_owned(),
+                    CoreClient::lazy(url.as_ref(), token)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, ClientError>>()?;
+        Ok(Self {
+            clients: clients.into(),
+            current: Default::default(),
+        })
+    }
+
+    /// One core only.
+    pub fn one(client: CoreClient) -> Self {
+        Self {
+            clients: vec![(String::new(), client)].into(),
+            current: Default::default(),
+        }
+    }
+
+    /// The core called now, and its place in the list (for [`Cores::failed`]).
+    pub fn current(&self) -> (usize, CoreClient) {
+        let at = self.current.load(std::sync::atomic::Ordering::Relaxed) % self.clients.len();
+        (at, self.clients[at].1.clone())
+    }
+
+    /// The URL of the core at `at`.
+    pub fn url(&self, at: usize) -> &str {
+        &self.clients[at % self.clients.len()].0
+    }
+
+    /// How many cores there are.
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Always false: there is at least one core.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The core at `at` failed: the next one is called from now on (unless someone moved on
+    /// already). Returns the place of the core called now.
+    pub fn failed(&self, at: usize) -> usize {
+        use std::sync::atomic::Ordering;
+        let next = (at + 1) % self.clients.len();
+        match self
+            .current
+            .compare_exchange(at, next, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => next,
+            Err(now) => now % self.clients.len(),
+        }
+    }
+}

@@ -3,12 +3,14 @@
 //! database away mid-run ([`proxy::FaultProxy`]), real Socket.IO clients under Node.js
 //! ([`sio::SioClient`], with [`node`] finding Node.js and installing `tests/js`), a real
 //! nginx in front of a server, configured from the README ([`nginx::Nginx`]), and a stand-in
-//! for the legacy server that acknowledges nothing ([`noack::NoAckServer`]).
+//! for the legacy server that acknowledges nothing ([`noack::NoAckServer`]), and a scaled-out
+//! deployment of real processes: NATS, core replicas, edges ([`cluster`]).
 //!
 //! Tests that need an outside service (MariaDB, PostgreSQL, nginx, ...) skip with a printed
 //! note when it is missing, except under `CI=true`, where a missing service fails the test.
 
 pub mod botapi;
+pub mod cluster;
 pub mod db;
 pub mod nginx;
 pub mod noack;

@@ -114,7 +114,10 @@ impl TestServer {
                     Ok(server) => server,
                     Err(e) => panic!("socketgram did not start: {e}"),
                 };
-                let _ = ready_tx.send((server.grpc_addr, server.web_addr));
+                let _ = ready_tx.send((
+                    server.grpc_addr.expect("serve listens for gRPC"),
+                    server.web_addr,
+                ));
                 let _ = ended_tx.send(server.run(stop).await.map_err(|e| e.to_string()));
             });
         });
@@ -132,12 +135,13 @@ impl TestServer {
 
     /// Starts the real binary `bin` with `command` and a config file of `toml` (see
     /// [`config_text`]) and waits for its ready line.
-    pub async fn binary(bin: &Path, command: &str, database_url: &str, toml: &str) -> Self {
+    pub async fn binary(bin: &Path, command_name: &str, database_url: &str, toml: &str) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let config = dir.path().join("socketgram.toml");
         std::fs::write(&config, config_text(database_url, toml)).expect("write config");
-        let mut child = Command::new(bin)
-            .arg(command)
+        let mut command = Command::new(bin);
+        command
+            .arg(command_name)
             .arg("--config")
             .arg(&config)
             .current_dir(dir.path())
@@ -145,27 +149,9 @@ impl TestServer {
                 "RUST_LOG",
                 "socketgram=info,socketgram_core=info,socketgram_edge_web=info",
             )
-            .env("SOCKETGRAM_WEB__LISTEN", "127.0.0.1:0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start socketgram");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = lines.next_line().await.expect("read stdout") {
-                if let Some(rest) = line.strip_prefix("socketgram: listening ") {
-                    return parse_ready(rest);
-                }
-            }
-            panic!("socketgram exited before it was ready");
-        })
-        .await
-        .expect("socketgram did not get ready in time");
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let (grpc, web) = ready;
+            .env("SOCKETGRAM_WEB__LISTEN", "127.0.0.1:0");
+        let (child, grpc, web) = ready_line(command, "socketgram").await;
+        let grpc = grpc.expect("grpc address in the ready line");
         Self {
             running: Running::Process(child),
             grpc,
@@ -265,8 +251,37 @@ impl Drop for TestServer {
     }
 }
 
-/// Reads `grpc=ADDR [web=ADDR]` of the ready line.
-fn parse_ready(rest: &str) -> (SocketAddr, Option<SocketAddr>) {
+/// Starts `command` (the binary, stdout piped here, stderr inherited, killed on drop) and
+/// waits for its ready line; returns the child and the addresses the line names. Its stdout
+/// goes on being drained, so the child never blocks on a full pipe.
+pub async fn ready_line(
+    mut command: Command,
+    name: &str,
+) -> (Child, Option<SocketAddr>, Option<SocketAddr>) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("read stdout") {
+            if let Some(rest) = line.strip_prefix("socketgram: listening") {
+                return parse_ready(rest);
+            }
+        }
+        panic!("{name} exited before it was ready");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{name} did not get ready in time"));
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, ready.0, ready.1)
+}
+
+/// Reads `[grpc=ADDR] [web=ADDR]` of the ready line.
+fn parse_ready(rest: &str) -> (Option<SocketAddr>, Option<SocketAddr>) {
     let mut grpc = None;
     let mut web = None;
     for part in rest.split_whitespace() {
@@ -276,7 +291,7 @@ fn parse_ready(rest: &str) -> (SocketAddr, Option<SocketAddr>) {
             _ => {}
         }
     }
-    (grpc.expect("grpc address in the ready line"), web)
+    (grpc, web)
 }
 
 /// The `socketgram` binary next to the running test executable (cargo puts test binaries in

@@ -16,7 +16,7 @@ use socketgram_edge_telegram::{
     config::{Limits, TelegramConfig, UpdateMode},
     run_with_webhook, webhook_router,
 };
-use socketgram_proto::client::CoreClient;
+use socketgram_proto::client::{CoreClient, Cores};
 use socketgram_tests::{
     botapi::{BotApi, TgUser, WAIT},
     db::TestDb,
@@ -80,7 +80,12 @@ async fn the_webhook_router_serves_on_a_callers_listener() {
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .into_future(),
     );
-    let bot = tokio::spawn(run_with_webhook(config, client, inbox, shutdown.clone()));
+    let bot = tokio::spawn(run_with_webhook(
+        config,
+        Cores::one(client),
+        inbox,
+        shutdown.clone(),
+    ));
 
     let (url, secret) = api
         .wait_for("setWebhook", |calls| {

@@ -441,6 +441,7 @@ async fn raw_connection(server: &TestServer) -> tokio::net::TcpStream {
 
 // One file per behaviour; the helpers above are shared.
 mod bad_input;
+mod cluster;
 mod connections;
 mod conversation;
 mod history;

@@ -1,0 +1,330 @@
+//! Scaled out (issue: scale-out): core replicas on one MariaDB database with a NATS server of
+//! the test's own, `socketgram edge-web` processes in front of them, the legacy pages on
+//! different edges; then crashes: a core, an edge, NATS itself.
+
+use std::{collections::BTreeMap, time::Instant};
+
+use socketgram_tests::cluster::{Nats, Process};
+
+use super::*;
+
+/// What a test deployment is made of.
+struct Cluster {
+    db: TestDb,
+    nats: Nats,
+    cores: Vec<Process>,
+    edges: Vec<Process>,
+}
+
+/// `cores` replicas and `edges` web edges; edge `i` uses core `i` first, then the others in
+/// order. `None` when Node.js, MariaDB or nats-server is missing (a failure under CI).
+async fn cluster(cores: usize, edges: usize) -> Option<Cluster> {
+    if !sio::available().await {
+        return None;
+    }
+    let nats = Nats::start().await?;
+    let db = TestDb::create(Backend::MySql).await?;
+    let mut started = Vec::new();
+    for i in 0..cores {
+        let name = format!("core-{}", (b'a' + i as u8) as char);
+        started.push(Process::core(&name, &db.url, &nats.url(), &config(ROOMY)).await);
+    }
+    let mut web = Vec::new();
+    for i in 0..edges {
+        let order: Vec<&Process> = (0..cores).map(|k| &started[(i + k) % cores]).collect();
+        web.push(Process::edge_web(&format!("edge-{i}"), &order, &config(ROOMY)).await);
+    }
+    Some(Cluster {
+        db,
+        nats,
+        cores: started,
+        edges: web,
+    })
+}
+
+impl Cluster {
+    /// The legacy visitor page for `cid` on edge `edge`, connected and subscribed.
+    async fn page(&self, edge: usize, cid: u64) -> SioClient {
+        let url = self.edges[edge].web_url();
+        let handshake = Handshake::legacy_visitor(&url, cid, &room(cid))
+            .emitting_on_connect("subscribe", vec![subscription(cid)]);
+        SioClient::open(&format!("page {cid} on edge {edge}"), &handshake)
+            .await
+            .unwrap_or_else(|e| panic!("page {cid}: handshake refused: {e}"))
+    }
+
+    /// The PHP admin on edge `edge`.
+    async fn admin(&self, edge: usize) -> SioClient {
+        SioClient::connect_legacy_admin(&self.edges[edge].web_url(), "adminpass", "admin").await
+    }
+
+    async fn stop(mut self) {
+        for p in self.edges.iter_mut().chain(self.cores.iter_mut()) {
+            assert!(p.terminate().await, "{} exits cleanly on SIGTERM", p.name);
+        }
+        self.nats.kill().await;
+        self.db.drop_db().await;
+    }
+}
+
+/// Fault 1: a visitor on edge A (core a), the PHP admin on edge B (core b): messages both
+/// ways, each once, the same payloads; presence crosses the replicas.
+#[tokio::test]
+async fn two_cores_and_two_edges_carry_messages_and_presence_both_ways() {
+    let Some(c) = cluster(2, 2).await else {
+        return;
+    };
+    let cid = 4101;
+    add_admin(&c.db, "alice", "Alice").await;
+    let mut admin = c.admin(1).await;
+    // Every replica re-reads the directory when one is told to.
+    admin.emit("update admlist", &[]).await;
+    let mut visitor = c.page(0, cid).await;
+    assert_eq!(
+        admin.next_payload("online").await,
+        json!({ "cid": cid.to_string() })
+    );
+
+    for text in ["Hello from edge A", "still there?"] {
+        say(&mut visitor, cid, text).await;
+        let mine = visitor.next_payload("new message").await;
+        legacy_message(&mine, cid, text, "0");
+        assert_eq!(
+            admin.next_payload("new message").await,
+            mine,
+            "once, as itself"
+        );
+    }
+    admin
+        .emit(
+            "subscribe:servadm",
+            &[json!({ "room": room(cid), "adm": "alice" })],
+        )
+        .await;
+    // The admin's subscription replays the conversation; its reply goes through core b.
+    reply(&mut admin, cid, "alice", "Hi from edge B").await;
+    let answer = visitor.next_payload("new message").await;
+    legacy_message(&answer, cid, "Hi from edge B", "Alice Acme");
+    visitor.expect_none("new message", QUIET).await;
+
+    // A second tab on the other edge: still one visitor online; closing the first leaves it
+    // online; closing the last takes it offline for the admin on the other replica.
+    let mut second = c.page(1, cid).await;
+    // Its history (the three messages) says its subscription, and so its presence, is in.
+    for _ in 0..3 {
+        second.next_payload("new message").await;
+    }
+    visitor.disconnect().await;
+    admin
+        .expect_none("offline", Duration::from_millis(800))
+        .await;
+    second.disconnect().await;
+    assert_eq!(
+        admin.next_payload("offline").await,
+        json!({ "cid": cid.to_string() })
+    );
+    c.stop().await;
+}
+
+/// Fault 4: an edge killed with SIGKILL says nothing; its core sees the session break and its
+/// visitors go offline for an admin on the other replica, within the bound.
+#[tokio::test]
+async fn a_killed_edge_takes_its_visitors_offline_everywhere() {
+    let Some(mut c) = cluster(2, 2).await else {
+        return;
+    };
+    let mut admin = c.admin(1).await;
+    let cids = [4201, 4202, 4203];
+    let mut pages = Vec::new();
+    for cid in cids {
+        pages.push(c.page(0, cid).await);
+        assert_eq!(
+            admin.next_payload("online").await,
+            json!({ "cid": cid.to_string() })
+        );
+    }
+    let killed = Instant::now();
+    c.edges[0].kill().await;
+    let mut offline = Vec::new();
+    for _ in cids {
+        offline.push(
+            admin.next_payload("offline").await["cid"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    offline.sort();
+    assert_eq!(offline, cids.map(|c| c.to_string()));
+    let took = killed.elapsed();
+    eprintln!("visitors of a killed edge offline everywhere after {took:?}");
+    assert!(took < Duration::from_secs(10), "within the bound: {took:?}");
+    c.stop().await;
+}
+
+/// Fault 4, the replica kind: a core killed with SIGKILL says no goodbye; the visitors
+/// online only through it go offline on the other replica once it has been silent for the
+/// presence timeout (3 s here), and no ghost stays online.
+#[tokio::test]
+async fn a_killed_core_takes_its_visitors_offline_after_the_presence_timeout() {
+    let Some(mut c) = cluster(2, 2).await else {
+        return;
+    };
+    let mut admin = c.admin(1).await;
+    let cid = 4301;
+    let _page = c.page(0, cid).await;
+    assert_eq!(
+        admin.next_payload("online").await,
+        json!({ "cid": cid.to_string() })
+    );
+    // Edge 0 loses core a and moves to core b, declaring its visitor there: online through b.
+    c.cores[0].kill().await;
+    admin.expect_none("offline", Duration::from_secs(5)).await;
+    // Now the edge dies too: nobody holds the visitor any more.
+    let killed = Instant::now();
+    c.edges[0].kill().await;
+    assert_eq!(
+        admin.next_payload("offline").await,
+        json!({ "cid": cid.to_string() })
+    );
+    eprintln!("offline after {:?}", killed.elapsed());
+    c.stop().await;
+}
+
+/// Fault 2: a core killed with SIGKILL under steady load (unique bodies, client ids). Every
+/// message a visitor saw acknowledged is stored once and reaches the admin on the other
+/// replica once, in id order; the visitor's edge moves to the other core and its socket stays
+/// connected; how long sends waited is measured.
+#[tokio::test]
+async fn killing_a_core_under_load_loses_nothing_acknowledged() {
+    let Some(mut c) = cluster(2, 2).await else {
+        return;
+    };
+    const CID: u64 = 4401;
+    const ROUNDS: usize = 30;
+    const EACH: usize = 20;
+    let mut admin = c.admin(1).await;
+    let mut visitor = c.page(0, CID).await;
+    assert_eq!(
+        admin.next_payload("online").await,
+        json!({ "cid": CID.to_string() })
+    );
+    let mut acked: BTreeMap<u64, String> = BTreeMap::new();
+    let mut failed = Vec::new();
+    let mut longest = Duration::ZERO;
+    for round in 0..ROUNDS {
+        if round == ROUNDS / 3 {
+            c.cores[0].kill().await;
+        }
+        let each: Vec<Vec<Value>> = (0..EACH)
+            .map(|i| {
+                let n = round * EACH + i;
+                vec![json!({
+                    "username": CID.to_string(),
+                    "message": format!("m{n}"),
+                    "room": room(CID),
+                    "client_msg_id": format!("c{n}"),
+                })]
+            })
+            .collect();
+        let sent = Instant::now();
+        let ids = visitor.emit_acks("new message", &each).await;
+        for (i, id) in ids.into_iter().enumerate() {
+            let n = round * EACH + i;
+            let answer = visitor.ack_of(id).await.expect("every send is answered");
+            match answer["data"]["label"].as_u64() {
+                Some(label) => {
+                    assert!(
+                        acked.insert(label, format!("m{n}")).is_none(),
+                        "one id each"
+                    );
+                }
+                None => failed.push((n, answer)),
+            }
+        }
+        longest = longest.max(sent.elapsed());
+    }
+    eprintln!(
+        "{} acknowledged, {} refused; the slowest round of {EACH} sends took {longest:?}",
+        acked.len(),
+        failed.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "sends retried on the other core: {failed:?}"
+    );
+    // Stored once each: nothing acknowledged lost, nothing retried stored twice.
+    assert_eq!(
+        count(&c.db, &format!("cid = {CID}")).await,
+        (ROUNDS * EACH) as u64
+    );
+    for (&label, text) in &acked {
+        assert_eq!(&stored(&c.db, label).await.message, text);
+    }
+    // The admin on the other replica saw each once, in id order.
+    let mut seen = Vec::new();
+    while seen.len() < acked.len() {
+        let p = admin.next_payload("new message").await;
+        seen.push(p["label"].as_u64().expect("a label"));
+    }
+    assert_eq!(seen, acked.keys().copied().collect::<Vec<_>>());
+    admin.expect_none("new message", QUIET).await;
+    assert!(
+        !visitor
+            .drain_events()
+            .iter()
+            .any(|(e, _)| e == "disconnect"),
+        "the visitor's socket stayed connected"
+    );
+    c.stop().await;
+}
+
+/// Fault 3: NATS restarted under load: nothing is lost (the replicas read what they missed
+/// from the database) and news flows again by itself.
+#[tokio::test]
+async fn restarting_nats_under_load_loses_nothing() {
+    let Some(mut c) = cluster(2, 2).await else {
+        return;
+    };
+    const CID: u64 = 4501;
+    const N: usize = 300;
+    let mut admin = c.admin(1).await;
+    let mut visitor = c.page(0, CID).await;
+    assert_eq!(
+        admin.next_payload("online").await,
+        json!({ "cid": CID.to_string() })
+    );
+    let mut labels = Vec::new();
+    for n in 0..N {
+        if n == N / 3 {
+            c.nats.kill().await;
+        }
+        if n == 2 * N / 3 {
+            c.nats.restart().await;
+        }
+        let answer = visitor
+            .emit_ack(
+                "new message",
+                &[json!({ "username": CID.to_string(), "message": format!("n{n}"), "room": room(CID) })],
+            )
+            .await;
+        labels.push(answer["data"]["label"].as_u64().expect("stored"));
+    }
+    let mut seen = Vec::new();
+    while seen.len() < N {
+        seen.push(
+            admin.next_payload("new message").await["label"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    assert_eq!(
+        seen, labels,
+        "every message reached the other replica's admin once, in order"
+    );
+    // Live news again: a message now arrives without a database poll's delay mattering.
+    say(&mut visitor, CID, "after the restart").await;
+    let p = admin.next_payload("new message").await;
+    assert_eq!(p["message"], "after the restart");
+    c.stop().await;
+}
