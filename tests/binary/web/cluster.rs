@@ -4,13 +4,19 @@
 
 use std::{collections::BTreeMap, time::Instant};
 
-use socketgram_tests::cluster::{Nats, Process};
+use socketgram_tests::{
+    cluster::{Nats, Process},
+    proxy::FaultProxy,
+    server::TOKEN,
+};
 
 use super::*;
 
 /// What a test deployment is made of.
 struct Cluster {
     db: TestDb,
+    /// Between the cores and the database, when asked for.
+    proxy: Option<FaultProxy>,
     nats: Nats,
     cores: Vec<Process>,
     edges: Vec<Process>,
@@ -19,15 +25,38 @@ struct Cluster {
 /// `cores` replicas and `edges` web edges; edge `i` uses core `i` first, then the others in
 /// order. `None` when Node.js, MariaDB or nats-server is missing (a failure under CI).
 async fn cluster(cores: usize, edges: usize) -> Option<Cluster> {
+    cluster_on(cores, edges, false).await
+}
+
+/// The same, the cores reaching the database through a [`FaultProxy`] when `proxied`.
+async fn cluster_on(cores: usize, edges: usize, proxied: bool) -> Option<Cluster> {
     if !sio::available().await {
         return None;
     }
     let nats = Nats::start().await?;
     let db = TestDb::create(Backend::MySql).await?;
+    let proxy = match proxied {
+        false => None,
+        true => {
+            let parsed = url::Url::parse(&db.url).expect("database URL");
+            let target = tokio::net::lookup_host((
+                parsed.host_str().expect("host"),
+                parsed.port().unwrap_or(3306),
+            ))
+            .await
+            .expect("resolve")
+            .next()
+            .expect("an address");
+            Some(FaultProxy::start(target).await.expect("proxy"))
+        }
+    };
+    let url = proxy
+        .as_ref()
+        .map_or(db.url.clone(), |p| p.url_for(&db.url));
     let mut started = Vec::new();
     for i in 0..cores {
         let name = format!("core-{}", (b'a' + i as u8) as char);
-        started.push(Process::core(&name, &db.url, &nats.url(), &config(ROOMY)).await);
+        started.push(Process::core(&name, &url, &nats.url(), &config(ROOMY)).await);
     }
     let mut web = Vec::new();
     for i in 0..edges {
@@ -36,6 +65,7 @@ async fn cluster(cores: usize, edges: usize) -> Option<Cluster> {
     }
     Some(Cluster {
         db,
+        proxy,
         nats,
         cores: started,
         edges: web,
@@ -326,5 +356,126 @@ async fn restarting_nats_under_load_loses_nothing() {
     say(&mut visitor, CID, "after the restart").await;
     let p = admin.next_payload("new message").await;
     assert_eq!(p["message"], "after the restart");
+    c.stop().await;
+}
+
+/// Fault 6: the database away for a few seconds under both cores: sends are refused at once
+/// with a clear "unavailable" (or, for one whose commit was cut, "outcome unknown"), gRPC
+/// calls fail with UNAVAILABLE, nothing is half stored, and everything works again by itself.
+#[tokio::test]
+async fn a_database_outage_is_told_truthfully_and_recovers_by_itself() {
+    let Some(mut c) = cluster_on(2, 2, true).await else {
+        return;
+    };
+    const CID: u64 = 4601;
+    let mut admin = c.admin(1).await;
+    let mut visitor = c.page(0, CID).await;
+    assert_eq!(
+        admin.next_payload("online").await,
+        json!({ "cid": CID.to_string() })
+    );
+    let send = |n: usize| {
+        vec![json!({
+            "username": CID.to_string(),
+            "message": format!("o{n}"),
+            "room": room(CID),
+            "client_msg_id": format!("o{n}"),
+        })]
+    };
+    let mut stored_ids = Vec::new();
+    let first = visitor.emit_ack("new message", &send(0)).await;
+    stored_ids.push(
+        first["data"]["label"]
+            .as_u64()
+            .expect("stored before the outage"),
+    );
+
+    c.proxy.as_ref().expect("proxied").cut();
+    let cut = Instant::now();
+    let (mut refused, mut unknown) = (Vec::new(), Vec::new());
+    let mut n = 1;
+    while cut.elapsed() < Duration::from_secs(3) {
+        let answer = visitor.emit_ack("new message", &send(n)).await;
+        match answer["data"]["label"].as_u64() {
+            Some(label) => stored_ids.push(label),
+            None => {
+                let error = &answer["error"];
+                match error["code"].as_str() {
+                    Some("unavailable") => refused.push(n),
+                    Some("outcome_unknown") => unknown.push(n),
+                    _ => panic!("send {n}: a clear refusal: {answer}"),
+                }
+                assert!(!error["message"].as_str().unwrap_or_default().is_empty());
+            }
+        }
+        n += 1;
+    }
+    let mut core = socketgram_proto::client::CoreClient::connect(&c.cores[1].grpc_url(), TOKEN)
+        .await
+        .expect("core b answers while its database is away");
+    let status = core
+        .chat
+        .history(socketgram_proto::v1::HistoryRequest {
+            conversation_id: CID,
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect_err("no history without the database");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    eprintln!(
+        "during the outage: {} refused as unavailable, {} outcome unknown; history: {}",
+        refused.len(),
+        unknown.len(),
+        status.message()
+    );
+    assert!(!refused.is_empty(), "sends during the outage were refused");
+
+    c.proxy.as_ref().expect("proxied").restore();
+    let restored = Instant::now();
+    let label = loop {
+        let answer = visitor.emit_ack("new message", &send(n)).await;
+        if let Some(label) = answer["data"]["label"].as_u64() {
+            break label;
+        }
+        assert!(
+            restored.elapsed() < Duration::from_secs(15),
+            "did not recover: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    stored_ids.push(label);
+    eprintln!(
+        "stored again {:?} after the database came back",
+        restored.elapsed()
+    );
+    // Nothing half stored: exactly the acknowledged messages, plus those whose outcome was
+    // unknown and that the database did take (each at most once).
+    let total = count(&c.db, &format!("cid = {CID}")).await;
+    let refused_stored = {
+        let mut k = 0;
+        for r in &refused {
+            k += count(&c.db, &format!("cid = {CID} AND message = 'o{r}'")).await;
+        }
+        k
+    };
+    assert_eq!(refused_stored, 0, "a refused send is not stored");
+    assert!(
+        total >= stored_ids.len() as u64 && total <= (stored_ids.len() + unknown.len()) as u64,
+        "{total} stored for {} acknowledged and {} unknown",
+        stored_ids.len(),
+        unknown.len()
+    );
+    // The admin on the other replica sees the stored ones, in order, once each.
+    let mut seen = Vec::new();
+    while seen.len() < total as usize {
+        seen.push(
+            admin.next_payload("new message").await["label"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "in order: {seen:?}");
+    assert!(stored_ids.iter().all(|id| seen.contains(id)));
     c.stop().await;
 }
