@@ -75,7 +75,15 @@ pub struct CoreClient {
 
 impl CoreClient {
     fn endpoint(url: &str) -> Result<Endpoint, ClientError> {
-        Endpoint::from_shared(url.to_owned()).map_err(|_| ClientError::Url(url.to_owned()))
+        // A core whose machine is gone (no RST ever comes) is given up on within seconds, so
+        // an edge moves on to the next core instead of waiting for the kernel's timeouts.
+        const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(5);
+        Ok(Endpoint::from_shared(url.to_owned())
+            .map_err(|_| ClientError::Url(url.to_owned()))?
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .http2_keep_alive_interval(KEEPALIVE)
+            .keep_alive_timeout(KEEPALIVE)
+            .keep_alive_while_idle(true))
     }
 
     fn over(channel: Channel, token: &str) -> Result<Self, ClientError> {

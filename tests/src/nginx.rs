@@ -97,6 +97,49 @@ fn snippet_of(readme: &str, upstream: SocketAddr) -> Snippet {
     }
 }
 
+/// The README's scaled-out deployment behind nginx: the `upstream` of its section "Scaling
+/// out" with the edges at `edges`, and the `location` of "Behind a reverse proxy" proxying to
+/// that upstream. Panics when the README no longer has them.
+pub fn readme_cluster_snippet(edges: &[SocketAddr]) -> Snippet {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let readme = std::fs::read_to_string(&path).expect("read README.md");
+    let section = readme
+        .split_once("## Scaling out")
+        .expect("README has a section \"Scaling out\"")
+        .1;
+    let nginx = section
+        .split_once("```nginx\n")
+        .expect("the section has an ```nginx example")
+        .1
+        .split_once("\n```")
+        .expect("the nginx example ends")
+        .0;
+    let upstream = block(nginx, "upstream socketgram_edges {");
+    assert!(
+        upstream.contains("ip_hash;"),
+        "long polling needs sticky sessions: {upstream}"
+    );
+    let servers: String = edges
+        .iter()
+        .map(|edge| format!("    server {edge};\n"))
+        .collect();
+    let upstream: String = upstream
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("server "))
+        .map(|line| match line.trim() {
+            "}" => format!("{servers}}}\n"),
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    let single = snippet_of(&readme, "127.0.0.1:1".parse().expect("address"));
+    Snippet {
+        map: format!("{}\n{upstream}", single.map),
+        location: single
+            .location
+            .replace("http://127.0.0.1:1", "http://socketgram_edges"),
+    }
+}
+
 /// The block of `text` that starts with `start`, through its matching `}` (nginx
 /// configuration: braces nest, `#` comments run to the end of the line).
 fn block<'a>(text: &'a str, start: &str) -> &'a str {

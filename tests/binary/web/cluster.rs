@@ -479,3 +479,44 @@ async fn a_database_outage_is_told_truthfully_and_recovers_by_itself() {
     assert!(stored_ids.iter().all(|id| seen.contains(id)));
     c.stop().await;
 }
+
+/// The README's deployment: two edges behind nginx with its `upstream` (`ip_hash`, for long
+/// polling) and `location`; pages that only poll (every request of a session must reach the
+/// edge holding it) and the PHP admin talk through it.
+#[tokio::test]
+async fn the_readme_deployment_behind_nginx_carries_polling_pages() {
+    let Some(exe) = socketgram_tests::nginx::executable() else {
+        return;
+    };
+    let Some(c) = cluster(2, 2).await else {
+        return;
+    };
+    let edges: Vec<_> = c.edges.iter().map(|e| e.web.expect("web")).collect();
+    let snippet = socketgram_tests::nginx::readme_cluster_snippet(&edges);
+    let nginx = socketgram_tests::nginx::Nginx::start(&exe, &snippet.map, &snippet.location).await;
+    let url = nginx.url();
+    let mut admin = SioClient::connect_legacy_admin(&url, "adminpass", "admin").await;
+    let cid = 4701;
+    let handshake = Handshake::legacy_visitor(&url, cid, &room(cid))
+        .with_transports(&["polling"])
+        .emitting_on_connect("subscribe", vec![subscription(cid)]);
+    let mut page = SioClient::open("polling page", &handshake)
+        .await
+        .expect("a polling page connects through nginx");
+    assert_eq!(
+        admin.next_payload("online").await,
+        json!({ "cid": cid.to_string() })
+    );
+    for text in ["one", "two", "three"] {
+        say(&mut page, cid, text).await;
+        let mine = page.next_payload("new message").await;
+        assert_eq!(admin.next_payload("new message").await, mine);
+    }
+    page.disconnect().await;
+    assert_eq!(
+        admin.next_payload("offline").await,
+        json!({ "cid": cid.to_string() })
+    );
+    drop(nginx);
+    c.stop().await;
+}
