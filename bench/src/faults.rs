@@ -561,6 +561,7 @@ fn cids(t: &Target, n: usize) -> Vec<u64> {
 fn pointed(t: &Target, s: &Server) -> Target {
     let mut t = t.clone();
     t.server = s.web;
+    t.admin_server = s.web;
     t.server_pid = Some(s.pid);
     t
 }

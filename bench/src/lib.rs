@@ -69,6 +69,9 @@ impl std::fmt::Display for Acks {
 pub struct Target {
     /// The Socket.IO server (`host:port`).
     pub server: SocketAddr,
+    /// Where the admins of the scenarios connect: the same server, or another edge of a
+    /// scaled-out deployment (messages then cross core replicas).
+    pub admin_server: SocketAddr,
     /// The legacy secret and room hash.
     pub secret: String,
     pub room_hash: HashKind,

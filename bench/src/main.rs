@@ -23,6 +23,10 @@ struct Cli {
     /// Socket.IO server, e.g. http://127.0.0.1:3000.
     #[arg(long, default_value = "http://127.0.0.1:3000")]
     url: String,
+    /// Where the admins connect, when not at `--url` (another edge of a scaled-out
+    /// deployment).
+    #[arg(long)]
+    admin_url: Option<String>,
     /// The legacy secret of room hashes.
     #[arg(long, default_value = "qwerty")]
     secret: String,
@@ -236,14 +240,25 @@ enum FaultCase {
     },
 }
 
-fn target(cli: &Cli) -> anyhow::Result<Target> {
-    let url = url::Url::parse(&cli.url).context("--url")?;
-    let host = url.host_str().context("--url needs a host")?;
-    let port = url.port_or_known_default().context("--url needs a port")?;
-    let server = (host, port)
+/// The address of a server URL given as `flag`.
+fn server_addr(url: &str, flag: &str) -> anyhow::Result<std::net::SocketAddr> {
+    let url = url::Url::parse(url).with_context(|| flag.to_owned())?;
+    let host = url.host_str().with_context(|| format!("{flag} needs a host"))?;
+    let port = url
+        .port_or_known_default()
+        .with_context(|| format!("{flag} needs a port"))?;
+    (host, port)
         .to_socket_addrs()?
         .next()
-        .context("--url does not resolve")?;
+        .with_context(|| format!("{flag} does not resolve"))
+}
+
+fn target(cli: &Cli) -> anyhow::Result<Target> {
+    let server = server_addr(&cli.url, "--url")?;
+    let admin_server = match &cli.admin_url {
+        Some(url) => server_addr(url, "--admin-url")?,
+        None => server,
+    };
     let room_hash = match cli.room_hash.as_str() {
         "md5" => HashKind::Md5,
         "sha1" => HashKind::Sha1,
@@ -257,6 +272,7 @@ fn target(cli: &Cli) -> anyhow::Result<Target> {
         .context("--admin-param must be NAME=VALUE")?;
     Ok(Target {
         server,
+        admin_server,
         secret: cli.secret.clone(),
         room_hash,
         admin_param: (name.into(), value.into()),

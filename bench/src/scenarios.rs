@@ -161,7 +161,7 @@ pub async fn connect_admins(
     let mut admins = Vec::new();
     for i in 0..n {
         let query = t.admin_query();
-        let connect = Client::connect(t.server, t.source(i), &query);
+        let connect = Client::connect(t.admin_server, t.source(i), &query);
         let (client, events) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
             .map_err(|_| format!("admin {i}: timed out"))?
