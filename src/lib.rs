@@ -1,12 +1,15 @@
 //! The composed server: every part of Socketgram in one process (the core, its gRPC listener,
 //! the web edge and the Telegram edge), or the core alone, on listeners the caller bound and
 //! until a token the caller owns. `main` parses, loads, binds and calls [`Server::start`] then
-//! [`Server::run`]; tests do the same on port 0, in process.
+//! [`Server::run`]; tests do the same on port 0, in process. The operations endpoints
+//! (`/metrics`, `/healthz`, `/readyz`) are on the web listener under `serve`, on the gRPC
+//! listener for the core alone.
 
 pub mod config;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use socketgram_common::ops::Ops;
 use socketgram_core::{
     Core,
     config::Secret,
@@ -137,11 +140,21 @@ impl Server {
             _single_node: single_node,
         };
         let auth = BearerAuth::new(config.grpc.tokens.iter().cloned());
-        server.serve_grpc(listeners.grpc, &core, config.grpc.clone(), auth.clone());
-        if let Some(web) = listeners.web {
-            server.web_addr = Some(web.local_addr().map_err(io("the web listener"))?);
-            server.start_edges(web, &core, auth, config).await?;
-        }
+        let ops = socketgram_core::ops::register(Ops::new(), &core);
+        let Some(web) = listeners.web else {
+            let ops = Some(ops.router());
+            server.serve_grpc(listeners.grpc, &core, config.grpc.clone(), auth, ops);
+            return Ok(server);
+        };
+        server.serve_grpc(
+            listeners.grpc,
+            &core,
+            config.grpc.clone(),
+            auth.clone(),
+            None,
+        );
+        server.web_addr = Some(web.local_addr().map_err(io("the web listener"))?);
+        server.start_edges(web, &core, auth, ops, config).await?;
         Ok(server)
     }
 
@@ -151,10 +164,11 @@ impl Server {
         core: &Arc<Core>,
         config: GrpcConfig,
         auth: BearerAuth,
+        ops: Option<axum::Router>,
     ) {
         let (core, stop) = (core.clone(), self.core_stop.clone());
         self.core_parts.spawn(async move {
-            server::serve(listener, core, &config, auth, stop.cancelled_owned()).await?;
+            server::serve(listener, core, &config, auth, ops, stop.cancelled_owned()).await?;
             Ok(())
         });
     }
@@ -166,6 +180,7 @@ impl Server {
         web: TcpListener,
         core: &Arc<Core>,
         auth: BearerAuth,
+        mut ops: Ops,
         config: &Config,
     ) -> Result<(), ServeError> {
         let internal_token = hex::encode(rand::random::<[u8; 32]>());
@@ -189,13 +204,14 @@ impl Server {
             tls: None,
         };
         let internal_auth = BearerAuth::new([Secret::new(internal_token.clone())]);
-        self.serve_grpc(internal, core, internal_config, internal_auth);
+        self.serve_grpc(internal, core, internal_config, internal_auth, None);
         let client = CoreClient::lazy(&core_url, &internal_token)?;
 
         // The web listener also serves the core's gRPC-web API and, in webhook mode without
         // a listener of its own, the Telegram webhook route.
         let mut extra = axum::Router::new();
         if config.telegram.enabled() {
+            ops = socketgram_edge_telegram::register_ops(ops, &config.telegram);
             let (telegram, client, stop) = (
                 config.telegram.clone(),
                 client.clone(),
@@ -225,7 +241,7 @@ impl Server {
             self.edge_stop.clone(),
         );
         self.edges.spawn(async move {
-            socketgram_edge_web::serve(web, &web_config, &legacy, client, Some(extra), stop)
+            socketgram_edge_web::serve(web, &web_config, &legacy, client, Some(extra), ops, stop)
                 .await?;
             Ok(())
         });

@@ -161,7 +161,7 @@ impl Ops {
     pub fn router(self) -> Router {
         Router::new()
             .route("/metrics", get(metrics))
-            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
             .with_state(Arc::new(self))
     }

@@ -8,7 +8,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -63,6 +63,8 @@ pub struct CoreLink {
     client: CoreClient,
     stopping: CancellationToken,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Whether a session with the core is open now (for readiness).
+    connected: Arc<AtomicBool>,
 }
 
 /// A live subscription; dropping it unsubscribes.
@@ -92,14 +94,21 @@ impl CoreLink {
         // for room; what comes in is bounded by the sockets' rate limits.
         let (commands, rx) = mpsc::unbounded_channel();
         let stopping = CancellationToken::new();
-        let task = tokio::spawn(run(client.clone(), rx, stopping.clone()));
+        let connected = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(run(client.clone(), rx, stopping.clone(), connected.clone()));
         Arc::new(Self {
             commands,
             next_id: AtomicU64::new(1),
             client,
             stopping,
             task: std::sync::Mutex::new(Some(task)),
+            connected,
         })
+    }
+
+    /// Whether the session with the core is open at this moment.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
     }
 
     /// Ends the session with the core and waits until it is over (sends still unanswered are
@@ -341,9 +350,11 @@ async fn run(
     client: CoreClient,
     commands: mpsc::UnboundedReceiver<Command>,
     shutdown: CancellationToken,
+    connected: Arc<AtomicBool>,
 ) {
     let mut state = State::default();
-    sessions(client, commands, shutdown, &mut state).await;
+    sessions(client, commands, shutdown, &mut state, &connected).await;
+    connected.store(false, Ordering::Relaxed);
     state.fail_sends("the edge stopped before the core answered");
 }
 
@@ -353,6 +364,7 @@ async fn sessions(
     mut commands: mpsc::UnboundedReceiver<Command>,
     shutdown: CancellationToken,
     state: &mut State,
+    connected: &AtomicBool,
 ) {
     let mut backoff = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
@@ -371,6 +383,7 @@ async fn sessions(
         let mut inbound = match session {
             Ok(response) => {
                 info!("edge session with the core open");
+                connected.store(true, Ordering::Relaxed);
                 backoff = Duration::from_millis(100);
                 response.into_inner()
             }
@@ -411,6 +424,7 @@ async fn sessions(
                 },
             }
         }
+        connected.store(false, Ordering::Relaxed);
     }
 }
 
