@@ -2,12 +2,16 @@
 //! the web edge and the Telegram edge), the core alone (one replica of several), or one edge
 //! alone in front of a list of cores, on listeners the caller bound and until a token the
 //! caller owns. `main` parses, loads, binds and calls [`Server::start`] (or
-//! [`Server::start_edge`]) then [`Server::run`]; tests do the same on port 0, in process.
+//! [`Server::start_edge`]) then [`Server::run`]; tests do the same on port 0, in process. The
+//! operations endpoints (`/metrics`, `/healthz`, `/readyz`) are on the web listener under
+//! `serve` and `edge-web`, on the gRPC listener for the core alone, and on the webhook
+//! listener of `edge-telegram` when it has one.
 
 pub mod config;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use socketgram_common::ops::Ops;
 use socketgram_core::{
     Core,
     config::Secret,
@@ -134,35 +138,60 @@ impl Server {
             ..Self::empty(config, core_stop, edge_stop)
         };
         let auth = BearerAuth::new(config.grpc.tokens.iter().cloned());
-        server.serve_grpc(listeners.grpc, &core, config.grpc.clone(), auth.clone());
-        if let Some(web) = listeners.web {
-            server.web_addr = Some(web.local_addr().map_err(io("the web listener"))?);
-            server.start_edges(web, &core, auth, config).await?;
-        }
+        let ops = socketgram_core::ops::register(Ops::new(), &core);
+        let Some(web) = listeners.web else {
+            let ops = Some(ops.router());
+            server.serve_grpc(listeners.grpc, &core, config.grpc.clone(), auth, ops);
+            return Ok(server);
+        };
+        server.serve_grpc(
+            listeners.grpc,
+            &core,
+            config.grpc.clone(),
+            auth.clone(),
+            None,
+        );
+        server.web_addr = Some(web.local_addr().map_err(io("the web listener"))?);
+        server.start_edges(web, &core, auth, ops, config).await?;
         Ok(server)
     }
 
-    /// Starts one edge alone (`web` given: the web edge on it; otherwise the Telegram edge),
-    /// calling the cores of `[edge] core`, moving to the next when one goes away.
-    pub async fn start_edge(web: Option<TcpListener>, config: &Config) -> Result<Self, ServeError> {
+    /// Starts one edge alone on `web` (`Role::EdgeWeb`: the web edge; `Role::EdgeTelegram`:
+    /// the Telegram edge, with only the operations endpoints on `web`), calling the cores of
+    /// `[edge] core`, moving to the next when one goes away.
+    pub async fn start_edge(
+        web: TcpListener,
+        role: Role,
+        config: &Config,
+    ) -> Result<Self, ServeError> {
         let cores = Cores::lazy(&config.edge.core, config.edge.token.expose())?;
         let mut server = Self::empty(config, CancellationToken::new(), CancellationToken::new());
-        match web {
-            Some(web) => {
-                server.web_addr = Some(web.local_addr().map_err(io("the web listener"))?);
-                let mut extra = axum::Router::new();
-                if config.telegram.enabled()
-                    && config.telegram.mode == UpdateMode::Webhook
-                    && config.telegram.webhook_listen.is_none()
-                {
-                    // Webhook updates may arrive at any edge: this one takes them too.
-                    extra = extra.merge(server.start_telegram_webhook(config, cores.clone()));
-                }
-                server.start_web(web, config, cores, extra);
-            }
-            None => server.start_telegram(config, cores),
+        server.web_addr = Some(web.local_addr().map_err(io("the web listener"))?);
+        let mut ops = Ops::new();
+        if config.telegram.enabled() {
+            ops = socketgram_edge_telegram::register_ops(ops, &config.telegram);
         }
-        info!(cores = ?config.edge.core, "edge started");
+        if role == Role::EdgeTelegram {
+            server.start_telegram(config, cores);
+            let (router, stop) = (ops.router(), server.edge_stop.clone());
+            server.edges.spawn(async move {
+                axum::serve(web, router)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
+                    .map_err(io("the operations listener"))
+            });
+        } else {
+            let mut extra = axum::Router::new();
+            if config.telegram.enabled()
+                && config.telegram.mode == UpdateMode::Webhook
+                && config.telegram.webhook_listen.is_none()
+            {
+                // Webhook updates may arrive at any edge: this one takes them too.
+                extra = extra.merge(server.start_telegram_webhook(config, cores.clone()));
+            }
+            server.start_web(web, config, cores, extra, ops);
+        }
+        info!(cores = ?config.edge.core, ?role, "edge started");
         Ok(server)
     }
 
@@ -186,10 +215,11 @@ impl Server {
         core: &Arc<Core>,
         config: GrpcConfig,
         auth: BearerAuth,
+        ops: Option<axum::Router>,
     ) {
         let (core, stop) = (core.clone(), self.core_stop.clone());
         self.core_parts.spawn(async move {
-            server::serve(listener, core, &config, auth, stop.cancelled_owned()).await?;
+            server::serve(listener, core, &config, auth, ops, stop.cancelled_owned()).await?;
             Ok(())
         });
     }
@@ -201,6 +231,7 @@ impl Server {
         web: TcpListener,
         core: &Arc<Core>,
         auth: BearerAuth,
+        mut ops: Ops,
         config: &Config,
     ) -> Result<(), ServeError> {
         let internal_token = hex::encode(rand::random::<[u8; 32]>());
@@ -224,13 +255,14 @@ impl Server {
             tls: None,
         };
         let internal_auth = BearerAuth::new([Secret::new(internal_token.clone())]);
-        self.serve_grpc(internal, core, internal_config, internal_auth);
+        self.serve_grpc(internal, core, internal_config, internal_auth, None);
         let cores = Cores::one(CoreClient::lazy(&core_url, &internal_token)?);
 
         // The web listener also serves the core's gRPC-web API and, in webhook mode without
         // a listener of its own, the Telegram webhook route.
         let mut extra = axum::Router::new();
         if config.telegram.enabled() {
+            ops = socketgram_edge_telegram::register_ops(ops, &config.telegram);
             if config.telegram.mode == UpdateMode::Webhook
                 && config.telegram.webhook_listen.is_none()
             {
@@ -242,19 +274,28 @@ impl Server {
         if config.web.grpc_web {
             extra = extra.merge(server::grpc_web_router(core.clone(), auth).await?);
         }
-        self.start_web(web, config, cores, extra);
+        self.start_web(web, config, cores, extra, ops);
         Ok(())
     }
 
-    /// The web edge on `web`, calling `cores`, with `extra` routes beside its own.
-    fn start_web(&mut self, web: TcpListener, config: &Config, cores: Cores, extra: axum::Router) {
+    /// The web edge on `web`, calling `cores`, with `extra` routes and those of `ops` beside
+    /// its own.
+    fn start_web(
+        &mut self,
+        web: TcpListener,
+        config: &Config,
+        cores: Cores,
+        extra: axum::Router,
+        ops: Ops,
+    ) {
         let (web_config, legacy, stop) = (
             config.web.clone(),
             config.legacy.clone(),
             self.edge_stop.clone(),
         );
         self.edges.spawn(async move {
-            socketgram_edge_web::serve(web, &web_config, &legacy, cores, Some(extra), stop).await?;
+            socketgram_edge_web::serve(web, &web_config, &legacy, cores, Some(extra), ops, stop)
+                .await?;
             Ok(())
         });
     }

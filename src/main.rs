@@ -173,8 +173,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve => run(config, true).await,
             Command::Core => run(config, false).await,
-            Command::EdgeWeb(_) => run_edge(config, true).await,
-            Command::EdgeTelegram(_) => run_edge(config, false).await,
+            Command::EdgeWeb(_) => run_edge(config, Role::EdgeWeb).await,
+            Command::EdgeTelegram(_) => run_edge(config, Role::EdgeTelegram).await,
             Command::Migrate => migrate(&config).await,
             Command::Admin { command } => manage_admins(&config, command).await,
             Command::Config { .. } | Command::Token { .. } => Ok(()),
@@ -278,20 +278,16 @@ async fn run(config: Config, web: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `edge-web` (with `web`) or `edge-telegram`: bind, start, say where, run until a signal.
-async fn run_edge(config: Config, web: bool) -> anyhow::Result<()> {
+/// `edge-web` or `edge-telegram`: bind, start, say where, run until a signal. Both listen on
+/// `[web] listen`: the web edge, or the Telegram edge's operations endpoints.
+async fn run_edge(config: Config, role: Role) -> anyhow::Result<()> {
     raise_open_files_limit();
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
-    let web = match web {
-        false => None,
-        true => Some(
-            TcpListener::bind(&config.web.listen)
-                .await
-                .with_context(|| format!("cannot listen on web.listen = {}", config.web.listen))?,
-        ),
-    };
-    let server = Server::start_edge(web, &config).await?;
+    let web = TcpListener::bind(&config.web.listen)
+        .await
+        .with_context(|| format!("cannot listen on web.listen = {}", config.web.listen))?;
+    let server = Server::start_edge(web, role, &config).await?;
     ready(&server);
     server.run(shutdown).await?;
     Ok(())

@@ -243,7 +243,9 @@ enum FaultCase {
 /// The address of a server URL given as `flag`.
 fn server_addr(url: &str, flag: &str) -> anyhow::Result<std::net::SocketAddr> {
     let url = url::Url::parse(url).with_context(|| flag.to_owned())?;
-    let host = url.host_str().with_context(|| format!("{flag} needs a host"))?;
+    let host = url
+        .host_str()
+        .with_context(|| format!("{flag} needs a host"))?;
     let port = url
         .port_or_known_default()
         .with_context(|| format!("{flag} needs a port"))?;

@@ -10,6 +10,7 @@
 //!   between core replicas (news of the database, presence, admin reloads).
 //! - [`grpc`]: the tonic adapters, the only place a gRPC status is chosen.
 //! - [`server`]: serves the gRPC API (with health, reflection and gRPC-web) on a listener.
+//! - [`ops`]: the core's readiness checks and sampled metrics for `/readyz` and `/metrics`.
 
 pub mod admins;
 mod bus;
@@ -19,6 +20,7 @@ pub mod credentials;
 pub mod domain;
 pub mod error;
 pub mod hub;
+pub mod ops;
 pub mod presence;
 mod sequencer;
 pub mod store;

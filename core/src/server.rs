@@ -126,12 +126,14 @@ pub async fn grpc_web_router(
 }
 
 /// Serves until `shutdown` resolves, then lets calls in flight finish (streams end on the
-/// core's shutdown token).
+/// core's shutdown token). `ops` (the operations endpoints, `socketgram_common::ops`) are
+/// served on the same listener, over HTTP/1.1 or HTTP/2, beside the gRPC paths.
 pub async fn serve(
     listener: TcpListener,
     core: Arc<Core>,
     config: &GrpcConfig,
     auth: BearerAuth,
+    ops: Option<axum::Router>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     // HTTP/2 pings: an edge whose machine vanished without closing its connection (power,
@@ -143,13 +145,17 @@ pub async fn serve(
     if let Some(tls) = &config.tls {
         builder = builder.tls_config(ServerTlsConfig::new().identity(identity(tls, "grpc")?))?;
     }
-    let routes = routes(core, auth).await?;
+    // gRPC-web wraps the gRPC services only: it answers any other HTTP/1.1 request with 400,
+    // which would hide the operations routes from plain HTTP clients (probes, Prometheus).
+    let grpc = tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), routes(core, auth).await?);
+    let app = axum::Router::new()
+        .fallback_service(grpc)
+        .merge(ops.unwrap_or_default());
     info!(addr = ?listener.local_addr().ok(), tls = config.tls.is_some(), "gRPC listening");
     builder
         // A span per call (its method), around the handlers' own spans.
         .layer(tower_http::trace::TraceLayer::new_for_grpc())
-        .layer(tonic_web::GrpcWebLayer::new())
-        .add_routes(routes)
+        .add_routes(Routes::from(app))
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,

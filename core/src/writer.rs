@@ -186,7 +186,10 @@ async fn append(
     let mark = hub.published();
     let mut pause = Duration::from_millis(50);
     loop {
-        let failure = match store.commit_batch(batch).await {
+        let started = std::time::Instant::now();
+        let committed = store.commit_batch(batch).await;
+        record_commit(started.elapsed(), batch.len(), committed.is_ok());
+        let failure = match committed {
             Err(StoreError::CommitOutcomeUnknown(e)) => StoreError::Unavailable(e),
             other => {
                 let Committed { prev, appended } = other?;
@@ -219,6 +222,17 @@ async fn append(
                 Err(_) => return Err(Failed::Unknown(failure.to_string())),
             }
         }
+    }
+}
+
+/// The message store's latency, as the writer sees it: one batch's transaction, from taking
+/// the write lock to the commit's answer (what a message's sender waits for, minus queueing).
+fn record_commit(took: Duration, messages: usize, ok: bool) {
+    let outcome = if ok { "ok" } else { "error" };
+    metrics::histogram!("socketgram_store_commit_seconds", "outcome" => outcome)
+        .record(took.as_secs_f64());
+    if ok {
+        metrics::counter!("socketgram_store_messages_committed_total").increment(messages as u64);
     }
 }
 

@@ -152,6 +152,7 @@ impl Delivery {
         };
         for link in links {
             if !link.active {
+                delivered("inactive");
                 info!(
                     chat_id = link.chat_id,
                     message = m.id,
@@ -167,14 +168,16 @@ impl Delivery {
                 };
                 let retry = Retry::UntilDone(self.shutdown.clone());
                 match send_html(&self.bot, link.chat_id, &html, None, &retry).await {
-                    Ok(()) => {}
+                    Ok(()) => delivered("sent"),
                     Err(SendError::ChatGone(e)) => {
+                        delivered("chat_gone");
                         warn!(chat_id = link.chat_id, error = %e,
                             "chat refuses messages; marking its link inactive");
                         self.core.set_state(link.chat_id, None, Some(false)).await?;
                         break;
                     }
                     Err(SendError::Rejected(e)) => {
+                        delivered("rejected");
                         error!(chat_id = link.chat_id, message = m.id, error = %e,
                             "Telegram refused a support reply; skipping it");
                         break;
@@ -191,6 +194,13 @@ impl Delivery {
         }
         Ok(())
     }
+}
+
+/// Counts one piece of a support reply for one linked chat by how it ended: `sent`,
+/// `chat_gone` (the link is made inactive), `rejected` (skipped), `inactive` (not tried).
+/// Pieces that will be tried again (shutdown, the core unreachable) are not counted yet.
+fn delivered(outcome: &'static str) {
+    metrics::counter!("socketgram_telegram_deliveries_total", "outcome" => outcome).increment(1);
 }
 
 /// A support reply: to the visitor, from anyone but the visitor's own Telegram chat.

@@ -13,6 +13,7 @@
 //!
 //! [`run`] runs the bot (polling, or webhook on its own listener); a caller that serves the
 //! webhook on its own axum listener uses [`webhook_router`] and [`run_with_webhook`].
+//! [`register_ops`] adds the edge's readiness check (`bot_api`) to the operations endpoints.
 
 pub mod config;
 mod core_api;
@@ -50,6 +51,30 @@ use crate::{
     texts::Texts,
 };
 pub use crate::{error::TelegramError, webhook::WebhookInbox};
+
+/// Adds the Telegram edge's readiness check to `ops`: `bot_api`, a `getMe` call (the
+/// cheapest Bot API method, and one a wrong token fails), made on each `/readyz`. It goes
+/// around the throttle the edge sends through: a probe must not wait behind deliveries.
+pub fn register_ops(
+    ops: socketgram_common::ops::Ops,
+    config: &TelegramConfig,
+) -> socketgram_common::ops::Ops {
+    use socketgram_common::ops::NotReady;
+    let bot = url::Url::parse(&config.api_url)
+        .map(|url| teloxide::Bot::new(config.token.expose()).set_api_url(url))
+        .map_err(|e| format!("telegram.api_url: {e}"));
+    ops.ready("bot_api", move || {
+        let bot = bot.clone();
+        async move {
+            let bot = bot.map_err(NotReady::because)?;
+            bot.get_me()
+                .send()
+                .await
+                .map(drop)
+                .map_err(NotReady::because)
+        }
+    })
+}
 
 /// How long one `getUpdates` call waits for updates (below the HTTP client's 17 s timeout).
 const POLL_TIMEOUT: Duration = Duration::from_secs(10);

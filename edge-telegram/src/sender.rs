@@ -183,6 +183,7 @@ pub async fn send_html(
         };
         warn!(chat_id, attempt, wait_ms = wait.as_millis() as u64, error = %error,
             "Telegram send failed; trying again");
+        metrics::counter!("socketgram_telegram_retries_total").increment(1);
         if let Some(shutdown) = cancel {
             tokio::select! {
                 () = shutdown.cancelled() => return Err(SendError::Shutdown),

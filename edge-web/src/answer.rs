@@ -133,6 +133,7 @@ pub fn answer_with(s: &SocketRef, reply: Option<Reply>, event: &str, answer: Ans
     };
     let event = clip(event);
     let (code, message) = (refusal.code(), refusal.to_string());
+    crate::metrics::refused(code);
     REFUSALS.log(|suppressed| {
         info!(conn = %log_id(&s.id), %event, code, %message, suppressed, "request refused");
     });
@@ -146,7 +147,9 @@ pub fn answer_with(s: &SocketRef, reply: Option<Reply>, event: &str, answer: Ans
             let _ = reply.ack.send(&json!({ "error": &payload }));
         }
         _ => {
-            let _ = s.emit(outgoing::ERROR, &payload);
+            if s.emit(outgoing::ERROR, &payload).is_ok() {
+                crate::metrics::sent(outgoing::ERROR, 1);
+            }
         }
     }
 }

@@ -76,9 +76,9 @@ fn widget_script() -> String {
 pub fn router(config: &WebConfig, edge: &Arc<Edge>) -> Router {
     static WIDGET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let widget = WIDGET.get_or_init(widget_script);
-    let mut router = Router::new()
-        .route("/widget.js", get(move || async move { javascript(widget) }))
-        .route("/healthz", get(|| async { "ok" }));
+    // `/healthz` is the operations router's (`socketgram_common::ops`), merged in `serve`.
+    let mut router =
+        Router::new().route("/widget.js", get(move || async move { javascript(widget) }));
     if config.demo {
         router = router
             .route("/demo", get(|| async { Html(DEMO_HTML) }))

@@ -117,6 +117,7 @@ pub async fn serve(
         let Some(ticket) = gate.admit(peer.ip()) else {
             // Closed before anything is read: it costs nothing more.
             drop(tcp);
+            crate::metrics::connection_refused();
             continue;
         };
         // Replies are small writes: without TCP_NODELAY they wait for the peer's delayed ACK
@@ -406,6 +407,8 @@ struct Conn {
     ticket: Ticket,
     /// Counts the connection as open until it is dropped (the listener's shutdown waits).
     _open: TaskTrackerToken,
+    /// And in `socketgram_web_connections`.
+    _gauge: crate::metrics::OpenConnection,
 }
 
 impl Conn {
@@ -417,6 +420,7 @@ impl Conn {
             cut,
             ticket,
             _open: open,
+            _gauge: crate::metrics::OpenConnection::new(),
         }
     }
 

@@ -43,7 +43,7 @@ fn broadcast(io: &SocketIo, rooms: impl Fn(Flavor) -> String, m: &pb::Message) {
         let payload = payload(m, flavor);
         for socket in sockets {
             match socket.emit(outgoing::NEW_MESSAGE, &payload) {
-                Ok(()) => {}
+                Ok(()) => crate::metrics::sent(outgoing::NEW_MESSAGE, 1),
                 Err(SendError::Socket(SocketError::Closed)) => {}
                 Err(e) => crate::peer::cut_off(&socket, &e.to_string()),
             }
@@ -385,7 +385,10 @@ impl State {
 /// silently missing a message: the client reconnects and resumes from what it has).
 fn emit_or_drop(socket: &SocketRef, m: &pb::Message, flavor: Flavor) -> bool {
     match socket.emit(outgoing::NEW_MESSAGE, &payload(m, flavor)) {
-        Ok(()) => true,
+        Ok(()) => {
+            crate::metrics::sent(outgoing::NEW_MESSAGE, 1);
+            true
+        }
         Err(e) => {
             crate::peer::cut_off(socket, &e.to_string());
             false
@@ -450,8 +453,8 @@ async fn send_history(
     if let Some(oldest) = messages.first().filter(|m| m.id <= cursor) {
         crate::peer::shown_from(socket, oldest.id);
     }
-    if more {
-        let _ = socket.emit(outgoing::ADD_HISTORY_BUTTON, &NO_ARGS);
+    if more && socket.emit(outgoing::ADD_HISTORY_BUTTON, &NO_ARGS).is_ok() {
+        crate::metrics::sent(outgoing::ADD_HISTORY_BUTTON, 1);
     }
     (ack, true)
 }
@@ -467,11 +470,12 @@ async fn presence(io: &SocketIo, ids: &HandshakeIds, conversation: u64, is_onlin
     };
     let Some(root) = root(io) else { return };
     for flavor in [Flavor::Legacy, Flavor::Plain] {
-        let _ = root
-            .clone()
-            .to(admin_room(flavor))
-            .emit(event, &payload)
-            .await;
+        let room = root.clone().to(admin_room(flavor));
+        // Counted as the room is now (the admins are few; one may join or leave meanwhile).
+        let admins = room.clone().sockets().len();
+        if room.emit(event, &payload).await.is_ok() {
+            crate::metrics::sent(event, admins);
+        }
     }
 }
 
@@ -484,12 +488,15 @@ fn root(io: &SocketIo) -> Option<socketioxide::operators::BroadcastOperators> {
 /// Tells a new admin who is online (LEGACY.md §9.7), then puts it in the admins' room.
 fn admit_admin(socket: SocketRef, flavor: Flavor, online: &BTreeSet<u64>, ids: &HandshakeIds) {
     for &conversation in online {
-        let _ = socket.emit(
+        let sent = socket.emit(
             outgoing::ONLINE,
             &PresencePayload {
                 cid: ids.text(conversation, false),
             },
         );
+        if sent.is_ok() {
+            crate::metrics::sent(outgoing::ONLINE, 1);
+        }
     }
     socket.join(admin_room(flavor));
 }

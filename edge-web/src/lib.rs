@@ -14,6 +14,7 @@
 //! - [`peer`]: what the edge knows about one socket; cutting one off.
 //! - [`log`]: how sockets and requests appear in the log.
 //! - [`limits`]: events per second and sockets per client address.
+//! - `metrics`: what the edge records for `/metrics`; `/readyz` adds its `core_link` check.
 
 pub mod answer;
 pub mod assets;
@@ -25,6 +26,7 @@ pub mod drain;
 pub mod fanout;
 pub mod limits;
 pub mod log;
+mod metrics;
 pub mod peer;
 pub mod socket;
 pub mod wire;
@@ -33,7 +35,10 @@ use std::{sync::Arc, time::Duration};
 
 use axum::http::Method;
 use socketgram_admin_php_compat::{config::LegacyConfig, handshake::TokenSigner};
-use socketgram_common::TlsConfig;
+use socketgram_common::{
+    TlsConfig,
+    ops::{NotReady, Ops},
+};
 use socketgram_proto::client::Cores;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
@@ -85,7 +90,8 @@ pub enum WebError {
 const SOCKET_BUFFER: usize = 2048;
 
 /// Serves the web edge on `listener` until `shutdown`; `extra` routes (e.g. the core's
-/// gRPC-web API) are served beside it. On `shutdown` it stops accepting connections and
+/// gRPC-web API) are served beside it, and so are the operations endpoints of `ops`, with the
+/// edge's own readiness check (`core_link`: its session with the core is open). On `shutdown` it stops accepting connections and
 /// events, answers every event already accepted, closes the sockets, then returns: the core
 /// must keep serving until then.
 pub async fn serve(
@@ -94,6 +100,7 @@ pub async fn serve(
     legacy: &LegacyConfig,
     core: Cores,
     extra: Option<axum::Router>,
+    ops: Ops,
     shutdown: CancellationToken,
 ) -> Result<(), WebError> {
     let proxies = Arc::new(TrustedProxies::parse(&config.trusted_proxies)?);
@@ -135,7 +142,17 @@ pub async fn serve(
     fanout_task.start(io.clone());
     socket::register(&io);
 
-    let mut app = assets::router(config, &edge);
+    let ops = ops.ready("core_link", {
+        let link = link.clone();
+        move || {
+            let open = link.is_connected();
+            async move {
+                open.then_some(())
+                    .ok_or_else(|| NotReady::because("no session with the core is open"))
+            }
+        }
+    });
+    let mut app = assets::router(config, &edge).merge(ops.router());
     if let Some(extra) = extra {
         app = app.merge(extra);
     }

@@ -39,6 +39,7 @@ async fn every_scenario_runs_and_checks_delivery() {
         .unwrap();
     let t = Target {
         server: server.web.unwrap(),
+        admin_server: server.web.unwrap(),
         secret: "qwerty".into(),
         room_hash: HashKind::Md5,
         admin_param: ("adminpass".into(), "admin".into()),
@@ -123,6 +124,7 @@ async fn every_scenario_runs_and_checks_delivery() {
 fn stand_in_target(server: &NoAckServer) -> Target {
     Target {
         server: server.addr,
+        admin_server: server.addr,
         secret: "qwerty".into(),
         room_hash: HashKind::Md5,
         admin_param: ("adminpass".into(), "admin".into()),
@@ -218,6 +220,7 @@ async fn a_run_with_refused_messages_fails() {
     let server = TestServer::start(&db.url, CONFIG).await;
     let t = Target {
         server: server.web.unwrap(),
+        admin_server: server.web.unwrap(),
         secret: "qwerty".into(),
         room_hash: HashKind::Md5,
         admin_param: ("adminpass".into(), "admin".into()),

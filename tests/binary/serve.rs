@@ -1291,3 +1291,38 @@ async fn a_second_core_on_one_sqlite_file_is_refused() {
     let (mut again, _) = serve_raw(again, dir.path()).await;
     again.kill().await.unwrap();
 }
+
+/// `socketgram core` has no web listener: its operations endpoints are on the gRPC listener,
+/// over plain HTTP/1.1 (what probes and Prometheus speak), beside gRPC, which still answers.
+#[tokio::test]
+async fn the_core_alone_serves_ops_on_its_grpc_listener() {
+    let Some(db) = TestDb::create(Backend::Sqlite).await else {
+        return;
+    };
+    let server = TestServer::binary(Path::new(BIN), "core", &db.url, "").await;
+    let base = format!("http://{}", server.grpc);
+    let get = |path: &'static str| {
+        let url = format!("{base}{path}");
+        async move {
+            let response = tokio::time::timeout(WAIT, reqwest::get(&url))
+                .await
+                .expect("an answer in time")
+                .expect("HTTP/1.1 answered");
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("/healthz").await, (200, "ok".into()));
+    assert_eq!(get("/readyz").await, (200, "database ok\n".into()));
+    let (status, scrape) = get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        scrape.contains("socketgram_db_pool_connections "),
+        "{scrape}"
+    );
+    // gRPC on the same port.
+    let names = reflected_services(server.channel().await).await;
+    assert!(names.iter().any(|n| n == "socketgram.v1.Chat"), "{names:?}");
+    assert!(server.terminate().await);
+    db.drop_db().await;
+}

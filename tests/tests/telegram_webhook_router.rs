@@ -49,7 +49,7 @@ async fn the_webhook_router_serves_on_a_callers_listener() {
         let (core, shutdown) = (Arc::clone(&core), shutdown.clone());
         async move {
             let config = GrpcConfig::default();
-            server::serve(grpc, core, &config, auth, shutdown.cancelled_owned()).await
+            server::serve(grpc, core, &config, auth, None, shutdown.cancelled_owned()).await
         }
     });
     let client = CoreClient::lazy(&core_url, "internal").expect("client");

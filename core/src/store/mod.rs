@@ -387,8 +387,20 @@ pub trait Store: Send + Sync + 'static {
     /// `None` when there is no such user.
     async fn user_password(&self, user_id: u64) -> StoreResult<Option<String>>;
 
+    /// The pool's connections now (for the metrics, sampled at each scrape).
+    fn pool_stats(&self) -> PoolStats;
+
     /// Closes the pool, waiting for connections in use to come back.
     async fn close(&self);
+}
+
+/// A connection pool's state at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open, in use or idle.
+    pub size: u32,
+    /// Connections open and waiting to be used.
+    pub idle: usize,
 }
 
 /// Converts an unsigned domain id to the signed integer the drivers bind.

@@ -555,6 +555,13 @@ where
             .await?)
     }
 
+    fn pool_stats(&self) -> super::PoolStats {
+        super::PoolStats {
+            size: self.pool.size(),
+            idle: self.pool.num_idle(),
+        }
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }

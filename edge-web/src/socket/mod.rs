@@ -231,6 +231,7 @@ async fn dispatch(
     State(edge): State<Arc<Edge>>,
     Extension(peer): Extension<Arc<Peer>>,
 ) {
+    crate::metrics::received(&event);
     if turn.refused() {
         // A socket that goes on flooding after being told to slow down is cut off.
         if peer.refused_in_a_row.fetch_add(1, Ordering::Relaxed) + 1 >= FLOOD_CUT {

@@ -170,8 +170,10 @@ pub async fn take_history(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value)
     Ok(json!({ "count": page.messages.len(), "has_more": page.has_more }))
 }
 
-fn emit_all<T: serde::Serialize + ?Sized>(sockets: &[SocketRef], event: &str, payload: &T) {
-    for socket in sockets {
-        let _ = socket.emit(event, payload);
-    }
+fn emit_all<T: serde::Serialize + ?Sized>(sockets: &[SocketRef], event: &'static str, payload: &T) {
+    let sent = sockets
+        .iter()
+        .filter(|socket| socket.emit(event, payload).is_ok())
+        .count();
+    crate::metrics::sent(event, sent);
 }

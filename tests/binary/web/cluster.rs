@@ -364,7 +364,7 @@ async fn restarting_nats_under_load_loses_nothing() {
 /// calls fail with UNAVAILABLE, nothing is half stored, and everything works again by itself.
 #[tokio::test]
 async fn a_database_outage_is_told_truthfully_and_recovers_by_itself() {
-    let Some(mut c) = cluster_on(2, 2, true).await else {
+    let Some(c) = cluster_on(2, 2, true).await else {
         return;
     };
     const CID: u64 = 4601;
@@ -518,5 +518,45 @@ async fn the_readme_deployment_behind_nginx_carries_polling_pages() {
         json!({ "cid": cid.to_string() })
     );
     drop(nginx);
+    c.stop().await;
+}
+
+/// Operations of a scaled-out deployment: every core and every edge serves `/metrics` and
+/// `/readyz`; a core is not ready while NATS is away (and names it), an edge is not ready
+/// while no core answers it (and names its link), and both are ready again by themselves.
+#[tokio::test]
+async fn every_process_says_whether_its_dependencies_answer() {
+    use super::ops::{get, ready_within};
+    let Some(mut c) = cluster(2, 1).await else {
+        return;
+    };
+    let core = c.cores[0].grpc_url();
+    let edge = c.edges[0].web_url();
+    for base in [&core, &edge] {
+        assert_eq!(ready_within(base, 200).await.0, 200, "{base} ready");
+        let (status, scrape) = get(&format!("{base}/metrics")).await;
+        assert_eq!(status, 200);
+        assert!(scrape.contains("socketgram_"), "{base}: {scrape}");
+    }
+    let (_, scrape) = get(&format!("{core}/metrics")).await;
+    assert!(scrape.contains("socketgram_nats_connected"), "{scrape}");
+
+    c.nats.kill().await;
+    let (status, body) = ready_within(&core, 503).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("nats"), "names NATS: {body}");
+    c.nats.restart().await;
+    assert_eq!(ready_within(&core, 200).await.0, 200, "ready again");
+
+    for core in &mut c.cores {
+        core.kill().await;
+    }
+    let (status, body) = ready_within(&edge, 503).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("core_link"),
+        "names its link to the cores: {body}"
+    );
+    c.cores.clear();
     c.stop().await;
 }

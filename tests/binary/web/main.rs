@@ -2,7 +2,8 @@
 //! server on port 0 (in process), driven by the official `socket.io-client` under Node.js
 //! ([`SioClient`]), with the database checked the way the PHP admin reads it (LEGACY.md §2-§6,
 //! and the defects of §9 that must be gone). One file per behaviour: `conversation`,
-//! `history`, `identity`, `bad_input`, `connections`, `shutdown`; shared helpers here.
+//! `history`, `identity`, `bad_input`, `connections`, `shutdown`, `ops` (the operations
+//! endpoints); shared helpers here.
 //!
 //! Without Node.js (or, for the MariaDB case, without MariaDB) these tests print `SKIPPED`,
 //! except under `CI=true`, where they fail. They synchronise on received events; the only
@@ -446,4 +447,5 @@ mod connections;
 mod conversation;
 mod history;
 mod identity;
+mod ops;
 mod shutdown;
