@@ -551,14 +551,8 @@ async fn behind_fault_proxy(
     backend: Backend,
 ) -> Option<(TestDb, FaultProxy, TestServer, Streaming<pb::Event>)> {
     let db = TestDb::create(backend).await?;
-    let parsed = url::Url::parse(&db.url).unwrap();
-    let target = tokio::net::lookup_host((parsed.host_str().unwrap(), parsed.port().unwrap()))
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = FaultProxy::start(target).await.unwrap();
-    let mut url = url::Url::parse(&proxy.url_for(&db.url)).unwrap();
+    let (proxy, proxied) = FaultProxy::in_front_of(&db.url).await;
+    let mut url = url::Url::parse(&proxied).unwrap();
     if backend == Backend::Postgres {
         // The proxy must see statements go by (a COMMIT to drop): no TLS to the database.
         url.query_pairs_mut().append_pair("sslmode", "disable");

@@ -74,17 +74,7 @@ pub fn readme_snippet(upstream: SocketAddr) -> Snippet {
 }
 
 fn snippet_of(readme: &str, upstream: SocketAddr) -> Snippet {
-    let section = readme
-        .split_once("## Behind a reverse proxy")
-        .expect("README has a section \"Behind a reverse proxy\"")
-        .1;
-    let nginx = section
-        .split_once("```nginx\n")
-        .expect("the section has an ```nginx example")
-        .1
-        .split_once("\n```")
-        .expect("the nginx example ends")
-        .0;
+    let nginx = nginx_example(readme, "Behind a reverse proxy");
     let map = block(nginx, "map $http_upgrade $connection_upgrade");
     let location = block(nginx, "location / {");
     assert!(
@@ -103,17 +93,7 @@ fn snippet_of(readme: &str, upstream: SocketAddr) -> Snippet {
 pub fn readme_cluster_snippet(edges: &[SocketAddr]) -> Snippet {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
     let readme = std::fs::read_to_string(&path).expect("read README.md");
-    let section = readme
-        .split_once("## Scaling out")
-        .expect("README has a section \"Scaling out\"")
-        .1;
-    let nginx = section
-        .split_once("```nginx\n")
-        .expect("the section has an ```nginx example")
-        .1
-        .split_once("\n```")
-        .expect("the nginx example ends")
-        .0;
+    let nginx = nginx_example(&readme, "Scaling out");
     let upstream = block(nginx, "upstream socketgram_edges {");
     assert!(
         upstream.contains("ip_hash;"),
@@ -138,6 +118,20 @@ pub fn readme_cluster_snippet(edges: &[SocketAddr]) -> Snippet {
             .location
             .replace("http://127.0.0.1:1", "http://socketgram_edges"),
     }
+}
+
+/// The first ```` ```nginx ```` example of the README's section `## <title>...`.
+fn nginx_example<'a>(readme: &'a str, title: &str) -> &'a str {
+    readme
+        .split_once(&format!("## {title}"))
+        .unwrap_or_else(|| panic!("README has a section {title:?}"))
+        .1
+        .split_once("```nginx\n")
+        .unwrap_or_else(|| panic!("the section {title:?} has an ```nginx example"))
+        .1
+        .split_once("\n```")
+        .expect("the nginx example ends")
+        .0
 }
 
 /// The block of `text` that starts with `start`, through its matching `}` (nginx

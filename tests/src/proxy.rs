@@ -46,6 +46,21 @@ pub struct FaultProxy {
 }
 
 impl FaultProxy {
+    /// A proxy in front of the server a database URL names, and the URL that goes through it.
+    pub async fn in_front_of(database_url: &str) -> (Self, String) {
+        let parsed = url::Url::parse(database_url).expect("database URL");
+        let host = parsed.host_str().expect("a host in the database URL");
+        let port = parsed.port().expect("a port in the database URL");
+        let target = tokio::net::lookup_host((host, port))
+            .await
+            .expect("resolve the database host")
+            .next()
+            .expect("an address of the database host");
+        let proxy = Self::start(target).await.expect("start the proxy");
+        let url = proxy.url_for(database_url);
+        (proxy, url)
+    }
+
     pub async fn start(target: SocketAddr) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;

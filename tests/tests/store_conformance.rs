@@ -636,18 +636,9 @@ async fn outage(backend: Backend) {
     let Some(db) = TestDb::create(backend).await else {
         return;
     };
-    let target_url = db.url.clone();
-    let parsed = url::Url::parse(&target_url).unwrap();
-    let target = tokio::net::lookup_host((parsed.host_str().unwrap(), parsed.port().unwrap()))
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = socketgram_tests::proxy::FaultProxy::start(target)
-        .await
-        .unwrap();
+    let (proxy, proxied) = socketgram_tests::proxy::FaultProxy::in_front_of(&db.url).await;
     let mut config = db.config();
-    config.url = socketgram_core::config::Secret::new(proxy.url_for(&target_url));
+    config.url = socketgram_core::config::Secret::new(proxied);
     config.acquire_timeout_ms = 1_000;
     let store = store::connect(&config).await.unwrap();
     store.migrate().await.unwrap();

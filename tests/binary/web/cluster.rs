@@ -35,24 +35,13 @@ async fn cluster_on(cores: usize, edges: usize, proxied: bool) -> Option<Cluster
     }
     let nats = Nats::start().await?;
     let db = TestDb::create(Backend::MySql).await?;
-    let proxy = match proxied {
-        false => None,
+    let (proxy, url) = match proxied {
+        false => (None, db.url.clone()),
         true => {
-            let parsed = url::Url::parse(&db.url).expect("database URL");
-            let target = tokio::net::lookup_host((
-                parsed.host_str().expect("host"),
-                parsed.port().unwrap_or(3306),
-            ))
-            .await
-            .expect("resolve")
-            .next()
-            .expect("an address");
-            Some(FaultProxy::start(target).await.expect("proxy"))
+            let (proxy, url) = FaultProxy::in_front_of(&db.url).await;
+            (Some(proxy), url)
         }
     };
-    let url = proxy
-        .as_ref()
-        .map_or(db.url.clone(), |p| p.url_for(&db.url));
     let mut started = Vec::new();
     for i in 0..cores {
         let name = format!("core-{}", (b'a' + i as u8) as char);

@@ -124,14 +124,8 @@ async fn not_ready_while_the_database_is_away() {
     let Some(db) = TestDb::create(Backend::MySql).await else {
         return;
     };
-    let parsed = url::Url::parse(&db.url).unwrap();
-    let target = tokio::net::lookup_host((parsed.host_str().unwrap(), parsed.port().unwrap()))
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = FaultProxy::start(target).await.unwrap();
-    let server = TestServer::start(&proxy.url_for(&db.url), &config(ROOMY)).await;
+    let (proxy, proxied) = FaultProxy::in_front_of(&db.url).await;
+    let server = TestServer::start(&proxied, &config(ROOMY)).await;
     let base = server.web_url();
     let (status, body) = ready_within(&base, 200).await;
     assert_eq!(status, 200, "{body}");
