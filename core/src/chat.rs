@@ -22,7 +22,7 @@ use crate::{
     config::CoreConfig,
     credentials::{Credentials, Verdict},
     domain::{
-        Admin, Appended, ConversationId, ConversationSummary, MessageId, NewMessage, Origin,
+        Admin, Appended, ConversationId, ConversationSummary, Lease, MessageId, NewMessage, Origin,
         Reader, Scope, StoredMessage, TelegramLink, TelegramMode, VISITOR_ADMIN_ID,
     },
     error::{CoreError, CoreResult},
@@ -41,6 +41,10 @@ pub const MAX_ADMIN_ID: usize = 20;
 const SUBSCRIPTION_BUFFER: usize = 256;
 /// Longest delivery consumer name.
 pub const MAX_CONSUMER: usize = 64;
+/// Longest lease name and lease holder id (`sg_leases` columns hold 64 characters).
+pub const MAX_LEASE_ID: usize = 64;
+/// Longest lease time to live: a holder that dies keeps the others waiting at most this long.
+pub const MAX_LEASE_TTL: Duration = Duration::from_secs(3600);
 
 /// Who writes a message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -701,6 +705,38 @@ impl Core {
         self.check_not_future(to, "move a cursor to").await?;
         Ok(self.store.advance_delivery_cursor(consumer, to).await?)
     }
+
+    /// Acquires or renews the lease `name` for `holder` for `ttl` (see
+    /// [`Store::acquire_lease`]: the database's clock decides expiry).
+    pub async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> CoreResult<Lease> {
+        check_lease_id("name", name)?;
+        check_lease_id("holder", holder)?;
+        if ttl.is_zero() || ttl > MAX_LEASE_TTL {
+            return Err(CoreError::InvalidArgument(format!(
+                "ttl_ms must be 1..={}",
+                MAX_LEASE_TTL.as_millis()
+            )));
+        }
+        let lease = self.store.acquire_lease(name, holder, ttl).await?;
+        if !lease.granted {
+            tracing::debug!(name, holder, current = ?lease.holder, "lease held by another");
+        }
+        Ok(lease)
+    }
+
+    /// Frees the lease `name` if `holder` holds it; whether it did.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> CoreResult<bool> {
+        check_lease_id("name", name)?;
+        check_lease_id("holder", holder)?;
+        let released = self.store.release_lease(name, holder).await?;
+        info!(name, holder, released, "lease released");
+        Ok(released)
+    }
 }
 
 impl Core {
@@ -738,6 +774,16 @@ fn check_consumer(consumer: &str) -> CoreResult<()> {
     if chars == 0 || chars > MAX_CONSUMER || consumer.contains('\0') {
         return Err(CoreError::InvalidArgument(format!(
             "consumer must be 1..={MAX_CONSUMER} characters without NUL"
+        )));
+    }
+    Ok(())
+}
+
+fn check_lease_id(field: &str, value: &str) -> CoreResult<()> {
+    let chars = value.chars().count();
+    if chars == 0 || chars > MAX_LEASE_ID || value.contains('\0') {
+        return Err(CoreError::InvalidArgument(format!(
+            "{field} must be 1..={MAX_LEASE_ID} characters without NUL"
         )));
     }
     Ok(())

@@ -216,3 +216,18 @@ pub struct TelegramLink {
     /// False once Telegram refused delivery for good (the user blocked the bot).
     pub active: bool,
 }
+
+/// A named lease (`sg_leases`) as one acquire or renewal found it: who holds it and for how
+/// long, by the database's clock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub name: String,
+    /// Whether the holder that asked holds it now.
+    pub granted: bool,
+    /// Who holds it; `None` when nobody does (no row, or expired).
+    pub holder: Option<String>,
+    /// When it expires, in milliseconds since 1970 by the database's clock; `None` when free.
+    pub expires_at_ms: Option<i64>,
+    /// How long it still ran when it was read, by the database's clock (zero when free).
+    pub remaining: std::time::Duration,
+}

@@ -1,5 +1,6 @@
 //! `[telegram]` of the configuration (LEGACY.md §7, §8): the bot token, how updates arrive
-//! (long polling or webhook), the Bot API server, the language and Telegram's flood limits.
+//! (long polling or webhook), the Bot API server, the language, Telegram's flood limits and
+//! the delivery lease.
 //! Visitors' credentials are the core's business (`[core.credentials]`).
 
 use std::net::SocketAddr;
@@ -9,6 +10,11 @@ use socketgram_common::{ConfigError, Secret};
 
 /// The official Bot API server.
 pub const OFFICIAL_API_URL: &str = "https://api.telegram.org";
+
+/// `delivery_lease_secs` by default: a dead deliverer's replies wait up to this long.
+pub const DEFAULT_DELIVERY_LEASE_SECS: u64 = 10;
+/// The longest lease the core grants (1 hour).
+pub const MAX_DELIVERY_LEASE_SECS: u64 = 3600;
 
 /// How the bot receives updates.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -57,6 +63,10 @@ pub struct TelegramConfig {
     pub contacts_html: String,
     /// Telegram's flood limits the bot keeps to.
     pub limits: Limits,
+    /// How long the delivery lease runs without a renewal, in seconds: of several Telegram
+    /// edges of one bot, only the holder of the lease delivers support replies; it renews
+    /// every third of this, and when it dies another edge takes over after at most this long.
+    pub delivery_lease_secs: u64,
 }
 
 impl Default for TelegramConfig {
@@ -72,6 +82,7 @@ impl Default for TelegramConfig {
             language: Language::En,
             contacts_html: String::new(),
             limits: Limits::default(),
+            delivery_lease_secs: DEFAULT_DELIVERY_LEASE_SECS,
         }
     }
 }
@@ -135,6 +146,11 @@ impl TelegramConfig {
         Some(url)
     }
 
+    /// How long the delivery lease runs without a renewal.
+    pub fn delivery_lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.delivery_lease_secs)
+    }
+
     /// Checks every value; errors name the key under `[telegram]`.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.enabled() && self.bot_id().is_none() {
@@ -186,6 +202,12 @@ impl TelegramConfig {
                     "must be at least 1",
                 ));
             }
+        }
+        if !(1..=MAX_DELIVERY_LEASE_SECS).contains(&self.delivery_lease_secs) {
+            return Err(ConfigError::new(
+                "telegram.delivery_lease_secs",
+                format!("must be 1 to {MAX_DELIVERY_LEASE_SECS} seconds"),
+            ));
         }
         if self.enabled() && self.mode == UpdateMode::Webhook {
             let Some(webhook) = &self.webhook_url else {
@@ -263,5 +285,21 @@ mod tests {
         c.api_url = "http://127.0.0.1:8081".into();
         c.validate()
             .expect("a local Bot API server calls http webhooks");
+    }
+
+    #[test]
+    fn the_delivery_lease_runs_one_second_to_one_hour() {
+        let mut c = bot("1:x");
+        assert_eq!(c.delivery_lease(), std::time::Duration::from_secs(10));
+        c.validate().expect("the default is valid");
+        for bad in [0, MAX_DELIVERY_LEASE_SECS + 1] {
+            c.delivery_lease_secs = bad;
+            assert_eq!(
+                c.validate().unwrap_err().key,
+                "telegram.delivery_lease_secs"
+            );
+        }
+        c.delivery_lease_secs = 1;
+        c.validate().expect("one second is enough for tests");
     }
 }

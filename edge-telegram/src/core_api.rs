@@ -1,9 +1,11 @@
 //! The core as the Telegram edge sees it: typed calls over the gRPC contract
 //! ([`CoreClient`]), never the core's crate itself, even when both run in one process. Links,
-//! modes, the active flag, credentials and the delivery cursor all live in the core. Calls go
-//! to the core of the list the edge uses now; one that finds it unavailable moves the edge on
-//! to the next (core replicas share the database, so any will do), and the caller's retry
-//! goes there.
+//! modes, the active flag, credentials, the delivery cursor and the delivery lease all live in
+//! the core. Calls go to the core of the list the edge uses now; one that finds it unavailable
+//! moves the edge on to the next (core replicas share the database, so any will do), and the
+//! caller's retry goes there.
+
+use std::time::Duration;
 
 use socketgram_proto::{
     client::{CoreClient, Cores},
@@ -51,6 +53,17 @@ pub enum Verdict {
     WrongPassword,
     /// Login or password wrong (an external credentials query cannot tell which).
     WrongCredentials,
+}
+
+/// A lease as the core answered an acquire or renewal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseAnswer {
+    /// Whether the asking holder holds it now.
+    pub granted: bool,
+    /// Who holds it; empty when nobody does.
+    pub holder: String,
+    /// How long it still ran when the core read it, by the database's clock.
+    pub remaining: Duration,
 }
 
 /// Typed calls to the core. Cheap to clone: the channel is shared.
@@ -263,6 +276,48 @@ impl CoreApi {
             .map_err(self.failed("AdvanceDeliveryCursor"))?
             .into_inner()
             .message_id)
+    }
+
+    /// Acquires or renews the lease `name` for `holder` for `ttl`.
+    pub async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<LeaseAnswer> {
+        let lease = self
+            .client()
+            .telegram
+            .clone()
+            .acquire_lease(pb::AcquireLeaseRequest {
+                name: name.to_owned(),
+                holder: holder.to_owned(),
+                ttl_ms: u32::try_from(ttl.as_millis()).unwrap_or(u32::MAX),
+            })
+            .await
+            .map_err(self.failed("AcquireLease"))?
+            .into_inner();
+        Ok(LeaseAnswer {
+            granted: lease.granted,
+            holder: lease.holder,
+            remaining: Duration::from_millis(lease.remaining_ms),
+        })
+    }
+
+    /// Frees the lease `name` if `holder` holds it; whether it did.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<bool> {
+        Ok(self
+            .client()
+            .telegram
+            .clone()
+            .release_lease(pb::ReleaseLeaseRequest {
+                name: name.to_owned(),
+                holder: holder.to_owned(),
+            })
+            .await
+            .map_err(self.failed("ReleaseLease"))?
+            .into_inner()
+            .released)
     }
 
     /// Every conversation's events, replaying what came after `since` first.

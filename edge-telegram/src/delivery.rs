@@ -1,5 +1,5 @@
 //! Support replies out to Telegram, durably (LEGACY.md §7; the legacy server lost them on
-//! any error, §9.11).
+//! any error, §9.11), by one edge at a time.
 //!
 //! The edge subscribes to every conversation from its delivery cursor, a message id the core
 //! stores per consumer (`Chat.GetDeliveryCursor` / `AdvanceDeliveryCursor`). Each support reply
@@ -10,10 +10,16 @@
 //! the bot was down, or while Telegram was failing, is delivered once the bot is back: the
 //! core replays everything after the cursor.
 //!
+//! Only the holder of the delivery lease ([`crate::lease`]) delivers: while it holds it, and
+//! not a moment longer. Whenever the lease is taken (again), delivery starts from the cursor
+//! stored in the core, since another edge may have moved it meanwhile.
+//!
 //! Messages are delivered one at a time in id order: the cursor is a single id, so nothing
-//! after a message is marked done before it. A crash between Telegram's acceptance and the
-//! cursor's advance delivers that one message again (at least once); a graceful shutdown
-//! finishes or abandons the message in flight before the cursor is saved.
+//! after a message is marked done before it, and after a reply is sent the cursor is stored
+//! before anything else is sent. So a crash (kill -9) or a lost lease between Telegram's
+//! acceptance and the cursor's advance delivers that one message again (at least once, all its
+//! pieces and chats), never more than that one; a graceful shutdown finishes or abandons the
+//! message in flight before the cursor is saved.
 
 use std::time::Duration;
 
@@ -24,6 +30,7 @@ use tracing::{error, info, warn};
 use crate::{
     core_api::CoreApi,
     error::TelegramError,
+    lease::DeliveryLease,
     sender::{Backoff, Retry, SendError, TgBot, send_html},
     texts::Texts,
 };
@@ -42,6 +49,8 @@ pub struct Delivery {
     pub texts: Texts,
     /// Whose cursor: `telegram:<bot id>`, so another bot starts afresh.
     pub consumer: String,
+    /// Whether this edge may deliver now (the lease of `consumer`).
+    pub lease: DeliveryLease,
     pub shutdown: CancellationToken,
 }
 
@@ -53,24 +62,47 @@ struct Cursor {
 }
 
 impl Delivery {
+    /// Until shutdown: waits for the delivery lease, delivers while it holds it, and when it
+    /// loses it, stops at once and waits for it again. At shutdown the cursor is saved and the
+    /// lease released.
+    pub async fn run(self) {
+        while let Some(until) = self.lease.acquire(&self.shutdown).await {
+            info!(lease = %self.lease.name, holder = %self.lease.holder,
+                "delivery lease taken: this edge delivers support replies");
+            // A term's own cursor, read from the core: another edge may have delivered since.
+            let mut cursor: Option<Cursor> = None;
+            let lost = tokio::select! {
+                lost = self.lease.keep(until) => lost,
+                () = self.deliver_while_held(&mut cursor) => {
+                    // Shutdown: still the holder, so the cursor is ours to save.
+                    if let Some(c) = cursor.as_mut() {
+                        self.save_or_log(c).await;
+                    }
+                    self.lease.release().await;
+                    break;
+                }
+            };
+            // Dropping the delivery above stopped it wherever it was; a send in flight may
+            // have reached Telegram, and the next holder sends that one again.
+            warn!(lease = %self.lease.name, reason = %lost,
+                "delivery lease lost: delivery stopped; asking for it again");
+        }
+        info!("support reply delivery stopped");
+    }
+
     /// Delivers until shutdown, subscribing again (from the cursor) whenever the core's stream
     /// breaks.
-    pub async fn run(self) {
-        let mut cursor: Option<Cursor> = None;
+    async fn deliver_while_held(&self, cursor: &mut Option<Cursor>) {
         let mut backoff = Backoff::default();
         loop {
-            match self.pass(&mut cursor, &mut backoff).await {
-                Ok(()) | Err(TelegramError::Shutdown) => break,
+            match self.pass(cursor, &mut backoff).await {
+                Ok(()) | Err(TelegramError::Shutdown) => return,
                 Err(e) => warn!(error = %e, "support reply delivery interrupted; resuming"),
             }
             if !backoff.wait(&self.shutdown).await {
-                break;
+                return;
             }
         }
-        if let Some(c) = cursor.as_mut() {
-            self.save(c).await;
-        }
-        info!("support reply delivery stopped");
     }
 
     /// One subscription: from the cursor, until the stream breaks or shutdown.
@@ -81,8 +113,9 @@ impl Delivery {
     ) -> Result<(), TelegramError> {
         let c = match cursor {
             Some(c) => {
-                // Whatever was finished before the stream broke is stored before resuming.
-                self.save(c).await;
+                // Whatever was finished before the stream broke is stored before anything
+                // more is sent.
+                self.save(c).await?;
                 c
             }
             None => {
@@ -100,7 +133,7 @@ impl Delivery {
             let event = tokio::select! {
                 () = self.shutdown.cancelled() => return Ok(()),
                 _ = save_tick.tick() => {
-                    self.save(c).await;
+                    self.save_or_log(c).await;
                     continue;
                 }
                 event = stream.message() => event,
@@ -114,12 +147,15 @@ impl Delivery {
                     if is_support_reply(&m) {
                         self.deliver(&m).await?;
                         c.done = m.id;
-                        self.save(c).await;
+                        // Stored before the next send: a crash from here on repeats this
+                        // message alone. Failing, the pass ends and the next one stores it
+                        // first.
+                        self.save(c).await?;
                     } else {
                         c.done = m.id;
                     }
                 }
-                Some(Kind::CaughtUp(_)) => self.save(c).await,
+                Some(Kind::CaughtUp(_)) => self.save_or_log(c).await,
                 // Delivered already (a replay at or below the cursor).
                 Some(Kind::Message(_)) => {}
                 // Presence and the admin list are not Telegram's; an empty event carries
@@ -130,14 +166,20 @@ impl Delivery {
         }
     }
 
-    /// Stores the cursor when it moved. A failure is only logged: the next save carries it.
-    async fn save(&self, c: &mut Cursor) {
+    /// Stores the cursor when it moved.
+    async fn save(&self, c: &mut Cursor) -> Result<(), TelegramError> {
         if c.done <= c.saved {
-            return;
+            return Ok(());
         }
-        match self.core.advance(&self.consumer, c.done).await {
-            Ok(stored) => c.saved = stored,
-            Err(e) => warn!(error = %e, cursor = c.done, "cannot store the delivery cursor"),
+        c.saved = self.core.advance(&self.consumer, c.done).await?;
+        Ok(())
+    }
+
+    /// [`Self::save`] where only skipped messages can be unsaved (a delivered reply's cursor is
+    /// stored before the next send): a failure is logged, the next save carries it.
+    async fn save_or_log(&self, c: &mut Cursor) {
+        if let Err(e) = self.save(c).await {
+            warn!(error = %e, cursor = c.done, "cannot store the delivery cursor");
         }
     }
 

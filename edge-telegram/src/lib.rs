@@ -7,6 +7,7 @@
 //! - [`texts`]: every text the bot shows, English and Russian.
 //! - `dialogue`: the handler tree (`/start`, menus, log-in, writing mode).
 //! - `delivery`: support replies to the linked chats, from a durable cursor.
+//! - `lease`: the delivery lease, so that of several edges of one bot one delivers.
 //! - `sender`: the throttled bot and what to do with each kind of Telegram failure.
 //! - `webhook`: the webhook route and its update listener.
 //! - `core_api`: typed calls to the core.
@@ -20,6 +21,7 @@ mod core_api;
 mod delivery;
 mod dialogue;
 mod error;
+mod lease;
 mod sender;
 pub mod texts;
 mod webhook;
@@ -47,6 +49,7 @@ use crate::{
     core_api::{CoreApi, Link},
     delivery::Delivery,
     dialogue::{Context, Step},
+    lease::DeliveryLease,
     sender::{Backoff, FailureKind, Retry, SendError, TgBot, classify, send_html},
     texts::Texts,
 };
@@ -231,12 +234,14 @@ impl Bot {
             stop.clone(),
         ));
         let consumer = format!("telegram:{}", config.bot_id().unwrap_or("bot"));
+        let lease = DeliveryLease::new(core.clone(), consumer.clone(), config.delivery_lease());
         let delivery = tokio::spawn(
             Delivery {
                 core: core.clone(),
                 bot: bot.clone(),
                 texts,
                 consumer,
+                lease,
                 shutdown: stop.clone(),
             }
             .run(),

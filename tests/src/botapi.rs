@@ -7,7 +7,8 @@
 //! getUpdates, or (once a webhook is set) by POSTing them to the webhook with the secret
 //! token header, again until the bot answers 200, as Telegram does. It can be told to answer
 //! the next calls of a method with a fault: 429 with `retry_after`, a 5xx, a 403, or a reply
-//! that is not the Bot API's JSON. Tests wait on what it records, under a timeout.
+//! that is not the Bot API's JSON, and to answer sendMessage late (the message already in the
+//! chat). Tests wait on what it records, under a timeout.
 
 use std::{
     collections::VecDeque,
@@ -119,6 +120,9 @@ struct Inner {
     webhook: Option<(String, Option<String>)>,
     /// Webhook deliveries: (update id, HTTP status or 0 for a connection failure).
     webhook_posts: Vec<(i64, u16)>,
+    /// A successful sendMessage is recorded (the message is in the chat) at once, but
+    /// answered only after this long: the bot's process can die not knowing it was sent.
+    send_answer_delay: Duration,
 }
 
 struct Shared {
@@ -242,6 +246,12 @@ impl BotApi {
         for _ in 0..count {
             inner.faults.push_back((method.to_owned(), fault.clone()));
         }
+    }
+
+    /// From now on, a successful sendMessage is in the chat at once but answered after
+    /// `delay` (zero: at once again).
+    pub fn delay_send_answers(&self, delay: Duration) {
+        self.shared.lock().send_answer_delay = delay;
     }
 
     /// Forgets every scripted fault not used yet.
@@ -544,6 +554,10 @@ async fn method(
     };
     let status = response.status().as_u16();
     record(&shared, &method, body, status, status == 200);
+    let delay = shared.lock().send_answer_delay;
+    if method == "sendMessage" && !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     response
 }
 

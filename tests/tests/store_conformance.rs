@@ -71,6 +71,10 @@ conformance!(
     delivery_cursors_start_once_and_only_move_forward,
     user_passwords_read_back,
     a_full_page_still_says_more_follow,
+    a_lease_goes_to_exactly_one_of_concurrent_acquirers,
+    a_lease_is_renewed_by_its_holder_only,
+    a_lease_is_taken_over_once_expired_by_the_database_clock,
+    a_released_lease_is_free_at_once,
 );
 
 fn at(h: u32, m: u32, s: u32) -> NaiveDateTime {
@@ -773,4 +777,189 @@ async fn a_full_page_still_says_more_follow(f: Fixture) {
         "oldest first"
     );
     stop.cancel();
+}
+
+/// The lease every lease case uses.
+const LEASE: &str = "telegram:123456";
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// Milliseconds since 1970 by this machine's clock (the test's databases run on it too).
+fn local_now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    i64::try_from(since.as_millis()).expect("in range")
+}
+
+/// Several acquirers at once, on a lease with no row, a released one and an expired one:
+/// each time exactly one is granted, and every other is told who holds it.
+async fn a_lease_goes_to_exactly_one_of_concurrent_acquirers(f: Fixture) {
+    const ACQUIRERS: usize = 8;
+    for round in 0..6 {
+        match round % 3 {
+            // First use (round 0), or released by the round before (round 3): no row.
+            0 => {}
+            // Released by the round before: no row again.
+            1 => {}
+            // Expired: the row is there, naming a holder whose time ran out.
+            _ => {
+                f.db.execute("UPDATE sg_leases SET expires_at_ms = 0")
+                    .await
+                    .expect("expire the lease");
+            }
+        }
+        let start = Arc::new(tokio::sync::Barrier::new(ACQUIRERS));
+        let tasks: Vec<_> = (0..ACQUIRERS)
+            .map(|i| {
+                let (store, start) = (f.store.clone(), start.clone());
+                tokio::spawn(async move {
+                    let holder = format!("holder-{round}-{i}");
+                    start.wait().await;
+                    let lease = store.acquire_lease(LEASE, &holder, MINUTE).await;
+                    (holder, lease.expect("acquire"))
+                })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for t in tasks {
+            outcomes.push(t.await.expect("task"));
+        }
+        let winners: Vec<&String> = outcomes
+            .iter()
+            .filter(|(_, l)| l.granted)
+            .map(|(h, _)| h)
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: {outcomes:#?}");
+        for (holder, lease) in &outcomes {
+            assert_eq!(
+                lease.holder.as_ref(),
+                Some(winners[0]),
+                "{holder} sees the winner"
+            );
+            assert!(lease.remaining > Duration::ZERO && lease.remaining <= MINUTE);
+        }
+        // The next round wants no row (rounds 0 and 1 of three) or an expired one (round 2).
+        if round % 3 != 1 {
+            assert!(f.store.release_lease(LEASE, winners[0]).await.unwrap());
+        }
+    }
+}
+
+/// The holder renews (and may shorten) its lease; another holder is refused meanwhile and
+/// told who holds it until when.
+async fn a_lease_is_renewed_by_its_holder_only(f: Fixture) {
+    let before = local_now_ms();
+    let a = f.store.acquire_lease(LEASE, "a", MINUTE).await.unwrap();
+    assert!(a.granted);
+    assert_eq!(a.name, LEASE);
+    assert_eq!(a.holder.as_deref(), Some("a"));
+    assert!(
+        a.remaining > Duration::from_secs(50) && a.remaining <= MINUTE,
+        "{a:?}"
+    );
+    // In milliseconds since 1970, by a clock near this one (same machine).
+    let expires = a.expires_at_ms.expect("expiry");
+    assert!(
+        (expires - (before + 60_000)).abs() < 30_000,
+        "{expires} vs {before}"
+    );
+
+    let b = f.store.acquire_lease(LEASE, "b", MINUTE).await.unwrap();
+    assert!(!b.granted);
+    assert_eq!(b.holder.as_deref(), Some("a"));
+    assert_eq!(b.expires_at_ms, Some(expires));
+
+    let renewed = f.store.acquire_lease(LEASE, "a", 2 * MINUTE).await.unwrap();
+    assert!(renewed.granted);
+    assert!(renewed.remaining > MINUTE, "{renewed:?}");
+    assert!(renewed.expires_at_ms.unwrap() > expires);
+    // Twice at once: a renewal in the same millisecond is still a renewal.
+    let (x, y) = tokio::join!(
+        f.store.acquire_lease(LEASE, "a", MINUTE),
+        f.store.acquire_lease(LEASE, "a", MINUTE)
+    );
+    assert!(x.unwrap().granted && y.unwrap().granted);
+    assert!(
+        !f.store
+            .acquire_lease(LEASE, "b", MINUTE)
+            .await
+            .unwrap()
+            .granted
+    );
+    // Another lease is another row.
+    let other = f.store.acquire_lease("other", "b", MINUTE).await.unwrap();
+    assert!(other.granted);
+    // Holders compare byte for byte: "A" is not "a".
+    assert!(
+        !f.store
+            .acquire_lease(LEASE, "A", MINUTE)
+            .await
+            .unwrap()
+            .granted
+    );
+}
+
+/// A lease that is not renewed expires by the database's clock, and then the next acquirer
+/// gets it; the old holder's renewal is refused from then on.
+async fn a_lease_is_taken_over_once_expired_by_the_database_clock(f: Fixture) {
+    let short = Duration::from_millis(300);
+    assert!(
+        f.store
+            .acquire_lease(LEASE, "a", short)
+            .await
+            .unwrap()
+            .granted
+    );
+    let taken_at = std::time::Instant::now();
+    let deadline = taken_at + Duration::from_secs(20);
+    let b = loop {
+        let b = f.store.acquire_lease(LEASE, "b", MINUTE).await.unwrap();
+        if b.granted {
+            break b;
+        }
+        assert_eq!(b.holder.as_deref(), Some("a"));
+        assert!(b.remaining <= short);
+        assert!(std::time::Instant::now() < deadline, "never expired: {b:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Not before its time (by a clock near the database's: same machine, some slack).
+    assert!(taken_at.elapsed() >= Duration::from_millis(200));
+    assert_eq!(b.holder.as_deref(), Some("b"));
+    let late = f.store.acquire_lease(LEASE, "a", MINUTE).await.unwrap();
+    assert!(!late.granted);
+    assert_eq!(late.holder.as_deref(), Some("b"));
+    // The old holder cannot free what is no longer its own.
+    assert!(!f.store.release_lease(LEASE, "a").await.unwrap());
+    assert!(
+        !f.store
+            .acquire_lease(LEASE, "c", MINUTE)
+            .await
+            .unwrap()
+            .granted
+    );
+}
+
+/// A graceful stop frees the lease at once; only the holder can.
+async fn a_released_lease_is_free_at_once(f: Fixture) {
+    assert!(
+        f.store
+            .acquire_lease(LEASE, "a", MINUTE)
+            .await
+            .unwrap()
+            .granted
+    );
+    assert!(!f.store.release_lease(LEASE, "b").await.unwrap());
+    assert!(
+        !f.store
+            .acquire_lease(LEASE, "b", MINUTE)
+            .await
+            .unwrap()
+            .granted
+    );
+    assert!(f.store.release_lease(LEASE, "a").await.unwrap());
+    assert!(!f.store.release_lease(LEASE, "a").await.unwrap());
+    assert!(!f.store.release_lease("never-held", "a").await.unwrap());
+    let b = f.store.acquire_lease(LEASE, "b", MINUTE).await.unwrap();
+    assert!(b.granted);
+    assert_eq!(b.holder.as_deref(), Some("b"));
 }

@@ -6,8 +6,8 @@ use crate::{
     Core,
     chat::{Author, SendMessage},
     domain::{
-        Admin, Appended, ConversationSummary, Direction, Origin, Reader, Scope, StoredMessage,
-        TelegramLink, TelegramMode,
+        Admin, Appended, ConversationSummary, Direction, Lease, Origin, Reader, Scope,
+        StoredMessage, TelegramLink, TelegramMode,
     },
     error::{CoreError, CoreResult},
     hub::Event,
@@ -193,5 +193,19 @@ pub(crate) fn credentials_verdict(
                 Refusal::WrongCredentials => pb::CredentialsRefusal::WrongCredentials,
             } as i32,
         },
+    }
+}
+
+/// A lease as the contract says it.
+pub(crate) fn lease(l: &Lease) -> pb::Lease {
+    pb::Lease {
+        name: l.name.clone(),
+        granted: l.granted,
+        holder: l.holder.clone().unwrap_or_default(),
+        expires_at: l.expires_at_ms.map(|ms| prost_types::Timestamp {
+            seconds: ms.div_euclid(1000),
+            nanos: i32::try_from(ms.rem_euclid(1000) * 1_000_000).unwrap_or(0),
+        }),
+        remaining_ms: u64::try_from(l.remaining.as_millis()).unwrap_or(u64::MAX),
     }
 }

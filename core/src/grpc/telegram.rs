@@ -1,6 +1,6 @@
 //! The `Telegram` service: the links between Telegram chats and visitors.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use socketgram_proto::v1::{self as pb, telegram_server::Telegram};
 use tonic::{Request, Response, Status};
@@ -105,5 +105,34 @@ impl Telegram for TelegramApi {
             .await
             .map_err(status)?;
         Ok(Response::new(convert::credentials_verdict(verdict)))
+    }
+
+    #[tracing::instrument(skip_all, name = "Telegram.AcquireLease", fields(name = %request.get_ref().name))]
+    async fn acquire_lease(
+        &self,
+        request: Request<pb::AcquireLeaseRequest>,
+    ) -> Result<Response<pb::Lease>, Status> {
+        let r = request.into_inner();
+        let ttl = Duration::from_millis(u64::from(r.ttl_ms));
+        let lease = self
+            .core
+            .acquire_lease(&r.name, &r.holder, ttl)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::lease(&lease)))
+    }
+
+    #[tracing::instrument(skip_all, name = "Telegram.ReleaseLease", fields(name = %request.get_ref().name))]
+    async fn release_lease(
+        &self,
+        request: Request<pb::ReleaseLeaseRequest>,
+    ) -> Result<Response<pb::ReleaseLeaseResponse>, Status> {
+        let r = request.into_inner();
+        let released = self
+            .core
+            .release_lease(&r.name, &r.holder)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ReleaseLeaseResponse { released }))
     }
 }

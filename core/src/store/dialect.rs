@@ -42,6 +42,11 @@ pub trait Dialect:
     /// Whether an `INSERT` can return what it stored (`RETURNING`).
     const RETURNING: bool = true;
 
+    /// An expression for the database's current time in whole milliseconds since 1970, as a
+    /// 64-bit integer. Leases expire by it: every core replica then reads one clock, however
+    /// far the replicas' own clocks disagree.
+    const NOW_MS: &'static str;
+
     /// The integer type of this backend's columns that are not `BIGINT` (`i64` where there
     /// is none), read as `i64` too by the rows' integer type.
     type OtherInt: for<'r> Decode<'r, Self>

@@ -10,7 +10,8 @@
 //! `sg_conversations` (read marks, last message), `sg_message_meta` (origin and client message
 //! id of each message), `sg_write_lock` (serialises writers across core replicas), an index
 //! on `messages (cid, id)`, a 64-bit `telegram.chat_id`, `telegram.active` and
-//! `sg_delivery_cursors` (how far each consumer that pushes messages elsewhere has got).
+//! `sg_delivery_cursors` (how far each consumer that pushes messages elsewhere has got) and
+//! `sg_leases` (who holds a named lease, until when by the database's clock).
 
 mod batch;
 mod dialect;
@@ -28,8 +29,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Admin, Appended, Committed, ConversationId, ConversationSummary, MessageId, NewMessage, Reader,
-    Scope, StoredMessage, TelegramLink, TelegramMode,
+    Admin, Appended, Committed, ConversationId, ConversationSummary, Lease, MessageId, NewMessage,
+    Reader, Scope, StoredMessage, TelegramLink, TelegramMode,
 };
 
 pub use dialect::Dialect;
@@ -374,6 +375,17 @@ pub trait Store: Send + Sync + 'static {
         consumer: &str,
         to: MessageId,
     ) -> StoreResult<MessageId>;
+
+    /// Acquires or renews the lease `name` for `holder` (`sg_leases`): granted when it is
+    /// free, expired or `holder`'s already, and then it runs until the database's now + `ttl`.
+    /// Expiry is compared with the database's clock in the deciding statement itself, so
+    /// replicas with skewed clocks agree, and of concurrent acquirers exactly one is granted.
+    /// Returns the lease as read right after (the holder, the time it still runs).
+    async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<Lease>;
+
+    /// Frees the lease `name` when `holder` holds it (or held it last and nobody took it
+    /// since). Returns whether it did.
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<bool>;
 
     /// Whether messages of this visitor can be stored: on a legacy MySQL schema whose
     /// `messages.cid` references `users.id` ("with users" variant), whether that row exists;

@@ -83,6 +83,9 @@ impl Dialect for MySql {
     // A locking read sees the latest committed rows whatever the transaction's snapshot.
     const LOCKING_READ: &'static str = " FOR UPDATE";
     const RETURNING: bool = false;
+    // NOW(3) is fixed for the statement; sqlx sets the session time zone to +00:00, so
+    // UNIX_TIMESTAMP reads it back without a daylight saving fold.
+    const NOW_MS: &'static str = "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)";
 
     /// The legacy `INT UNSIGNED` ids (messages.id and .cid, users.id, telegram.cid in the "with
     /// users" variant); sqlx decodes an unsigned column only into an unsigned type.

@@ -68,6 +68,8 @@ async fn create_database(options: &PgConnectOptions) -> StoreResult<()> {
 impl Dialect for Postgres {
     const BACKEND: Backend = Backend::Postgres;
     const MIGRATOR: &'static Migrator = &sqlx::migrate!("migrations/postgres");
+    // statement_timestamp(), not now(): now() is the transaction's start.
+    const NOW_MS: &'static str = "CAST(EXTRACT(EPOCH FROM statement_timestamp()) * 1000 AS BIGINT)";
 
     /// `INTEGER` codes.
     type OtherInt = i32;

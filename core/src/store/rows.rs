@@ -7,7 +7,7 @@ use sqlx::{ColumnIndex, Decode, FromRow, Row, Type, ValueRef as _, error::BoxDyn
 
 use super::{Dialect, StoreError, StoreResult, from_db_id, text};
 use crate::domain::{
-    Admin, ConversationSummary, Direction, Origin, StoredMessage, TelegramLink, TelegramMode,
+    Admin, ConversationSummary, Direction, Lease, Origin, StoredMessage, TelegramLink, TelegramMode,
 };
 
 /// An integer column read as `i64`, whatever integer type the backend gives it: `BIGINT`, or
@@ -128,6 +128,30 @@ impl TryFrom<LinkRow> for TelegramLink {
             mode: TelegramMode::from_code(row.status.0),
             active: row.active.0 != 0,
         })
+    }
+}
+
+/// A row of `sg_leases` with the database's time it was read at (`now_ms`).
+#[derive(FromRow)]
+pub(crate) struct LeaseRow {
+    holder: String,
+    expires_at_ms: Int,
+    now_ms: Int,
+}
+
+impl LeaseRow {
+    /// The lease as `asker` sees it; `renewed` is whether its statement took or extended it.
+    /// An expired row is a free lease, whoever it names.
+    pub(crate) fn lease(row: Option<Self>, name: &str, asker: &str, renewed: bool) -> Lease {
+        let held = row.filter(|r| r.expires_at_ms.0 > r.now_ms.0);
+        let remaining = held.as_ref().map_or(0, |r| r.expires_at_ms.0 - r.now_ms.0);
+        Lease {
+            name: name.to_owned(),
+            granted: renewed && held.as_ref().is_some_and(|r| r.holder == asker),
+            expires_at_ms: held.as_ref().map(|r| r.expires_at_ms.0),
+            holder: held.map(|r| r.holder),
+            remaining: std::time::Duration::from_millis(u64::try_from(remaining).unwrap_or(0)),
+        }
     }
 }
 

@@ -2,6 +2,8 @@
 //! generic over the sqlx database. What a backend says differently comes from its
 //! [`Dialect`]; rows are read into the types of [`super::rows`].
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, Pool, QueryBuilder, Transaction, Type};
@@ -10,10 +12,10 @@ use super::batch::{
     Chunk, duplicates_within, finish_batch, latest_per_conversation, statement_pieces, stored,
 };
 use super::dialect::RowsAffected as _;
-use super::rows::{AdminRow, Int, LinkRow, MessageRow, SummaryRow};
+use super::rows::{AdminRow, Int, LeaseRow, LinkRow, MessageRow, SummaryRow};
 use super::{Backend, Dialect, Store, StoreError, StoreResult, from_db_id, page, text, to_db_id};
 use crate::domain::{
-    Admin, Appended, Committed, ConversationId, ConversationSummary, Direction, MessageId,
+    Admin, Appended, Committed, ConversationId, ConversationSummary, Direction, Lease, MessageId,
     NewMessage, Reader, Scope, StoredMessage, TelegramLink, TelegramMode,
 };
 
@@ -538,6 +540,62 @@ where
         to: MessageId,
     ) -> StoreResult<MessageId> {
         self.write_cursor(consumer, to, true).await
+    }
+
+    #[tracing::instrument(skip_all, name = "store.acquire_lease", fields(name = name, holder = holder))]
+    async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<Lease> {
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let now = DB::NOW_MS;
+        // One UPDATE decides a renewal or a takeover: it locks the row and evaluates the
+        // condition on the latest committed version (PostgreSQL re-checks it after waiting
+        // for a concurrent writer, InnoDB reads the latest version, SQLite has one writer), so
+        // of concurrent acquirers one matches and the others then see a lease that runs.
+        // No transaction around the three statements: MySQL's gap locks would deadlock
+        // concurrent first acquirers, and each statement alone is atomic.
+        let mut renew = QueryBuilder::<DB>::new("UPDATE sg_leases SET holder = ");
+        renew
+            .push_bind(holder.to_owned())
+            .push(format_args!(", expires_at_ms = {now} + "))
+            .push_bind(ttl_ms)
+            .push(" WHERE name = ")
+            .push_bind(name.to_owned())
+            .push(" AND (holder = ")
+            .push_bind(holder.to_owned())
+            .push(format_args!(" OR expires_at_ms <= {now})"));
+        // MySQL counts matched rows here (sqlx asks for CLIENT_FOUND_ROWS), so a renewal
+        // within the same millisecond counts too.
+        let mut renewed = renew.build().execute(&self.pool).await?.rows() == 1;
+        if !renewed {
+            // No row (first use, or released): the first insert wins, the others are skipped.
+            let (insert, on_conflict) = DB::insert_or_skip("name");
+            let mut create = QueryBuilder::<DB>::new(insert);
+            create
+                .push(" INTO sg_leases (name, holder, expires_at_ms) VALUES (")
+                .push_bind(name.to_owned())
+                .push(", ")
+                .push_bind(holder.to_owned())
+                .push(format_args!(", {now} + "))
+                .push_bind(ttl_ms)
+                .push(")")
+                .push(on_conflict);
+            renewed = create.build().execute(&self.pool).await?.rows() == 1;
+        }
+        let mut read = QueryBuilder::<DB>::new(format!(
+            "SELECT holder, expires_at_ms, {now} AS now_ms FROM sg_leases WHERE name = "
+        ));
+        read.push_bind(name.to_owned());
+        let row: Option<LeaseRow> = read.build_query_as().fetch_optional(&self.pool).await?;
+        Ok(LeaseRow::lease(row, name, holder, renewed))
+    }
+
+    #[tracing::instrument(skip_all, name = "store.release_lease", fields(name = name, holder = holder))]
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<bool> {
+        let mut release = QueryBuilder::<DB>::new("DELETE FROM sg_leases WHERE name = ");
+        release
+            .push_bind(name.to_owned())
+            .push(" AND holder = ")
+            .push_bind(holder.to_owned());
+        Ok(release.build().execute(&self.pool).await?.rows() == 1)
     }
 
     #[tracing::instrument(skip_all, name = "store.visitor_exists", fields(conversation = conversation))]

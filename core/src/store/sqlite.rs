@@ -74,6 +74,9 @@ impl Dialect for Sqlite {
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const LOCK_WRITERS: Option<&'static str> = None;
     const GREATEST: &'static str = "MAX";
+    // julianday() is a double: well under a millisecond of error today. 'now' stays the same
+    // for the whole statement.
+    const NOW_MS: &'static str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
 
     type OtherInt = i64;
     type Schema = ();
