@@ -385,3 +385,87 @@ async fn a_stopped_deliverer_hands_over_at_once() {
     assert!(server.terminate().await);
     db.drop_db().await;
 }
+
+/// The same with real processes: two `socketgram edge-telegram` processes of one bot (each
+/// with a Bot API of its own); the one delivering is killed with SIGKILL while replies keep
+/// coming; the other takes over, and every reply reaches the chat in order, the one in flight
+/// at the kill at most twice.
+#[tokio::test]
+async fn the_deliverer_process_killed_with_sigkill_is_replaced() {
+    const N: u32 = 40;
+    let (db, server, client) = core().await;
+    let mut edges = Vec::new();
+    for name in ["a", "b"] {
+        let api = Arc::new(BotApi::start(BOT_TOKEN).await);
+        let toml = format!(
+            "[telegram]\ntoken = \"{BOT_TOKEN}\"\napi_url = \"{}\"\ndelivery_lease_secs = 1\n\n\
+             [telegram.limits]\nper_chat_per_second = 1000\nper_chat_per_minute = 100000\n\
+             overall_per_second = 1000\n",
+            api.url()
+        );
+        let process = socketgram_tests::cluster::Process::edge_telegram(
+            &format!("edge-telegram {name}"),
+            &[format!("http://{}", server.grpc)],
+            &toml,
+        )
+        .await;
+        edges.push((name, api, process));
+    }
+    let shown = |edges: &[(&'static str, Arc<BotApi>, _)]| {
+        let mut all: Vec<(u32, std::time::Instant, &'static str)> = edges
+            .iter()
+            .flat_map(|(name, api, _)| {
+                api.sent_to(ANN)
+                    .into_iter()
+                    .filter_map(|s| Some((reply_number(&s.text)?, s.at, *name)))
+            })
+            .collect();
+        all.sort_by_key(|&(_, at, _)| at);
+        all
+    };
+    let mut killed = None;
+    for n in 1..=N {
+        reply(&client, n).await;
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        if n == N / 3 {
+            wait_for(|| shown(&edges).iter().any(|r| r.0 == n)).await;
+            let holder = shown(&edges).last().expect("delivered").2;
+            let edge = edges.iter_mut().find(|e| e.0 == holder).expect("holder");
+            edge.2.kill().await;
+            killed = Some(holder);
+        }
+    }
+    wait_for(|| {
+        let seen: std::collections::BTreeSet<u32> = shown(&edges).iter().map(|r| r.0).collect();
+        (1..=N).all(|n| seen.contains(&n))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let chat = shown(&edges);
+    let mut numbers: Vec<u32> = chat.iter().map(|r| r.0).collect();
+    let sent = numbers.len();
+    numbers.dedup();
+    assert_eq!(
+        numbers,
+        (1..=N).collect::<Vec<_>>(),
+        "every reply, in order: {chat:?}"
+    );
+    assert!(
+        sent <= N as usize + 1,
+        "at most the reply in flight twice: {chat:?}"
+    );
+    let killed = killed.expect("a deliverer was killed");
+    assert!(
+        chat.iter().any(|r| r.2 != killed),
+        "the other process took over: {chat:?}"
+    );
+    eprintln!(
+        "deliverer process killed: {} of {N} replies repeated",
+        sent - N as usize
+    );
+    for (_, _, process) in &mut edges {
+        assert!(process.terminate().await);
+    }
+    assert!(server.terminate().await);
+    db.drop_db().await;
+}

@@ -105,6 +105,17 @@ impl Process {
         Self::spawn(name, &["edge-web", "--core", &urls.join(",")], &config).await
     }
 
+    /// `socketgram edge-telegram --core ...` calling `cores` (gRPC URLs, in that order).
+    pub async fn edge_telegram(name: &str, cores: &[String], toml: &str) -> Self {
+        let config = format!("[edge]\ntoken = \"{TOKEN}\"\n\n{toml}");
+        Self::spawn(
+            name,
+            &["edge-telegram", "--core", &cores.join(",")],
+            &config,
+        )
+        .await
+    }
+
     async fn spawn(name: &str, args: &[&str], config: &str) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let file = dir.path().join("socketgram.toml");
