@@ -1320,3 +1320,62 @@ async fn the_core_alone_serves_ops_on_its_grpc_listener() {
     assert!(server.terminate().await);
     db.drop_db().await;
 }
+
+/// `config check --role` checks what that process needs beyond a well-formed file: an edge
+/// alone needs a token the cores accept, the Telegram edge a bot token, and core replicas a
+/// database they can share (SQLite is single-node).
+#[tokio::test]
+async fn config_check_checks_what_each_role_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |role: &'static str, env: &'static [(&'static str, &'static str)]| {
+        let dir = dir.path().to_owned();
+        async move { socketgram(&dir, &["config", "check", "--role", role], env).await }
+    };
+    let refused = check("edge-web", &[]).await;
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("edge.token"));
+    let token = &[("SOCKETGRAM_EDGE__TOKEN", "an-edge-token")];
+    assert!(check("edge-web", token).await.status.success());
+    let no_bot = check("edge-telegram", token).await;
+    assert_eq!(no_bot.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_bot.stderr).contains("telegram.token"));
+    let bad_core = check(
+        "edge-web",
+        &[
+            ("SOCKETGRAM_EDGE__TOKEN", "an-edge-token"),
+            ("SOCKETGRAM_EDGE__CORE", "[\"ftp://core\"]"),
+        ],
+    )
+    .await;
+    assert_eq!(bad_core.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_core.stderr).contains("edge.core"));
+    let sqlite_cluster = check(
+        "core",
+        &[(
+            "SOCKETGRAM_CORE__CLUSTER__NATS_URL",
+            "nats://127.0.0.1:4222",
+        )],
+    )
+    .await;
+    assert_eq!(sqlite_cluster.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&sqlite_cluster.stderr).contains("single-node"));
+    let shared = check(
+        "core",
+        &[
+            (
+                "SOCKETGRAM_CORE__CLUSTER__NATS_URL",
+                "nats://127.0.0.1:4222",
+            ),
+            (
+                "SOCKETGRAM_CORE__DATABASE__URL",
+                "mysql://chat@127.0.0.1/chat",
+            ),
+        ],
+    )
+    .await;
+    assert!(
+        shared.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shared.stderr)
+    );
+}
