@@ -879,37 +879,28 @@ async fn a_lease_is_renewed_by_its_holder_only(f: Fixture) {
         f.store.acquire_lease(LEASE, "a", MINUTE)
     );
     assert!(x.unwrap().granted && y.unwrap().granted);
-    assert!(
-        !f.store
-            .acquire_lease(LEASE, "b", MINUTE)
-            .await
-            .unwrap()
-            .granted
-    );
+    assert!(!granted(&f, LEASE, "b", MINUTE).await);
     // Another lease is another row.
     let other = f.store.acquire_lease("other", "b", MINUTE).await.unwrap();
     assert!(other.granted);
     // Holders compare byte for byte: "A" is not "a".
-    assert!(
-        !f.store
-            .acquire_lease(LEASE, "A", MINUTE)
-            .await
-            .unwrap()
-            .granted
-    );
+    assert!(!granted(&f, LEASE, "A", MINUTE).await);
+}
+
+/// Whether `holder` gets (or keeps) the lease `name` for `ttl`.
+async fn granted(f: &Fixture, name: &str, holder: &str, ttl: Duration) -> bool {
+    f.store
+        .acquire_lease(name, holder, ttl)
+        .await
+        .unwrap()
+        .granted
 }
 
 /// A lease that is not renewed expires by the database's clock, and then the next acquirer
 /// gets it; the old holder's renewal is refused from then on.
 async fn a_lease_is_taken_over_once_expired_by_the_database_clock(f: Fixture) {
     let short = Duration::from_millis(300);
-    assert!(
-        f.store
-            .acquire_lease(LEASE, "a", short)
-            .await
-            .unwrap()
-            .granted
-    );
+    assert!(granted(&f, LEASE, "a", short).await);
     let taken_at = std::time::Instant::now();
     let deadline = taken_at + Duration::from_secs(20);
     let b = loop {
@@ -930,32 +921,14 @@ async fn a_lease_is_taken_over_once_expired_by_the_database_clock(f: Fixture) {
     assert_eq!(late.holder.as_deref(), Some("b"));
     // The old holder cannot free what is no longer its own.
     assert!(!f.store.release_lease(LEASE, "a").await.unwrap());
-    assert!(
-        !f.store
-            .acquire_lease(LEASE, "c", MINUTE)
-            .await
-            .unwrap()
-            .granted
-    );
+    assert!(!granted(&f, LEASE, "c", MINUTE).await);
 }
 
 /// A graceful stop frees the lease at once; only the holder can.
 async fn a_released_lease_is_free_at_once(f: Fixture) {
-    assert!(
-        f.store
-            .acquire_lease(LEASE, "a", MINUTE)
-            .await
-            .unwrap()
-            .granted
-    );
+    assert!(granted(&f, LEASE, "a", MINUTE).await);
     assert!(!f.store.release_lease(LEASE, "b").await.unwrap());
-    assert!(
-        !f.store
-            .acquire_lease(LEASE, "b", MINUTE)
-            .await
-            .unwrap()
-            .granted
-    );
+    assert!(!granted(&f, LEASE, "b", MINUTE).await);
     assert!(f.store.release_lease(LEASE, "a").await.unwrap());
     assert!(!f.store.release_lease(LEASE, "a").await.unwrap());
     assert!(!f.store.release_lease("never-held", "a").await.unwrap());
