@@ -89,6 +89,10 @@ pub enum WebError {
 /// Packets queued per socket before emits to it fail: room for a full history replay.
 const SOCKET_BUFFER: usize = 2048;
 
+/// Bytes each WebSocket reads at a time. Chat packets are small; engineioxide's default (4 KB)
+/// is held by every idle visitor.
+const WS_READ_BUFFER: usize = 1024;
+
 /// Serves the web edge on `listener` until `shutdown`; `extra` routes (e.g. the core's
 /// gRPC-web API) are served beside it, and so are the operations endpoints of `ops`, with the
 /// edge's own readiness check (`core_link`: its session with the core is open). On `shutdown` it stops accepting connections and
@@ -135,6 +139,7 @@ pub async fn serve(
         // client has authenticated: no frame larger than a packet may be.
         .ws_max_frame_size(config.limits.max_packet_bytes as usize)
         .max_buffer_size(SOCKET_BUFFER)
+        .ws_read_buffer_size(WS_READ_BUFFER)
         // An Engine.IO session must connect a socket (with its credentials) this soon.
         .connect_timeout(Duration::from_secs(config.limits.handshake_timeout_secs))
         .with_state(edge.clone())
