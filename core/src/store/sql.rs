@@ -181,6 +181,44 @@ fn page_before<DB>(
         .push_bind(i64::from(page(limit)));
 }
 
+/// The conversations of `batch` in which one of its client message ids (but its repeats') is
+/// stored already, read for the whole batch in a few statements under the write lock: almost
+/// every send carries one (the edges make one up), and the exact lookup, a round trip per
+/// message, is then only made where it can find something. (Conversations, not the keys
+/// themselves: MySQL's legacy-side column is binary, which would not decode as text.)
+async fn conversations_with_stored_keys<DB>(
+    tx: &mut Transaction<'static, DB>,
+    batch: &[NewMessage],
+    repeats: &[Option<usize>],
+) -> StoreResult<std::collections::HashSet<ConversationId>>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    usize: ColumnIndex<DB::Row>,
+    i64: for<'q> Encode<'q, DB> + for<'q> Decode<'q, DB> + Type<DB>,
+    String: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    let keyed: Vec<usize> = (0..batch.len())
+        .filter(|&i| repeats[i].is_none() && batch[i].client_msg_id.is_some())
+        .collect();
+    let mut found = std::collections::HashSet::new();
+    for piece in statement_pieces(&keyed) {
+        let mut query = QueryBuilder::<DB>::new(
+            "SELECT meta.cid FROM sg_message_meta meta WHERE (meta.cid, meta.client_msg_id) IN ",
+        );
+        query.push_tuples(piece, |mut row, &i| {
+            row.push_bind(to_db_id(batch[i].conversation_id))
+                .push_bind(batch[i].client_msg_id.clone().unwrap_or_default());
+        });
+        query.push(DB::LOCKING_READ);
+        let cids: Vec<Int> = query.build_query_scalar().fetch_all(&mut **tx).await?;
+        for cid in cids {
+            found.insert(from_db_id("sg_message_meta.cid", cid.0)?);
+        }
+    }
+    Ok(found)
+}
+
 /// The messages of rows read.
 fn messages(rows: Vec<MessageRow>) -> StoreResult<Vec<StoredMessage>> {
     rows.into_iter().map(StoredMessage::try_from).collect()
@@ -218,11 +256,13 @@ where
         let mut tx = begin_write(&self.pool).await?;
         let mut out: Vec<Option<Appended>> = vec![None; batch.len()];
         let mut fresh = Vec::with_capacity(batch.len());
+        let known = conversations_with_stored_keys(&mut tx, batch, &repeats).await?;
         for (i, (new, repeat)) in batch.iter().zip(&repeats).enumerate() {
             if repeat.is_some() {
                 continue;
             }
-            if let Some(key) = new.client_msg_id.as_deref() {
+            let key = new.client_msg_id.as_deref();
+            if let Some(key) = key.filter(|_| known.contains(&new.conversation_id)) {
                 let mut query = QueryBuilder::<DB>::new(concat!(
                     "SELECT ",
                     message_columns!(),
