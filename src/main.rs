@@ -171,10 +171,10 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Serve => run(config, true).await,
-            Command::Core => run(config, false).await,
-            Command::EdgeWeb(_) => run_edge(config, Role::EdgeWeb).await,
-            Command::EdgeTelegram(_) => run_edge(config, Role::EdgeTelegram).await,
+            Command::Serve => run(config, Role::Serve).await,
+            Command::Core => run(config, Role::Core).await,
+            Command::EdgeWeb(_) => run(config, Role::EdgeWeb).await,
+            Command::EdgeTelegram(_) => run(config, Role::EdgeTelegram).await,
             Command::Migrate => migrate(&config).await,
             Command::Admin { command } => manage_admins(&config, command).await,
             Command::Config { .. } | Command::Token { .. } => Ok(()),
@@ -256,41 +256,37 @@ async fn manage_admins(config: &Config, command: admin::AdminCommand) -> anyhow:
     Ok(())
 }
 
-/// `serve` (with `web`) or `core`: bind, start, say where, run until a signal.
-async fn run(config: Config, web: bool) -> anyhow::Result<()> {
+/// Any serving role: bind its listeners, start it, say where, run until a signal. `core`
+/// listens for gRPC, the edges on `[web] listen` (the web edge, or the Telegram edge's
+/// operations endpoints), `serve` on both.
+async fn run(config: Config, role: Role) -> anyhow::Result<()> {
     raise_open_files_limit();
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
-    let grpc = TcpListener::bind(&config.grpc.listen)
-        .await
-        .with_context(|| format!("cannot listen on grpc.listen = {}", config.grpc.listen))?;
-    let web = match web {
-        false => None,
-        true => Some(
-            TcpListener::bind(&config.web.listen)
-                .await
-                .with_context(|| format!("cannot listen on web.listen = {}", config.web.listen))?,
-        ),
+    let server = match role {
+        Role::Serve | Role::Core => {
+            let grpc = bind("grpc.listen", &config.grpc.listen).await?;
+            let web = match role {
+                Role::Serve => Some(bind("web.listen", &config.web.listen).await?),
+                _ => None,
+            };
+            Server::start(Listeners { grpc, web }, &config).await?
+        }
+        Role::EdgeWeb | Role::EdgeTelegram => {
+            let web = bind("web.listen", &config.web.listen).await?;
+            Server::start_edge(web, role, &config).await?
+        }
     };
-    let server = Server::start(Listeners { grpc, web }, &config).await?;
     ready(&server);
     server.run(shutdown).await?;
     Ok(())
 }
 
-/// `edge-web` or `edge-telegram`: bind, start, say where, run until a signal. Both listen on
-/// `[web] listen`: the web edge, or the Telegram edge's operations endpoints.
-async fn run_edge(config: Config, role: Role) -> anyhow::Result<()> {
-    raise_open_files_limit();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(watch_signals(shutdown.clone()));
-    let web = TcpListener::bind(&config.web.listen)
+/// Binds the address configured as `key`.
+async fn bind(key: &str, addr: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
         .await
-        .with_context(|| format!("cannot listen on web.listen = {}", config.web.listen))?;
-    let server = Server::start_edge(web, role, &config).await?;
-    ready(&server);
-    server.run(shutdown).await?;
-    Ok(())
+        .with_context(|| format!("cannot listen on {key} = {addr}"))
 }
 
 /// The ready line: supervisors and tests read the bound addresses (port 0 allowed) here.
