@@ -238,3 +238,42 @@ impl ClusterConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(nats_url: &str, database: &str) -> CoreConfig {
+        let mut config = CoreConfig::default();
+        config.cluster.nats_url = nats_url.into();
+        config.database.url = Secret::new(database);
+        config
+    }
+
+    #[test]
+    fn a_cluster_needs_nats_urls_a_prefix_and_a_shared_database() {
+        let mysql = "mysql://chat@127.0.0.1/chat";
+        cluster("nats://127.0.0.1:4222, nats://10.0.0.2:4222", mysql)
+            .validate()
+            .expect("two NATS servers");
+        assert!(!cluster("", mysql).cluster.enabled(), "no URL: alone");
+        let refused = |config: CoreConfig, key: &str| {
+            let e = config.validate().expect_err("refused");
+            assert_eq!(e.key, key, "{e}");
+        };
+        refused(cluster("http://[::1", mysql), "cluster.nats_url");
+        refused(
+            cluster("nats://127.0.0.1:4222", "sqlite://chat.db"),
+            "cluster.nats_url",
+        );
+        let mut prefix = cluster("nats://127.0.0.1:4222", mysql);
+        prefix.cluster.subject_prefix = "chat.>".into();
+        refused(prefix, "cluster.subject_prefix");
+        let mut timeout = cluster("nats://127.0.0.1:4222", mysql);
+        timeout.cluster.presence_timeout_secs = 1;
+        refused(timeout, "cluster.presence_timeout_secs");
+        let mut poll = cluster("nats://127.0.0.1:4222", mysql);
+        poll.cluster.poll_interval_ms = 0;
+        refused(poll, "cluster.poll_interval_ms");
+    }
+}
