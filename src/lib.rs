@@ -22,7 +22,7 @@ use socketgram_core::{
 };
 use socketgram_edge_telegram::{TelegramError, config::UpdateMode};
 use socketgram_edge_web::WebError;
-use socketgram_proto::client::{ClientError, CoreClient, Cores};
+use socketgram_proto::client::{ClientError, Cores};
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -224,8 +224,8 @@ impl Server {
         });
     }
 
-    /// The edges of this process. They still call the core through gRPC (DESIGN.md): over a
-    /// loopback listener of their own, with a token that exists only in this process.
+    /// The edges of this process. They still call the core through gRPC (DESIGN.md): over
+    /// in-memory pipes, with a token that exists only in this process.
     async fn start_edges(
         &mut self,
         web: TcpListener,
@@ -235,28 +235,15 @@ impl Server {
         config: &Config,
     ) -> Result<(), ServeError> {
         let internal_token = hex::encode(rand::random::<[u8; 32]>());
-        let internal = TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(io("cannot bind the internal gRPC listener"))?;
-        let core_url = format!(
-            "http://{}",
-            internal
-                .local_addr()
-                .map_err(io("the internal gRPC listener"))?
-        );
-        info!(
-            addr = %core_url,
-            "internal gRPC listener: the edges of this process call the core through it, \
-             with a token made for this run (not for outside use)"
-        );
-        let internal_config = GrpcConfig {
-            listen: core_url.clone(),
-            tokens: Vec::new(),
-            tls: None,
-        };
-        let internal_auth = BearerAuth::new([Secret::new(internal_token.clone())]);
-        self.serve_grpc(internal, core, internal_config, internal_auth, None);
-        let cores = Cores::one(CoreClient::lazy(&core_url, &internal_token)?);
+        let (client, incoming) = socketgram_proto::client::in_process(&internal_token)?;
+        let internal_auth = BearerAuth::new([Secret::new(internal_token)]);
+        let (served, stop) = (core.clone(), self.core_stop.clone());
+        self.core_parts.spawn(async move {
+            server::serve_in_process(incoming, served, internal_auth, stop.cancelled_owned())
+                .await?;
+            Ok(())
+        });
+        let cores = Cores::one(client);
 
         // The web listener also serves the core's gRPC-web API and, in webhook mode without
         // a listener of its own, the Telegram webhook route.

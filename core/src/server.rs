@@ -5,11 +5,21 @@
 use std::{future::Future, sync::Arc};
 
 use serde::{Deserialize, Serialize};
-use socketgram_proto::v1::{chat_server::ChatServer, telegram_server::TelegramServer};
-use tokio::net::TcpListener;
+use socketgram_proto::{
+    client::InProcessIncoming,
+    v1::{chat_server::ChatServer, telegram_server::TelegramServer},
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpListener,
+};
+use tokio_stream::Stream;
 use tonic::{
     service::{Routes, interceptor::InterceptedService},
-    transport::{Identity, Server, ServerTlsConfig, server::TcpIncoming},
+    transport::{
+        Identity, Server, ServerTlsConfig,
+        server::{Connected, TcpIncoming},
+    },
 };
 use tracing::info;
 
@@ -136,13 +146,42 @@ pub async fn serve(
     ops: Option<axum::Router>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    info!(addr = ?listener.local_addr().ok(), tls = config.tls.is_some(), "gRPC listening");
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    serve_on(incoming, core, config.tls.as_ref(), auth, ops, shutdown).await
+}
+
+/// Serves the connections of an in-process client (`socketgram_proto::client::in_process`):
+/// the edges of this process, until `shutdown` resolves.
+pub async fn serve_in_process(
+    incoming: InProcessIncoming,
+    core: Arc<Core>,
+    auth: BearerAuth,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    serve_on(incoming, core, None, auth, None, shutdown).await
+}
+
+async fn serve_on<IO, IE>(
+    incoming: impl Stream<Item = Result<IO, IE>>,
+    core: Arc<Core>,
+    tls: Option<&TlsConfig>,
+    auth: BearerAuth,
+    ops: Option<axum::Router>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError>
+where
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+    IO::ConnectInfo: Clone + Send + Sync + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     // HTTP/2 pings: an edge whose machine vanished without closing its connection (power,
     // network) is found out within seconds, and its visitors go offline.
     let mut builder = Server::builder()
         .accept_http1(true)
         .http2_keepalive_interval(Some(KEEPALIVE))
         .http2_keepalive_timeout(Some(KEEPALIVE));
-    if let Some(tls) = &config.tls {
+    if let Some(tls) = tls {
         builder = builder.tls_config(ServerTlsConfig::new().identity(identity(tls, "grpc")?))?;
     }
     // gRPC-web wraps the gRPC services only: it answers any other HTTP/1.1 request with 400,
@@ -151,15 +190,11 @@ pub async fn serve(
     let app = axum::Router::new()
         .fallback_service(grpc)
         .merge(ops.unwrap_or_default());
-    info!(addr = ?listener.local_addr().ok(), tls = config.tls.is_some(), "gRPC listening");
     builder
         // A span per call (its method), around the handlers' own spans.
         .layer(tower_http::trace::TraceLayer::new_for_grpc())
         .add_routes(Routes::from(app))
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
 }

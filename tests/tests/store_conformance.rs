@@ -182,6 +182,25 @@ async fn client_ids_store_once(f: Fixture) {
     let stored = f.store.messages_after(Scope::All, 0, 100).await.unwrap();
     let texts: Vec<_> = stored.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(texts, ["one", "two", "same key, other conversation"]);
+    // A batch is first tried without looking its keys up; a repeat among new messages rolls
+    // that attempt back. Nothing of it stays, and the batch's predecessor is still the last
+    // message stored, not an id the rolled-back attempt used.
+    let last = stored.last().unwrap().id;
+    let mixed = f
+        .store
+        .commit_batch(&[
+            visitor(6, "new", Some("k9")),
+            visitor(5, "two (later retry)", Some("k2")),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(mixed.prev, last);
+    assert!(!mixed.appended[0].duplicate);
+    assert!(mixed.appended[0].message.id > last);
+    assert!(mixed.appended[1].duplicate);
+    assert_eq!(mixed.appended[1].message, again[1].message);
+    let stored = f.store.messages_after(Scope::All, last, 100).await.unwrap();
+    assert_eq!(stored, [mixed.appended[0].message.clone()]);
 }
 
 async fn history_pages_newest_first(f: Fixture) {

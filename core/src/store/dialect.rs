@@ -81,6 +81,7 @@ pub trait Dialect:
     /// in chunk order.
     fn insert_chunk<'c>(
         conn: &'c mut Self::Connection,
+        schema: &'c Self::Schema,
         chunk: Chunk<'c>,
     ) -> impl Future<Output = StoreResult<Vec<i64>>> + Send + 'c;
 

@@ -75,6 +75,11 @@ pub struct LegacySchema {
     /// Whether the schema has the legacy foreign key `messages.cid -> users.id` ("with users"
     /// variant). Read once: migrations never add or drop it.
     cid_references_users: tokio::sync::OnceCell<bool>,
+    /// Whether the rows of one multi-row `INSERT` always get consecutive ids: with
+    /// `auto_increment_increment = 1` and InnoDB's auto-increment lock mode 0 or 1 (MariaDB's
+    /// default), even while others insert. Then a chunk's ids follow from the first, with no
+    /// read-back. Read once: both are server settings.
+    consecutive_ids: tokio::sync::OnceCell<bool>,
 }
 
 impl Dialect for MySql {
@@ -106,17 +111,37 @@ impl Dialect for MySql {
         format!("CAST({column} AS BINARY)")
     }
 
-    async fn insert_chunk(conn: &mut MySqlConnection, chunk: Chunk<'_>) -> StoreResult<Vec<i64>> {
+    async fn insert_chunk(
+        conn: &mut MySqlConnection,
+        schema: &LegacySchema,
+        chunk: Chunk<'_>,
+    ) -> StoreResult<Vec<i64>> {
+        let consecutive = *schema
+            .consecutive_ids
+            .get_or_try_init(|| async {
+                let (increment, lock_mode): (i64, i64) = sqlx::query_as(
+                    "SELECT CAST(@@auto_increment_increment AS SIGNED), \
+                     CAST(@@innodb_autoinc_lock_mode AS SIGNED)",
+                )
+                .fetch_one(&mut *conn)
+                .await?;
+                Ok::<_, StoreError>(increment == 1 && lock_mode < 2)
+            })
+            .await?;
+        // LAST_INSERT_ID() is the first row's id.
         let first = insert_messages::<MySql>(conn, chunk, None)
             .await?
             .last_insert_id();
-        // LAST_INSERT_ID() is the first row's id. Under the write lock nobody else inserts,
-        // and InnoDB numbers a statement's rows in order, so the chunk's ids are the smallest
-        // ids from there on — read back rather than assuming them consecutive
-        // (auto_increment_increment, lock mode 2).
+        let first = to_db_id(first);
+        if consecutive {
+            return Ok((first..first + chunk.len() as i64).collect());
+        }
+        // Otherwise: under the write lock nobody else of ours inserts, and InnoDB numbers a
+        // statement's rows in order, so the chunk's ids are the smallest ids from there on
+        // (whatever the increment, and in lock mode 2 around legacy writers).
         let ids: Vec<Int> =
             sqlx::query_scalar("SELECT id FROM messages WHERE id >= ? ORDER BY id LIMIT ?")
-                .bind(to_db_id(first))
+                .bind(first)
                 .bind(chunk.len() as i64)
                 .fetch_all(&mut *conn)
                 .await?;

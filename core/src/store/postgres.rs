@@ -79,7 +79,11 @@ impl Dialect for Postgres {
         format!(r#"{column} COLLATE "C""#)
     }
 
-    async fn insert_chunk(conn: &mut PgConnection, chunk: Chunk<'_>) -> StoreResult<Vec<i64>> {
+    async fn insert_chunk(
+        conn: &mut PgConnection,
+        _schema: &(),
+        chunk: Chunk<'_>,
+    ) -> StoreResult<Vec<i64>> {
         // Ids drawn under the write lock, ascending, then given to the rows in batch order: no
         // reliance on the order of RETURNING rows.
         let mut ids: Vec<i64> = sqlx::query_scalar(

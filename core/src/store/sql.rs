@@ -60,10 +60,12 @@ pub struct SqlStore<DB: Dialect> {
 impl<DB: Dialect> SqlStore<DB> {
     /// The store on an open pool.
     pub(crate) fn new(pool: Pool<DB>) -> Self {
-        Self {
-            pool,
-            schema: DB::Schema::default(),
-        }
+        Self::with_schema(pool, DB::Schema::default())
+    }
+
+    /// The store on an open pool, with what its backend keeps beside it.
+    pub(crate) fn with_schema(pool: Pool<DB>, schema: DB::Schema) -> Self {
+        Self { pool, schema }
     }
 
     /// Writes a consumer's delivery cursor: creates it at `to` when missing, and when
@@ -251,89 +253,110 @@ where
     #[tracing::instrument(skip_all, name = "store.append", fields(batch = batch.len()))]
     async fn commit_batch(&self, batch: &[NewMessage]) -> StoreResult<Committed> {
         let repeats = duplicates_within(batch);
-        // First of all: writers of every replica queue here, so ids are allocated and
-        // committed in the same order.
-        let mut tx = begin_write(&self.pool).await?;
-        let mut out: Vec<Option<Appended>> = vec![None; batch.len()];
-        let mut fresh = Vec::with_capacity(batch.len());
-        let known = conversations_with_stored_keys(&mut tx, batch, &repeats).await?;
-        for (i, (new, repeat)) in batch.iter().zip(&repeats).enumerate() {
-            if repeat.is_some() {
-                continue;
-            }
-            let key = new.client_msg_id.as_deref();
-            if let Some(key) = key.filter(|_| known.contains(&new.conversation_id)) {
-                let mut query = QueryBuilder::<DB>::new(concat!(
-                    "SELECT ",
-                    message_columns!(),
-                    " FROM sg_message_meta meta JOIN messages m ON m.id = meta.message_id",
-                    " WHERE meta.cid = "
-                ));
-                query
-                    .push_bind(to_db_id(new.conversation_id))
-                    .push(" AND meta.client_msg_id = ")
-                    .push_bind(key.to_owned())
-                    .push(DB::LOCKING_READ);
-                let found: Option<MessageRow> =
-                    query.build_query_as().fetch_optional(&mut *tx).await?;
-                if let Some(row) = found {
-                    out[i] = Some(Appended {
-                        message: row.try_into()?,
-                        duplicate: true,
-                    });
+        // Almost every send carries a client message id (the edges make one up) and almost
+        // none repeats a stored one: a batch is stored without looking its keys up first, and
+        // the unique index on (cid, client_msg_id) catches a repeat. Then the transaction is
+        // rolled back and the batch stored again, looking up first. That saves a round trip
+        // under the write lock for every batch but the rare one that holds a retry.
+        let mut look_up_first = false;
+        'attempt: loop {
+            // First of all: writers of every replica queue here, so ids are allocated and
+            // committed in the same order.
+            let mut tx = begin_write(&self.pool).await?;
+            let mut out: Vec<Option<Appended>> = vec![None; batch.len()];
+            let mut fresh = Vec::with_capacity(batch.len());
+            let known = if look_up_first {
+                conversations_with_stored_keys(&mut tx, batch, &repeats).await?
+            } else {
+                std::collections::HashSet::new()
+            };
+            for (i, (new, repeat)) in batch.iter().zip(&repeats).enumerate() {
+                if repeat.is_some() {
                     continue;
                 }
+                let key = new.client_msg_id.as_deref();
+                if let Some(key) = key.filter(|_| known.contains(&new.conversation_id)) {
+                    let mut query = QueryBuilder::<DB>::new(concat!(
+                        "SELECT ",
+                        message_columns!(),
+                        " FROM sg_message_meta meta JOIN messages m ON m.id = meta.message_id",
+                        " WHERE meta.cid = "
+                    ));
+                    query
+                        .push_bind(to_db_id(new.conversation_id))
+                        .push(" AND meta.client_msg_id = ")
+                        .push_bind(key.to_owned())
+                        .push(DB::LOCKING_READ);
+                    let found: Option<MessageRow> =
+                        query.build_query_as().fetch_optional(&mut *tx).await?;
+                    if let Some(row) = found {
+                        out[i] = Some(Appended {
+                            message: row.try_into()?,
+                            duplicate: true,
+                        });
+                        continue;
+                    }
+                }
+                fresh.push(i);
             }
-            fresh.push(i);
-        }
-        // Under the lock, every writer before this one has committed: the greatest id now is
-        // the batch's predecessor (what a replica checks it has seen before taking the batch).
-        let prev = if fresh.is_empty() {
-            0
-        } else {
-            // Not MAX(id): MySQL gives an aggregate of its unsigned ids as DECIMAL.
-            let mut query =
-                QueryBuilder::<DB>::new("SELECT id FROM messages ORDER BY id DESC LIMIT 1");
-            query.push(DB::LOCKING_READ);
-            let max: Option<Int> = query.build_query_scalar().fetch_optional(&mut *tx).await?;
-            max.map_or(Ok(0), |max| from_db_id("messages.id", max.0))?
-        };
-        // A few statements per batch, not three per message: each is a round trip inside
-        // the transaction that holds the write lock.
-        for rows in statement_pieces(&fresh) {
-            let chunk = Chunk { batch, rows };
-            let ids = DB::insert_chunk(&mut tx, chunk).await?;
-            let mut meta = QueryBuilder::<DB>::new(
-                "INSERT INTO sg_message_meta (message_id, cid, origin, client_msg_id) ",
-            );
-            meta.push_values(rows.iter().zip(&ids), |mut row, (&i, &id)| {
-                let new = &batch[i];
-                row.push_bind(id)
-                    .push_bind(to_db_id(new.conversation_id))
-                    .push_bind(new.origin.code())
-                    .push_bind(new.client_msg_id.clone());
-            });
-            meta.build().execute(&mut *tx).await?;
-            for (&i, &id) in rows.iter().zip(&ids) {
-                out[i] = Some(stored(&batch[i], id)?);
-            }
-            let latest = latest_per_conversation(chunk, &ids);
-            let on_conflict = DB::raise_on_conflict("sg_conversations", "cid", "last_message_id");
-            for part in statement_pieces(&latest) {
-                let mut upsert =
-                    QueryBuilder::<DB>::new("INSERT INTO sg_conversations (cid, last_message_id) ");
-                upsert.push_values(part, |mut row, &(cid, id)| {
-                    row.push_bind(to_db_id(cid)).push_bind(id);
+            // Under the lock, every writer before this one has committed: the greatest id now is
+            // the batch's predecessor (what a replica checks it has seen before taking the batch).
+            let prev = if fresh.is_empty() {
+                0
+            } else {
+                // Not MAX(id): MySQL gives an aggregate of its unsigned ids as DECIMAL.
+                let mut query =
+                    QueryBuilder::<DB>::new("SELECT id FROM messages ORDER BY id DESC LIMIT 1");
+                query.push(DB::LOCKING_READ);
+                let max: Option<Int> = query.build_query_scalar().fetch_optional(&mut *tx).await?;
+                max.map_or(Ok(0), |max| from_db_id("messages.id", max.0))?
+            };
+            // A few statements per batch, not three per message: each is a round trip inside
+            // the transaction that holds the write lock.
+            for rows in statement_pieces(&fresh) {
+                let chunk = Chunk { batch, rows };
+                let ids = DB::insert_chunk(&mut tx, &self.schema, chunk).await?;
+                let mut meta = QueryBuilder::<DB>::new(
+                    "INSERT INTO sg_message_meta (message_id, cid, origin, client_msg_id) ",
+                );
+                meta.push_values(rows.iter().zip(&ids), |mut row, (&i, &id)| {
+                    let new = &batch[i];
+                    row.push_bind(id)
+                        .push_bind(to_db_id(new.conversation_id))
+                        .push_bind(new.origin.code())
+                        .push_bind(new.client_msg_id.clone());
                 });
-                upsert.push(&on_conflict);
-                upsert.build().execute(&mut *tx).await?;
+                match meta.build().execute(&mut *tx).await {
+                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() && !look_up_first => {
+                        tx.rollback().await?;
+                        look_up_first = true;
+                        continue 'attempt;
+                    }
+                    done => done?,
+                };
+                for (&i, &id) in rows.iter().zip(&ids) {
+                    out[i] = Some(stored(&batch[i], id)?);
+                }
+                let latest = latest_per_conversation(chunk, &ids);
+                let on_conflict =
+                    DB::raise_on_conflict("sg_conversations", "cid", "last_message_id");
+                for part in statement_pieces(&latest) {
+                    let mut upsert = QueryBuilder::<DB>::new(
+                        "INSERT INTO sg_conversations (cid, last_message_id) ",
+                    );
+                    upsert.push_values(part, |mut row, &(cid, id)| {
+                        row.push_bind(to_db_id(cid)).push_bind(id);
+                    });
+                    upsert.push(&on_conflict);
+                    upsert.build().execute(&mut *tx).await?;
+                }
             }
+            tx.commit().await.map_err(StoreError::at_commit)?;
+            return Ok(Committed {
+                prev,
+                appended: finish_batch(out, repeats),
+            });
         }
-        tx.commit().await.map_err(StoreError::at_commit)?;
-        Ok(Committed {
-            prev,
-            appended: finish_batch(out, repeats),
-        })
     }
 
     #[tracing::instrument(skip_all, name = "store.messages_after")]

@@ -1,7 +1,9 @@
 //! The SQLite backend: the embedded default. One file, WAL journal; writers serialise on
 //! `BEGIN IMMEDIATE`, so ids commit in order without a lock table.
 
-use std::{fs::File, path::PathBuf, str::FromStr};
+use std::{fs::File, path::PathBuf, str::FromStr, time::Duration};
+
+use tokio_util::task::AbortOnDropHandle;
 
 use sqlx::{
     Sqlite, SqliteConnection,
@@ -22,9 +24,49 @@ impl SqlStore<Sqlite> {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(config.acquire_timeout());
+            .busy_timeout(config.acquire_timeout())
+            // Checkpoints run beside the writer (`checkpoints`), not inside the commit that
+            // happens to fill the WAL past 1,000 pages: that commit, and every message queued
+            // behind it, used to wait milliseconds for it (the slowest 1 % of deliveries).
+            .pragma("wal_autocheckpoint", "0");
         let pool = config.pool_options().connect_with(options).await?;
-        Ok(Self::new(pool))
+        let checkpoints = tokio::spawn(checkpoints(pool.clone()));
+        Ok(Self::with_schema(
+            pool,
+            SqliteSchema {
+                _checkpoints: Some(AbortOnDropHandle::new(checkpoints)),
+            },
+        ))
+    }
+}
+
+/// What a SQLite store keeps beside its pool: the task that checkpoints its WAL, for as long
+/// as the store lives.
+#[derive(Default)]
+pub struct SqliteSchema {
+    _checkpoints: Option<AbortOnDropHandle<()>>,
+}
+
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Copies the WAL back into the database file every [`CHECKPOINT_EVERY`], on a connection of
+/// its own. PASSIVE: it never waits for (nor blocks) the writer or readers; what a reader
+/// still needs stays in the WAL for the next round.
+async fn checkpoints(pool: sqlx::SqlitePool) {
+    let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(error = %e, "SQLite checkpoint failed; the WAL grows until one succeeds");
+        }
     }
 }
 
@@ -79,13 +121,17 @@ impl Dialect for Sqlite {
     const NOW_MS: &'static str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
 
     type OtherInt = i64;
-    type Schema = ();
+    type Schema = SqliteSchema;
 
     fn byte_order(column: &str) -> String {
         column.to_owned()
     }
 
-    async fn insert_chunk(conn: &mut SqliteConnection, chunk: Chunk<'_>) -> StoreResult<Vec<i64>> {
+    async fn insert_chunk(
+        conn: &mut SqliteConnection,
+        _schema: &SqliteSchema,
+        chunk: Chunk<'_>,
+    ) -> StoreResult<Vec<i64>> {
         let done = insert_messages::<Sqlite>(conn, chunk, None).await?;
         // One statement under the write lock with AUTOINCREMENT: the rows got consecutive ids
         // ending at the last one.
