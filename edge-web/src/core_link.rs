@@ -599,6 +599,60 @@ mod tests {
         }
     }
 
+    fn join(state: &mut State, conversation: u64) -> oneshot::Receiver<JoinResult> {
+        let (reply, answer) = oneshot::channel();
+        let request = pb::EdgeJoin {
+            conversation_id: conversation,
+            ..Default::default()
+        };
+        let wire = state.apply(Command::Join { request, reply });
+        assert!(matches!(wire, Some(Wire::Join(j)) if j.conversation_id == conversation));
+        answer
+    }
+
+    fn joined(request_id: u64, outcome: JoinOutcome) -> pb::EdgeEvent {
+        pb::EdgeEvent {
+            subscription_id: 0,
+            kind: Some(Kind::Joined(pb::EdgeJoined {
+                request_id,
+                outcome: Some(outcome),
+            })),
+        }
+    }
+
+    #[test]
+    fn joins_get_their_own_answers_and_are_asked_again_until_answered() {
+        let mut state = State::default();
+        let (mut first, mut second) = (join(&mut state, 7), join(&mut state, 8));
+        let page = pb::EdgeHistory {
+            messages: vec![pb::Message {
+                id: 41,
+                ..Default::default()
+            }],
+            has_more: true,
+        };
+        state.route(joined(2, JoinOutcome::History(page.clone())));
+        assert_eq!(second.try_recv().unwrap().unwrap(), page);
+        assert!(first.try_recv().is_err(), "still waiting");
+        // A new session is asked again for the unanswered one only, under its id.
+        let again: Vec<_> = state
+            .replay()
+            .into_iter()
+            .filter_map(|w| match w {
+                Wire::Join(j) => Some((j.request_id, j.conversation_id)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(again, [(1, 7)]);
+        // Unanswered past the retry window: fails as unavailable, once.
+        state.expire_sends(Instant::now() + Duration::from_secs(1));
+        assert_eq!(
+            first.try_recv().unwrap().unwrap_err().code(),
+            Code::Unavailable
+        );
+        assert!(state.joins.is_empty());
+    }
+
     #[test]
     fn sends_get_their_own_answers_and_are_sent_again_until_answered() {
         let mut state = State::default();
