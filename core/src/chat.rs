@@ -59,6 +59,15 @@ pub enum Author {
     Backend(String),
 }
 
+/// A resuming subscriber's catch-up (see [`Core::join_history`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resume {
+    /// The last message id the subscriber has.
+    pub since: MessageId,
+    /// Most messages it catches up with one by one; more, and it starts afresh.
+    pub catch_up: u32,
+}
+
 /// Where a history page starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cursor {
@@ -388,34 +397,40 @@ impl Core {
             .insert(conversation);
     }
 
+    /// Whether the conversation exists for readers: stored, or its visitor online (a
+    /// conversation is stored with its first message, and an online visitor who has not
+    /// written yet can still be watched and read, as an empty conversation).
     async fn require_conversation(&self, conversation: ConversationId) -> CoreResult<()> {
+        if self.is_online(conversation) || self.is_stored(conversation).await? {
+            return Ok(());
+        }
+        Err(unknown_conversation(conversation))
+    }
+
+    /// Whether the conversation has its row.
+    async fn is_stored(&self, conversation: ConversationId) -> CoreResult<bool> {
         if self
             .known
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains(&conversation)
         {
-            return Ok(());
+            return Ok(true);
         }
-        match self.store.conversation(conversation).await? {
-            Some(_) => {
-                self.known_insert(conversation);
-                Ok(())
-            }
-            None => Err(unknown_conversation(conversation)),
+        let stored = self.store.conversation(conversation).await?.is_some();
+        if stored {
+            self.known_insert(conversation);
         }
+        Ok(stored)
     }
 
+    /// A reply that would store the conversation's first row needs a visitor the schema can
+    /// hold (being online says nothing about that: any id passes a legacy handshake).
     async fn require_visitor(&self, conversation: ConversationId) -> CoreResult<()> {
-        match self.require_conversation(conversation).await {
-            Err(CoreError::UnknownConversation(_))
-                if self.store.visitor_exists(conversation).await? =>
-            {
-                Ok(())
-            }
-            Err(CoreError::UnknownConversation(_)) => Err(CoreError::NoSuchVisitor(conversation)),
-            other => other,
+        if self.is_stored(conversation).await? || self.store.visitor_exists(conversation).await? {
+            return Ok(());
         }
+        Err(CoreError::NoSuchVisitor(conversation))
     }
 
     /// A page of history (newest first before a cursor, oldest first after one) and whether
@@ -427,11 +442,7 @@ impl Core {
         limit: u32,
     ) -> CoreResult<(Vec<StoredMessage>, bool)> {
         check_conversation_id(conversation)?;
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(CoreError::InvalidArgument(format!(
-                "limit must be 1..={MAX_PAGE}"
-            )));
-        }
+        check_page(limit)?;
         self.require_conversation(conversation).await?;
         let mut page = match before {
             Cursor::Before(before) => self.store.history(conversation, before, limit + 1).await?,
@@ -443,6 +454,45 @@ impl Core {
         };
         let has_more = page.len() > limit as usize;
         page.truncate(limit as usize);
+        Ok((page, has_more))
+    }
+
+    /// What a visitor socket that subscribes is shown first: the `recent` newest messages up
+    /// to `up_to`, oldest first, and whether older ones exist; or, resuming after `since`,
+    /// every message after it up to `up_to` when at most `catch_up` follow it. One read (two
+    /// when a resume finds too much), nothing written, and no existence check: the edge
+    /// vouches for its visitor, whose conversation may not be stored yet.
+    pub async fn join_history(
+        &self,
+        conversation: ConversationId,
+        up_to: Option<MessageId>,
+        recent: u32,
+        resume: Option<Resume>,
+    ) -> CoreResult<(Vec<StoredMessage>, bool)> {
+        check_conversation_id(conversation)?;
+        check_page(recent)?;
+        let up_to = up_to.unwrap_or(MessageId::MAX);
+        if let Some(Resume { since, catch_up }) = resume {
+            check_page(catch_up)?;
+            if since >= up_to {
+                return Ok((Vec::new(), false));
+            }
+            let mut page = self
+                .store
+                .messages_after(Scope::Conversation(conversation), since, catch_up + 1)
+                .await?;
+            if page.len() <= catch_up as usize {
+                page.retain(|m| m.id <= up_to);
+                return Ok((page, false));
+            }
+        }
+        let mut page = self
+            .store
+            .history(conversation, up_to.checked_add(1), recent + 1)
+            .await?;
+        let has_more = page.len() > recent as usize;
+        page.truncate(recent as usize);
+        page.reverse();
         Ok((page, has_more))
     }
 
@@ -498,17 +548,15 @@ impl Core {
     }
 
     /// One visitor socket more (`online`) or less on an edge session.
-    pub async fn presence(
+    /// Counted in memory only: a visitor who opens the page and writes nothing costs no
+    /// database write (its conversation is stored with its first message).
+    pub fn presence(
         &self,
         session: SessionId,
         conversation: ConversationId,
         online: bool,
     ) -> CoreResult<()> {
         check_conversation_id(conversation)?;
-        if online {
-            // A visitor that is online has a conversation (as the legacy `subscribe` did).
-            self.open_conversation(conversation).await?;
-        }
         let mut presence = self.lock_presence();
         let changed = if online {
             presence.connect(session, conversation)
@@ -570,11 +618,7 @@ impl Core {
         before_last: Option<MessageId>,
         limit: u32,
     ) -> CoreResult<(Vec<ConversationSummary>, bool)> {
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(CoreError::InvalidArgument(format!(
-                "limit must be 1..={MAX_PAGE}"
-            )));
-        }
+        check_page(limit)?;
         let mut page = self.store.conversations(before_last, limit + 1).await?;
         let has_more = page.len() > limit as usize;
         page.truncate(limit as usize);
@@ -764,6 +808,15 @@ fn check_conversation_id(conversation: ConversationId) -> CoreResult<()> {
     if conversation == 0 || conversation > MAX_CONVERSATION_ID {
         return Err(CoreError::InvalidArgument(format!(
             "conversation_id must be between 1 and {MAX_CONVERSATION_ID}"
+        )));
+    }
+    Ok(())
+}
+
+fn check_page(limit: u32) -> CoreResult<()> {
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(CoreError::InvalidArgument(format!(
+            "limit must be 1..={MAX_PAGE}"
         )));
     }
     Ok(())

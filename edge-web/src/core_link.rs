@@ -1,12 +1,13 @@
 //! The edge's one stream to the core (`Chat.EdgeSession`, DESIGN.md): every subscription,
-//! every visitor socket's presence and every message sent by this edge's sockets travel over
-//! it, however many sockets there are. When the stream breaks, the link opens a session with
-//! the next core of its list (any replica will do: they share the database), subscribes again
-//! from each subscription's cursor (so nothing is lost or repeated), re-declares presence and
-//! sends again what was not answered, in the order it was sent. Every send carries a client
-//! message id (one is made up when the client gave none), so a send the old core stored is
-//! not stored twice; a send unanswered for `SEND_RETRY_FOR` fails, saying its outcome is
-//! unknown. Visitor sockets stay connected throughout.
+//! every visitor socket's presence and first history (`EdgeJoin`) and every message sent by
+//! this edge's sockets travel over it, however many sockets there are. When the stream
+//! breaks, the link opens a session with the next core of its list (any replica will do: they
+//! share the database), subscribes again from each subscription's cursor (so nothing is lost
+//! or repeated), re-declares presence, asks again for the histories not yet answered and sends
+//! again what was not answered, in the order it was sent. Every send carries a client message
+//! id (one is made up when the client gave none), so a send the old core stored is not stored
+//! twice; a send unanswered for `SEND_RETRY_FOR` fails, saying its outcome is unknown. Visitor
+//! sockets stay connected throughout.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -19,7 +20,10 @@ use std::{
 
 use socketgram_proto::{
     client::{CoreClient, Cores},
-    v1::{self as pb, edge_command::Command as Wire, edge_event::Kind, edge_send_result::Outcome},
+    v1::{
+        self as pb, edge_command::Command as Wire, edge_event::Kind,
+        edge_joined::Outcome as JoinOutcome, edge_send_result::Outcome,
+    },
 };
 use tokio::{
     sync::{mpsc, oneshot},
@@ -58,10 +62,17 @@ enum Command {
         request: pb::SendMessageRequest,
         reply: oneshot::Sender<SendResult>,
     },
+    Join {
+        request: pb::EdgeJoin,
+        reply: oneshot::Sender<JoinResult>,
+    },
 }
 
 /// What a send through the link ends with.
 pub type SendResult = Result<pb::SendMessageResponse, Status>;
+
+/// What a joining visitor socket is shown first (see [`CoreLink::join`]).
+pub type JoinResult = Result<pb::EdgeHistory, Status>;
 
 /// How long a send may wait for a core to answer it, across failovers, before it fails as
 /// "may or may not have been stored".
@@ -182,6 +193,20 @@ impl CoreLink {
         }
     }
 
+    /// The history a visitor socket that subscribes is shown first (`EdgeJoin`: one request
+    /// on the session, answered by one read in the core). `request_id` is the link's own. An
+    /// unanswered join is asked again of the next session after a failover (it only reads);
+    /// one unanswered for [`SEND_RETRY_FOR`] fails as unavailable.
+    pub fn join(&self, request: pb::EdgeJoin) -> impl Future<Output = JoinResult> + Send + 'static {
+        let (reply, answer) = oneshot::channel();
+        let _ = self.commands.send(Command::Join { request, reply });
+        async move {
+            answer
+                .await
+                .unwrap_or_else(|_| Err(Status::unavailable("the edge is shutting down")))
+        }
+    }
+
     /// One visitor socket more (`online`) or less.
     pub fn presence(&self, conversation: u64, online: bool) {
         let _ = self.commands.send(Command::Presence {
@@ -207,6 +232,15 @@ struct State {
     /// each new session until answered.
     sends: BTreeMap<u64, PendingSend>,
     next_send: u64,
+    /// Joins not yet answered, by request id: asked again of each new session until answered.
+    joins: BTreeMap<u64, PendingJoin>,
+    next_join: u64,
+}
+
+struct PendingJoin {
+    request: pb::EdgeJoin,
+    reply: oneshot::Sender<JoinResult>,
+    since: Instant,
 }
 
 struct PendingSend {
@@ -258,6 +292,20 @@ impl State {
                 );
                 Some(wire)
             }
+            Command::Join { mut request, reply } => {
+                self.next_join += 1;
+                request.request_id = self.next_join;
+                let wire = Wire::Join(request);
+                self.joins.insert(
+                    self.next_join,
+                    PendingJoin {
+                        request,
+                        reply,
+                        since: Instant::now(),
+                    },
+                );
+                Some(wire)
+            }
             Command::Presence {
                 conversation,
                 online,
@@ -287,9 +335,12 @@ impl State {
         for (_, pending) in std::mem::take(&mut self.sends) {
             fail(pending, why);
         }
+        for (_, pending) in std::mem::take(&mut self.joins) {
+            let _ = pending.reply.send(Err(Status::unavailable(why.to_owned())));
+        }
     }
 
-    /// Fails the sends unanswered since before `before`.
+    /// Fails the sends and joins unanswered since before `before`.
     fn expire_sends(&mut self, before: Instant) {
         let expired: Vec<u64> = self
             .sends
@@ -300,6 +351,19 @@ impl State {
         for id in expired {
             if let Some(pending) = self.sends.remove(&id) {
                 fail(pending, "no core answered in time");
+            }
+        }
+        let late: Vec<u64> = self
+            .joins
+            .iter()
+            .filter(|(_, p)| p.since < before)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in late {
+            if let Some(pending) = self.joins.remove(&id) {
+                let _ = pending
+                    .reply
+                    .send(Err(Status::unavailable("no core answered in time")));
             }
         }
     }
@@ -318,12 +382,13 @@ impl State {
                 })
             })
         });
+        let joins = self.joins.values().map(|p| Wire::Join(p.request));
         // Sends last: a message that a resubscribed socket then sees comes after its history.
         let sends = self
             .sends
             .iter()
             .map(|(&id, p)| send(id, p.request.clone()));
-        subs.chain(presence).chain(sends).collect()
+        subs.chain(presence).chain(joins).chain(sends).collect()
     }
 
     fn route(&mut self, event: pb::EdgeEvent) {
@@ -333,6 +398,16 @@ impl State {
                     Some(Outcome::Sent(sent)) => Ok(sent),
                     Some(Outcome::Error(e)) => Err(Status::new(Code::from(e.code), e.message)),
                     None => Err(Status::internal("the core answered a send with nothing")),
+                });
+            }
+            return;
+        }
+        if let Some(Kind::Joined(joined)) = event.kind {
+            if let Some(PendingJoin { reply, .. }) = self.joins.remove(&joined.request_id) {
+                let _ = reply.send(match joined.outcome {
+                    Some(JoinOutcome::History(history)) => Ok(history),
+                    Some(JoinOutcome::Error(e)) => Err(Status::new(Code::from(e.code), e.message)),
+                    None => Err(Status::internal("the core answered a join with nothing")),
                 });
             }
             return;
@@ -367,7 +442,7 @@ impl State {
             // An empty event (a newer core's kind this edge does not know) carries nothing.
             Some(Kind::Event(pb::Event { kind: None })) | None => Ok(()),
             // Answered above, before the subscription was looked up.
-            Some(Kind::SendResult(_)) => Ok(()),
+            Some(Kind::SendResult(_) | Kind::Joined(_)) => Ok(()),
         };
         if delivered.is_err() {
             // The subscriber is gone; its Unsubscribe is on the way.
@@ -522,6 +597,60 @@ mod tests {
                 outcome: Some(outcome),
             })),
         }
+    }
+
+    fn join(state: &mut State, conversation: u64) -> oneshot::Receiver<JoinResult> {
+        let (reply, answer) = oneshot::channel();
+        let request = pb::EdgeJoin {
+            conversation_id: conversation,
+            ..Default::default()
+        };
+        let wire = state.apply(Command::Join { request, reply });
+        assert!(matches!(wire, Some(Wire::Join(j)) if j.conversation_id == conversation));
+        answer
+    }
+
+    fn joined(request_id: u64, outcome: JoinOutcome) -> pb::EdgeEvent {
+        pb::EdgeEvent {
+            subscription_id: 0,
+            kind: Some(Kind::Joined(pb::EdgeJoined {
+                request_id,
+                outcome: Some(outcome),
+            })),
+        }
+    }
+
+    #[test]
+    fn joins_get_their_own_answers_and_are_asked_again_until_answered() {
+        let mut state = State::default();
+        let (mut first, mut second) = (join(&mut state, 7), join(&mut state, 8));
+        let page = pb::EdgeHistory {
+            messages: vec![pb::Message {
+                id: 41,
+                ..Default::default()
+            }],
+            has_more: true,
+        };
+        state.route(joined(2, JoinOutcome::History(page.clone())));
+        assert_eq!(second.try_recv().unwrap().unwrap(), page);
+        assert!(first.try_recv().is_err(), "still waiting");
+        // A new session is asked again for the unanswered one only, under its id.
+        let again: Vec<_> = state
+            .replay()
+            .into_iter()
+            .filter_map(|w| match w {
+                Wire::Join(j) => Some((j.request_id, j.conversation_id)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(again, [(1, 7)]);
+        // Unanswered past the retry window: fails as unavailable, once.
+        state.expire_sends(Instant::now() + Duration::from_secs(1));
+        assert_eq!(
+            first.try_recv().unwrap().unwrap_err().code(),
+            Code::Unavailable
+        );
+        assert!(state.joins.is_empty());
     }
 
     #[test]

@@ -398,7 +398,8 @@ fn emit_or_drop(socket: &SocketRef, m: &pb::Message, flavor: Flavor) -> bool {
 
 /// Sends a joining visitor socket its history up to `cursor`: the last page with the history
 /// button, or (a reconnecting widget, `since`) everything after what it has when that fits one
-/// page. Returns the ack still to answer, and whether the socket may go live.
+/// page. One request to the core (`EdgeJoin`). Returns the ack still to answer, and whether the
+/// socket may go live.
 async fn send_history(
     link: &CoreLink,
     conversation: u64,
@@ -408,52 +409,31 @@ async fn send_history(
     ack: Option<Reply>,
     cursor: u64,
 ) -> (Option<Reply>, bool) {
-    let mut chat = link.client().chat;
-    let request = |before_id, limit, after_id| pb::HistoryRequest {
+    let join = link.join(pb::EdgeJoin {
+        request_id: 0,
         conversation_id: conversation,
-        before_id,
-        limit,
-        after_id,
-    };
-    let mut page = None;
-    if let Some(since) = since.filter(|&s| s < cursor) {
-        match chat.history(request(0, CATCH_UP, since)).await {
-            Ok(p) if !p.get_ref().has_more => page = Some((p.into_inner().messages, false)),
-            Ok(_) => {}
-            Err(status) => {
-                answer_with(socket, ack, events::incoming::SUBSCRIBE, Err(status.into()));
-                return (None, false);
-            }
+        up_to_message_id: Some(cursor),
+        recent: SUBSCRIBE_HISTORY,
+        since_message_id: since,
+        catch_up: CATCH_UP,
+    });
+    let history = match join.await {
+        Ok(history) => history,
+        Err(status) => {
+            answer_with(socket, ack, events::incoming::SUBSCRIBE, Err(status.into()));
+            return (None, false);
         }
-    } else if since.is_some() {
-        page = Some((Vec::new(), false));
-    }
-    let (messages, more) = match page {
-        Some(page) => page,
-        None => match chat
-            .history(request(cursor.saturating_add(1), SUBSCRIBE_HISTORY, 0))
-            .await
-        {
-            Ok(p) => {
-                let p = p.into_inner();
-                // Oldest first (LEGACY.md §3).
-                (p.messages.into_iter().rev().collect(), p.has_more)
-            }
-            Err(status) => {
-                answer_with(socket, ack, events::incoming::SUBSCRIBE, Err(status.into()));
-                return (None, false);
-            }
-        },
     };
-    for m in messages.iter().filter(|m| m.id <= cursor) {
+    // Oldest first (LEGACY.md §3).
+    for m in &history.messages {
         if !emit_or_drop(socket, m, flavor) {
             return (ack, false);
         }
     }
-    if let Some(oldest) = messages.first().filter(|m| m.id <= cursor) {
+    if let Some(oldest) = history.messages.first() {
         crate::peer::shown_from(socket, oldest.id);
     }
-    if more && socket.emit(outgoing::ADD_HISTORY_BUTTON, &NO_ARGS).is_ok() {
+    if history.has_more && socket.emit(outgoing::ADD_HISTORY_BUTTON, &NO_ARGS).is_ok() {
         crate::metrics::sent(outgoing::ADD_HISTORY_BUTTON, 1);
     }
     (ack, true)

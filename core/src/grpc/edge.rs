@@ -5,14 +5,15 @@
 use std::{collections::HashMap, sync::Arc};
 
 use socketgram_proto::v1::{
-    self as pb, edge_command::Command, edge_event::Kind, edge_send_result::Outcome,
+    self as pb, edge_command::Command, edge_event::Kind, edge_joined::Outcome as Joined,
+    edge_send_result::Outcome,
 };
 use tokio::{sync::mpsc, task::JoinHandle};
 use tonic::{Status, Streaming};
 use tracing::{debug, info};
 
 use super::{code, convert};
-use crate::{Core, error::CoreError, presence::SessionId};
+use crate::{Core, chat::Resume, error::CoreError, presence::SessionId, store::MAX_PAGE};
 
 /// Events buffered towards the edge before subscriptions wait for it.
 const OUT_BUFFER: usize = 1024;
@@ -114,9 +115,15 @@ async fn serve(
                 conversation_id,
                 online,
             }) => {
-                if let Err(e) = core.presence(session, conversation_id, online).await {
+                if let Err(e) = core.presence(session, conversation_id, online) {
                     refuse(out, 0, e).await;
                 }
+            }
+            Command::Join(join) => {
+                // Read on the side: a session serves every socket of its edge, and one
+                // socket's history must not hold up the next one's commands.
+                let (core, out) = (core.clone(), out.clone());
+                tokio::spawn(async move { joined(&core, &out, join).await });
             }
         }
         // Forget subscriptions that ended on their own (refused, or their stream failed).
@@ -159,6 +166,41 @@ async fn forward(core: Arc<Core>, id: u64, request: Option<pb::SubscribeRequest>
             return;
         }
     }
+}
+
+/// Answers an `EdgeJoin` with the history the socket is shown first.
+async fn joined(core: &Core, out: &Out, join: pb::EdgeJoin) {
+    let resume = join.since_message_id.map(|since| Resume {
+        since,
+        catch_up: convert::limit(join.catch_up, MAX_PAGE),
+    });
+    let history = core
+        .join_history(
+            join.conversation_id,
+            join.up_to_message_id,
+            convert::limit(join.recent, 20),
+            resume,
+        )
+        .await;
+    let outcome = match history {
+        Ok((messages, has_more)) => Joined::History(pb::EdgeHistory {
+            messages: messages.iter().map(|m| convert::message(core, m)).collect(),
+            has_more,
+        }),
+        Err(e) => {
+            debug!(request_id = join.request_id, error = %e, "edge join refused");
+            Joined::Error(error(&e))
+        }
+    };
+    let _ = out
+        .send(Ok(pb::EdgeEvent {
+            subscription_id: 0,
+            kind: Some(Kind::Joined(pb::EdgeJoined {
+                request_id: join.request_id,
+                outcome: Some(outcome),
+            })),
+        }))
+        .await;
 }
 
 /// Answers an `EdgeSend`.

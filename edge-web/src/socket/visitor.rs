@@ -58,7 +58,7 @@ fn own<T: Claims + DeserializeOwned>(
 /// conversation's task answers, once the history is out and live is on.
 pub async fn subscribe(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, ack: Reply) {
     let event = incoming::SUBSCRIBE;
-    let since = match open(s, edge, peer, data).await {
+    let since = match open(s, peer, data) {
         Ok(since) => since,
         Err(refusal) => return ack.answer(s, event, Err(refusal)),
     };
@@ -71,13 +71,9 @@ pub async fn subscribe(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, ac
         .join_visitor(cid, s.clone(), peer.flavor(), since, Some(ack));
 }
 
-/// Checks a `subscribe` and opens the conversation; the `since` it asks for.
-async fn open(
-    s: &SocketRef,
-    edge: &Edge,
-    peer: &Peer,
-    data: &Value,
-) -> Result<Option<u64>, Refusal> {
+/// Checks a `subscribe`; the `since` it asks for. Nothing is written: the conversation is
+/// stored with its first message.
+fn open(s: &SocketRef, peer: &Peer, data: &Value) -> Result<Option<u64>, Refusal> {
     let empty = json!({});
     // The widget may subscribe without a payload: its identity is its token.
     let data = if data.is_null() { &empty } else { data };
@@ -86,18 +82,6 @@ async fn open(
         return Err(Refusal::Invalid(
             "this connection is already subscribed".into(),
         ));
-    }
-    let opened = edge
-        .link
-        .client()
-        .chat
-        .open_conversation(pb::OpenConversationRequest {
-            conversation_id: visitor(peer).cid,
-        })
-        .await;
-    if let Err(status) = opened {
-        peer.subscribed.store(false, Ordering::SeqCst);
-        return Err(status.into());
     }
     Ok(since)
 }

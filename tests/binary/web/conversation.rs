@@ -729,3 +729,88 @@ async fn presence_carries_the_id_as_the_handshake_gave_it() {
     assert_eq!(late.next_payload("offline").await, json!({ "cid": "0123" }));
     stop(server, db).await;
 }
+
+/// A visitor who only opens the page costs no database write (issue 13): subscribed, shown
+/// online to the admin, its "More msg" answered with an empty page, a backend able to read
+/// its (empty) history, and still no row of it anywhere. Its first message stores the
+/// conversation, where the PHP admin and `ListConversations` find it.
+async fn opening_the_page_writes_nothing(backend: Backend) {
+    let Some((server, db)) = start(backend, ROOMY).await else {
+        return;
+    };
+    let cid = 1901;
+    let mut admin = admin(&server).await;
+    let mut v = page(&server, cid).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "1901" }));
+    v.expect_none("add history button", QUIET).await;
+    // The legacy page asks for more on a fresh connection and shows it on the first.
+    let mut more = visitor(&server, cid).await;
+    more.emit(
+        "take history",
+        &[json!({ "username": cid.to_string(), "room": room(cid), "mid": 50_000_000 })],
+    )
+    .await;
+    expect_page(&mut v, cid, &[], false).await;
+    let mut chat = server.chat().await;
+    let history = chat
+        .history(pb::HistoryRequest {
+            conversation_id: cid,
+            ..Default::default()
+        })
+        .await
+        .expect("an online visitor's conversation can be read before it is stored")
+        .into_inner();
+    assert!(history.messages.is_empty() && !history.has_more);
+    let listed = async |chat: &mut socketgram_proto::client::ChatClient| {
+        chat.list_conversations(pb::ListConversationsRequest::default())
+            .await
+            .expect("list conversations")
+            .into_inner()
+            .conversations
+            .iter()
+            .any(|c| c.conversation_id == cid)
+    };
+    assert!(!listed(&mut chat).await);
+    let rows = async |table: &str| {
+        db.fetch_text(&format!(
+            "SELECT CAST(COUNT(*) AS CHAR) FROM {table} WHERE cid = {cid}"
+        ))
+        .await
+        .expect("count rows")
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("a count")
+    };
+    assert_eq!(
+        rows("sg_conversations").await,
+        0,
+        "nothing stored at subscribe"
+    );
+    assert_eq!(rows("messages").await, 0);
+
+    say(&mut v, cid, "first words").await;
+    let mine = v.next_payload("new message").await;
+    assert_eq!(admin.next_payload("new message").await, mine);
+    assert_eq!(
+        rows("sg_conversations").await,
+        1,
+        "the first message stores it"
+    );
+    assert_eq!(rows("messages").await, 1);
+    assert!(listed(&mut chat).await);
+    stop(server, db).await;
+}
+
+#[tokio::test]
+async fn opening_the_page_writes_nothing_sqlite() {
+    opening_the_page_writes_nothing(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn opening_the_page_writes_nothing_mariadb() {
+    opening_the_page_writes_nothing(Backend::MySql).await;
+}
+
+#[tokio::test]
+async fn opening_the_page_writes_nothing_postgres() {
+    opening_the_page_writes_nothing(Backend::Postgres).await;
+}
