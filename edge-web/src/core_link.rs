@@ -329,42 +329,25 @@ impl State {
         }
     }
 
-    /// Fails every unanswered send (the edge stops): whether a core stored it cannot be
-    /// known (a client with a `client_msg_id` can retry safely).
-    fn fail_sends(&mut self, why: &str) {
+    /// Fails every unanswered send and join (the edge stops): whether a core stored a send
+    /// cannot be known (a client with a `client_msg_id` can retry safely).
+    fn fail_all(&mut self, why: &str) {
         for (_, pending) in std::mem::take(&mut self.sends) {
             fail(pending, why);
         }
         for (_, pending) in std::mem::take(&mut self.joins) {
-            let _ = pending.reply.send(Err(Status::unavailable(why.to_owned())));
+            fail_join(pending, why);
         }
     }
 
     /// Fails the sends and joins unanswered since before `before`.
-    fn expire_sends(&mut self, before: Instant) {
-        let expired: Vec<u64> = self
-            .sends
-            .iter()
-            .filter(|(_, p)| p.since < before)
-            .map(|(&id, _)| id)
-            .collect();
-        for id in expired {
-            if let Some(pending) = self.sends.remove(&id) {
-                fail(pending, "no core answered in time");
-            }
+    fn expire(&mut self, before: Instant) {
+        const LATE: &str = "no core answered in time";
+        for (_, pending) in self.sends.extract_if(.., |_, p| p.since < before) {
+            fail(pending, LATE);
         }
-        let late: Vec<u64> = self
-            .joins
-            .iter()
-            .filter(|(_, p)| p.since < before)
-            .map(|(&id, _)| id)
-            .collect();
-        for id in late {
-            if let Some(pending) = self.joins.remove(&id) {
-                let _ = pending
-                    .reply
-                    .send(Err(Status::unavailable("no core answered in time")));
-            }
+        for (_, pending) in self.joins.extract_if(.., |_, p| p.since < before) {
+            fail_join(pending, LATE);
         }
     }
 
@@ -468,6 +451,10 @@ fn fail(pending: PendingSend, why: &str) {
     ))));
 }
 
+fn fail_join(pending: PendingJoin, why: &str) {
+    let _ = pending.reply.send(Err(Status::unavailable(why.to_owned())));
+}
+
 fn subscribe(id: u64, scope: pb::subscribe_request::Scope, since: Option<u64>) -> Wire {
     Wire::Subscribe(pb::EdgeSubscribe {
         subscription_id: id,
@@ -488,7 +475,7 @@ async fn run(
     let mut state = State::default();
     sessions(cores, commands, shutdown, &mut state, &open).await;
     open.store(false, Ordering::Relaxed);
-    state.fail_sends("the edge stopped before the core answered");
+    state.fail_all("the edge stopped before the core answered");
 }
 
 /// One session after another, each with the core the list gives, until `shutdown` or until
@@ -505,7 +492,7 @@ async fn sessions(
     let mut failures = 0usize;
     let mut expiry = tokio::time::interval(Duration::from_secs(1));
     while !shutdown.is_cancelled() {
-        state.expire_sends(Instant::now() - SEND_RETRY_FOR);
+        state.expire(Instant::now() - SEND_RETRY_FOR);
         let (at, mut client) = cores.current();
         // Unbounded, as `commands`: it only passes them on to the session's request stream.
         let (out, out_rx) = mpsc::unbounded_channel();
@@ -567,7 +554,7 @@ async fn sessions(
                     Ok(None) => { warn!(core = cores.url(at), "the core closed the edge session; moving to the next core"); break; }
                     Err(status) => { warn!(error = %status, core = cores.url(at), "edge session broke; moving to the next core"); break; }
                 },
-                _ = expiry.tick() => state.expire_sends(Instant::now() - SEND_RETRY_FOR),
+                _ = expiry.tick() => state.expire(Instant::now() - SEND_RETRY_FOR),
             }
         }
         open.store(false, Ordering::Relaxed);
@@ -645,7 +632,7 @@ mod tests {
             .collect();
         assert_eq!(again, [(1, 7)]);
         // Unanswered past the retry window: fails as unavailable, once.
-        state.expire_sends(Instant::now() + Duration::from_secs(1));
+        state.expire(Instant::now() + Duration::from_secs(1));
         assert_eq!(
             first.try_recv().unwrap().unwrap_err().code(),
             Code::Unavailable
@@ -703,7 +690,7 @@ mod tests {
             "still waiting across the failover"
         );
         // Unanswered past the retry window: fails as unavailable, once.
-        state.expire_sends(Instant::now() + Duration::from_secs(1));
+        state.expire(Instant::now() + Duration::from_secs(1));
         assert_eq!(
             third.try_recv().unwrap().unwrap_err().code(),
             Code::Unavailable
