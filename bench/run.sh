@@ -11,13 +11,19 @@
 # scenarios) instead of the raised ones.
 # PROFILE=1: record the server with `perf record -g` (Debian's linux-perf) during the run and
 # print its hottest symbols afterwards.
+# BIN_DIR=dir: run the `socketgram` and `socketgram-bench` binaries in dir (e.g. a build copied
+# aside, for before/after runs back to back) instead of building.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/config.sh
 . bench/config.sh
 backend="${1:?backend: sqlite, mariadb or postgres}"; shift
-cargo build --release -q -p socketgram -p socketgram-bench
-bin="${CARGO_TARGET_DIR:-target}/release"
+if [ -n "${BIN_DIR:-}" ]; then
+  bin="$BIN_DIR"
+else
+  cargo build --release -q -p socketgram -p socketgram-bench
+  bin="${CARGO_TARGET_DIR:-target}/release"
+fi
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 work="$(mktemp -d)"

@@ -34,8 +34,9 @@ use std::{
 use axum::{
     Router,
     extract::{ConnectInfo, Request},
-    http::{Method, header},
+    http::{HeaderValue, Method, Uri, header},
 };
+use bytes::BytesMut;
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -160,6 +161,7 @@ async fn serve_connection(
     let upgraded_session = Arc::new(std::sync::OnceLock::<String>::new());
     let session = upgraded_session.clone();
     let service = app.map_request(move |mut request: Request<Incoming>| {
+        own_head(&mut request);
         // A whole request head came in time. A WebSocket upgrade proves itself later, when
         // its socket authenticates (or when the session it upgrades has one): until then it
         // is a buffer anyone can fill.
@@ -253,6 +255,40 @@ where
         () = stop.cancelled() => conn.as_mut().graceful_shutdown(),
     }
     let _ = conn.await;
+}
+
+/// Gives `request` a URI and header values that own their bytes (one small buffer for them
+/// all) instead of slices of hyper's 8 KB read buffer.
+///
+/// Why: Engine.IO keeps a socket's request parts for the socket's life (and axum a copy of
+/// the URI in `OriginalUri`, made before the Socket.IO layer sees the request), so a single
+/// slice of the head keeps the whole read buffer of an upgraded connection alive: 8 KB per
+/// idle visitor for a head of a few hundred bytes.
+fn own_head(request: &mut Request<Incoming>) {
+    let uri = request.uri();
+    let uri_text = uri.to_string();
+    let values: usize = request.headers().values().map(|v| v.len()).sum();
+    let mut bytes = BytesMut::with_capacity(uri_text.len() + values);
+    bytes.extend_from_slice(uri_text.as_bytes());
+    for value in request.headers().values() {
+        bytes.extend_from_slice(value.as_bytes());
+    }
+    let bytes = bytes.freeze();
+    let mut at = uri_text.len();
+    // Both came out of a parsed URI and a parsed head, so they parse again; if one somehow
+    // did not, the original (sharing hyper's buffer) is kept, which is only bigger.
+    if let Ok(owned) = Uri::from_maybe_shared(bytes.slice(..at)) {
+        *request.uri_mut() = owned;
+    }
+    for value in request.headers_mut().values_mut() {
+        let piece = bytes.slice(at..at + value.len());
+        at += value.len();
+        if let Ok(owned) = HeaderValue::from_maybe_shared(piece) {
+            let sensitive = value.is_sensitive();
+            *value = owned;
+            value.set_sensitive(sensitive);
+        }
+    }
 }
 
 fn is_upgrade(request: &Request<Incoming>) -> bool {
