@@ -96,9 +96,6 @@ pub struct Target {
     pub connect_concurrency: usize,
 }
 
-/// Clients per loopback source address: well under the ~28k ephemeral ports of one.
-const CLIENTS_PER_ADDRESS: usize = 20_000;
-
 impl Target {
     pub fn room(&self, cid: u64) -> String {
         room_of(self.room_hash, &cid.to_string(), &self.secret)
@@ -113,8 +110,9 @@ impl Target {
                 IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
             };
         }
-        let spread = usize::from(self.source_addresses.max(1));
-        let n = (i / CLIENTS_PER_ADDRESS) % spread;
+        // Round robin: the fewer connections share a source address, the sooner connect(2)
+        // finds a free port for it.
+        let n = i % usize::from(self.source_addresses.max(1));
         IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + n as u8))
     }
 

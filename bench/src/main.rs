@@ -55,7 +55,7 @@ struct Cli {
     #[arg(long)]
     cid_base: Option<u64>,
     /// Loopback source addresses to spread client ports over (127.0.0.1, .2, ...).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 16)]
     source_addresses: u8,
     /// `subscribe`: the server acknowledges `subscribe` (Socketgram). `none`: it acknowledges
     /// nothing (the legacy Node.js server); a subscribe is then done when the answer to a

@@ -7,7 +7,9 @@ use std::{net::SocketAddr, time::Instant};
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::{net::TcpSocket, sync::mpsc};
-use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+use tokio_tungstenite::tungstenite::{
+    Message, client::IntoClientRequest, protocol::WebSocketConfig,
+};
 
 /// The pseudo-event name under which acks arrive.
 pub const ACK: &str = "ack";
@@ -53,18 +55,28 @@ pub async fn handshake(
     if let Some(bytes) = recv_buffer {
         socket.set_recv_buffer_size(bytes)?;
     }
-    // Only a source other than the one the kernel picks is bound: bind(2) to port 0 searches
-    // the whole ephemeral range for a port no socket holds (TIME_WAIT ones included), so with
-    // thousands open it took the generator's thread in the kernel (94 % system time, connects
-    // falling to a few hundred a second at 10,000); connect(2) picks a port far cheaper.
-    if !(local.is_unspecified() || local == std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)) {
-        socket.bind(SocketAddr::new(local, 0))?;
+    // IP_BIND_ADDRESS_NO_PORT: the port is picked at connect(2), for the 4-tuple, instead of
+    // at bind(2), which searches the whole ephemeral range for a port no socket holds (TIME_WAIT
+    // ones included): with thousands of clients that kept the generator's thread in the kernel
+    // (94 % system time) and connect rates fell to a few hundred a second at 10,000.
+    if server.is_ipv4() {
+        nix::sys::socket::setsockopt(
+            &socket,
+            nix::sys::socket::sockopt::IpBindAddressNoPort,
+            &true,
+        )
+        .map_err(std::io::Error::from)?;
     }
+    socket.bind(SocketAddr::new(local, 0))?;
     let stream = socket.connect(server).await?;
     stream.set_nodelay(true)?;
     let url = format!("ws://{server}/socket.io/?EIO=4&transport=websocket&{query}");
     let request = url.into_client_request()?;
-    let (mut ws, _) = tokio_tungstenite::client_async(request, stream).await?;
+    // tungstenite's default 128 KiB read buffer per client is faulted in page by page: at
+    // 19,000 clients that was 2 GB and most of the generator's time in the kernel.
+    let config = WebSocketConfig::default().read_buffer_size(4096);
+    let (mut ws, _) =
+        tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await?;
 
     // Engine.IO open packet, then the Socket.IO connect of the default namespace.
     match ws.next().await {
