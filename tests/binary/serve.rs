@@ -1236,6 +1236,133 @@ async fn postgres_edge_session_sends_keep_their_order() {
     with_backend(Backend::Postgres, edge_session_sends).await;
 }
 
+/// A socket's join over an edge session: the recent history oldest first with whether older
+/// exists, a resume's catch-up, an empty answer for a conversation nothing was written to yet
+/// (and the join writes nothing), and bad joins refused with their reason, each answered
+/// under its own request id while the session carries on.
+async fn edge_session_joins(server: &TestServer, _db: &TestDb) {
+    let mut chat = server.chat().await;
+    let mut ids = Vec::new();
+    for i in 1..=30 {
+        let sent = send(&mut chat, 78, visitor(), &format!("j{i}"), "").await;
+        ids.push(sent.unwrap().message.unwrap().id);
+    }
+    let (edge, commands) = mpsc::unbounded_channel();
+    let mut events = chat
+        .edge_session(tokio_stream::wrappers::UnboundedReceiverStream::new(
+            commands,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let join = |request_id, conversation_id, recent, resume: Option<(u64, u32)>| pb::EdgeJoin {
+        request_id,
+        conversation_id,
+        up_to_message_id: None,
+        recent,
+        since_message_id: resume.map(|(since, _)| since),
+        catch_up: resume.map_or(0, |(_, catch_up)| catch_up),
+    };
+    let joins = [
+        join(1, 78, 0, None),
+        join(2, 78, 5, Some((ids[26], 0))),
+        join(3, 78, 5, Some((ids[2], 10))),
+        join(4, 79, 0, None),
+        join(5, 78, 501, None),
+        join(6, 78, 0, Some((ids[0], 501))),
+        join(7, 0, 0, None),
+    ];
+    for join in joins {
+        edge.send(pb::EdgeCommand {
+            command: Some(Command::Join(join)),
+        })
+        .unwrap();
+    }
+    let mut answers = std::collections::HashMap::new();
+    while answers.len() < 7 {
+        let event = tokio::time::timeout(WAIT, events.message())
+            .await
+            .expect("every join is answered")
+            .unwrap()
+            .unwrap();
+        let Some(pb::edge_event::Kind::Joined(joined)) = event.kind else {
+            panic!("unexpected edge event {event:?}");
+        };
+        assert!(
+            answers.insert(joined.request_id, joined.outcome).is_none(),
+            "one answer per join"
+        );
+    }
+    use pb::edge_joined::Outcome;
+    let history = |i: u64| match &answers[&i] {
+        Some(Outcome::History(h)) => {
+            let texts: Vec<&str> = h.messages.iter().map(|m| m.text.as_str()).collect();
+            (texts, h.has_more)
+        }
+        other => panic!("join {i} should be answered with history, got {other:?}"),
+    };
+    let texts = |range: std::ops::RangeInclusive<u32>| -> Vec<String> {
+        range.map(|i| format!("j{i}")).collect()
+    };
+    let (recent, more) = history(1);
+    assert_eq!(recent, texts(11..=30), "the 20 newest by default, oldest first");
+    assert!(more, "older messages exist");
+    let (resumed, more) = history(2);
+    assert_eq!(resumed, texts(28..=30), "a resume gets what follows its cursor");
+    assert!(!more);
+    let (too_far, more) = history(3);
+    assert_eq!(
+        too_far,
+        texts(26..=30),
+        "more than catch_up behind: the recent ones instead"
+    );
+    assert!(more);
+    assert_eq!(history(4), (Vec::new(), false), "nothing written yet");
+    let refused = |i: u64| match &answers[&i] {
+        Some(Outcome::Error(e)) => (Code::from(e.code), e.message.clone()),
+        other => panic!("join {i} should be refused, got {other:?}"),
+    };
+    for i in [5, 6] {
+        let (code, message) = refused(i);
+        assert_eq!(code, Code::InvalidArgument, "join {i}: {message}");
+        assert!(message.contains("1..=500"), "join {i} says the bound: {message}");
+    }
+    assert_eq!(refused(7).0, Code::InvalidArgument);
+    // The session still works after the refusals, and the join of 79 created nothing.
+    edge.send(pb::EdgeCommand {
+        command: Some(Command::Join(join(8, 78, 1, None))),
+    })
+    .unwrap();
+    let event = tokio::time::timeout(WAIT, events.message())
+        .await
+        .expect("the session still answers")
+        .unwrap()
+        .unwrap();
+    let Some(pb::edge_event::Kind::Joined(joined)) = event.kind else {
+        panic!("unexpected edge event {event:?}");
+    };
+    assert_eq!(joined.request_id, 8);
+    let listed = chat
+        .list_conversations(pb::ListConversationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        listed.conversations.iter().all(|c| c.conversation_id != 79),
+        "a join writes nothing: {listed:?}"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_edge_session_joins_answer_and_refuse() {
+    with_backend(Backend::Sqlite, edge_session_joins).await;
+}
+
+#[tokio::test]
+async fn postgres_edge_session_joins_answer_and_refuse() {
+    with_backend(Backend::Postgres, edge_session_joins).await;
+}
+
 /// SQLite is single-node: a second core on the same file would store messages the first one's
 /// subscribers never hear of. It is refused at start, saying why; once the first has stopped,
 /// the file is free again.
