@@ -264,7 +264,7 @@ where
 /// the URI in `OriginalUri`, made before the Socket.IO layer sees the request), so a single
 /// slice of the head keeps the whole read buffer of an upgraded connection alive: 8 KB per
 /// idle visitor for a head of a few hundred bytes.
-fn own_head(request: &mut Request<Incoming>) {
+fn own_head<B>(request: &mut axum::http::Request<B>) {
     let uri = request.uri();
     let uri_text = uri.to_string();
     let values: usize = request.headers().values().map(|v| v.len()).sum();
@@ -521,6 +521,51 @@ pub struct ConnInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What hyper hands over: URI and values slicing one read buffer. After `own_head` the
+    /// request is the same, and holds no byte of that buffer.
+    #[test]
+    fn the_head_owns_its_bytes_and_is_unchanged() {
+        let head = bytes::Bytes::from(
+            b"/socket.io/?EIO=4&transport=websocket&id=7|example.org|secret-ish|x".to_vec(),
+        );
+        let piece = |from: usize, to: usize| head.slice(from..to);
+        let mut request = axum::http::Request::builder()
+            .uri(Uri::from_maybe_shared(piece(0, 37)).unwrap())
+            .body(())
+            .unwrap();
+        let host = HeaderValue::from_maybe_shared(piece(43, 54)).unwrap();
+        let mut token = HeaderValue::from_maybe_shared(piece(55, 65)).unwrap();
+        token.set_sensitive(true);
+        let headers = request.headers_mut();
+        headers.insert(header::HOST, host);
+        headers.append("x-token", token);
+        headers.append(
+            "x-token",
+            HeaderValue::from_maybe_shared(piece(66, 67)).unwrap(),
+        );
+        own_head(&mut request);
+
+        assert_eq!(request.uri(), "/socket.io/?EIO=4&transport=websocket");
+        assert_eq!(request.uri().query(), Some("EIO=4&transport=websocket"));
+        assert_eq!(request.headers()[header::HOST], "example.org");
+        let tokens: Vec<_> = request.headers().get_all("x-token").iter().collect();
+        assert_eq!(tokens, ["secret-ish", "x"]);
+        assert!(tokens[0].is_sensitive(), "sensitivity is kept");
+        assert!(!tokens[1].is_sensitive());
+        assert!(
+            head.is_unique(),
+            "nothing of the request still points into the read buffer"
+        );
+
+        // An absolute-form URI (a proxy's, or HTTP/2's) comes through whole.
+        let mut request = axum::http::Request::builder()
+            .uri("http://example.org:3000/socket.io/?EIO=4")
+            .body(())
+            .unwrap();
+        own_head(&mut request);
+        assert_eq!(request.uri(), "http://example.org:3000/socket.io/?EIO=4");
+    }
 
     fn gate(proxies: &[&str]) -> Arc<Gate> {
         Arc::new(Gate {

@@ -1305,10 +1305,18 @@ async fn edge_session_joins(server: &TestServer, _db: &TestDb) {
         range.map(|i| format!("j{i}")).collect()
     };
     let (recent, more) = history(1);
-    assert_eq!(recent, texts(11..=30), "the 20 newest by default, oldest first");
+    assert_eq!(
+        recent,
+        texts(11..=30),
+        "the 20 newest by default, oldest first"
+    );
     assert!(more, "older messages exist");
     let (resumed, more) = history(2);
-    assert_eq!(resumed, texts(28..=30), "a resume gets what follows its cursor");
+    assert_eq!(
+        resumed,
+        texts(28..=30),
+        "a resume gets what follows its cursor"
+    );
     assert!(!more);
     let (too_far, more) = history(3);
     assert_eq!(
@@ -1325,7 +1333,10 @@ async fn edge_session_joins(server: &TestServer, _db: &TestDb) {
     for i in [5, 6] {
         let (code, message) = refused(i);
         assert_eq!(code, Code::InvalidArgument, "join {i}: {message}");
-        assert!(message.contains("1..=500"), "join {i} says the bound: {message}");
+        assert!(
+            message.contains("1..=500"),
+            "join {i} says the bound: {message}"
+        );
     }
     assert_eq!(refused(7).0, Code::InvalidArgument);
     // The session still works after the refusals, and the join of 79 created nothing.
