@@ -1145,20 +1145,41 @@ async fn tls_on_both_listeners() {
     db.drop_db().await;
 }
 
-/// Sends through an edge session are taken in the session's order without waiting for each
-/// other's commit: hundreds in flight at once are stored in exactly the order sent, each gets
-/// its own answer, and refused ones are answered with their reason without holding up the rest.
-async fn edge_session_sends(server: &TestServer, _db: &TestDb) {
-    const SENDS: u64 = 300;
-    let mut chat = server.chat().await;
+/// An edge session of the test's own: where its commands go, and the core's events.
+async fn edge_session(
+    chat: &mut Chat,
+) -> (
+    mpsc::UnboundedSender<pb::EdgeCommand>,
+    Streaming<pb::EdgeEvent>,
+) {
     let (edge, commands) = mpsc::unbounded_channel();
-    let mut events = chat
+    let events = chat
         .edge_session(tokio_stream::wrappers::UnboundedReceiverStream::new(
             commands,
         ))
         .await
         .unwrap()
         .into_inner();
+    (edge, events)
+}
+
+/// The next event of an edge session, which must come within `WAIT`.
+async fn next_edge_event(events: &mut Streaming<pb::EdgeEvent>) -> pb::edge_event::Kind {
+    let event = tokio::time::timeout(WAIT, events.message())
+        .await
+        .expect("the core answers within the wait")
+        .unwrap()
+        .expect("the session stays open");
+    event.kind.expect("an event has a kind")
+}
+
+/// Sends through an edge session are taken in the session's order without waiting for each
+/// other's commit: hundreds in flight at once are stored in exactly the order sent, each gets
+/// its own answer, and refused ones are answered with their reason without holding up the rest.
+async fn edge_session_sends(server: &TestServer, _db: &TestDb) {
+    const SENDS: u64 = 300;
+    let mut chat = server.chat().await;
+    let (edge, mut events) = edge_session(&mut chat).await;
     let request = |text: String, author| pb::SendMessageRequest {
         conversation_id: 77,
         author,
@@ -1182,13 +1203,8 @@ async fn edge_session_sends(server: &TestServer, _db: &TestDb) {
     }
     let mut answers = std::collections::HashMap::new();
     while answers.len() < SENDS as usize {
-        let event = tokio::time::timeout(WAIT, events.message())
-            .await
-            .expect("every send is answered")
-            .unwrap()
-            .unwrap();
-        let Some(pb::edge_event::Kind::SendResult(result)) = event.kind else {
-            panic!("unexpected edge event {event:?}");
+        let pb::edge_event::Kind::SendResult(result) = next_edge_event(&mut events).await else {
+            panic!("a send result expected");
         };
         assert!(
             answers.insert(result.request_id, result.outcome).is_none(),
@@ -1247,14 +1263,7 @@ async fn edge_session_joins(server: &TestServer, _db: &TestDb) {
         let sent = send(&mut chat, 78, visitor(), &format!("j{i}"), "").await;
         ids.push(sent.unwrap().message.unwrap().id);
     }
-    let (edge, commands) = mpsc::unbounded_channel();
-    let mut events = chat
-        .edge_session(tokio_stream::wrappers::UnboundedReceiverStream::new(
-            commands,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let (edge, mut events) = edge_session(&mut chat).await;
     let join = |request_id, conversation_id, recent, resume: Option<(u64, u32)>| pb::EdgeJoin {
         request_id,
         conversation_id,
@@ -1280,13 +1289,8 @@ async fn edge_session_joins(server: &TestServer, _db: &TestDb) {
     }
     let mut answers = std::collections::HashMap::new();
     while answers.len() < 7 {
-        let event = tokio::time::timeout(WAIT, events.message())
-            .await
-            .expect("every join is answered")
-            .unwrap()
-            .unwrap();
-        let Some(pb::edge_event::Kind::Joined(joined)) = event.kind else {
-            panic!("unexpected edge event {event:?}");
+        let pb::edge_event::Kind::Joined(joined) = next_edge_event(&mut events).await else {
+            panic!("a join's answer expected");
         };
         assert!(
             answers.insert(joined.request_id, joined.outcome).is_none(),
@@ -1344,13 +1348,8 @@ async fn edge_session_joins(server: &TestServer, _db: &TestDb) {
         command: Some(Command::Join(join(8, 78, 1, None))),
     })
     .unwrap();
-    let event = tokio::time::timeout(WAIT, events.message())
-        .await
-        .expect("the session still answers")
-        .unwrap()
-        .unwrap();
-    let Some(pb::edge_event::Kind::Joined(joined)) = event.kind else {
-        panic!("unexpected edge event {event:?}");
+    let pb::edge_event::Kind::Joined(joined) = next_edge_event(&mut events).await else {
+        panic!("the session still answers joins");
     };
     assert_eq!(joined.request_id, 8);
     let listed = chat
