@@ -194,6 +194,12 @@ impl Core {
         let timeout = Duration::from_secs(cluster.presence_timeout_secs);
         tokio::spawn(self.clone().apply_news(news));
         let core = self.clone();
+        let nats_connected = |bus: &Bus| {
+            metrics::gauge!("socketgram_nats_connected")
+                .set(f64::from(u8::from(bus.state() == BusState::Connected)));
+        };
+        // Now, not only at the first beat: the gauge is in the first scrape after start.
+        nats_connected(&bus);
         tokio::spawn(async move {
             let mut beat = tokio::time::interval(timeout / 4);
             beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -202,8 +208,7 @@ impl Core {
                     () = core.shutdown.cancelled() => break,
                     _ = beat.tick() => {}
                 }
-                metrics::gauge!("socketgram_nats_connected")
-                    .set(f64::from(u8::from(bus.state() == BusState::Connected)));
+                nats_connected(&bus);
                 let mut presence = core.lock_presence();
                 bus.presence_snapshot(presence.online_here());
                 if let Some(heard_since) = Instant::now().checked_sub(timeout) {
