@@ -47,8 +47,11 @@ pub struct SqliteSchema {
     _checkpoints: Option<AbortOnDropHandle<()>>,
 }
 
-/// How often the WAL is copied back into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// How often the WAL is copied back into the database file. Often, so each copy is small: at
+/// 1,000 msg/s a checkpoint a second took ~23 ms of a core and its fsync, and the messages
+/// stored meanwhile were the slowest 1 % (p99 3.8-4.3 ms; every 100 ms: 2.3-3.4 ms, same
+/// throughput).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
 /// Copies the WAL back into the database file every [`CHECKPOINT_EVERY`], on a connection of
 /// its own. PASSIVE: it never waits for (nor blocks) the writer or readers; what a reader
