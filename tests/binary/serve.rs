@@ -1173,6 +1173,27 @@ async fn next_edge_event(events: &mut Streaming<pb::EdgeEvent>) -> pb::edge_even
     event.kind.expect("an event has a kind")
 }
 
+/// The answers to `n` commands of an edge session by request id, each answered once: `answer`
+/// picks a request id and its outcome out of an event, and any other event fails the test.
+async fn edge_answers<T>(
+    events: &mut Streaming<pb::EdgeEvent>,
+    n: usize,
+    answer: impl Fn(pb::edge_event::Kind) -> Option<(u64, T)>,
+) -> std::collections::HashMap<u64, T> {
+    let mut answers = std::collections::HashMap::new();
+    while answers.len() < n {
+        let kind = next_edge_event(events).await;
+        let what = format!("{kind:?}");
+        let (request_id, outcome) =
+            answer(kind).unwrap_or_else(|| panic!("unexpected edge event {what}"));
+        assert!(
+            answers.insert(request_id, outcome).is_none(),
+            "one answer per request ({request_id})"
+        );
+    }
+    answers
+}
+
 /// Sends through an edge session are taken in the session's order without waiting for each
 /// other's commit: hundreds in flight at once are stored in exactly the order sent, each gets
 /// its own answer, and refused ones are answered with their reason without holding up the rest.
@@ -1201,16 +1222,11 @@ async fn edge_session_sends(server: &TestServer, _db: &TestDb) {
         })
         .unwrap();
     }
-    let mut answers = std::collections::HashMap::new();
-    while answers.len() < SENDS as usize {
-        let pb::edge_event::Kind::SendResult(result) = next_edge_event(&mut events).await else {
-            panic!("a send result expected");
-        };
-        assert!(
-            answers.insert(result.request_id, result.outcome).is_none(),
-            "one answer per send"
-        );
-    }
+    let answers = edge_answers(&mut events, SENDS as usize, |kind| match kind {
+        pb::edge_event::Kind::SendResult(result) => Some((result.request_id, result.outcome)),
+        _ => None,
+    })
+    .await;
     use pb::edge_send_result::Outcome;
     let refused = |i: u64| match &answers[&i] {
         Some(Outcome::Error(e)) => Code::from(e.code),
@@ -1287,16 +1303,11 @@ async fn edge_session_joins(server: &TestServer, _db: &TestDb) {
         })
         .unwrap();
     }
-    let mut answers = std::collections::HashMap::new();
-    while answers.len() < 7 {
-        let pb::edge_event::Kind::Joined(joined) = next_edge_event(&mut events).await else {
-            panic!("a join's answer expected");
-        };
-        assert!(
-            answers.insert(joined.request_id, joined.outcome).is_none(),
-            "one answer per join"
-        );
-    }
+    let answers = edge_answers(&mut events, 7, |kind| match kind {
+        pb::edge_event::Kind::Joined(joined) => Some((joined.request_id, joined.outcome)),
+        _ => None,
+    })
+    .await;
     use pb::edge_joined::Outcome;
     let history = |i: u64| match &answers[&i] {
         Some(Outcome::History(h)) => {
