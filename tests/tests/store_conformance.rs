@@ -75,6 +75,7 @@ conformance!(
     a_lease_is_renewed_by_its_holder_only,
     a_lease_is_taken_over_once_expired_by_the_database_clock,
     a_released_lease_is_free_at_once,
+    a_batch_that_fails_under_the_lock_leaves_it_free,
 );
 
 fn at(h: u32, m: u32, s: u32) -> NaiveDateTime {
@@ -954,4 +955,47 @@ async fn a_released_lease_is_free_at_once(f: Fixture) {
     let b = f.store.acquire_lease(LEASE, "b", MINUTE).await.unwrap();
     assert!(b.granted);
     assert_eq!(b.holder.as_deref(), Some("b"));
+}
+
+/// A batch whose first query fails after its transaction began (here: the newest-id read, on
+/// a table renamed away) stores nothing and leaves no pooled connection inside a transaction:
+/// the write lock is free again, and every connection of the pool writes.
+async fn a_batch_that_fails_under_the_lock_leaves_it_free(f: Fixture) {
+    f.store.append(&[visitor(1, "before", None)]).await.unwrap();
+    let rename = |from: &str, to: &str| format!("ALTER TABLE {from} RENAME TO {to}");
+    f.db.execute(&rename("messages", "messages_away"))
+        .await
+        .unwrap();
+    let err = f
+        .store
+        .append(&[visitor(1, "lost", None)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+    f.db.execute(&rename("messages_away", "messages"))
+        .await
+        .unwrap();
+    // More writers than the pool has connections, each taking the lock.
+    let writers = (0..f.db.config().max_connections * 2).map(|i| {
+        let store = f.store.clone();
+        async move {
+            store
+                .append(&[visitor(2, &format!("after {i}"), None)])
+                .await
+        }
+    });
+    let done = tokio::time::timeout(Duration::from_secs(10), futures::future::join_all(writers))
+        .await
+        .expect("a connection kept the write lock");
+    assert!(done.iter().all(Result::is_ok), "{done:?}");
+    let stored: Vec<String> = f
+        .store
+        .messages_after(Scope::All, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(stored.len(), 1 + 2 * f.db.config().max_connections as usize);
+    assert!(!stored.iter().any(|t| t == "lost"), "{stored:?}");
 }

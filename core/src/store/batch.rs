@@ -21,6 +21,12 @@ impl Chunk<'_> {
     }
 }
 
+/// A chunk was refused because one of its client message ids is stored already (the unique
+/// index on `sg_message_meta (cid, client_msg_id)`): the batch is then stored again, looking
+/// its keys up first.
+#[derive(Debug)]
+pub struct KeyStored;
+
 /// Resolves client message ids within a batch before anything is written: the index of the
 /// first message of the batch with the same (conversation, client id), for each message that
 /// repeats one.

@@ -7,7 +7,10 @@ use std::future::Future;
 
 use sqlx::{Decode, IntoArguments, Pool, Type, migrate::Migrate, migrate::Migrator};
 
-use super::{Backend, StoreResult, batch::Chunk};
+use super::{
+    Backend, StoreResult,
+    batch::{Chunk, KeyStored},
+};
 use crate::domain::ConversationId;
 
 /// The row lock every writer takes first where the database has no lock of its own for it,
@@ -76,14 +79,17 @@ pub trait Dialect:
     /// does, whatever the column's collation.
     fn byte_order(column: &str) -> String;
 
-    /// Inserts a chunk of a batch into `messages` in one statement (with
-    /// `sql::insert_messages`), inside a writer's transaction, and returns the new rows' ids
-    /// in chunk order.
-    fn insert_chunk<'c>(
+    /// Stores a chunk of a batch inside a writer's transaction: its rows of `messages` and
+    /// `sg_message_meta`, and each of its conversations' last message id
+    /// (`sg_conversations`). The new rows' ids in chunk order (ascending), or [`KeyStored`]
+    /// when a client message id of it is stored already (the transaction must then be
+    /// rolled back). The backend inserts the messages its way (`sql::insert_messages`, or
+    /// under ids it draws first) and the rest with `sql::insert_meta_and_latest`.
+    fn store_chunk<'c>(
         conn: &'c mut Self::Connection,
         schema: &'c Self::Schema,
         chunk: Chunk<'c>,
-    ) -> impl Future<Output = StoreResult<Vec<i64>>> + Send + 'c;
+    ) -> impl Future<Output = StoreResult<Result<Vec<i64>, KeyStored>>> + Send + 'c;
 
     /// [`super::Store::visitor_exists`]: any visitor, unless the schema says otherwise.
     fn visitor_exists<'a>(

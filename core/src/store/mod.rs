@@ -22,6 +22,7 @@ mod rows;
 mod sql;
 mod sqlite;
 pub mod text;
+mod write_tx;
 
 use std::{sync::Arc, time::Duration};
 

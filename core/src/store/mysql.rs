@@ -15,8 +15,12 @@ use sqlx::{
 };
 
 use super::{
-    Backend, DatabaseConfig, Dialect, SqlStore, StoreError, StoreResult, batch::Chunk,
-    connect_creating, redact_url, rows::Int, sql::insert_messages, to_db_id,
+    Backend, DatabaseConfig, Dialect, SqlStore, StoreError, StoreResult,
+    batch::{Chunk, KeyStored},
+    connect_creating, redact_url,
+    rows::Int,
+    sql::{insert_messages, insert_meta_and_latest},
+    to_db_id,
 };
 use crate::domain::ConversationId;
 
@@ -111,47 +115,13 @@ impl Dialect for MySql {
         format!("CAST({column} AS BINARY)")
     }
 
-    async fn insert_chunk(
+    async fn store_chunk(
         conn: &mut MySqlConnection,
         schema: &LegacySchema,
         chunk: Chunk<'_>,
-    ) -> StoreResult<Vec<i64>> {
-        let consecutive = *schema
-            .consecutive_ids
-            .get_or_try_init(|| async {
-                let (increment, lock_mode): (i64, i64) = sqlx::query_as(
-                    "SELECT CAST(@@auto_increment_increment AS SIGNED), \
-                     CAST(@@innodb_autoinc_lock_mode AS SIGNED)",
-                )
-                .fetch_one(&mut *conn)
-                .await?;
-                Ok::<_, StoreError>(increment == 1 && lock_mode < 2)
-            })
-            .await?;
-        // LAST_INSERT_ID() is the first row's id.
-        let first = insert_messages::<MySql>(conn, chunk, None)
-            .await?
-            .last_insert_id();
-        let first = to_db_id(first);
-        if consecutive {
-            return Ok((first..first + chunk.len() as i64).collect());
-        }
-        // Otherwise: under the write lock nobody else of ours inserts, and InnoDB numbers a
-        // statement's rows in order, so the chunk's ids are the smallest ids from there on
-        // (whatever the increment, and in lock mode 2 around legacy writers).
-        let ids: Vec<Int> =
-            sqlx::query_scalar("SELECT id FROM messages WHERE id >= ? ORDER BY id LIMIT ?")
-                .bind(first)
-                .bind(chunk.len() as i64)
-                .fetch_all(&mut *conn)
-                .await?;
-        if ids.len() != chunk.len() {
-            return Err(StoreError::Corrupt {
-                column: "messages.id",
-                value: format!("{} ids read back for {} rows", ids.len(), chunk.len()),
-            });
-        }
-        Ok(ids.into_iter().map(|id| id.0).collect())
+    ) -> StoreResult<Result<Vec<i64>, KeyStored>> {
+        let ids = insert_chunk(conn, schema, chunk).await?;
+        insert_meta_and_latest::<MySql>(conn, chunk, ids).await
     }
 
     async fn visitor_exists(
@@ -181,4 +151,49 @@ impl Dialect for MySql {
             .await?;
         Ok(found.is_some())
     }
+}
+
+/// Inserts a chunk into `messages`, numbered by AUTO_INCREMENT, and returns its ids in chunk
+/// order.
+async fn insert_chunk(
+    conn: &mut MySqlConnection,
+    schema: &LegacySchema,
+    chunk: Chunk<'_>,
+) -> StoreResult<Vec<i64>> {
+    let consecutive = *schema
+        .consecutive_ids
+        .get_or_try_init(|| async {
+            let (increment, lock_mode): (i64, i64) = sqlx::query_as(
+                "SELECT CAST(@@auto_increment_increment AS SIGNED), \
+                 CAST(@@innodb_autoinc_lock_mode AS SIGNED)",
+            )
+            .fetch_one(&mut *conn)
+            .await?;
+            Ok::<_, StoreError>(increment == 1 && lock_mode < 2)
+        })
+        .await?;
+    // LAST_INSERT_ID() is the first row's id.
+    let first = insert_messages::<MySql>(conn, chunk)
+        .await?
+        .last_insert_id();
+    let first = to_db_id(first);
+    if consecutive {
+        return Ok((first..first + chunk.len() as i64).collect());
+    }
+    // Otherwise: under the write lock nobody else of ours inserts, and InnoDB numbers a
+    // statement's rows in order, so the chunk's ids are the smallest ids from there on
+    // (whatever the increment, and in lock mode 2 around legacy writers).
+    let ids: Vec<Int> =
+        sqlx::query_scalar("SELECT id FROM messages WHERE id >= ? ORDER BY id LIMIT ?")
+            .bind(first)
+            .bind(chunk.len() as i64)
+            .fetch_all(&mut *conn)
+            .await?;
+    if ids.len() != chunk.len() {
+        return Err(StoreError::Corrupt {
+            column: "messages.id",
+            value: format!("{} ids read back for {} rows", ids.len(), chunk.len()),
+        });
+    }
+    Ok(ids.into_iter().map(|id| id.0).collect())
 }

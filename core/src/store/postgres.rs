@@ -6,13 +6,15 @@
 use std::str::FromStr;
 
 use sqlx::{
-    Connection, PgConnection, Postgres, error::DatabaseError, migrate::Migrator,
+    Connection, PgConnection, Postgres, QueryBuilder, error::DatabaseError, migrate::Migrator,
     postgres::PgConnectOptions,
 };
 
 use super::{
-    Backend, DatabaseConfig, Dialect, SqlStore, StoreResult, batch::Chunk, connect_creating,
-    sql::insert_messages,
+    Backend, DatabaseConfig, Dialect, SqlStore, StoreResult,
+    batch::{Chunk, KeyStored},
+    connect_creating,
+    sql::{MESSAGE_COLUMNS, insert_meta_and_latest, push_message},
 };
 
 /// SQLSTATE of "database does not exist".
@@ -79,11 +81,11 @@ impl Dialect for Postgres {
         format!(r#"{column} COLLATE "C""#)
     }
 
-    async fn insert_chunk(
+    async fn store_chunk(
         conn: &mut PgConnection,
         _schema: &(),
         chunk: Chunk<'_>,
-    ) -> StoreResult<Vec<i64>> {
+    ) -> StoreResult<Result<Vec<i64>, KeyStored>> {
         // Ids drawn under the write lock, ascending, then given to the rows in batch order: no
         // reliance on the order of RETURNING rows.
         let mut ids: Vec<i64> = sqlx::query_scalar(
@@ -94,7 +96,13 @@ impl Dialect for Postgres {
         .fetch_all(&mut *conn)
         .await?;
         ids.sort_unstable();
-        insert_messages::<Postgres>(conn, chunk, Some(&ids)).await?;
-        Ok(ids)
+        let mut insert =
+            QueryBuilder::<Postgres>::new(format!("INSERT INTO messages (id, {MESSAGE_COLUMNS}) "));
+        insert.push_values(chunk.rows.iter().zip(&ids), |mut row, (&i, &id)| {
+            row.push_bind(id);
+            push_message(&mut row, &chunk.batch[i]);
+        });
+        insert.build().execute(&mut *conn).await?;
+        insert_meta_and_latest::<Postgres>(conn, chunk, ids).await
     }
 }

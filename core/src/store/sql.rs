@@ -7,14 +7,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use sqlx::{
-    ColumnIndex, Decode, Encode, Executor, Pool, QueryBuilder, Row as _, Transaction, Type,
+    ColumnIndex, Decode, Encode, Executor, Pool, QueryBuilder, Row as _, Type,
+    query_builder::Separated,
 };
 
 use super::batch::{
-    Chunk, duplicates_within, finish_batch, latest_per_conversation, statement_pieces, stored,
+    Chunk, KeyStored, duplicates_within, finish_batch, latest_per_conversation, statement_pieces,
+    stored,
 };
 use super::dialect::RowsAffected as _;
 use super::rows::{AdminRow, Int, LeaseRow, LinkRow, MessageRow, SummaryRow};
+use super::write_tx::WriteTx;
 use super::{Backend, Dialect, Store, StoreError, StoreResult, from_db_id, page, text, to_db_id};
 use crate::domain::{
     Admin, Appended, Committed, ConversationId, ConversationSummary, Direction, Lease, MessageId,
@@ -113,26 +116,9 @@ impl<DB: Dialect> SqlStore<DB> {
     }
 }
 
-/// Opens a writer's transaction: once it returns, this writer alone writes until it ends.
-async fn begin_write<DB>(pool: &Pool<DB>) -> StoreResult<Transaction<'static, DB>>
-where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-{
-    let mut tx = pool
-        .begin_with(sqlx::AssertSqlSafe(DB::BEGIN_WRITE))
-        .await?;
-    if let Some(lock) = DB::LOCK_WRITERS {
-        sqlx::query(lock).fetch_optional(&mut *tx).await?;
-    }
-    Ok(tx)
-}
-
-/// Opens a writer's transaction for a batch (see [`begin_write`]) and reads the greatest
-/// stored id under its lock: the batch's predecessor. Where the lock is a statement, the lock
-/// and the read go to the database as one query (one round trip fewer while every other
-/// writer waits); a failure leaves the transaction open for `Transaction`'s rollback.
-async fn begin_batch<DB>(pool: &Pool<DB>) -> StoreResult<(Transaction<'static, DB>, u64)>
+/// Opens a writer's transaction (see [`WriteTx::begin`]) and reads the greatest stored id
+/// under its lock, in the same query: the batch's predecessor.
+async fn begin_batch<DB>(pool: &Pool<DB>) -> StoreResult<(WriteTx<DB>, u64)>
 where
     DB: Dialect,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -145,21 +131,7 @@ where
         "SELECT id, 1 FROM messages ORDER BY id DESC LIMIT 1{}",
         DB::LOCKING_READ
     );
-    let mut tx = pool
-        .begin_with(sqlx::AssertSqlSafe(DB::BEGIN_WRITE))
-        .await?;
-    let rows = match DB::LOCK_WRITERS {
-        Some(lock) => {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("{lock}; {newest}")))
-                .fetch_all(&mut *tx)
-                .await?
-        }
-        None => {
-            sqlx::query(sqlx::AssertSqlSafe(newest))
-                .fetch_all(&mut *tx)
-                .await?
-        }
-    };
+    let (tx, rows) = WriteTx::begin(pool, &newest).await?;
     let newest = match rows.iter().find(|row| row.len() == 2) {
         Some(row) => from_db_id("messages.id", row.try_get::<Int, _>(0)?.0)?,
         None => 0,
@@ -167,13 +139,34 @@ where
     Ok((tx, newest))
 }
 
-/// Inserts a chunk of a batch into `messages` in one statement (HTML-escaped text, the legacy
-/// `direction`/`check_msg*` columns), under `ids` when the backend draws them first, otherwise
-/// numbered by the table.
+/// The columns of `messages` a new message fills, in the order [`push_message`] binds them.
+pub(crate) const MESSAGE_COLUMNS: &str =
+    "cid, aid, direction, date, message, check_msg, check_msg_admin";
+
+/// Binds the [`MESSAGE_COLUMNS`] of `new` (HTML-escaped text, the legacy `direction` and
+/// `check_msg*` columns).
+pub(crate) fn push_message<DB>(row: &mut Separated<'_, DB, &'static str>, new: &NewMessage)
+where
+    DB: Dialect,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+    i32: for<'t> Encode<'t, DB> + Type<DB>,
+    String: for<'t> Encode<'t, DB> + Type<DB>,
+    NaiveDateTime: for<'t> Encode<'t, DB> + Type<DB>,
+{
+    let to_support = new.origin.direction() == Direction::ToSupport;
+    row.push_bind(to_db_id(new.conversation_id))
+        .push_bind(new.admin_id.clone())
+        .push_bind(new.origin.direction().code())
+        .push_bind(new.local_date)
+        .push_bind(text::to_column(&new.text))
+        .push_bind(i32::from(to_support))
+        .push_bind(i32::from(!to_support));
+}
+
+/// Inserts a chunk of a batch into `messages` in one statement, numbered by the table.
 pub(crate) async fn insert_messages<DB>(
     conn: &mut DB::Connection,
     chunk: Chunk<'_>,
-    ids: Option<&[i64]>,
 ) -> StoreResult<DB::QueryResult>
 where
     DB: Dialect,
@@ -183,26 +176,54 @@ where
     NaiveDateTime: for<'t> Encode<'t, DB> + Type<DB>,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
-    let columns = "cid, aid, direction, date, message, check_msg, check_msg_admin";
-    let mut insert = QueryBuilder::<DB>::new(match ids {
-        Some(_) => format!("INSERT INTO messages (id, {columns}) "),
-        None => format!("INSERT INTO messages ({columns}) "),
-    });
-    insert.push_values(chunk.rows.iter().enumerate(), |mut row, (k, &i)| {
-        let new = &chunk.batch[i];
-        if let Some(ids) = ids {
-            row.push_bind(ids[k]);
-        }
-        let to_support = new.origin.direction() == Direction::ToSupport;
-        row.push_bind(to_db_id(new.conversation_id))
-            .push_bind(new.admin_id.clone())
-            .push_bind(new.origin.direction().code())
-            .push_bind(new.local_date)
-            .push_bind(text::to_column(&new.text))
-            .push_bind(i32::from(to_support))
-            .push_bind(i32::from(!to_support));
+    let mut insert = QueryBuilder::<DB>::new(format!("INSERT INTO messages ({MESSAGE_COLUMNS}) "));
+    insert.push_values(chunk.rows, |mut row, &i| {
+        push_message(&mut row, &chunk.batch[i])
     });
     Ok(insert.build().execute(&mut *conn).await?)
+}
+
+/// The rest of [`Dialect::store_chunk`] once the chunk's messages are in under `ids`, for a
+/// backend that writes it statement by statement: their `sg_message_meta` rows, then each
+/// conversation's last message id.
+pub(crate) async fn insert_meta_and_latest<DB>(
+    conn: &mut DB::Connection,
+    chunk: Chunk<'_>,
+    ids: Vec<i64>,
+) -> StoreResult<Result<Vec<i64>, KeyStored>>
+where
+    DB: Dialect,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+    i32: for<'t> Encode<'t, DB> + Type<DB>,
+    Option<String>: for<'t> Encode<'t, DB> + Type<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    let mut meta = QueryBuilder::<DB>::new(
+        "INSERT INTO sg_message_meta (message_id, cid, origin, client_msg_id) ",
+    );
+    meta.push_values(chunk.rows.iter().zip(&ids), |mut row, (&i, &id)| {
+        let new = &chunk.batch[i];
+        row.push_bind(id)
+            .push_bind(to_db_id(new.conversation_id))
+            .push_bind(new.origin.code())
+            .push_bind(new.client_msg_id.clone());
+    });
+    match meta.build().execute(&mut *conn).await {
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(Err(KeyStored)),
+        done => done?,
+    };
+    let latest = latest_per_conversation(chunk, &ids);
+    let on_conflict = DB::raise_on_conflict("sg_conversations", "cid", "last_message_id");
+    for part in statement_pieces(&latest) {
+        let mut upsert =
+            QueryBuilder::<DB>::new("INSERT INTO sg_conversations (cid, last_message_id) ");
+        upsert.push_values(part, |mut row, &(cid, id)| {
+            row.push_bind(to_db_id(cid)).push_bind(id);
+        });
+        upsert.push(&on_conflict);
+        upsert.build().execute(&mut *conn).await?;
+    }
+    Ok(Ok(ids))
 }
 
 /// Ends a query with one page of its rows whose `id` is smaller than `before` (all when
@@ -230,7 +251,7 @@ fn page_before<DB>(
 /// message, is then only made where it can find something. (Conversations, not the keys
 /// themselves: MySQL's legacy-side column is binary, which would not decode as text.)
 async fn conversations_with_stored_keys<DB>(
-    tx: &mut Transaction<'static, DB>,
+    tx: &mut WriteTx<DB>,
     batch: &[NewMessage],
     repeats: &[Option<usize>],
 ) -> StoreResult<std::collections::HashSet<ConversationId>>
@@ -343,47 +364,28 @@ where
                 fresh.push(i);
             }
             let prev = if fresh.is_empty() { 0 } else { newest };
-            // A few statements per batch, not three per message: each is a round trip inside
-            // the transaction that holds the write lock.
+            // A statement or a few per chunk, not three per message: each is a round trip
+            // inside the transaction that holds the write lock.
             for rows in statement_pieces(&fresh) {
                 let chunk = Chunk { batch, rows };
-                let ids = DB::insert_chunk(&mut tx, &self.schema, chunk).await?;
-                let mut meta = QueryBuilder::<DB>::new(
-                    "INSERT INTO sg_message_meta (message_id, cid, origin, client_msg_id) ",
-                );
-                meta.push_values(rows.iter().zip(&ids), |mut row, (&i, &id)| {
-                    let new = &batch[i];
-                    row.push_bind(id)
-                        .push_bind(to_db_id(new.conversation_id))
-                        .push_bind(new.origin.code())
-                        .push_bind(new.client_msg_id.clone());
-                });
-                match meta.build().execute(&mut *tx).await {
-                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() && !look_up_first => {
+                let ids = match DB::store_chunk(&mut tx, &self.schema, chunk).await? {
+                    Ok(ids) => ids,
+                    Err(KeyStored) if !look_up_first => {
                         tx.rollback().await?;
                         look_up_first = true;
                         continue 'attempt;
                     }
-                    done => done?,
+                    Err(KeyStored) => {
+                        return Err(StoreError::Constraint(
+                            "a client message id looked up as new is stored already".into(),
+                        ));
+                    }
                 };
                 for (&i, &id) in rows.iter().zip(&ids) {
                     out[i] = Some(stored(&batch[i], id)?);
                 }
-                let latest = latest_per_conversation(chunk, &ids);
-                let on_conflict =
-                    DB::raise_on_conflict("sg_conversations", "cid", "last_message_id");
-                for part in statement_pieces(&latest) {
-                    let mut upsert = QueryBuilder::<DB>::new(
-                        "INSERT INTO sg_conversations (cid, last_message_id) ",
-                    );
-                    upsert.push_values(part, |mut row, &(cid, id)| {
-                        row.push_bind(to_db_id(cid)).push_bind(id);
-                    });
-                    upsert.push(&on_conflict);
-                    upsert.build().execute(&mut *tx).await?;
-                }
             }
-            tx.commit().await.map_err(StoreError::at_commit)?;
+            tx.commit().await?;
             return Ok(Committed {
                 prev,
                 appended: finish_batch(out, repeats),
@@ -436,7 +438,7 @@ where
 
     #[tracing::instrument(skip_all, name = "store.await_writers")]
     async fn await_writers(&self) -> StoreResult<()> {
-        begin_write(&self.pool).await?.commit().await?;
+        WriteTx::begin(&self.pool, "").await?.0.commit().await?;
         Ok(())
     }
 
@@ -558,7 +560,7 @@ where
         conversation: ConversationId,
     ) -> StoreResult<TelegramLink> {
         // Serialised like every write: two logins of one chat cannot both insert a link.
-        let mut tx = begin_write(&self.pool).await?;
+        let (mut tx, _) = WriteTx::begin(&self.pool, "").await?;
         let mut delete = QueryBuilder::<DB>::new("DELETE FROM telegram WHERE chat_id = ");
         delete
             .push_bind(chat_id)

@@ -12,8 +12,9 @@ use sqlx::{
 };
 
 use super::{
-    Backend, DatabaseConfig, Dialect, SqlStore, StoreError, StoreResult, batch::Chunk,
-    sql::insert_messages,
+    Backend, DatabaseConfig, Dialect, SqlStore, StoreError, StoreResult,
+    batch::{Chunk, KeyStored},
+    sql::{insert_messages, insert_meta_and_latest},
 };
 
 impl SqlStore<Sqlite> {
@@ -130,16 +131,16 @@ impl Dialect for Sqlite {
         column.to_owned()
     }
 
-    async fn insert_chunk(
+    async fn store_chunk(
         conn: &mut SqliteConnection,
         _schema: &SqliteSchema,
         chunk: Chunk<'_>,
-    ) -> StoreResult<Vec<i64>> {
-        let done = insert_messages::<Sqlite>(conn, chunk, None).await?;
+    ) -> StoreResult<Result<Vec<i64>, KeyStored>> {
+        let done = insert_messages::<Sqlite>(conn, chunk).await?;
         // One statement under the write lock with AUTOINCREMENT: the rows got consecutive ids
         // ending at the last one.
         let last = done.last_insert_rowid();
         let first = last - chunk.len() as i64 + 1;
-        Ok((first..=last).collect())
+        insert_meta_and_latest::<Sqlite>(conn, chunk, (first..=last).collect()).await
     }
 }
