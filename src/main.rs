@@ -3,12 +3,12 @@
 
 mod admin;
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use socketgram::{Listeners, Role, Server, config};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -282,11 +282,37 @@ async fn run(config: Config, role: Role) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Binds the address configured as `key`.
+/// Connections the kernel may hold for a listener before it accepts them (capped at
+/// `net.core.somaxconn`). `TcpListener::bind` listens with 128: a burst of visitors opening
+/// the page at once overflowed it, and each dropped handshake waited a second for its SYN to
+/// be sent again (BENCHMARKS.md, issue 13).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the address configured as `key` (the first of its addresses that binds).
 async fn bind(key: &str, addr: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
+    let listen = |at: SocketAddr| -> std::io::Result<TcpListener> {
+        let socket = if at.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        // As `TcpListener::bind` does: a restart can bind while old connections linger.
+        socket.set_reuseaddr(true)?;
+        socket.bind(at)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    let mut last = None;
+    for at in tokio::net::lookup_host(addr)
         .await
-        .with_context(|| format!("cannot listen on {key} = {addr}"))
+        .with_context(|| format!("cannot resolve {key} = {addr}"))?
+    {
+        match listen(at) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    let e = last.unwrap_or_else(|| std::io::Error::other("the name has no address"));
+    Err(e).with_context(|| format!("cannot listen on {key} = {addr}"))
 }
 
 /// The ready line: supervisors and tests read the bound addresses (port 0 allowed) here.

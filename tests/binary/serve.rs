@@ -973,6 +973,48 @@ async fn the_open_files_limit_is_raised_at_start() {
     child.kill().await.unwrap();
 }
 
+/// Visitors who open the page at once are queued by the kernel until the server accepts them:
+/// with the server stopped (SIGSTOP: it accepts nothing), hundreds of connections still
+/// complete their TCP handshake into the listen queue. With the default queue of 128 all but
+/// ~129 of them had their SYN dropped and waited a second or more to be sent again.
+#[tokio::test]
+async fn a_burst_of_connections_waits_in_the_listen_queue() {
+    const BURST: usize = 600;
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = tokio::process::Command::new(BIN);
+    command.arg("serve");
+    let (mut child, ready) = serve_raw(command, dir.path()).await;
+    let web = ready
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("web="))
+        .unwrap()
+        .to_owned();
+    let pid = child.id().unwrap().to_string();
+    let signal = |name: &'static str| {
+        let pid = pid.clone();
+        async move {
+            let status = tokio::process::Command::new("kill")
+                .args([name, &pid])
+                .status()
+                .await
+                .unwrap();
+            assert!(status.success(), "kill {name}");
+        }
+    };
+    signal("-STOP").await;
+    let connects = (0..BURST).map(|_| tokio::net::TcpStream::connect(web.clone()));
+    let connected =
+        tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(connects)).await;
+    signal("-CONT").await;
+    let connected = connected.expect("every connection of the burst was queued, none dropped");
+    assert!(
+        connected.iter().all(Result::is_ok),
+        "every connect succeeded"
+    );
+    drop(connected);
+    child.kill().await.unwrap();
+}
+
 /// A stderr nobody reads (a pipe whose reader is stuck) fills up; the server keeps serving
 /// and still stops on SIGTERM, dropping log lines rather than blocking on them.
 #[tokio::test]
