@@ -278,9 +278,19 @@ pub async fn connect(
         json!({ "visitors": n, "concurrency": concurrency, "handshake_only": handshake_only }),
     );
     let before = sample(t.server_pid);
+    // The generator's own share: on one machine it competes with the server for the cores.
+    let generator_before = ProcSample::read(std::process::id());
     let start = Instant::now();
     let (visitors, errors) = connect_visitors(t, 0, n, concurrency, handshake_only).await;
     let seconds = start.elapsed().as_secs_f64();
+    // Read at once: the CPU while connecting, not averaged over the settling below.
+    let connected = sample(t.server_pid);
+    if let (Some(b), Some(a)) = (generator_before, ProcSample::read(std::process::id())) {
+        report.figure(
+            "generator_cpu_cores_while_connecting",
+            round2(a.cores_since(&b, seconds)),
+        );
+    }
     report.figure("connected", visitors.len());
     report.figure("seconds", round2(seconds));
     report.figure(
@@ -290,7 +300,7 @@ pub async fn connect(
     report.errors.extend(errors);
     // Let allocations settle before reading the server's memory.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    if let (Some(b), Some(a)) = (before, sample(t.server_pid)) {
+    if let (Some(b), Some(c), Some(a)) = (before, connected, sample(t.server_pid)) {
         report.figure("server_rss_before_mb", round2(b.rss_kb as f64 / 1024.0));
         report.figure("server_rss_after_mb", round2(a.rss_kb as f64 / 1024.0));
         report.figure(
@@ -299,7 +309,7 @@ pub async fn connect(
         );
         report.figure(
             "server_cpu_cores_while_connecting",
-            round2(a.cores_since(&b, seconds + 2.0)),
+            round2(c.cores_since(&b, seconds)),
         );
     }
     tokio::time::sleep(hold).await;
