@@ -22,8 +22,9 @@ use crate::{
     config::CoreConfig,
     credentials::{Credentials, Verdict},
     domain::{
-        Admin, Appended, ConversationId, ConversationSummary, Lease, MessageId, NewMessage, Origin,
-        Reader, Scope, StoredMessage, TelegramLink, TelegramMode, VISITOR_ADMIN_ID,
+        Admin, Appended, CannedReply, ConversationId, ConversationSummary, Lease, MessageId,
+        NewMessage, Origin, Reader, Scope, StoredMessage, TelegramLink, TelegramMode,
+        VISITOR_ADMIN_ID,
     },
     error::{CoreError, CoreResult},
     hub::{Event, Hub},
@@ -45,6 +46,12 @@ pub const MAX_CONSUMER: usize = 64;
 pub const MAX_LEASE_ID: usize = 64;
 /// Longest lease time to live: a holder that dies keeps the others waiting at most this long.
 pub const MAX_LEASE_TTL: Duration = Duration::from_secs(3600);
+
+/// Longest canned reply shortcut (`sg_canned_replies.shortcut` is `VARCHAR(32)`).
+pub const MAX_SHORTCUT: usize = 32;
+/// Most canned replies a team keeps: support picks from them as it types, and every client
+/// reads them whole.
+pub const MAX_CANNED_REPLIES: usize = 1000;
 
 /// Who writes a message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -755,6 +762,55 @@ impl Core {
         Ok(self.store.advance_delivery_cursor(consumer, to).await?)
     }
 
+    /// The canned replies whose shortcut starts with `prefix` (a shortcut's own form, see
+    /// [`shortcut`]; empty = all), sorted by shortcut.
+    pub async fn canned_replies(&self, prefix: &str) -> CoreResult<Vec<CannedReply>> {
+        let prefix = if prefix.is_empty() {
+            String::new()
+        } else {
+            shortcut(prefix)?
+        };
+        Ok(self.store.canned_replies(&prefix).await?)
+    }
+
+    /// Creates or replaces the canned reply `shortcut` with `text`, written by the admin
+    /// `updated_by`. The text is checked as a message's is; a new shortcut past
+    /// [`MAX_CANNED_REPLIES`] is refused.
+    pub async fn put_canned_reply(
+        &self,
+        shortcut_typed: &str,
+        text: &str,
+        updated_by: String,
+    ) -> CoreResult<CannedReply> {
+        let shortcut = shortcut(shortcut_typed)?;
+        self.check_text(text)?;
+        let updated_by = self.check_admin(updated_by).await?;
+        let existing = self.store.canned_replies("").await?;
+        if existing.len() >= MAX_CANNED_REPLIES && !existing.iter().any(|r| r.shortcut == shortcut)
+        {
+            return Err(CoreError::LimitReached(format!(
+                "the team has {MAX_CANNED_REPLIES} canned replies, the most it keeps: delete one \
+                 or replace one's text"
+            )));
+        }
+        let stored = self
+            .store
+            .put_canned_reply(&shortcut, text, &updated_by)
+            .await?;
+        info!(shortcut = %stored.shortcut, by = %stored.updated_by, "canned reply saved");
+        Ok(stored)
+    }
+
+    /// Deletes the canned reply `shortcut`; whether there was one.
+    pub async fn delete_canned_reply(&self, shortcut_typed: &str) -> CoreResult<bool> {
+        let shortcut = shortcut(shortcut_typed)?;
+        let deleted = self.store.delete_canned_reply(&shortcut).await?;
+        if deleted {
+            info!(%shortcut, "canned reply deleted");
+        }
+        Ok(deleted)
+    }
+
     /// Acquires or renews the lease `name` for `holder` for `ttl` (see
     /// [`Store::acquire_lease`]: the database's clock decides expiry).
     pub async fn acquire_lease(
@@ -825,6 +881,23 @@ fn check_page(limit: u32) -> CoreResult<()> {
         )));
     }
     Ok(())
+}
+
+/// A canned reply's shortcut as typed, in its stored form: one leading `/` dropped, upper
+/// case folded to lower, then 1..=[`MAX_SHORTCUT`] of `a-z0-9_-`.
+pub fn shortcut(typed: &str) -> CoreResult<String> {
+    let shortcut = typed
+        .strip_prefix('/')
+        .unwrap_or(typed)
+        .to_ascii_lowercase();
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
+    if shortcut.is_empty() || shortcut.len() > MAX_SHORTCUT || !shortcut.chars().all(allowed) {
+        return Err(CoreError::InvalidArgument(format!(
+            "a shortcut is 1..={MAX_SHORTCUT} of a-z, 0-9, '_' and '-' (after an optional \
+             leading '/'), not {typed:?}"
+        )));
+    }
+    Ok(shortcut)
 }
 
 fn check_consumer(consumer: &str) -> CoreResult<()> {

@@ -231,3 +231,17 @@ pub struct Lease {
     /// How long it still ran when it was read, by the database's clock (zero when free).
     pub remaining: std::time::Duration,
 }
+
+/// A team's canned reply (`sg_canned_replies`): a saved answer that support's clients expand
+/// from `/shortcut`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CannedReply {
+    /// 1..=32 of `a-z0-9_-`.
+    pub shortcut: String,
+    /// As written (not escaped).
+    pub text: String,
+    /// The admin who last wrote it.
+    pub updated_by: String,
+    /// When, in milliseconds since 1970 by the database's clock.
+    pub updated_at_ms: i64,
+}

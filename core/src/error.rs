@@ -34,6 +34,9 @@ pub enum CoreError {
     NoSuchVisitor(ConversationId),
     #[error("Telegram chat {0} is not linked")]
     NotLinked(i64),
+    /// A limit on how many of a thing may exist is reached (e.g. canned replies).
+    #[error("{0}")]
+    LimitReached(String),
     /// A cursor beyond what exists (a resume id in the future).
     #[error("{0}")]
     OutOfRange(String),
@@ -76,6 +79,8 @@ pub enum Kind {
     Invalid,
     NotFound,
     OutOfRange,
+    /// Valid, but there are as many of the thing as may be.
+    Exhausted,
     /// Valid, but the data refuses it (a database constraint).
     Refused,
     /// Nothing was done; retry later.
@@ -99,6 +104,7 @@ impl CoreError {
             | Self::NoSuchVisitor(_)
             | Self::NotLinked(_) => Kind::NotFound,
             Self::OutOfRange(_) => Kind::OutOfRange,
+            Self::LimitReached(_) => Kind::Exhausted,
             Self::Store(e) => match **e {
                 StoreError::Unavailable(_) => Kind::Unavailable,
                 StoreError::Constraint(_) => Kind::Refused,
@@ -125,6 +131,7 @@ impl CoreError {
             Self::NoSuchVisitor(_) => r::NO_SUCH_VISITOR,
             Self::NotLinked(_) => r::NOT_LINKED,
             Self::OutOfRange(_) => r::OUT_OF_RANGE,
+            Self::LimitReached(_) => r::LIMIT_REACHED,
             Self::Store(_) => match self.kind() {
                 Kind::Unavailable => r::DATABASE_UNAVAILABLE,
                 Kind::Refused => r::REFUSED_BY_DATABASE,

@@ -1569,3 +1569,207 @@ async fn config_check_checks_what_each_role_needs() {
         String::from_utf8_lossy(&shared.stderr)
     );
 }
+
+#[tokio::test]
+async fn sqlite_canned_replies_over_grpc() {
+    with_backend(Backend::Sqlite, canned_replies).await;
+}
+
+#[tokio::test]
+async fn mysql_canned_replies_over_grpc() {
+    with_backend(Backend::MySql, canned_replies).await;
+}
+
+#[tokio::test]
+async fn postgres_canned_replies_over_grpc() {
+    with_backend(Backend::Postgres, canned_replies).await;
+}
+
+fn put_reply(shortcut: &str, text: &str, by: &str) -> pb::PutCannedReplyRequest {
+    pb::PutCannedReplyRequest {
+        shortcut: shortcut.into(),
+        text: text.into(),
+        updated_by: by.into(),
+    }
+}
+
+async fn list_replies(chat: &mut Chat, prefix: &str) -> Vec<(String, String)> {
+    chat.list_canned_replies(pb::ListCannedRepliesRequest {
+        prefix: prefix.into(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .replies
+    .into_iter()
+    .map(|r| (r.shortcut, r.text))
+    .collect()
+}
+
+/// Canned replies are managed over gRPC by known admins; a shortcut is normalised as support
+/// types it; bad input is refused with its reason and changes nothing; a send never expands
+/// one by itself.
+async fn canned_replies(server: &TestServer, db: &TestDb) {
+    db.execute("INSERT INTO adm_account (aid, name, lid) VALUES ('alice', 'Alice', 2)")
+        .await
+        .unwrap();
+    let mut chat = server.chat().await;
+    let stored = chat
+        .put_canned_reply(put_reply(
+            "/Greet",
+            "Hello, <b>how can we help</b>?",
+            "alice",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stored.shortcut, "greet");
+    assert_eq!(stored.updated_by, "alice");
+    assert!(stored.updated_at_ms > 0);
+    chat.put_canned_reply(put_reply(
+        "refund-policy",
+        "30 days, no questions.",
+        "alice",
+    ))
+    .await
+    .unwrap();
+
+    let refusals = [
+        (
+            put_reply("", "x", "alice"),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            put_reply("no spaces", "x", "alice"),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            put_reply(&"a".repeat(33), "x", "alice"),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            put_reply("ok", "   ", "alice"),
+            Code::InvalidArgument,
+            "EMPTY_TEXT",
+        ),
+        (
+            put_reply("ok", "a\0b", "alice"),
+            Code::InvalidArgument,
+            "NUL_IN_TEXT",
+        ),
+        (
+            put_reply("ok", &"a".repeat(100_000), "alice"),
+            Code::InvalidArgument,
+            "TEXT_TOO_LONG",
+        ),
+        (
+            put_reply("ok", "x", "mallory"),
+            Code::NotFound,
+            "UNKNOWN_ADMIN",
+        ),
+        (
+            put_reply("greet", "overwritten?", ""),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+    ];
+    for (request, code, reason) in refusals {
+        let shortcut = request.shortcut.clone();
+        let err = chat.put_canned_reply(request).await.unwrap_err();
+        assert_eq!(err.code(), code, "{shortcut:?}: {err:?}");
+        assert_eq!(
+            socketgram_proto::reason::of(&err).as_deref(),
+            Some(reason),
+            "{shortcut:?}"
+        );
+    }
+    assert_eq!(
+        list_replies(&mut chat, "").await,
+        [
+            ("greet".into(), "Hello, <b>how can we help</b>?".into()),
+            ("refund-policy".into(), "30 days, no questions.".into()),
+        ],
+        "nothing refused was stored"
+    );
+    assert_eq!(
+        list_replies(&mut chat, "/RE").await.len(),
+        1,
+        "a prefix as typed"
+    );
+    let err = chat
+        .list_canned_replies(pb::ListCannedRepliesRequest {
+            prefix: "a b".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    // A message that looks like a shortcut is sent as written: support's clients expand.
+    let sent = send(&mut chat, 77, admin("alice"), "/greet", "")
+        .await
+        .unwrap();
+    assert_eq!(sent.message.unwrap().text, "/greet");
+
+    let deleted = |shortcut: &str| pb::DeleteCannedReplyRequest {
+        shortcut: shortcut.into(),
+    };
+    assert!(
+        chat.delete_canned_reply(deleted("/greet"))
+            .await
+            .unwrap()
+            .into_inner()
+            .deleted
+    );
+    assert!(
+        !chat
+            .delete_canned_reply(deleted("greet"))
+            .await
+            .unwrap()
+            .into_inner()
+            .deleted
+    );
+    assert_eq!(list_replies(&mut chat, "").await.len(), 1);
+}
+
+/// A team keeps at most 1,000 canned replies: the next new one is refused (RESOURCE_EXHAUSTED,
+/// LIMIT_REACHED) while replacing one's text still works.
+#[tokio::test]
+async fn canned_replies_stop_at_the_limit() {
+    with_backend(Backend::Sqlite, async |server: &TestServer, db: &TestDb| {
+        db.execute("INSERT INTO adm_account (aid, name, lid) VALUES ('alice', 'Alice', 2)")
+            .await
+            .unwrap();
+        let chat = server.chat().await;
+        let puts = (0..1000).map(|i| {
+            let mut chat = chat.clone();
+            async move {
+                chat.put_canned_reply(put_reply(&format!("r{i}"), "text", "alice"))
+                    .await
+                    .map(|_| ())
+            }
+        });
+        let stored = futures::stream::iter(puts)
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await;
+        assert!(stored.iter().all(Result::is_ok), "the first 1,000 are kept");
+        let mut chat = chat.clone();
+        let err = chat
+            .put_canned_reply(put_reply("one-more", "text", "alice"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+        assert_eq!(
+            socketgram_proto::reason::of(&err).as_deref(),
+            Some("LIMIT_REACHED")
+        );
+        chat.put_canned_reply(put_reply("r7", "new text", "alice"))
+            .await
+            .expect("replacing one is not adding one");
+        assert_eq!(list_replies(&mut chat, "").await.len(), 1000);
+    })
+    .await;
+}

@@ -76,6 +76,7 @@ conformance!(
     a_lease_is_taken_over_once_expired_by_the_database_clock,
     a_released_lease_is_free_at_once,
     a_batch_that_fails_under_the_lock_leaves_it_free,
+    canned_replies_are_kept_by_shortcut,
 );
 
 fn at(h: u32, m: u32, s: u32) -> NaiveDateTime {
@@ -998,4 +999,63 @@ async fn a_batch_that_fails_under_the_lock_leaves_it_free(f: Fixture) {
         .collect();
     assert_eq!(stored.len(), 1 + 2 * f.db.config().max_connections as usize);
     assert!(!stored.iter().any(|t| t == "lost"), "{stored:?}");
+}
+
+/// Canned replies: put creates or replaces by shortcut (text kept as written, stamped by the
+/// database's clock), the list is in byte order and filtered by prefix exactly ('_' is no
+/// wildcard), delete says whether there was one.
+async fn canned_replies_are_kept_by_shortcut(f: Fixture) {
+    let s = &f.store;
+    assert!(s.canned_replies("").await.unwrap().is_empty());
+    let text = "Hello! <b>We</b> answer within 5 min — привет 👋";
+    for shortcut in ["greet", "greeting", "a_b", "axb", "-x", "0day", "agr"] {
+        let put = s.put_canned_reply(shortcut, text, "alice").await.unwrap();
+        assert_eq!((put.shortcut.as_str(), put.text.as_str()), (shortcut, text));
+        assert_eq!(put.updated_by, "alice");
+        assert!(
+            (put.updated_at_ms - local_now_ms()).abs() < 60_000,
+            "{put:?}"
+        );
+    }
+    let all: Vec<String> = s
+        .canned_replies("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.shortcut)
+        .collect();
+    assert_eq!(
+        all,
+        ["-x", "0day", "a_b", "agr", "axb", "greet", "greeting"]
+    );
+    let shortcuts = |replies: Vec<socketgram_core::domain::CannedReply>| -> Vec<String> {
+        replies.into_iter().map(|r| r.shortcut).collect()
+    };
+    assert_eq!(
+        shortcuts(s.canned_replies("gr").await.unwrap()),
+        ["greet", "greeting"]
+    );
+    assert_eq!(shortcuts(s.canned_replies("a_").await.unwrap()), ["a_b"]);
+    assert!(s.canned_replies("zz").await.unwrap().is_empty());
+
+    let before = s.canned_replies("greet").await.unwrap()[0].clone();
+    let replaced = s
+        .put_canned_reply("greet", "Good morning", "bob")
+        .await
+        .unwrap();
+    assert_eq!(replaced.text, "Good morning");
+    assert_eq!(replaced.updated_by, "bob");
+    assert!(replaced.updated_at_ms >= before.updated_at_ms);
+    assert_eq!(
+        s.canned_replies("").await.unwrap().len(),
+        7,
+        "replaced, not added"
+    );
+
+    assert!(s.delete_canned_reply("greet").await.unwrap());
+    assert!(!s.delete_canned_reply("greet").await.unwrap());
+    assert_eq!(
+        shortcuts(s.canned_replies("gr").await.unwrap()),
+        ["greeting"]
+    );
 }

@@ -230,4 +230,44 @@ impl Chat for ChatApi {
             message_id,
         }))
     }
+
+    #[tracing::instrument(skip_all, name = "Chat.ListCannedReplies")]
+    async fn list_canned_replies(
+        &self,
+        request: Request<pb::ListCannedRepliesRequest>,
+    ) -> Result<Response<pb::ListCannedRepliesResponse>, Status> {
+        let prefix = request.into_inner().prefix;
+        let replies = self.core.canned_replies(&prefix).await.map_err(status)?;
+        Ok(Response::new(pb::ListCannedRepliesResponse {
+            replies: replies.into_iter().map(convert::canned_reply).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, name = "Chat.PutCannedReply", fields(shortcut = %request.get_ref().shortcut))]
+    async fn put_canned_reply(
+        &self,
+        request: Request<pb::PutCannedReplyRequest>,
+    ) -> Result<Response<pb::CannedReply>, Status> {
+        let r = request.into_inner();
+        let stored = self
+            .core
+            .put_canned_reply(&r.shortcut, &r.text, r.updated_by)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::canned_reply(stored)))
+    }
+
+    #[tracing::instrument(skip_all, name = "Chat.DeleteCannedReply", fields(shortcut = %request.get_ref().shortcut))]
+    async fn delete_canned_reply(
+        &self,
+        request: Request<pb::DeleteCannedReplyRequest>,
+    ) -> Result<Response<pb::DeleteCannedReplyResponse>, Status> {
+        let shortcut = request.into_inner().shortcut;
+        let deleted = self
+            .core
+            .delete_canned_reply(&shortcut)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DeleteCannedReplyResponse { deleted }))
+    }
 }

@@ -6,7 +6,7 @@ use crate::{
     Core,
     chat::{Author, SendMessage},
     domain::{
-        Admin, Appended, ConversationSummary, Direction, Lease, Origin, Reader, Scope,
+        Admin, Appended, CannedReply, ConversationSummary, Direction, Lease, Origin, Reader, Scope,
         StoredMessage, TelegramLink, TelegramMode,
     },
     error::{CoreError, CoreResult},
@@ -207,5 +207,15 @@ pub(crate) fn lease(l: &Lease) -> pb::Lease {
             nanos: i32::try_from(ms.rem_euclid(1000) * 1_000_000).unwrap_or(0),
         }),
         remaining_ms: u64::try_from(l.remaining.as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+/// A canned reply as the contract says it.
+pub(crate) fn canned_reply(r: CannedReply) -> pb::CannedReply {
+    pb::CannedReply {
+        shortcut: r.shortcut,
+        text: r.text,
+        updated_by: r.updated_by,
+        updated_at_ms: r.updated_at_ms,
     }
 }

@@ -45,6 +45,7 @@ pub(crate) fn code(e: &CoreError) -> Code {
         Kind::Invalid => Code::InvalidArgument,
         Kind::NotFound => Code::NotFound,
         Kind::OutOfRange => Code::OutOfRange,
+        Kind::Exhausted => Code::ResourceExhausted,
         Kind::Refused => Code::FailedPrecondition,
         Kind::Unavailable => Code::Unavailable,
         // gRPC's code for "the operation may have completed" (a retry needs its idempotency key).

@@ -75,6 +75,16 @@ pub trait Dialect:
         )
     }
 
+    /// What follows the `VALUES` of an `INSERT` so that, where a row's `key` exists, its
+    /// `columns` take the new values.
+    fn replace_on_conflict(key: &str, columns: &[&str]) -> String {
+        let set: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect();
+        format!(" ON CONFLICT ({key}) DO UPDATE SET {}", set.join(", "))
+    }
+
     /// `column` as an `ORDER BY` term that sorts byte by byte, as SQLite's BINARY collation
     /// does, whatever the column's collation.
     fn byte_order(column: &str) -> String;

@@ -30,8 +30,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Admin, Appended, Committed, ConversationId, ConversationSummary, Lease, MessageId, NewMessage,
-    Reader, Scope, StoredMessage, TelegramLink, TelegramMode,
+    Admin, Appended, CannedReply, Committed, ConversationId, ConversationSummary, Lease, MessageId,
+    NewMessage, Reader, Scope, StoredMessage, TelegramLink, TelegramMode,
 };
 
 pub use dialect::Dialect;
@@ -387,6 +387,22 @@ pub trait Store: Send + Sync + 'static {
     /// Frees the lease `name` when `holder` holds it (or held it last and nobody took it
     /// since). Returns whether it did.
     async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<bool>;
+
+    /// The canned replies whose shortcut starts with `prefix` (all when empty), sorted by
+    /// shortcut.
+    async fn canned_replies(&self, prefix: &str) -> StoreResult<Vec<CannedReply>>;
+
+    /// Creates the canned reply `shortcut` or replaces its text and author; stamped with the
+    /// database's clock. Returns it as stored.
+    async fn put_canned_reply(
+        &self,
+        shortcut: &str,
+        text: &str,
+        updated_by: &str,
+    ) -> StoreResult<CannedReply>;
+
+    /// Deletes the canned reply `shortcut`; whether there was one.
+    async fn delete_canned_reply(&self, shortcut: &str) -> StoreResult<bool>;
 
     /// Whether messages of this visitor can be stored: on a legacy MySQL schema whose
     /// `messages.cid` references `users.id` ("with users" variant), whether that row exists;

@@ -110,6 +110,14 @@ impl Dialect for MySql {
         format!(" ON DUPLICATE KEY UPDATE {column} = GREATEST({column}, VALUES({column}))")
     }
 
+    fn replace_on_conflict(_key: &str, columns: &[&str]) -> String {
+        let set: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{c} = VALUES({c})"))
+            .collect();
+        format!(" ON DUPLICATE KEY UPDATE {}", set.join(", "))
+    }
+
     fn byte_order(column: &str) -> String {
         // Not the column's _ci collation.
         format!("CAST({column} AS BINARY)")

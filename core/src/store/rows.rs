@@ -7,7 +7,8 @@ use sqlx::{ColumnIndex, Decode, FromRow, Row, Type, ValueRef as _, error::BoxDyn
 
 use super::{Dialect, StoreError, StoreResult, from_db_id, text};
 use crate::domain::{
-    Admin, ConversationSummary, Direction, Lease, Origin, StoredMessage, TelegramLink, TelegramMode,
+    Admin, CannedReply, ConversationSummary, Direction, Lease, Origin, StoredMessage, TelegramLink,
+    TelegramMode,
 };
 
 /// An integer column read as `i64`, whatever integer type the backend gives it: `BIGINT`, or
@@ -151,6 +152,26 @@ impl LeaseRow {
             expires_at_ms: held.as_ref().map(|r| r.expires_at_ms.0),
             holder: held.map(|r| r.holder),
             remaining: std::time::Duration::from_millis(u64::try_from(remaining).unwrap_or(0)),
+        }
+    }
+}
+
+/// A row of `sg_canned_replies`.
+#[derive(FromRow)]
+pub(crate) struct CannedReplyRow {
+    shortcut: String,
+    text: String,
+    updated_by: String,
+    updated_at_ms: Int,
+}
+
+impl From<CannedReplyRow> for CannedReply {
+    fn from(row: CannedReplyRow) -> Self {
+        CannedReply {
+            shortcut: row.shortcut,
+            text: row.text,
+            updated_by: row.updated_by,
+            updated_at_ms: row.updated_at_ms.0,
         }
     }
 }

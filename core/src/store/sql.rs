@@ -16,12 +16,12 @@ use super::batch::{
     stored,
 };
 use super::dialect::RowsAffected as _;
-use super::rows::{AdminRow, Int, LeaseRow, LinkRow, MessageRow, SummaryRow};
+use super::rows::{AdminRow, CannedReplyRow, Int, LeaseRow, LinkRow, MessageRow, SummaryRow};
 use super::write_tx::WriteTx;
 use super::{Backend, Dialect, Store, StoreError, StoreResult, from_db_id, page, text, to_db_id};
 use crate::domain::{
-    Admin, Appended, Committed, ConversationId, ConversationSummary, Direction, Lease, MessageId,
-    NewMessage, Reader, Scope, StoredMessage, TelegramLink, TelegramMode,
+    Admin, Appended, CannedReply, Committed, ConversationId, ConversationSummary, Direction, Lease,
+    MessageId, NewMessage, Reader, Scope, StoredMessage, TelegramLink, TelegramMode,
 };
 
 /// Columns of a message as [`MessageRow`] reads them, `m` = messages, `meta` =
@@ -52,6 +52,10 @@ const SUMMARY_WHERE: &str = concat!(
     " LEFT JOIN messages m ON m.id = c.last_message_id",
     " LEFT JOIN sg_message_meta meta ON meta.message_id = m.id WHERE "
 );
+
+/// Canned replies as [`CannedReplyRow`] reads them, to be followed by a condition.
+const CANNED_REPLIES: &str =
+    "SELECT shortcut, text, updated_by, updated_at_ms FROM sg_canned_replies";
 
 /// Links of `telegram` as [`LinkRow`] reads them, to be followed by a condition.
 const LINKS_WHERE: &str = "SELECT chat_id, cid, status, active FROM telegram WHERE ";
@@ -693,6 +697,58 @@ where
             .push(" AND holder = ")
             .push_bind(holder.to_owned());
         Ok(release.build().execute(&self.pool).await?.rows() == 1)
+    }
+
+    #[tracing::instrument(skip_all, name = "store.canned_replies")]
+    async fn canned_replies(&self, prefix: &str) -> StoreResult<Vec<CannedReply>> {
+        // A team has a bounded few (the core limits them): read all, in byte order whatever
+        // the column's collation, and keep those with the prefix here rather than trust a
+        // collation's idea of a range or LIKE's wildcards ('_' is one).
+        let rows: Vec<CannedReplyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{CANNED_REPLIES} ORDER BY {}",
+            DB::byte_order("shortcut")
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(CannedReply::from)
+            .filter(|r| r.shortcut.starts_with(prefix))
+            .collect())
+    }
+
+    #[tracing::instrument(skip_all, name = "store.put_canned_reply", fields(shortcut = shortcut))]
+    async fn put_canned_reply(
+        &self,
+        shortcut: &str,
+        text: &str,
+        updated_by: &str,
+    ) -> StoreResult<CannedReply> {
+        let mut put = QueryBuilder::<DB>::new(
+            "INSERT INTO sg_canned_replies (shortcut, text, updated_by, updated_at_ms) VALUES (",
+        );
+        put.push_bind(shortcut.to_owned())
+            .push(", ")
+            .push_bind(text.to_owned())
+            .push(", ")
+            .push_bind(updated_by.to_owned())
+            .push(format_args!(", {})", DB::NOW_MS))
+            .push(DB::replace_on_conflict(
+                "shortcut",
+                &["text", "updated_by", "updated_at_ms"],
+            ));
+        put.build().execute(&self.pool).await?;
+        let mut read = QueryBuilder::<DB>::new(format!("{CANNED_REPLIES} WHERE shortcut = "));
+        read.push_bind(shortcut.to_owned());
+        let row: CannedReplyRow = read.build_query_as().fetch_one(&self.pool).await?;
+        Ok(row.into())
+    }
+
+    #[tracing::instrument(skip_all, name = "store.delete_canned_reply", fields(shortcut = shortcut))]
+    async fn delete_canned_reply(&self, shortcut: &str) -> StoreResult<bool> {
+        let mut delete = QueryBuilder::<DB>::new("DELETE FROM sg_canned_replies WHERE shortcut = ");
+        delete.push_bind(shortcut.to_owned());
+        Ok(delete.build().execute(&self.pool).await?.rows() == 1)
     }
 
     #[tracing::instrument(skip_all, name = "store.visitor_exists", fields(conversation = conversation))]
