@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     config::ClusterConfig,
-    domain::{ConversationId, Direction, MessageId, Origin, StoredMessage},
+    domain::{ConversationId, Direction, MessageId, Origin, Reader, StoredMessage},
 };
 
 /// News waiting to go out before more is dropped (the receivers then catch up).
@@ -52,6 +52,11 @@ pub(crate) enum News {
         kind: PresenceNews,
     },
     AdminsChanged,
+    ReadMark {
+        conversation: ConversationId,
+        reader: Reader,
+        up_to: MessageId,
+    },
     /// The connection to NATS came back: news may have been lost meanwhile.
     Reconnected,
 }
@@ -85,6 +90,7 @@ struct Subjects {
     messages: String,
     presence: String,
     admins: String,
+    reads: String,
 }
 
 impl Subjects {
@@ -93,6 +99,7 @@ impl Subjects {
             messages: format!("{prefix}.messages"),
             presence: format!("{prefix}.presence"),
             admins: format!("{prefix}.admins"),
+            reads: format!("{prefix}.reads"),
         }
     }
 }
@@ -100,6 +107,7 @@ impl Subjects {
 const MESSAGES: &str = "messages";
 const PRESENCE: &str = "presence";
 const ADMINS: &str = "admins";
+const READS: &str = "reads";
 
 impl Bus {
     /// Connects to NATS (in the background: a core starts while NATS is down, and reconnects
@@ -210,6 +218,20 @@ impl Bus {
         self.presence(pb::presence::Kind::Goodbye(pb::Goodbye {}));
     }
 
+    /// A read mark moved here.
+    pub(crate) fn read_mark(&self, conversation: ConversationId, reader: Reader, up_to: MessageId) {
+        let news = pb::ReadMark {
+            replica: self.replica.to_string(),
+            conversation_id: conversation,
+            reader: match reader {
+                Reader::Support => 1,
+                Reader::Visitor => 2,
+            },
+            up_to_message_id: up_to,
+        };
+        self.queue(READS, news.encode_to_vec());
+    }
+
     /// This replica re-read the admin directory.
     pub(crate) fn admins_changed(&self) {
         let news = pb::AdminsChanged {
@@ -256,6 +278,7 @@ async fn send(
         let subject = match subject {
             MESSAGES => &subjects.messages,
             PRESENCE => &subjects.presence,
+            READS => &subjects.reads,
             _ => &subjects.admins,
         };
         if let Err(e) = client.publish(subject.clone(), payload).await {
@@ -339,6 +362,21 @@ fn decode(kind: &str, payload: &[u8], own: &str) -> Result<Option<News>, String>
                 return Ok(None);
             }
             News::AdminsChanged
+        }
+        READS => {
+            let news = pb::ReadMark::decode(payload).map_err(|e| e.to_string())?;
+            if news.replica == own {
+                return Ok(None);
+            }
+            News::ReadMark {
+                conversation: news.conversation_id,
+                reader: match news.reader {
+                    1 => Reader::Support,
+                    2 => Reader::Visitor,
+                    other => return Err(format!("a read mark of reader {other}")),
+                },
+                up_to: news.up_to_message_id,
+            }
         }
         _ => return Ok(None),
     };

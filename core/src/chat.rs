@@ -236,6 +236,11 @@ impl Core {
             match news {
                 News::Batch { prev, messages } => self.sequencer.offer(Some(prev), messages),
                 News::Presence { replica, kind } => self.apply_presence(&replica, kind),
+                News::ReadMark {
+                    conversation,
+                    reader,
+                    up_to,
+                } => self.hub.publish_read_mark(conversation, reader, up_to),
                 News::AdminsChanged => {
                     if let Err(e) = self.reload_admins_here().await {
                         warn!(error = %e, "cannot re-read the admins another replica changed");
@@ -648,10 +653,21 @@ impl Core {
         if !self.store.mark_read(conversation, reader, up_to).await? {
             return Err(unknown_conversation(conversation));
         }
-        self.store
+        let summary = self
+            .store
             .conversation(conversation)
             .await?
-            .ok_or_else(|| unknown_conversation(conversation))
+            .ok_or_else(|| unknown_conversation(conversation))?;
+        // The mark as stored (never back): what the other side shows as "seen".
+        let mark = match reader {
+            Reader::Support => summary.support_read_id,
+            Reader::Visitor => summary.visitor_read_id,
+        };
+        self.hub.publish_read_mark(conversation, reader, mark);
+        if let Some(bus) = &self.bus {
+            bus.read_mark(conversation, reader, mark);
+        }
+        Ok(summary)
     }
 
     /// The admin directory.

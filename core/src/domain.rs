@@ -165,6 +165,10 @@ pub struct ConversationSummary {
     pub last_message: Option<StoredMessage>,
     pub unread_by_support: u32,
     pub unread_by_visitor: u32,
+    /// Support's read mark: every message up to this id is read by support (0: none).
+    pub support_read_id: MessageId,
+    /// The visitor's read mark ("Seen" under support's replies up to it).
+    pub visitor_read_id: MessageId,
 }
 
 /// A row of `adm_account`.

@@ -12,7 +12,7 @@ use std::{
 
 use tokio::sync::broadcast;
 
-use crate::domain::{Admin, ConversationId, MessageId, Scope, StoredMessage};
+use crate::domain::{Admin, ConversationId, MessageId, Reader, Scope, StoredMessage};
 
 /// Buffered events per all-conversations channel before a slow subscriber lags.
 const ALL_CAPACITY: usize = 4096;
@@ -30,6 +30,12 @@ pub enum Event {
     /// Visitors online when a subscription started.
     PresenceSnapshot(Vec<ConversationId>),
     AdminsChanged(Arc<Vec<Admin>>),
+    /// A read mark moved: `reader` has read the conversation up to `up_to`.
+    ReadMark {
+        conversation: ConversationId,
+        reader: Reader,
+        up_to: MessageId,
+    },
     /// Every message up to this id has been delivered; live from here.
     CaughtUp(MessageId),
 }
@@ -91,6 +97,23 @@ impl Hub {
             Event::Presence {
                 conversation,
                 online,
+            },
+        );
+    }
+
+    /// Publishes a moved read mark to all-conversation subscribers and the conversation's.
+    pub fn publish_read_mark(
+        &self,
+        conversation: ConversationId,
+        reader: Reader,
+        up_to: MessageId,
+    ) {
+        self.send(
+            conversation,
+            Event::ReadMark {
+                conversation,
+                reader,
+                up_to,
             },
         );
     }

@@ -158,9 +158,14 @@ impl Delivery {
                 Some(Kind::CaughtUp(_)) => self.save_or_log(c).await,
                 // Delivered already (a replay at or below the cursor).
                 Some(Kind::Message(_)) => {}
-                // Presence and the admin list are not Telegram's; an empty event carries
-                // nothing (a newer core's kind).
-                Some(Kind::Presence(_) | Kind::PresenceSnapshot(_) | Kind::AdminsChanged(_))
+                // Presence, the admin list and read marks are not Telegram's; an empty event
+                // carries nothing (a newer core's kind).
+                Some(
+                    Kind::Presence(_)
+                    | Kind::PresenceSnapshot(_)
+                    | Kind::AdminsChanged(_)
+                    | Kind::ReadMark(_),
+                )
                 | None => {}
             }
         }

@@ -410,7 +410,8 @@ impl State {
                     // Not part of the cursor: a resubscription gets a fresh snapshot.
                     pb::event::Kind::Presence(_)
                     | pb::event::Kind::PresenceSnapshot(_)
-                    | pb::event::Kind::AdminsChanged(_) => {}
+                    | pb::event::Kind::AdminsChanged(_)
+                    | pb::event::Kind::ReadMark(_) => {}
                 }
                 sub.events.send(LinkEvent::Event(kind))
             }

@@ -310,6 +310,8 @@ impl State {
             Kind::Message(_) => {}
             // Names are the core's to put on messages; the web edge shows what it is sent.
             Kind::AdminsChanged(_) => {}
+            // The legacy Socket.IO protocol has no event for read marks.
+            Kind::ReadMark(_) => {}
         }
     }
 

@@ -91,7 +91,10 @@ async fn until_caught_up(stream: &mut Streaming<pb::Event>) -> (Vec<u64>, u64) {
         match next(stream).await {
             Kind::Message(m) => ids.push(m.id),
             Kind::CaughtUp(c) => return (ids, c.last_message_id),
-            Kind::PresenceSnapshot(_) | Kind::Presence(_) | Kind::AdminsChanged(_) => {}
+            Kind::PresenceSnapshot(_)
+            | Kind::Presence(_)
+            | Kind::AdminsChanged(_)
+            | Kind::ReadMark(_) => {}
         }
     }
 }
@@ -1772,4 +1775,117 @@ async fn canned_replies_stop_at_the_limit() {
         assert_eq!(list_replies(&mut chat, "").await.len(), 1000);
     })
     .await;
+}
+
+#[tokio::test]
+async fn sqlite_read_marks_are_evented() {
+    with_backend(Backend::Sqlite, read_marks).await;
+}
+
+#[tokio::test]
+async fn postgres_read_marks_are_evented() {
+    with_backend(Backend::Postgres, read_marks).await;
+}
+
+/// MarkRead moves a mark forward only, the conversation carries both marks, and the
+/// conversation's and all-conversation subscribers get a `ReadMark` with the mark as stored
+/// (a lower one announces the higher stored mark, never a step back).
+async fn read_marks(server: &TestServer, db: &TestDb) {
+    db.execute("INSERT INTO adm_account (aid, name, lid) VALUES ('alice', 'Alice', 2)")
+        .await
+        .unwrap();
+    let mut chat = server.chat().await;
+    let question = send(&mut chat, 55, visitor(), "are you there?", "q")
+        .await
+        .unwrap()
+        .message
+        .unwrap();
+    let answer = send(&mut chat, 55, admin("alice"), "yes", "a")
+        .await
+        .unwrap()
+        .message
+        .unwrap();
+    let mut everything = subscribe(&mut chat, Scope::AllConversations(true), None).await;
+    let mut this_one = subscribe(&mut chat, Scope::ConversationId(55), None).await;
+    for stream in [&mut everything, &mut this_one] {
+        until_caught_up(stream).await;
+    }
+    let read = |reader: pb::Reader, up_to: u64| pb::MarkReadRequest {
+        conversation_id: 55,
+        reader: reader as i32,
+        up_to_message_id: up_to,
+    };
+    let next_mark = async |stream: &mut Streaming<pb::Event>| loop {
+        if let Kind::ReadMark(mark) = next(stream).await {
+            break (
+                mark.conversation_id,
+                pb::Reader::try_from(mark.reader).unwrap(),
+                mark.up_to_message_id,
+            );
+        }
+    };
+
+    let summary = chat
+        .mark_read(read(pb::Reader::Visitor, answer.id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (summary.visitor_read_up_to, summary.support_read_up_to),
+        (answer.id, 0)
+    );
+    for stream in [&mut everything, &mut this_one] {
+        assert_eq!(
+            next_mark(stream).await,
+            (55, pb::Reader::Visitor, answer.id),
+            "the visitor has seen support's reply"
+        );
+    }
+    chat.mark_read(read(pb::Reader::Support, question.id))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_mark(&mut this_one).await,
+        (55, pb::Reader::Support, question.id)
+    );
+    // An older mark (another tab behind): the stored mark does not move back, and says so.
+    let summary = chat
+        .mark_read(read(pb::Reader::Visitor, question.id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(summary.visitor_read_up_to, answer.id);
+    assert_eq!(
+        next_mark(&mut this_one).await,
+        (55, pb::Reader::Visitor, answer.id)
+    );
+    let listed = chat
+        .list_conversations(pb::ListConversationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .conversations;
+    assert_eq!(
+        listed
+            .iter()
+            .map(|c| (
+                c.conversation_id,
+                c.support_read_up_to,
+                c.visitor_read_up_to
+            ))
+            .collect::<Vec<_>>(),
+        [(55, question.id, answer.id)]
+    );
+    let err = chat
+        .mark_read(pb::MarkReadRequest {
+            conversation_id: 999,
+            ..read(pb::Reader::Support, 1)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::NotFound,
+        "no event for an unknown conversation"
+    );
 }

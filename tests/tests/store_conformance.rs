@@ -337,9 +337,25 @@ async fn conversations_and_read_marks(f: Fixture) {
             .unread_by_support,
         1
     );
+    let marked = f.store.conversation(40).await.unwrap().unwrap();
+    assert_eq!(
+        (marked.support_read_id, marked.visitor_read_id),
+        (a[0].message.id, 0),
+        "the marks as stored"
+    );
     assert!(
         f.store.mark_read(40, Reader::Support, 1).await.unwrap(),
         "never moves back"
+    );
+    assert_eq!(
+        f.store
+            .conversation(40)
+            .await
+            .unwrap()
+            .unwrap()
+            .support_read_id,
+        a[0].message.id,
+        "the mark stays where it was"
     );
     assert_eq!(
         f.store

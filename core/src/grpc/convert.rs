@@ -111,6 +111,18 @@ pub(crate) fn event(core: &Core, event: &Event) -> pb::Event {
         Event::CaughtUp(last) => Kind::CaughtUp(pb::CaughtUp {
             last_message_id: *last,
         }),
+        Event::ReadMark {
+            conversation,
+            reader,
+            up_to,
+        } => Kind::ReadMark(pb::ReadMark {
+            conversation_id: *conversation,
+            reader: match reader {
+                Reader::Support => pb::Reader::Support,
+                Reader::Visitor => pb::Reader::Visitor,
+            } as i32,
+            up_to_message_id: *up_to,
+        }),
     };
     pb::Event { kind: Some(kind) }
 }
@@ -131,6 +143,8 @@ pub(crate) fn conversation(core: &Core, c: &ConversationSummary) -> pb::Conversa
         unread_by_support: c.unread_by_support,
         unread_by_visitor: c.unread_by_visitor,
         online: core.is_online(c.conversation_id),
+        support_read_up_to: c.support_read_id,
+        visitor_read_up_to: c.visitor_read_id,
     }
 }
 

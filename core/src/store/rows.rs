@@ -95,6 +95,8 @@ pub(crate) struct SummaryRow {
     last: LastMessage,
     unread_support: Int,
     unread_visitor: Int,
+    support_read_id: Int,
+    visitor_read_id: Int,
 }
 
 impl TryFrom<SummaryRow> for ConversationSummary {
@@ -106,6 +108,8 @@ impl TryFrom<SummaryRow> for ConversationSummary {
             last_message: row.last.0.map(StoredMessage::try_from).transpose()?,
             unread_by_support: row.unread_support.0.try_into().unwrap_or(u32::MAX),
             unread_by_visitor: row.unread_visitor.0.try_into().unwrap_or(u32::MAX),
+            support_read_id: from_db_id("sg_conversations.support_read_id", row.support_read_id.0)?,
+            visitor_read_id: from_db_id("sg_conversations.visitor_read_id", row.visitor_read_id.0)?,
         })
     }
 }

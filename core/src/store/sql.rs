@@ -48,6 +48,7 @@ const SUMMARY_WHERE: &str = concat!(
     " AND u.id > c.support_read_id) AS unread_support",
     ", (SELECT COUNT(*) FROM messages u WHERE u.cid = c.cid AND u.direction = 2",
     " AND u.id > c.visitor_read_id) AS unread_visitor",
+    ", c.support_read_id, c.visitor_read_id",
     " FROM sg_conversations c",
     " LEFT JOIN messages m ON m.id = c.last_message_id",
     " LEFT JOIN sg_message_meta meta ON meta.message_id = m.id WHERE "

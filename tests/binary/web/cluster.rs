@@ -549,3 +549,81 @@ async fn every_process_says_whether_its_dependencies_answer() {
     c.cores.clear();
     c.stop().await;
 }
+
+/// A read mark moved through one core replica reaches the subscribers of the other (over
+/// NATS), with the mark as stored.
+#[tokio::test]
+async fn a_read_mark_moved_on_one_core_reaches_the_other() {
+    let Some(c) = cluster(2, 0).await else {
+        return;
+    };
+    let connect = async |core: &Process| {
+        socketgram_proto::client::CoreClient::connect(&core.grpc_url(), TOKEN)
+            .await
+            .expect("the core answers")
+            .chat
+    };
+    let (mut a, mut b) = (connect(&c.cores[0]).await, connect(&c.cores[1]).await);
+    let sent = a
+        .send_message(pb::SendMessageRequest {
+            conversation_id: 808,
+            author: Some(pb::Author {
+                kind: pb::AuthorKind::Visitor as i32,
+                admin_id: String::new(),
+            }),
+            text: "hello from a".into(),
+            client_msg_id: "m1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .message
+        .unwrap();
+    let mut watching = b
+        .subscribe(pb::SubscribeRequest {
+            scope: Some(pb::subscribe_request::Scope::AllConversations(true)),
+            since_message_id: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Live from here: the subscription has caught up.
+    loop {
+        let event = watching.message().await.unwrap().expect("an event");
+        if matches!(event.kind, Some(pb::event::Kind::CaughtUp(_))) {
+            break;
+        }
+    }
+    // The replicas join NATS in the background after their ready line, and a mark is live
+    // news, not replayed: mark again until core b is on the bus.
+    let mark = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            a.mark_read(pb::MarkReadRequest {
+                conversation_id: 808,
+                reader: pb::Reader::Support as i32,
+                up_to_message_id: sent.id,
+            })
+            .await
+            .unwrap();
+            let seen = tokio::time::timeout(Duration::from_millis(300), async {
+                loop {
+                    let event = watching.message().await.unwrap().expect("an event");
+                    if let Some(pb::event::Kind::ReadMark(mark)) = event.kind {
+                        break mark;
+                    }
+                }
+            })
+            .await;
+            if let Ok(mark) = seen {
+                break mark;
+            }
+        }
+    })
+    .await
+    .expect("core b tells its subscribers of the mark core a stored");
+    assert_eq!(
+        (mark.conversation_id, mark.reader, mark.up_to_message_id),
+        (808, pb::Reader::Support as i32, sent.id)
+    );
+    c.stop().await;
+}
