@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     config::ClusterConfig,
-    domain::{ConversationId, Direction, MessageId, Origin, Reader, StoredMessage},
+    domain::{ConversationId, Direction, MessageId, Note, Origin, Reader, StoredMessage},
 };
 
 /// News waiting to go out before more is dropped (the receivers then catch up).
@@ -57,6 +57,7 @@ pub(crate) enum News {
         reader: Reader,
         up_to: MessageId,
     },
+    Note(Note),
     /// The connection to NATS came back: news may have been lost meanwhile.
     Reconnected,
 }
@@ -91,6 +92,7 @@ struct Subjects {
     presence: String,
     admins: String,
     reads: String,
+    notes: String,
 }
 
 impl Subjects {
@@ -100,6 +102,7 @@ impl Subjects {
             presence: format!("{prefix}.presence"),
             admins: format!("{prefix}.admins"),
             reads: format!("{prefix}.reads"),
+            notes: format!("{prefix}.notes"),
         }
     }
 }
@@ -108,6 +111,7 @@ const MESSAGES: &str = "messages";
 const PRESENCE: &str = "presence";
 const ADMINS: &str = "admins";
 const READS: &str = "reads";
+const NOTES: &str = "notes";
 
 impl Bus {
     /// Connects to NATS (in the background: a core starts while NATS is down, and reconnects
@@ -232,6 +236,19 @@ impl Bus {
         self.queue(READS, news.encode_to_vec());
     }
 
+    /// A note was added here.
+    pub(crate) fn note(&self, note: &Note) {
+        let news = pb::Note {
+            replica: self.replica.to_string(),
+            id: note.id,
+            conversation_id: note.conversation_id,
+            admin_id: note.admin_id.clone(),
+            text: note.text.clone(),
+            created_at_ms: note.created_at_ms,
+        };
+        self.queue(NOTES, news.encode_to_vec());
+    }
+
     /// This replica re-read the admin directory.
     pub(crate) fn admins_changed(&self) {
         let news = pb::AdminsChanged {
@@ -279,6 +296,7 @@ async fn send(
             MESSAGES => &subjects.messages,
             PRESENCE => &subjects.presence,
             READS => &subjects.reads,
+            NOTES => &subjects.notes,
             _ => &subjects.admins,
         };
         if let Err(e) = client.publish(subject.clone(), payload).await {
@@ -377,6 +395,19 @@ fn decode(kind: &str, payload: &[u8], own: &str) -> Result<Option<News>, String>
                 },
                 up_to: news.up_to_message_id,
             }
+        }
+        NOTES => {
+            let news = pb::Note::decode(payload).map_err(|e| e.to_string())?;
+            if news.replica == own {
+                return Ok(None);
+            }
+            News::Note(Note {
+                id: news.id,
+                conversation_id: news.conversation_id,
+                admin_id: news.admin_id,
+                text: news.text,
+                created_at_ms: news.created_at_ms,
+            })
         }
         _ => return Ok(None),
     };

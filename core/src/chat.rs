@@ -23,7 +23,7 @@ use crate::{
     credentials::{Credentials, Verdict},
     domain::{
         Admin, Appended, CannedReply, ConversationId, ConversationSummary, Lease, MessageId,
-        NewMessage, Origin, Reader, Scope, StoredMessage, TelegramLink, TelegramMode,
+        NewMessage, Note, Origin, Reader, Scope, StoredMessage, TelegramLink, TelegramMode,
         VISITOR_ADMIN_ID,
     },
     error::{CoreError, CoreResult},
@@ -241,6 +241,7 @@ impl Core {
                     reader,
                     up_to,
                 } => self.hub.publish_read_mark(conversation, reader, up_to),
+                News::Note(note) => self.hub.publish_note(Arc::new(note)),
                 News::AdminsChanged => {
                     if let Err(e) = self.reload_admins_here().await {
                         warn!(error = %e, "cannot re-read the admins another replica changed");
@@ -776,6 +777,47 @@ impl Core {
         check_consumer(consumer)?;
         self.check_not_future(to, "move a cursor to").await?;
         Ok(self.store.advance_delivery_cursor(consumer, to).await?)
+    }
+
+    /// Adds support's private note to a stored conversation, by a known admin, its text
+    /// checked as a message's is. All-conversation subscribers are told (on every replica);
+    /// the visitor never is.
+    pub async fn add_note(
+        &self,
+        conversation: ConversationId,
+        admin_id: String,
+        text: &str,
+    ) -> CoreResult<Note> {
+        check_conversation_id(conversation)?;
+        self.check_text(text)?;
+        let admin_id = self.check_admin(admin_id).await?;
+        if self.store.conversation(conversation).await?.is_none() {
+            return Err(unknown_conversation(conversation));
+        }
+        let key = format!(
+            "{}-{:016x}",
+            Utc::now().timestamp_micros(),
+            rand::random::<u64>()
+        );
+        let note = self
+            .store
+            .add_note(conversation, &admin_id, text, &key)
+            .await?;
+        info!(conversation, note = note.id, by = %note.admin_id, "note added");
+        if let Some(bus) = &self.bus {
+            bus.note(&note);
+        }
+        self.hub.publish_note(Arc::new(note.clone()));
+        Ok(note)
+    }
+
+    /// A conversation's notes, oldest first.
+    pub async fn notes(&self, conversation: ConversationId) -> CoreResult<Vec<Note>> {
+        check_conversation_id(conversation)?;
+        if self.store.conversation(conversation).await?.is_none() {
+            return Err(unknown_conversation(conversation));
+        }
+        Ok(self.store.notes(conversation).await?)
     }
 
     /// The canned replies whose shortcut starts with `prefix` (a shortcut's own form, see

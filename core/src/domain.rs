@@ -249,3 +249,17 @@ pub struct CannedReply {
     /// When, in milliseconds since 1970 by the database's clock.
     pub updated_at_ms: i64,
 }
+
+/// Support's private note on a conversation (`sg_notes`): never sent to the visitor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    /// Increasing in the order notes were added (its own sequence, not a message id).
+    pub id: u64,
+    pub conversation_id: ConversationId,
+    /// The admin who wrote it.
+    pub admin_id: String,
+    /// As written (not escaped).
+    pub text: String,
+    /// When, in milliseconds since 1970 by the database's clock.
+    pub created_at_ms: i64,
+}

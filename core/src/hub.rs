@@ -12,7 +12,7 @@ use std::{
 
 use tokio::sync::broadcast;
 
-use crate::domain::{Admin, ConversationId, MessageId, Reader, Scope, StoredMessage};
+use crate::domain::{Admin, ConversationId, MessageId, Note, Reader, Scope, StoredMessage};
 
 /// Buffered events per all-conversations channel before a slow subscriber lags.
 const ALL_CAPACITY: usize = 4096;
@@ -36,6 +36,9 @@ pub enum Event {
         reader: Reader,
         up_to: MessageId,
     },
+    /// Support added a private note. Only on the all-conversation channel: a conversation's
+    /// channel also feeds its visitor, who never receives notes.
+    Note(Arc<Note>),
     /// Every message up to this id has been delivered; live from here.
     CaughtUp(MessageId),
 }
@@ -116,6 +119,11 @@ impl Hub {
                 up_to,
             },
         );
+    }
+
+    /// Publishes a note to all-conversation subscribers only (see [`Event::Note`]).
+    pub fn publish_note(&self, note: Arc<Note>) {
+        let _ = self.all.send(Event::Note(note));
     }
 
     /// Publishes a new admin list to all-conversation subscribers.

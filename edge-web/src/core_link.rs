@@ -411,7 +411,8 @@ impl State {
                     pb::event::Kind::Presence(_)
                     | pb::event::Kind::PresenceSnapshot(_)
                     | pb::event::Kind::AdminsChanged(_)
-                    | pb::event::Kind::ReadMark(_) => {}
+                    | pb::event::Kind::ReadMark(_)
+                    | pb::event::Kind::Note(_) => {}
                 }
                 sub.events.send(LinkEvent::Event(kind))
             }

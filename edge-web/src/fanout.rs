@@ -310,8 +310,9 @@ impl State {
             Kind::Message(_) => {}
             // Names are the core's to put on messages; the web edge shows what it is sent.
             Kind::AdminsChanged(_) => {}
-            // The legacy Socket.IO protocol has no event for read marks.
-            Kind::ReadMark(_) => {}
+            // The legacy Socket.IO protocol has no event for read marks, nor for notes (which
+            // the core sends on all-conversation subscriptions only, never to a visitor).
+            Kind::ReadMark(_) | Kind::Note(_) => {}
         }
     }
 

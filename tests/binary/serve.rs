@@ -94,7 +94,8 @@ async fn until_caught_up(stream: &mut Streaming<pb::Event>) -> (Vec<u64>, u64) {
             Kind::PresenceSnapshot(_)
             | Kind::Presence(_)
             | Kind::AdminsChanged(_)
-            | Kind::ReadMark(_) => {}
+            | Kind::ReadMark(_)
+            | Kind::Note(_) => {}
         }
     }
 }
@@ -1888,4 +1889,131 @@ async fn read_marks(server: &TestServer, db: &TestDb) {
         Code::NotFound,
         "no event for an unknown conversation"
     );
+}
+
+#[tokio::test]
+async fn sqlite_notes_reach_support_only() {
+    with_backend(Backend::Sqlite, notes).await;
+}
+
+#[tokio::test]
+async fn mysql_notes_reach_support_only() {
+    with_backend(Backend::MySql, notes).await;
+}
+
+/// A private note reaches all-conversation subscribers (support), never the conversation's
+/// own subscription (what feeds its visitor) nor its history; bad input is refused.
+async fn notes(server: &TestServer, db: &TestDb) {
+    db.execute("INSERT INTO adm_account (aid, name, lid) VALUES ('alice', 'Alice', 2)")
+        .await
+        .unwrap();
+    let mut chat = server.chat().await;
+    send(&mut chat, 66, visitor(), "my order is late", "q")
+        .await
+        .unwrap();
+    let mut support = subscribe(&mut chat, Scope::AllConversations(true), None).await;
+    let mut visitor_side = subscribe(&mut chat, Scope::ConversationId(66), None).await;
+    for stream in [&mut support, &mut visitor_side] {
+        until_caught_up(stream).await;
+    }
+    let add = |cid: u64, admin: &str, text: &str| pb::AddNoteRequest {
+        conversation_id: cid,
+        admin_id: admin.into(),
+        text: text.into(),
+    };
+    let note = chat
+        .add_note(add(66, "alice", "Angry: offer a voucher"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            note.conversation_id,
+            note.admin_id.as_str(),
+            note.text.as_str()
+        ),
+        (66, "alice", "Angry: offer a voucher")
+    );
+    // Support sees the note live; the conversation's own subscription sees the next message
+    // and nothing before it.
+    let seen = loop {
+        if let Kind::Note(n) = next(&mut support).await {
+            break n;
+        }
+    };
+    assert_eq!(seen, note);
+    send(
+        &mut chat,
+        66,
+        admin("alice"),
+        "Sorry! Here is a voucher.",
+        "a",
+    )
+    .await
+    .unwrap();
+    loop {
+        match next(&mut visitor_side).await {
+            Kind::Message(m) => {
+                assert_eq!(m.text, "Sorry! Here is a voucher.");
+                break;
+            }
+            Kind::Note(n) => panic!("the visitor's side got a note: {n:?}"),
+            _ => {}
+        }
+    }
+    let history: Vec<String> = newest(&mut chat, 66, 10)
+        .await
+        .unwrap()
+        .messages
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(
+        history,
+        ["Sorry! Here is a voucher.", "my order is late"],
+        "no note in the history"
+    );
+    let listed = chat
+        .list_notes(pb::ListNotesRequest {
+            conversation_id: 66,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .notes;
+    assert_eq!(listed, [note]);
+
+    let refusals = [
+        (add(66, "mallory", "x"), Code::NotFound, "UNKNOWN_ADMIN"),
+        (add(66, "alice", "  "), Code::InvalidArgument, "EMPTY_TEXT"),
+        (
+            add(66, "alice", &"n".repeat(100_000)),
+            Code::InvalidArgument,
+            "TEXT_TOO_LONG",
+        ),
+        (
+            add(4242, "alice", "x"),
+            Code::NotFound,
+            "UNKNOWN_CONVERSATION",
+        ),
+        (
+            add(0, "alice", "x"),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+    ];
+    for (request, code, reason) in refusals {
+        let err = chat.add_note(request).await.unwrap_err();
+        assert_eq!(err.code(), code, "{err:?}");
+        assert_eq!(socketgram_proto::reason::of(&err).as_deref(), Some(reason));
+    }
+    let listed = chat
+        .list_notes(pb::ListNotesRequest {
+            conversation_id: 66,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .notes;
+    assert_eq!(listed.len(), 1, "nothing refused was stored");
 }

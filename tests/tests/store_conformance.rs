@@ -77,6 +77,7 @@ conformance!(
     a_released_lease_is_free_at_once,
     a_batch_that_fails_under_the_lock_leaves_it_free,
     canned_replies_are_kept_by_shortcut,
+    notes_are_kept_apart_from_messages,
 );
 
 fn at(h: u32, m: u32, s: u32) -> NaiveDateTime {
@@ -1073,5 +1074,48 @@ async fn canned_replies_are_kept_by_shortcut(f: Fixture) {
     assert_eq!(
         shortcuts(s.canned_replies("gr").await.unwrap()),
         ["greeting"]
+    );
+}
+
+/// Notes: kept per conversation in the order added, text as written, stamped by the
+/// database's clock, and never among the conversation's messages.
+async fn notes_are_kept_apart_from_messages(f: Fixture) {
+    let s = &f.store;
+    s.append(&[visitor(60, "hi", None)]).await.unwrap();
+    let first = s
+        .add_note(60, "alice", "VIP <b>customer</b> — привет", "k1")
+        .await
+        .unwrap();
+    let second = s.add_note(60, "bob", "refund done", "k2").await.unwrap();
+    s.add_note(61, "bob", "another conversation", "k3")
+        .await
+        .unwrap();
+    assert!(second.id > first.id);
+    assert_eq!(
+        (
+            first.conversation_id,
+            first.admin_id.as_str(),
+            first.text.as_str()
+        ),
+        (60, "alice", "VIP <b>customer</b> — привет")
+    );
+    assert!(
+        (first.created_at_ms - local_now_ms()).abs() < 60_000,
+        "{first:?}"
+    );
+    assert_eq!(s.notes(60).await.unwrap(), [first, second]);
+    assert!(s.notes(62).await.unwrap().is_empty());
+    let texts: Vec<String> = s
+        .messages_after(Scope::All, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, ["hi"], "notes are not messages");
+    let err = s.add_note(60, "alice", "again", "k1").await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Constraint(_)),
+        "a key is one note: {err:?}"
     );
 }

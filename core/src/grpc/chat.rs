@@ -270,4 +270,33 @@ impl Chat for ChatApi {
             .map_err(status)?;
         Ok(Response::new(pb::DeleteCannedReplyResponse { deleted }))
     }
+
+    #[tracing::instrument(skip_all, name = "Chat.AddNote", fields(conversation = request.get_ref().conversation_id))]
+    async fn add_note(
+        &self,
+        request: Request<pb::AddNoteRequest>,
+    ) -> Result<Response<pb::Note>, Status> {
+        let r = request.into_inner();
+        let note = self
+            .core
+            .add_note(r.conversation_id, r.admin_id, &r.text)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::note(&note)))
+    }
+
+    #[tracing::instrument(skip_all, name = "Chat.ListNotes", fields(conversation = request.get_ref().conversation_id))]
+    async fn list_notes(
+        &self,
+        request: Request<pb::ListNotesRequest>,
+    ) -> Result<Response<pb::ListNotesResponse>, Status> {
+        let notes = self
+            .core
+            .notes(request.into_inner().conversation_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListNotesResponse {
+            notes: notes.iter().map(convert::note).collect(),
+        }))
+    }
 }

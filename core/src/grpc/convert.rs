@@ -6,8 +6,8 @@ use crate::{
     Core,
     chat::{Author, SendMessage},
     domain::{
-        Admin, Appended, CannedReply, ConversationSummary, Direction, Lease, Origin, Reader, Scope,
-        StoredMessage, TelegramLink, TelegramMode,
+        Admin, Appended, CannedReply, ConversationSummary, Direction, Lease, Note, Origin, Reader,
+        Scope, StoredMessage, TelegramLink, TelegramMode,
     },
     error::{CoreError, CoreResult},
     hub::Event,
@@ -123,6 +123,7 @@ pub(crate) fn event(core: &Core, event: &Event) -> pb::Event {
             } as i32,
             up_to_message_id: *up_to,
         }),
+        Event::Note(n) => Kind::Note(note(n)),
     };
     pb::Event { kind: Some(kind) }
 }
@@ -231,5 +232,16 @@ pub(crate) fn canned_reply(r: CannedReply) -> pb::CannedReply {
         text: r.text,
         updated_by: r.updated_by,
         updated_at_ms: r.updated_at_ms,
+    }
+}
+
+/// A note as the contract says it.
+pub(crate) fn note(n: &Note) -> pb::Note {
+    pb::Note {
+        id: n.id,
+        conversation_id: n.conversation_id,
+        admin_id: n.admin_id.clone(),
+        text: n.text.clone(),
+        created_at_ms: n.created_at_ms,
     }
 }

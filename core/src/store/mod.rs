@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     Admin, Appended, CannedReply, Committed, ConversationId, ConversationSummary, Lease, MessageId,
-    NewMessage, Reader, Scope, StoredMessage, TelegramLink, TelegramMode,
+    NewMessage, Note, Reader, Scope, StoredMessage, TelegramLink, TelegramMode,
 };
 
 pub use dialect::Dialect;
@@ -403,6 +403,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes the canned reply `shortcut`; whether there was one.
     async fn delete_canned_reply(&self, shortcut: &str) -> StoreResult<bool>;
+
+    /// Adds a private note to a conversation, stamped with the database's clock. `key` is
+    /// unique per note (the store reads the note back by it).
+    async fn add_note(
+        &self,
+        conversation: ConversationId,
+        admin_id: &str,
+        text: &str,
+        key: &str,
+    ) -> StoreResult<Note>;
+
+    /// A conversation's notes, oldest first.
+    async fn notes(&self, conversation: ConversationId) -> StoreResult<Vec<Note>>;
 
     /// Whether messages of this visitor can be stored: on a legacy MySQL schema whose
     /// `messages.cid` references `users.id` ("with users" variant), whether that row exists;

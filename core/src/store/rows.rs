@@ -7,8 +7,8 @@ use sqlx::{ColumnIndex, Decode, FromRow, Row, Type, ValueRef as _, error::BoxDyn
 
 use super::{Dialect, StoreError, StoreResult, from_db_id, text};
 use crate::domain::{
-    Admin, CannedReply, ConversationSummary, Direction, Lease, Origin, StoredMessage, TelegramLink,
-    TelegramMode,
+    Admin, CannedReply, ConversationSummary, Direction, Lease, Note, Origin, StoredMessage,
+    TelegramLink, TelegramMode,
 };
 
 /// An integer column read as `i64`, whatever integer type the backend gives it: `BIGINT`, or
@@ -177,6 +177,30 @@ impl From<CannedReplyRow> for CannedReply {
             updated_by: row.updated_by,
             updated_at_ms: row.updated_at_ms.0,
         }
+    }
+}
+
+/// A row of `sg_notes`.
+#[derive(FromRow)]
+pub(crate) struct NoteRow {
+    id: Int,
+    cid: Int,
+    aid: String,
+    text: String,
+    created_at_ms: Int,
+}
+
+impl TryFrom<NoteRow> for Note {
+    type Error = StoreError;
+
+    fn try_from(row: NoteRow) -> StoreResult<Self> {
+        Ok(Note {
+            id: from_db_id("sg_notes.id", row.id.0)?,
+            conversation_id: from_db_id("sg_notes.cid", row.cid.0)?,
+            admin_id: row.aid,
+            text: row.text,
+            created_at_ms: row.created_at_ms.0,
+        })
     }
 }
 

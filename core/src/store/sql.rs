@@ -16,12 +16,14 @@ use super::batch::{
     stored,
 };
 use super::dialect::RowsAffected as _;
-use super::rows::{AdminRow, CannedReplyRow, Int, LeaseRow, LinkRow, MessageRow, SummaryRow};
+use super::rows::{
+    AdminRow, CannedReplyRow, Int, LeaseRow, LinkRow, MessageRow, NoteRow, SummaryRow,
+};
 use super::write_tx::WriteTx;
 use super::{Backend, Dialect, Store, StoreError, StoreResult, from_db_id, page, text, to_db_id};
 use crate::domain::{
     Admin, Appended, CannedReply, Committed, ConversationId, ConversationSummary, Direction, Lease,
-    MessageId, NewMessage, Reader, Scope, StoredMessage, TelegramLink, TelegramMode,
+    MessageId, NewMessage, Note, Reader, Scope, StoredMessage, TelegramLink, TelegramMode,
 };
 
 /// Columns of a message as [`MessageRow`] reads them, `m` = messages, `meta` =
@@ -57,6 +59,9 @@ const SUMMARY_WHERE: &str = concat!(
 /// Canned replies as [`CannedReplyRow`] reads them, to be followed by a condition.
 const CANNED_REPLIES: &str =
     "SELECT shortcut, text, updated_by, updated_at_ms FROM sg_canned_replies";
+
+/// Notes as [`NoteRow`] reads them, to be followed by a condition.
+const NOTES: &str = "SELECT id, cid, aid, text, created_at_ms FROM sg_notes";
 
 /// Links of `telegram` as [`LinkRow`] reads them, to be followed by a condition.
 const LINKS_WHERE: &str = "SELECT chat_id, cid, status, active FROM telegram WHERE ";
@@ -750,6 +755,41 @@ where
         let mut delete = QueryBuilder::<DB>::new("DELETE FROM sg_canned_replies WHERE shortcut = ");
         delete.push_bind(shortcut.to_owned());
         Ok(delete.build().execute(&self.pool).await?.rows() == 1)
+    }
+
+    #[tracing::instrument(skip_all, name = "store.add_note", fields(conversation = conversation))]
+    async fn add_note(
+        &self,
+        conversation: ConversationId,
+        admin_id: &str,
+        text: &str,
+        key: &str,
+    ) -> StoreResult<Note> {
+        let mut add = QueryBuilder::<DB>::new(
+            "INSERT INTO sg_notes (cid, aid, text, created_at_ms, note_key) VALUES (",
+        );
+        add.push_bind(to_db_id(conversation))
+            .push(", ")
+            .push_bind(admin_id.to_owned())
+            .push(", ")
+            .push_bind(text.to_owned())
+            .push(format_args!(", {}, ", DB::NOW_MS))
+            .push_bind(key.to_owned())
+            .push(")");
+        add.build().execute(&self.pool).await?;
+        // Read back by its key: the backends tell a new row's id each its own way.
+        let mut read = QueryBuilder::<DB>::new(format!("{NOTES} WHERE note_key = "));
+        read.push_bind(key.to_owned());
+        let row: NoteRow = read.build_query_as().fetch_one(&self.pool).await?;
+        row.try_into()
+    }
+
+    #[tracing::instrument(skip_all, name = "store.notes", fields(conversation = conversation))]
+    async fn notes(&self, conversation: ConversationId) -> StoreResult<Vec<Note>> {
+        let mut query = QueryBuilder::<DB>::new(format!("{NOTES} WHERE cid = "));
+        query.push_bind(to_db_id(conversation)).push(" ORDER BY id");
+        let rows: Vec<NoteRow> = query.build_query_as().fetch_all(&self.pool).await?;
+        rows.into_iter().map(Note::try_from).collect()
     }
 
     #[tracing::instrument(skip_all, name = "store.visitor_exists", fields(conversation = conversation))]

@@ -551,9 +551,9 @@ async fn every_process_says_whether_its_dependencies_answer() {
 }
 
 /// A read mark moved through one core replica reaches the subscribers of the other (over
-/// NATS), with the mark as stored.
+/// NATS), with the mark as stored; so does a private note.
 #[tokio::test]
-async fn a_read_mark_moved_on_one_core_reaches_the_other() {
+async fn read_marks_and_notes_of_one_core_reach_the_other() {
     let Some(c) = cluster(2, 0).await else {
         return;
     };
@@ -625,5 +625,30 @@ async fn a_read_mark_moved_on_one_core_reaches_the_other() {
         (mark.conversation_id, mark.reader, mark.up_to_message_id),
         (808, pb::Reader::Support as i32, sent.id)
     );
+    // Core b is on the bus now: a private note added through core a reaches its
+    // all-conversation subscribers too.
+    c.db.execute("INSERT INTO adm_account (aid, name, lid) VALUES ('alice', 'Alice', 2)")
+        .await
+        .unwrap();
+    let note = a
+        .add_note(pb::AddNoteRequest {
+            conversation_id: 808,
+            admin_id: "alice".into(),
+            text: "noted on a".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let seen = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let event = watching.message().await.unwrap().expect("an event");
+            if let Some(pb::event::Kind::Note(n)) = event.kind {
+                break n;
+            }
+        }
+    })
+    .await
+    .expect("core b tells its subscribers of the note core a stored");
+    assert_eq!(seen, note);
     c.stop().await;
 }

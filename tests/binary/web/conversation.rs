@@ -814,3 +814,50 @@ async fn opening_the_page_writes_nothing_mariadb() {
 async fn opening_the_page_writes_nothing_postgres() {
     opening_the_page_writes_nothing(Backend::Postgres).await;
 }
+
+/// Support's private note (issue 14) never reaches the legacy pages: neither the visitor's
+/// page nor the PHP admin's gets an event for it, while the message after it arrives as
+/// before.
+#[tokio::test]
+async fn a_private_note_reaches_no_legacy_page() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    db.execute("INSERT INTO adm_account (aid, name, lid) VALUES ('alice', 'Alice', 2)")
+        .await
+        .unwrap();
+    let cid = 1951;
+    let mut admin = admin(&server).await;
+    let mut v = page(&server, cid).await;
+    assert_eq!(admin.next_payload("online").await, json!({ "cid": "1951" }));
+    say(&mut v, cid, "where is my order?").await;
+    let asked = v.next_payload("new message").await;
+    assert_eq!(admin.next_payload("new message").await, asked);
+    let mut chat = server.chat().await;
+    chat.add_note(pb::AddNoteRequest {
+        conversation_id: cid,
+        admin_id: "alice".into(),
+        text: "Private: the courier lost it".into(),
+    })
+    .await
+    .expect("a note");
+    chat.send_message(pb::SendMessageRequest {
+        conversation_id: cid,
+        author: Some(pb::Author {
+            kind: pb::AuthorKind::Admin as i32,
+            admin_id: "alice".into(),
+        }),
+        text: "It is on its way".into(),
+        client_msg_id: "r1".into(),
+    })
+    .await
+    .expect("a reply");
+    for (who, client) in [("visitor", &mut v), ("admin", &mut admin)] {
+        let (event, payload) = client.next_any().await;
+        assert_eq!(event, "new message", "{who}: {payload:?}");
+        let shown = payload[0].to_string();
+        assert!(shown.contains("It is on its way"), "{who}: {shown}");
+        assert!(!shown.contains("courier"), "{who}: {shown}");
+    }
+    stop(server, db).await;
+}
