@@ -20,6 +20,9 @@ pub mod incoming {
     pub const NEW_MESSAGE_ADMIN: &str = "new message:servadm";
     /// PHP admin after creating an admin: no payload.
     pub const UPDATE_ADMIN_LIST: &str = "update admlist";
+    /// Socketgram's own, from the widget: the visitor has seen its conversation up to
+    /// `{mid}` (a message id).
+    pub const MARK_READ: &str = "mark read";
 }
 
 /// Events the server sends.
@@ -38,6 +41,9 @@ pub mod outgoing {
     pub const DROP_HISTORY_BUTTON: &str = "drop history button";
     /// Socketgram's own: a request was refused: [`super::ErrorPayload`].
     pub const ERROR: &str = "chat error";
+    /// Socketgram's own, to the widget and token admins only (the legacy pages know no read
+    /// marks): a read mark moved: [`super::ReadPayload`].
+    pub const READ: &str = "read";
 }
 
 /// The "payload" of events that carry none (`add history button`, `drop history button`):
@@ -70,6 +76,15 @@ pub struct MessagePayload {
 pub struct PresencePayload {
     /// The visitor id as its handshake gave it (LEGACY.md §4).
     pub cid: String,
+}
+
+/// `read`: `reader` (`"support"` or `"visitor"`) has read conversation `cid` up to message
+/// `mid`. The widget shows "Seen" under the visitor's messages up to support's mark.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReadPayload {
+    pub cid: u64,
+    pub reader: &'static str,
+    pub mid: u64,
 }
 
 /// `chat error`: why a request was refused.
@@ -125,6 +140,18 @@ pub struct TakeHistory {
     pub mid: u64,
 }
 
+/// `mark read {mid}` (the widget; `username`/`room` optional, as on its other events).
+#[derive(Debug, Deserialize)]
+pub struct MarkRead {
+    #[serde(default, deserialize_with = "visitor_id")]
+    pub username: Option<u64>,
+    #[serde(default, deserialize_with = "text")]
+    pub room: Option<String>,
+    /// Everything up to and including this message id is seen.
+    #[serde(deserialize_with = "required_id")]
+    pub mid: u64,
+}
+
 /// `subscribe:servadm {room, adm}`.
 #[derive(Debug, Deserialize)]
 pub struct SubscribeAdmin {
@@ -170,7 +197,7 @@ macro_rules! claims {
         }
     )*};
 }
-claims!(Subscribe, NewMessage, TakeHistory);
+claims!(Subscribe, NewMessage, TakeHistory, MarkRead);
 
 /// Reads a client payload as `T`: it must be a JSON object, and every field the shape it
 /// should have; the error names the field.

@@ -17,7 +17,7 @@ use std::{
 };
 
 use socketgram_admin_php_compat::events::{
-    self, NO_ARGS, PresencePayload, SUBSCRIBE_HISTORY, outgoing,
+    self, NO_ARGS, PresencePayload, ReadPayload, SUBSCRIBE_HISTORY, outgoing,
 };
 use socketgram_proto::v1::{self as pb, event::Kind, subscribe_request::Scope};
 use socketioxide::{SendError, SocketError, SocketIo, extract::SocketRef, socket::Sid};
@@ -310,9 +310,10 @@ impl State {
             Kind::Message(_) => {}
             // Names are the core's to put on messages; the web edge shows what it is sent.
             Kind::AdminsChanged(_) => {}
-            // The legacy Socket.IO protocol has no event for read marks, nor for notes (which
-            // the core sends on all-conversation subscriptions only, never to a visitor).
-            Kind::ReadMark(_) | Kind::Note(_) => {}
+            Kind::ReadMark(mark) => read_mark(&self.io, &mark).await,
+            // Support's alone: the core sends notes on all-conversation subscriptions only,
+            // and no page of the legacy protocol has them.
+            Kind::Note(_) => {}
         }
     }
 
@@ -458,6 +459,32 @@ async fn presence(io: &SocketIo, ids: &HandshakeIds, conversation: u64, is_onlin
         let admins = room.clone().sockets().len();
         if room.emit(event, &payload).await.is_ok() {
             crate::metrics::sent(event, admins);
+        }
+    }
+}
+
+/// A moved read mark, to the sockets that render text (the widget's tabs of that visitor,
+/// token admins): the legacy pages and the PHP admin know no read marks, so get nothing new.
+async fn read_mark(io: &SocketIo, mark: &pb::ReadMark) {
+    let reader = match pb::Reader::try_from(mark.reader) {
+        Ok(pb::Reader::Support) => "support",
+        Ok(pb::Reader::Visitor) => "visitor",
+        _ => return,
+    };
+    let payload = ReadPayload {
+        cid: mark.conversation_id,
+        reader,
+        mid: mark.up_to_message_id,
+    };
+    let Some(root) = root(io) else { return };
+    for room in [
+        conversation_room(mark.conversation_id, Flavor::Plain),
+        admin_room(Flavor::Plain),
+    ] {
+        let room = root.clone().to(room);
+        let sockets = room.clone().sockets().len();
+        if sockets > 0 && room.emit(outgoing::READ, &payload).await.is_ok() {
+            crate::metrics::sent(outgoing::READ, sockets);
         }
     }
 }

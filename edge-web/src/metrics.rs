@@ -15,6 +15,7 @@ fn incoming_label(event: &str) -> &'static str {
         incoming::SUBSCRIBE_ADMIN,
         incoming::NEW_MESSAGE_ADMIN,
         incoming::UPDATE_ADMIN_LIST,
+        incoming::MARK_READ,
     ]
     .into_iter()
     .find(|known| *known == event)

@@ -271,6 +271,7 @@ async fn dispatch(
         }
         (incoming::NEW_MESSAGE, false) => visitor::new_message(&s, &edge, &peer, turn, &data).await,
         (incoming::TAKE_HISTORY, false) => visitor::take_history(&s, &edge, &peer, &data).await,
+        (incoming::MARK_READ, false) => visitor::mark_read(&s, &edge, &peer, &data).await,
         (incoming::SUBSCRIBE_ADMIN, true) => admin::subscribe(&peer, &data),
         (incoming::NEW_MESSAGE_ADMIN, true) => {
             admin::new_message(&s, &edge, &peer, turn, &data).await
@@ -286,9 +287,15 @@ async fn dispatch(
                 "this event is for support staff only".into(),
             ))
         }
-        (incoming::SUBSCRIBE | incoming::NEW_MESSAGE | incoming::TAKE_HISTORY, true) => Err(
-            Refusal::Forbidden("this event is for visitors; admins use the :servadm events".into()),
-        ),
+        (
+            incoming::SUBSCRIBE
+            | incoming::NEW_MESSAGE
+            | incoming::TAKE_HISTORY
+            | incoming::MARK_READ,
+            true,
+        ) => Err(Refusal::Forbidden(
+            "this event is for visitors; admins use the :servadm events".into(),
+        )),
         _ => Err(Refusal::UnknownEvent(clip(&event))),
     };
     ack.answer(&s, &event, answer);

@@ -8,7 +8,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use socketgram_admin_php_compat::{
     events::{
-        self, Claims, HISTORY_PAGE, NO_ARGS, NewMessage, Subscribe, TakeHistory, incoming, outgoing,
+        self, Claims, HISTORY_PAGE, MarkRead, NO_ARGS, NewMessage, Subscribe, TakeHistory,
+        incoming, outgoing,
     },
     handshake::Identity,
 };
@@ -160,6 +161,28 @@ pub async fn take_history(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value)
         emit_all(&sockets, outgoing::ADD_HISTORY_BUTTON, &NO_ARGS);
     }
     Ok(json!({ "count": page.messages.len(), "has_more": page.has_more }))
+}
+
+/// `mark read {mid}` (the widget): the visitor has seen its conversation up to `mid`. The
+/// core keeps the mark (never back) and tells support; the answer is both marks as stored.
+pub async fn mark_read(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value) -> Answer {
+    let mid = own::<MarkRead>(s, peer, data, incoming::MARK_READ)?.mid;
+    let request = pb::MarkReadRequest {
+        conversation_id: visitor(peer).cid,
+        reader: pb::Reader::Visitor as i32,
+        up_to_message_id: mid,
+    };
+    let conversation = edge
+        .link
+        .client()
+        .chat
+        .mark_read(request)
+        .await?
+        .into_inner();
+    Ok(json!({
+        "visitor_read_up_to": conversation.visitor_read_up_to,
+        "support_read_up_to": conversation.support_read_up_to,
+    }))
 }
 
 fn emit_all<T: serde::Serialize + ?Sized>(sockets: &[SocketRef], event: &'static str, payload: &T) {

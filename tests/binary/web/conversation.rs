@@ -861,3 +861,87 @@ async fn a_private_note_reaches_no_legacy_page() {
     }
     stop(server, db).await;
 }
+
+/// "Seen" (issue 14): the widget is told how far support has read its conversation
+/// (`read {cid, reader: "support", mid}`), says how far the visitor has seen
+/// (`mark read {mid}`, answered with both marks as stored), and a token admin is told both;
+/// the legacy visitor page and the PHP admin get no new event. An admin socket cannot mark
+/// a visitor's reading, and a `mark read` without its id is refused.
+#[tokio::test]
+async fn the_widget_and_support_see_what_the_other_has_read() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    add_admin(&db, "alice", "Alice").await;
+    let (cid, url) = (1971, server.web_url());
+    let token = TokenSigner::new(TOKEN_SECRET.as_bytes()).sign(TokenKind::Admin, "alice", 600);
+    let mut alice = SioClient::connect_token("alice", &url, json!({ "admin_token": token })).await;
+    let mut php = admin(&server).await;
+    let mut widget =
+        SioClient::connect_token("widget", &url, json!({ "token": visitor_token(cid) })).await;
+    let ack = widget.emit_ack("subscribe", &[json!({})]).await;
+    assert!(ack.get("error").is_none(), "subscribe accepted: {ack}");
+    let mut legacy_tab = page(&server, cid).await;
+    let ack = widget
+        .emit_ack("new message", &[json!({ "message": "is it shipped?" })])
+        .await;
+    let question = ack["data"]["label"].as_u64().expect("the question's id");
+
+    let mut chat = server.chat().await;
+    chat.mark_read(pb::MarkReadRequest {
+        conversation_id: cid,
+        reader: pb::Reader::Support as i32,
+        up_to_message_id: question,
+    })
+    .await
+    .expect("support read it");
+    assert_eq!(
+        widget.next_payload("read").await,
+        json!({ "cid": cid, "reader": "support", "mid": question }),
+        "the widget can show \"Seen\" under the question"
+    );
+    let reply = chat
+        .send_message(pb::SendMessageRequest {
+            conversation_id: cid,
+            author: Some(pb::Author {
+                kind: pb::AuthorKind::Admin as i32,
+                admin_id: "alice".into(),
+            }),
+            text: "yes, today".into(),
+            client_msg_id: "r1".into(),
+        })
+        .await
+        .expect("a reply")
+        .into_inner()
+        .message
+        .expect("the reply")
+        .id;
+    let ack = widget
+        .emit_ack("mark read", &[json!({ "mid": reply })])
+        .await;
+    assert_eq!(
+        ack["data"],
+        json!({ "visitor_read_up_to": reply, "support_read_up_to": question }),
+        "{ack}"
+    );
+    // Support's own clients see both marks: the one support moved first, then the visitor's.
+    let reads = [
+        alice.next_payload("read").await,
+        alice.next_payload("read").await,
+    ];
+    assert_eq!(
+        reads,
+        [
+            json!({ "cid": cid, "reader": "support", "mid": question }),
+            json!({ "cid": cid, "reader": "visitor", "mid": reply }),
+        ]
+    );
+    legacy_tab.expect_none("read", QUIET).await;
+    php.expect_none("read", QUIET).await;
+
+    let ack = widget.emit_ack("mark read", &[json!({})]).await;
+    assert_refusal(&ack["error"], "mark read", "invalid");
+    let ack = php.emit_ack("mark read", &[json!({ "mid": reply })]).await;
+    assert_refusal(&ack["error"], "mark read", "forbidden");
+    stop(server, db).await;
+}
