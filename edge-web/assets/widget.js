@@ -243,6 +243,7 @@ button, textarea { font: inherit; color: inherit; }
 .sg-pending .sg-text { opacity: .75; }
 .sg-note { font-size: 12px; color: var(--sg-muted); display: flex; gap: 8px; align-items: center; }
 .sg-failed .sg-note { color: var(--sg-error); }
+.sg-seen { font-size: 12px; color: var(--sg-muted); }
 .sg-note button {
   border: 0; background: none; padding: 2px; color: var(--sg-accent); cursor: pointer;
   text-decoration: underline; font-size: 12px;
@@ -327,6 +328,11 @@ button, textarea { font: inherit; color: inherit; }
     let historyLoading = false;
     let isOpen = false;
     let unread = 0;
+    /** How far the server has been told the visitor has seen, and how far support has read. */
+    let seenSent = 0;
+    let supportRead = 0;
+    /** The "Seen" line, under the visitor's newest message support has read. */
+    const seen = h('div', { class: 'sg-seen', 'aria-live': 'polite' }, 'Seen');
     let state = 'idle';
     let destroyed = false;
 
@@ -399,6 +405,9 @@ button, textarea { font: inherit; color: inherit; }
       queue = [];
       setMoreVisible(false);
       setUnread(0);
+      seenSent = 0;
+      supportRead = 0;
+      seen.remove();
       empty.hidden = false;
     }
 
@@ -491,6 +500,7 @@ button, textarea { font: inherit; color: inherit; }
       socket.on('add history button', () => setMoreVisible(true));
       socket.on('drop history button', () => setMoreVisible(false));
       socket.on('chat error', onChatError);
+      socket.on('read', onRead);
     }
 
     function onConnect() {
@@ -514,6 +524,7 @@ button, textarea { font: inherit; color: inherit; }
           showAlert('');
           setState('online');
           pump();
+          if (isOpen) tellSeen();
           return;
         }
         const error = (reply && reply.error) || {};
@@ -669,6 +680,7 @@ button, textarea { font: inherit; color: inherit; }
         if (isOpen) markRead();
         else if (live) setUnread(unread + 1);
       }
+      if (label <= supportRead) showSeen(supportRead);
     }
 
     function setUnread(n) {
@@ -685,6 +697,37 @@ button, textarea { font: inherit; color: inherit; }
         local.set(readKey(), String(newest));
       }
       setUnread(0);
+      tellSeen();
+    }
+
+    /** Tells support how far the visitor has seen (the panel is open); the answer carries
+     *  how far support has read. */
+    function tellSeen() {
+      const newest = labels.length ? labels[labels.length - 1] : 0;
+      const s = socket;
+      if (!s || !s.connected || !subscribed || newest <= seenSent) return;
+      seenSent = newest;
+      s.timeout(ACK_TIMEOUT_MS).emitWithAck('mark read', { mid: newest }).then((reply) => {
+        if (reply && reply.data) showSeen(Number(reply.data.support_read_up_to));
+        else if (seenSent === newest) seenSent = 0;
+      }, () => { if (seenSent === newest) seenSent = 0; });
+    }
+
+    function onRead(mark) {
+      if (mark && mark.reader === 'support') showSeen(Number(mark.mid));
+    }
+
+    /** Puts "Seen" under the visitor's newest message with an id up to support's mark. */
+    function showSeen(mark) {
+      if (!Number.isSafeInteger(mark) || mark < supportRead) return;
+      supportRead = mark;
+      for (let i = labels.length - 1; i >= 0; i--) {
+        const m = messages.get(labels[i]);
+        if (labels[i] <= supportRead && isOwn(m.adm)) {
+          if (seen.parentNode !== m.el) m.el.appendChild(seen);
+          return;
+        }
+      }
     }
 
     // ---- sending: a queue that survives disconnections and reloads ----

@@ -173,6 +173,31 @@ async fn widget_sends_receives_and_keeps_history_in_chromium() {
     reply(&mut chat, REPLY).await;
     tell(&mut stdin, "replied").await;
 
+    // "Seen" both ways: the open widget marks the reply seen; support reads the visitor's
+    // message, and the widget shows "Seen" under it.
+    expect_line(&mut lines, &mut script, "shown").await;
+    tokio::time::timeout(STEP, async {
+        loop {
+            let event = events.message().await.expect("events").expect("an event");
+            if let Some(Kind::ReadMark(m)) = event.kind
+                && m.reader == pb::Reader::Visitor as i32
+                && m.up_to_message_id > hello.id
+            {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the open widget tells support the reply is seen");
+    chat.mark_read(pb::MarkReadRequest {
+        conversation_id: CID,
+        reader: pb::Reader::Support as i32,
+        up_to_message_id: hello.id,
+    })
+    .await
+    .expect("support reads the visitor's message");
+    tell(&mut stdin, "support-read").await;
+
     // Another answer while the browser is offline: the widget must catch up when it is back.
     expect_line(&mut lines, &mut script, "offline").await;
     reply(&mut chat, AWAY).await;

@@ -4,7 +4,9 @@
 // test stored before), SCREENSHOT (a .png path; a "-mobile" copy is taken too).
 // Lines on stdout tell the Rust test where we are: "ready" (the widget is online), "sent"
 // (our message is shown with its id), "offline" (the browser lost its network), "done". The
-// Rust test answers on stdin: "replied" once it has stored the admin's reply, "replied-away"
+// Rust test answers on stdin: "replied" once it has stored the admin's reply ("shown" /
+// "support-read": the widget told support the reply is seen, then support read the visitor's
+// message), "replied-away"
 // once it has stored one while we were offline. Any failure: a reason on stderr, exit code 1.
 
 import { mkdtempSync, rmSync } from "node:fs";
@@ -139,6 +141,13 @@ async function run(context) {
   await reply.waitFor({ timeout: STEP_MS });
   check((await reply.locator(".sg-who").textContent()) === "Alice Acme", "the reply is signed with the admin's display name");
   check(/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/.test(await reply.locator("time").getAttribute("datetime")), "the reply has its date");
+  // Open, the widget has told support the reply is seen; once support has read the visitor's
+  // message, "Seen" shows under it.
+  say("shown");
+  await expectLine("support-read");
+  const seen = page.locator(".sg-list .sg-msg.sg-own", { hasText: HELLO }).locator(".sg-seen");
+  await seen.waitFor({ timeout: STEP_MS });
+  check((await seen.textContent()) === "Seen", "\"Seen\" under the message support has read");
 
   // The network goes: the widget says so and will not send; a reply stored meanwhile shows
   // once when it is back (it resumes after the newest message it has).
