@@ -178,9 +178,7 @@ async fn end_to_end(server: &TestServer, db: &TestDb) {
     let mut chat = server.chat().await;
 
     // The PHP admin creates an admin directly in the database, then asks for a reload.
-    db.execute("INSERT INTO adm_account (aid, name, lid) VALUES ('alice', 'Alice', 2)")
-        .await
-        .unwrap();
+    add_alice(db).await;
     let admins = chat
         .reload_admins(pb::ReloadAdminsRequest {})
         .await
@@ -1589,6 +1587,13 @@ async fn postgres_canned_replies_over_grpc() {
     with_backend(Backend::Postgres, canned_replies).await;
 }
 
+/// The admin `alice` ("Alice"), created in the database as the PHP admin does.
+async fn add_alice(db: &TestDb) {
+    db.execute("INSERT INTO adm_account (aid, name, lid) VALUES ('alice', 'Alice', 2)")
+        .await
+        .unwrap();
+}
+
 fn put_reply(shortcut: &str, text: &str, by: &str) -> pb::PutCannedReplyRequest {
     pb::PutCannedReplyRequest {
         shortcut: shortcut.into(),
@@ -1614,9 +1619,7 @@ async fn list_replies(chat: &mut Chat, prefix: &str) -> Vec<(String, String)> {
 /// types it; bad input is refused with its reason and changes nothing; a send never expands
 /// one by itself.
 async fn canned_replies(server: &TestServer, db: &TestDb) {
-    db.execute("INSERT INTO adm_account (aid, name, lid) VALUES ('alice', 'Alice', 2)")
-        .await
-        .unwrap();
+    add_alice(db).await;
     let mut chat = server.chat().await;
     let stored = chat
         .put_canned_reply(put_reply(
@@ -1743,9 +1746,7 @@ async fn canned_replies(server: &TestServer, db: &TestDb) {
 #[tokio::test]
 async fn canned_replies_stop_at_the_limit() {
     with_backend(Backend::Sqlite, async |server: &TestServer, db: &TestDb| {
-        db.execute("INSERT INTO adm_account (aid, name, lid) VALUES ('alice', 'Alice', 2)")
-            .await
-            .unwrap();
+        add_alice(db).await;
         let chat = server.chat().await;
         let puts = (0..1000).map(|i| {
             let mut chat = chat.clone();
@@ -1792,9 +1793,7 @@ async fn postgres_read_marks_are_evented() {
 /// conversation's and all-conversation subscribers get a `ReadMark` with the mark as stored
 /// (a lower one announces the higher stored mark, never a step back).
 async fn read_marks(server: &TestServer, db: &TestDb) {
-    db.execute("INSERT INTO adm_account (aid, name, lid) VALUES ('alice', 'Alice', 2)")
-        .await
-        .unwrap();
+    add_alice(db).await;
     let mut chat = server.chat().await;
     let question = send(&mut chat, 55, visitor(), "are you there?", "q")
         .await
@@ -1904,9 +1903,7 @@ async fn mysql_notes_reach_support_only() {
 /// A private note reaches all-conversation subscribers (support), never the conversation's
 /// own subscription (what feeds its visitor) nor its history; bad input is refused.
 async fn notes(server: &TestServer, db: &TestDb) {
-    db.execute("INSERT INTO adm_account (aid, name, lid) VALUES ('alice', 'Alice', 2)")
-        .await
-        .unwrap();
+    add_alice(db).await;
     let mut chat = server.chat().await;
     send(&mut chat, 66, visitor(), "my order is late", "q")
         .await
