@@ -22,15 +22,16 @@ use crate::{
     config::CoreConfig,
     credentials::{Credentials, Verdict},
     domain::{
-        Admin, Appended, CannedReply, ConversationId, ConversationSummary, Lease, MessageId,
-        NewMessage, Note, Origin, Reader, Scope, StoredMessage, TelegramLink, TelegramMode,
-        VISITOR_ADMIN_ID,
+        Admin, Appended, CannedReply, ConversationId, ConversationSummary, Direction, Lease,
+        MessageId, NewMessage, Note, Origin, Reader, Scope, StoredMessage, TelegramLink,
+        TelegramMode, VISITOR_ADMIN_ID,
     },
     error::{CoreError, CoreResult},
     hub::{Event, Hub},
     presence::{Presence, SessionId},
     sequencer::Sequencer,
     store::{MAX_PAGE, Store, text},
+    transcript,
     writer::{Published, Writer},
 };
 
@@ -809,6 +810,64 @@ impl Core {
         }
         self.hub.publish_note(Arc::new(note.clone()));
         Ok(note)
+    }
+
+    /// A piece of a conversation's transcript: its messages after `after` (0: from the
+    /// start) that fit in [`transcript::MAX_BODY`], with support's private notes in the last
+    /// piece when `include_notes`.
+    pub async fn export_transcript(
+        &self,
+        conversation: ConversationId,
+        format: transcript::Format,
+        include_notes: bool,
+        after: MessageId,
+    ) -> CoreResult<transcript::Transcript> {
+        check_conversation_id(conversation)?;
+        if self.store.conversation(conversation).await?.is_none() {
+            return Err(unknown_conversation(conversation));
+        }
+        let mut messages: Vec<StoredMessage> = Vec::new();
+        let mut size = 0;
+        let mut more = false;
+        loop {
+            let from = messages.last().map_or(after, |m| m.id);
+            let page = self
+                .store
+                .messages_after(Scope::Conversation(conversation), from, MAX_PAGE)
+                .await?;
+            let full = page.len() == MAX_PAGE as usize;
+            size += page.iter().map(|m| 2 * m.text.len() + 128).sum::<usize>();
+            messages.extend(page);
+            if !full {
+                break;
+            }
+            if size > transcript::MAX_BODY {
+                more = true;
+                break;
+            }
+        }
+        let lines: Vec<transcript::Line<'_>> = messages
+            .iter()
+            .map(|m| transcript::Line {
+                message: m,
+                author: match m.direction {
+                    Direction::ToSupport => "Visitor".to_owned(),
+                    Direction::ToVisitor => self.admins.display_name(&m.admin_id),
+                },
+            })
+            .collect();
+        let notes = if include_notes {
+            self.store.notes(conversation).await?
+        } else {
+            Vec::new()
+        };
+        Ok(transcript::render(
+            conversation,
+            format,
+            &lines,
+            more,
+            &notes,
+        ))
     }
 
     /// A conversation's notes, oldest first.

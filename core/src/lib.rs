@@ -24,6 +24,7 @@ pub mod ops;
 pub mod presence;
 mod sequencer;
 pub mod store;
+pub mod transcript;
 mod writer;
 
 pub use bus::BusState;

@@ -2014,3 +2014,83 @@ async fn notes(server: &TestServer, db: &TestDb) {
         .notes;
     assert_eq!(listed.len(), 1, "nothing refused was stored");
 }
+
+#[tokio::test]
+async fn sqlite_transcripts_export() {
+    with_backend(Backend::Sqlite, transcripts).await;
+}
+
+#[tokio::test]
+async fn mysql_transcripts_export() {
+    with_backend(Backend::MySql, transcripts).await;
+}
+
+/// A transcript over gRPC: JSON with who wrote what (names as support sees them), plain
+/// text, notes only when asked; an unknown conversation and an unknown format are refused.
+async fn transcripts(server: &TestServer, db: &TestDb) {
+    add_alice(db).await;
+    let mut chat = server.chat().await;
+    send(&mut chat, 88, visitor(), "my <b>order</b>", "q")
+        .await
+        .unwrap();
+    send(&mut chat, 88, admin("alice"), "on its way", "a")
+        .await
+        .unwrap();
+    chat.add_note(pb::AddNoteRequest {
+        conversation_id: 88,
+        admin_id: "alice".into(),
+        text: "courier delayed".into(),
+    })
+    .await
+    .unwrap();
+    let export = |format: pb::TranscriptFormat, include_notes: bool| pb::ExportTranscriptRequest {
+        conversation_id: 88,
+        format: format as i32,
+        include_notes,
+        after_message_id: 0,
+    };
+    let json = chat
+        .export_transcript(export(pb::TranscriptFormat::Json, true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(json.content_type, "application/json");
+    assert_eq!(
+        (json.messages, json.notes, json.next_after_message_id),
+        (2, 1, 0)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
+    assert_eq!(doc["conversation_id"], 88);
+    assert_eq!(doc["messages"][0]["text"], "my <b>order</b>");
+    assert_eq!(doc["messages"][0]["from"], "visitor");
+    assert_eq!(doc["messages"][1]["author"], "Alice Acme");
+    assert_eq!(doc["notes"][0]["text"], "courier delayed");
+
+    let text = chat
+        .export_transcript(export(pb::TranscriptFormat::Text, false))
+        .await
+        .unwrap()
+        .into_inner();
+    let body = String::from_utf8(text.body).unwrap();
+    assert!(body.contains("] Visitor: my <b>order</b>\n"), "{body}");
+    assert!(body.contains("] Alice Acme: on its way\n"), "{body}");
+    assert!(!body.contains("courier"), "no notes unless asked: {body}");
+    assert!(text.file_name.ends_with(".txt"));
+
+    let err = chat
+        .export_transcript(pb::ExportTranscriptRequest {
+            conversation_id: 4343,
+            ..export(pb::TranscriptFormat::Json, false)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = chat
+        .export_transcript(pb::ExportTranscriptRequest {
+            format: 99,
+            ..export(pb::TranscriptFormat::Json, false)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+}

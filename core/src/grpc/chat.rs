@@ -299,4 +299,31 @@ impl Chat for ChatApi {
             notes: notes.iter().map(convert::note).collect(),
         }))
     }
+
+    #[tracing::instrument(skip_all, name = "Chat.ExportTranscript", fields(conversation = request.get_ref().conversation_id))]
+    async fn export_transcript(
+        &self,
+        request: Request<pb::ExportTranscriptRequest>,
+    ) -> Result<Response<pb::Transcript>, Status> {
+        let r = request.into_inner();
+        let format = convert::transcript_format(r.format).map_err(status)?;
+        let t = self
+            .core
+            .export_transcript(
+                r.conversation_id,
+                format,
+                r.include_notes,
+                r.after_message_id,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::Transcript {
+            content_type: t.content_type.to_owned(),
+            file_name: t.file_name,
+            body: t.body,
+            messages: u32::try_from(t.messages).unwrap_or(u32::MAX),
+            notes: u32::try_from(t.notes).unwrap_or(u32::MAX),
+            next_after_message_id: t.next_after,
+        }))
+    }
 }

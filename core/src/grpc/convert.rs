@@ -11,6 +11,7 @@ use crate::{
     },
     error::{CoreError, CoreResult},
     hub::Event,
+    transcript,
 };
 
 /// The legacy clients' date format (LEGACY.md §4).
@@ -243,5 +244,17 @@ pub(crate) fn note(n: &Note) -> pb::Note {
         admin_id: n.admin_id.clone(),
         text: n.text.clone(),
         created_at_ms: n.created_at_ms,
+    }
+}
+
+pub(crate) fn transcript_format(format: i32) -> CoreResult<transcript::Format> {
+    match pb::TranscriptFormat::try_from(format) {
+        Ok(pb::TranscriptFormat::Unspecified | pb::TranscriptFormat::Json) => {
+            Ok(transcript::Format::Json)
+        }
+        Ok(pb::TranscriptFormat::Text) => Ok(transcript::Format::Text),
+        Err(_) => Err(CoreError::InvalidArgument(format!(
+            "format {format} is not a transcript format"
+        ))),
     }
 }
