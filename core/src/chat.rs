@@ -22,8 +22,8 @@ use crate::{
     config::CoreConfig,
     credentials::{Credentials, Verdict},
     domain::{
-        Admin, Appended, CannedReply, ConversationId, ConversationSummary, Direction, Lease,
-        MessageId, NewMessage, Note, Origin, Reader, Scope, StoredMessage, TelegramLink,
+        Admin, Appended, CannedReply, ConversationId, ConversationSummary, Direction, Erasure,
+        Lease, MessageId, NewMessage, Note, Origin, Reader, Scope, StoredMessage, TelegramLink,
         TelegramMode, VISITOR_ADMIN_ID,
     },
     error::{CoreError, CoreResult},
@@ -111,7 +111,8 @@ pub struct Core {
     /// snapshots taken under it, so a snapshot and the events after it agree.
     presence: Mutex<Presence>,
     next_session: AtomicU64,
-    /// Conversations known to exist (they are never deleted), to spare a query per reply.
+    /// Conversations known to exist, to spare a query per reply (only an erasure deletes one;
+    /// another replica's erasure leaves it here, which then reads as an empty conversation).
     known: Mutex<HashSet<ConversationId>>,
     offset: chrono::FixedOffset,
     max_chars: usize,
@@ -868,6 +869,37 @@ impl Core {
             more,
             &notes,
         ))
+    }
+
+    /// Erases a conversation for good at a visitor's request (right to erasure), by a known
+    /// admin: its messages, notes, Telegram link and summary go in one transaction; what
+    /// stays is the record (who, when, how much), never the content.
+    pub async fn erase_conversation(
+        &self,
+        conversation: ConversationId,
+        erased_by: String,
+    ) -> CoreResult<Erasure> {
+        check_conversation_id(conversation)?;
+        let erased_by = self.check_admin(erased_by).await?;
+        if self.store.conversation(conversation).await?.is_none() {
+            return Err(unknown_conversation(conversation));
+        }
+        let erasure = self
+            .store
+            .erase_conversation(conversation, &erased_by)
+            .await?;
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&conversation);
+        warn!(
+            conversation,
+            by = %erasure.erased_by,
+            messages = erasure.messages,
+            notes = erasure.notes,
+            "conversation erased"
+        );
+        Ok(erasure)
     }
 
     /// A conversation's notes, oldest first.

@@ -263,3 +263,16 @@ pub struct Note {
     /// When, in milliseconds since 1970 by the database's clock.
     pub created_at_ms: i64,
 }
+
+/// The record of one erasure (`sg_erasures`): never anything of what was erased.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Erasure {
+    pub conversation_id: ConversationId,
+    /// The admin who erased it.
+    pub erased_by: String,
+    /// When, in milliseconds since 1970 by the database's clock.
+    pub erased_at_ms: i64,
+    /// How many messages and notes went.
+    pub messages: u64,
+    pub notes: u64,
+}

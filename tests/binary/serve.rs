@@ -2094,3 +2094,71 @@ async fn transcripts(server: &TestServer, db: &TestDb) {
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
 }
+
+#[tokio::test]
+async fn sqlite_conversations_are_erased_on_request() {
+    with_backend(Backend::Sqlite, erasure).await;
+}
+
+#[tokio::test]
+async fn mysql_conversations_are_erased_on_request() {
+    with_backend(Backend::MySql, erasure).await;
+}
+
+/// `EraseConversation` over gRPC: by a known admin only (a refusal erases nothing); after it,
+/// the conversation's history, transcript and notes are gone, others stay.
+async fn erasure(server: &TestServer, db: &TestDb) {
+    add_alice(db).await;
+    let mut chat = server.chat().await;
+    send(&mut chat, 91, visitor(), "delete me", "q")
+        .await
+        .unwrap();
+    send(&mut chat, 92, visitor(), "keep me", "k")
+        .await
+        .unwrap();
+    let erase = |cid: u64, admin: &str| pb::EraseConversationRequest {
+        conversation_id: cid,
+        admin_id: admin.into(),
+    };
+    let err = chat
+        .erase_conversation(erase(91, "mallory"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    assert_eq!(newest(&mut chat, 91, 10).await.unwrap().messages.len(), 1);
+    let err = chat
+        .erase_conversation(erase(4444, "alice"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+
+    let erased = chat
+        .erase_conversation(erase(91, "alice"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            erased.conversation_id,
+            erased.erased_by.as_str(),
+            erased.messages
+        ),
+        (91, "alice", 1)
+    );
+    let err = newest(&mut chat, 91, 10).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "no history left: {err:?}");
+    let err = chat
+        .export_transcript(pb::ExportTranscriptRequest {
+            conversation_id: 91,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert_eq!(newest(&mut chat, 92, 10).await.unwrap().messages.len(), 1);
+    let err = chat
+        .erase_conversation(erase(91, "alice"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "erased once");
+}

@@ -78,6 +78,7 @@ conformance!(
     a_batch_that_fails_under_the_lock_leaves_it_free,
     canned_replies_are_kept_by_shortcut,
     notes_are_kept_apart_from_messages,
+    an_erasure_leaves_only_its_record,
 );
 
 fn at(h: u32, m: u32, s: u32) -> NaiveDateTime {
@@ -1118,4 +1119,57 @@ async fn notes_are_kept_apart_from_messages(f: Fixture) {
         matches!(err, StoreError::Constraint(_)),
         "a key is one note: {err:?}"
     );
+}
+
+/// An erasure takes a conversation's messages, their meta rows, notes, Telegram link and
+/// summary, and nothing of any other conversation; its record says who, when and how much.
+async fn an_erasure_leaves_only_its_record(f: Fixture) {
+    let s = &f.store;
+    s.append(&[
+        visitor(70, "secret 1", Some("k1")),
+        visitor(70, "secret 2", None),
+    ])
+    .await
+    .unwrap();
+    s.append(&[visitor(71, "keep me", None)]).await.unwrap();
+    s.add_note(70, "alice", "private", "n1").await.unwrap();
+    s.link_telegram(7_000_000_001, 70).await.unwrap();
+
+    let erasure = s.erase_conversation(70, "alice").await.unwrap();
+    assert_eq!(
+        (
+            erasure.conversation_id,
+            erasure.erased_by.as_str(),
+            erasure.messages,
+            erasure.notes
+        ),
+        (70, "alice", 2, 1)
+    );
+    assert!((erasure.erased_at_ms - local_now_ms()).abs() < 60_000);
+    assert!(s.conversation(70).await.unwrap().is_none());
+    assert!(s.history(70, None, 10).await.unwrap().is_empty());
+    assert!(s.notes(70).await.unwrap().is_empty());
+    assert!(s.telegram_link(7_000_000_001).await.unwrap().is_none());
+    let left: Vec<String> = s
+        .messages_after(Scope::All, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(left, ["keep me"]);
+    // As the PHP admin reads the tables: nothing of it left, in the legacy table or ours.
+    for table in ["messages", "sg_message_meta"] {
+        let n =
+            f.db.fetch_text(&format!(
+                "SELECT CAST(COUNT(*) AS CHAR(20)) FROM {table} WHERE cid = 70"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(n.as_deref().map(str::trim), Some("0"), "{table}");
+    }
+    // A repeat of its client message id is a new message now, not a duplicate.
+    let again = s.append(&[visitor(70, "back", Some("k1"))]).await.unwrap();
+    assert!(!again[0].duplicate);
+    assert_eq!(s.erasures(70).await.unwrap(), [erasure]);
 }

@@ -326,4 +326,24 @@ impl Chat for ChatApi {
             next_after_message_id: t.next_after,
         }))
     }
+
+    #[tracing::instrument(skip_all, name = "Chat.EraseConversation", fields(conversation = request.get_ref().conversation_id))]
+    async fn erase_conversation(
+        &self,
+        request: Request<pb::EraseConversationRequest>,
+    ) -> Result<Response<pb::Erasure>, Status> {
+        let r = request.into_inner();
+        let e = self
+            .core
+            .erase_conversation(r.conversation_id, r.admin_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::Erasure {
+            conversation_id: e.conversation_id,
+            erased_by: e.erased_by,
+            erased_at_ms: e.erased_at_ms,
+            messages: e.messages,
+            notes: e.notes,
+        }))
+    }
 }

@@ -30,8 +30,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Admin, Appended, CannedReply, Committed, ConversationId, ConversationSummary, Lease, MessageId,
-    NewMessage, Note, Reader, Scope, StoredMessage, TelegramLink, TelegramMode,
+    Admin, Appended, CannedReply, Committed, ConversationId, ConversationSummary, Erasure, Lease,
+    MessageId, NewMessage, Note, Reader, Scope, StoredMessage, TelegramLink, TelegramMode,
 };
 
 pub use dialect::Dialect;
@@ -416,6 +416,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// A conversation's notes, oldest first.
     async fn notes(&self, conversation: ConversationId) -> StoreResult<Vec<Note>>;
+
+    /// Erases a conversation for good, in one transaction under the write lock: its messages
+    /// (and their `sg_message_meta`), notes, Telegram link and `sg_conversations` row; then
+    /// records the erasure (`sg_erasures`: who, when, how much). Returns the record.
+    async fn erase_conversation(
+        &self,
+        conversation: ConversationId,
+        erased_by: &str,
+    ) -> StoreResult<Erasure>;
+
+    /// The erasures recorded for a conversation, oldest first.
+    async fn erasures(&self, conversation: ConversationId) -> StoreResult<Vec<Erasure>>;
 
     /// Whether messages of this visitor can be stored: on a legacy MySQL schema whose
     /// `messages.cid` references `users.id` ("with users" variant), whether that row exists;

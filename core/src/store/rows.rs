@@ -7,8 +7,8 @@ use sqlx::{ColumnIndex, Decode, FromRow, Row, Type, ValueRef as _, error::BoxDyn
 
 use super::{Dialect, StoreError, StoreResult, from_db_id, text};
 use crate::domain::{
-    Admin, CannedReply, ConversationSummary, Direction, Lease, Note, Origin, StoredMessage,
-    TelegramLink, TelegramMode,
+    Admin, CannedReply, ConversationSummary, Direction, Erasure, Lease, Note, Origin,
+    StoredMessage, TelegramLink, TelegramMode,
 };
 
 /// An integer column read as `i64`, whatever integer type the backend gives it: `BIGINT`, or
@@ -200,6 +200,30 @@ impl TryFrom<NoteRow> for Note {
             admin_id: row.aid,
             text: row.text,
             created_at_ms: row.created_at_ms.0,
+        })
+    }
+}
+
+/// A row of `sg_erasures`.
+#[derive(FromRow)]
+pub(crate) struct ErasureRow {
+    cid: Int,
+    erased_by: String,
+    erased_at_ms: Int,
+    messages: Int,
+    notes: Int,
+}
+
+impl TryFrom<ErasureRow> for Erasure {
+    type Error = StoreError;
+
+    fn try_from(row: ErasureRow) -> StoreResult<Self> {
+        Ok(Erasure {
+            conversation_id: from_db_id("sg_erasures.cid", row.cid.0)?,
+            erased_by: row.erased_by,
+            erased_at_ms: row.erased_at_ms.0,
+            messages: from_db_id("sg_erasures.messages", row.messages.0)?,
+            notes: from_db_id("sg_erasures.notes", row.notes.0)?,
         })
     }
 }

@@ -17,13 +17,14 @@ use super::batch::{
 };
 use super::dialect::RowsAffected as _;
 use super::rows::{
-    AdminRow, CannedReplyRow, Int, LeaseRow, LinkRow, MessageRow, NoteRow, SummaryRow,
+    AdminRow, CannedReplyRow, ErasureRow, Int, LeaseRow, LinkRow, MessageRow, NoteRow, SummaryRow,
 };
 use super::write_tx::WriteTx;
 use super::{Backend, Dialect, Store, StoreError, StoreResult, from_db_id, page, text, to_db_id};
 use crate::domain::{
-    Admin, Appended, CannedReply, Committed, ConversationId, ConversationSummary, Direction, Lease,
-    MessageId, NewMessage, Note, Reader, Scope, StoredMessage, TelegramLink, TelegramMode,
+    Admin, Appended, CannedReply, Committed, ConversationId, ConversationSummary, Direction,
+    Erasure, Lease, MessageId, NewMessage, Note, Reader, Scope, StoredMessage, TelegramLink,
+    TelegramMode,
 };
 
 /// Columns of a message as [`MessageRow`] reads them, `m` = messages, `meta` =
@@ -790,6 +791,63 @@ where
         query.push_bind(to_db_id(conversation)).push(" ORDER BY id");
         let rows: Vec<NoteRow> = query.build_query_as().fetch_all(&self.pool).await?;
         rows.into_iter().map(Note::try_from).collect()
+    }
+
+    #[tracing::instrument(skip_all, name = "store.erase_conversation", fields(conversation = conversation))]
+    async fn erase_conversation(
+        &self,
+        conversation: ConversationId,
+        erased_by: &str,
+    ) -> StoreResult<Erasure> {
+        // Under the write lock: no batch of the writer interleaves with the deletes.
+        let (mut tx, _) = WriteTx::begin(&self.pool, "").await?;
+        let cid = to_db_id(conversation);
+        let mut deleted = [0u64; 2];
+        for (table, count) in [
+            ("sg_message_meta", None),
+            ("messages", Some(0)),
+            ("sg_notes", Some(1)),
+            ("telegram", None),
+            ("sg_conversations", None),
+        ] {
+            let mut delete = QueryBuilder::<DB>::new(format!("DELETE FROM {table} WHERE cid = "));
+            delete.push_bind(cid);
+            let rows = delete.build().execute(&mut *tx).await?.rows();
+            if let Some(i) = count {
+                deleted[i] = rows;
+            }
+        }
+        let mut record = QueryBuilder::<DB>::new(
+            "INSERT INTO sg_erasures (cid, erased_by, erased_at_ms, messages, notes) VALUES (",
+        );
+        record
+            .push_bind(cid)
+            .push(", ")
+            .push_bind(erased_by.to_owned())
+            .push(format_args!(", {}, ", DB::NOW_MS))
+            .push_bind(to_db_id(deleted[0]))
+            .push(", ")
+            .push_bind(to_db_id(deleted[1]))
+            .push(")");
+        record.build().execute(&mut *tx).await?;
+        tx.commit().await?;
+        self.erasures(conversation)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt {
+                column: "sg_erasures",
+                value: "the erasure just recorded is not there".into(),
+            })
+    }
+
+    #[tracing::instrument(skip_all, name = "store.erasures", fields(conversation = conversation))]
+    async fn erasures(&self, conversation: ConversationId) -> StoreResult<Vec<Erasure>> {
+        let mut query = QueryBuilder::<DB>::new(
+            "SELECT cid, erased_by, erased_at_ms, messages, notes FROM sg_erasures WHERE cid = ",
+        );
+        query.push_bind(to_db_id(conversation)).push(" ORDER BY id");
+        let rows: Vec<ErasureRow> = query.build_query_as().fetch_all(&self.pool).await?;
+        rows.into_iter().map(Erasure::try_from).collect()
     }
 
     #[tracing::instrument(skip_all, name = "store.visitor_exists", fields(conversation = conversation))]
