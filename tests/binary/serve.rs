@@ -108,6 +108,18 @@ async fn next_message(stream: &mut Streaming<pb::Event>) -> pb::Message {
     }
 }
 
+/// One `#[tokio::test]` per backend named, each running `scenario` with [`with_backend`].
+macro_rules! on_backends {
+    ($scenario:ident: $($backend:ident => $name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                with_backend(Backend::$backend, $scenario).await;
+            }
+        )+
+    };
+}
+
 async fn with_backend(backend: Backend, scenario: impl AsyncFnOnce(&TestServer, &TestDb)) {
     let Some(db) = TestDb::create(backend).await else {
         return;
@@ -127,20 +139,11 @@ async fn with_backend(backend: Backend, scenario: impl AsyncFnOnce(&TestServer, 
     db.drop_db().await;
 }
 
-#[tokio::test]
-async fn sqlite_end_to_end() {
-    with_backend(Backend::Sqlite, end_to_end).await;
-}
-
-#[tokio::test]
-async fn mysql_end_to_end() {
-    with_backend(Backend::MySql, end_to_end).await;
-}
-
-#[tokio::test]
-async fn postgres_end_to_end() {
-    with_backend(Backend::Postgres, end_to_end).await;
-}
+on_backends!(end_to_end:
+    Sqlite => sqlite_end_to_end,
+    MySql => mysql_end_to_end,
+    Postgres => postgres_end_to_end,
+);
 
 async fn end_to_end(server: &TestServer, db: &TestDb) {
     // Health and reflection answer without a token.
@@ -530,20 +533,11 @@ async fn concurrent_resume(server: &TestServer, _db: &TestDb) {
     assert_eq!(unique, stored, "every stored message was delivered");
 }
 
-#[tokio::test]
-async fn sqlite_concurrent_sends_resume_without_gaps() {
-    with_backend(Backend::Sqlite, concurrent_resume).await;
-}
-
-#[tokio::test]
-async fn mysql_concurrent_sends_resume_without_gaps() {
-    with_backend(Backend::MySql, concurrent_resume).await;
-}
-
-#[tokio::test]
-async fn postgres_concurrent_sends_resume_without_gaps() {
-    with_backend(Backend::Postgres, concurrent_resume).await;
-}
+on_backends!(concurrent_resume:
+    Sqlite => sqlite_concurrent_sends_resume_without_gaps,
+    MySql => mysql_concurrent_sends_resume_without_gaps,
+    Postgres => postgres_concurrent_sends_resume_without_gaps,
+);
 
 /// The database goes away under a running server: sends fail with UNAVAILABLE and a clear
 /// message, nothing is half stored, live subscribers see no phantom, and the server recovers.
@@ -1297,20 +1291,11 @@ async fn edge_session_sends(server: &TestServer, _db: &TestDb) {
     assert_eq!(texts, expected, "stored once each, in the order sent");
 }
 
-#[tokio::test]
-async fn sqlite_edge_session_sends_keep_their_order() {
-    with_backend(Backend::Sqlite, edge_session_sends).await;
-}
-
-#[tokio::test]
-async fn mysql_edge_session_sends_keep_their_order() {
-    with_backend(Backend::MySql, edge_session_sends).await;
-}
-
-#[tokio::test]
-async fn postgres_edge_session_sends_keep_their_order() {
-    with_backend(Backend::Postgres, edge_session_sends).await;
-}
+on_backends!(edge_session_sends:
+    Sqlite => sqlite_edge_session_sends_keep_their_order,
+    MySql => mysql_edge_session_sends_keep_their_order,
+    Postgres => postgres_edge_session_sends_keep_their_order,
+);
 
 /// A socket's join over an edge session: the recent history oldest first with whether older
 /// exists, a resume's catch-up, an empty answer for a conversation nothing was written to yet
@@ -1418,15 +1403,10 @@ async fn edge_session_joins(server: &TestServer, _db: &TestDb) {
     );
 }
 
-#[tokio::test]
-async fn sqlite_edge_session_joins_answer_and_refuse() {
-    with_backend(Backend::Sqlite, edge_session_joins).await;
-}
-
-#[tokio::test]
-async fn postgres_edge_session_joins_answer_and_refuse() {
-    with_backend(Backend::Postgres, edge_session_joins).await;
-}
+on_backends!(edge_session_joins:
+    Sqlite => sqlite_edge_session_joins_answer_and_refuse,
+    Postgres => postgres_edge_session_joins_answer_and_refuse,
+);
 
 /// SQLite is single-node: a second core on the same file would store messages the first one's
 /// subscribers never hear of. It is refused at start, saying why; once the first has stopped,
@@ -1572,20 +1552,11 @@ async fn config_check_checks_what_each_role_needs() {
     );
 }
 
-#[tokio::test]
-async fn sqlite_canned_replies_over_grpc() {
-    with_backend(Backend::Sqlite, canned_replies).await;
-}
-
-#[tokio::test]
-async fn mysql_canned_replies_over_grpc() {
-    with_backend(Backend::MySql, canned_replies).await;
-}
-
-#[tokio::test]
-async fn postgres_canned_replies_over_grpc() {
-    with_backend(Backend::Postgres, canned_replies).await;
-}
+on_backends!(canned_replies:
+    Sqlite => sqlite_canned_replies_over_grpc,
+    MySql => mysql_canned_replies_over_grpc,
+    Postgres => postgres_canned_replies_over_grpc,
+);
 
 /// The admin `alice` ("Alice"), created in the database as the PHP admin does.
 async fn add_alice(db: &TestDb) {
@@ -1779,15 +1750,10 @@ async fn canned_replies_stop_at_the_limit() {
     .await;
 }
 
-#[tokio::test]
-async fn sqlite_read_marks_are_evented() {
-    with_backend(Backend::Sqlite, read_marks).await;
-}
-
-#[tokio::test]
-async fn postgres_read_marks_are_evented() {
-    with_backend(Backend::Postgres, read_marks).await;
-}
+on_backends!(read_marks:
+    Sqlite => sqlite_read_marks_are_evented,
+    Postgres => postgres_read_marks_are_evented,
+);
 
 /// MarkRead moves a mark forward only, the conversation carries both marks, and the
 /// conversation's and all-conversation subscribers get a `ReadMark` with the mark as stored
@@ -1890,15 +1856,10 @@ async fn read_marks(server: &TestServer, db: &TestDb) {
     );
 }
 
-#[tokio::test]
-async fn sqlite_notes_reach_support_only() {
-    with_backend(Backend::Sqlite, notes).await;
-}
-
-#[tokio::test]
-async fn mysql_notes_reach_support_only() {
-    with_backend(Backend::MySql, notes).await;
-}
+on_backends!(notes:
+    Sqlite => sqlite_notes_reach_support_only,
+    MySql => mysql_notes_reach_support_only,
+);
 
 /// A private note reaches all-conversation subscribers (support), never the conversation's
 /// own subscription (what feeds its visitor) nor its history; bad input is refused.
@@ -2015,15 +1976,10 @@ async fn notes(server: &TestServer, db: &TestDb) {
     assert_eq!(listed.len(), 1, "nothing refused was stored");
 }
 
-#[tokio::test]
-async fn sqlite_transcripts_export() {
-    with_backend(Backend::Sqlite, transcripts).await;
-}
-
-#[tokio::test]
-async fn mysql_transcripts_export() {
-    with_backend(Backend::MySql, transcripts).await;
-}
+on_backends!(transcripts:
+    Sqlite => sqlite_transcripts_export,
+    MySql => mysql_transcripts_export,
+);
 
 /// A transcript over gRPC: JSON with who wrote what (names as support sees them), plain
 /// text, notes only when asked; an unknown conversation and an unknown format are refused.
@@ -2095,15 +2051,10 @@ async fn transcripts(server: &TestServer, db: &TestDb) {
     assert_eq!(err.code(), Code::InvalidArgument);
 }
 
-#[tokio::test]
-async fn sqlite_conversations_are_erased_on_request() {
-    with_backend(Backend::Sqlite, erasure).await;
-}
-
-#[tokio::test]
-async fn mysql_conversations_are_erased_on_request() {
-    with_backend(Backend::MySql, erasure).await;
-}
+on_backends!(erasure:
+    Sqlite => sqlite_conversations_are_erased_on_request,
+    MySql => mysql_conversations_are_erased_on_request,
+);
 
 /// `EraseConversation` over gRPC: by a known admin only (a refusal erases nothing); after it,
 /// the conversation's history, transcript and notes are gone, others stay.
