@@ -58,6 +58,11 @@ pub(crate) enum News {
         up_to: MessageId,
     },
     Note(Note),
+    Assigned {
+        conversation: ConversationId,
+        assignee: Option<String>,
+        by: String,
+    },
     /// The connection to NATS came back: news may have been lost meanwhile.
     Reconnected,
 }
@@ -93,6 +98,7 @@ struct Subjects {
     admins: String,
     reads: String,
     notes: String,
+    assignments: String,
 }
 
 impl Subjects {
@@ -103,6 +109,7 @@ impl Subjects {
             admins: format!("{prefix}.admins"),
             reads: format!("{prefix}.reads"),
             notes: format!("{prefix}.notes"),
+            assignments: format!("{prefix}.assignments"),
         }
     }
 }
@@ -112,6 +119,7 @@ const PRESENCE: &str = "presence";
 const ADMINS: &str = "admins";
 const READS: &str = "reads";
 const NOTES: &str = "notes";
+const ASSIGNMENTS: &str = "assignments";
 
 impl Bus {
     /// Connects to NATS (in the background: a core starts while NATS is down, and reconnects
@@ -249,6 +257,17 @@ impl Bus {
         self.queue(NOTES, news.encode_to_vec());
     }
 
+    /// A conversation was assigned here.
+    pub(crate) fn assigned(&self, conversation: ConversationId, assignee: Option<&str>, by: &str) {
+        let news = pb::Assigned {
+            replica: self.replica.to_string(),
+            conversation_id: conversation,
+            assignee: assignee.unwrap_or_default().to_owned(),
+            by: by.to_owned(),
+        };
+        self.queue(ASSIGNMENTS, news.encode_to_vec());
+    }
+
     /// This replica re-read the admin directory.
     pub(crate) fn admins_changed(&self) {
         let news = pb::AdminsChanged {
@@ -297,6 +316,7 @@ async fn send(
             PRESENCE => &subjects.presence,
             READS => &subjects.reads,
             NOTES => &subjects.notes,
+            ASSIGNMENTS => &subjects.assignments,
             _ => &subjects.admins,
         };
         if let Err(e) = client.publish(subject.clone(), payload).await {
@@ -408,6 +428,17 @@ fn decode(kind: &str, payload: &[u8], own: &str) -> Result<Option<News>, String>
                 text: news.text,
                 created_at_ms: news.created_at_ms,
             })
+        }
+        ASSIGNMENTS => {
+            let news = pb::Assigned::decode(payload).map_err(|e| e.to_string())?;
+            if news.replica == own {
+                return Ok(None);
+            }
+            News::Assigned {
+                conversation: news.conversation_id,
+                assignee: Some(news.assignee).filter(|a| !a.is_empty()),
+                by: news.by,
+            }
         }
         _ => return Ok(None),
     };

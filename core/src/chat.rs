@@ -22,9 +22,9 @@ use crate::{
     config::CoreConfig,
     credentials::{Credentials, Verdict},
     domain::{
-        Admin, Appended, CannedReply, ConversationId, ConversationSummary, Direction, Erasure,
-        Lease, MessageId, NewMessage, Note, Origin, Reader, Scope, StoredMessage, TelegramLink,
-        TelegramMode, VISITOR_ADMIN_ID,
+        Admin, Appended, Assigned, CannedReply, ConversationId, ConversationSummary, Direction,
+        Erasure, Lease, MessageId, NewMessage, Note, Origin, Reader, Scope, StoredMessage,
+        TelegramLink, TelegramMode, VISITOR_ADMIN_ID,
     },
     error::{CoreError, CoreResult},
     hub::{Event, Hub},
@@ -244,6 +244,11 @@ impl Core {
                     up_to,
                 } => self.hub.publish_read_mark(conversation, reader, up_to),
                 News::Note(note) => self.hub.publish_note(Arc::new(note)),
+                News::Assigned {
+                    conversation,
+                    assignee,
+                    by,
+                } => self.hub.publish_assigned(conversation, assignee, by),
                 News::AdminsChanged => {
                     if let Err(e) = self.reload_admins_here().await {
                         warn!(error = %e, "cannot re-read the admins another replica changed");
@@ -869,6 +874,42 @@ impl Core {
             more,
             &notes,
         ))
+    }
+
+    /// Gives a conversation to the admin `assignee` (`None`: to nobody), as the admin `by`
+    /// asks; with `take`, only when it belongs to nobody (`AlreadyAssigned` otherwise). Both
+    /// must be known admins. Support is told (`Assigned`) on every replica.
+    pub async fn assign(
+        &self,
+        conversation: ConversationId,
+        assignee: Option<String>,
+        by: String,
+        take: bool,
+    ) -> CoreResult<ConversationSummary> {
+        check_conversation_id(conversation)?;
+        let by = self.check_admin(by).await?;
+        let assignee = match assignee {
+            Some(a) => Some(self.check_admin(a).await?),
+            None => None,
+        };
+        match self
+            .store
+            .assign(conversation, assignee.as_deref(), take)
+            .await?
+        {
+            Assigned::Done => {}
+            Assigned::Taken(holder) => return Err(CoreError::AlreadyAssigned(holder)),
+            Assigned::Unknown => return Err(unknown_conversation(conversation)),
+        }
+        info!(conversation, assignee = ?assignee, %by, "assigned");
+        if let Some(bus) = &self.bus {
+            bus.assigned(conversation, assignee.as_deref(), &by);
+        }
+        self.hub.publish_assigned(conversation, assignee, by);
+        self.store
+            .conversation(conversation)
+            .await?
+            .ok_or_else(|| unknown_conversation(conversation))
     }
 
     /// Erases a conversation for good at a visitor's request (right to erasure), by a known

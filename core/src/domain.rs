@@ -169,6 +169,19 @@ pub struct ConversationSummary {
     pub support_read_id: MessageId,
     /// The visitor's read mark ("Seen" under support's replies up to it).
     pub visitor_read_id: MessageId,
+    /// The admin the conversation belongs to, if any.
+    pub assignee: Option<String>,
+}
+
+/// What an assignment found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Assigned {
+    /// Done: the conversation belongs to the one asked for (or nobody) now.
+    Done,
+    /// A take found it assigned already, to this admin.
+    Taken(String),
+    /// No such conversation.
+    Unknown,
 }
 
 /// A row of `adm_account`.

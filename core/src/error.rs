@@ -34,6 +34,9 @@ pub enum CoreError {
     NoSuchVisitor(ConversationId),
     #[error("Telegram chat {0} is not linked")]
     NotLinked(i64),
+    /// A take found the conversation assigned already, to this admin.
+    #[error("the conversation is assigned to {0:?} already")]
+    AlreadyAssigned(String),
     /// A limit on how many of a thing may exist is reached (e.g. canned replies).
     #[error("{0}")]
     LimitReached(String),
@@ -105,6 +108,7 @@ impl CoreError {
             | Self::NotLinked(_) => Kind::NotFound,
             Self::OutOfRange(_) => Kind::OutOfRange,
             Self::LimitReached(_) => Kind::Exhausted,
+            Self::AlreadyAssigned(_) => Kind::Refused,
             Self::Store(e) => match **e {
                 StoreError::Unavailable(_) => Kind::Unavailable,
                 StoreError::Constraint(_) => Kind::Refused,
@@ -132,6 +136,7 @@ impl CoreError {
             Self::NotLinked(_) => r::NOT_LINKED,
             Self::OutOfRange(_) => r::OUT_OF_RANGE,
             Self::LimitReached(_) => r::LIMIT_REACHED,
+            Self::AlreadyAssigned(_) => r::ALREADY_ASSIGNED,
             Self::Store(_) => match self.kind() {
                 Kind::Unavailable => r::DATABASE_UNAVAILABLE,
                 Kind::Refused => r::REFUSED_BY_DATABASE,

@@ -39,6 +39,12 @@ pub enum Event {
     /// Support added a private note. Only on the all-conversation channel: a conversation's
     /// channel also feeds its visitor, who never receives notes.
     Note(Arc<Note>),
+    /// A conversation was given to an admin (`assignee`) or to nobody, by `by`.
+    Assigned {
+        conversation: ConversationId,
+        assignee: Option<String>,
+        by: String,
+    },
     /// Every message up to this id has been delivered; live from here.
     CaughtUp(MessageId),
 }
@@ -124,6 +130,20 @@ impl Hub {
     /// Publishes a note to all-conversation subscribers only (see [`Event::Note`]).
     pub fn publish_note(&self, note: Arc<Note>) {
         let _ = self.all.send(Event::Note(note));
+    }
+
+    /// Publishes an assignment to all-conversation subscribers (support).
+    pub fn publish_assigned(
+        &self,
+        conversation: ConversationId,
+        assignee: Option<String>,
+        by: String,
+    ) {
+        let _ = self.all.send(Event::Assigned {
+            conversation,
+            assignee,
+            by,
+        });
     }
 
     /// Publishes a new admin list to all-conversation subscribers.

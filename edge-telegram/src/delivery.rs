@@ -158,15 +158,16 @@ impl Delivery {
                 Some(Kind::CaughtUp(_)) => self.save_or_log(c).await,
                 // Delivered already (a replay at or below the cursor).
                 Some(Kind::Message(_)) => {}
-                // Presence, the admin list, read marks and notes are not Telegram's (notes are
-                // never the visitor's); an empty event
-                // carries nothing (a newer core's kind).
+                // Presence, the admin list, read marks, notes and assignments are not
+                // Telegram's (notes are never the visitor's); an empty event carries nothing
+                // (a newer core's kind).
                 Some(
                     Kind::Presence(_)
                     | Kind::PresenceSnapshot(_)
                     | Kind::AdminsChanged(_)
                     | Kind::ReadMark(_)
-                    | Kind::Note(_),
+                    | Kind::Note(_)
+                    | Kind::Assigned(_),
                 )
                 | None => {}
             }

@@ -412,7 +412,8 @@ impl State {
                     | pb::event::Kind::PresenceSnapshot(_)
                     | pb::event::Kind::AdminsChanged(_)
                     | pb::event::Kind::ReadMark(_)
-                    | pb::event::Kind::Note(_) => {}
+                    | pb::event::Kind::Note(_)
+                    | pb::event::Kind::Assigned(_) => {}
                 }
                 sub.events.send(LinkEvent::Event(kind))
             }

@@ -314,6 +314,8 @@ impl State {
             // Support's alone: the core sends notes on all-conversation subscriptions only,
             // and no page of the legacy protocol has them.
             Kind::Note(_) => {}
+            // Support's workflow: no page of the legacy protocol shows assignments.
+            Kind::Assigned(_) => {}
         }
     }
 

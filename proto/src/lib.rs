@@ -38,6 +38,8 @@ pub mod reason {
     pub const OUT_OF_RANGE: &str = "OUT_OF_RANGE";
     /// A limit on how many of a thing may exist (e.g. canned replies) is reached.
     pub const LIMIT_REACHED: &str = "LIMIT_REACHED";
+    /// A take found the conversation assigned to someone already.
+    pub const ALREADY_ASSIGNED: &str = "ALREADY_ASSIGNED";
     /// Nothing was stored; retry when the database is back.
     pub const DATABASE_UNAVAILABLE: &str = "DATABASE_UNAVAILABLE";
     pub const REFUSED_BY_DATABASE: &str = "REFUSED_BY_DATABASE";

@@ -95,7 +95,8 @@ async fn until_caught_up(stream: &mut Streaming<pb::Event>) -> (Vec<u64>, u64) {
             | Kind::Presence(_)
             | Kind::AdminsChanged(_)
             | Kind::ReadMark(_)
-            | Kind::Note(_) => {}
+            | Kind::Note(_)
+            | Kind::Assigned(_) => {}
         }
     }
 }
@@ -2112,4 +2113,89 @@ async fn erasure(server: &TestServer, db: &TestDb) {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "erased once");
+}
+
+on_backends!(assignment:
+    Sqlite => sqlite_conversations_are_assigned,
+    Postgres => postgres_conversations_are_assigned,
+);
+
+/// Assignment over gRPC: a take, a take refused while someone has it (naming the holder),
+/// reassigning and unassigning; support's subscribers are told each; unknown admins and
+/// conversations are refused and change nothing.
+async fn assignment(server: &TestServer, db: &TestDb) {
+    add_alice(db).await;
+    db.execute("INSERT INTO adm_account (aid, name, lid) VALUES ('bob', 'Bob', 2)")
+        .await
+        .unwrap();
+    let mut chat = server.chat().await;
+    send(&mut chat, 99, visitor(), "anyone?", "q")
+        .await
+        .unwrap();
+    let mut support = subscribe(&mut chat, Scope::AllConversations(true), None).await;
+    until_caught_up(&mut support).await;
+    let assign = |assignee: &str, by: &str, take: bool| pb::AssignConversationRequest {
+        conversation_id: 99,
+        assignee: assignee.into(),
+        by: by.into(),
+        take,
+    };
+    let mut next_assignment = async || loop {
+        if let Kind::Assigned(a) = next(&mut support).await {
+            break (a.conversation_id, a.assignee, a.by);
+        }
+    };
+
+    let taken = chat
+        .assign_conversation(assign("alice", "alice", true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(taken.assignee, "alice");
+    assert_eq!(
+        next_assignment().await,
+        (99, "alice".into(), "alice".into())
+    );
+    let err = chat
+        .assign_conversation(assign("bob", "bob", true))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert_eq!(
+        socketgram_proto::reason::of(&err).as_deref(),
+        Some("ALREADY_ASSIGNED")
+    );
+    assert!(err.message().contains("alice"), "{}", err.message());
+    chat.assign_conversation(assign("bob", "alice", false))
+        .await
+        .unwrap();
+    assert_eq!(next_assignment().await, (99, "bob".into(), "alice".into()));
+    for (request, code) in [
+        (assign("mallory", "alice", false), Code::NotFound),
+        (assign("alice", "mallory", false), Code::NotFound),
+        (
+            pb::AssignConversationRequest {
+                conversation_id: 4545,
+                ..assign("alice", "alice", false)
+            },
+            Code::NotFound,
+        ),
+    ] {
+        let err = chat.assign_conversation(request).await.unwrap_err();
+        assert_eq!(err.code(), code, "{err:?}");
+    }
+    let freed = chat
+        .assign_conversation(assign("", "bob", false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(freed.assignee, "", "unassigned");
+    assert_eq!(next_assignment().await, (99, String::new(), "bob".into()));
+    let listed = chat
+        .list_conversations(pb::ListConversationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .conversations;
+    assert_eq!(listed[0].assignee, "", "nothing refused changed it");
 }

@@ -79,6 +79,7 @@ conformance!(
     canned_replies_are_kept_by_shortcut,
     notes_are_kept_apart_from_messages,
     an_erasure_leaves_only_its_record,
+    a_conversation_belongs_to_one_admin_or_none,
 );
 
 fn at(h: u32, m: u32, s: u32) -> NaiveDateTime {
@@ -1172,4 +1173,61 @@ async fn an_erasure_leaves_only_its_record(f: Fixture) {
     let again = s.append(&[visitor(70, "back", Some("k1"))]).await.unwrap();
     assert!(!again[0].duplicate);
     assert_eq!(s.erasures(70).await.unwrap(), [erasure]);
+}
+
+/// Assignment: to an admin or nobody; a take only when nobody has it, naming the holder
+/// otherwise; an unknown conversation is said so; the summary carries the assignee.
+async fn a_conversation_belongs_to_one_admin_or_none(f: Fixture) {
+    use socketgram_core::domain::Assigned;
+    let s = &f.store;
+    s.append(&[visitor(80, "help", None)]).await.unwrap();
+    let assignee = async || s.conversation(80).await.unwrap().unwrap().assignee;
+    assert_eq!(assignee().await, None);
+    assert_eq!(
+        s.assign(80, Some("alice"), true).await.unwrap(),
+        Assigned::Done
+    );
+    assert_eq!(assignee().await.as_deref(), Some("alice"));
+    assert_eq!(
+        s.assign(80, Some("bob"), true).await.unwrap(),
+        Assigned::Taken("alice".into()),
+        "a take does not take it from alice"
+    );
+    assert_eq!(
+        s.assign(80, Some("alice"), false).await.unwrap(),
+        Assigned::Done,
+        "again"
+    );
+    assert_eq!(
+        s.assign(80, Some("bob"), false).await.unwrap(),
+        Assigned::Done,
+        "reassigned"
+    );
+    assert_eq!(assignee().await.as_deref(), Some("bob"));
+    assert_eq!(s.assign(80, None, false).await.unwrap(), Assigned::Done);
+    assert_eq!(assignee().await, None);
+    assert_eq!(
+        s.assign(81, Some("bob"), false).await.unwrap(),
+        Assigned::Unknown
+    );
+    let listed = s.conversations(None, 10).await.unwrap();
+    assert!(listed.iter().all(|c| c.assignee.is_none()), "{listed:?}");
+    // Takes at once: exactly one gets it, every other is told who.
+    let takes = ["a1", "a2", "a3", "a4", "a5", "a6"].map(|admin| {
+        let store = f.store.clone();
+        async move { (admin, store.assign(80, Some(admin), true).await.unwrap()) }
+    });
+    let outcomes = futures::future::join_all(takes).await;
+    let winners: Vec<&str> = outcomes
+        .iter()
+        .filter(|(_, o)| *o == Assigned::Done)
+        .map(|(a, _)| *a)
+        .collect();
+    assert_eq!(winners.len(), 1, "{outcomes:?}");
+    for (_, outcome) in &outcomes {
+        assert!(
+            *outcome == Assigned::Done || *outcome == Assigned::Taken(winners[0].to_owned()),
+            "{outcomes:?}"
+        );
+    }
 }

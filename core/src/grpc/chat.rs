@@ -346,4 +346,19 @@ impl Chat for ChatApi {
             notes: e.notes,
         }))
     }
+
+    #[tracing::instrument(skip_all, name = "Chat.AssignConversation", fields(conversation = request.get_ref().conversation_id))]
+    async fn assign_conversation(
+        &self,
+        request: Request<pb::AssignConversationRequest>,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let r = request.into_inner();
+        let assignee = Some(r.assignee).filter(|a| !a.is_empty());
+        let summary = self
+            .core
+            .assign(r.conversation_id, assignee, r.by, r.take)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::conversation(&self.core, &summary)))
+    }
 }

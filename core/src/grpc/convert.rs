@@ -125,6 +125,15 @@ pub(crate) fn event(core: &Core, event: &Event) -> pb::Event {
             up_to_message_id: *up_to,
         }),
         Event::Note(n) => Kind::Note(note(n)),
+        Event::Assigned {
+            conversation,
+            assignee,
+            by,
+        } => Kind::Assigned(pb::ConversationAssigned {
+            conversation_id: *conversation,
+            assignee: assignee.clone().unwrap_or_default(),
+            by: by.clone(),
+        }),
     };
     pb::Event { kind: Some(kind) }
 }
@@ -147,6 +156,7 @@ pub(crate) fn conversation(core: &Core, c: &ConversationSummary) -> pb::Conversa
         online: core.is_online(c.conversation_id),
         support_read_up_to: c.support_read_id,
         visitor_read_up_to: c.visitor_read_id,
+        assignee: c.assignee.clone().unwrap_or_default(),
     }
 }
 

@@ -30,8 +30,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Admin, Appended, CannedReply, Committed, ConversationId, ConversationSummary, Erasure, Lease,
-    MessageId, NewMessage, Note, Reader, Scope, StoredMessage, TelegramLink, TelegramMode,
+    Admin, Appended, Assigned, CannedReply, Committed, ConversationId, ConversationSummary,
+    Erasure, Lease, MessageId, NewMessage, Note, Reader, Scope, StoredMessage, TelegramLink,
+    TelegramMode,
 };
 
 pub use dialect::Dialect;
@@ -416,6 +417,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// A conversation's notes, oldest first.
     async fn notes(&self, conversation: ConversationId) -> StoreResult<Vec<Note>>;
+
+    /// Gives a conversation to `assignee` (`None`: to nobody). With `only_if_unassigned` (a
+    /// take) only when it belongs to nobody; the one who has it otherwise.
+    async fn assign(
+        &self,
+        conversation: ConversationId,
+        assignee: Option<&str>,
+        only_if_unassigned: bool,
+    ) -> StoreResult<Assigned>;
 
     /// Erases a conversation for good, in one transaction under the write lock: its messages
     /// (and their `sg_message_meta`), notes, Telegram link and `sg_conversations` row; then

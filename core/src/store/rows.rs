@@ -97,6 +97,7 @@ pub(crate) struct SummaryRow {
     unread_visitor: Int,
     support_read_id: Int,
     visitor_read_id: Int,
+    assignee: Option<String>,
 }
 
 impl TryFrom<SummaryRow> for ConversationSummary {
@@ -110,6 +111,7 @@ impl TryFrom<SummaryRow> for ConversationSummary {
             unread_by_visitor: row.unread_visitor.0.try_into().unwrap_or(u32::MAX),
             support_read_id: from_db_id("sg_conversations.support_read_id", row.support_read_id.0)?,
             visitor_read_id: from_db_id("sg_conversations.visitor_read_id", row.visitor_read_id.0)?,
+            assignee: row.assignee.filter(|a| !a.is_empty()),
         })
     }
 }

@@ -22,9 +22,9 @@ use super::rows::{
 use super::write_tx::WriteTx;
 use super::{Backend, Dialect, Store, StoreError, StoreResult, from_db_id, page, text, to_db_id};
 use crate::domain::{
-    Admin, Appended, CannedReply, Committed, ConversationId, ConversationSummary, Direction,
-    Erasure, Lease, MessageId, NewMessage, Note, Reader, Scope, StoredMessage, TelegramLink,
-    TelegramMode,
+    Admin, Appended, Assigned, CannedReply, Committed, ConversationId, ConversationSummary,
+    Direction, Erasure, Lease, MessageId, NewMessage, Note, Reader, Scope, StoredMessage,
+    TelegramLink, TelegramMode,
 };
 
 /// Columns of a message as [`MessageRow`] reads them, `m` = messages, `meta` =
@@ -51,7 +51,7 @@ const SUMMARY_WHERE: &str = concat!(
     " AND u.id > c.support_read_id) AS unread_support",
     ", (SELECT COUNT(*) FROM messages u WHERE u.cid = c.cid AND u.direction = 2",
     " AND u.id > c.visitor_read_id) AS unread_visitor",
-    ", c.support_read_id, c.visitor_read_id",
+    ", c.support_read_id, c.visitor_read_id, c.assignee",
     " FROM sg_conversations c",
     " LEFT JOIN messages m ON m.id = c.last_message_id",
     " LEFT JOIN sg_message_meta meta ON meta.message_id = m.id WHERE "
@@ -791,6 +791,41 @@ where
         query.push_bind(to_db_id(conversation)).push(" ORDER BY id");
         let rows: Vec<NoteRow> = query.build_query_as().fetch_all(&self.pool).await?;
         rows.into_iter().map(Note::try_from).collect()
+    }
+
+    #[tracing::instrument(skip_all, name = "store.assign", fields(conversation = conversation))]
+    async fn assign(
+        &self,
+        conversation: ConversationId,
+        assignee: Option<&str>,
+        only_if_unassigned: bool,
+    ) -> StoreResult<Assigned> {
+        // Twice at most: a take that finds it freed between its update and its read tries again.
+        for _ in 0..2 {
+            let mut update = QueryBuilder::<DB>::new("UPDATE sg_conversations SET assignee = ");
+            update
+                .push_bind(assignee.map(str::to_owned))
+                .push(" WHERE cid = ")
+                .push_bind(to_db_id(conversation));
+            if only_if_unassigned {
+                update.push(" AND assignee IS NULL");
+            }
+            // MySQL counts matched rows (CLIENT_FOUND_ROWS): the same assignee again counts.
+            if update.build().execute(&self.pool).await?.rows() == 1 {
+                return Ok(Assigned::Done);
+            }
+            match self.conversation(conversation).await? {
+                None => return Ok(Assigned::Unknown),
+                Some(ConversationSummary {
+                    assignee: Some(holder),
+                    ..
+                }) => return Ok(Assigned::Taken(holder)),
+                Some(_) => {}
+            }
+        }
+        Err(StoreError::Constraint(
+            "the conversation's assignee changed during the take; try again".into(),
+        ))
     }
 
     #[tracing::instrument(skip_all, name = "store.erase_conversation", fields(conversation = conversation))]

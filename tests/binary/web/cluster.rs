@@ -551,9 +551,9 @@ async fn every_process_says_whether_its_dependencies_answer() {
 }
 
 /// A read mark moved through one core replica reaches the subscribers of the other (over
-/// NATS), with the mark as stored; so does a private note.
+/// NATS), with the mark as stored; so do a private note and an assignment.
 #[tokio::test]
-async fn read_marks_and_notes_of_one_core_reach_the_other() {
+async fn read_marks_notes_and_assignments_of_one_core_reach_the_other() {
     let Some(c) = cluster(2, 0).await else {
         return;
     };
@@ -650,5 +650,27 @@ async fn read_marks_and_notes_of_one_core_reach_the_other() {
     .await
     .expect("core b tells its subscribers of the note core a stored");
     assert_eq!(seen, note);
+    a.assign_conversation(pb::AssignConversationRequest {
+        conversation_id: 808,
+        assignee: "alice".into(),
+        by: "alice".into(),
+        take: true,
+    })
+    .await
+    .unwrap();
+    let assigned = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let event = watching.message().await.unwrap().expect("an event");
+            if let Some(pb::event::Kind::Assigned(a)) = event.kind {
+                break a;
+            }
+        }
+    })
+    .await
+    .expect("core b tells its subscribers of the assignment core a stored");
+    assert_eq!(
+        (assigned.conversation_id, assigned.assignee.as_str()),
+        (808, "alice")
+    );
     c.stop().await;
 }
