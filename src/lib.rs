@@ -116,6 +116,9 @@ impl Server {
         })?;
         let store = open_store(config).await?;
         let (core_stop, edge_stop) = (CancellationToken::new(), CancellationToken::new());
+        // Before the core: what it records as it starts (the NATS gauge) would otherwise go to
+        // no recorder and miss the first scrape.
+        let ops = Ops::new();
         let core = Core::start(store.clone(), &config.core, core_stop.clone()).await?;
         let grpc_addr = listeners
             .grpc
@@ -138,7 +141,7 @@ impl Server {
             ..Self::empty(config, core_stop, edge_stop)
         };
         let auth = BearerAuth::new(config.grpc.tokens.iter().cloned());
-        let ops = socketgram_core::ops::register(Ops::new(), &core);
+        let ops = socketgram_core::ops::register(ops, &core);
         let Some(web) = listeners.web else {
             let ops = Some(ops.router());
             server.serve_grpc(listeners.grpc, &core, config.grpc.clone(), auth, ops);
