@@ -22,9 +22,9 @@ use crate::{
     config::CoreConfig,
     credentials::{Credentials, Verdict},
     domain::{
-        Admin, Appended, Assigned, CannedReply, ConversationId, ConversationSummary, Direction,
-        Erasure, Lease, MessageId, NewMessage, Note, Origin, Reader, Scope, StoredMessage,
-        TelegramLink, TelegramMode, VISITOR_ADMIN_ID,
+        Admin, Appended, Assigned, AssigneeFilter, CannedReply, ConversationId,
+        ConversationSummary, Direction, Erasure, Lease, MessageId, NewMessage, Note, Origin,
+        Reader, Scope, StoredMessage, TelegramLink, TelegramMode, VISITOR_ADMIN_ID,
     },
     error::{CoreError, CoreResult},
     hub::{Event, Hub},
@@ -642,9 +642,13 @@ impl Core {
         &self,
         before_last: Option<MessageId>,
         limit: u32,
+        assignee: &AssigneeFilter,
     ) -> CoreResult<(Vec<ConversationSummary>, bool)> {
         check_page(limit)?;
-        let mut page = self.store.conversations(before_last, limit + 1).await?;
+        let mut page = self
+            .store
+            .conversations(before_last, limit + 1, assignee)
+            .await?;
         let has_more = page.len() > limit as usize;
         page.truncate(limit as usize);
         Ok((page, has_more))

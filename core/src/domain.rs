@@ -173,6 +173,18 @@ pub struct ConversationSummary {
     pub assignee: Option<String>,
 }
 
+/// Which conversations a listing keeps, by assignee.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum AssigneeFilter {
+    /// Every one.
+    #[default]
+    Any,
+    /// Those that belong to nobody.
+    Nobody,
+    /// Those of this admin.
+    Admin(String),
+}
+
 /// What an assignment found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Assigned {

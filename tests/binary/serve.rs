@@ -328,7 +328,7 @@ async fn end_to_end(server: &TestServer, db: &TestDb) {
     let list = chat
         .list_conversations(pb::ListConversationsRequest {
             limit: 10,
-            before_last_message_id: 0,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -2198,4 +2198,31 @@ async fn assignment(server: &TestServer, db: &TestDb) {
         .into_inner()
         .conversations;
     assert_eq!(listed[0].assignee, "", "nothing refused changed it");
+    // The inbox's filters: mine, nobody's, all.
+    send(&mut chat, 98, visitor(), "me too", "q2")
+        .await
+        .unwrap();
+    chat.assign_conversation(pb::AssignConversationRequest {
+        conversation_id: 98,
+        ..assign("alice", "alice", true)
+    })
+    .await
+    .unwrap();
+    let mut filtered = async |assignee: Option<&str>| -> Vec<u64> {
+        chat.list_conversations(pb::ListConversationsRequest {
+            assignee: assignee.map(str::to_owned),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .conversations
+        .iter()
+        .map(|c| c.conversation_id)
+        .collect()
+    };
+    assert_eq!(filtered(Some("alice")).await, [98]);
+    assert_eq!(filtered(Some("")).await, [99]);
+    assert_eq!(filtered(None).await, [98, 99]);
+    assert!(filtered(Some("bob")).await.is_empty());
 }

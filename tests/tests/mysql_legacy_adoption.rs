@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 
 use chrono::{Days, NaiveDateTime, TimeDelta, Timelike, Utc};
+use socketgram_core::domain::AssigneeFilter;
 use socketgram_core::{
     config::Secret,
     domain::{NewMessage, Origin, Scope, TelegramMode, VISITOR_ADMIN_ID},
@@ -469,7 +470,10 @@ async fn adopts(variant: Variant) {
     assert_eq!(old.len(), 1);
     assert_eq!(old[0].local_date, legacy.dates[2]);
     // Conversations were backfilled from the messages.
-    let conversations = store.conversations(None, 10).await.unwrap();
+    let conversations = store
+        .conversations(None, 10, &AssigneeFilter::Any)
+        .await
+        .unwrap();
     let order: Vec<_> = conversations
         .iter()
         .map(|c| (c.conversation_id, c.last_message.as_ref().map(|m| m.id)))

@@ -4,6 +4,7 @@
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use chrono::{NaiveDate, NaiveDateTime};
+use socketgram_core::domain::AssigneeFilter;
 use socketgram_core::{
     domain::{NewMessage, Origin, Reader, Scope, TelegramMode, VISITOR_ADMIN_ID},
     store::{self, Backend, Store, StoreError},
@@ -123,7 +124,13 @@ async fn migrate_is_idempotent(f: Fixture) {
     f.store.migrate().await.expect("second migrate");
     assert_eq!(f.store.last_message_id().await.unwrap(), 0);
     assert!(f.store.admins().await.unwrap().is_empty());
-    assert!(f.store.conversations(None, 10).await.unwrap().is_empty());
+    assert!(
+        f.store
+            .conversations(None, 10, &AssigneeFilter::Any)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn append_reads_back_exactly(f: Fixture) {
@@ -307,7 +314,11 @@ async fn conversations_and_read_marks(f: Fixture) {
         .append(&[visitor(41, "w1", None), admin(41, "bob", "r1")])
         .await
         .unwrap();
-    let list = f.store.conversations(None, 10).await.unwrap();
+    let list = f
+        .store
+        .conversations(None, 10, &AssigneeFilter::Any)
+        .await
+        .unwrap();
     let order: Vec<u64> = list.iter().map(|c| c.conversation_id).collect();
     assert_eq!(
         order,
@@ -389,7 +400,7 @@ async fn conversations_and_read_marks(f: Fixture) {
 
     let next = f
         .store
-        .conversations(Some(b[1].message.id), 1)
+        .conversations(Some(b[1].message.id), 1, &AssigneeFilter::Any)
         .await
         .unwrap();
     assert_eq!(next.len(), 1);
@@ -1210,8 +1221,26 @@ async fn a_conversation_belongs_to_one_admin_or_none(f: Fixture) {
         s.assign(81, Some("bob"), false).await.unwrap(),
         Assigned::Unknown
     );
-    let listed = s.conversations(None, 10).await.unwrap();
+    let listed = s
+        .conversations(None, 10, &AssigneeFilter::Any)
+        .await
+        .unwrap();
     assert!(listed.iter().all(|c| c.assignee.is_none()), "{listed:?}");
+    // Listings by assignee, paged as the others.
+    s.append(&[visitor(82, "second", None)]).await.unwrap();
+    s.assign(82, Some("carol"), false).await.unwrap();
+    let ids = async |filter: AssigneeFilter| -> Vec<u64> {
+        s.conversations(None, 10, &filter)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.conversation_id)
+            .collect()
+    };
+    assert_eq!(ids(AssigneeFilter::Admin("carol".into())).await, [82]);
+    assert_eq!(ids(AssigneeFilter::Nobody).await, [80]);
+    assert_eq!(ids(AssigneeFilter::Any).await, [82, 80]);
+    assert!(ids(AssigneeFilter::Admin("dave".into())).await.is_empty());
     // Takes at once: exactly one gets it, every other is told who.
     let takes = ["a1", "a2", "a3", "a4", "a5", "a6"].map(|admin| {
         let store = f.store.clone();

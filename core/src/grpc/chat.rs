@@ -8,7 +8,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{convert, edge, status};
-use crate::{Core, CoreError, chat::Cursor};
+use crate::{Core, CoreError, chat::Cursor, domain::AssigneeFilter};
 
 type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -125,6 +125,11 @@ impl Chat for ChatApi {
             .conversations(
                 convert::cursor(r.before_last_message_id),
                 convert::limit(r.limit, 50),
+                &match r.assignee {
+                    None => AssigneeFilter::Any,
+                    Some(a) if a.is_empty() => AssigneeFilter::Nobody,
+                    Some(a) => AssigneeFilter::Admin(a),
+                },
             )
             .await
             .map_err(status)?;

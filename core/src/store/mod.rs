@@ -30,9 +30,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Admin, Appended, Assigned, CannedReply, Committed, ConversationId, ConversationSummary,
-    Erasure, Lease, MessageId, NewMessage, Note, Reader, Scope, StoredMessage, TelegramLink,
-    TelegramMode,
+    Admin, Appended, Assigned, AssigneeFilter, CannedReply, Committed, ConversationId,
+    ConversationSummary, Erasure, Lease, MessageId, NewMessage, Note, Reader, Scope, StoredMessage,
+    TelegramLink, TelegramMode,
 };
 
 pub use dialect::Dialect;
@@ -316,6 +316,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         before_last: Option<MessageId>,
         limit: u32,
+        assignee: &AssigneeFilter,
     ) -> StoreResult<Vec<ConversationSummary>>;
 
     /// Moves a reader's mark to `up_to` unless it is already further. Returns false when the

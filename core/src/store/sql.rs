@@ -22,9 +22,9 @@ use super::rows::{
 use super::write_tx::WriteTx;
 use super::{Backend, Dialect, Store, StoreError, StoreResult, from_db_id, page, text, to_db_id};
 use crate::domain::{
-    Admin, Appended, Assigned, CannedReply, Committed, ConversationId, ConversationSummary,
-    Direction, Erasure, Lease, MessageId, NewMessage, Note, Reader, Scope, StoredMessage,
-    TelegramLink, TelegramMode,
+    Admin, Appended, Assigned, AssigneeFilter, CannedReply, Committed, ConversationId,
+    ConversationSummary, Direction, Erasure, Lease, MessageId, NewMessage, Note, Reader, Scope,
+    StoredMessage, TelegramLink, TelegramMode,
 };
 
 /// Columns of a message as [`MessageRow`] reads them, `m` = messages, `meta` =
@@ -482,8 +482,21 @@ where
         &self,
         before_last: Option<MessageId>,
         limit: u32,
+        assignee: &AssigneeFilter,
     ) -> StoreResult<Vec<ConversationSummary>> {
         let mut query = QueryBuilder::<DB>::new(SUMMARY_WHERE);
+        match assignee {
+            AssigneeFilter::Any => {}
+            AssigneeFilter::Nobody => {
+                query.push("c.assignee IS NULL AND ");
+            }
+            AssigneeFilter::Admin(admin) => {
+                query
+                    .push("c.assignee = ")
+                    .push_bind(admin.clone())
+                    .push(" AND ");
+            }
+        }
         let order = "c.last_message_id DESC, c.cid DESC";
         page_before(&mut query, "c.last_message_id", before_last, order, limit);
         let rows: Vec<SummaryRow> = query.build_query_as().fetch_all(&self.pool).await?;
