@@ -605,16 +605,16 @@ async fn read_marks_notes_and_assignments_of_one_core_reach_the_other() {
             })
             .await
             .unwrap();
-            let seen = tokio::time::timeout(Duration::from_millis(300), async {
-                loop {
-                    let event = watching.message().await.unwrap().expect("an event");
-                    if let Some(pb::event::Kind::ReadMark(mark)) = event.kind {
-                        break mark;
-                    }
-                }
-            })
+            let seen = first_event(
+                &mut watching,
+                Duration::from_millis(300),
+                |kind| match kind {
+                    pb::event::Kind::ReadMark(mark) => Some(mark),
+                    _ => None,
+                },
+            )
             .await;
-            if let Ok(mark) = seen {
+            if let Some(mark) = seen {
                 break mark;
             }
         }
@@ -639,13 +639,9 @@ async fn read_marks_notes_and_assignments_of_one_core_reach_the_other() {
         .await
         .unwrap()
         .into_inner();
-    let seen = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let event = watching.message().await.unwrap().expect("an event");
-            if let Some(pb::event::Kind::Note(n)) = event.kind {
-                break n;
-            }
-        }
+    let seen = first_event(&mut watching, Duration::from_secs(10), |kind| match kind {
+        pb::event::Kind::Note(n) => Some(n),
+        _ => None,
     })
     .await
     .expect("core b tells its subscribers of the note core a stored");
@@ -658,13 +654,9 @@ async fn read_marks_notes_and_assignments_of_one_core_reach_the_other() {
     })
     .await
     .unwrap();
-    let assigned = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let event = watching.message().await.unwrap().expect("an event");
-            if let Some(pb::event::Kind::Assigned(a)) = event.kind {
-                break a;
-            }
-        }
+    let assigned = first_event(&mut watching, Duration::from_secs(10), |kind| match kind {
+        pb::event::Kind::Assigned(a) => Some(a),
+        _ => None,
     })
     .await
     .expect("core b tells its subscribers of the assignment core a stored");
@@ -673,4 +665,22 @@ async fn read_marks_notes_and_assignments_of_one_core_reach_the_other() {
         (808, "alice")
     );
     c.stop().await;
+}
+
+/// The first event of `events` that `pick` takes, within `within`; `None` when none came.
+async fn first_event<T>(
+    events: &mut tonic::Streaming<pb::Event>,
+    within: Duration,
+    pick: impl Fn(pb::event::Kind) -> Option<T>,
+) -> Option<T> {
+    tokio::time::timeout(within, async {
+        loop {
+            let event = events.message().await.unwrap().expect("an event");
+            if let Some(found) = event.kind.and_then(&pick) {
+                break found;
+            }
+        }
+    })
+    .await
+    .ok()
 }
