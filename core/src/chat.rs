@@ -432,6 +432,15 @@ impl Core {
         Err(unknown_conversation(conversation))
     }
 
+    /// The conversation has its row, read from the database: for what writes beside it or
+    /// must not act on one erased through another replica (whose `known` may still hold it).
+    async fn require_stored(&self, conversation: ConversationId) -> CoreResult<()> {
+        match self.store.conversation(conversation).await? {
+            Some(_) => Ok(()),
+            None => Err(unknown_conversation(conversation)),
+        }
+    }
+
     /// Whether the conversation has its row.
     async fn is_stored(&self, conversation: ConversationId) -> CoreResult<bool> {
         if self
@@ -802,9 +811,7 @@ impl Core {
         check_conversation_id(conversation)?;
         self.check_text(text)?;
         let admin_id = self.check_admin(admin_id).await?;
-        if self.store.conversation(conversation).await?.is_none() {
-            return Err(unknown_conversation(conversation));
-        }
+        self.require_stored(conversation).await?;
         let key = format!(
             "{}-{:016x}",
             Utc::now().timestamp_micros(),
@@ -833,9 +840,7 @@ impl Core {
         after: MessageId,
     ) -> CoreResult<transcript::Transcript> {
         check_conversation_id(conversation)?;
-        if self.store.conversation(conversation).await?.is_none() {
-            return Err(unknown_conversation(conversation));
-        }
+        self.require_stored(conversation).await?;
         let mut messages: Vec<StoredMessage> = Vec::new();
         let mut size = 0;
         let mut more = false;
@@ -846,7 +851,7 @@ impl Core {
                 .messages_after(Scope::Conversation(conversation), from, MAX_PAGE)
                 .await?;
             let full = page.len() == MAX_PAGE as usize;
-            size += page.iter().map(|m| 2 * m.text.len() + 128).sum::<usize>();
+            size += page.iter().map(transcript::estimated_bytes).sum::<usize>();
             messages.extend(page);
             if !full {
                 break;
@@ -926,9 +931,7 @@ impl Core {
     ) -> CoreResult<Erasure> {
         check_conversation_id(conversation)?;
         let erased_by = self.check_admin(erased_by).await?;
-        if self.store.conversation(conversation).await?.is_none() {
-            return Err(unknown_conversation(conversation));
-        }
+        self.require_stored(conversation).await?;
         let erasure = self
             .store
             .erase_conversation(conversation, &erased_by)
@@ -950,9 +953,7 @@ impl Core {
     /// A conversation's notes, oldest first.
     pub async fn notes(&self, conversation: ConversationId) -> CoreResult<Vec<Note>> {
         check_conversation_id(conversation)?;
-        if self.store.conversation(conversation).await?.is_none() {
-            return Err(unknown_conversation(conversation));
-        }
+        self.require_stored(conversation).await?;
         Ok(self.store.notes(conversation).await?)
     }
 

@@ -32,6 +32,12 @@ pub struct Transcript {
     pub next_after: MessageId,
 }
 
+/// About how many bytes `m` takes in a transcript, its author's name aside: JSON may escape
+/// a character in up to 6 bytes, most text is 1 to 1, so the text counts twice.
+pub fn estimated_bytes(m: &StoredMessage) -> usize {
+    2 * m.text.len() + 128
+}
+
 /// A message as the transcript shows it: who wrote it, by display name.
 pub struct Line<'a> {
     pub message: &'a StoredMessage,
@@ -50,8 +56,7 @@ pub fn render(
     let mut taken = 0;
     let mut size = 0;
     for line in lines {
-        // JSON may escape a character in up to 6 bytes; most text is 1 to 1: counted twice.
-        size += 2 * line.message.text.len() + line.author.len() + 128;
+        size += estimated_bytes(line.message) + line.author.len();
         if taken > 0 && size > MAX_BODY {
             break;
         }
