@@ -980,9 +980,8 @@ impl Core {
         let shortcut = shortcut(shortcut_typed)?;
         self.check_text(text)?;
         let updated_by = self.check_admin(updated_by).await?;
-        let existing = self.store.canned_replies("").await?;
-        if existing.len() >= MAX_CANNED_REPLIES && !existing.iter().any(|r| r.shortcut == shortcut)
-        {
+        let (count, exists) = self.store.canned_reply_count(&shortcut).await?;
+        if count >= MAX_CANNED_REPLIES as u64 && !exists {
             return Err(CoreError::LimitReached(format!(
                 "the team has {MAX_CANNED_REPLIES} canned replies, the most it keeps: delete one \
                  or replace one's text"

@@ -1058,6 +1058,8 @@ async fn canned_replies_are_kept_by_shortcut(f: Fixture) {
         all,
         ["-x", "0day", "a_b", "agr", "axb", "greet", "greeting"]
     );
+    assert_eq!(s.canned_reply_count("greet").await.unwrap(), (7, true));
+    assert_eq!(s.canned_reply_count("gree").await.unwrap(), (7, false));
     let shortcuts = |replies: Vec<socketgram_core::domain::CannedReply>| -> Vec<String> {
         replies.into_iter().map(|r| r.shortcut).collect()
     };

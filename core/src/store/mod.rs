@@ -394,6 +394,10 @@ pub trait Store: Send + Sync + 'static {
     /// shortcut.
     async fn canned_replies(&self, prefix: &str) -> StoreResult<Vec<CannedReply>>;
 
+    /// How many canned replies there are, and whether `shortcut` is one of them (without
+    /// reading their texts).
+    async fn canned_reply_count(&self, shortcut: &str) -> StoreResult<(u64, bool)>;
+
     /// Creates the canned reply `shortcut` or replaces its text and author; stamped with the
     /// database's clock. Returns it as stored.
     async fn put_canned_reply(

@@ -737,6 +737,16 @@ where
             .collect())
     }
 
+    #[tracing::instrument(skip_all, name = "store.canned_reply_count")]
+    async fn canned_reply_count(&self, shortcut: &str) -> StoreResult<(u64, bool)> {
+        let mut count = QueryBuilder::<DB>::new("SELECT COUNT(*), COUNT(CASE WHEN shortcut = ");
+        count
+            .push_bind(shortcut.to_owned())
+            .push(" THEN 1 END) FROM sg_canned_replies");
+        let (all, this): (Int, Int) = count.build_query_as().fetch_one(&self.pool).await?;
+        Ok((from_db_id("COUNT(*)", all.0)?, this.0 > 0))
+    }
+
     #[tracing::instrument(skip_all, name = "store.put_canned_reply", fields(shortcut = shortcut))]
     async fn put_canned_reply(
         &self,
