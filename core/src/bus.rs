@@ -22,7 +22,10 @@ use tracing::{debug, info, warn};
 
 use crate::{
     config::ClusterConfig,
-    domain::{ConversationId, Direction, MessageId, Note, Origin, Reader, StoredMessage},
+    domain::{
+        ConversationId, Direction, MessageId, Note, Origin, Reader, Status, StatusChange,
+        StoredMessage,
+    },
 };
 
 /// News waiting to go out before more is dropped (the receivers then catch up).
@@ -63,6 +66,11 @@ pub(crate) enum News {
         assignee: Option<String>,
         by: String,
     },
+    Status {
+        conversation: ConversationId,
+        status: Status,
+        change: StatusChange,
+    },
     /// The connection to NATS came back: news may have been lost meanwhile.
     Reconnected,
 }
@@ -99,6 +107,7 @@ struct Subjects {
     reads: String,
     notes: String,
     assignments: String,
+    statuses: String,
 }
 
 impl Subjects {
@@ -110,6 +119,7 @@ impl Subjects {
             reads: format!("{prefix}.reads"),
             notes: format!("{prefix}.notes"),
             assignments: format!("{prefix}.assignments"),
+            statuses: format!("{prefix}.statuses"),
         }
     }
 }
@@ -120,6 +130,7 @@ const ADMINS: &str = "admins";
 const READS: &str = "reads";
 const NOTES: &str = "notes";
 const ASSIGNMENTS: &str = "assignments";
+const STATUSES: &str = "statuses";
 
 impl Bus {
     /// Connects to NATS (in the background: a core starts while NATS is down, and reconnects
@@ -268,6 +279,32 @@ impl Bus {
         self.queue(ASSIGNMENTS, news.encode_to_vec());
     }
 
+    /// A conversation's status changed here.
+    pub(crate) fn status(
+        &self,
+        conversation: ConversationId,
+        status: Status,
+        change: &StatusChange,
+    ) {
+        let (cause, by) = match change {
+            StatusChange::By(admin) => (1, admin.clone()),
+            StatusChange::VisitorWrote => (2, String::new()),
+            StatusChange::SnoozeEnded => (3, String::new()),
+        };
+        let news = pb::StatusChanged {
+            replica: self.replica.to_string(),
+            conversation_id: conversation,
+            status: status.code(),
+            snoozed_until_ms: match status {
+                Status::Snoozed { until_ms } => until_ms,
+                _ => 0,
+            },
+            cause,
+            by,
+        };
+        self.queue(STATUSES, news.encode_to_vec());
+    }
+
     /// This replica re-read the admin directory.
     pub(crate) fn admins_changed(&self) {
         let news = pb::AdminsChanged {
@@ -317,6 +354,7 @@ async fn send(
             READS => &subjects.reads,
             NOTES => &subjects.notes,
             ASSIGNMENTS => &subjects.assignments,
+            STATUSES => &subjects.statuses,
             _ => &subjects.admins,
         };
         if let Err(e) = client.publish(subject.clone(), payload).await {
@@ -438,6 +476,29 @@ fn decode(kind: &str, payload: &[u8], own: &str) -> Result<Option<News>, String>
                 conversation: news.conversation_id,
                 assignee: Some(news.assignee).filter(|a| !a.is_empty()),
                 by: news.by,
+            }
+        }
+        STATUSES => {
+            let news = pb::StatusChanged::decode(payload).map_err(|e| e.to_string())?;
+            if news.replica == own {
+                return Ok(None);
+            }
+            let change = match news.cause {
+                1 => StatusChange::By(news.by),
+                2 => StatusChange::VisitorWrote,
+                3 => StatusChange::SnoozeEnded,
+                other => return Err(format!("a status change of cause {other}")),
+            };
+            // The snooze as the sender stored it, even if it ended by the time it arrives:
+            // the receiver's own snooze timer then ends it here.
+            let status = match (news.status, news.snoozed_until_ms) {
+                (3, until_ms) => Status::Snoozed { until_ms },
+                (code, _) => Status::from_row(code.into(), None, 0),
+            };
+            News::Status {
+                conversation: news.conversation_id,
+                status,
+                change,
             }
         }
         _ => return Ok(None),

@@ -22,14 +22,16 @@ use crate::{
     config::CoreConfig,
     credentials::{Credentials, Verdict},
     domain::{
-        Admin, Appended, Assigned, AssigneeFilter, CannedReply, ConversationId,
+        Admin, Appended, Assigned, CannedReply, ConversationFilter, ConversationId,
         ConversationSummary, Direction, Erasure, Lease, MessageId, NewMessage, Note, Origin,
-        Reader, Scope, StoredMessage, TelegramLink, TelegramMode, VISITOR_ADMIN_ID,
+        Reader, Scope, Status, StatusChange, StoredMessage, TelegramLink, TelegramMode,
+        VISITOR_ADMIN_ID,
     },
     error::{CoreError, CoreResult},
     hub::{Event, Hub},
     presence::{Presence, SessionId},
     sequencer::Sequencer,
+    status::Reopenable,
     store::{MAX_PAGE, Store, text},
     transcript,
     writer::{Published, Writer},
@@ -53,6 +55,8 @@ pub const MAX_SHORTCUT: usize = 32;
 /// Most canned replies a team keeps: support picks from them as it types, and every client
 /// reads them whole.
 pub const MAX_CANNED_REPLIES: usize = 1000;
+/// How far ahead a snooze may end.
+pub const MAX_SNOOZE: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// Who writes a message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,6 +118,9 @@ pub struct Core {
     /// Conversations known to exist, to spare a query per reply (only an erasure deletes one;
     /// another replica's erasure leaves it here, which then reads as an empty conversation).
     known: Mutex<HashSet<ConversationId>>,
+    /// Resolved and snoozed conversations: to tell support when a visitor's message reopened
+    /// one, and to end snoozes on time.
+    reopenable: Reopenable,
     offset: chrono::FixedOffset,
     max_chars: usize,
     company: String,
@@ -136,6 +143,7 @@ impl Core {
         let admins = AdminDirectory::new(config.company.clone());
         admins.replace(store.admins().await?);
         let credentials = Credentials::new(&config.credentials)?;
+        let reopenable = Reopenable::new(store.reopenable().await?);
         // The bus stops after this core said goodbye on it.
         let bus_stop = CancellationToken::new();
         let (bus, news) = if config.cluster.enabled() {
@@ -171,6 +179,7 @@ impl Core {
             presence: Mutex::default(),
             next_session: AtomicU64::new(1),
             known: Mutex::default(),
+            reopenable,
             offset: config.offset(),
             max_chars: config.max_message_chars,
             company: config.company.clone(),
@@ -197,6 +206,7 @@ impl Core {
                     metrics::gauge!("socketgram_replica_lag_messages").set(lag as f64)
                 }),
         );
+        tokio::spawn(self.clone().end_snoozes());
         let (Some(bus), Some(news)) = (self.bus.clone(), news) else {
             return;
         };
@@ -249,6 +259,14 @@ impl Core {
                     assignee,
                     by,
                 } => self.hub.publish_assigned(conversation, assignee, by),
+                News::Status {
+                    conversation,
+                    status,
+                    change,
+                } => {
+                    self.reopenable.set(conversation, status);
+                    self.hub.publish_status(conversation, status, change);
+                }
                 News::AdminsChanged => {
                     if let Err(e) = self.reload_admins_here().await {
                         warn!(error = %e, "cannot re-read the admins another replica changed");
@@ -365,7 +383,14 @@ impl Core {
         let core = self.clone();
         Ok(async move {
             let appended = pending.stored().await?;
-            core.known_insert(appended.message.conversation_id);
+            let conversation = appended.message.conversation_id;
+            core.known_insert(conversation);
+            if appended.message.direction == Direction::ToSupport
+                && !appended.duplicate
+                && core.reopenable.visitor_wrote(conversation)
+            {
+                core.tell_status(conversation, Status::Open, StatusChange::VisitorWrote);
+            }
             Ok(appended)
         })
     }
@@ -651,12 +676,12 @@ impl Core {
         &self,
         before_last: Option<MessageId>,
         limit: u32,
-        assignee: &AssigneeFilter,
+        filter: &ConversationFilter,
     ) -> CoreResult<(Vec<ConversationSummary>, bool)> {
         check_page(limit)?;
         let mut page = self
             .store
-            .conversations(before_last, limit + 1, assignee)
+            .conversations(before_last, limit + 1, filter)
             .await?;
         let has_more = page.len() > limit as usize;
         page.truncate(limit as usize);
@@ -919,6 +944,87 @@ impl Core {
             .conversation(conversation)
             .await?
             .ok_or_else(|| unknown_conversation(conversation))
+    }
+
+    /// Sets a conversation's status, as the admin `by` (or a backend on their behalf) asks;
+    /// a snooze must end in the future, within [`MAX_SNOOZE`]. Support is told
+    /// (`Status`) on every replica.
+    pub async fn set_status(
+        &self,
+        conversation: ConversationId,
+        status: Status,
+        by: String,
+    ) -> CoreResult<ConversationSummary> {
+        check_conversation_id(conversation)?;
+        if let Status::Snoozed { until_ms } = status {
+            let now = Utc::now().timestamp_millis();
+            let latest = now.saturating_add(MAX_SNOOZE.as_millis() as i64);
+            if until_ms <= now || until_ms > latest {
+                return Err(CoreError::InvalidArgument(format!(
+                    "a snooze must end in the future and within {} days",
+                    MAX_SNOOZE.as_secs() / 86_400
+                )));
+            }
+        }
+        let by = self.check_admin(by).await?;
+        if !self.store.set_status(conversation, status).await? {
+            return Err(unknown_conversation(conversation));
+        }
+        info!(conversation, ?status, %by, "status set");
+        self.tell_status(conversation, status, StatusChange::By(by));
+        self.store
+            .conversation(conversation)
+            .await?
+            .ok_or_else(|| unknown_conversation(conversation))
+    }
+
+    /// Tells support here and on the other replicas that a status changed here.
+    fn tell_status(&self, conversation: ConversationId, status: Status, change: StatusChange) {
+        self.reopenable.set(conversation, status);
+        if let Some(bus) = &self.bus {
+            bus.status(conversation, status, &change);
+        }
+        self.hub.publish_status(conversation, status, change);
+    }
+
+    /// Ends snoozes as they run out, until shutdown. Every replica runs this; the database
+    /// ends each snooze once (only while it is still that snooze), and only the replica that
+    /// ended it tells support.
+    async fn end_snoozes(self: Arc<Self>) {
+        // A database that does not answer is asked again after this.
+        const RETRY: Duration = Duration::from_secs(1);
+        loop {
+            let (due, next) = self.reopenable.due(Utc::now().timestamp_millis());
+            let mut failed = false;
+            for (conversation, until_ms) in due {
+                match self.store.end_snooze(conversation, until_ms).await {
+                    Ok(ended) => {
+                        self.reopenable.snooze_done(conversation, until_ms);
+                        if ended {
+                            info!(conversation, "snooze ended");
+                            self.tell_status(conversation, Status::Open, StatusChange::SnoozeEnded);
+                        }
+                    }
+                    Err(e) => {
+                        warn!(conversation, error = %e, "cannot end a snooze; trying again");
+                        failed = true;
+                    }
+                }
+            }
+            let wait = if failed {
+                RETRY
+            } else {
+                next.map_or(MAX_SNOOZE, |at| {
+                    let ms = at.saturating_sub(Utc::now().timestamp_millis()).max(0);
+                    Duration::from_millis(ms as u64)
+                })
+            };
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                () = self.reopenable.snooze_set() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
     }
 
     /// Erases a conversation for good at a visitor's request (right to erasure), by a known

@@ -171,6 +171,96 @@ pub struct ConversationSummary {
     pub visitor_read_id: MessageId,
     /// The admin the conversation belongs to, if any.
     pub assignee: Option<String>,
+    /// Where support stands with it (a snooze that ran out reads as open).
+    pub status: Status,
+}
+
+/// Where support stands with a conversation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// Needs an answer (every conversation starts so).
+    #[default]
+    Open,
+    /// Waiting on something else (the visitor, a colleague).
+    Pending,
+    /// Done; the visitor writing again reopens it.
+    Resolved,
+    /// Out of the way until a time (milliseconds since 1970), then open again; the visitor
+    /// writing reopens it earlier.
+    Snoozed { until_ms: i64 },
+}
+
+impl Status {
+    /// The value stored in `sg_conversations.status`.
+    pub fn code(self) -> i32 {
+        self.kind().code()
+    }
+
+    /// Reads `sg_conversations.status` and `snoozed_until_ms` as of `now_ms`: a snooze that
+    /// ran out is open, and so is a code no version wrote.
+    pub fn from_row(code: i64, snoozed_until_ms: Option<i64>, now_ms: i64) -> Self {
+        match (code, snoozed_until_ms) {
+            (1, _) => Status::Pending,
+            (2, _) => Status::Resolved,
+            (3, Some(until_ms)) if until_ms > now_ms => Status::Snoozed { until_ms },
+            _ => Status::Open,
+        }
+    }
+
+    /// The status without its time.
+    pub fn kind(self) -> StatusKind {
+        match self {
+            Status::Open => StatusKind::Open,
+            Status::Pending => StatusKind::Pending,
+            Status::Resolved => StatusKind::Resolved,
+            Status::Snoozed { .. } => StatusKind::Snoozed,
+        }
+    }
+
+    /// Whether a visitor's message reopens it.
+    pub fn reopens_on_visitor_message(self) -> bool {
+        matches!(self, Status::Resolved | Status::Snoozed { .. })
+    }
+}
+
+/// A status without its time, as a listing filters by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StatusKind {
+    Open,
+    Pending,
+    Resolved,
+    Snoozed,
+}
+
+impl StatusKind {
+    /// The value stored in `sg_conversations.status`.
+    pub fn code(self) -> i32 {
+        match self {
+            StatusKind::Open => 0,
+            StatusKind::Pending => 1,
+            StatusKind::Resolved => 2,
+            StatusKind::Snoozed => 3,
+        }
+    }
+}
+
+/// Why a conversation's status changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StatusChange {
+    /// Support set it: this admin, or a backend on their behalf.
+    By(String),
+    /// The visitor wrote to a resolved or snoozed conversation.
+    VisitorWrote,
+    /// The snooze ran out.
+    SnoozeEnded,
+}
+
+/// Which conversations a listing keeps.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConversationFilter {
+    pub assignee: AssigneeFilter,
+    /// Only those with one of these statuses; empty: any.
+    pub statuses: Vec<StatusKind>,
 }
 
 /// Which conversations a listing keeps, by assignee.

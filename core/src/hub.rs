@@ -12,7 +12,9 @@ use std::{
 
 use tokio::sync::broadcast;
 
-use crate::domain::{Admin, ConversationId, MessageId, Note, Reader, Scope, StoredMessage};
+use crate::domain::{
+    Admin, ConversationId, MessageId, Note, Reader, Scope, Status, StatusChange, StoredMessage,
+};
 
 /// Buffered events per all-conversations channel before a slow subscriber lags.
 const ALL_CAPACITY: usize = 4096;
@@ -44,6 +46,12 @@ pub enum Event {
         conversation: ConversationId,
         assignee: Option<String>,
         by: String,
+    },
+    /// A conversation's status changed. Only on the all-conversation channel (support).
+    Status {
+        conversation: ConversationId,
+        status: Status,
+        change: StatusChange,
     },
     /// Every message up to this id has been delivered; live from here.
     CaughtUp(MessageId),
@@ -143,6 +151,20 @@ impl Hub {
             conversation,
             assignee,
             by,
+        });
+    }
+
+    /// Publishes a status change to all-conversation subscribers (support).
+    pub fn publish_status(
+        &self,
+        conversation: ConversationId,
+        status: Status,
+        change: StatusChange,
+    ) {
+        let _ = self.all.send(Event::Status {
+            conversation,
+            status,
+            change,
         });
     }
 

@@ -23,6 +23,7 @@ pub mod hub;
 pub mod ops;
 pub mod presence;
 mod sequencer;
+mod status;
 pub mod store;
 pub mod transcript;
 mod writer;

@@ -167,7 +167,8 @@ impl Delivery {
                     | Kind::AdminsChanged(_)
                     | Kind::ReadMark(_)
                     | Kind::Note(_)
-                    | Kind::Assigned(_),
+                    | Kind::Assigned(_)
+                    | Kind::StatusChanged(_),
                 )
                 | None => {}
             }

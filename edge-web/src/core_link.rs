@@ -413,7 +413,8 @@ impl State {
                     | pb::event::Kind::AdminsChanged(_)
                     | pb::event::Kind::ReadMark(_)
                     | pb::event::Kind::Note(_)
-                    | pb::event::Kind::Assigned(_) => {}
+                    | pb::event::Kind::Assigned(_)
+                    | pb::event::Kind::StatusChanged(_) => {}
                 }
                 sub.events.send(LinkEvent::Event(kind))
             }

@@ -96,7 +96,8 @@ async fn until_caught_up(stream: &mut Streaming<pb::Event>) -> (Vec<u64>, u64) {
             | Kind::AdminsChanged(_)
             | Kind::ReadMark(_)
             | Kind::Note(_)
-            | Kind::Assigned(_) => {}
+            | Kind::Assigned(_)
+            | Kind::StatusChanged(_) => {}
         }
     }
 }
@@ -2225,4 +2226,138 @@ async fn assignment(server: &TestServer, db: &TestDb) {
     assert_eq!(filtered(Some("")).await, [99]);
     assert_eq!(filtered(None).await, [98, 99]);
     assert!(filtered(Some("bob")).await.is_empty());
+}
+
+on_backends!(statuses:
+    Sqlite => sqlite_a_conversation_status_is_set_reopened_and_snoozed,
+    MySql => mysql_a_conversation_status_is_set_reopened_and_snoozed,
+);
+
+/// Status over gRPC: support resolves and snoozes; the visitor writing reopens, a snooze
+/// that runs out opens; support's subscribers are told each change with its cause; listings
+/// filter by status; bad requests are refused and change nothing.
+async fn statuses(server: &TestServer, db: &TestDb) {
+    use pb::{ConversationStatus as St, StatusCause as Cause};
+    add_alice(db).await;
+    let mut chat = server.chat().await;
+    for cid in [70, 71] {
+        send(&mut chat, cid, visitor(), "hello", &format!("h{cid}"))
+            .await
+            .unwrap();
+    }
+    let mut support = subscribe(&mut chat, Scope::AllConversations(true), None).await;
+    until_caught_up(&mut support).await;
+    let mut next_change = async || loop {
+        if let Kind::StatusChanged(c) = next(&mut support).await {
+            break (c.conversation_id, c.status(), c.cause(), c.by);
+        }
+    };
+    let set = |cid: u64, status: St, until: i64, by: &str| pb::SetConversationStatusRequest {
+        conversation_id: cid,
+        status: status.into(),
+        snoozed_until_ms: until,
+        by: by.into(),
+    };
+
+    let resolved = chat
+        .set_conversation_status(set(70, St::Resolved, 0, "alice"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resolved.status(), St::Resolved);
+    assert_eq!(
+        next_change().await,
+        (70, St::Resolved, Cause::Support, "alice".into())
+    );
+    let mut lister = server.chat().await;
+    let mut listed = async |statuses: &[St]| -> Vec<u64> {
+        lister
+            .list_conversations(pb::ListConversationsRequest {
+                statuses: statuses.iter().map(|&s| s.into()).collect(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .conversations
+            .iter()
+            .map(|c| c.conversation_id)
+            .collect()
+    };
+    assert_eq!(listed(&[St::Resolved]).await, [70]);
+    assert_eq!(listed(&[St::Open]).await, [71]);
+
+    // Bad requests: each refused, nothing changed, nobody told.
+    let now = chrono::Utc::now().timestamp_millis();
+    for (request, code) in [
+        (set(4545, St::Pending, 0, "alice"), Code::NotFound),
+        (set(70, St::Pending, 0, "mallory"), Code::NotFound),
+        (set(70, St::Unspecified, 0, "alice"), Code::InvalidArgument),
+        (
+            set(70, St::Snoozed, now - 1000, "alice"),
+            Code::InvalidArgument,
+        ),
+        (set(70, St::Snoozed, 0, "alice"), Code::InvalidArgument),
+        (
+            set(70, St::Snoozed, now + 400 * 86_400_000, "alice"),
+            Code::InvalidArgument,
+        ),
+        (
+            set(70, St::Pending, now + 60_000, "alice"),
+            Code::InvalidArgument,
+        ),
+    ] {
+        let err = chat.set_conversation_status(request).await.unwrap_err();
+        assert_eq!(err.code(), code, "{err:?}");
+    }
+    let err = chat
+        .list_conversations(pb::ListConversationsRequest {
+            statuses: vec![St::Unspecified.into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(
+        listed(&[St::Resolved]).await,
+        [70],
+        "nothing refused changed it"
+    );
+
+    // The visitor writes again: open, and support is told why.
+    send(&mut chat, 70, visitor(), "one more thing", "again")
+        .await
+        .unwrap();
+    assert_eq!(
+        next_change().await,
+        (70, St::Open, Cause::VisitorMessage, String::new())
+    );
+    assert_eq!(listed(&[St::Open]).await, [70, 71]);
+
+    // A snooze shows as snoozed until it runs out, then opens by itself.
+    let until = chrono::Utc::now().timestamp_millis() + 1500;
+    let snoozed = chat
+        .set_conversation_status(set(71, St::Snoozed, until, "alice"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (snoozed.status(), snoozed.snoozed_until_ms),
+        (St::Snoozed, until)
+    );
+    assert_eq!(
+        next_change().await,
+        (71, St::Snoozed, Cause::Support, "alice".into())
+    );
+    assert_eq!(listed(&[St::Snoozed]).await, [71]);
+    assert_eq!(
+        next_change().await,
+        (71, St::Open, Cause::SnoozeEnded, String::new())
+    );
+    assert!(
+        chrono::Utc::now().timestamp_millis() >= until,
+        "not before its time"
+    );
+    assert_eq!(listed(&[St::Open]).await, [70, 71]);
+    assert!(listed(&[St::Snoozed]).await.is_empty());
 }

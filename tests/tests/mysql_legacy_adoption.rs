@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use chrono::{Days, NaiveDateTime, TimeDelta, Timelike, Utc};
-use socketgram_core::domain::AssigneeFilter;
+use socketgram_core::domain::ConversationFilter;
 use socketgram_core::{
     config::Secret,
     domain::{NewMessage, Origin, Scope, TelegramMode, VISITOR_ADMIN_ID},
@@ -471,7 +471,7 @@ async fn adopts(variant: Variant) {
     assert_eq!(old[0].local_date, legacy.dates[2]);
     // Conversations were backfilled from the messages.
     let conversations = store
-        .conversations(None, 10, &AssigneeFilter::Any)
+        .conversations(None, 10, &ConversationFilter::default())
         .await
         .unwrap();
     let order: Vec<_> = conversations

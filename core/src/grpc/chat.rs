@@ -8,7 +8,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{convert, edge, status};
-use crate::{Core, CoreError, chat::Cursor, domain::AssigneeFilter};
+use crate::{
+    Core, CoreError,
+    chat::Cursor,
+    domain::{AssigneeFilter, ConversationFilter},
+};
 
 type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -125,10 +129,23 @@ impl Chat for ChatApi {
             .conversations(
                 convert::cursor(r.before_last_message_id),
                 convert::limit(r.limit, 50),
-                &match r.assignee {
-                    None => AssigneeFilter::Any,
-                    Some(a) if a.is_empty() => AssigneeFilter::Nobody,
-                    Some(a) => AssigneeFilter::Admin(a),
+                &ConversationFilter {
+                    assignee: match r.assignee {
+                        None => AssigneeFilter::Any,
+                        Some(a) if a.is_empty() => AssigneeFilter::Nobody,
+                        Some(a) => AssigneeFilter::Admin(a),
+                    },
+                    statuses: r
+                        .statuses
+                        .iter()
+                        .map(|&s| {
+                            convert::requested_kind(s).ok_or_else(|| {
+                                status(CoreError::InvalidArgument(
+                                    "statuses holds an unspecified status".into(),
+                                ))
+                            })
+                        })
+                        .collect::<Result<_, _>>()?,
                 },
             )
             .await
@@ -362,6 +379,21 @@ impl Chat for ChatApi {
         let summary = self
             .core
             .assign(r.conversation_id, assignee, r.by, r.take)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::conversation(&self.core, &summary)))
+    }
+
+    #[tracing::instrument(skip_all, name = "Chat.SetConversationStatus", fields(conversation = request.get_ref().conversation_id))]
+    async fn set_conversation_status(
+        &self,
+        request: Request<pb::SetConversationStatusRequest>,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let r = request.into_inner();
+        let wanted = convert::requested_status(r.status, r.snoozed_until_ms).map_err(status)?;
+        let summary = self
+            .core
+            .set_status(r.conversation_id, wanted, r.by)
             .await
             .map_err(status)?;
         Ok(Response::new(convert::conversation(&self.core, &summary)))

@@ -7,7 +7,7 @@ use crate::{
     chat::{Author, SendMessage},
     domain::{
         Admin, Appended, CannedReply, ConversationSummary, Direction, Lease, Note, Origin, Reader,
-        Scope, StoredMessage, TelegramLink, TelegramMode,
+        Scope, Status, StatusChange, StatusKind, StoredMessage, TelegramLink, TelegramMode,
     },
     error::{CoreError, CoreResult},
     hub::Event,
@@ -125,6 +125,24 @@ pub(crate) fn event(core: &Core, event: &Event) -> pb::Event {
             up_to_message_id: *up_to,
         }),
         Event::Note(n) => Kind::Note(note(n)),
+        Event::Status {
+            conversation,
+            status,
+            change,
+        } => {
+            let (cause, by) = match change {
+                StatusChange::By(admin) => (pb::StatusCause::Support, admin.clone()),
+                StatusChange::VisitorWrote => (pb::StatusCause::VisitorMessage, String::new()),
+                StatusChange::SnoozeEnded => (pb::StatusCause::SnoozeEnded, String::new()),
+            };
+            Kind::StatusChanged(pb::StatusChanged {
+                conversation_id: *conversation,
+                status: status_kind(status.kind()).into(),
+                snoozed_until_ms: snoozed_until(*status),
+                cause: cause.into(),
+                by,
+            })
+        }
         Event::Assigned {
             conversation,
             assignee,
@@ -157,7 +175,55 @@ pub(crate) fn conversation(core: &Core, c: &ConversationSummary) -> pb::Conversa
         support_read_up_to: c.support_read_id,
         visitor_read_up_to: c.visitor_read_id,
         assignee: c.assignee.clone().unwrap_or_default(),
+        status: status_kind(c.status.kind()).into(),
+        snoozed_until_ms: snoozed_until(c.status),
     }
+}
+
+fn status_kind(kind: StatusKind) -> pb::ConversationStatus {
+    match kind {
+        StatusKind::Open => pb::ConversationStatus::Open,
+        StatusKind::Pending => pb::ConversationStatus::Pending,
+        StatusKind::Resolved => pb::ConversationStatus::Resolved,
+        StatusKind::Snoozed => pb::ConversationStatus::Snoozed,
+    }
+}
+
+fn snoozed_until(status: Status) -> i64 {
+    match status {
+        Status::Snoozed { until_ms } => until_ms,
+        _ => 0,
+    }
+}
+
+/// A status kind of a request; UNSPECIFIED (or unknown) is `None`.
+pub(crate) fn requested_kind(code: i32) -> Option<StatusKind> {
+    match pb::ConversationStatus::try_from(code).unwrap_or_default() {
+        pb::ConversationStatus::Unspecified => None,
+        pb::ConversationStatus::Open => Some(StatusKind::Open),
+        pb::ConversationStatus::Pending => Some(StatusKind::Pending),
+        pb::ConversationStatus::Resolved => Some(StatusKind::Resolved),
+        pb::ConversationStatus::Snoozed => Some(StatusKind::Snoozed),
+    }
+}
+
+/// The status `SetConversationStatus` asks for.
+pub(crate) fn requested_status(code: i32, snoozed_until_ms: i64) -> CoreResult<Status> {
+    let kind = requested_kind(code)
+        .ok_or_else(|| CoreError::InvalidArgument("status must be set".into()))?;
+    if kind != StatusKind::Snoozed && snoozed_until_ms != 0 {
+        return Err(CoreError::InvalidArgument(
+            "snoozed_until_ms is only for a snooze".into(),
+        ));
+    }
+    Ok(match kind {
+        StatusKind::Open => Status::Open,
+        StatusKind::Pending => Status::Pending,
+        StatusKind::Resolved => Status::Resolved,
+        StatusKind::Snoozed => Status::Snoozed {
+            until_ms: snoozed_until_ms,
+        },
+    })
 }
 
 pub(crate) fn reader(reader: i32) -> CoreResult<Reader> {

@@ -3,7 +3,7 @@
 //! into, and what each message comes back as.
 
 use super::{StoreResult, from_db_id};
-use crate::domain::{Appended, ConversationId, NewMessage, StoredMessage};
+use crate::domain::{Appended, ConversationId, Direction, NewMessage, StoredMessage};
 
 /// Messages of a batch that one statement inserts.
 #[derive(Clone, Copy)]
@@ -89,14 +89,39 @@ pub(crate) fn stored(new: &NewMessage, id: i64) -> StoreResult<Appended> {
     })
 }
 
-/// The greatest new id of each conversation of a chunk (ids in chunk order).
-pub(crate) fn latest_per_conversation(chunk: Chunk<'_>, ids: &[i64]) -> Vec<(ConversationId, i64)> {
-    let mut latest: Vec<(ConversationId, i64)> = Vec::new();
+/// What a chunk brings to one conversation's row of `sg_conversations`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Latest {
+    pub(crate) conversation: ConversationId,
+    /// Its greatest new message id.
+    pub(crate) message: i64,
+    /// Its greatest new id of a visitor's message; 0: the chunk has none.
+    pub(crate) visitor_message: i64,
+}
+
+/// What a chunk brings to each of its conversations (ids in chunk order).
+pub(crate) fn latest_per_conversation(chunk: Chunk<'_>, ids: &[i64]) -> Vec<Latest> {
+    let mut latest: Vec<Latest> = Vec::new();
     for (&i, &id) in chunk.rows.iter().zip(ids) {
-        let conversation = chunk.batch[i].conversation_id;
-        match latest.iter_mut().find(|(c, _)| *c == conversation) {
-            Some(entry) => entry.1 = entry.1.max(id),
-            None => latest.push((conversation, id)),
+        let new = &chunk.batch[i];
+        let visitor = if new.origin.direction() == Direction::ToSupport {
+            id
+        } else {
+            0
+        };
+        match latest
+            .iter_mut()
+            .find(|l| l.conversation == new.conversation_id)
+        {
+            Some(entry) => {
+                entry.message = entry.message.max(id);
+                entry.visitor_message = entry.visitor_message.max(visitor);
+            }
+            None => latest.push(Latest {
+                conversation: new.conversation_id,
+                message: id,
+                visitor_message: visitor,
+            }),
         }
     }
     latest

@@ -65,13 +65,29 @@ pub trait Dialect:
         ("INSERT", format!(" ON CONFLICT ({key}) DO NOTHING"))
     }
 
+    /// What follows the `VALUES` of an `INSERT` to update the existing row where a row's
+    /// `key` exists; the assignments follow it, comma-separated. In them, `table.column` is
+    /// the existing row's value and [`Self::inserted`] the new row's. On MySQL they run left
+    /// to right, each seeing the ones before: an assignment reads only columns that none
+    /// before it sets.
+    fn on_conflict_update(key: &str) -> String {
+        format!(" ON CONFLICT ({key}) DO UPDATE SET ")
+    }
+
+    /// The value the `INSERT` proposed for `column`, in an [`Self::on_conflict_update`]
+    /// assignment.
+    fn inserted(column: &str) -> String {
+        format!("excluded.{column}")
+    }
+
     /// What follows the `VALUES` of an `INSERT INTO table` so that, where a row's `key`
     /// exists, its `column` is raised to the new value when that is greater.
     fn raise_on_conflict(table: &str, key: &str, column: &str) -> String {
         format!(
-            " ON CONFLICT ({key}) DO UPDATE SET {column} = {greatest}({table}.{column}, \
-             excluded.{column})",
-            greatest = Self::GREATEST
+            "{}{column} = {greatest}({table}.{column}, {new})",
+            Self::on_conflict_update(key),
+            greatest = Self::GREATEST,
+            new = Self::inserted(column),
         )
     }
 
@@ -80,9 +96,9 @@ pub trait Dialect:
     fn replace_on_conflict(key: &str, columns: &[&str]) -> String {
         let set: Vec<String> = columns
             .iter()
-            .map(|c| format!("{c} = excluded.{c}"))
+            .map(|c| format!("{c} = {}", Self::inserted(c)))
             .collect();
-        format!(" ON CONFLICT ({key}) DO UPDATE SET {}", set.join(", "))
+        format!("{}{}", Self::on_conflict_update(key), set.join(", "))
     }
 
     /// `column` as an `ORDER BY` term that sorts byte by byte, as SQLite's BINARY collation

@@ -30,9 +30,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Admin, Appended, Assigned, AssigneeFilter, CannedReply, Committed, ConversationId,
-    ConversationSummary, Erasure, Lease, MessageId, NewMessage, Note, Reader, Scope, StoredMessage,
-    TelegramLink, TelegramMode,
+    Admin, Appended, Assigned, CannedReply, Committed, ConversationFilter, ConversationId,
+    ConversationSummary, Erasure, Lease, MessageId, NewMessage, Note, Reader, Scope, Status,
+    StoredMessage, TelegramLink, TelegramMode,
 };
 
 pub use dialect::Dialect;
@@ -310,14 +310,27 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<ConversationSummary>>;
 
     /// Conversations by last message id descending, only those whose last message id is
-    /// smaller than `before_last` when given, at most `limit`. Conversations without messages
-    /// come last.
+    /// smaller than `before_last` when given, at most `limit`, of those `filter` keeps.
+    /// Conversations without messages come last.
     async fn conversations(
         &self,
         before_last: Option<MessageId>,
         limit: u32,
-        assignee: &AssigneeFilter,
+        filter: &ConversationFilter,
     ) -> StoreResult<Vec<ConversationSummary>>;
+
+    /// Sets a conversation's status (and a snooze's end). Returns false when the conversation
+    /// does not exist. The writer reopens a resolved or snoozed conversation by itself when a
+    /// visitor's message is stored.
+    async fn set_status(&self, conversation: ConversationId, status: Status) -> StoreResult<bool>;
+
+    /// Ends the snooze that runs until `until_ms`: the conversation is open again, unless
+    /// its status changed since (then nothing happens). Whether it ended it.
+    async fn end_snooze(&self, conversation: ConversationId, until_ms: i64) -> StoreResult<bool>;
+
+    /// The conversations that a visitor's message would reopen (resolved or snoozed, a
+    /// snooze with its end even when that has passed).
+    async fn reopenable(&self) -> StoreResult<Vec<(ConversationId, Status)>>;
 
     /// Moves a reader's mark to `up_to` unless it is already further. Returns false when the
     /// conversation does not exist.

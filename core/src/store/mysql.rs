@@ -105,17 +105,13 @@ impl Dialect for MySql {
         ("INSERT IGNORE", String::new())
     }
 
-    fn raise_on_conflict(_table: &str, _key: &str, column: &str) -> String {
-        // VALUES(): MariaDB has no row alias; MySQL 8 still accepts it (deprecated).
-        format!(" ON DUPLICATE KEY UPDATE {column} = GREATEST({column}, VALUES({column}))")
+    fn on_conflict_update(_key: &str) -> String {
+        " ON DUPLICATE KEY UPDATE ".to_owned()
     }
 
-    fn replace_on_conflict(_key: &str, columns: &[&str]) -> String {
-        let set: Vec<String> = columns
-            .iter()
-            .map(|c| format!("{c} = VALUES({c})"))
-            .collect();
-        format!(" ON DUPLICATE KEY UPDATE {}", set.join(", "))
+    fn inserted(column: &str) -> String {
+        // VALUES(): MariaDB has no row alias; MySQL 8 still accepts it (deprecated).
+        format!("VALUES({column})")
     }
 
     fn byte_order(column: &str) -> String {

@@ -7,7 +7,7 @@ use sqlx::{ColumnIndex, Decode, FromRow, Row, Type, ValueRef as _, error::BoxDyn
 
 use super::{Dialect, StoreError, StoreResult, from_db_id, text};
 use crate::domain::{
-    Admin, CannedReply, ConversationSummary, Direction, Erasure, Lease, Note, Origin,
+    Admin, CannedReply, ConversationSummary, Direction, Erasure, Lease, Note, Origin, Status,
     StoredMessage, TelegramLink, TelegramMode,
 };
 
@@ -98,6 +98,8 @@ pub(crate) struct SummaryRow {
     support_read_id: Int,
     visitor_read_id: Int,
     assignee: Option<String>,
+    status: Int,
+    snoozed_until_ms: Option<Int>,
 }
 
 impl TryFrom<SummaryRow> for ConversationSummary {
@@ -112,6 +114,11 @@ impl TryFrom<SummaryRow> for ConversationSummary {
             support_read_id: from_db_id("sg_conversations.support_read_id", row.support_read_id.0)?,
             visitor_read_id: from_db_id("sg_conversations.visitor_read_id", row.visitor_read_id.0)?,
             assignee: row.assignee.filter(|a| !a.is_empty()),
+            status: Status::from_row(
+                row.status.0,
+                row.snoozed_until_ms.map(|t| t.0),
+                chrono::Utc::now().timestamp_millis(),
+            ),
         })
     }
 }

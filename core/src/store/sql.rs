@@ -22,9 +22,9 @@ use super::rows::{
 use super::write_tx::WriteTx;
 use super::{Backend, Dialect, Store, StoreError, StoreResult, from_db_id, page, text, to_db_id};
 use crate::domain::{
-    Admin, Appended, Assigned, AssigneeFilter, CannedReply, Committed, ConversationId,
-    ConversationSummary, Direction, Erasure, Lease, MessageId, NewMessage, Note, Reader, Scope,
-    StoredMessage, TelegramLink, TelegramMode,
+    Admin, Appended, Assigned, AssigneeFilter, CannedReply, Committed, ConversationFilter,
+    ConversationId, ConversationSummary, Direction, Erasure, Lease, MessageId, NewMessage, Note,
+    Reader, Scope, Status, StatusKind, StoredMessage, TelegramLink, TelegramMode,
 };
 
 /// Columns of a message as [`MessageRow`] reads them, `m` = messages, `meta` =
@@ -51,7 +51,7 @@ const SUMMARY_WHERE: &str = concat!(
     " AND u.id > c.support_read_id) AS unread_support",
     ", (SELECT COUNT(*) FROM messages u WHERE u.cid = c.cid AND u.direction = 2",
     " AND u.id > c.visitor_read_id) AS unread_visitor",
-    ", c.support_read_id, c.visitor_read_id, c.assignee",
+    ", c.support_read_id, c.visitor_read_id, c.assignee, c.status, c.snoozed_until_ms",
     " FROM sg_conversations c",
     " LEFT JOIN messages m ON m.id = c.last_message_id",
     " LEFT JOIN sg_message_meta meta ON meta.message_id = m.id WHERE "
@@ -224,17 +224,42 @@ where
         done => done?,
     };
     let latest = latest_per_conversation(chunk, &ids);
-    let on_conflict = DB::raise_on_conflict("sg_conversations", "cid", "last_message_id");
+    let on_conflict = conversations_upsert::<DB>();
     for part in statement_pieces(&latest) {
-        let mut upsert =
-            QueryBuilder::<DB>::new("INSERT INTO sg_conversations (cid, last_message_id) ");
-        upsert.push_values(part, |mut row, &(cid, id)| {
-            row.push_bind(to_db_id(cid)).push_bind(id);
+        let mut upsert = QueryBuilder::<DB>::new(
+            "INSERT INTO sg_conversations (cid, last_message_id, last_visitor_message_id) ",
+        );
+        upsert.push_values(part, |mut row, latest| {
+            row.push_bind(to_db_id(latest.conversation))
+                .push_bind(latest.message)
+                .push_bind(latest.visitor_message);
         });
         upsert.push(&on_conflict);
         upsert.build().execute(&mut *conn).await?;
     }
     Ok(Ok(ids))
+}
+
+/// What follows the `VALUES` of the writer's upsert of `sg_conversations`: the last message
+/// ids only move forward, and a visitor's message reopens a resolved or snoozed conversation
+/// in the same statement (no read of the status under the write lock).
+fn conversations_upsert<DB: Dialect>() -> String {
+    let greatest = DB::GREATEST;
+    let visitor_wrote = format!("{} > 0", DB::inserted("last_visitor_message_id"));
+    format!(
+        "{head}last_message_id = {greatest}(sg_conversations.last_message_id, {last}), \
+         last_visitor_message_id = {greatest}(sg_conversations.last_visitor_message_id, {visitor}), \
+         snoozed_until_ms = CASE WHEN {visitor_wrote} THEN NULL \
+         ELSE sg_conversations.snoozed_until_ms END, \
+         status = CASE WHEN {visitor_wrote} AND sg_conversations.status IN ({resolved}, {snoozed}) \
+         THEN {open} ELSE sg_conversations.status END",
+        head = DB::on_conflict_update("cid"),
+        last = DB::inserted("last_message_id"),
+        visitor = DB::inserted("last_visitor_message_id"),
+        resolved = StatusKind::Resolved.code(),
+        snoozed = StatusKind::Snoozed.code(),
+        open = StatusKind::Open.code(),
+    )
 }
 
 /// Ends a query with one page of its rows whose `id` is smaller than `before` (all when
@@ -254,6 +279,49 @@ fn page_before<DB>(
         .push_bind(before.map_or(i64::MAX, to_db_id))
         .push(format_args!(" ORDER BY {order} LIMIT "))
         .push_bind(i64::from(page(limit)));
+}
+
+/// Continues a listing's condition with "one of these statuses, and" (a snooze that ran out
+/// counts as open, as [`Status::from_row`] reads it).
+fn push_status_filter<DB>(query: &mut QueryBuilder<DB>, statuses: &[StatusKind])
+where
+    DB: Dialect,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    let now = chrono::Utc::now().timestamp_millis();
+    let snoozed = StatusKind::Snoozed.code();
+    query.push("(");
+    for (i, kind) in statuses.iter().enumerate() {
+        if i > 0 {
+            query.push(" OR ");
+        }
+        match kind {
+            StatusKind::Open => {
+                query
+                    .push(format_args!(
+                        "(c.status NOT IN ({pending}, {resolved}, {snoozed}) OR \
+                         (c.status = {snoozed} AND (c.snoozed_until_ms IS NULL \
+                         OR c.snoozed_until_ms <= ",
+                        pending = StatusKind::Pending.code(),
+                        resolved = StatusKind::Resolved.code(),
+                    ))
+                    .push_bind(now)
+                    .push(")))");
+            }
+            StatusKind::Pending | StatusKind::Resolved => {
+                query.push(format_args!("c.status = {}", kind.code()));
+            }
+            StatusKind::Snoozed => {
+                query
+                    .push(format_args!(
+                        "(c.status = {snoozed} AND c.snoozed_until_ms > "
+                    ))
+                    .push_bind(now)
+                    .push(")");
+            }
+        }
+    }
+    query.push(") AND ");
 }
 
 /// The conversations of `batch` in which one of its client message ids (but its repeats') is
@@ -482,10 +550,10 @@ where
         &self,
         before_last: Option<MessageId>,
         limit: u32,
-        assignee: &AssigneeFilter,
+        filter: &ConversationFilter,
     ) -> StoreResult<Vec<ConversationSummary>> {
         let mut query = QueryBuilder::<DB>::new(SUMMARY_WHERE);
-        match assignee {
+        match &filter.assignee {
             AssigneeFilter::Any => {}
             AssigneeFilter::Nobody => {
                 query.push("c.assignee IS NULL AND ");
@@ -497,12 +565,69 @@ where
                     .push(" AND ");
             }
         }
+        if !filter.statuses.is_empty() {
+            push_status_filter(&mut query, &filter.statuses);
+        }
         let order = "c.last_message_id DESC, c.cid DESC";
         page_before(&mut query, "c.last_message_id", before_last, order, limit);
         let rows: Vec<SummaryRow> = query.build_query_as().fetch_all(&self.pool).await?;
         rows.into_iter()
             .map(ConversationSummary::try_from)
             .collect()
+    }
+
+    #[tracing::instrument(skip_all, name = "store.set_status", fields(conversation = conversation))]
+    async fn set_status(&self, conversation: ConversationId, status: Status) -> StoreResult<bool> {
+        let mut query = QueryBuilder::<DB>::new("UPDATE sg_conversations SET status = ");
+        query.push_bind(status.code()).push(", snoozed_until_ms = ");
+        match status {
+            Status::Snoozed { until_ms } => query.push_bind(until_ms),
+            _ => query.push("NULL"),
+        };
+        query
+            .push(" WHERE cid = ")
+            .push_bind(to_db_id(conversation));
+        // A matched row counts even when nothing changed (MySQL: CLIENT_FOUND_ROWS).
+        Ok(query.build().execute(&self.pool).await?.rows() > 0)
+    }
+
+    #[tracing::instrument(skip_all, name = "store.end_snooze", fields(conversation = conversation))]
+    async fn end_snooze(&self, conversation: ConversationId, until_ms: i64) -> StoreResult<bool> {
+        let mut query = QueryBuilder::<DB>::new("UPDATE sg_conversations SET status = ");
+        query
+            .push_bind(StatusKind::Open.code())
+            .push(", snoozed_until_ms = NULL WHERE cid = ")
+            .push_bind(to_db_id(conversation))
+            .push(" AND status = ")
+            .push_bind(StatusKind::Snoozed.code())
+            .push(" AND snoozed_until_ms = ")
+            .push_bind(until_ms);
+        Ok(query.build().execute(&self.pool).await?.rows() > 0)
+    }
+
+    #[tracing::instrument(skip_all, name = "store.reopenable")]
+    async fn reopenable(&self) -> StoreResult<Vec<(ConversationId, Status)>> {
+        let mut query =
+            QueryBuilder::<DB>::new("SELECT cid, status, snoozed_until_ms FROM sg_conversations");
+        query
+            .push(" WHERE status IN (")
+            .push_bind(StatusKind::Resolved.code())
+            .push(", ")
+            .push_bind(StatusKind::Snoozed.code())
+            .push(")");
+        let rows: Vec<(Int, Int, Option<Int>)> =
+            query.build_query_as().fetch_all(&self.pool).await?;
+        let mut found = Vec::with_capacity(rows.len());
+        for (cid, code, until) in rows {
+            let conversation = from_db_id("sg_conversations.cid", cid.0)?;
+            // A snooze that ran out while no core ran is still to be ended: keep its time.
+            let status = match (code.0, until) {
+                (3, Some(until)) => Status::Snoozed { until_ms: until.0 },
+                (code, until) => Status::from_row(code, until.map(|t| t.0), i64::MIN),
+            };
+            found.push((conversation, status));
+        }
+        Ok(found)
     }
 
     #[tracing::instrument(skip_all, name = "store.mark_read", fields(conversation = conversation))]
