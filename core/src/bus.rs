@@ -26,6 +26,7 @@ use crate::{
         ConversationId, Direction, MessageId, Note, Origin, Reader, Status, StatusChange,
         StoredMessage,
     },
+    typing::{Typing, Typist},
 };
 
 /// News waiting to go out before more is dropped (the receivers then catch up).
@@ -71,6 +72,7 @@ pub(crate) enum News {
         status: Status,
         change: StatusChange,
     },
+    Typing(Typing),
     /// The connection to NATS came back: news may have been lost meanwhile.
     Reconnected,
 }
@@ -108,6 +110,7 @@ struct Subjects {
     notes: String,
     assignments: String,
     statuses: String,
+    typing: String,
 }
 
 impl Subjects {
@@ -120,6 +123,7 @@ impl Subjects {
             notes: format!("{prefix}.notes"),
             assignments: format!("{prefix}.assignments"),
             statuses: format!("{prefix}.statuses"),
+            typing: format!("{prefix}.typing"),
         }
     }
 }
@@ -131,6 +135,7 @@ const READS: &str = "reads";
 const NOTES: &str = "notes";
 const ASSIGNMENTS: &str = "assignments";
 const STATUSES: &str = "statuses";
+const TYPING: &str = "typing";
 
 impl Bus {
     /// Connects to NATS (in the background: a core starts while NATS is down, and reconnects
@@ -305,6 +310,22 @@ impl Bus {
         self.queue(STATUSES, news.encode_to_vec());
     }
 
+    /// Someone typed here.
+    pub(crate) fn typing(&self, typing: &Typing) {
+        let news = pb::Typing {
+            replica: self.replica.to_string(),
+            conversation_id: typing.conversation,
+            admin_id: match &typing.typist {
+                Typist::Visitor => String::new(),
+                Typist::Admin(admin) => admin.clone(),
+            },
+            active: typing.active,
+            draft_chars: typing.draft_chars,
+            preview: typing.preview.clone(),
+        };
+        self.queue(TYPING, news.encode_to_vec());
+    }
+
     /// This replica re-read the admin directory.
     pub(crate) fn admins_changed(&self) {
         let news = pb::AdminsChanged {
@@ -355,6 +376,7 @@ async fn send(
             NOTES => &subjects.notes,
             ASSIGNMENTS => &subjects.assignments,
             STATUSES => &subjects.statuses,
+            TYPING => &subjects.typing,
             _ => &subjects.admins,
         };
         if let Err(e) = client.publish(subject.clone(), payload).await {
@@ -500,6 +522,23 @@ fn decode(kind: &str, payload: &[u8], own: &str) -> Result<Option<News>, String>
                 status,
                 change,
             }
+        }
+        TYPING => {
+            let news = pb::Typing::decode(payload).map_err(|e| e.to_string())?;
+            if news.replica == own {
+                return Ok(None);
+            }
+            News::Typing(Typing {
+                conversation: news.conversation_id,
+                typist: if news.admin_id.is_empty() {
+                    Typist::Visitor
+                } else {
+                    Typist::Admin(news.admin_id)
+                },
+                active: news.active,
+                draft_chars: news.draft_chars,
+                preview: news.preview,
+            })
         }
         _ => return Ok(None),
     };

@@ -34,6 +34,7 @@ use crate::{
     status::Reopenable,
     store::{MAX_PAGE, Store, text},
     transcript,
+    typing::{self, Typing, Typist},
     writer::{Published, Writer},
 };
 
@@ -121,6 +122,9 @@ pub struct Core {
     /// Resolved and snoozed conversations: to tell support when a visitor's message reopened
     /// one, and to end snoozes on time.
     reopenable: Reopenable,
+    /// Passes one "still typing" per typist per interval.
+    typing_gate: typing::Gate,
+    typing_preview: bool,
     offset: chrono::FixedOffset,
     max_chars: usize,
     company: String,
@@ -180,6 +184,8 @@ impl Core {
             next_session: AtomicU64::new(1),
             known: Mutex::default(),
             reopenable,
+            typing_gate: typing::Gate::default(),
+            typing_preview: config.typing_preview,
             offset: config.offset(),
             max_chars: config.max_message_chars,
             company: config.company.clone(),
@@ -267,6 +273,7 @@ impl Core {
                     self.reopenable.set(conversation, status);
                     self.hub.publish_status(conversation, status, change);
                 }
+                News::Typing(typing) => self.hub.publish_typing(Arc::new(typing)),
                 News::AdminsChanged => {
                     if let Err(e) = self.reload_admins_here().await {
                         warn!(error = %e, "cannot re-read the admins another replica changed");
@@ -944,6 +951,36 @@ impl Core {
             .conversation(conversation)
             .await?
             .ok_or_else(|| unknown_conversation(conversation))
+    }
+
+    /// Tells the other side that someone is typing in a conversation (or stopped), live
+    /// only: nothing is stored. An admin must be known; the draft's text is kept only for a
+    /// visitor and only with `[core] typing_preview`, cut to the message size limit. Events
+    /// that come faster than anyone needs them shown are dropped (`typing::Gate`).
+    pub async fn typing(&self, mut typing: Typing) -> CoreResult<()> {
+        check_conversation_id(typing.conversation)?;
+        if let Typist::Admin(admin) = typing.typist {
+            typing.typist = Typist::Admin(self.check_admin(admin).await?);
+        }
+        typing.preview = match (&typing.typist, typing.preview.take()) {
+            (Typist::Visitor, Some(draft)) if self.typing_preview && typing.active => {
+                Some(draft.chars().take(self.max_chars).collect())
+            }
+            _ => None,
+        };
+        typing.draft_chars = typing.draft_chars.min(self.max_chars as u32);
+        if !typing.active {
+            typing.draft_chars = 0;
+        }
+        if !self.typing_gate.pass(&typing, Instant::now()) {
+            return Ok(());
+        }
+        metrics::counter!("socketgram_typing_events_total").increment(1);
+        if let Some(bus) = &self.bus {
+            bus.typing(&typing);
+        }
+        self.hub.publish_typing(Arc::new(typing));
+        Ok(())
     }
 
     /// Sets a conversation's status, as the admin `by` (or a backend on their behalf) asks;

@@ -23,6 +23,9 @@ pub struct CoreConfig {
     pub gmt_offset_hours: f64,
     /// Longest message accepted, in characters (the legacy column holds 10,000).
     pub max_message_chars: usize,
+    /// Whether support sees what a visitor is typing before it is sent (the draft's text in
+    /// typing events); otherwise only its length.
+    pub typing_preview: bool,
     pub database: DatabaseConfig,
     /// How visitors' Telegram logins are checked (`[core.credentials]`).
     pub credentials: CredentialsConfig,
@@ -36,6 +39,7 @@ impl Default for CoreConfig {
             company: String::new(),
             gmt_offset_hours: 0.0,
             max_message_chars: crate::store::text::COLUMN_CHARS,
+            typing_preview: false,
             database: DatabaseConfig::default(),
             credentials: CredentialsConfig::default(),
             cluster: ClusterConfig::default(),

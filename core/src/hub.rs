@@ -12,6 +12,8 @@ use std::{
 
 use tokio::sync::broadcast;
 
+use crate::typing::{Typing, Typist};
+
 use crate::domain::{
     Admin, ConversationId, MessageId, Note, Reader, Scope, Status, StatusChange, StoredMessage,
 };
@@ -53,6 +55,9 @@ pub enum Event {
         status: Status,
         change: StatusChange,
     },
+    /// Someone is typing (or stopped). A visitor's typing is only on the all-conversation
+    /// channel (support); support's on the conversation's channel too (the visitor).
+    Typing(Arc<Typing>),
     /// Every message up to this id has been delivered; live from here.
     CaughtUp(MessageId),
 }
@@ -166,6 +171,18 @@ impl Hub {
             status,
             change,
         });
+    }
+
+    /// Publishes a typing event to those who see it (see [`Event::Typing`]).
+    pub fn publish_typing(&self, typing: Arc<Typing>) {
+        let conversation = typing.conversation;
+        let to_visitor = matches!(typing.typist, Typist::Admin(_));
+        let event = Event::Typing(typing);
+        if to_visitor {
+            self.send(conversation, event);
+        } else {
+            let _ = self.all.send(event);
+        }
     }
 
     /// Publishes a new admin list to all-conversation subscribers.

@@ -26,6 +26,7 @@ mod sequencer;
 mod status;
 pub mod store;
 pub mod transcript;
+pub mod typing;
 mod writer;
 
 pub use bus::BusState;

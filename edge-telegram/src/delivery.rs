@@ -168,7 +168,8 @@ impl Delivery {
                     | Kind::ReadMark(_)
                     | Kind::Note(_)
                     | Kind::Assigned(_)
-                    | Kind::StatusChanged(_),
+                    | Kind::StatusChanged(_)
+                    | Kind::Typing(_),
                 )
                 | None => {}
             }

@@ -414,7 +414,8 @@ impl State {
                     | pb::event::Kind::ReadMark(_)
                     | pb::event::Kind::Note(_)
                     | pb::event::Kind::Assigned(_)
-                    | pb::event::Kind::StatusChanged(_) => {}
+                    | pb::event::Kind::StatusChanged(_)
+                    | pb::event::Kind::Typing(_) => {}
                 }
                 sub.events.send(LinkEvent::Event(kind))
             }

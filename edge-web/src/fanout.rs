@@ -315,7 +315,7 @@ impl State {
             // and no page of the legacy protocol has them.
             Kind::Note(_) => {}
             // Support's workflow: no page of the legacy protocol shows assignments.
-            Kind::Assigned(_) | Kind::StatusChanged(_) => {}
+            Kind::Assigned(_) | Kind::StatusChanged(_) | Kind::Typing(_) => {}
         }
     }
 

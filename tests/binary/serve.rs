@@ -97,7 +97,8 @@ async fn until_caught_up(stream: &mut Streaming<pb::Event>) -> (Vec<u64>, u64) {
             | Kind::ReadMark(_)
             | Kind::Note(_)
             | Kind::Assigned(_)
-            | Kind::StatusChanged(_) => {}
+            | Kind::StatusChanged(_)
+            | Kind::Typing(_) => {}
         }
     }
 }
@@ -2360,4 +2361,139 @@ async fn statuses(server: &TestServer, db: &TestDb) {
     );
     assert_eq!(listed(&[St::Open]).await, [70, 71]);
     assert!(listed(&[St::Snoozed]).await.is_empty());
+}
+
+on_backends!(typing:
+    Sqlite => sqlite_typing_reaches_the_other_side_live_and_a_flood_is_thinned,
+    Postgres => postgres_typing_reaches_the_other_side_live_and_a_flood_is_thinned,
+);
+
+fn typing_request(author: Option<pb::Author>, active: bool, draft: &str) -> pb::SetTypingRequest {
+    pb::SetTypingRequest {
+        conversation_id: 60,
+        author,
+        active,
+        draft_chars: draft.chars().count() as u32,
+        draft: draft.into(),
+    }
+}
+
+/// The next typing event of a stream.
+async fn next_typing(stream: &mut Streaming<pb::Event>) -> pb::Typing {
+    loop {
+        if let Kind::Typing(t) = next(stream).await {
+            return t;
+        }
+    }
+}
+
+/// Typing over gRPC: the visitor's reaches support (its length, not its text: no
+/// `typing_preview`), support's reaches the visitor and support with the admin's name; a
+/// flood of keystrokes reaches nobody as a flood; bad requests are refused.
+async fn typing(server: &TestServer, db: &TestDb) {
+    add_alice(db).await;
+    let mut chat = server.chat().await;
+    send(&mut chat, 60, visitor(), "hi", "t").await.unwrap();
+    let mut support = subscribe(&mut chat, Scope::AllConversations(true), None).await;
+    until_caught_up(&mut support).await;
+    let mut widget = subscribe(&mut chat, Scope::ConversationId(60), None).await;
+    until_caught_up(&mut widget).await;
+
+    chat.set_typing(typing_request(visitor(), true, "hello"))
+        .await
+        .unwrap();
+    let seen = next_typing(&mut support).await;
+    assert_eq!(
+        (seen.conversation_id, seen.admin_id.as_str(), seen.active),
+        (60, "", true)
+    );
+    assert_eq!(
+        (seen.draft_chars, seen.preview.as_deref()),
+        (5, None),
+        "no text"
+    );
+    assert!(seen.shown_for_ms >= 1000, "{seen:?}");
+
+    chat.set_typing(typing_request(admin("alice"), true, "Let me check"))
+        .await
+        .unwrap();
+    let to_visitor = next_typing(&mut widget).await;
+    assert_eq!(
+        (
+            to_visitor.admin_id.as_str(),
+            to_visitor.admin_display_name.as_str()
+        ),
+        ("alice", "Alice Acme"),
+        "the visitor is told support types, not its own typing echoed"
+    );
+    assert_eq!(to_visitor.preview, None, "support's draft is never shown");
+    assert_eq!(next_typing(&mut support).await.admin_id, "alice");
+
+    // A flood of keystrokes, then the stop: support sees the stop, and at most one "still
+    // typing" between (one passes per second).
+    for i in 0..200 {
+        chat.set_typing(typing_request(visitor(), true, &"x".repeat(i % 50)))
+            .await
+            .unwrap();
+    }
+    chat.set_typing(typing_request(visitor(), false, ""))
+        .await
+        .unwrap();
+    let mut still_typing = 0;
+    loop {
+        let t = next_typing(&mut support).await;
+        if !t.active {
+            assert_eq!((t.admin_id.as_str(), t.draft_chars), ("", 0));
+            break;
+        }
+        still_typing += 1;
+    }
+    assert!(still_typing <= 1, "{still_typing} events of 201 keystrokes");
+
+    for (request, code) in [
+        (typing_request(admin("mallory"), true, "x"), Code::NotFound),
+        (typing_request(None, true, "x"), Code::InvalidArgument),
+        (
+            pb::SetTypingRequest {
+                conversation_id: 0,
+                ..typing_request(visitor(), true, "x")
+            },
+            Code::InvalidArgument,
+        ),
+    ] {
+        let err = chat.set_typing(request).await.unwrap_err();
+        assert_eq!(err.code(), code, "{err:?}");
+    }
+    // Nothing typed is stored.
+    assert_eq!(newest(&mut chat, 60, 10).await.unwrap().messages.len(), 1);
+}
+
+/// With `[core] typing_preview`, support sees the visitor's draft (never support's own).
+#[tokio::test]
+async fn typing_preview_shows_the_visitors_draft_when_configured() {
+    let Some(db) = TestDb::create(Backend::Sqlite).await else {
+        return;
+    };
+    let server = TestServer::binary(
+        Path::new(BIN),
+        "serve",
+        &db.url,
+        "[core]\ncompany = \"Acme\"\ntyping_preview = true\n",
+    )
+    .await;
+    add_alice(&db).await;
+    let mut chat = server.chat().await;
+    send(&mut chat, 60, visitor(), "hi", "t").await.unwrap();
+    let mut support = subscribe(&mut chat, Scope::AllConversations(true), None).await;
+    until_caught_up(&mut support).await;
+    chat.set_typing(typing_request(visitor(), true, "my order is"))
+        .await
+        .unwrap();
+    let seen = next_typing(&mut support).await;
+    assert_eq!(seen.preview.as_deref(), Some("my order is"));
+    chat.set_typing(typing_request(admin("alice"), true, "secret"))
+        .await
+        .unwrap();
+    assert_eq!(next_typing(&mut support).await.preview, None);
+    assert!(server.terminate().await);
 }

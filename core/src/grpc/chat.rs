@@ -398,4 +398,14 @@ impl Chat for ChatApi {
             .map_err(status)?;
         Ok(Response::new(convert::conversation(&self.core, &summary)))
     }
+
+    #[tracing::instrument(skip_all, name = "Chat.SetTyping", fields(conversation = request.get_ref().conversation_id))]
+    async fn set_typing(
+        &self,
+        request: Request<pb::SetTypingRequest>,
+    ) -> Result<Response<pb::SetTypingResponse>, Status> {
+        let typing = convert::typing(request.into_inner()).map_err(status)?;
+        self.core.typing(typing).await.map_err(status)?;
+        Ok(Response::new(pb::SetTypingResponse {}))
+    }
 }

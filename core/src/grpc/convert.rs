@@ -12,6 +12,7 @@ use crate::{
     error::{CoreError, CoreResult},
     hub::Event,
     transcript,
+    typing::{Typing, Typist},
 };
 
 /// The legacy clients' date format (LEGACY.md §4).
@@ -125,6 +126,25 @@ pub(crate) fn event(core: &Core, event: &Event) -> pb::Event {
             up_to_message_id: *up_to,
         }),
         Event::Note(n) => Kind::Note(note(n)),
+        Event::Typing(t) => {
+            let admin_id = match &t.typist {
+                Typist::Visitor => String::new(),
+                Typist::Admin(admin) => admin.clone(),
+            };
+            Kind::Typing(pb::Typing {
+                conversation_id: t.conversation,
+                admin_display_name: if admin_id.is_empty() {
+                    String::new()
+                } else {
+                    core.admins().display_name(&admin_id)
+                },
+                admin_id,
+                active: t.active,
+                draft_chars: t.draft_chars,
+                preview: t.preview.clone(),
+                shown_for_ms: crate::typing::SHOWN_FOR.as_millis() as u32,
+            })
+        }
         Event::Status {
             conversation,
             status,
@@ -194,6 +214,21 @@ fn snoozed_until(status: Status) -> i64 {
         Status::Snoozed { until_ms } => until_ms,
         _ => 0,
     }
+}
+
+/// A typing request as the core takes it.
+pub(crate) fn typing(request: pb::SetTypingRequest) -> CoreResult<Typing> {
+    let typist = match author(request.author)? {
+        Author::Visitor | Author::Telegram => Typist::Visitor,
+        Author::Admin(admin) | Author::Backend(admin) => Typist::Admin(admin),
+    };
+    Ok(Typing {
+        conversation: request.conversation_id,
+        typist,
+        active: request.active,
+        draft_chars: request.draft_chars,
+        preview: Some(request.draft).filter(|d| !d.is_empty()),
+    })
 }
 
 /// A status kind of a request; UNSPECIFIED (or unknown) is `None`.

@@ -119,6 +119,17 @@ async fn serve(
                     refuse(out, 0, e).await;
                 }
             }
+            Command::Typing(request) => {
+                // Nothing answers a typing event: one that is refused (an unknown admin) is
+                // only logged, as the edge vouched for who types.
+                let typed = match convert::typing(request) {
+                    Ok(typing) => core.typing(typing).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = typed {
+                    tracing::debug!(error = %e, "a typing event refused");
+                }
+            }
             Command::Join(join) => {
                 // Read on the side: a session serves every socket of its edge, and one
                 // socket's history must not hold up the next one's commands.

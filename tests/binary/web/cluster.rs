@@ -551,9 +551,10 @@ async fn every_process_says_whether_its_dependencies_answer() {
 }
 
 /// A read mark moved through one core replica reaches the subscribers of the other (over
-/// NATS), with the mark as stored; so do a private note and an assignment.
+/// NATS), with the mark as stored; so do a private note, an assignment, a status change
+/// (and the other then reopens on a visitor's message) and typing.
 #[tokio::test]
-async fn read_marks_notes_and_assignments_of_one_core_reach_the_other() {
+async fn the_workflow_events_of_one_core_reach_the_other() {
     let Some(c) = cluster(2, 0).await else {
         return;
     };
@@ -663,6 +664,71 @@ async fn read_marks_notes_and_assignments_of_one_core_reach_the_other() {
     assert_eq!(
         (assigned.conversation_id, assigned.assignee.as_str()),
         (808, "alice")
+    );
+    // A status set through core a reaches core b, which then knows that a visitor's message
+    // stored through it reopens the conversation, and says so.
+    a.set_conversation_status(pb::SetConversationStatusRequest {
+        conversation_id: 808,
+        status: pb::ConversationStatus::Resolved.into(),
+        snoozed_until_ms: 0,
+        by: "alice".into(),
+    })
+    .await
+    .unwrap();
+    let status_change = |kind| match kind {
+        pb::event::Kind::StatusChanged(s) => Some((s.status(), s.cause())),
+        _ => None,
+    };
+    let resolved = first_event(&mut watching, Duration::from_secs(10), status_change).await;
+    assert_eq!(
+        resolved,
+        Some((pb::ConversationStatus::Resolved, pb::StatusCause::Support))
+    );
+    b.send_message(pb::SendMessageRequest {
+        conversation_id: 808,
+        author: Some(pb::Author {
+            kind: pb::AuthorKind::Visitor as i32,
+            admin_id: String::new(),
+        }),
+        text: "back again, through b".into(),
+        client_msg_id: "m2".into(),
+    })
+    .await
+    .unwrap();
+    let reopened = first_event(&mut watching, Duration::from_secs(10), status_change).await;
+    assert_eq!(
+        reopened,
+        Some((
+            pb::ConversationStatus::Open,
+            pb::StatusCause::VisitorMessage
+        ))
+    );
+    // Typing through core a reaches core b's subscribers, and is never stored.
+    a.set_typing(pb::SetTypingRequest {
+        conversation_id: 808,
+        author: Some(pb::Author {
+            kind: pb::AuthorKind::Admin as i32,
+            admin_id: "alice".into(),
+        }),
+        active: true,
+        draft_chars: 4,
+        draft: String::new(),
+    })
+    .await
+    .unwrap();
+    let typing = first_event(&mut watching, Duration::from_secs(10), |kind| match kind {
+        pb::event::Kind::Typing(t) => Some(t),
+        _ => None,
+    })
+    .await
+    .expect("core b tells its subscribers who types on core a");
+    assert_eq!(
+        (
+            typing.conversation_id,
+            typing.admin_id.as_str(),
+            typing.draft_chars
+        ),
+        (808, "alice", 4)
     );
     c.stop().await;
 }
