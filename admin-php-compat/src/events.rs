@@ -23,6 +23,13 @@ pub mod incoming {
     /// Socketgram's own, from the widget: the visitor has seen its conversation up to
     /// `{mid}` (a message id).
     pub const MARK_READ: &str = "mark read";
+    /// Socketgram's own, from the widget: the visitor's draft is `{chars}` long (0: it
+    /// stopped typing), with the draft itself in `draft` (shown to support only with
+    /// `[core] typing_preview`).
+    pub const TYPING: &str = "typing";
+    /// Socketgram's own, from a support client: typing to visitor `{username, chars}`
+    /// (`adm` as on `new message:servadm`).
+    pub const TYPING_ADMIN: &str = "typing:servadm";
 }
 
 /// Events the server sends.
@@ -44,6 +51,9 @@ pub mod outgoing {
     /// Socketgram's own, to the widget and token admins only (the legacy pages know no read
     /// marks): a read mark moved: [`super::ReadPayload`].
     pub const READ: &str = "read";
+    /// Socketgram's own, to the widget and token admins only: someone types:
+    /// [`super::TypingPayload`].
+    pub const TYPING: &str = "typing";
 }
 
 /// The "payload" of events that carry none (`add history button`, `drop history button`):
@@ -85,6 +95,23 @@ pub struct ReadPayload {
     pub cid: u64,
     pub reader: &'static str,
     pub mid: u64,
+}
+
+/// `typing`: in conversation `cid`, the visitor or support (`typist`: `"visitor"` or
+/// `"support"`, with the admin's `name`) types a draft of `chars` characters (`active` false:
+/// stopped). Show it for `shown_for_ms` unless told again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TypingPayload {
+    pub cid: u64,
+    pub typist: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub active: bool,
+    pub chars: u32,
+    /// The visitor's draft, only with `[core] typing_preview`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview: Option<String>,
+    pub shown_for_ms: u32,
 }
 
 /// `chat error`: why a request was refused.
@@ -152,6 +179,32 @@ pub struct MarkRead {
     pub mid: u64,
 }
 
+/// `typing {chars, draft}` (the widget; `username`/`room` optional, as on its other events).
+#[derive(Debug, Deserialize)]
+pub struct Typing {
+    #[serde(default, deserialize_with = "visitor_id")]
+    pub username: Option<u64>,
+    #[serde(default, deserialize_with = "text")]
+    pub room: Option<String>,
+    /// The draft's length in characters; 0: stopped typing.
+    #[serde(deserialize_with = "required_count")]
+    pub chars: u32,
+    #[serde(default, deserialize_with = "text")]
+    pub draft: Option<String>,
+}
+
+/// `typing:servadm {username, chars, adm}`.
+#[derive(Debug, Deserialize)]
+pub struct TypingAdmin {
+    /// The visitor typed to.
+    #[serde(deserialize_with = "required_id")]
+    pub username: u64,
+    #[serde(deserialize_with = "required_count")]
+    pub chars: u32,
+    #[serde(default, deserialize_with = "text")]
+    pub adm: Option<String>,
+}
+
 /// `subscribe:servadm {room, adm}`.
 #[derive(Debug, Deserialize)]
 pub struct SubscribeAdmin {
@@ -197,7 +250,7 @@ macro_rules! claims {
         }
     )*};
 }
-claims!(Subscribe, NewMessage, TakeHistory, MarkRead);
+claims!(Subscribe, NewMessage, TakeHistory, MarkRead, Typing);
 
 /// Reads a client payload as `T`: it must be a JSON object, and every field the shape it
 /// should have; the error names the field.
@@ -249,6 +302,22 @@ fn visitor_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::
 fn required_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     use serde::de::Error as _;
     visitor_id(d)?.ok_or_else(|| D::Error::custom("is missing"))
+}
+
+/// A count: a non-negative integer number (a draft's length), at most `u32::MAX`.
+fn required_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    use serde::de::Error as _;
+    match Value::deserialize(d)? {
+        Value::Number(n) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| D::Error::custom("must be a whole number of characters")),
+        Value::Null => Err(D::Error::custom("is missing")),
+        other => Err(D::Error::custom(format!(
+            "is {}; a number is expected",
+            kind(&other)
+        ))),
+    }
 }
 
 /// A string field (numbers are accepted as their decimal text, as the pages send ids).

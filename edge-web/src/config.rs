@@ -41,6 +41,11 @@ pub struct Limits {
     pub ip_events_per_second: u32,
     /// ...and in a burst.
     pub ip_events_burst: u32,
+    /// `typing` events one socket may send per second (sustained), a budget of their own:
+    /// keystrokes never use up the budget of messages...
+    pub typing_per_second: u32,
+    /// ...and in a burst.
+    pub typing_burst: u32,
     /// Open sockets per IP address.
     pub connections_per_ip: u32,
     /// Open TCP connections per IP address, counted before anything is read (trusted proxies
@@ -64,6 +69,8 @@ impl Default for Limits {
             events_burst: 30,
             ip_events_per_second: 100,
             ip_events_burst: 300,
+            typing_per_second: 10,
+            typing_burst: 20,
             connections_per_ip: 200,
             // A socket is one connection (WebSocket) or two (long polling); pages fetch
             // scripts too.
@@ -112,6 +119,8 @@ impl WebConfig {
             ("web.limits.events_burst", l.events_burst),
             ("web.limits.ip_events_per_second", l.ip_events_per_second),
             ("web.limits.ip_events_burst", l.ip_events_burst),
+            ("web.limits.typing_per_second", l.typing_per_second),
+            ("web.limits.typing_burst", l.typing_burst),
             ("web.limits.connections_per_ip", l.connections_per_ip),
             (
                 "web.limits.http_connections_per_ip",

@@ -66,6 +66,7 @@ enum Command {
         request: pb::EdgeJoin,
         reply: oneshot::Sender<JoinResult>,
     },
+    Typing(pb::SetTypingRequest),
 }
 
 /// What a send through the link ends with.
@@ -207,6 +208,12 @@ impl CoreLink {
         }
     }
 
+    /// Someone typing on a socket: told to the core, answered by nothing, never replayed to
+    /// a new session (it is stale by then).
+    pub fn typing(&self, request: pb::SetTypingRequest) {
+        let _ = self.commands.send(Command::Typing(request));
+    }
+
     /// One visitor socket more (`online`) or less.
     pub fn presence(&self, conversation: u64, online: bool) {
         let _ = self.commands.send(Command::Presence {
@@ -292,6 +299,7 @@ impl State {
                 );
                 Some(wire)
             }
+            Command::Typing(request) => Some(Wire::Typing(request)),
             Command::Join { mut request, reply } => {
                 self.next_join += 1;
                 request.request_id = self.next_join;

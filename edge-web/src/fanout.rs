@@ -17,7 +17,7 @@ use std::{
 };
 
 use socketgram_admin_php_compat::events::{
-    self, NO_ARGS, PresencePayload, ReadPayload, SUBSCRIBE_HISTORY, outgoing,
+    self, NO_ARGS, PresencePayload, ReadPayload, SUBSCRIBE_HISTORY, TypingPayload, outgoing,
 };
 use socketgram_proto::v1::{self as pb, event::Kind, subscribe_request::Scope};
 use socketioxide::{SendError, SocketError, SocketIo, extract::SocketRef, socket::Sid};
@@ -315,7 +315,8 @@ impl State {
             // and no page of the legacy protocol has them.
             Kind::Note(_) => {}
             // Support's workflow: no page of the legacy protocol shows assignments.
-            Kind::Assigned(_) | Kind::StatusChanged(_) | Kind::Typing(_) => {}
+            Kind::Typing(typing) => typing_to_clients(&self.io, &typing).await,
+            Kind::Assigned(_) | Kind::StatusChanged(_) => {}
         }
     }
 
@@ -487,6 +488,33 @@ async fn read_mark(io: &SocketIo, mark: &pb::ReadMark) {
         let sockets = room.clone().sockets().len();
         if sockets > 0 && room.emit(outgoing::READ, &payload).await.is_ok() {
             crate::metrics::sent(outgoing::READ, sockets);
+        }
+    }
+}
+
+/// Someone types, to the sockets that render it (the legacy pages know no typing): a
+/// visitor's to token admins, support's to the visitor's widget tabs and token admins.
+async fn typing_to_clients(io: &SocketIo, typing: &pb::Typing) {
+    let by_support = !typing.admin_id.is_empty();
+    let payload = TypingPayload {
+        cid: typing.conversation_id,
+        typist: if by_support { "support" } else { "visitor" },
+        name: Some(typing.admin_display_name.clone()).filter(|n| !n.is_empty()),
+        active: typing.active,
+        chars: typing.draft_chars,
+        preview: typing.preview.clone(),
+        shown_for_ms: typing.shown_for_ms,
+    };
+    let Some(root) = root(io) else { return };
+    let mut rooms = vec![admin_room(Flavor::Plain)];
+    if by_support {
+        rooms.push(conversation_room(typing.conversation_id, Flavor::Plain));
+    }
+    for room in rooms {
+        let room = root.clone().to(room);
+        let sockets = room.clone().sockets().len();
+        if sockets > 0 && room.emit(outgoing::TYPING, &payload).await.is_ok() {
+            crate::metrics::sent(outgoing::TYPING, sockets);
         }
     }
 }

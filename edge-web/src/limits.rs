@@ -48,6 +48,14 @@ impl Limiter {
         )
     }
 
+    /// A new socket's own budget of `typing` events.
+    pub fn typing_for_socket(&self) -> DefaultDirectRateLimiter {
+        RateLimiter::direct_with_clock(
+            quota(self.limits.typing_per_second, self.limits.typing_burst),
+            self.clock.clone(),
+        )
+    }
+
     /// Whether one more event from this socket and address may be handled now.
     pub fn allow_event(&self, socket: &DefaultDirectRateLimiter, ip: IpAddr) -> bool {
         socket.check().is_ok() && self.per_ip.check_key(&ip).is_ok()

@@ -16,6 +16,8 @@ fn incoming_label(event: &str) -> &'static str {
         incoming::NEW_MESSAGE_ADMIN,
         incoming::UPDATE_ADMIN_LIST,
         incoming::MARK_READ,
+        incoming::TYPING,
+        incoming::TYPING_ADMIN,
     ]
     .into_iter()
     .find(|known| *known == event)

@@ -33,6 +33,8 @@ pub struct Peer {
     /// Cuts the TCP connection of the handshake (for a WebSocket, the socket's own).
     pub(crate) cut: Option<CancellationToken>,
     pub limiter: DefaultDirectRateLimiter,
+    /// The socket's budget of `typing` events, apart from `limiter`'s.
+    pub typing_limiter: DefaultDirectRateLimiter,
     /// The per-address limits shared by every socket (checked with `limiter`).
     pub(crate) limits: Arc<Limiter>,
     /// Events refused by the rate limits since the last one let through.

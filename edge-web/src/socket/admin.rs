@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 use socketgram_admin_php_compat::{
-    events::{self, NewMessageAdmin, SubscribeAdmin},
+    events::{self, NewMessageAdmin, SubscribeAdmin, TypingAdmin},
     handshake::Identity,
     room,
 };
@@ -85,6 +85,23 @@ pub async fn new_message(
         client_msg_id: payload.client_msg_id.unwrap_or_default(),
     };
     sent(send_in_order(edge, turn, request).await)
+}
+
+/// `typing:servadm {username, chars, adm}`: support types to a visitor (0 characters:
+/// stopped). Told to the visitor's widget and support's other clients through the core.
+pub fn typing(edge: &Edge, peer: &Peer, data: &Value) -> Answer {
+    let payload: TypingAdmin = events::parse(data)?;
+    edge.link.typing(pb::SetTypingRequest {
+        conversation_id: payload.username,
+        author: Some(pb::Author {
+            kind: pb::AuthorKind::Admin as i32,
+            admin_id: admin_id(peer, payload.adm)?,
+        }),
+        active: payload.chars > 0,
+        draft_chars: payload.chars,
+        draft: String::new(),
+    });
+    Ok(json!({ "typing": payload.chars > 0 }))
 }
 
 /// `update admlist`: the PHP admin created an admin; re-read the names.

@@ -55,10 +55,16 @@ impl Turn {
     }
 
     /// [`Turn::take`] for an event, after the rate limits: refused before it costs a place
-    /// in the queue, so a flood never piles up waiting handlers.
-    fn take_for_event(extensions: &Extensions) -> Result<Self, NoPeer> {
+    /// in the queue, so a flood never piles up waiting handlers. `typing` has a budget of
+    /// its own, so keystrokes never use up the one of messages.
+    fn take_for_event(extensions: &Extensions, typing: bool) -> Result<Self, NoPeer> {
         let peer = extensions.get::<Arc<Peer>>().ok_or(NoPeer)?;
-        if !peer.limits.allow_event(&peer.limiter, peer.ip) {
+        let allowed = if typing {
+            peer.typing_limiter.check().is_ok()
+        } else {
+            peer.limits.allow_event(&peer.limiter, peer.ip)
+        };
+        if !allowed {
             return Ok(Self { peer, ticket: None });
         }
         Ok(Self::queued(peer))
@@ -126,10 +132,13 @@ impl<A: Adapter> FromMessageParts<A> for Turn {
     type Error = NoPeer;
     fn from_message_parts(
         s: &Arc<Socket<A>>,
-        _: &mut RawValue,
-        _: &Option<i64>,
+        value: &mut RawValue,
+        ack: &Option<i64>,
     ) -> Result<Self, NoPeer> {
-        Self::take_for_event(&s.extensions)
+        // The event's name, as the `Event` extractor reads it (without consuming it).
+        let typing = Event::from_message_parts(s, value, ack)
+            .is_ok_and(|Event(name)| name == incoming::TYPING || name == incoming::TYPING_ADMIN);
+        Self::take_for_event(&s.extensions, typing)
     }
 }
 
@@ -197,6 +206,7 @@ async fn authenticate(
         oldest_shown: AtomicU64::new(u64::MAX),
         cut: conn.map(|c| c.cut),
         limiter: edge.limiter.for_socket(),
+        typing_limiter: edge.limiter.typing_for_socket(),
         limits: edge.limiter.clone(),
         refused_in_a_row: AtomicU32::new(0),
         order: Order::default(),
@@ -272,13 +282,18 @@ async fn dispatch(
         (incoming::NEW_MESSAGE, false) => visitor::new_message(&s, &edge, &peer, turn, &data).await,
         (incoming::TAKE_HISTORY, false) => visitor::take_history(&s, &edge, &peer, &data).await,
         (incoming::MARK_READ, false) => visitor::mark_read(&s, &edge, &peer, &data).await,
+        (incoming::TYPING, false) => visitor::typing(&s, &edge, &peer, &data),
+        (incoming::TYPING_ADMIN, true) => admin::typing(&edge, &peer, &data),
         (incoming::SUBSCRIBE_ADMIN, true) => admin::subscribe(&peer, &data),
         (incoming::NEW_MESSAGE_ADMIN, true) => {
             admin::new_message(&s, &edge, &peer, turn, &data).await
         }
         (incoming::UPDATE_ADMIN_LIST, true) => admin::update_list(&edge).await,
         (
-            incoming::SUBSCRIBE_ADMIN | incoming::NEW_MESSAGE_ADMIN | incoming::UPDATE_ADMIN_LIST,
+            incoming::SUBSCRIBE_ADMIN
+            | incoming::NEW_MESSAGE_ADMIN
+            | incoming::UPDATE_ADMIN_LIST
+            | incoming::TYPING_ADMIN,
             false,
         ) => {
             // LEGACY.md §9.2: the legacy server took these from anyone.
@@ -291,7 +306,8 @@ async fn dispatch(
             incoming::SUBSCRIBE
             | incoming::NEW_MESSAGE
             | incoming::TAKE_HISTORY
-            | incoming::MARK_READ,
+            | incoming::MARK_READ
+            | incoming::TYPING,
             true,
         ) => Err(Refusal::Forbidden(
             "this event is for visitors; admins use the :servadm events".into(),

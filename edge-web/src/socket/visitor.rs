@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use socketgram_admin_php_compat::{
     events::{
-        self, Claims, HISTORY_PAGE, MarkRead, NO_ARGS, NewMessage, Subscribe, TakeHistory,
+        self, Claims, HISTORY_PAGE, MarkRead, NO_ARGS, NewMessage, Subscribe, TakeHistory, Typing,
         incoming, outgoing,
     },
     handshake::Identity,
@@ -183,6 +183,23 @@ pub async fn mark_read(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value) ->
         "visitor_read_up_to": conversation.visitor_read_up_to,
         "support_read_up_to": conversation.support_read_up_to,
     }))
+}
+
+/// `typing {chars, draft}`: the visitor types (0 characters: stopped). Told to support
+/// through the core, which thins keystrokes out; the ack says only that it was taken.
+pub fn typing(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value) -> Answer {
+    let typing = own::<Typing>(s, peer, data, incoming::TYPING)?;
+    edge.link.typing(pb::SetTypingRequest {
+        conversation_id: visitor(peer).cid,
+        author: Some(pb::Author {
+            kind: pb::AuthorKind::Visitor as i32,
+            admin_id: String::new(),
+        }),
+        active: typing.chars > 0,
+        draft_chars: typing.chars,
+        draft: typing.draft.unwrap_or_default(),
+    });
+    Ok(json!({ "typing": typing.chars > 0 }))
 }
 
 fn emit_all<T: serde::Serialize + ?Sized>(sockets: &[SocketRef], event: &'static str, payload: &T) {

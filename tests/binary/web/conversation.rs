@@ -945,3 +945,89 @@ async fn the_widget_and_support_see_what_the_other_has_read() {
     assert_refusal(&ack["error"], "mark read", "forbidden");
     stop(server, db).await;
 }
+
+/// Typing both ways on the wire: the widget's `typing {chars}` reaches token admins (its
+/// length, not its text), an admin's `typing:servadm` reaches the widget with the admin's
+/// name; the legacy pages get nothing new. Keystrokes spend a budget of their own: a typing
+/// flood is refused (rate_limited) and the visitor can still send a message.
+#[tokio::test]
+async fn typing_reaches_the_other_side_on_a_budget_of_its_own() {
+    const LIMITS: &str = "events_per_second = 1\nevents_burst = 3\n\
+                          ip_events_per_second = 1000\nip_events_burst = 1000\n\
+                          connections_per_ip = 100\ntyping_per_second = 1\ntyping_burst = 5\n";
+    let Some((server, db)) = start(Backend::Sqlite, LIMITS).await else {
+        return;
+    };
+    add_admin(&db, "alice", "Alice").await;
+    let (cid, url) = (1972, server.web_url());
+    let token = TokenSigner::new(TOKEN_SECRET.as_bytes()).sign(TokenKind::Admin, "alice", 600);
+    let mut alice = SioClient::connect_token("alice", &url, json!({ "admin_token": token })).await;
+    let mut php = admin(&server).await;
+    let mut widget =
+        SioClient::connect_token("widget", &url, json!({ "token": visitor_token(cid) })).await;
+    let ack = widget.emit_ack("subscribe", &[json!({})]).await;
+    assert!(ack.get("error").is_none(), "subscribe accepted: {ack}");
+    let mut legacy_tab = page(&server, cid).await;
+
+    let ack = widget
+        .emit_ack("typing", &[json!({ "chars": 5, "draft": "hello" })])
+        .await;
+    assert_eq!(ack["data"], json!({ "typing": true }), "{ack}");
+    assert_eq!(
+        alice.next_payload("typing").await,
+        json!({ "cid": cid, "typist": "visitor", "active": true, "chars": 5, "shown_for_ms": 6000 }),
+        "support sees the draft's length, not its text"
+    );
+    let ack = alice
+        .emit_ack("typing:servadm", &[json!({ "username": cid, "chars": 9 })])
+        .await;
+    assert!(ack.get("error").is_none(), "{ack}");
+    assert_eq!(
+        widget.next_payload("typing").await,
+        json!({ "cid": cid, "typist": "support", "name": "Alice Acme", "active": true,
+                "chars": 9, "shown_for_ms": 6000 }),
+        "the widget can show \"Alice is typing\""
+    );
+    assert_eq!(
+        alice.next_payload("typing").await["typist"],
+        "support",
+        "support's clients see support typing too"
+    );
+    legacy_tab.expect_none("typing", QUIET).await;
+    php.expect_none("typing", QUIET).await;
+
+    // A flood of keystrokes: refused once its own budget is spent, and the message budget is
+    // still there.
+    let mut refused = 0;
+    for chars in 1..=12 {
+        let ack = widget
+            .emit_ack("typing", &[json!({ "chars": chars })])
+            .await;
+        if ack.get("error").is_some() {
+            assert_refusal(&ack["error"], "typing", "rate_limited");
+            refused += 1;
+        }
+    }
+    assert!(refused >= 6, "{refused} of 12 refused");
+    let ack = widget
+        .emit_ack(
+            "new message",
+            &[json!({ "message": "sent after the flood" })],
+        )
+        .await;
+    assert!(ack["data"]["label"].as_u64().is_some(), "{ack}");
+
+    // Bad payloads and the wrong role: refused, nothing told (from another tab of the
+    // visitor: its budget is its own).
+    let mut tab =
+        SioClient::connect_token("tab", &url, json!({ "token": visitor_token(cid) })).await;
+    let ack = tab.emit_ack("typing", &[json!({ "chars": "x" })]).await;
+    assert_refusal(&ack["error"], "typing", "invalid");
+    let ack = php.emit_ack("typing", &[json!({ "chars": 1 })]).await;
+    assert_refusal(&ack["error"], "typing", "forbidden");
+    let ack = tab
+        .emit_ack("typing:servadm", &[json!({ "username": cid, "chars": 1 })])
+        .await;
+    assert_refusal(&ack["error"], "typing:servadm", "forbidden");
+    stop(server, db).await;
+}
