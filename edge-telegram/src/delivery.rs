@@ -24,8 +24,12 @@
 use std::time::Duration;
 
 use socketgram_proto::v1::{self as pb, event::Kind};
+use teloxide::{
+    prelude::Requester as _,
+    types::{ChatAction, ChatId},
+};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::{
     core_api::CoreApi,
@@ -156,11 +160,14 @@ impl Delivery {
                     }
                 }
                 Some(Kind::CaughtUp(_)) => self.save_or_log(c).await,
+                Some(Kind::Typing(t)) if !t.admin_id.is_empty() && t.active => {
+                    self.show_typing(t.conversation_id);
+                }
                 // Delivered already (a replay at or below the cursor).
                 Some(Kind::Message(_)) => {}
-                // Presence, the admin list, read marks, notes and assignments are not
-                // Telegram's (notes are never the visitor's); an empty event carries nothing
-                // (a newer core's kind).
+                // Presence, the admin list, read marks, notes, assignments, statuses and the
+                // visitor's own typing are not Telegram's (notes are never the visitor's); an
+                // empty event carries nothing (a newer core's kind).
                 Some(
                     Kind::Presence(_)
                     | Kind::PresenceSnapshot(_)
@@ -191,6 +198,29 @@ impl Delivery {
         if let Err(e) = self.save(c).await {
             warn!(error = %e, cursor = c.done, "cannot store the delivery cursor");
         }
+    }
+
+    /// Support types to a conversation: its linked chats show "typing" (Telegram shows it
+    /// for five seconds or until the reply). Best effort, on the side: a typing hint must
+    /// never hold up a reply, and one that fails is only logged. Sent past the throttle, which
+    /// paces messages: the hint does not count against a chat's message rate.
+    fn show_typing(&self, conversation: u64) {
+        let (core, bot) = (self.core.clone(), self.bot.inner().clone());
+        tokio::spawn(async move {
+            let links = match core.links_of(conversation).await {
+                Ok(links) => links,
+                Err(e) => {
+                    debug!(conversation, error = %e, "cannot read the links to show typing");
+                    return;
+                }
+            };
+            for link in links.into_iter().filter(|l| l.active) {
+                let action = bot.send_chat_action(ChatId(link.chat_id), ChatAction::Typing);
+                if let Err(e) = action.await {
+                    debug!(chat_id = link.chat_id, error = %e, "typing not shown");
+                }
+            }
+        });
     }
 
     /// Sends one reply to every active chat linked to its conversation. `Err` only when it

@@ -244,6 +244,8 @@ button, textarea { font: inherit; color: inherit; }
 .sg-note { font-size: 12px; color: var(--sg-muted); display: flex; gap: 8px; align-items: center; }
 .sg-failed .sg-note { color: var(--sg-error); }
 .sg-seen { font-size: 12px; color: var(--sg-muted); }
+.sg-typing { font-size: 12px; color: var(--sg-muted); font-style: italic; min-height: 16px;
+             padding: 0 12px; }
 .sg-note button {
   border: 0; background: none; padding: 2px; color: var(--sg-accent); cursor: pointer;
   text-decoration: underline; font-size: 12px;
@@ -333,6 +335,12 @@ button, textarea { font: inherit; color: inherit; }
     let supportRead = 0;
     /** The "Seen" line, under the visitor's newest message support has read. */
     const seen = h('div', { class: 'sg-seen', 'aria-live': 'polite' }, 'Seen');
+    /** "Alice is typing", while support types (hidden when the event's time runs out). */
+    const typingLine = h('p', { class: 'sg-typing', 'aria-live': 'polite', hidden: true });
+    let typingTimer = null;
+    /** When support was last told the visitor types, and whether it is told so now. */
+    let typingSentAt = 0;
+    let typingShown = false;
     let state = 'idle';
     let destroyed = false;
 
@@ -379,7 +387,7 @@ button, textarea { font: inherit; color: inherit; }
       class: 'sg-panel', id: 'sg-panel', role: 'dialog', 'aria-modal': 'false',
       'aria-labelledby': 'sg-title', hidden: true,
     }, h('header', { class: 'sg-head' }, h('div', {}, title, status), closeButton),
-    moreBar, log, alert, form);
+    moreBar, log, typingLine, alert, form);
     const root = h('div', { class: 'sg-root', 'data-state': state, 'data-open': 'false' },
       launcher, panel);
     shadow.append(style, root);
@@ -501,6 +509,7 @@ button, textarea { font: inherit; color: inherit; }
       socket.on('drop history button', () => setMoreVisible(false));
       socket.on('chat error', onChatError);
       socket.on('read', onRead);
+      socket.on('typing', onTyping);
     }
 
     function onConnect() {
@@ -657,6 +666,11 @@ button, textarea { font: inherit; color: inherit; }
         date: typeof raw.date === 'string' ? raw.date : '',
       };
       settlePending(m, live);
+      if (live && !isOwn(m.adm)) {
+        // Support's message came: it has stopped typing.
+        clearTimeout(typingTimer);
+        typingLine.hidden = true;
+      }
       if (messages.has(label)) return;
       const stick = nearBottom();
       const before = log.scrollHeight;
@@ -728,6 +742,36 @@ button, textarea { font: inherit; color: inherit; }
           return;
         }
       }
+    }
+
+    // ---- typing, both ways (never stored: a missed event only hides a hint) ----
+    function onTyping(t) {
+      if (!t || t.typist !== 'support') return;
+      clearTimeout(typingTimer);
+      if (!t.active) {
+        typingLine.hidden = true;
+        return;
+      }
+      const name = typeof t.name === 'string' && t.name ? t.name : 'Support';
+      typingLine.textContent = `${name} is typing…`;
+      typingLine.hidden = false;
+      const ms = Number(t.shown_for_ms) > 0 ? Number(t.shown_for_ms) : 6000;
+      typingTimer = setTimeout(() => { typingLine.hidden = true; }, ms);
+    }
+
+    /** Tells support the visitor types: the draft's length, never its text; at most one
+     *  "still typing" per two seconds, and once when the draft is sent or cleared. */
+    function tellTyping() {
+      const s = socket;
+      if (!s || !s.connected || !subscribed) return;
+      const chars = input.value.trim() ? storedLength(input.value) : 0;
+      const now = Date.now();
+      if (chars > 0 && typingShown && now - typingSentAt < 2000) return;
+      if (chars === 0 && !typingShown) return;
+      typingShown = chars > 0;
+      typingSentAt = now;
+      // With an acknowledgement: a refusal (a flood) is answered there, not as an alert.
+      s.timeout(ACK_TIMEOUT_MS).emitWithAck('typing', { chars }).catch(() => {});
     }
 
     // ---- sending: a queue that survives disconnections and reloads ----
@@ -884,6 +928,7 @@ button, textarea { font: inherit; color: inherit; }
       enqueue(input.value.replace(/\0/g, ''));
       input.value = '';
       updateSend();
+      tellTyping();
       pump();
     }
 
@@ -990,7 +1035,10 @@ button, textarea { font: inherit; color: inherit; }
       e.preventDefault();
       send();
     });
-    input.addEventListener('input', updateSend);
+    input.addEventListener('input', () => {
+      updateSend();
+      tellTyping();
+    });
     input.addEventListener('keydown', (e) => {
       if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
         e.preventDefault();

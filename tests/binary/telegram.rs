@@ -425,6 +425,36 @@ async fn polling_dialogue_from_start_to_answer() {
             .iter()
             .any(|s| s.text.contains("for the web visitor only"))
     );
+    // Support typing shows "typing" in the linked chat (the chat action); the visitor's own
+    // typing is not sent back to it.
+    world
+        .core()
+        .await
+        .chat
+        .set_typing(pb::SetTypingRequest {
+            conversation_id: 123,
+            author: Some(pb::Author {
+                kind: pb::AuthorKind::Admin as i32,
+                admin_id: "alice".into(),
+            }),
+            active: true,
+            draft_chars: 3,
+            draft: String::new(),
+        })
+        .await
+        .expect("support types");
+    let action = api
+        .wait_for("sendChatAction", |calls| {
+            calls
+                .iter()
+                .find(|c| c.method == "sendChatAction")
+                .map(|c| c.body.clone())
+        })
+        .await;
+    assert_eq!(
+        (action["chat_id"].as_i64(), action["action"].as_str()),
+        (Some(ANN), Some("typing"))
+    );
 
     // Back: the menu, menu mode; /start again shows the linked menu.
     let menu = ann.ask("Back").await;

@@ -198,6 +198,39 @@ async fn widget_sends_receives_and_keeps_history_in_chromium() {
     .expect("support reads the visitor's message");
     tell(&mut stdin, "support-read").await;
 
+    // Typing both ways: the visitor's reaches support as a length (no preview configured);
+    // support's shows in the widget until support stops.
+    expect_line(&mut lines, &mut script, "typing").await;
+    let typed = tokio::time::timeout(STEP, async {
+        loop {
+            let event = events.message().await.expect("events").expect("an event");
+            if let Some(Kind::Typing(t)) = event.kind
+                && t.admin_id.is_empty()
+                && t.active
+            {
+                break t;
+            }
+        }
+    })
+    .await
+    .expect("the widget tells support the visitor types");
+    assert!(
+        typed.draft_chars > 0 && typed.preview.is_none(),
+        "{typed:?}"
+    );
+    let typing = |active: bool| pb::SetTypingRequest {
+        conversation_id: CID,
+        author: author(pb::AuthorKind::Admin, "alice"),
+        active,
+        draft_chars: u32::from(active) * 7,
+        draft: String::new(),
+    };
+    chat.set_typing(typing(true)).await.expect("support types");
+    tell(&mut stdin, "support-typing").await;
+    expect_line(&mut lines, &mut script, "typing-shown").await;
+    chat.set_typing(typing(false)).await.expect("support stops");
+    tell(&mut stdin, "support-stopped").await;
+
     // Another answer while the browser is offline: the widget must catch up when it is back.
     expect_line(&mut lines, &mut script, "offline").await;
     reply(&mut chat, AWAY).await;

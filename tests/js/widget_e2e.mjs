@@ -6,7 +6,8 @@
 // (our message is shown with its id), "offline" (the browser lost its network), "done". The
 // Rust test answers on stdin: "replied" once it has stored the admin's reply ("shown" /
 // "support-read": the widget told support the reply is seen, then support read the visitor's
-// message), "replied-away"
+// message; "support-typing" / "support-stopped" after the script said "typing" and
+// "typing-shown"), "replied-away"
 // once it has stored one while we were offline. Any failure: a reason on stderr, exit code 1.
 
 import { mkdtempSync, rmSync } from "node:fs";
@@ -148,6 +149,20 @@ async function run(context) {
   const seen = page.locator(".sg-list .sg-msg.sg-own", { hasText: HELLO }).locator(".sg-seen");
   await seen.waitFor({ timeout: STEP_MS });
   check((await seen.textContent()) === "Seen", "\"Seen\" under the message support has read");
+
+  // Typing both ways: the visitor's draft is told to support (its length); support typing
+  // shows "<name> is typing" until support says it stopped.
+  await input.pressSequentially("is it", { delay: 20 });
+  say("typing");
+  await expectLine("support-typing");
+  const typingLine = page.locator(".sg-typing");
+  await typingLine.waitFor({ state: "visible", timeout: STEP_MS });
+  check((await typingLine.textContent()) === "Alice Acme is typing…", "support typing is shown with the admin's name", await typingLine.textContent());
+  check((await typingLine.getAttribute("aria-live")) === "polite", "the typing line is announced politely");
+  say("typing-shown");
+  await expectLine("support-stopped");
+  await typingLine.waitFor({ state: "hidden", timeout: STEP_MS });
+  await input.fill("");
 
   // The network goes: the widget says so and will not send; a reply stored meanwhile shows
   // once when it is back (it resumes after the newest message it has).

@@ -530,7 +530,7 @@ async fn method(
                 "text": body["text"].as_str().unwrap_or_default(),
             }))
         }
-        "deleteMessage" => ok(json!(true)),
+        "deleteMessage" | "sendChatAction" => ok(json!(true)),
         "getWebhookInfo" => {
             let url = shared
                 .lock()
@@ -601,6 +601,7 @@ fn canonical(method: &str) -> String {
         "getUpdates",
         "sendMessage",
         "deleteMessage",
+        "sendChatAction",
         "getWebhookInfo",
         "setWebhook",
         "deleteWebhook",
