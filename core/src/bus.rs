@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use crate::{
     config::ClusterConfig,
     domain::{
-        ConversationId, Direction, MessageId, Note, Origin, Reader, Status, StatusChange,
+        ConversationId, Direction, Erasure, MessageId, Note, Origin, Reader, Status, StatusChange,
         StoredMessage,
     },
     typing::{Typing, Typist},
@@ -73,6 +73,7 @@ pub(crate) enum News {
         change: StatusChange,
     },
     Typing(Typing),
+    Erased(Erasure),
     /// The connection to NATS came back: news may have been lost meanwhile.
     Reconnected,
 }
@@ -111,6 +112,7 @@ struct Subjects {
     assignments: String,
     statuses: String,
     typing: String,
+    erasures: String,
 }
 
 impl Subjects {
@@ -124,6 +126,7 @@ impl Subjects {
             assignments: format!("{prefix}.assignments"),
             statuses: format!("{prefix}.statuses"),
             typing: format!("{prefix}.typing"),
+            erasures: format!("{prefix}.erasures"),
         }
     }
 }
@@ -136,6 +139,7 @@ const NOTES: &str = "notes";
 const ASSIGNMENTS: &str = "assignments";
 const STATUSES: &str = "statuses";
 const TYPING: &str = "typing";
+const ERASURES: &str = "erasures";
 
 impl Bus {
     /// Connects to NATS (in the background: a core starts while NATS is down, and reconnects
@@ -326,6 +330,19 @@ impl Bus {
         self.queue(TYPING, news.encode_to_vec());
     }
 
+    /// A conversation was erased here.
+    pub(crate) fn erased(&self, erasure: &Erasure) {
+        let news = pb::Erased {
+            replica: self.replica.to_string(),
+            conversation_id: erasure.conversation_id,
+            erased_by: erasure.erased_by.clone(),
+            erased_at_ms: erasure.erased_at_ms,
+            messages: erasure.messages,
+            notes: erasure.notes,
+        };
+        self.queue(ERASURES, news.encode_to_vec());
+    }
+
     /// This replica re-read the admin directory.
     pub(crate) fn admins_changed(&self) {
         let news = pb::AdminsChanged {
@@ -377,6 +394,7 @@ async fn send(
             ASSIGNMENTS => &subjects.assignments,
             STATUSES => &subjects.statuses,
             TYPING => &subjects.typing,
+            ERASURES => &subjects.erasures,
             _ => &subjects.admins,
         };
         if let Err(e) = client.publish(subject.clone(), payload).await {
@@ -538,6 +556,19 @@ fn decode(kind: &str, payload: &[u8], own: &str) -> Result<Option<News>, String>
                 active: news.active,
                 draft_chars: news.draft_chars,
                 preview: news.preview,
+            })
+        }
+        ERASURES => {
+            let news = pb::Erased::decode(payload).map_err(|e| e.to_string())?;
+            if news.replica == own {
+                return Ok(None);
+            }
+            News::Erased(Erasure {
+                conversation_id: news.conversation_id,
+                erased_by: news.erased_by,
+                erased_at_ms: news.erased_at_ms,
+                messages: news.messages,
+                notes: news.notes,
             })
         }
         _ => return Ok(None),

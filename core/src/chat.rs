@@ -274,6 +274,7 @@ impl Core {
                     self.hub.publish_status(conversation, status, change);
                 }
                 News::Typing(typing) => self.hub.publish_typing(Arc::new(typing)),
+                News::Erased(erasure) => self.forget_erased(Arc::new(erasure)),
                 News::AdminsChanged => {
                     if let Err(e) = self.reload_admins_here().await {
                         warn!(error = %e, "cannot re-read the admins another replica changed");
@@ -1079,10 +1080,6 @@ impl Core {
             .store
             .erase_conversation(conversation, &erased_by)
             .await?;
-        self.known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&conversation);
         warn!(
             conversation,
             by = %erasure.erased_by,
@@ -1090,7 +1087,23 @@ impl Core {
             notes = erasure.notes,
             "conversation erased"
         );
+        if let Some(bus) = &self.bus {
+            bus.erased(&erasure);
+        }
+        self.forget_erased(Arc::new(erasure.clone()));
         Ok(erasure)
+    }
+
+    /// A conversation was erased (here or on another replica): nothing of it stays known
+    /// here, and support is told.
+    fn forget_erased(&self, erasure: Arc<Erasure>) {
+        let conversation = erasure.conversation_id;
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&conversation);
+        self.reopenable.set(conversation, Status::Open);
+        self.hub.publish_erased(erasure);
     }
 
     /// A conversation's notes, oldest first.

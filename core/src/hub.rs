@@ -15,7 +15,8 @@ use tokio::sync::broadcast;
 use crate::typing::{Typing, Typist};
 
 use crate::domain::{
-    Admin, ConversationId, MessageId, Note, Reader, Scope, Status, StatusChange, StoredMessage,
+    Admin, ConversationId, Erasure, MessageId, Note, Reader, Scope, Status, StatusChange,
+    StoredMessage,
 };
 
 /// Buffered events per all-conversations channel before a slow subscriber lags.
@@ -58,6 +59,8 @@ pub enum Event {
     /// Someone is typing (or stopped). A visitor's typing is only on the all-conversation
     /// channel (support); support's on the conversation's channel too (the visitor).
     Typing(Arc<Typing>),
+    /// A conversation was erased (only on the all-conversation channel: support).
+    Erased(Arc<Erasure>),
     /// Every message up to this id has been delivered; live from here.
     CaughtUp(MessageId),
 }
@@ -183,6 +186,11 @@ impl Hub {
         } else {
             let _ = self.all.send(event);
         }
+    }
+
+    /// Publishes an erasure to all-conversation subscribers (support).
+    pub fn publish_erased(&self, erasure: Arc<Erasure>) {
+        let _ = self.all.send(Event::Erased(erasure));
     }
 
     /// Publishes a new admin list to all-conversation subscribers.

@@ -176,7 +176,8 @@ impl Delivery {
                     | Kind::Note(_)
                     | Kind::Assigned(_)
                     | Kind::StatusChanged(_)
-                    | Kind::Typing(_),
+                    | Kind::Typing(_)
+                    | Kind::Erased(_),
                 )
                 | None => {}
             }

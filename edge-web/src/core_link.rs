@@ -423,7 +423,8 @@ impl State {
                     | pb::event::Kind::Note(_)
                     | pb::event::Kind::Assigned(_)
                     | pb::event::Kind::StatusChanged(_)
-                    | pb::event::Kind::Typing(_) => {}
+                    | pb::event::Kind::Typing(_)
+                    | pb::event::Kind::Erased(_) => {}
                 }
                 sub.events.send(LinkEvent::Event(kind))
             }

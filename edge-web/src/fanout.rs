@@ -316,7 +316,7 @@ impl State {
             Kind::Note(_) => {}
             // Support's workflow: no page of the legacy protocol shows assignments.
             Kind::Typing(typing) => typing_to_clients(&self.io, &typing).await,
-            Kind::Assigned(_) | Kind::StatusChanged(_) => {}
+            Kind::Assigned(_) | Kind::StatusChanged(_) | Kind::Erased(_) => {}
         }
     }
 

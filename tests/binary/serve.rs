@@ -98,7 +98,8 @@ async fn until_caught_up(stream: &mut Streaming<pb::Event>) -> (Vec<u64>, u64) {
             | Kind::Note(_)
             | Kind::Assigned(_)
             | Kind::StatusChanged(_)
-            | Kind::Typing(_) => {}
+            | Kind::Typing(_)
+            | Kind::Erased(_) => {}
         }
     }
 }
@@ -2060,7 +2061,8 @@ on_backends!(erasure:
 );
 
 /// `EraseConversation` over gRPC: by a known admin only (a refusal erases nothing); after it,
-/// the conversation's history, transcript and notes are gone, others stay.
+/// the conversation's history, transcript and notes are gone, others stay; support is told
+/// (the record, not the content).
 async fn erasure(server: &TestServer, db: &TestDb) {
     add_alice(db).await;
     let mut chat = server.chat().await;
@@ -2070,6 +2072,8 @@ async fn erasure(server: &TestServer, db: &TestDb) {
     send(&mut chat, 92, visitor(), "keep me", "k")
         .await
         .unwrap();
+    let mut support = subscribe(&mut chat, Scope::AllConversations(true), None).await;
+    until_caught_up(&mut support).await;
     let erase = |cid: u64, admin: &str| pb::EraseConversationRequest {
         conversation_id: cid,
         admin_id: admin.into(),
@@ -2099,6 +2103,12 @@ async fn erasure(server: &TestServer, db: &TestDb) {
         ),
         (91, "alice", 1)
     );
+    let told = loop {
+        if let Kind::Erased(e) = next(&mut support).await {
+            break e;
+        }
+    };
+    assert_eq!(told, erased, "support is told, with the record");
     let err = newest(&mut chat, 91, 10).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "no history left: {err:?}");
     let err = chat

@@ -360,13 +360,7 @@ impl Chat for ChatApi {
             .erase_conversation(r.conversation_id, r.admin_id)
             .await
             .map_err(status)?;
-        Ok(Response::new(pb::Erasure {
-            conversation_id: e.conversation_id,
-            erased_by: e.erased_by,
-            erased_at_ms: e.erased_at_ms,
-            messages: e.messages,
-            notes: e.notes,
-        }))
+        Ok(Response::new(convert::erasure(&e)))
     }
 
     #[tracing::instrument(skip_all, name = "Chat.AssignConversation", fields(conversation = request.get_ref().conversation_id))]

@@ -6,8 +6,8 @@ use crate::{
     Core,
     chat::{Author, SendMessage},
     domain::{
-        Admin, Appended, CannedReply, ConversationSummary, Direction, Lease, Note, Origin, Reader,
-        Scope, Status, StatusChange, StatusKind, StoredMessage, TelegramLink, TelegramMode,
+        Admin, Appended, CannedReply, ConversationSummary, Direction, Erasure, Lease, Note, Origin,
+        Reader, Scope, Status, StatusChange, StatusKind, StoredMessage, TelegramLink, TelegramMode,
     },
     error::{CoreError, CoreResult},
     hub::Event,
@@ -126,6 +126,7 @@ pub(crate) fn event(core: &Core, event: &Event) -> pb::Event {
             up_to_message_id: *up_to,
         }),
         Event::Note(n) => Kind::Note(note(n)),
+        Event::Erased(e) => Kind::Erased(erasure(e)),
         Event::Typing(t) => {
             let admin_id = match &t.typist {
                 Typist::Visitor => String::new(),
@@ -213,6 +214,16 @@ fn snoozed_until(status: Status) -> i64 {
     match status {
         Status::Snoozed { until_ms } => until_ms,
         _ => 0,
+    }
+}
+
+pub(crate) fn erasure(e: &Erasure) -> pb::Erasure {
+    pb::Erasure {
+        conversation_id: e.conversation_id,
+        erased_by: e.erased_by.clone(),
+        erased_at_ms: e.erased_at_ms,
+        messages: e.messages,
+        notes: e.notes,
     }
 }
 

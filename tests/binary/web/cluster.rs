@@ -730,6 +730,35 @@ async fn the_workflow_events_of_one_core_reach_the_other() {
         ),
         (808, "alice", 4)
     );
+    // An erasure through core a reaches core b, which then knows nothing of the conversation
+    // (no stale "it exists" read as an empty history).
+    b.history(pb::HistoryRequest {
+        conversation_id: 808,
+        ..Default::default()
+    })
+    .await
+    .expect("core b reads 808 (and holds it as known)");
+    a.erase_conversation(pb::EraseConversationRequest {
+        conversation_id: 808,
+        admin_id: "alice".into(),
+    })
+    .await
+    .unwrap();
+    let erased = first_event(&mut watching, Duration::from_secs(10), |kind| match kind {
+        pb::event::Kind::Erased(e) => Some(e),
+        _ => None,
+    })
+    .await
+    .expect("core b tells its subscribers of the erasure");
+    assert_eq!((erased.conversation_id, erased.messages), (808, 2));
+    let err = b
+        .history(pb::HistoryRequest {
+            conversation_id: 808,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
     c.stop().await;
 }
 
