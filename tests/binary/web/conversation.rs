@@ -872,16 +872,13 @@ async fn the_widget_and_support_see_what_the_other_has_read() {
     let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
         return;
     };
-    add_admin(&db, "alice", "Alice").await;
-    let (cid, url) = (1971, server.web_url());
-    let token = TokenSigner::new(TOKEN_SECRET.as_bytes()).sign(TokenKind::Admin, "alice", 600);
-    let mut alice = SioClient::connect_token("alice", &url, json!({ "admin_token": token })).await;
-    let mut php = admin(&server).await;
-    let mut widget =
-        SioClient::connect_token("widget", &url, json!({ "token": visitor_token(cid) })).await;
-    let ack = widget.emit_ack("subscribe", &[json!({})]).await;
-    assert!(ack.get("error").is_none(), "subscribe accepted: {ack}");
-    let mut legacy_tab = page(&server, cid).await;
+    let cid = 1971;
+    let Parties {
+        mut alice,
+        mut php,
+        mut widget,
+        mut legacy_tab,
+    } = parties(&server, &db, cid).await;
     let ack = widget
         .emit_ack("new message", &[json!({ "message": "is it shipped?" })])
         .await;
@@ -946,6 +943,34 @@ async fn the_widget_and_support_see_what_the_other_has_read() {
     stop(server, db).await;
 }
 
+/// Everyone around one conversation: a token admin (alice), the PHP admin, the widget
+/// (subscribed) and a tab of the legacy visitor page.
+struct Parties {
+    alice: SioClient,
+    php: SioClient,
+    widget: SioClient,
+    legacy_tab: SioClient,
+}
+
+async fn parties(server: &TestServer, db: &TestDb, cid: u64) -> Parties {
+    add_admin(db, "alice", "Alice").await;
+    let url = server.web_url();
+    let token = TokenSigner::new(TOKEN_SECRET.as_bytes()).sign(TokenKind::Admin, "alice", 600);
+    let alice = SioClient::connect_token("alice", &url, json!({ "admin_token": token })).await;
+    let php = admin(server).await;
+    let mut widget =
+        SioClient::connect_token("widget", &url, json!({ "token": visitor_token(cid) })).await;
+    let ack = widget.emit_ack("subscribe", &[json!({})]).await;
+    assert!(ack.get("error").is_none(), "subscribe accepted: {ack}");
+    let legacy_tab = page(server, cid).await;
+    Parties {
+        alice,
+        php,
+        widget,
+        legacy_tab,
+    }
+}
+
 /// Typing both ways on the wire: the widget's `typing {chars}` reaches token admins (its
 /// length, not its text), an admin's `typing:servadm` reaches the widget with the admin's
 /// name; the legacy pages get nothing new. Keystrokes spend a budget of their own: a typing
@@ -958,16 +983,13 @@ async fn typing_reaches_the_other_side_on_a_budget_of_its_own() {
     let Some((server, db)) = start(Backend::Sqlite, LIMITS).await else {
         return;
     };
-    add_admin(&db, "alice", "Alice").await;
     let (cid, url) = (1972, server.web_url());
-    let token = TokenSigner::new(TOKEN_SECRET.as_bytes()).sign(TokenKind::Admin, "alice", 600);
-    let mut alice = SioClient::connect_token("alice", &url, json!({ "admin_token": token })).await;
-    let mut php = admin(&server).await;
-    let mut widget =
-        SioClient::connect_token("widget", &url, json!({ "token": visitor_token(cid) })).await;
-    let ack = widget.emit_ack("subscribe", &[json!({})]).await;
-    assert!(ack.get("error").is_none(), "subscribe accepted: {ack}");
-    let mut legacy_tab = page(&server, cid).await;
+    let Parties {
+        mut alice,
+        mut php,
+        mut widget,
+        mut legacy_tab,
+    } = parties(&server, &db, cid).await;
 
     let ack = widget
         .emit_ack("typing", &[json!({ "chars": 5, "draft": "hello" })])
