@@ -1,12 +1,15 @@
 //! Who a connecting socket is (LEGACY.md §2), decided from the handshake alone: the legacy
 //! visitor query `?id=<cid>&room=<hash>`, the legacy admin query `?<param>=<value>`, or
 //! Socketgram's signed tokens (`token` / `admin_token`, in the Socket.IO `auth` payload or the
-//! query). Payload fields never change it (LEGACY.md §9.1).
+//! query). Payload fields never change it (LEGACY.md §9.1). A visitor token may carry what the
+//! host site vouches for (version `v2`, signed as a whole), which support is shown as verified.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+use socketgram_common::context::Vouched;
 
 use crate::{config::LegacyConfig, events::parse_id, room};
 
@@ -20,6 +23,8 @@ pub enum Identity {
         room: String,
         /// Legacy pages get HTML-escaped text; Socketgram's widget gets plain text.
         legacy: bool,
+        /// What the host site vouched for in a `v2` token (boxed: most visitors have none).
+        vouched: Option<Box<Vouched>>,
     },
     Admin {
         /// Known from a per-admin token; the legacy shared parameter names nobody, so the
@@ -42,12 +47,16 @@ pub enum HandshakeError {
     WrongAdminSecret,
     #[error("invalid token: {0}")]
     BadToken(&'static str),
+    #[error("the token's claims are refused: {0}")]
+    BadClaims(String),
     #[error("the token has expired")]
     Expired,
 }
 
 /// Signs and checks Socketgram's tokens: `<kind>.<subject>.<expiry>.<hex hmac-sha256>`, with
-/// kind `v1` (visitor, subject = cid) or `a1` (admin, subject = login).
+/// kind `v1` (visitor, subject = cid) or `a1` (admin, subject = login); and the visitor token
+/// with claims, `v2.<cid>.<expiry>.<base64url JSON claims>.<hex hmac-sha256>`, the MAC over
+/// everything before its last dot (so neither the version nor the claims can be changed).
 #[derive(Clone)]
 pub struct TokenSigner {
     key: Vec<u8>,
@@ -68,6 +77,10 @@ impl TokenKind {
         }
     }
 }
+
+/// The longest token accepted, in bytes: claims make a token long, and it travels in a URL
+/// on long polling.
+pub const MAX_TOKEN_BYTES: usize = 4096;
 
 fn now() -> u64 {
     SystemTime::now()
@@ -93,8 +106,79 @@ impl TokenSigner {
         format!("{body}.{sig}")
     }
 
+    /// A visitor token for `cid`, with what the host site vouches for (`v2`) or without
+    /// (`v1`). Fails when the claims are out of bounds or make the token too long.
+    pub fn sign_visitor(
+        &self,
+        cid: &str,
+        vouched: Option<&Vouched>,
+        ttl_secs: u64,
+    ) -> Result<String, HandshakeError> {
+        let Some(vouched) = vouched else {
+            return Ok(self.sign(TokenKind::Visitor, cid, ttl_secs));
+        };
+        vouched
+            .check()
+            .map_err(|e| HandshakeError::BadClaims(e.0))?;
+        let claims = serde_json::to_vec(vouched).expect("claims serialise");
+        let body = format!(
+            "v2.{cid}.{}.{}",
+            now() + ttl_secs,
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let sig = hex::encode(self.mac(&body).finalize().into_bytes());
+        let token = format!("{body}.{sig}");
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(HandshakeError::BadClaims(format!(
+                "the token would be {} bytes long, at most {MAX_TOKEN_BYTES}",
+                token.len()
+            )));
+        }
+        Ok(token)
+    }
+
+    /// The visitor (cid as written) of a valid, unexpired visitor token, and what the host
+    /// site vouched for in it.
+    pub fn verify_visitor(&self, token: &str) -> Result<(String, Option<Vouched>), HandshakeError> {
+        if !token.starts_with("v2.") {
+            if token.starts_with('v') && !token.starts_with("v1.") {
+                return Err(HandshakeError::BadToken("unknown token version"));
+            }
+            return Ok((self.verify(TokenKind::Visitor, token)?, None));
+        }
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(HandshakeError::BadToken("longer than 4096 bytes"));
+        }
+        let (body, sig) = token
+            .rsplit_once('.')
+            .ok_or(HandshakeError::BadToken("malformed"))?;
+        let sig = hex::decode(sig).map_err(|_| HandshakeError::BadToken("malformed signature"))?;
+        self.mac(body)
+            .verify_slice(&sig)
+            .map_err(|_| HandshakeError::BadToken("bad signature"))?;
+        let mut parts = body.split('.').skip(1);
+        let (Some(cid), Some(expiry), Some(claims), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(HandshakeError::BadToken("malformed"));
+        };
+        check_expiry(expiry)?;
+        let claims = URL_SAFE_NO_PAD
+            .decode(claims)
+            .map_err(|_| HandshakeError::BadToken("claims are not base64url"))?;
+        let vouched: Vouched = serde_json::from_slice(&claims)
+            .map_err(|e| HandshakeError::BadClaims(e.to_string()))?;
+        vouched
+            .check()
+            .map_err(|e| HandshakeError::BadClaims(e.0))?;
+        Ok((cid.to_owned(), Some(vouched)))
+    }
+
     /// The subject of a valid, unexpired token of `kind`.
     pub fn verify(&self, kind: TokenKind, token: &str) -> Result<String, HandshakeError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(HandshakeError::BadToken("longer than 4096 bytes"));
+        }
         let (body, sig) = token
             .rsplit_once('.')
             .ok_or(HandshakeError::BadToken("malformed"))?;
@@ -113,14 +197,19 @@ impl TokenSigner {
         self.mac(body)
             .verify_slice(&sig)
             .map_err(|_| HandshakeError::BadToken("bad signature"))?;
-        let expiry: u64 = expiry
-            .parse()
-            .map_err(|_| HandshakeError::BadToken("malformed expiry"))?;
-        if expiry < now() {
-            return Err(HandshakeError::Expired);
-        }
+        check_expiry(expiry)?;
         Ok(subject.to_owned())
     }
+}
+
+fn check_expiry(expiry: &str) -> Result<(), HandshakeError> {
+    let expiry: u64 = expiry
+        .parse()
+        .map_err(|_| HandshakeError::BadToken("malformed expiry"))?;
+    if expiry < now() {
+        return Err(HandshakeError::Expired);
+    }
+    Ok(())
 }
 
 /// Everything a handshake may carry.
@@ -194,13 +283,14 @@ pub fn identify(
         };
     }
     if let Some(token) = &credentials.token {
-        let subject = signer.verify(TokenKind::Visitor, token)?;
+        let (subject, vouched) = signer.verify_visitor(token)?;
         let cid = parse_id(&subject).ok_or(HandshakeError::BadToken("bad subject"))?;
         return Ok(Identity::Visitor {
             cid,
             cid_text: subject,
             room: room::room_of(legacy.room_hash, &cid.to_string(), legacy.secret.expose()),
             legacy: false,
+            vouched: vouched.map(Box::new),
         });
     }
     match (
@@ -217,6 +307,7 @@ pub fn identify(
                 cid_text: id.to_owned(),
                 room: room.to_owned(),
                 legacy: true,
+                vouched: None,
             })
         }
         _ => Err(HandshakeError::Missing),
@@ -264,7 +355,8 @@ mod tests {
                 cid: 123,
                 cid_text: "123".into(),
                 room: room.clone(),
-                legacy: true
+                legacy: true,
+                vouched: None,
             }
         );
         assert_eq!(
@@ -328,9 +420,89 @@ mod tests {
                 .verify(TokenKind::Visitor, &visitor)
                 .is_err()
         );
+        assert!(matches!(
+            signer.verify_visitor(&"v1.7.9.".repeat(600)),
+            Err(HandshakeError::BadToken(_))
+        ));
         let dotted = signer.sign(TokenKind::Admin, "j.doe", 60);
         assert_eq!(signer.verify(TokenKind::Admin, &dotted).unwrap(), "j.doe");
         assert!(signer.verify(TokenKind::Admin, "a1.x").is_err());
         assert!(signer.verify(TokenKind::Admin, "").is_err());
+    }
+
+    #[test]
+    fn tokens_with_claims() {
+        let signer = TokenSigner::new(b"k");
+        let ann = Vouched {
+            name: "Ann Lee".into(),
+            email: "ann@example.com".into(),
+            fields: [("plan".to_owned(), "pro".to_owned())].into(),
+        };
+        let token = signer.sign_visitor("77", Some(&ann), 60).unwrap();
+        assert!(token.starts_with("v2.77."));
+        let id = who("", Some(serde_json::json!({ "token": token }))).unwrap();
+        assert!(matches!(
+            &id,
+            Identity::Visitor { cid: 77, vouched: Some(v), .. } if **v == ann
+        ));
+        // Without claims the token is a v1 one, and nobody vouched.
+        let plain = signer.sign_visitor("77", None, 60).unwrap();
+        assert!(plain.starts_with("v1.77."));
+        assert_eq!(signer.verify_visitor(&plain).unwrap(), ("77".into(), None));
+
+        // A forged version, other claims, a different cid, another key: all refused.
+        let parts: Vec<&str> = token.split('.').collect();
+        let as_v1 = format!("v1.{}.{}.{}", parts[1], parts[2], parts[4]);
+        assert!(signer.verify_visitor(&as_v1).is_err());
+        let as_v3 = token.replacen("v2.", "v3.", 1);
+        assert_eq!(
+            signer.verify_visitor(&as_v3),
+            Err(HandshakeError::BadToken("unknown token version"))
+        );
+        let other_claims = URL_SAFE_NO_PAD.encode(br#"{"name":"Eve"}"#);
+        let swapped = token.replace(parts[3], &other_claims);
+        assert_eq!(
+            signer.verify_visitor(&swapped),
+            Err(HandshakeError::BadToken("bad signature"))
+        );
+        assert!(
+            signer
+                .verify_visitor(&token.replacen(".77.", ".78.", 1))
+                .is_err()
+        );
+        assert!(TokenSigner::new(b"other").verify_visitor(&token).is_err());
+
+        // Claims out of bounds are refused when signing and when read.
+        let long = Vouched {
+            name: "x".repeat(201),
+            ..Vouched::default()
+        };
+        assert!(matches!(
+            signer.sign_visitor("77", Some(&long), 60),
+            Err(HandshakeError::BadClaims(_))
+        ));
+        let body = format!(
+            "v2.77.{}.{}",
+            now() + 60,
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&long).unwrap())
+        );
+        let signed = format!(
+            "{body}.{}",
+            hex::encode(signer.mac(&body).finalize().into_bytes())
+        );
+        assert!(matches!(
+            signer.verify_visitor(&signed),
+            Err(HandshakeError::BadClaims(m)) if m.contains("name is 201")
+        ));
+        let huge = Vouched {
+            fields: (0..32)
+                .map(|i| (format!("f{i}"), "v".repeat(200)))
+                .collect(),
+            ..Vouched::default()
+        };
+        assert!(matches!(
+            signer.sign_visitor("77", Some(&huge), 60),
+            Err(HandshakeError::BadClaims(m)) if m.contains("4096")
+        ));
     }
 }

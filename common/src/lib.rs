@@ -1,8 +1,10 @@
 //! What every Socketgram crate shares without depending on the core (and its database
 //! drivers): [`Secret`], a configuration value that never prints; [`ConfigError`], which names
 //! the key that is wrong; [`TlsConfig`], a listener's certificate and key files; [`ops`], the
-//! `/metrics`, `/healthz` and `/readyz` endpoints every process serves.
+//! `/metrics`, `/healthz` and `/readyz` endpoints every process serves; [`context`], what is
+//! known of a visitor besides their messages, and its bounds.
 
+pub mod context;
 pub mod ops;
 
 use std::{fmt, path::PathBuf};

@@ -23,8 +23,8 @@ use tracing::{debug, info, warn};
 use crate::{
     config::ClusterConfig,
     domain::{
-        ConversationId, Direction, Erasure, MessageId, Note, Origin, Reader, Status, StatusChange,
-        StoredMessage,
+        ContextChanged, ConversationId, Direction, Erasure, MessageId, Note, Origin, Reader,
+        Status, StatusChange, StoredMessage, VisitorContext, part_json,
     },
     typing::{Typing, Typist},
 };
@@ -74,6 +74,7 @@ pub(crate) enum News {
     },
     Typing(Typing),
     Erased(Erasure),
+    Context(ContextChanged),
     /// The connection to NATS came back: news may have been lost meanwhile.
     Reconnected,
 }
@@ -113,6 +114,7 @@ struct Subjects {
     statuses: String,
     typing: String,
     erasures: String,
+    contexts: String,
 }
 
 impl Subjects {
@@ -127,6 +129,7 @@ impl Subjects {
             statuses: format!("{prefix}.statuses"),
             typing: format!("{prefix}.typing"),
             erasures: format!("{prefix}.erasures"),
+            contexts: format!("{prefix}.contexts"),
         }
     }
 }
@@ -140,6 +143,7 @@ const ASSIGNMENTS: &str = "assignments";
 const STATUSES: &str = "statuses";
 const TYPING: &str = "typing";
 const ERASURES: &str = "erasures";
+const CONTEXTS: &str = "contexts";
 
 impl Bus {
     /// Connects to NATS (in the background: a core starts while NATS is down, and reconnects
@@ -343,6 +347,20 @@ impl Bus {
         self.queue(ERASURES, news.encode_to_vec());
     }
 
+    /// A visitor's context changed here.
+    pub(crate) fn context(&self, changed: &ContextChanged) {
+        let json = |part: Option<String>| part.unwrap_or_default();
+        let context = &changed.context;
+        let news = pb::VisitorContext {
+            replica: self.replica.to_string(),
+            conversation_id: changed.conversation_id,
+            verified_json: json(context.verified.as_ref().map(part_json)),
+            page_json: json(context.page.as_ref().map(part_json)),
+            updated_at_ms: context.updated_at_ms,
+        };
+        self.queue(CONTEXTS, news.encode_to_vec());
+    }
+
     /// This replica re-read the admin directory.
     pub(crate) fn admins_changed(&self) {
         let news = pb::AdminsChanged {
@@ -395,6 +413,7 @@ async fn send(
             STATUSES => &subjects.statuses,
             TYPING => &subjects.typing,
             ERASURES => &subjects.erasures,
+            CONTEXTS => &subjects.contexts,
             _ => &subjects.admins,
         };
         if let Err(e) = client.publish(subject.clone(), payload).await {
@@ -571,9 +590,33 @@ fn decode(kind: &str, payload: &[u8], own: &str) -> Result<Option<News>, String>
                 notes: news.notes,
             })
         }
+        CONTEXTS => {
+            let news = pb::VisitorContext::decode(payload).map_err(|e| e.to_string())?;
+            if news.replica == own {
+                return Ok(None);
+            }
+            News::Context(ContextChanged {
+                conversation_id: news.conversation_id,
+                context: VisitorContext {
+                    verified: from_json(&news.verified_json)?,
+                    page: from_json(&news.page_json)?,
+                    updated_at_ms: news.updated_at_ms,
+                },
+            })
+        }
         _ => return Ok(None),
     };
     Ok(Some(decoded))
+}
+
+/// A context part the other replica sent as JSON (empty: absent).
+fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<Option<T>, String> {
+    if json.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(json)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 fn to_wire(m: &StoredMessage) -> pb::StoredMessage {

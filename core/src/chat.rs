@@ -22,10 +22,10 @@ use crate::{
     config::CoreConfig,
     credentials::{Credentials, Verdict},
     domain::{
-        Admin, Appended, Assigned, CannedReply, ConversationFilter, ConversationId,
-        ConversationSummary, Direction, Erasure, Lease, MessageId, NewMessage, Note, Origin,
-        Reader, Scope, Status, StatusChange, StoredMessage, TelegramLink, TelegramMode,
-        VISITOR_ADMIN_ID,
+        Admin, Appended, Assigned, CannedReply, ContextChanged, ContextError, ConversationFilter,
+        ConversationId, ConversationSummary, Direction, Erasure, Lease, MessageId, NewMessage,
+        Note, Origin, Page, Reader, Scope, Status, StatusChange, StoredMessage, TelegramLink,
+        TelegramMode, VISITOR_ADMIN_ID, VisitorContext, Vouched,
     },
     error::{CoreError, CoreResult},
     hub::{Event, Hub},
@@ -275,6 +275,7 @@ impl Core {
                 }
                 News::Typing(typing) => self.hub.publish_typing(Arc::new(typing)),
                 News::Erased(erasure) => self.forget_erased(Arc::new(erasure)),
+                News::Context(changed) => self.hub.publish_context(Arc::new(changed)),
                 News::AdminsChanged => {
                     if let Err(e) = self.reload_admins_here().await {
                         warn!(error = %e, "cannot re-read the admins another replica changed");
@@ -1075,7 +1076,12 @@ impl Core {
     ) -> CoreResult<Erasure> {
         check_conversation_id(conversation)?;
         let erased_by = self.check_admin(erased_by).await?;
-        self.require_stored(conversation).await?;
+        // A visitor who never wrote may have left a context: that is theirs to erase too.
+        if self.store.conversation(conversation).await?.is_none()
+            && self.store.visitor_context(conversation).await?.is_none()
+        {
+            return Err(unknown_conversation(conversation));
+        }
         let erasure = self
             .store
             .erase_conversation(conversation, &erased_by)
@@ -1092,6 +1098,61 @@ impl Core {
         }
         self.forget_erased(Arc::new(erasure.clone()));
         Ok(erasure)
+    }
+
+    /// Stores what is known of a visitor besides messages: the parts given replace the
+    /// stored ones, the others stay (see [`VisitorContext`]). Nothing is written, nor told,
+    /// when that changes nothing (a page load that reports the same page again). Support's
+    /// subscribers are told a change, on every replica. Returns the context as stored.
+    pub async fn set_visitor_context(
+        &self,
+        conversation: ConversationId,
+        verified: Option<Vouched>,
+        page: Option<Page>,
+    ) -> CoreResult<VisitorContext> {
+        check_conversation_id(conversation)?;
+        if verified.is_none() && page.is_none() {
+            return Err(CoreError::InvalidArgument(
+                "nothing to set: give `verified`, `page` or both".into(),
+            ));
+        }
+        let bounds = |e: ContextError| CoreError::InvalidArgument(e.0);
+        verified
+            .as_ref()
+            .map(Vouched::check)
+            .transpose()
+            .map_err(bounds)?;
+        page.as_ref().map(Page::check).transpose().map_err(bounds)?;
+        let stored = self.store.visitor_context(conversation).await?;
+        if let Some(stored) = stored
+            && verified
+                .as_ref()
+                .is_none_or(|v| stored.verified.as_ref() == Some(v))
+            && page
+                .as_ref()
+                .is_none_or(|p| stored.page.as_ref() == Some(p))
+        {
+            return Ok(stored);
+        }
+        let context = self
+            .store
+            .put_visitor_context(conversation, verified.as_ref(), page.as_ref())
+            .await?;
+        info!(
+            conversation,
+            verified = context.verified.is_some(),
+            page = context.page.is_some(),
+            "visitor context stored"
+        );
+        let changed = ContextChanged {
+            conversation_id: conversation,
+            context: context.clone(),
+        };
+        if let Some(bus) = &self.bus {
+            bus.context(&changed);
+        }
+        self.hub.publish_context(Arc::new(changed));
+        Ok(context)
     }
 
     /// A conversation was erased (here or on another replica): nothing of it stays known

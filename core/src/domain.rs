@@ -173,6 +173,33 @@ pub struct ConversationSummary {
     pub assignee: Option<String>,
     /// Where support stands with it (a snooze that ran out reads as open).
     pub status: Status,
+    /// What is known of the visitor besides messages, if anything.
+    pub context: Option<VisitorContext>,
+}
+
+pub use socketgram_common::context::{ContextError, Page, Vouched};
+
+/// What is known of a conversation's visitor besides messages (`sg_visitor_context`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VisitorContext {
+    /// What the host site vouched for: the only verified part.
+    pub verified: Option<Vouched>,
+    /// What the visitor's page reported: never verified.
+    pub page: Option<Page>,
+    /// When it last changed, in milliseconds since 1970 by the database's clock.
+    pub updated_at_ms: i64,
+}
+
+/// A context part as its column (and the replicas' news) holds it: JSON.
+pub(crate) fn part_json<T: serde::Serialize>(part: &T) -> String {
+    serde_json::to_string(part).expect("a context part serialises")
+}
+
+/// A visitor's context as it is now stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContextChanged {
+    pub conversation_id: ConversationId,
+    pub context: VisitorContext,
 }
 
 /// Where support stands with a conversation.

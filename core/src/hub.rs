@@ -15,8 +15,8 @@ use tokio::sync::broadcast;
 use crate::typing::{Typing, Typist};
 
 use crate::domain::{
-    Admin, ConversationId, Erasure, MessageId, Note, Reader, Scope, Status, StatusChange,
-    StoredMessage,
+    Admin, ContextChanged, ConversationId, Erasure, MessageId, Note, Reader, Scope, Status,
+    StatusChange, StoredMessage,
 };
 
 /// Buffered events per all-conversations channel before a slow subscriber lags.
@@ -61,6 +61,8 @@ pub enum Event {
     Typing(Arc<Typing>),
     /// A conversation was erased (only on the all-conversation channel: support).
     Erased(Arc<Erasure>),
+    /// What is known of a visitor changed (only on the all-conversation channel: support).
+    Context(Arc<ContextChanged>),
     /// Every message up to this id has been delivered; live from here.
     CaughtUp(MessageId),
 }
@@ -191,6 +193,11 @@ impl Hub {
     /// Publishes an erasure to all-conversation subscribers (support).
     pub fn publish_erased(&self, erasure: Arc<Erasure>) {
         let _ = self.all.send(Event::Erased(erasure));
+    }
+
+    /// Publishes a visitor's new context to all-conversation subscribers (support).
+    pub fn publish_context(&self, changed: Arc<ContextChanged>) {
+        let _ = self.all.send(Event::Context(changed));
     }
 
     /// Publishes a new admin list to all-conversation subscribers.

@@ -177,7 +177,8 @@ impl Delivery {
                     | Kind::Assigned(_)
                     | Kind::StatusChanged(_)
                     | Kind::Typing(_)
-                    | Kind::Erased(_),
+                    | Kind::Erased(_)
+                    | Kind::VisitorContext(_),
                 )
                 | None => {}
             }

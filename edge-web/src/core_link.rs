@@ -424,7 +424,8 @@ impl State {
                     | pb::event::Kind::Assigned(_)
                     | pb::event::Kind::StatusChanged(_)
                     | pb::event::Kind::Typing(_)
-                    | pb::event::Kind::Erased(_) => {}
+                    | pb::event::Kind::Erased(_)
+                    | pb::event::Kind::VisitorContext(_) => {}
                 }
                 sub.events.send(LinkEvent::Event(kind))
             }

@@ -314,9 +314,12 @@ impl State {
             // Support's alone: the core sends notes on all-conversation subscriptions only,
             // and no page of the legacy protocol has them.
             Kind::Note(_) => {}
-            // Support's workflow: no page of the legacy protocol shows assignments.
             Kind::Typing(typing) => typing_to_clients(&self.io, &typing).await,
-            Kind::Assigned(_) | Kind::StatusChanged(_) | Kind::Erased(_) => {}
+            // Support's workflow (gRPC clients): no page of the legacy protocol shows it.
+            Kind::Assigned(_)
+            | Kind::StatusChanged(_)
+            | Kind::Erased(_)
+            | Kind::VisitorContext(_) => {}
         }
     }
 

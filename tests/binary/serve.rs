@@ -99,7 +99,8 @@ async fn until_caught_up(stream: &mut Streaming<pb::Event>) -> (Vec<u64>, u64) {
             | Kind::Assigned(_)
             | Kind::StatusChanged(_)
             | Kind::Typing(_)
-            | Kind::Erased(_) => {}
+            | Kind::Erased(_)
+            | Kind::VisitorContext(_) => {}
         }
     }
 }

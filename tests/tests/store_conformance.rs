@@ -4,7 +4,9 @@
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use chrono::{NaiveDate, NaiveDateTime};
-use socketgram_core::domain::{AssigneeFilter, ConversationFilter, Status, StatusKind};
+use socketgram_core::domain::{
+    AssigneeFilter, ConversationFilter, Page, Status, StatusKind, Vouched,
+};
 use socketgram_core::{
     domain::{NewMessage, Origin, Reader, Scope, TelegramMode, VISITOR_ADMIN_ID},
     store::{self, Backend, Store, StoreError},
@@ -82,6 +84,7 @@ conformance!(
     an_erasure_leaves_only_its_record,
     a_conversation_belongs_to_one_admin_or_none,
     a_status_is_kept_and_a_visitor_message_reopens,
+    a_visitor_context_is_kept_by_parts_and_erased,
 );
 
 fn at(h: u32, m: u32, s: u32) -> NaiveDateTime {
@@ -1355,4 +1358,73 @@ async fn a_status_is_kept_and_a_visitor_message_reopens(f: Fixture) {
     assert!(s.end_snooze(93, past).await.unwrap());
     assert!(!s.end_snooze(93, past).await.unwrap(), "once");
     assert!(s.reopenable().await.unwrap().is_empty());
+}
+
+/// A visitor's context: kept before the conversation exists, each part replaced only when
+/// given, read with the conversation (and its list), exactly as written (quotes, accents,
+/// emoji), erased with it.
+async fn a_visitor_context_is_kept_by_parts_and_erased(f: Fixture) {
+    let s = &f.store;
+    let page = Page {
+        url: "https://shop.example/cart?item=7&q=\"x\"".into(),
+        title: "Cart — Zoë's shop 🛒".into(),
+        language: "de-AT".into(),
+        time_zone: "Europe/Vienna".into(),
+    };
+    let first = s.put_visitor_context(80, None, Some(&page)).await.unwrap();
+    assert_eq!(
+        (first.verified.as_ref(), first.page.as_ref()),
+        (None, Some(&page))
+    );
+    assert!((first.updated_at_ms - local_now_ms()).abs() < 60_000);
+    assert_eq!(s.visitor_context(80).await.unwrap(), Some(first));
+    assert!(
+        s.conversation(80).await.unwrap().is_none(),
+        "no conversation yet"
+    );
+    assert!(s.visitor_context(81).await.unwrap().is_none());
+
+    let ann = Vouched {
+        name: "Ann \"Q\" O'Brien".into(),
+        email: "ann@example.com".into(),
+        fields: [
+            ("plan".to_owned(), "pro ✓".to_owned()),
+            ("seats".to_owned(), "3".to_owned()),
+        ]
+        .into(),
+    };
+    let both = s.put_visitor_context(80, Some(&ann), None).await.unwrap();
+    assert_eq!(
+        (both.verified.as_ref(), both.page.as_ref()),
+        (Some(&ann), Some(&page))
+    );
+    let moved = Page {
+        url: "https://shop.example/checkout".into(),
+        ..page.clone()
+    };
+    let now = s.put_visitor_context(80, None, Some(&moved)).await.unwrap();
+    assert_eq!(
+        (now.verified.as_ref(), now.page.as_ref()),
+        (Some(&ann), Some(&moved))
+    );
+
+    s.append(&[visitor(80, "hello", None)]).await.unwrap();
+    s.append(&[visitor(81, "no context", None)]).await.unwrap();
+    let summary = s.conversation(80).await.unwrap().unwrap();
+    assert_eq!(summary.context.as_ref(), Some(&now));
+    let listed = s
+        .conversations(None, 10, &ConversationFilter::default())
+        .await
+        .unwrap();
+    let of = |cid| listed.iter().find(|c| c.conversation_id == cid).unwrap();
+    assert_eq!(of(80).context.as_ref(), Some(&now));
+    assert_eq!(of(81).context, None);
+
+    s.erase_conversation(80, "alice").await.unwrap();
+    assert!(s.visitor_context(80).await.unwrap().is_none());
+    // A visitor who never wrote: the erasure takes the context alone.
+    s.put_visitor_context(82, Some(&ann), None).await.unwrap();
+    s.erase_conversation(82, "alice").await.unwrap();
+    assert!(s.visitor_context(82).await.unwrap().is_none());
+    assert!(s.visitor_context(81).await.unwrap().is_none());
 }

@@ -402,4 +402,20 @@ impl Chat for ChatApi {
         self.core.typing(typing).await.map_err(status)?;
         Ok(Response::new(pb::SetTypingResponse {}))
     }
+
+    #[tracing::instrument(skip_all, name = "Chat.SetVisitorContext", fields(conversation = request.get_ref().conversation_id))]
+    async fn set_visitor_context(
+        &self,
+        request: Request<pb::SetVisitorContextRequest>,
+    ) -> Result<Response<pb::VisitorContext>, Status> {
+        let r = request.into_inner();
+        let conversation = r.conversation_id;
+        let (verified, page) = convert::context_parts(r);
+        let context = self
+            .core
+            .set_visitor_context(conversation, verified, page)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::visitor_context(&context)))
+    }
 }

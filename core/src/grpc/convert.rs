@@ -7,7 +7,8 @@ use crate::{
     chat::{Author, SendMessage},
     domain::{
         Admin, Appended, CannedReply, ConversationSummary, Direction, Erasure, Lease, Note, Origin,
-        Reader, Scope, Status, StatusChange, StatusKind, StoredMessage, TelegramLink, TelegramMode,
+        Page, Reader, Scope, Status, StatusChange, StatusKind, StoredMessage, TelegramLink,
+        TelegramMode, VisitorContext, Vouched,
     },
     error::{CoreError, CoreResult},
     hub::Event,
@@ -127,6 +128,10 @@ pub(crate) fn event(core: &Core, event: &Event) -> pb::Event {
         }),
         Event::Note(n) => Kind::Note(note(n)),
         Event::Erased(e) => Kind::Erased(erasure(e)),
+        Event::Context(c) => Kind::VisitorContext(pb::VisitorContextChanged {
+            conversation_id: c.conversation_id,
+            context: Some(visitor_context(&c.context)),
+        }),
         Event::Typing(t) => {
             let admin_id = match &t.typist {
                 Typist::Visitor => String::new(),
@@ -198,7 +203,42 @@ pub(crate) fn conversation(core: &Core, c: &ConversationSummary) -> pb::Conversa
         assignee: c.assignee.clone().unwrap_or_default(),
         status: status_kind(c.status.kind()).into(),
         snoozed_until_ms: snoozed_until(c.status),
+        context: c.context.as_ref().map(visitor_context),
     }
+}
+
+/// A visitor's context as the contract says it.
+pub(crate) fn visitor_context(c: &VisitorContext) -> pb::VisitorContext {
+    pb::VisitorContext {
+        verified: c.verified.as_ref().map(|v| pb::VerifiedVisitor {
+            name: v.name.clone(),
+            email: v.email.clone(),
+            fields: v.fields.clone().into_iter().collect(),
+        }),
+        page: c.page.as_ref().map(|p| pb::PageContext {
+            url: p.url.clone(),
+            title: p.title.clone(),
+            language: p.language.clone(),
+            time_zone: p.time_zone.clone(),
+        }),
+        updated_at_ms: c.updated_at_ms,
+    }
+}
+
+/// The parts a `SetVisitorContext` sets.
+pub(crate) fn context_parts(r: pb::SetVisitorContextRequest) -> (Option<Vouched>, Option<Page>) {
+    let verified = r.verified.map(|v| Vouched {
+        name: v.name,
+        email: v.email,
+        fields: v.fields.into_iter().collect(),
+    });
+    let page = r.page.map(|p| Page {
+        url: p.url,
+        title: p.title,
+        language: p.language,
+        time_zone: p.time_zone,
+    });
+    (verified, page)
 }
 
 fn status_kind(kind: StatusKind) -> pb::ConversationStatus {

@@ -130,6 +130,19 @@ async fn serve(
                     tracing::debug!(error = %e, "a typing event refused");
                 }
             }
+            Command::VisitorContext(request) => {
+                // Answered by nothing: the edge vouches for the claims it read from a signed
+                // token, and a refusal (a context out of bounds) is the host site's to fix.
+                // Stored on the side, as a join is read: the next commands need not wait.
+                let core = core.clone();
+                tokio::spawn(async move {
+                    let conversation = request.conversation_id;
+                    let (verified, page) = convert::context_parts(request);
+                    if let Err(e) = core.set_visitor_context(conversation, verified, page).await {
+                        tracing::warn!(conversation, error = %e, "a visitor context refused");
+                    }
+                });
+            }
             Command::Join(join) => {
                 // Read on the side: a session serves every socket of its edge, and one
                 // socket's history must not hold up the next one's commands.

@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     Admin, Appended, Assigned, CannedReply, Committed, ConversationFilter, ConversationId,
-    ConversationSummary, Erasure, Lease, MessageId, NewMessage, Note, Reader, Scope, Status,
-    StoredMessage, TelegramLink, TelegramMode,
+    ConversationSummary, Erasure, Lease, MessageId, NewMessage, Note, Page, Reader, Scope, Status,
+    StoredMessage, TelegramLink, TelegramMode, VisitorContext, Vouched,
 };
 
 pub use dialect::Dialect;
@@ -445,8 +445,25 @@ pub trait Store: Send + Sync + 'static {
         only_if_unassigned: bool,
     ) -> StoreResult<Assigned>;
 
+    /// What is known of a conversation's visitor besides messages, if anything (it may be
+    /// stored before the conversation is).
+    async fn visitor_context(
+        &self,
+        conversation: ConversationId,
+    ) -> StoreResult<Option<VisitorContext>>;
+
+    /// Stores the parts of a visitor's context that are given (a part left out keeps what is
+    /// stored), stamped with the database's clock; returns the context as stored.
+    async fn put_visitor_context(
+        &self,
+        conversation: ConversationId,
+        verified: Option<&Vouched>,
+        page: Option<&Page>,
+    ) -> StoreResult<VisitorContext>;
+
     /// Erases a conversation for good, in one transaction under the write lock: its messages
-    /// (and their `sg_message_meta`), notes, Telegram link and `sg_conversations` row; then
+    /// (and their `sg_message_meta`), notes, Telegram link, visitor context and
+    /// `sg_conversations` row; then
     /// records the erasure (`sg_erasures`: who, when, how much). Returns the record.
     async fn erase_conversation(
         &self,

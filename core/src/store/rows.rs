@@ -8,7 +8,7 @@ use sqlx::{ColumnIndex, Decode, FromRow, Row, Type, ValueRef as _, error::BoxDyn
 use super::{Dialect, StoreError, StoreResult, from_db_id, text};
 use crate::domain::{
     Admin, CannedReply, ConversationSummary, Direction, Erasure, Lease, Note, Origin, Status,
-    StoredMessage, TelegramLink, TelegramMode,
+    StoredMessage, TelegramLink, TelegramMode, VisitorContext,
 };
 
 /// An integer column read as `i64`, whatever integer type the backend gives it: `BIGINT`, or
@@ -100,6 +100,8 @@ pub(crate) struct SummaryRow {
     assignee: Option<String>,
     status: Int,
     snoozed_until_ms: Option<Int>,
+    #[sqlx(flatten)]
+    context: ContextColumns,
 }
 
 impl TryFrom<SummaryRow> for ConversationSummary {
@@ -119,8 +121,44 @@ impl TryFrom<SummaryRow> for ConversationSummary {
                 row.snoozed_until_ms.map(|t| t.0),
                 chrono::Utc::now().timestamp_millis(),
             ),
+            context: row.context.read()?,
         })
     }
+}
+
+/// A row of `sg_visitor_context` (`context_*`, NULL when the visitor has none).
+#[derive(FromRow)]
+pub(crate) struct ContextColumns {
+    context_verified: Option<String>,
+    context_page: Option<String>,
+    context_updated_at_ms: Option<Int>,
+}
+
+impl ContextColumns {
+    pub(crate) fn read(self) -> StoreResult<Option<VisitorContext>> {
+        let Some(updated) = self.context_updated_at_ms else {
+            return Ok(None);
+        };
+        Ok(Some(VisitorContext {
+            verified: from_json("sg_visitor_context.verified", self.context_verified)?,
+            page: from_json("sg_visitor_context.page", self.context_page)?,
+            updated_at_ms: updated.0,
+        }))
+    }
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(
+    column: &'static str,
+    value: Option<String>,
+) -> StoreResult<Option<T>> {
+    value
+        .map(|json| {
+            serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
+                column,
+                value: format!("{e}: {json}"),
+            })
+        })
+        .transpose()
 }
 
 /// A row of `telegram`.

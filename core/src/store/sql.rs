@@ -17,14 +17,16 @@ use super::batch::{
 };
 use super::dialect::RowsAffected as _;
 use super::rows::{
-    AdminRow, CannedReplyRow, ErasureRow, Int, LeaseRow, LinkRow, MessageRow, NoteRow, SummaryRow,
+    AdminRow, CannedReplyRow, ContextColumns, ErasureRow, Int, LeaseRow, LinkRow, MessageRow,
+    NoteRow, SummaryRow,
 };
 use super::write_tx::WriteTx;
 use super::{Backend, Dialect, Store, StoreError, StoreResult, from_db_id, page, text, to_db_id};
 use crate::domain::{
     Admin, Appended, Assigned, AssigneeFilter, CannedReply, Committed, ConversationFilter,
     ConversationId, ConversationSummary, Direction, Erasure, Lease, MessageId, NewMessage, Note,
-    Reader, Scope, Status, StatusKind, StoredMessage, TelegramLink, TelegramMode,
+    Page, Reader, Scope, Status, StatusKind, StoredMessage, TelegramLink, TelegramMode,
+    VisitorContext, Vouched, part_json,
 };
 
 /// Columns of a message as [`MessageRow`] reads them, `m` = messages, `meta` =
@@ -42,6 +44,14 @@ const MESSAGES_WHERE: &str = concat!(
     " FROM messages m LEFT JOIN sg_message_meta meta ON meta.message_id = m.id WHERE "
 );
 
+/// A visitor's context as [`ContextColumns`] reads it, `vc` = sg_visitor_context.
+macro_rules! context_columns {
+    () => {
+        "vc.verified AS context_verified, vc.page AS context_page, \
+         vc.updated_at_ms AS context_updated_at_ms"
+    };
+}
+
 /// A conversation with its last message (joined as `m`/`meta`) and unread counts, as
 /// [`SummaryRow`] reads it, to be followed by a condition.
 const SUMMARY_WHERE: &str = concat!(
@@ -51,10 +61,12 @@ const SUMMARY_WHERE: &str = concat!(
     " AND u.id > c.support_read_id) AS unread_support",
     ", (SELECT COUNT(*) FROM messages u WHERE u.cid = c.cid AND u.direction = 2",
     " AND u.id > c.visitor_read_id) AS unread_visitor",
-    ", c.support_read_id, c.visitor_read_id, c.assignee, c.status, c.snoozed_until_ms",
+    ", c.support_read_id, c.visitor_read_id, c.assignee, c.status, c.snoozed_until_ms, ",
+    context_columns!(),
     " FROM sg_conversations c",
     " LEFT JOIN messages m ON m.id = c.last_message_id",
-    " LEFT JOIN sg_message_meta meta ON meta.message_id = m.id WHERE "
+    " LEFT JOIN sg_message_meta meta ON meta.message_id = m.id",
+    " LEFT JOIN sg_visitor_context vc ON vc.cid = c.cid WHERE "
 );
 
 /// Canned replies as [`CannedReplyRow`] reads them, to be followed by a condition.
@@ -991,6 +1003,7 @@ where
             ("messages", Some(0)),
             ("sg_notes", Some(1)),
             ("telegram", None),
+            ("sg_visitor_context", None),
             ("sg_conversations", None),
         ] {
             let mut delete = QueryBuilder::<DB>::new(format!("DELETE FROM {table} WHERE cid = "));
@@ -1020,6 +1033,58 @@ where
             .ok_or_else(|| StoreError::Corrupt {
                 column: "sg_erasures",
                 value: "the erasure just recorded is not there".into(),
+            })
+    }
+
+    #[tracing::instrument(skip_all, name = "store.visitor_context", fields(conversation = conversation))]
+    async fn visitor_context(
+        &self,
+        conversation: ConversationId,
+    ) -> StoreResult<Option<VisitorContext>> {
+        let mut query = QueryBuilder::<DB>::new(concat!(
+            "SELECT ",
+            context_columns!(),
+            " FROM sg_visitor_context vc WHERE vc.cid = "
+        ));
+        query.push_bind(to_db_id(conversation));
+        let row: Option<ContextColumns> = query.build_query_as().fetch_optional(&self.pool).await?;
+        Ok(row.map(ContextColumns::read).transpose()?.flatten())
+    }
+
+    #[tracing::instrument(skip_all, name = "store.put_visitor_context", fields(conversation = conversation))]
+    async fn put_visitor_context(
+        &self,
+        conversation: ConversationId,
+        verified: Option<&Vouched>,
+        page: Option<&Page>,
+    ) -> StoreResult<VisitorContext> {
+        let mut put = QueryBuilder::<DB>::new(
+            "INSERT INTO sg_visitor_context (cid, verified, page, updated_at_ms) VALUES (",
+        );
+        put.push_bind(to_db_id(conversation))
+            .push(", ")
+            .push_bind(verified.map(part_json))
+            .push(", ")
+            .push_bind(page.map(part_json))
+            .push(format_args!(", {})", DB::NOW_MS))
+            .push(DB::on_conflict_update("cid"));
+        // A part left out keeps what is stored.
+        for column in ["verified", "page"] {
+            put.push(format_args!(
+                "{column} = COALESCE({}, sg_visitor_context.{column}), ",
+                DB::inserted(column)
+            ));
+        }
+        put.push(format_args!(
+            "updated_at_ms = {}",
+            DB::inserted("updated_at_ms")
+        ));
+        put.build().execute(&self.pool).await?;
+        self.visitor_context(conversation)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt {
+                column: "sg_visitor_context",
+                value: "the context just stored is not there".into(),
             })
     }
 
