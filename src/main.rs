@@ -71,12 +71,22 @@ struct EdgeArgs {
 
 #[derive(Subcommand)]
 enum TokenCommand {
-    /// A visitor token for the widget: `v1.<cid>.<expiry>.<signature>`.
+    /// A visitor token for the widget: `v1.<cid>.<expiry>.<signature>`, or with what the
+    /// site vouches for (any of `--name`, `--email`, `--field`) `v2.<cid>.<expiry>.<claims>.<signature>`.
     Visitor {
         cid: u32,
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 86_400)]
         ttl: u64,
+        /// The visitor's name, as the site knows it (shown to support as verified).
+        #[arg(long)]
+        name: Option<String>,
+        /// The visitor's email address (shown to support as verified).
+        #[arg(long)]
+        email: Option<String>,
+        /// A custom field, `name=value` (repeatable).
+        #[arg(long = "field", value_parser = parse_field)]
+        fields: Vec<(String, String)>,
     },
     /// A per-admin token for an admin client: `a1.<login>.<expiry>.<signature>`.
     Admin {
@@ -198,12 +208,38 @@ fn mint_token(config: &Config, kind: &TokenCommand) -> ExitCode {
     }
     let signer = TokenSigner::new(config.web.token_secret.expose().as_bytes());
     let token = match kind {
-        TokenCommand::Visitor { cid, ttl } => {
-            signer.sign(TokenKind::Visitor, &cid.to_string(), *ttl)
+        TokenCommand::Visitor {
+            cid,
+            ttl,
+            name,
+            email,
+            fields,
+        } => {
+            let vouched = (name.is_some() || email.is_some() || !fields.is_empty()).then(|| {
+                socketgram_common::context::Vouched {
+                    name: name.clone().unwrap_or_default(),
+                    email: email.clone().unwrap_or_default(),
+                    fields: fields.iter().cloned().collect(),
+                }
+            });
+            match signer.sign_visitor(&cid.to_string(), vouched.as_ref(), *ttl) {
+                Ok(token) => token,
+                Err(e) => {
+                    eprintln!("socketgram: {e}");
+                    return ExitCode::from(2);
+                }
+            }
         }
         TokenCommand::Admin { login, ttl } => signer.sign(TokenKind::Admin, login, *ttl),
     };
     print_out(&format!("{token}\n"))
+}
+
+/// `name=value` of `--field`.
+fn parse_field(arg: &str) -> Result<(String, String), String> {
+    arg.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{arg:?} is not name=value"))
 }
 
 /// Prints a command's output; a closed pipe (`| head`) is not an error.

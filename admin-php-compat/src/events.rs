@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use socketgram_common::context::Page;
 
 /// Events clients send.
 pub mod incoming {
@@ -130,7 +131,7 @@ pub struct ErrorPayload {
 #[error("{0}")]
 pub struct PayloadError(pub String);
 
-/// `subscribe {room, username}` (LEGACY.md §3); the widget sends `{since}` or nothing.
+/// `subscribe {room, username}` (LEGACY.md §3); the widget sends `{since, page}` or nothing.
 #[derive(Debug, Default, Deserialize)]
 pub struct Subscribe {
     #[serde(default, deserialize_with = "visitor_id")]
@@ -140,6 +141,9 @@ pub struct Subscribe {
     /// Resume after this message id (the widget).
     #[serde(default, deserialize_with = "visitor_id")]
     pub since: Option<u64>,
+    /// What the widget's page reports of itself (unverified).
+    #[serde(default)]
+    pub page: Option<Page>,
 }
 
 /// `new message {username, message, room}`, with the widget's `client_msg_id`.

@@ -524,6 +524,8 @@ button, textarea { font: inherit; color: inherit; }
       // Resume after the newest message seen: the server sends everything after it, in
       // order, so nothing is lost while away and nothing arrives twice.
       const payload = newest > 0 ? { since: newest } : {};
+      const page = pageContext();
+      if (Object.keys(page).length) payload.page = page;
       s.timeout(ACK_TIMEOUT_MS).emitWithAck('subscribe', payload).then((reply) => {
         if (s !== socket || !s.connected) return;
         if (reply && reply.data) {
@@ -547,6 +549,25 @@ button, textarea { font: inherit; color: inherit; }
         // No answer in time: start over on a fresh connection rather than subscribe twice.
         if (s === socket && s.connected) restart();
       });
+    }
+
+    /**
+     * What this page reports of itself for support (shown as unverified), within the server's
+     * bounds: a part the server would refuse is left out rather than sent.
+     */
+    function pageContext() {
+      const page = {};
+      // Control characters out, at most `max` code points (the server counts them so).
+      const clip = (text, max) => Array.from(String(text || '').replace(/[\u0000-\u001f\u007f-\u009f]/g, ' '))
+        .slice(0, max).join('');
+      if (/^https?:\/\//i.test(location.href)) page.url = clip(location.href, 2048);
+      if (document.title) page.title = clip(document.title, 300);
+      const language = navigator.language || '';
+      if (/^[A-Za-z0-9-]{1,35}$/.test(language)) page.language = language;
+      let zone = '';
+      try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ''; } catch (_) { zone = ''; }
+      if (/^[A-Za-z0-9_+\/-]{1,64}$/.test(zone)) page.time_zone = zone;
+      return page;
     }
 
     /** Drops a connection that stopped answering and opens a new one (which resumes). */

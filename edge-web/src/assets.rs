@@ -14,7 +14,8 @@ use axum::{
     routing::get,
 };
 use serde::Deserialize;
-use socketgram_admin_php_compat::{events::parse_id, handshake::TokenKind};
+use socketgram_admin_php_compat::events::parse_id;
+use socketgram_common::context::Vouched;
 
 use crate::{Edge, config::WebConfig};
 
@@ -93,12 +94,20 @@ struct TokenQuery {
 }
 
 /// Development only: a visitor token for any visitor id, so a newcomer can try the widget.
+/// It vouches for a demo name, as a host site vouches for its signed-in users, so support sees
+/// what a verified visitor looks like.
 async fn demo_token(State(edge): State<Arc<Edge>>, Query(q): Query<TokenQuery>) -> Response {
     match parse_id(&q.cid).filter(|&c| c <= u64::from(u32::MAX)) {
         Some(cid) => {
+            let vouched = Vouched {
+                name: format!("Demo visitor {cid}"),
+                fields: [("source".to_owned(), "demo".to_owned())].into(),
+                ..Vouched::default()
+            };
             let token = edge
                 .signer
-                .sign(TokenKind::Visitor, &cid.to_string(), DEMO_TOKEN_TTL_SECS);
+                .sign_visitor(&cid.to_string(), Some(&vouched), DEMO_TOKEN_TTL_SECS)
+                .expect("the demo's claims are within bounds");
             Json(serde_json::json!({ "cid": cid, "token": token })).into_response()
         }
         None => (StatusCode::BAD_REQUEST, "cid must be a positive integer").into_response(),

@@ -67,6 +67,7 @@ enum Command {
         reply: oneshot::Sender<JoinResult>,
     },
     Typing(pb::SetTypingRequest),
+    VisitorContext(pb::SetVisitorContextRequest),
 }
 
 /// What a send through the link ends with.
@@ -214,6 +215,13 @@ impl CoreLink {
         let _ = self.commands.send(Command::Typing(request));
     }
 
+    /// What a subscribing visitor's token vouches for and its page reports: told to the
+    /// core, answered by nothing. Not replayed to a new session: the visitor's next
+    /// subscribe tells it again.
+    pub fn visitor_context(&self, request: pb::SetVisitorContextRequest) {
+        let _ = self.commands.send(Command::VisitorContext(request));
+    }
+
     /// One visitor socket more (`online`) or less.
     pub fn presence(&self, conversation: u64, online: bool) {
         let _ = self.commands.send(Command::Presence {
@@ -300,6 +308,7 @@ impl State {
                 Some(wire)
             }
             Command::Typing(request) => Some(Wire::Typing(request)),
+            Command::VisitorContext(request) => Some(Wire::VisitorContext(request)),
             Command::Join { mut request, reply } => {
                 self.next_join += 1;
                 request.request_id = self.next_join;

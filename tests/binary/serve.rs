@@ -2126,6 +2126,34 @@ async fn erasure(server: &TestServer, db: &TestDb) {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "erased once");
+
+    // A visitor who only opened the page left a context: it is theirs to erase too, and
+    // nothing of it is shown afterwards.
+    let page = |url: &str| pb::SetVisitorContextRequest {
+        conversation_id: 93,
+        verified: None,
+        page: Some(pb::PageContext {
+            url: url.into(),
+            ..Default::default()
+        }),
+    };
+    chat.set_visitor_context(page("https://shop.example/"))
+        .await
+        .unwrap();
+    let erased = chat
+        .erase_conversation(erase(93, "alice"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((erased.conversation_id, erased.messages), (93, 0));
+    let opened = chat
+        .open_conversation(pb::OpenConversationRequest {
+            conversation_id: 93,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(opened.context, None, "the context went with the erasure");
 }
 
 on_backends!(assignment:
@@ -2507,4 +2535,68 @@ async fn typing_preview_shows_the_visitors_draft_when_configured() {
         .unwrap();
     assert_eq!(next_typing(&mut support).await.preview, None);
     assert!(server.terminate().await);
+}
+
+/// `socketgram token visitor` mints what a host site would: `v1` without claims, `v2` with
+/// `--name`, `--email`, `--field` (checked by the edge's own verifier); claims out of bounds
+/// are refused, naming the bound, and nothing is printed.
+#[tokio::test]
+async fn token_visitor_mints_claims_when_asked() {
+    use socketgram_admin_php_compat::handshake::TokenSigner;
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("SOCKETGRAM_WEB__TOKEN_SECRET", "cli-token-secret")];
+    let signer = TokenSigner::new(b"cli-token-secret");
+    let mint = async |args: &[&str]| socketgram(dir.path(), args, &env).await;
+
+    let plain = mint(&["token", "visitor", "42"]).await;
+    assert!(plain.status.success(), "{plain:?}");
+    let plain = String::from_utf8(plain.stdout).unwrap();
+    assert_eq!(
+        signer.verify_visitor(plain.trim()).unwrap(),
+        ("42".to_owned(), None)
+    );
+
+    let vouched = mint(&[
+        "token",
+        "visitor",
+        "42",
+        "--name",
+        "Ann Lee",
+        "--email",
+        "ann@example.com",
+        "--field",
+        "plan=pro",
+        "--field",
+        "seats=3",
+    ])
+    .await;
+    assert!(vouched.status.success(), "{vouched:?}");
+    let token = String::from_utf8(vouched.stdout).unwrap();
+    assert!(token.starts_with("v2.42."), "{token}");
+    let (cid, claims) = signer.verify_visitor(token.trim()).unwrap();
+    let claims = claims.expect("claims");
+    assert_eq!(
+        (cid.as_str(), claims.name.as_str(), claims.email.as_str()),
+        ("42", "Ann Lee", "ann@example.com")
+    );
+    assert_eq!(claims.fields.get("seats").map(String::as_str), Some("3"));
+
+    let long = "x".repeat(201);
+    for (args, says) in [
+        (
+            vec!["token", "visitor", "42", "--name", long.as_str()],
+            "name is 201",
+        ),
+        (vec!["token", "visitor", "42", "--email", "nobody"], "email"),
+        (
+            vec!["token", "visitor", "42", "--field", "plan"],
+            "name=value",
+        ),
+    ] {
+        let refused = mint(&args).await;
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{args:?}: refused");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(refused.stdout.is_empty(), "{args:?}: no token printed");
+    }
 }

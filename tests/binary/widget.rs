@@ -163,8 +163,53 @@ async fn widget_sends_receives_and_keeps_history_in_chromium() {
     let mut stdin = script.stdin.take().expect("script stdin");
     let mut lines = BufReader::new(script.stdout.take().expect("script stdout")).lines();
 
-    // The widget is online with the history shown; it sends a message through its UI.
+    // The widget is online with the history shown. Support learns who the visitor is (the
+    // demo's token vouches for a name) and what the page reported (unverified).
     expect_line(&mut lines, &mut script, "ready").await;
+    let told = tokio::time::timeout(STEP, async {
+        loop {
+            let event = events.message().await.expect("events").expect("an event");
+            if let Some(Kind::VisitorContext(c)) = event.kind
+                && c.conversation_id == CID
+            {
+                break c.context.expect("a context");
+            }
+        }
+    })
+    .await
+    .expect("the widget's context delivered to support");
+    let verified = told.verified.as_ref().expect("vouched for by the token");
+    assert_eq!(
+        (
+            verified.name.as_str(),
+            verified.fields.get("source").map(String::as_str)
+        ),
+        (format!("Demo visitor {CID}").as_str(), Some("demo"))
+    );
+    let page = told.page.as_ref().expect("the page reported");
+    assert_eq!(page.url, format!("{}/demo?cid={CID}", server.web_url()));
+    assert_eq!(
+        (
+            page.title.as_str(),
+            page.language.as_str(),
+            page.time_zone.as_str()
+        ),
+        ("Socketgram demo", "de-AT", "Europe/Vienna")
+    );
+    let conversation = chat
+        .open_conversation(pb::OpenConversationRequest {
+            conversation_id: CID,
+        })
+        .await
+        .expect("open the conversation")
+        .into_inner();
+    assert_eq!(
+        conversation.context,
+        Some(told),
+        "shown with the conversation"
+    );
+
+    // The widget sends a message through its UI.
     expect_line(&mut lines, &mut script, "sent").await;
     let hello = stored(&mut events, HELLO).await;
     assert_eq!(hello.direction, pb::Direction::ToSupport as i32);

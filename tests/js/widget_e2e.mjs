@@ -285,6 +285,9 @@ try {
     executablePath: "/usr/bin/chromium",
     headless: true,
     viewport: { width: 1100, height: 760 },
+    // What the widget reports as the visitor's page context (the Rust test checks it).
+    locale: "de-AT",
+    timezoneId: "Europe/Vienna",
     args: [
       "--headless",
       "--no-sandbox",

@@ -13,6 +13,7 @@ use socketgram_admin_php_compat::{
     },
     handshake::Identity,
 };
+use socketgram_common::context::{Page, Vouched};
 use socketgram_proto::v1 as pb;
 use socketioxide::extract::SocketRef;
 use tracing::warn;
@@ -56,35 +57,69 @@ fn own<T: Claims + DeserializeOwned>(
 
 /// `subscribe {room, username}`: the last 20 messages (or, with `since`, everything after
 /// it), then live messages; the visitor is online from now until its last socket goes. The
-/// conversation's task answers, once the history is out and live is on.
+/// conversation's task answers, once the history is out and live is on. What the visitor's
+/// token vouches for and the page it reports (the widget's `page`) go to the core as the
+/// visitor's context.
 pub async fn subscribe(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, ack: Reply) {
     let event = incoming::SUBSCRIBE;
-    let since = match open(s, peer, data) {
-        Ok(since) => since,
+    let Subscribe { since, page, .. } = match open(s, peer, data) {
+        Ok(subscribe) => subscribe,
         Err(refusal) => return ack.answer(s, event, Err(refusal)),
     };
     let cid = visitor(peer).cid;
-    if let Identity::Visitor { cid_text, .. } = &peer.identity {
+    if let Identity::Visitor {
+        cid_text, vouched, ..
+    } = &peer.identity
+    {
         edge.fanout().hold_id(cid, cid_text);
+        if vouched.is_some() || page.is_some() {
+            edge.link
+                .visitor_context(context_request(cid, vouched.as_deref(), page));
+        }
     }
     edge.link.presence(cid, true);
     edge.fanout()
         .join_visitor(cid, s.clone(), peer.flavor(), since, Some(ack));
 }
 
-/// Checks a `subscribe`; the `since` it asks for. Nothing is written: the conversation is
+/// Checks a `subscribe` (its page within bounds). Nothing is written: the conversation is
 /// stored with its first message.
-fn open(s: &SocketRef, peer: &Peer, data: &Value) -> Result<Option<u64>, Refusal> {
+fn open(s: &SocketRef, peer: &Peer, data: &Value) -> Result<Subscribe, Refusal> {
     let empty = json!({});
     // The widget may subscribe without a payload: its identity is its token.
     let data = if data.is_null() { &empty } else { data };
-    let since = own::<Subscribe>(s, peer, data, incoming::SUBSCRIBE)?.since;
+    let subscribe = own::<Subscribe>(s, peer, data, incoming::SUBSCRIBE)?;
+    if let Some(page) = &subscribe.page {
+        page.check().map_err(|e| Refusal::Invalid(e.0))?;
+    }
     if peer.subscribed.swap(true, Ordering::SeqCst) {
         return Err(Refusal::Invalid(
             "this connection is already subscribed".into(),
         ));
     }
-    Ok(since)
+    Ok(subscribe)
+}
+
+/// The context a subscribing visitor brings, as the contract says it.
+fn context_request(
+    cid: u64,
+    vouched: Option<&Vouched>,
+    page: Option<Page>,
+) -> pb::SetVisitorContextRequest {
+    pb::SetVisitorContextRequest {
+        conversation_id: cid,
+        verified: vouched.map(|v| pb::VerifiedVisitor {
+            name: v.name.clone(),
+            email: v.email.clone(),
+            fields: v.fields.clone().into_iter().collect(),
+        }),
+        page: page.map(|p| pb::PageContext {
+            url: p.url,
+            title: p.title,
+            language: p.language,
+            time_zone: p.time_zone,
+        }),
+    }
 }
 
 /// `new message {username, message, room}`: stored, then delivered to every tab of the

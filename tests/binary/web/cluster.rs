@@ -730,6 +730,30 @@ async fn the_workflow_events_of_one_core_reach_the_other() {
         ),
         (808, "alice", 4)
     );
+    // A visitor's context stored through core a is told by core b.
+    a.set_visitor_context(pb::SetVisitorContextRequest {
+        conversation_id: 808,
+        verified: Some(pb::VerifiedVisitor {
+            name: "Ann".into(),
+            ..Default::default()
+        }),
+        page: None,
+    })
+    .await
+    .unwrap();
+    let context = first_event(&mut watching, Duration::from_secs(10), |kind| match kind {
+        pb::event::Kind::VisitorContext(c) => Some(c),
+        _ => None,
+    })
+    .await
+    .expect("core b tells its subscribers of the visitor's context");
+    assert_eq!(
+        (
+            context.conversation_id,
+            context.context.and_then(|c| c.verified).map(|v| v.name)
+        ),
+        (808, Some("Ann".to_owned()))
+    );
     // An erasure through core a reaches core b, which then knows nothing of the conversation
     // (no stale "it exists" read as an empty history).
     b.history(pb::HistoryRequest {

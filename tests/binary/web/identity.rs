@@ -300,3 +300,250 @@ async fn token_admin_replies_as_itself() {
     assert_eq!(count(&db, "aid = 'bob'").await, 0);
     stop(server, db).await;
 }
+
+/// A `v2` visitor token as a host site signs it by the README's recipe, with its own HMAC code
+/// (not Socketgram's signer): `v2.<cid>.<expiry>.<base64url claims>.<hex hmac-sha256>`.
+fn host_site_token(cid: u64, claims: &str) -> String {
+    use base64::Engine as _;
+    use hmac::{KeyInit, Mac};
+    let expiry = Utc::now().timestamp() + 600;
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims);
+    let body = format!("v2.{cid}.{expiry}.{claims}");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(TOKEN_SECRET.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    format!("{body}.{}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The next visitor context support is told of, if one comes within `within`.
+async fn next_context(
+    events: &mut tonic::Streaming<pb::Event>,
+    within: Duration,
+) -> Option<pb::VisitorContextChanged> {
+    tokio::time::timeout(within, async {
+        loop {
+            let event = events.message().await.expect("events").expect("open");
+            if let Some(pb::event::Kind::VisitorContext(c)) = event.kind {
+                return c;
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+/// Visitor context on the wire: a signed `v2` token's claims reach support as verified, the
+/// page the widget reports on `subscribe` as unverified, each stored once (the same page again
+/// is no news); a page out of bounds is refused naming its field, a forged, unknown or
+/// oversized token at the handshake; the legacy page brings no context at all.
+#[tokio::test]
+async fn a_signed_token_vouches_and_the_page_reports() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    let url = server.web_url();
+    let mut chat = server.chat().await;
+    let mut events = chat
+        .subscribe(pb::SubscribeRequest {
+            scope: Some(pb::subscribe_request::Scope::AllConversations(true)),
+            since_message_id: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let claims =
+        r#"{"name":"Ann O'Brien","email":"ann@example.com","fields":{"plan":"pro","seats":3}}"#;
+    let token = host_site_token(905, claims);
+    let cart = json!({
+        "url": "https://shop.example/cart?x=1",
+        "title": "Cart — Shop",
+        "language": "en-GB",
+        "time_zone": "Europe/London"
+    });
+
+    // Refused pages change nothing; the socket still subscribes after.
+    let mut widget = SioClient::connect_token("widget", &url, json!({ "token": token })).await;
+    for (bad, says) in [
+        (json!({ "url": "javascript:alert(1)" }), "page.url"),
+        (
+            json!({ "url": format!("https://x.example/{}", "a".repeat(3000)) }),
+            "at most 2048",
+        ),
+        (json!({ "title": "a\u{0}b" }), "page.title"),
+        (json!({ "zone": "Europe/London" }), "zone"),
+    ] {
+        let ack = widget
+            .emit_ack("subscribe", &[json!({ "page": bad })])
+            .await;
+        assert_eq!(ack["error"]["code"], "invalid", "{bad}: {ack}");
+        let message = ack["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(says),
+            "{bad}: {message:?} mentions {says:?}"
+        );
+    }
+    assert!(
+        next_context(&mut events, QUIET).await.is_none(),
+        "nothing stored"
+    );
+    let ack = widget
+        .emit_ack("subscribe", &[json!({ "page": cart })])
+        .await;
+    assert!(ack.get("error").is_none(), "subscribe accepted: {ack}");
+    let told = next_context(&mut events, Duration::from_secs(10))
+        .await
+        .expect("told");
+    assert_eq!(told.conversation_id, 905);
+    let context = told.context.expect("a context");
+    let verified = context.verified.as_ref().expect("verified");
+    assert_eq!(
+        (verified.name.as_str(), verified.email.as_str()),
+        ("Ann O'Brien", "ann@example.com")
+    );
+    assert_eq!(verified.fields.get("seats").map(String::as_str), Some("3"));
+    let reported = context.page.as_ref().expect("page");
+    assert_eq!(
+        (
+            reported.url.as_str(),
+            reported.title.as_str(),
+            reported.language.as_str(),
+            reported.time_zone.as_str()
+        ),
+        (
+            "https://shop.example/cart?x=1",
+            "Cart — Shop",
+            "en-GB",
+            "Europe/London"
+        )
+    );
+    // Nothing is shown before the first message, then it is the conversation's.
+    let ack = widget
+        .emit_ack("new message", &[json!({ "message": "hello" })])
+        .await;
+    assert!(ack.get("error").is_none(), "{ack}");
+    let conversation = chat
+        .open_conversation(pb::OpenConversationRequest {
+            conversation_id: 905,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(conversation.context.as_ref(), Some(&context));
+
+    // A second tab on the same page is no news; another page is.
+    let mut tab = SioClient::connect_token("tab", &url, json!({ "token": token })).await;
+    let ack = tab.emit_ack("subscribe", &[json!({ "page": cart })]).await;
+    assert!(ack.get("error").is_none(), "{ack}");
+    assert!(
+        next_context(&mut events, QUIET).await.is_none(),
+        "the same context again"
+    );
+    let mut moved = SioClient::connect_token("moved", &url, json!({ "token": token })).await;
+    let checkout = json!({ "url": "https://shop.example/checkout" });
+    let ack = moved
+        .emit_ack("subscribe", &[json!({ "page": checkout })])
+        .await;
+    assert!(ack.get("error").is_none(), "{ack}");
+    let now = next_context(&mut events, Duration::from_secs(10))
+        .await
+        .expect("told")
+        .context
+        .unwrap();
+    assert_eq!(now.page.unwrap().url, "https://shop.example/checkout");
+    assert_eq!(now.verified.as_ref(), Some(verified), "the claims stay");
+
+    // Handshakes: forged, unknown, oversized or out-of-bounds tokens are refused.
+    let parts: Vec<&str> = token.split('.').collect();
+    let as_v1 = format!("v1.{}.{}.{}", parts[1], parts[2], parts[4]);
+    let long_fields: serde_json::Map<String, Value> = (0..32)
+        .map(|i| (format!("f{i}"), json!("v".repeat(120))))
+        .collect();
+    let oversized = host_site_token(906, &json!({ "fields": long_fields }).to_string());
+    let cases = [
+        ("v2 presented as v1", as_v1, "token"),
+        (
+            "an unknown version",
+            token.replacen("v2.", "v9.", 1),
+            "version",
+        ),
+        (
+            "claims swapped",
+            token.replace(parts[3], "eyJuYW1lIjoiRXZlIn0"),
+            "signature",
+        ),
+        (
+            "another visitor",
+            token.replacen(".905.", ".906.", 1),
+            "signature",
+        ),
+        ("longer than 4096 bytes", oversized, "4096"),
+        (
+            "a name out of bounds",
+            host_site_token(906, &json!({ "name": "x".repeat(201) }).to_string()),
+            "name is 201",
+        ),
+        (
+            "an unknown claim",
+            host_site_token(906, r#"{"role":"admin"}"#),
+            "role",
+        ),
+    ];
+    for (case, token, says) in &cases {
+        match SioClient::open(case, &Handshake::token(&url, json!({ "token": token }))).await {
+            Ok(_) => panic!("{case}: the handshake was accepted"),
+            Err(message) => assert!(
+                message.contains(says),
+                "{case}: {message:?} mentions {says:?}"
+            ),
+        }
+    }
+
+    // The legacy page and a plain v1 token bring no context.
+    let _legacy = page(&server, 907).await;
+    let mut plain =
+        SioClient::connect_token("plain", &url, json!({ "token": visitor_token(908) })).await;
+    let ack = plain.emit_ack("subscribe", &[json!({})]).await;
+    assert!(ack.get("error").is_none(), "{ack}");
+    assert!(
+        next_context(&mut events, QUIET).await.is_none(),
+        "no context"
+    );
+    assert_eq!(count(&db, "cid IN (906, 907, 908)").await, 0);
+
+    // Over gRPC: out of bounds or nothing to set is refused, and nothing changes.
+    for (request, says) in [
+        (
+            pb::SetVisitorContextRequest {
+                conversation_id: 905,
+                verified: Some(pb::VerifiedVisitor {
+                    email: "no-at-sign".into(),
+                    ..Default::default()
+                }),
+                page: None,
+            },
+            "email",
+        ),
+        (
+            pb::SetVisitorContextRequest {
+                conversation_id: 905,
+                verified: None,
+                page: None,
+            },
+            "nothing to set",
+        ),
+    ] {
+        let refused = chat.set_visitor_context(request).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        assert!(refused.message().contains(says), "{refused:?}");
+    }
+    let kept = chat
+        .open_conversation(pb::OpenConversationRequest {
+            conversation_id: 905,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .context
+        .unwrap();
+    assert_eq!(kept.verified.as_ref(), Some(verified));
+    stop(server, db).await;
+}
