@@ -85,7 +85,14 @@ pub(crate) enum PresenceNews {
         conversation: ConversationId,
         online: bool,
     },
-    Snapshot(HashSet<ConversationId>),
+    AdminChange {
+        admin: String,
+        online: bool,
+    },
+    Snapshot {
+        visitors: HashSet<ConversationId>,
+        admins: HashSet<String>,
+    },
     Goodbye,
 }
 
@@ -241,12 +248,25 @@ impl Bus {
         self.presence(pb::presence::Kind::Change(pb::Change {
             conversation_id: conversation,
             online,
+            admin_id: String::new(),
         }));
     }
 
-    /// Every visitor online through this replica.
-    pub(crate) fn presence_snapshot(&self, online: Vec<ConversationId>) {
-        self.presence(pb::presence::Kind::Snapshot(pb::Snapshot { online }));
+    /// An admin came online or went offline through this replica.
+    pub(crate) fn admin_presence_change(&self, admin: &str, online: bool) {
+        self.presence(pb::presence::Kind::Change(pb::Change {
+            conversation_id: 0,
+            online,
+            admin_id: admin.to_owned(),
+        }));
+    }
+
+    /// Every visitor and admin online through this replica.
+    pub(crate) fn presence_snapshot(&self, online: Vec<ConversationId>, admins: Vec<String>) {
+        self.presence(pb::presence::Kind::Snapshot(pb::Snapshot {
+            online,
+            admins,
+        }));
     }
 
     /// This replica stops.
@@ -477,13 +497,20 @@ fn decode(kind: &str, payload: &[u8], own: &str) -> Result<Option<News>, String>
                 return Ok(None);
             }
             let kind = match presence.kind.ok_or("a presence message without a kind")? {
+                pb::presence::Kind::Change(change) if !change.admin_id.is_empty() => {
+                    PresenceNews::AdminChange {
+                        admin: change.admin_id,
+                        online: change.online,
+                    }
+                }
                 pb::presence::Kind::Change(change) => PresenceNews::Change {
                     conversation: change.conversation_id,
                     online: change.online,
                 },
-                pb::presence::Kind::Snapshot(snapshot) => {
-                    PresenceNews::Snapshot(snapshot.online.into_iter().collect())
-                }
+                pb::presence::Kind::Snapshot(snapshot) => PresenceNews::Snapshot {
+                    visitors: snapshot.online.into_iter().collect(),
+                    admins: snapshot.admins.into_iter().collect(),
+                },
                 pb::presence::Kind::Goodbye(_) => PresenceNews::Goodbye,
             };
             News::Presence {

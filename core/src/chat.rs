@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use crate::{
     admins::AdminDirectory,
+    assignment::{self, AutoAssign},
     bus::{Bus, BusState, News, PresenceNews},
     config::CoreConfig,
     credentials::{Credentials, Verdict},
@@ -103,6 +104,18 @@ pub struct SendMessage {
 /// (the database could not be read); the subscriber resumes from its last message id.
 pub type Subscription = mpsc::Receiver<CoreResult<Event>>;
 
+/// An admin counted online while this lives (see [`Core::admin_online`]).
+pub struct AdminOnline {
+    core: Arc<Core>,
+    session: SessionId,
+}
+
+impl Drop for AdminOnline {
+    fn drop(&mut self) {
+        self.core.close_session(self.session);
+    }
+}
+
 /// The core.
 pub struct Core {
     store: Arc<dyn Store>,
@@ -115,6 +128,10 @@ pub struct Core {
     /// Counts and orders presence changes: events are published under this lock, and
     /// snapshots taken under it, so a snapshot and the events after it agree.
     presence: Mutex<Presence>,
+    /// Admins online, counted as visitors are (auto-assignment chooses among them).
+    admins_online: Mutex<Presence<String>>,
+    /// `[core] auto_assign`, when on.
+    auto_assign: Option<AutoAssign>,
     next_session: AtomicU64,
     /// Conversations known to exist, to spare a query per reply (only an erasure deletes one;
     /// another replica's erasure leaves it here, which then reads as an empty conversation).
@@ -181,6 +198,10 @@ impl Core {
             writer,
             admins,
             presence: Mutex::default(),
+            admins_online: Mutex::default(),
+            auto_assign: config
+                .auto_assign
+                .then(|| AutoAssign::new(config.auto_assign_max_open)),
             next_session: AtomicU64::new(1),
             known: Mutex::default(),
             reopenable,
@@ -235,11 +256,13 @@ impl Core {
                 }
                 nats_connected(&bus);
                 let mut presence = core.lock_presence();
-                bus.presence_snapshot(presence.online_here());
+                let mut admins = core.lock_admins_online();
+                bus.presence_snapshot(presence.online_here(), admins.online_here());
                 if let Some(heard_since) = Instant::now().checked_sub(timeout) {
                     for conversation in presence.expire(heard_since) {
                         core.hub.publish_presence(conversation, false);
                     }
+                    admins.expire(heard_since);
                 }
             }
             // Visitors online through this replica are offline through it from now.
@@ -264,7 +287,12 @@ impl Core {
                     conversation,
                     assignee,
                     by,
-                } => self.hub.publish_assigned(conversation, assignee, by),
+                } => {
+                    if let Some(auto) = &self.auto_assign {
+                        auto.learn(conversation, assignee.clone());
+                    }
+                    self.hub.publish_assigned(conversation, assignee, by);
+                }
                 News::Status {
                     conversation,
                     status,
@@ -284,7 +312,10 @@ impl Core {
                 News::Reconnected => {
                     self.sequencer.catch_up_soon();
                     if let Some(bus) = &self.bus {
-                        bus.presence_snapshot(self.lock_presence().online_here());
+                        bus.presence_snapshot(
+                            self.lock_presence().online_here(),
+                            self.lock_admins_online().online_here(),
+                        );
                     }
                 }
             }
@@ -294,6 +325,9 @@ impl Core {
     fn apply_presence(&self, replica: &str, news: PresenceNews) {
         let now = Instant::now();
         let mut presence = self.lock_presence();
+        let mut admins = self.lock_admins_online();
+        // Any news of a replica says it is alive, for both counts.
+        admins.heard(replica, now);
         let changes = match news {
             PresenceNews::Change {
                 conversation,
@@ -305,12 +339,25 @@ impl Core {
                     Vec::new()
                 }
             }
-            PresenceNews::Snapshot(online) => presence.remote_snapshot(replica, online, now),
-            PresenceNews::Goodbye => presence
-                .remote_gone(replica)
-                .into_iter()
-                .map(|c| (c, false))
-                .collect(),
+            PresenceNews::AdminChange { admin, online } => {
+                admins.remote_change(replica, admin, online, now);
+                Vec::new()
+            }
+            PresenceNews::Snapshot {
+                visitors,
+                admins: online_admins,
+            } => {
+                admins.remote_snapshot(replica, online_admins, now);
+                presence.remote_snapshot(replica, visitors, now)
+            }
+            PresenceNews::Goodbye => {
+                admins.remote_gone(replica);
+                presence
+                    .remote_gone(replica)
+                    .into_iter()
+                    .map(|c| (c, false))
+                    .collect()
+            }
         };
         for (conversation, online) in changes {
             self.hub.publish_presence(conversation, online);
@@ -399,6 +446,13 @@ impl Core {
                 && core.reopenable.visitor_wrote(conversation)
             {
                 core.tell_status(conversation, Status::Open, StatusChange::VisitorWrote);
+            }
+            if appended.message.direction == Direction::ToSupport
+                && let Some(auto) = &core.auto_assign
+                && auto.known(conversation).is_none_or(|a| a.is_none())
+            {
+                // Beside the send: its answer need not wait for the choice.
+                tokio::spawn(core.clone().auto_assign(conversation));
             }
             Ok(appended)
         })
@@ -640,8 +694,62 @@ impl Core {
         Ok(())
     }
 
-    /// Ends an edge session: its visitors go offline unless another session holds them.
+    /// One connection more (`online`) or less of a support client for a known admin on a
+    /// session (an edge's token admin sockets, or a gRPC subscription naming the admin).
+    pub async fn admin_presence(
+        &self,
+        session: SessionId,
+        admin: String,
+        online: bool,
+    ) -> CoreResult<()> {
+        let admin = if online {
+            self.check_admin(admin).await?
+        } else {
+            admin
+        };
+        let changed = {
+            let mut admins = self.lock_admins_online();
+            if online {
+                admins.connect(session, admin.clone())
+            } else {
+                admins.disconnect(session, admin.clone())
+            }
+        };
+        if let (true, Some(bus)) = (changed.here, &self.bus) {
+            bus.admin_presence_change(&admin, online);
+        }
+        Ok(())
+    }
+
+    /// Counts the admin online until the guard is dropped (a gRPC subscription with
+    /// `as_admin` holds it for its life).
+    pub async fn admin_online(self: &Arc<Self>, admin: String) -> CoreResult<AdminOnline> {
+        let session = self.open_session();
+        self.admin_presence(session, admin, true).await?;
+        Ok(AdminOnline {
+            core: self.clone(),
+            session,
+        })
+    }
+
+    /// Admins online now (on any replica), by login.
+    pub fn online_admins(&self) -> Vec<String> {
+        self.lock_admins_online().online()
+    }
+
+    fn lock_admins_online(&self) -> std::sync::MutexGuard<'_, Presence<String>> {
+        self.admins_online.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ends an edge session: its visitors and admins go offline unless another session holds
+    /// them.
     pub fn close_session(&self, session: SessionId) {
+        let admins = self.lock_admins_online().drop_session(session);
+        if let Some(bus) = &self.bus {
+            for (admin, _) in admins {
+                bus.admin_presence_change(&admin, false);
+            }
+        }
         let mut presence = self.lock_presence();
         for (conversation, anywhere) in presence.drop_session(session) {
             if anywhere {
@@ -945,14 +1053,84 @@ impl Core {
             Assigned::Unknown => return Err(unknown_conversation(conversation)),
         }
         info!(conversation, assignee = ?assignee, %by, "assigned");
-        if let Some(bus) = &self.bus {
-            bus.assigned(conversation, assignee.as_deref(), &by);
-        }
-        self.hub.publish_assigned(conversation, assignee, by);
+        self.tell_assigned(conversation, assignee, by);
         self.store
             .conversation(conversation)
             .await?
             .ok_or_else(|| unknown_conversation(conversation))
+    }
+
+    /// Tells every replica's support of an assignment (`by` empty: auto-assignment).
+    fn tell_assigned(&self, conversation: ConversationId, assignee: Option<String>, by: String) {
+        if let Some(auto) = &self.auto_assign {
+            auto.learn(conversation, assignee.clone());
+        }
+        if let Some(bus) = &self.bus {
+            bus.assigned(conversation, assignee.as_deref(), &by);
+        }
+        self.hub.publish_assigned(conversation, assignee, by);
+    }
+
+    /// Gives a conversation nobody has to the next admin online with room for it (see
+    /// [`crate::assignment`]). Failures are logged: the conversation stays unassigned, and the
+    /// visitor's next message tries again.
+    async fn auto_assign(self: Arc<Self>, conversation: ConversationId) {
+        let Some(auto) = &self.auto_assign else {
+            return;
+        };
+        let online = self.online_admins();
+        if online.is_empty() {
+            return;
+        }
+        let mut last = auto.turn().await;
+        match self
+            .choose_admin(auto, conversation, &online, last.as_deref())
+            .await
+        {
+            Ok(Some(admin)) => {
+                info!(conversation, assignee = %admin, "auto-assigned");
+                *last = Some(admin.clone());
+                self.tell_assigned(conversation, Some(admin), String::new());
+            }
+            Ok(None) => {}
+            Err(e) => warn!(conversation, error = %e, "auto-assignment failed"),
+        }
+    }
+
+    /// Takes the conversation for the next free admin after `last`, if nobody has it; who
+    /// got it.
+    async fn choose_admin(
+        &self,
+        auto: &AutoAssign,
+        conversation: ConversationId,
+        online: &[String],
+        last: Option<&str>,
+    ) -> CoreResult<Option<String>> {
+        if auto.known(conversation).is_none() {
+            let summary = self.store.conversation(conversation).await?;
+            auto.learn(conversation, summary.and_then(|s| s.assignee));
+        }
+        if auto.known(conversation).flatten().is_some() {
+            return Ok(None);
+        }
+        let open = self.store.open_assigned_counts().await?;
+        let Some(admin) = assignment::next_admin(online, &open, auto.max_open, last) else {
+            info!(
+                conversation,
+                "auto-assignment: every admin online is at the limit"
+            );
+            return Ok(None);
+        };
+        Ok(
+            match self.store.assign(conversation, Some(&admin), true).await? {
+                Assigned::Done => Some(admin),
+                Assigned::Taken(holder) => {
+                    auto.learn(conversation, Some(holder));
+                    None
+                }
+                Assigned::Unknown => None,
+            },
+        )
     }
 
     /// Tells the other side that someone is typing in a conversation (or stopped), live
@@ -1164,6 +1342,9 @@ impl Core {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&conversation);
         self.reopenable.set(conversation, Status::Open);
+        if let Some(auto) = &self.auto_assign {
+            auto.forget(conversation);
+        }
         self.hub.publish_erased(erasure);
     }
 

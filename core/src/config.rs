@@ -26,6 +26,11 @@ pub struct CoreConfig {
     /// Whether support sees what a visitor is typing before it is sent (the draft's text in
     /// typing events); otherwise only its length.
     pub typing_preview: bool,
+    /// Whether a visitor's message to a conversation nobody has assigns it, round robin, to
+    /// an admin online with fewer than `auto_assign_max_open` open or pending conversations.
+    pub auto_assign: bool,
+    /// The most open or pending conversations auto-assignment gives one admin (at least 1).
+    pub auto_assign_max_open: u64,
     pub database: DatabaseConfig,
     /// How visitors' Telegram logins are checked (`[core.credentials]`).
     pub credentials: CredentialsConfig,
@@ -40,6 +45,8 @@ impl Default for CoreConfig {
             gmt_offset_hours: 0.0,
             max_message_chars: crate::store::text::COLUMN_CHARS,
             typing_preview: false,
+            auto_assign: false,
+            auto_assign_max_open: 10,
             database: DatabaseConfig::default(),
             credentials: CredentialsConfig::default(),
             cluster: ClusterConfig::default(),
@@ -65,6 +72,12 @@ impl CoreConfig {
                     self.max_message_chars,
                     crate::store::text::COLUMN_CHARS
                 ),
+            ));
+        }
+        if self.auto_assign_max_open == 0 {
+            return Err(ConfigError::new(
+                "auto_assign_max_open",
+                "must be at least 1",
             ));
         }
         crate::store::Backend::from_url(self.database.url.expose())

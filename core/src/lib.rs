@@ -13,6 +13,7 @@
 //! - [`ops`]: the core's readiness checks and sampled metrics for `/readyz` and `/metrics`.
 
 pub mod admins;
+mod assignment;
 mod bus;
 pub mod chat;
 pub mod config;

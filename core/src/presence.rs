@@ -1,5 +1,7 @@
 //! Who is online: a visitor is online while any edge on any replica holds at least one socket
-//! for it (DESIGN.md, Presence).
+//! for it (DESIGN.md, Presence). Admins are counted the same way, by login: an admin is online
+//! while any support client holds a connection for them (a token admin's socket, a gRPC
+//! subscription naming the admin), which is who auto-assignment chooses among.
 //!
 //! Each edge session of this replica counts its own sockets, so a session that ends (an edge
 //! that died) takes exactly its visitors offline. Other replicas tell, over the bus, which
@@ -10,6 +12,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    hash::Hash,
     time::Instant,
 };
 
@@ -29,31 +32,42 @@ pub struct Changed {
 
 /// Socket counts per session, and the visitors other replicas hold. Not synchronised itself:
 /// the core keeps it under the lock that also orders presence events.
-#[derive(Default)]
-pub struct Presence {
+/// `K` is who is online: a visitor (their conversation id) or an admin (their login).
+pub struct Presence<K = ConversationId> {
     /// Sockets per visitor through this replica.
-    here: HashMap<ConversationId, u32>,
-    sessions: HashMap<SessionId, HashMap<ConversationId, u32>>,
-    replicas: HashMap<String, Replica>,
+    here: HashMap<K, u32>,
+    sessions: HashMap<SessionId, HashMap<K, u32>>,
+    replicas: HashMap<String, Replica<K>>,
     /// How many holders (this replica, each other replica) each online visitor has.
-    holders: HashMap<ConversationId, u32>,
+    holders: HashMap<K, u32>,
 }
 
-struct Replica {
-    online: HashSet<ConversationId>,
+impl<K> Default for Presence<K> {
+    fn default() -> Self {
+        Self {
+            here: HashMap::new(),
+            sessions: HashMap::new(),
+            replicas: HashMap::new(),
+            holders: HashMap::new(),
+        }
+    }
+}
+
+struct Replica<K> {
+    online: HashSet<K>,
     heard: Instant,
 }
 
-impl Presence {
+impl<K: Clone + Eq + Hash + Ord> Presence<K> {
     /// One socket more for `visitor` on `session`.
-    pub fn connect(&mut self, session: SessionId, visitor: ConversationId) -> Changed {
+    pub fn connect(&mut self, session: SessionId, visitor: K) -> Changed {
         *self
             .sessions
             .entry(session)
             .or_default()
-            .entry(visitor)
+            .entry(visitor.clone())
             .or_default() += 1;
-        let here = self.here.entry(visitor).or_default();
+        let here = self.here.entry(visitor.clone()).or_default();
         *here += 1;
         if *here > 1 {
             return Changed::default();
@@ -65,7 +79,7 @@ impl Presence {
     }
 
     /// One socket less. A disconnect the session never connected is ignored.
-    pub fn disconnect(&mut self, session: SessionId, visitor: ConversationId) -> Changed {
+    pub fn disconnect(&mut self, session: SessionId, visitor: K) -> Changed {
         let Some(counts) = self.sessions.get_mut(&session) else {
             return Changed::default();
         };
@@ -81,14 +95,14 @@ impl Presence {
 
     /// Forgets a session. Returns the visitors no longer online through this replica, with
     /// whether each went offline everywhere, ascending.
-    pub fn drop_session(&mut self, session: SessionId) -> Vec<(ConversationId, bool)> {
+    pub fn drop_session(&mut self, session: SessionId) -> Vec<(K, bool)> {
         let Some(counts) = self.sessions.remove(&session) else {
             return Vec::new();
         };
         let mut gone: Vec<_> = counts
             .into_iter()
             .filter_map(|(visitor, count)| {
-                let changed = self.release_here(visitor, count);
+                let changed = self.release_here(visitor.clone(), count);
                 changed.here.then_some((visitor, changed.anywhere))
             })
             .collect();
@@ -96,7 +110,7 @@ impl Presence {
         gone
     }
 
-    fn release_here(&mut self, visitor: ConversationId, count: u32) -> Changed {
+    fn release_here(&mut self, visitor: K, count: u32) -> Changed {
         let Some(here) = self.here.get_mut(&visitor) else {
             return Changed::default();
         };
@@ -113,16 +127,10 @@ impl Presence {
 
     /// Another replica says a visitor came online or went offline through it. Returns
     /// whether that changed whether the visitor is online anywhere.
-    pub fn remote_change(
-        &mut self,
-        replica: &str,
-        visitor: ConversationId,
-        online: bool,
-        now: Instant,
-    ) -> bool {
+    pub fn remote_change(&mut self, replica: &str, visitor: K, online: bool, now: Instant) -> bool {
         let entry = self.replica(replica, now);
         let changed = if online {
-            entry.online.insert(visitor)
+            entry.online.insert(visitor.clone())
         } else {
             entry.online.remove(&visitor)
         };
@@ -138,19 +146,19 @@ impl Presence {
     pub fn remote_snapshot(
         &mut self,
         replica: &str,
-        online: HashSet<ConversationId>,
+        online: HashSet<K>,
         now: Instant,
-    ) -> Vec<(ConversationId, bool)> {
+    ) -> Vec<(K, bool)> {
         let before = std::mem::take(&mut self.replica(replica, now).online);
         let mut changes = Vec::new();
-        for &visitor in online.difference(&before) {
-            if self.hold(visitor) {
-                changes.push((visitor, true));
+        for visitor in online.difference(&before) {
+            if self.hold(visitor.clone()) {
+                changes.push((visitor.clone(), true));
             }
         }
-        for &visitor in before.difference(&online) {
-            if self.unhold(visitor) {
-                changes.push((visitor, false));
+        for visitor in before.difference(&online) {
+            if self.unhold(visitor.clone()) {
+                changes.push((visitor.clone(), false));
             }
         }
         self.replica(replica, now).online = online;
@@ -159,14 +167,14 @@ impl Presence {
     }
 
     /// Forgets a replica (it said goodbye). Returns the visitors that went offline with it.
-    pub fn remote_gone(&mut self, replica: &str) -> Vec<ConversationId> {
+    pub fn remote_gone(&mut self, replica: &str) -> Vec<K> {
         let Some(gone) = self.replicas.remove(replica) else {
             return Vec::new();
         };
         let mut offline: Vec<_> = gone
             .online
             .into_iter()
-            .filter(|&visitor| self.unhold(visitor))
+            .filter(|visitor| self.unhold(visitor.clone()))
             .collect();
         offline.sort_unstable();
         offline
@@ -174,7 +182,7 @@ impl Presence {
 
     /// Forgets every replica not heard from since `heard_since`. Returns the visitors that
     /// went offline with them.
-    pub fn expire(&mut self, heard_since: Instant) -> Vec<ConversationId> {
+    pub fn expire(&mut self, heard_since: Instant) -> Vec<K> {
         let silent: Vec<String> = self
             .replicas
             .iter()
@@ -194,7 +202,7 @@ impl Presence {
         self.replica(replica, now);
     }
 
-    fn replica(&mut self, name: &str, now: Instant) -> &mut Replica {
+    fn replica(&mut self, name: &str, now: Instant) -> &mut Replica<K> {
         let replica = self
             .replicas
             .entry(name.to_owned())
@@ -207,14 +215,14 @@ impl Presence {
     }
 
     /// One holder more; true when the visitor came online.
-    fn hold(&mut self, visitor: ConversationId) -> bool {
+    fn hold(&mut self, visitor: K) -> bool {
         let holders = self.holders.entry(visitor).or_default();
         *holders += 1;
         *holders == 1
     }
 
     /// One holder less; true when the visitor went offline.
-    fn unhold(&mut self, visitor: ConversationId) -> bool {
+    fn unhold(&mut self, visitor: K) -> bool {
         let Some(holders) = self.holders.get_mut(&visitor) else {
             return false;
         };
@@ -228,20 +236,20 @@ impl Presence {
     }
 
     /// Whether the visitor is online anywhere.
-    pub fn is_online(&self, visitor: ConversationId) -> bool {
+    pub fn is_online(&self, visitor: K) -> bool {
         self.holders.contains_key(&visitor)
     }
 
     /// Every visitor online anywhere, ascending.
-    pub fn online(&self) -> Vec<ConversationId> {
-        let mut all: Vec<_> = self.holders.keys().copied().collect();
+    pub fn online(&self) -> Vec<K> {
+        let mut all: Vec<_> = self.holders.keys().cloned().collect();
         all.sort_unstable();
         all
     }
 
     /// Every visitor online through this replica, ascending (its heartbeat snapshot).
-    pub fn online_here(&self) -> Vec<ConversationId> {
-        let mut here: Vec<_> = self.here.keys().copied().collect();
+    pub fn online_here(&self) -> Vec<K> {
+        let mut here: Vec<_> = self.here.keys().cloned().collect();
         here.sort_unstable();
         here
     }

@@ -329,6 +329,7 @@ impl CoreApi {
             .subscribe(pb::SubscribeRequest {
                 scope: Some(Scope::AllConversations(true)),
                 since_message_id: Some(since),
+                as_admin: String::new(),
             })
             .await
             .map_err(self.failed("Subscribe"))?

@@ -58,6 +58,10 @@ enum Command {
         conversation: u64,
         online: bool,
     },
+    AdminPresence {
+        admin: String,
+        online: bool,
+    },
     Send {
         request: pb::SendMessageRequest,
         reply: oneshot::Sender<SendResult>,
@@ -222,6 +226,14 @@ impl CoreLink {
         let _ = self.commands.send(Command::VisitorContext(request));
     }
 
+    /// One token admin socket more (`online`) or less.
+    pub fn admin_presence(&self, admin: &str, online: bool) {
+        let _ = self.commands.send(Command::AdminPresence {
+            admin: admin.to_owned(),
+            online,
+        });
+    }
+
     /// One visitor socket more (`online`) or less.
     pub fn presence(&self, conversation: u64, online: bool) {
         let _ = self.commands.send(Command::Presence {
@@ -242,7 +254,9 @@ struct Sub {
 #[derive(Default)]
 struct State {
     subs: HashMap<u64, Sub>,
+    /// Sockets per visitor and per token admin, declared again to each new session.
     presence: HashMap<u64, u32>,
+    admins: HashMap<String, u32>,
     /// Sends not yet answered, by request id (the order they were sent in): written again to
     /// each new session until answered.
     sends: BTreeMap<u64, PendingSend>,
@@ -326,22 +340,19 @@ impl State {
             Command::Presence {
                 conversation,
                 online,
-            } => {
-                let count = self.presence.entry(conversation).or_default();
-                if online {
-                    *count += 1;
-                } else if *count > 0 {
-                    *count -= 1;
-                } else {
-                    return None;
-                }
-                if *count == 0 {
-                    self.presence.remove(&conversation);
-                }
-                Some(Wire::Presence(pb::EdgePresence {
+            } => count(&mut self.presence, conversation, online).then_some(Wire::Presence(
+                pb::EdgePresence {
                     conversation_id: conversation,
                     online,
-                }))
+                },
+            )),
+            Command::AdminPresence { admin, online } => {
+                count(&mut self.admins, admin.clone(), online).then_some(Wire::AdminPresence(
+                    pb::EdgeAdminPresence {
+                        admin_id: admin,
+                        online,
+                    },
+                ))
             }
         }
     }
@@ -382,13 +393,25 @@ impl State {
                 })
             })
         });
+        let admins = self.admins.iter().flat_map(|(admin, &n)| {
+            (0..n).map(move |_| {
+                Wire::AdminPresence(pb::EdgeAdminPresence {
+                    admin_id: admin.clone(),
+                    online: true,
+                })
+            })
+        });
         let joins = self.joins.values().map(|p| Wire::Join(p.request));
         // Sends last: a message that a resubscribed socket then sees comes after its history.
         let sends = self
             .sends
             .iter()
             .map(|(&id, p)| send(id, p.request.clone()));
-        subs.chain(presence).chain(joins).chain(sends).collect()
+        subs.chain(presence)
+            .chain(admins)
+            .chain(joins)
+            .chain(sends)
+            .collect()
     }
 
     fn route(&mut self, event: pb::EdgeEvent) {
@@ -461,6 +484,23 @@ impl State {
     }
 }
 
+/// Counts one socket more (`online`) or less of `who`; whether the core must be told (a
+/// socket going that was never counted is not).
+fn count<K: Eq + std::hash::Hash>(counts: &mut HashMap<K, u32>, who: K, online: bool) -> bool {
+    if online {
+        *counts.entry(who).or_default() += 1;
+        return true;
+    }
+    let Some(n) = counts.get_mut(&who) else {
+        return false;
+    };
+    *n -= 1;
+    if *n == 0 {
+        counts.remove(&who);
+    }
+    true
+}
+
 fn send(request_id: u64, request: pb::SendMessageRequest) -> Wire {
     Wire::Send(pb::EdgeSend {
         request_id,
@@ -485,6 +525,7 @@ fn subscribe(id: u64, scope: pb::subscribe_request::Scope, since: Option<u64>) -
         request: Some(pb::SubscribeRequest {
             scope: Some(scope),
             since_message_id: since,
+            as_admin: String::new(),
         }),
     })
 }

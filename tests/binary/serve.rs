@@ -68,6 +68,7 @@ async fn subscribe(chat: &mut Chat, scope: Scope, since: Option<u64>) -> Streami
     chat.subscribe(pb::SubscribeRequest {
         scope: Some(scope),
         since_message_id: since,
+        as_admin: String::new(),
     })
     .await
     .expect("subscribe")
@@ -126,16 +127,24 @@ macro_rules! on_backends {
 }
 
 async fn with_backend(backend: Backend, scenario: impl AsyncFnOnce(&TestServer, &TestDb)) {
+    with_config(
+        backend,
+        "[core]\ncompany = \"Acme\"\ngmt_offset_hours = 3\n",
+        scenario,
+    )
+    .await;
+}
+
+/// A scenario on a server of `toml` on a database of its own.
+async fn with_config(
+    backend: Backend,
+    toml: &str,
+    scenario: impl AsyncFnOnce(&TestServer, &TestDb),
+) {
     let Some(db) = TestDb::create(backend).await else {
         return;
     };
-    let server = TestServer::binary(
-        Path::new(BIN),
-        "serve",
-        &db.url,
-        "[core]\ncompany = \"Acme\"\ngmt_offset_hours = 3\n",
-    )
-    .await;
+    let server = TestServer::binary(Path::new(BIN), "serve", &db.url, toml).await;
     scenario(&server, &db).await;
     assert!(
         server.terminate().await,
@@ -406,6 +415,7 @@ async fn end_to_end(server: &TestServer, db: &TestDb) {
         .subscribe(pb::SubscribeRequest {
             scope: Some(Scope::ConversationId(123)),
             since_message_id: Some(live.id + 1000),
+            as_admin: String::new(),
         })
         .await
         .unwrap_err();
@@ -2599,4 +2609,150 @@ async fn token_visitor_mints_claims_when_asked() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
         assert!(refused.stdout.is_empty(), "{args:?}: no token printed");
     }
+}
+
+/// Auto-assignment on: a visitor's message to a conversation nobody has goes to the next admin
+/// online (here, online through a subscription with `as_admin`), round robin, while they hold
+/// fewer open conversations than the limit (1 here); with nobody free or online it stays
+/// unassigned; support is told each one with an empty `by`.
+async fn auto_assignment(server: &TestServer, db: &TestDb) {
+    add_alice(db).await;
+    db.execute("INSERT INTO adm_account (aid, name, lid) VALUES ('bob', 'Bob', 2)")
+        .await
+        .unwrap();
+    let mut chat = server.chat().await;
+    let mut support = subscribe(&mut chat, Scope::AllConversations(true), None).await;
+    until_caught_up(&mut support).await;
+    let as_admin = |admin: &str| pb::SubscribeRequest {
+        scope: Some(Scope::AllConversations(true)),
+        since_message_id: None,
+        as_admin: admin.into(),
+    };
+    let online_admins = async |chat: &mut Chat| {
+        chat.list_online(pb::ListOnlineRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .admins
+    };
+    let assigned = async |support: &mut Streaming<pb::Event>| loop {
+        if let Kind::Assigned(a) = next(support).await {
+            break (a.conversation_id, a.assignee, a.by);
+        }
+    };
+    let nothing_assigned = async |support: &mut Streaming<pb::Event>| {
+        let quiet = tokio::time::timeout(Duration::from_millis(500), async {
+            loop {
+                if let Kind::Assigned(a) = next(support).await {
+                    break a;
+                }
+            }
+        });
+        assert!(quiet.await.is_err(), "nothing is assigned");
+    };
+
+    // Nobody online: the conversation waits unassigned.
+    send(&mut chat, 201, visitor(), "anyone?", "a1")
+        .await
+        .unwrap();
+    nothing_assigned(&mut support).await;
+
+    let err = chat.subscribe(as_admin("mallory")).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let alice = chat
+        .subscribe(as_admin("alice"))
+        .await
+        .unwrap()
+        .into_inner();
+    let bob = chat.subscribe(as_admin("bob")).await.unwrap().into_inner();
+    assert_eq!(online_admins(&mut chat).await, ["alice", "bob"]);
+
+    send(&mut chat, 202, visitor(), "hello", "b1")
+        .await
+        .unwrap();
+    assert_eq!(
+        assigned(&mut support).await,
+        (202, "alice".to_owned(), String::new())
+    );
+    send(&mut chat, 203, visitor(), "hello", "c1")
+        .await
+        .unwrap();
+    assert_eq!(assigned(&mut support).await.0, 203);
+    // Both hold their limit: the next one waits; a message to an assigned one changes nothing.
+    send(&mut chat, 204, visitor(), "hello", "d1")
+        .await
+        .unwrap();
+    send(&mut chat, 202, visitor(), "still there?", "b2")
+        .await
+        .unwrap();
+    nothing_assigned(&mut support).await;
+    let of = async |chat: &mut Chat, cid: u64| {
+        chat.open_conversation(pb::OpenConversationRequest {
+            conversation_id: cid,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .assignee
+    };
+    assert_eq!(of(&mut chat, 202).await, "alice");
+    assert_eq!(of(&mut chat, 203).await, "bob");
+    assert_eq!(of(&mut chat, 204).await, "");
+
+    // Alice resolves hers: room again, and the visitor's next message finds her.
+    chat.set_conversation_status(pb::SetConversationStatusRequest {
+        conversation_id: 202,
+        status: pb::ConversationStatus::Resolved as i32,
+        snoozed_until_ms: 0,
+        by: "alice".into(),
+    })
+    .await
+    .unwrap();
+    send(&mut chat, 204, visitor(), "hello again", "d2")
+        .await
+        .unwrap();
+    assert_eq!(
+        assigned(&mut support).await,
+        (204, "alice".to_owned(), String::new())
+    );
+
+    // Bob goes offline (his subscription ends): he is given nothing more, free or not.
+    drop(bob);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while online_admins(&mut chat).await != ["alice"] {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bob is still online"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    chat.set_conversation_status(pb::SetConversationStatusRequest {
+        conversation_id: 203,
+        status: pb::ConversationStatus::Resolved as i32,
+        snoozed_until_ms: 0,
+        by: "alice".into(),
+    })
+    .await
+    .unwrap();
+    send(&mut chat, 205, visitor(), "hi", "e1").await.unwrap();
+    nothing_assigned(&mut support).await;
+    assert_eq!(
+        of(&mut chat, 205).await,
+        "",
+        "alice is at her limit, bob offline"
+    );
+    drop(alice);
+}
+
+const AUTO_ASSIGN: &str =
+    "[core]\ncompany = \"Acme\"\nauto_assign = true\nauto_assign_max_open = 1\n";
+
+#[tokio::test]
+async fn sqlite_conversations_are_auto_assigned() {
+    with_config(Backend::Sqlite, AUTO_ASSIGN, auto_assignment).await;
+}
+
+#[tokio::test]
+async fn postgres_conversations_are_auto_assigned() {
+    with_config(Backend::Postgres, AUTO_ASSIGN, auto_assignment).await;
 }

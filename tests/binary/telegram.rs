@@ -191,6 +191,7 @@ impl World {
             .subscribe(pb::SubscribeRequest {
                 scope: Some(Scope::AllConversations(true)),
                 since_message_id: None,
+                as_admin: String::new(),
             })
             .await
             .expect("subscribe")

@@ -130,6 +130,7 @@ async fn widget_sends_receives_and_keeps_history_in_chromium() {
         .subscribe(pb::SubscribeRequest {
             scope: Some(Scope::AllConversations(true)),
             since_message_id: None,
+            as_admin: String::new(),
         })
         .await
         .expect("subscribe")

@@ -83,14 +83,21 @@ impl Chat for ChatApi {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let r = request.into_inner();
         let scope = convert::scope(r.scope).map_err(status)?;
+        let online = match r.as_admin {
+            admin if admin.is_empty() => None,
+            admin => Some(self.core.admin_online(admin).await.map_err(status)?),
+        };
         let subscription = self
             .core
             .subscribe(scope, r.since_message_id)
             .await
             .map_err(status)?;
         let core = self.core.clone();
-        let stream = ReceiverStream::new(subscription)
-            .map(move |item| item.map(|e| convert::event(&core, &e)).map_err(status));
+        // The admin is online for as long as the stream lives (it holds the guard).
+        let stream = ReceiverStream::new(subscription).map(move |item| {
+            let _online = &online;
+            item.map(|e| convert::event(&core, &e)).map_err(status)
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -181,6 +188,7 @@ impl Chat for ChatApi {
     ) -> Result<Response<pb::ListOnlineResponse>, Status> {
         Ok(Response::new(pb::ListOnlineResponse {
             online: self.core.online(),
+            admins: self.core.online_admins(),
         }))
     }
 

@@ -130,6 +130,11 @@ async fn serve(
                     tracing::debug!(error = %e, "a typing event refused");
                 }
             }
+            Command::AdminPresence(pb::EdgeAdminPresence { admin_id, online }) => {
+                if let Err(e) = core.admin_presence(session, admin_id, online).await {
+                    tracing::warn!(error = %e, "an admin's presence refused");
+                }
+            }
             Command::VisitorContext(request) => {
                 // Answered by nothing: the edge vouches for the claims it read from a signed
                 // token, and a refusal (a context out of bounds) is the host site's to fix.

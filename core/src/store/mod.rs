@@ -24,7 +24,7 @@ mod sqlite;
 pub mod text;
 mod write_tx;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -435,6 +435,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// A conversation's notes, oldest first.
     async fn notes(&self, conversation: ConversationId) -> StoreResult<Vec<Note>>;
+
+    /// How many open or pending conversations each admin who has any holds.
+    async fn open_assigned_counts(&self) -> StoreResult<HashMap<String, u64>>;
 
     /// Gives a conversation to `assignee` (`None`: to nobody). With `only_if_unassigned` (a
     /// take) only when it belongs to nobody; the one who has it otherwise.

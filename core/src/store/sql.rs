@@ -2,7 +2,7 @@
 //! generic over the sqlx database. What a backend says differently comes from its
 //! [`Dialect`]; rows are read into the types of [`super::rows`].
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
@@ -986,6 +986,22 @@ where
         Err(StoreError::Constraint(
             "the conversation's assignee changed during the take; try again".into(),
         ))
+    }
+
+    #[tracing::instrument(skip_all, name = "store.open_assigned_counts")]
+    async fn open_assigned_counts(&self) -> StoreResult<HashMap<String, u64>> {
+        let mut query = QueryBuilder::<DB>::new(
+            "SELECT assignee, COUNT(*) FROM sg_conversations WHERE assignee IS NOT NULL AND status IN (",
+        );
+        query
+            .push_bind(StatusKind::Open.code())
+            .push(", ")
+            .push_bind(StatusKind::Pending.code())
+            .push(") GROUP BY assignee");
+        let rows: Vec<(String, Int)> = query.build_query_as().fetch_all(&self.pool).await?;
+        rows.into_iter()
+            .map(|(admin, n)| Ok((admin, from_db_id("COUNT(*)", n.0)?)))
+            .collect()
     }
 
     #[tracing::instrument(skip_all, name = "store.erase_conversation", fields(conversation = conversation))]

@@ -225,8 +225,13 @@ async fn on_connect(
     Extension(peer): Extension<Arc<Peer>>,
 ) {
     debug!(conn = %log_id(&s.id), identity = ?peer.identity, "connected");
-    if let Identity::Admin { .. } = peer.identity {
+    if let Identity::Admin { admin_id, .. } = &peer.identity {
         edge.fanout().join_admin(s.clone(), peer.flavor());
+        // A token admin is someone: online for auto-assignment while connected. The legacy
+        // shared parameter names nobody.
+        if let Some(admin) = admin_id {
+            edge.link.admin_presence(admin, true);
+        }
     }
 }
 
@@ -327,11 +332,16 @@ async fn on_disconnect(
     turn.wait().await;
     debug!(conn = %log_id(&s.id), "disconnected");
     edge.limiter.close(peer.ip);
-    if let Identity::Visitor { cid, .. } = peer.identity
-        && peer.subscribed.load(Ordering::SeqCst)
-    {
-        edge.fanout().release_id(cid);
-        edge.link.presence(cid, false);
+    match &peer.identity {
+        Identity::Visitor { cid, .. } if peer.subscribed.load(Ordering::SeqCst) => {
+            edge.fanout().release_id(*cid);
+            edge.link.presence(*cid, false);
+        }
+        Identity::Admin {
+            admin_id: Some(admin),
+            ..
+        } => edge.link.admin_presence(admin, false),
+        Identity::Visitor { .. } | Identity::Admin { .. } => {}
     }
 }
 

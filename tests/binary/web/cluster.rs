@@ -584,6 +584,7 @@ async fn the_workflow_events_of_one_core_reach_the_other() {
         .subscribe(pb::SubscribeRequest {
             scope: Some(pb::subscribe_request::Scope::AllConversations(true)),
             since_message_id: None,
+            as_admin: String::new(),
         })
         .await
         .unwrap()
@@ -783,6 +784,37 @@ async fn the_workflow_events_of_one_core_reach_the_other() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+
+    // An admin online through core a is online for core b (auto-assignment there counts
+    // them), until the subscription that holds them ends.
+    let online_on_b = async |b: &mut socketgram_proto::client::ChatClient| {
+        b.list_online(pb::ListOnlineRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .admins
+    };
+    let until = async |b: &mut socketgram_proto::client::ChatClient, want: &[&str]| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while online_on_b(b).await != want {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "core b never saw {want:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let alice = a
+        .subscribe(pb::SubscribeRequest {
+            scope: Some(pb::subscribe_request::Scope::AllConversations(true)),
+            since_message_id: None,
+            as_admin: "alice".into(),
+        })
+        .await
+        .unwrap();
+    until(&mut b, &["alice"]).await;
+    drop(alice);
+    until(&mut b, &[]).await;
     c.stop().await;
 }
 

@@ -1053,3 +1053,46 @@ async fn typing_reaches_the_other_side_on_a_budget_of_its_own() {
     assert_refusal(&ack["error"], "typing:servadm", "forbidden");
     stop(server, db).await;
 }
+
+/// A token admin's socket makes that admin online for the core (`ListOnline.admins`, which
+/// auto-assignment chooses among) until its last socket goes; the PHP admin's shared
+/// parameter names nobody and counts for no one.
+#[tokio::test]
+async fn a_token_admin_is_online_while_connected() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    add_admin(&db, "alice", "Alice").await;
+    let url = server.web_url();
+    let mut chat = server.chat().await;
+    let mut until = async |want: &[&str]| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let admins = chat
+                .list_online(pb::ListOnlineRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .admins;
+            if admins == want {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "admins online: {admins:?}, want {want:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let token = TokenSigner::new(TOKEN_SECRET.as_bytes()).sign(TokenKind::Admin, "alice", 600);
+    let mut php = admin(&server).await;
+    let mut first = SioClient::connect_token("alice", &url, json!({ "admin_token": token })).await;
+    let mut second =
+        SioClient::connect_token("alice 2", &url, json!({ "admin_token": token })).await;
+    until(&["alice"]).await;
+    first.disconnect().await;
+    second.disconnect().await;
+    until(&[]).await;
+    php.disconnect().await;
+    stop(server, db).await;
+}

@@ -346,6 +346,7 @@ async fn a_signed_token_vouches_and_the_page_reports() {
         .subscribe(pb::SubscribeRequest {
             scope: Some(pb::subscribe_request::Scope::AllConversations(true)),
             since_message_id: None,
+            as_admin: String::new(),
         })
         .await
         .unwrap()
