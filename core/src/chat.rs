@@ -919,6 +919,11 @@ impl Core {
     }
 
     /// Longest message text accepted, in characters.
+    /// Whether support is shown the visitor's draft while it is typed.
+    pub fn typing_preview(&self) -> bool {
+        self.typing_preview
+    }
+
     pub fn max_message_chars(&self) -> usize {
         self.max_chars
     }

@@ -322,6 +322,8 @@ button, textarea { font: inherit; color: inherit; }
     let queue = [];
     let socket = null;
     let subscribed = false;
+    // Whether the server shows support the draft while it is typed (told on subscribe).
+    let typingPreview = false;
     let everOnline = false;
     let failures = 0;
     let retryTimer = null;
@@ -530,6 +532,7 @@ button, textarea { font: inherit; color: inherit; }
         if (s !== socket || !s.connected) return;
         if (reply && reply.data) {
           subscribed = true;
+          typingPreview = reply.data.typing_preview === true;
           everOnline = true;
           retryDelay = 1000;
           showAlert('');
@@ -792,7 +795,12 @@ button, textarea { font: inherit; color: inherit; }
       typingShown = chars > 0;
       typingSentAt = now;
       // With an acknowledgement: a refusal (a flood) is answered there, not as an alert.
-      s.timeout(ACK_TIMEOUT_MS).emitWithAck('typing', { chars }).catch(() => {});
+      // The draft itself only where the server shows it to support (`[core] typing_preview`,
+      // told in the subscribe answer); otherwise support learns its length alone.
+      const payload = typingPreview && chars > 0
+        ? { chars, draft: Array.from(input.value).slice(0, maxChars).join('') }
+        : { chars };
+      s.timeout(ACK_TIMEOUT_MS).emitWithAck('typing', payload).catch(() => {});
     }
 
     // ---- sending: a queue that survives disconnections and reloads ----

@@ -682,6 +682,7 @@ mod tests {
                 ..Default::default()
             }],
             has_more: true,
+            typing_preview: false,
         };
         state.route(joined(2, JoinOutcome::History(page.clone())));
         assert_eq!(second.try_recv().unwrap().unwrap(), page);

@@ -75,7 +75,7 @@ enum Input {
         socket: SocketRef,
         flavor: Flavor,
         ack: Option<Reply>,
-        ok: bool,
+        live: Option<Live>,
     },
 }
 
@@ -248,8 +248,8 @@ async fn run(
             input = rx.recv() => match input {
                 Some(Input::Join(join)) if state.cursor.is_some() => state.join(join),
                 Some(Input::Join(join)) => state.waiting.push(join),
-                Some(Input::Admitted { conversation, socket, flavor, ack, ok }) => {
-                    state.admitted(conversation, socket, flavor, ack, ok);
+                Some(Input::Admitted { conversation, socket, flavor, ack, live }) => {
+                    state.admitted(conversation, socket, flavor, ack, live);
                 }
                 None => return,
             },
@@ -345,14 +345,14 @@ impl State {
                     .push((socket.id, Vec::new()));
                 let link = self.link.clone();
                 tokio::spawn(async move {
-                    let (ack, ok) =
+                    let (ack, live) =
                         send_history(&link, conversation, &socket, flavor, since, ack, at).await;
                     let _ = input.send(Input::Admitted {
                         conversation,
                         socket,
                         flavor,
                         ack,
-                        ok,
+                        live,
                     });
                 });
             }
@@ -365,7 +365,7 @@ impl State {
         socket: SocketRef,
         flavor: Flavor,
         ack: Option<Reply>,
-        ok: bool,
+        live: Option<Live>,
     ) {
         let Some(joining) = self.admitting.get_mut(&conversation) else {
             return;
@@ -377,16 +377,19 @@ impl State {
         if joining.is_empty() {
             self.admitting.remove(&conversation);
         }
-        if !ok || !socket.connected() {
+        let Some(live) = live.filter(|_| socket.connected()) else {
             return;
-        }
+        };
         for m in &held {
             if !emit_or_drop(&socket, m, flavor) {
                 return;
             }
         }
         socket.join(conversation_room(conversation, flavor));
-        let answer = Ok(serde_json::json!({ "conversation": conversation }));
+        let answer = Ok(serde_json::json!({
+            "conversation": conversation,
+            "typing_preview": live.typing_preview,
+        }));
         answer_with(&socket, ack, events::incoming::SUBSCRIBE, answer);
     }
 }
@@ -409,7 +412,7 @@ fn emit_or_drop(socket: &SocketRef, m: &pb::Message, flavor: Flavor) -> bool {
 /// Sends a joining visitor socket its history up to `cursor`: the last page with the history
 /// button, or (a reconnecting widget, `since`) everything after what it has when that fits one
 /// page. One request to the core (`EdgeJoin`). Returns the ack still to answer, and whether the
-/// socket may go live.
+/// socket may go live (with what the core said of itself).
 async fn send_history(
     link: &CoreLink,
     conversation: u64,
@@ -418,7 +421,7 @@ async fn send_history(
     since: Option<u64>,
     ack: Option<Reply>,
     cursor: u64,
-) -> (Option<Reply>, bool) {
+) -> (Option<Reply>, Option<Live>) {
     let join = link.join(pb::EdgeJoin {
         request_id: 0,
         conversation_id: conversation,
@@ -431,13 +434,13 @@ async fn send_history(
         Ok(history) => history,
         Err(status) => {
             answer_with(socket, ack, events::incoming::SUBSCRIBE, Err(status.into()));
-            return (None, false);
+            return (None, None);
         }
     };
     // Oldest first (LEGACY.md §3).
     for m in &history.messages {
         if !emit_or_drop(socket, m, flavor) {
-            return (ack, false);
+            return (ack, None);
         }
     }
     if let Some(oldest) = history.messages.first() {
@@ -446,7 +449,19 @@ async fn send_history(
     if history.has_more && socket.emit(outgoing::ADD_HISTORY_BUTTON, &NO_ARGS).is_ok() {
         crate::metrics::sent(outgoing::ADD_HISTORY_BUTTON, 1);
     }
-    (ack, true)
+    (
+        ack,
+        Some(Live {
+            typing_preview: history.typing_preview,
+        }),
+    )
+}
+
+/// A joining visitor socket that may go live, and what its `subscribe` is answered with
+/// besides its conversation.
+struct Live {
+    /// Whether the core shows support the visitor's draft: only then does the widget send it.
+    typing_preview: bool,
 }
 
 async fn presence(io: &SocketIo, ids: &HandshakeIds, conversation: u64, is_online: bool) {

@@ -228,6 +228,7 @@ impl Chat for ChatApi {
         Ok(Response::new(pb::CoreInfo {
             company: self.core.company().to_owned(),
             max_message_chars: u32::try_from(self.core.max_message_chars()).unwrap_or(u32::MAX),
+            typing_preview: self.core.typing_preview(),
         }))
     }
 

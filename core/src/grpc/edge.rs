@@ -215,6 +215,7 @@ async fn joined(core: &Core, out: &Out, join: pb::EdgeJoin) {
         Ok((messages, has_more)) => Joined::History(pb::EdgeHistory {
             messages: messages.iter().map(|m| convert::message(core, m)).collect(),
             has_more,
+            typing_preview: core.typing_preview(),
         }),
         Err(e) => {
             debug!(request_id = join.request_id, error = %e, "edge join refused");

@@ -961,7 +961,11 @@ async fn parties(server: &TestServer, db: &TestDb, cid: u64) -> Parties {
     let mut widget =
         SioClient::connect_token("widget", &url, json!({ "token": visitor_token(cid) })).await;
     let ack = widget.emit_ack("subscribe", &[json!({})]).await;
-    assert!(ack.get("error").is_none(), "subscribe accepted: {ack}");
+    assert_eq!(
+        ack["data"],
+        json!({ "conversation": cid, "typing_preview": false }),
+        "subscribe accepted; drafts are not shown to support by default"
+    );
     let legacy_tab = page(server, cid).await;
     Parties {
         alice,
@@ -1094,5 +1098,38 @@ async fn a_token_admin_is_online_while_connected() {
     second.disconnect().await;
     until(&[]).await;
     php.disconnect().await;
+    stop(server, db).await;
+}
+
+/// With `[core] typing_preview`, the widget is told so when it subscribes (only then does it
+/// send its draft), and token admins see the draft with the typing event.
+#[tokio::test]
+async fn with_typing_preview_support_sees_the_draft() {
+    if !sio::available().await {
+        return;
+    }
+    let Some(db) = TestDb::create(Backend::Sqlite).await else {
+        return;
+    };
+    let toml = config(ROOMY).replace("[core]\n", "[core]\ntyping_preview = true\n");
+    let server = TestServer::start(&db.url, &toml).await;
+    add_admin(&db, "alice", "Alice").await;
+    let (cid, url) = (1973, server.web_url());
+    let token = TokenSigner::new(TOKEN_SECRET.as_bytes()).sign(TokenKind::Admin, "alice", 600);
+    let mut alice = SioClient::connect_token("alice", &url, json!({ "admin_token": token })).await;
+    let mut widget =
+        SioClient::connect_token("widget", &url, json!({ "token": visitor_token(cid) })).await;
+    let ack = widget.emit_ack("subscribe", &[json!({})]).await;
+    assert_eq!(ack["data"]["typing_preview"], true, "{ack}");
+    let ack = widget
+        .emit_ack("typing", &[json!({ "chars": 11, "draft": "where is my" })])
+        .await;
+    assert!(ack.get("error").is_none(), "{ack}");
+    let typing = alice.next_payload("typing").await;
+    assert_eq!(
+        (&typing["chars"], &typing["preview"]),
+        (&json!(11), &json!("where is my")),
+        "{typing}"
+    );
     stop(server, db).await;
 }
