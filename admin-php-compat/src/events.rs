@@ -303,7 +303,7 @@ fn visitor_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::
     }
 }
 
-fn required_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+pub(crate) fn required_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     use serde::de::Error as _;
     visitor_id(d)?.ok_or_else(|| D::Error::custom("is missing"))
 }
@@ -325,7 +325,7 @@ fn required_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Erro
 }
 
 /// A string field (numbers are accepted as their decimal text, as the pages send ids).
-fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+pub(crate) fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     use serde::de::Error as _;
     match Value::deserialize(d)? {
         Value::Null => Ok(None),
@@ -338,7 +338,7 @@ fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Err
     }
 }
 
-fn required_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+pub(crate) fn required_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     use serde::de::Error as _;
     text(d)?.ok_or_else(|| D::Error::custom("is missing"))
 }

@@ -19,6 +19,7 @@ use std::{
 use socketgram_admin_php_compat::events::{
     self, NO_ARGS, PresencePayload, ReadPayload, SUBSCRIBE_HISTORY, TypingPayload, outgoing,
 };
+use socketgram_admin_php_compat::workflow::outgoing as support;
 use socketgram_proto::v1::{self as pb, event::Kind, subscribe_request::Scope};
 use socketioxide::{SendError, SocketError, SocketIo, extract::SocketRef, socket::Sid};
 use tokio::sync::mpsc;
@@ -27,7 +28,7 @@ use tracing::warn;
 use crate::{
     answer::{Reply, answer_with},
     core_link::{CoreLink, LinkEvent},
-    wire::{Flavor, admin_room, conversation_room, payload},
+    wire::{Flavor, admin_room, conversation_room, payload, workflow as wire},
 };
 
 /// Emits one message to every socket of both flavors' rooms. A socket whose send buffer is
@@ -311,15 +312,19 @@ impl State {
             // Names are the core's to put on messages; the web edge shows what it is sent.
             Kind::AdminsChanged(_) => {}
             Kind::ReadMark(mark) => read_mark(&self.io, &mark).await,
-            // Support's alone: the core sends notes on all-conversation subscriptions only,
-            // and no page of the legacy protocol has them.
-            Kind::Note(_) => {}
             Kind::Typing(typing) => typing_to_clients(&self.io, &typing).await,
-            // Support's workflow (gRPC clients): no page of the legacy protocol shows it.
-            Kind::Assigned(_)
-            | Kind::StatusChanged(_)
-            | Kind::Erased(_)
-            | Kind::VisitorContext(_) => {}
+            // Support's workflow: to token admins only (no page of the legacy protocol has
+            // it; the core sends it on all-conversation subscriptions only, never to visitors).
+            Kind::Note(n) => to_support(&self.io, support::NOTE, wire::note(&n)).await,
+            Kind::Assigned(a) => to_support(&self.io, support::ASSIGNED, wire::assigned(&a)).await,
+            Kind::StatusChanged(c) => to_support(&self.io, support::STATUS, wire::status(&c)).await,
+            Kind::Erased(e) => to_support(&self.io, support::ERASED, wire::erased(&e)).await,
+            Kind::VisitorContext(c) => {
+                if let Some(context) = &c.context {
+                    let payload = wire::context(c.conversation_id, context);
+                    to_support(&self.io, support::CONTEXT, payload).await;
+                }
+            }
         }
     }
 
@@ -534,6 +539,16 @@ async fn typing_to_clients(io: &SocketIo, typing: &pb::Typing) {
         if sockets > 0 && room.emit(outgoing::TYPING, &payload).await.is_ok() {
             crate::metrics::sent(outgoing::TYPING, sockets);
         }
+    }
+}
+
+/// Emits a workflow event to token admins (the Plain admin room).
+async fn to_support(io: &SocketIo, event: &'static str, payload: impl serde::Serialize) {
+    let Some(root) = root(io) else { return };
+    let room = root.to(admin_room(Flavor::Plain));
+    let sockets = room.clone().sockets().len();
+    if sockets > 0 && room.emit(event, &payload).await.is_ok() {
+        crate::metrics::sent(event, sockets);
     }
 }
 

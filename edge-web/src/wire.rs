@@ -51,3 +51,115 @@ pub fn payload(m: &pb::Message, flavor: Flavor) -> MessagePayload {
         label: m.id,
     }
 }
+
+/// Support's workflow payloads (token admins only), from the contract's messages.
+pub(crate) mod workflow {
+    use socketgram_admin_php_compat::workflow::{
+        AssignedPayload, ContextPayload, ConversationPayload, ErasedPayload, NotePayload,
+        StatusName, StatusPayload,
+    };
+    use socketgram_common::context::{Page, Vouched};
+    use socketgram_proto::v1 as pb;
+
+    pub(crate) fn status_name(code: i32) -> StatusName {
+        match pb::ConversationStatus::try_from(code).unwrap_or_default() {
+            pb::ConversationStatus::Pending => StatusName::Pending,
+            pb::ConversationStatus::Resolved => StatusName::Resolved,
+            pb::ConversationStatus::Snoozed => StatusName::Snoozed,
+            pb::ConversationStatus::Open | pb::ConversationStatus::Unspecified => StatusName::Open,
+        }
+    }
+
+    pub(crate) fn status_code(name: StatusName) -> pb::ConversationStatus {
+        match name {
+            StatusName::Open => pb::ConversationStatus::Open,
+            StatusName::Pending => pb::ConversationStatus::Pending,
+            StatusName::Resolved => pb::ConversationStatus::Resolved,
+            StatusName::Snoozed => pb::ConversationStatus::Snoozed,
+        }
+    }
+
+    fn nonzero(ms: i64) -> Option<i64> {
+        (ms != 0).then_some(ms)
+    }
+
+    fn nonempty(text: &str) -> Option<String> {
+        (!text.is_empty()).then(|| text.to_owned())
+    }
+
+    pub(crate) fn conversation(c: &pb::Conversation) -> ConversationPayload {
+        ConversationPayload {
+            cid: c.conversation_id,
+            status: status_name(c.status),
+            snoozed_until_ms: nonzero(c.snoozed_until_ms),
+            assignee: nonempty(&c.assignee),
+            online: c.online,
+            unread_by_support: c.unread_by_support,
+            support_read_up_to: c.support_read_up_to,
+            visitor_read_up_to: c.visitor_read_up_to,
+            context: c
+                .context
+                .as_ref()
+                .map(|context| self::context(c.conversation_id, context)),
+        }
+    }
+
+    pub(crate) fn context(cid: u64, c: &pb::VisitorContext) -> ContextPayload {
+        ContextPayload {
+            cid,
+            verified: c.verified.as_ref().map(|v| Vouched {
+                name: v.name.clone(),
+                email: v.email.clone(),
+                fields: v.fields.clone().into_iter().collect(),
+            }),
+            page: c.page.as_ref().map(|p| Page {
+                url: p.url.clone(),
+                title: p.title.clone(),
+                language: p.language.clone(),
+                time_zone: p.time_zone.clone(),
+            }),
+            updated_at_ms: c.updated_at_ms,
+        }
+    }
+
+    pub(crate) fn assigned(a: &pb::ConversationAssigned) -> AssignedPayload {
+        AssignedPayload {
+            cid: a.conversation_id,
+            assignee: nonempty(&a.assignee),
+            by: nonempty(&a.by),
+        }
+    }
+
+    pub(crate) fn status(s: &pb::StatusChanged) -> StatusPayload {
+        StatusPayload {
+            cid: s.conversation_id,
+            status: status_name(s.status),
+            snoozed_until_ms: nonzero(s.snoozed_until_ms),
+            cause: match pb::StatusCause::try_from(s.cause).unwrap_or_default() {
+                pb::StatusCause::Support => "support",
+                pb::StatusCause::VisitorMessage => "visitor_message",
+                pb::StatusCause::SnoozeEnded => "snooze_ended",
+                pb::StatusCause::Unspecified => "unspecified",
+            },
+            by: nonempty(&s.by),
+        }
+    }
+
+    pub(crate) fn note(n: &pb::Note) -> NotePayload {
+        NotePayload {
+            cid: n.conversation_id,
+            id: n.id,
+            admin: n.admin_id.clone(),
+            text: n.text.clone(),
+            created_at_ms: n.created_at_ms,
+        }
+    }
+
+    pub(crate) fn erased(e: &pb::Erasure) -> ErasedPayload {
+        ErasedPayload {
+            cid: e.conversation_id,
+            by: e.erased_by.clone(),
+            erased_at_ms: e.erased_at_ms,
+        }
+    }
+}

@@ -16,7 +16,7 @@ use super::{Answer, Peer, Refusal, Turn, send_in_order, sent};
 use crate::Edge;
 
 /// The admin login for a request: the token's, or the payload's `adm` for legacy admins.
-fn admin_id(peer: &Peer, claimed: Option<String>) -> Result<String, Refusal> {
+pub(super) fn admin_id(peer: &Peer, claimed: Option<String>) -> Result<String, Refusal> {
     match (&peer.identity, claimed) {
         (
             Identity::Admin {

@@ -4,6 +4,7 @@
 
 mod admin;
 mod visitor;
+mod workflow;
 
 use std::{
     net::IpAddr,
@@ -18,6 +19,7 @@ use serde_json::Value;
 use socketgram_admin_php_compat::{
     events::incoming,
     handshake::{self, Credentials, HandshakeError, Identity},
+    workflow::incoming as support,
 };
 use socketgram_proto::v1 as pb;
 use socketioxide::{
@@ -294,11 +296,21 @@ async fn dispatch(
             admin::new_message(&s, &edge, &peer, turn, &data).await
         }
         (incoming::UPDATE_ADMIN_LIST, true) => admin::update_list(&edge).await,
+        (support::CONVERSATION, true) => workflow::conversation(&edge, &data).await,
+        (support::ASSIGN, true) => workflow::assign(&edge, &peer, &data).await,
+        (support::STATUS, true) => workflow::status(&edge, &peer, &data).await,
+        (support::NOTE, true) => workflow::note(&edge, &peer, &data).await,
+        (support::CANNED_REPLIES, true) => workflow::canned_replies(&edge, &data).await,
         (
             incoming::SUBSCRIBE_ADMIN
             | incoming::NEW_MESSAGE_ADMIN
             | incoming::UPDATE_ADMIN_LIST
-            | incoming::TYPING_ADMIN,
+            | incoming::TYPING_ADMIN
+            | support::CONVERSATION
+            | support::ASSIGN
+            | support::STATUS
+            | support::NOTE
+            | support::CANNED_REPLIES,
             false,
         ) => {
             // LEGACY.md §9.2: the legacy server took these from anyone.

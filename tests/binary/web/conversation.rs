@@ -1133,3 +1133,144 @@ async fn with_typing_preview_support_sees_the_draft() {
     );
     stop(server, db).await;
 }
+
+/// Support's workflow on the socket, for token admins: the conversation's state, take,
+/// resolve (reopened by the visitor), a private note and canned replies; each change is told
+/// to token admins live. The visitor never hears of notes or assignments, the legacy pages and
+/// the PHP admin get nothing new, and bad requests are refused saying why.
+#[tokio::test]
+async fn support_works_a_conversation_from_the_socket() {
+    let Some((server, db)) = start(Backend::Sqlite, ROOMY).await else {
+        return;
+    };
+    let cid = 1974;
+    let Parties {
+        mut alice,
+        mut php,
+        mut widget,
+        mut legacy_tab,
+    } = parties(&server, &db, cid).await;
+    let mut chat = server.chat().await;
+    chat.put_canned_reply(pb::PutCannedReplyRequest {
+        shortcut: "greet".into(),
+        text: "Hello! How can we help?".into(),
+        updated_by: "alice".into(),
+    })
+    .await
+    .unwrap();
+    let ack = widget
+        .emit_ack("new message", &[json!({ "message": "my parcel?" })])
+        .await;
+    assert!(ack.get("error").is_none(), "{ack}");
+
+    let ack = alice
+        .emit_ack("canned replies:servadm", &[json!({ "prefix": "gr" })])
+        .await;
+    assert_eq!(
+        ack["data"],
+        json!({ "replies": { "greet": "Hello! How can we help?" } })
+    );
+    let ack = alice
+        .emit_ack("conversation:servadm", &[json!({ "username": cid })])
+        .await;
+    assert_eq!(ack["data"]["status"], "open", "{ack}");
+    assert!(ack["data"].get("assignee").is_none(), "{ack}");
+
+    let ack = alice
+        .emit_ack(
+            "assign:servadm",
+            &[json!({ "username": cid, "take": true })],
+        )
+        .await;
+    assert_eq!(ack["data"]["assignee"], "alice", "{ack}");
+    assert_eq!(
+        alice.next_payload("assigned").await,
+        json!({ "cid": cid, "assignee": "alice", "by": "alice" })
+    );
+    let ack = alice
+        .emit_ack(
+            "status:servadm",
+            &[json!({ "username": cid, "status": "resolved" })],
+        )
+        .await;
+    assert_eq!(ack["data"]["status"], "resolved", "{ack}");
+    assert_eq!(
+        alice.next_payload("status").await,
+        json!({ "cid": cid, "status": "resolved", "cause": "support", "by": "alice" })
+    );
+    let ack = widget
+        .emit_ack("new message", &[json!({ "message": "one more thing" })])
+        .await;
+    assert!(ack.get("error").is_none(), "{ack}");
+    assert_eq!(
+        alice.next_payload("status").await,
+        json!({ "cid": cid, "status": "open", "cause": "visitor_message" })
+    );
+    let ack = alice
+        .emit_ack(
+            "note:servadm",
+            &[json!({ "username": cid, "text": "VIP customer" })],
+        )
+        .await;
+    assert_eq!(
+        (&ack["data"]["admin"], &ack["data"]["text"]),
+        (&json!("alice"), &json!("VIP customer")),
+        "{ack}"
+    );
+    let told = alice.next_payload("note").await;
+    assert_eq!(
+        told, ack["data"],
+        "token admins are told the note as stored"
+    );
+
+    // Bad requests change nothing and say why.
+    for (event, payload, code) in [
+        (
+            "status:servadm",
+            json!({ "username": cid, "status": "closed" }),
+            "invalid",
+        ),
+        (
+            "assign:servadm",
+            json!({ "username": cid, "assignee": "mallory" }),
+            "not_found",
+        ),
+        (
+            "note:servadm",
+            json!({ "username": cid, "text": " " }),
+            "invalid",
+        ),
+        ("conversation:servadm", json!({}), "invalid"),
+    ] {
+        let ack = alice.emit_ack(event, &[payload]).await;
+        assert_refusal(&ack["error"], event, code);
+    }
+    let ack = widget
+        .emit_ack(
+            "note:servadm",
+            &[json!({ "username": cid, "text": "mine" })],
+        )
+        .await;
+    assert_refusal(&ack["error"], "note:servadm", "forbidden");
+    let ack = php
+        .emit_ack(
+            "assign:servadm",
+            &[json!({ "username": cid, "take": true })],
+        )
+        .await;
+    assert_refusal(&ack["error"], "assign:servadm", "invalid");
+    let ack = alice
+        .emit_ack("conversation:servadm", &[json!({ "username": cid })])
+        .await;
+    assert_eq!(
+        (&ack["data"]["assignee"], &ack["data"]["status"]),
+        (&json!("alice"), &json!("open"))
+    );
+
+    for event in ["assigned", "status", "note"] {
+        widget.expect_none(event, QUIET).await;
+        legacy_tab.expect_none(event, QUIET).await;
+        php.expect_none(event, QUIET).await;
+    }
+    stop(server, db).await;
+}

@@ -361,6 +361,12 @@ async fn a_signed_token_vouches_and_the_page_reports() {
         "time_zone": "Europe/London"
     });
 
+    add_admin(&db, "alice", "Alice").await;
+    let admin_token =
+        TokenSigner::new(TOKEN_SECRET.as_bytes()).sign(TokenKind::Admin, "alice", 600);
+    let mut alice =
+        SioClient::connect_token("alice", &url, json!({ "admin_token": admin_token })).await;
+
     // Refused pages change nothing; the socket still subscribes after.
     let mut widget = SioClient::connect_token("widget", &url, json!({ "token": token })).await;
     for (bad, says) in [
@@ -415,6 +421,17 @@ async fn a_signed_token_vouches_and_the_page_reports() {
             "en-GB",
             "Europe/London"
         )
+    );
+    // Token admins are told on the socket too.
+    let on_socket = alice.next_payload("context").await;
+    assert_eq!(
+        (
+            &on_socket["cid"],
+            &on_socket["verified"]["name"],
+            &on_socket["page"]["time_zone"]
+        ),
+        (&json!(905), &json!("Ann O'Brien"), &json!("Europe/London")),
+        "{on_socket}"
     );
     // Nothing is shown before the first message, then it is the conversation's.
     let ack = widget
