@@ -85,6 +85,7 @@ conformance!(
     a_conversation_belongs_to_one_admin_or_none,
     a_status_is_kept_and_a_visitor_message_reopens,
     a_visitor_context_is_kept_by_parts_and_erased,
+    open_assignments_are_counted_per_admin,
 );
 
 fn at(h: u32, m: u32, s: u32) -> NaiveDateTime {
@@ -1427,4 +1428,39 @@ async fn a_visitor_context_is_kept_by_parts_and_erased(f: Fixture) {
     s.erase_conversation(82, "alice").await.unwrap();
     assert!(s.visitor_context(82).await.unwrap().is_none());
     assert!(s.visitor_context(81).await.unwrap().is_none());
+}
+
+/// What auto-assignment reads: each admin's open or pending conversations, not resolved or
+/// snoozed ones, nor nobody's.
+async fn open_assignments_are_counted_per_admin(f: Fixture) {
+    let s = &f.store;
+    for cid in 90..96 {
+        s.append(&[visitor(cid, "hi", None)]).await.unwrap();
+    }
+    assert!(s.open_assigned_counts().await.unwrap().is_empty());
+    for (cid, admin) in [
+        (90, "alice"),
+        (91, "alice"),
+        (92, "alice"),
+        (93, "bob"),
+        (94, "bob"),
+    ] {
+        s.assign(cid, Some(admin), false).await.unwrap();
+    }
+    s.set_status(91, Status::Pending).await.unwrap();
+    s.set_status(92, Status::Resolved).await.unwrap();
+    s.set_status(
+        94,
+        Status::Snoozed {
+            until_ms: local_now_ms() + 3_600_000,
+        },
+    )
+    .await
+    .unwrap();
+    let counts = s.open_assigned_counts().await.unwrap();
+    assert_eq!(
+        counts,
+        [("alice".to_owned(), 2), ("bob".to_owned(), 1)].into(),
+        "95 is nobody's"
+    );
 }
