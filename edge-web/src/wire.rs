@@ -58,7 +58,6 @@ pub(crate) mod workflow {
         AssignedPayload, ContextPayload, ConversationPayload, ErasedPayload, NotePayload,
         StatusName, StatusPayload,
     };
-    use socketgram_common::context::{Page, Vouched};
     use socketgram_proto::v1 as pb;
 
     pub(crate) fn status_name(code: i32) -> StatusName {
@@ -107,17 +106,8 @@ pub(crate) mod workflow {
     pub(crate) fn context(cid: u64, c: &pb::VisitorContext) -> ContextPayload {
         ContextPayload {
             cid,
-            verified: c.verified.as_ref().map(|v| Vouched {
-                name: v.name.clone(),
-                email: v.email.clone(),
-                fields: v.fields.clone().into_iter().collect(),
-            }),
-            page: c.page.as_ref().map(|p| Page {
-                url: p.url.clone(),
-                title: p.title.clone(),
-                language: p.language.clone(),
-                time_zone: p.time_zone.clone(),
-            }),
+            verified: c.verified.as_ref().map(Into::into),
+            page: c.page.as_ref().map(Into::into),
             updated_at_ms: c.updated_at_ms,
         }
     }

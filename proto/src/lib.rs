@@ -3,6 +3,7 @@
 //! replicas exchange over their bus (`socketgram.bus.v1`).
 
 pub mod client;
+mod context;
 
 /// Types and services of `socketgram.v1`.
 pub mod v1 {

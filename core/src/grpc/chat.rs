@@ -419,7 +419,7 @@ impl Chat for ChatApi {
     ) -> Result<Response<pb::VisitorContext>, Status> {
         let r = request.into_inner();
         let conversation = r.conversation_id;
-        let (verified, page) = convert::context_parts(r);
+        let (verified, page) = convert::context_parts(&r);
         let context = self
             .core
             .set_visitor_context(conversation, verified, page)

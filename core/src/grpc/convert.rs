@@ -210,35 +210,18 @@ pub(crate) fn conversation(core: &Core, c: &ConversationSummary) -> pb::Conversa
 /// A visitor's context as the contract says it.
 pub(crate) fn visitor_context(c: &VisitorContext) -> pb::VisitorContext {
     pb::VisitorContext {
-        verified: c.verified.as_ref().map(|v| pb::VerifiedVisitor {
-            name: v.name.clone(),
-            email: v.email.clone(),
-            fields: v.fields.clone().into_iter().collect(),
-        }),
-        page: c.page.as_ref().map(|p| pb::PageContext {
-            url: p.url.clone(),
-            title: p.title.clone(),
-            language: p.language.clone(),
-            time_zone: p.time_zone.clone(),
-        }),
+        verified: c.verified.as_ref().map(Into::into),
+        page: c.page.as_ref().map(Into::into),
         updated_at_ms: c.updated_at_ms,
     }
 }
 
 /// The parts a `SetVisitorContext` sets.
-pub(crate) fn context_parts(r: pb::SetVisitorContextRequest) -> (Option<Vouched>, Option<Page>) {
-    let verified = r.verified.map(|v| Vouched {
-        name: v.name,
-        email: v.email,
-        fields: v.fields.into_iter().collect(),
-    });
-    let page = r.page.map(|p| Page {
-        url: p.url,
-        title: p.title,
-        language: p.language,
-        time_zone: p.time_zone,
-    });
-    (verified, page)
+pub(crate) fn context_parts(r: &pb::SetVisitorContextRequest) -> (Option<Vouched>, Option<Page>) {
+    (
+        r.verified.as_ref().map(Into::into),
+        r.page.as_ref().map(Into::into),
+    )
 }
 
 fn status_kind(kind: StatusKind) -> pb::ConversationStatus {

@@ -142,7 +142,7 @@ async fn serve(
                 let core = core.clone();
                 tokio::spawn(async move {
                     let conversation = request.conversation_id;
-                    let (verified, page) = convert::context_parts(request);
+                    let (verified, page) = convert::context_parts(&request);
                     if let Err(e) = core.set_visitor_context(conversation, verified, page).await {
                         tracing::warn!(conversation, error = %e, "a visitor context refused");
                     }

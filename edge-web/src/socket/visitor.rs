@@ -108,17 +108,8 @@ fn context_request(
 ) -> pb::SetVisitorContextRequest {
     pb::SetVisitorContextRequest {
         conversation_id: cid,
-        verified: vouched.map(|v| pb::VerifiedVisitor {
-            name: v.name.clone(),
-            email: v.email.clone(),
-            fields: v.fields.clone().into_iter().collect(),
-        }),
-        page: page.map(|p| pb::PageContext {
-            url: p.url,
-            title: p.title,
-            language: p.language,
-            time_zone: p.time_zone,
-        }),
+        verified: vouched.map(Into::into),
+        page: page.as_ref().map(Into::into),
     }
 }
 
