@@ -1,13 +1,15 @@
-//! `socketgram admin add|list|remove`: the admins of `adm_account`, the directory the core and
-//! the PHP admin read, managed without SQL. A running server picks up a new admin at its
-//! first reply (the core re-reads the directory on an unknown login), as it does for admins
-//! the PHP admin's `createadmin` page inserts.
+//! `socketgram admin add|list|remove|passwd`: the admins of `adm_account`, the directory the
+//! core and the PHP admin read, managed without SQL, and their passwords for Socketgram's own
+//! sign-in (argon2id in `sg_admin_passwords`, never the legacy columns). A running server
+//! picks up a new admin at its first reply (the core re-reads the directory on an unknown
+//! login), as it does for admins the PHP admin's `createadmin` page inserts.
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use socketgram_core::{
     admins::{self, check_new_admin},
     domain::Admin,
+    passwords,
     store::{Store, StoreError},
 };
 
@@ -26,8 +28,11 @@ pub enum AdminCommand {
     },
     /// List the admins.
     List,
-    /// Remove an admin who has signed no message.
+    /// Remove an admin who has signed no message (and their password).
     Remove { login: String },
+    /// Set or change an admin's password for Socketgram's own sign-in. Read from standard
+    /// input (one line), or asked for without echo on a terminal.
+    Passwd { login: String },
 }
 
 /// Runs one admin command on a migrated store; returns what to print.
@@ -70,10 +75,19 @@ pub async fn run(store: &dyn Store, command: AdminCommand) -> anyhow::Result<Str
                 .max()
                 .unwrap_or(0)
                 .max(5);
-            let mut out = format!("{:width$}  {:20}  role\n", "login", "name");
+            let with_password = store
+                .admins_with_password()
+                .await
+                .context("cannot read which admins have a password")?;
+            let mut out = format!("{:width$}  {:20}  password  role\n", "login", "name");
             for a in &admins {
+                let password = if with_password.contains(&a.admin_id) {
+                    "set"
+                } else {
+                    "-"
+                };
                 out.push_str(&format!(
-                    "{:width$}  {:20}  {} ({})\n",
+                    "{:width$}  {:20}  {password:8}  {} ({})\n",
                     a.admin_id,
                     a.name,
                     a.rights,
@@ -91,7 +105,42 @@ pub async fn run(store: &dyn Store, command: AdminCommand) -> anyhow::Result<Str
             ),
             Err(e) => Err(e).context("cannot remove the admin"),
         },
+        AdminCommand::Passwd { login } => {
+            let admins = store.admins().await.context("cannot read the admins")?;
+            if !admins.iter().any(|a| a.admin_id == login) {
+                bail!(
+                    "there is no admin {login:?}: add one with `socketgram admin add {login} <name>`"
+                );
+            }
+            let prompt = format!("password for {login}: ");
+            let hash = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+                let password = read_password(&prompt)?;
+                passwords::check_new_password(&password)?;
+                Ok(passwords::hash(&password))
+            })
+            .await
+            .context("the password reader stopped")??;
+            store
+                .put_admin_password(&login, &hash)
+                .await
+                .context("cannot store the password")?;
+            Ok(format!("password set for admin {login:?}\n"))
+        }
     }
+}
+
+/// One line of standard input, or, on a terminal, a prompt that does not echo.
+fn read_password(prompt: &str) -> anyhow::Result<String> {
+    use std::io::{BufRead as _, IsTerminal as _};
+    if std::io::stdin().is_terminal() {
+        return rpassword::prompt_password(prompt).context("cannot read the password");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 fn role_name(rights: i32) -> &'static str {

@@ -22,6 +22,7 @@ pub mod domain;
 pub mod error;
 pub mod hub;
 pub mod ops;
+pub mod passwords;
 pub mod presence;
 mod sequencer;
 mod status;

@@ -86,6 +86,7 @@ conformance!(
     a_status_is_kept_and_a_visitor_message_reopens,
     a_visitor_context_is_kept_by_parts_and_erased,
     open_assignments_are_counted_per_admin,
+    admin_passwords_are_kept_apart_and_go_with_the_admin,
 );
 
 fn at(h: u32, m: u32, s: u32) -> NaiveDateTime {
@@ -1463,4 +1464,36 @@ async fn open_assignments_are_counted_per_admin(f: Fixture) {
         [("alice".to_owned(), 2), ("bob".to_owned(), 1)].into(),
         "95 is nobody's"
     );
+}
+
+/// Support staff's own password hashes: set, replaced, listed, never in the legacy columns,
+/// removed with the admin (and kept when the admin cannot be removed).
+async fn admin_passwords_are_kept_apart_and_go_with_the_admin(f: Fixture) {
+    let s = &f.store;
+    add_admin(&f.db, "alice", "Alice", 2).await;
+    add_admin(&f.db, "bob", "Bob", 2).await;
+    assert_eq!(s.admin_password("alice").await.unwrap(), None);
+    assert!(s.admins_with_password().await.unwrap().is_empty());
+    s.put_admin_password("alice", "$argon2id$v=19$first")
+        .await
+        .unwrap();
+    s.put_admin_password("alice", "$argon2id$v=19$second")
+        .await
+        .unwrap();
+    s.put_admin_password("bob", "$argon2id$v=19$bob")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.admin_password("alice").await.unwrap().as_deref(),
+        Some("$argon2id$v=19$second"),
+        "replaced"
+    );
+    assert_eq!(s.admins_with_password().await.unwrap(), ["alice", "bob"]);
+    // Bob signed a message: he stays, and so does his password.
+    s.append(&[admin(7, "bob", "hello")]).await.unwrap();
+    assert!(s.remove_admin("bob").await.is_err());
+    assert!(s.admin_password("bob").await.unwrap().is_some());
+    assert!(s.remove_admin("alice").await.unwrap());
+    assert_eq!(s.admin_password("alice").await.unwrap(), None);
+    assert_eq!(s.admins_with_password().await.unwrap(), ["bob"]);
 }

@@ -348,9 +348,20 @@ pub trait Store: Send + Sync + 'static {
     /// changing nothing, when the login exists.
     async fn add_admin(&self, admin: &Admin) -> StoreResult<bool>;
 
-    /// Removes an admin's row. Returns false when there is none; `Constraint` when messages
-    /// reference it (`messages.aid`: the replies keep the admin's name).
+    /// Removes an admin's row, and their password with it. Returns false when there is none;
+    /// `Constraint` when messages reference it (`messages.aid`: the replies keep the admin's
+    /// name).
     async fn remove_admin(&self, admin_id: &str) -> StoreResult<bool>;
+
+    /// Sets (or replaces) an admin's password hash (a PHC string, see `passwords`), stamped
+    /// with the database's clock. The caller checks that the admin exists.
+    async fn put_admin_password(&self, admin_id: &str, hash: &str) -> StoreResult<()>;
+
+    /// An admin's password hash, if one was set.
+    async fn admin_password(&self, admin_id: &str) -> StoreResult<Option<String>>;
+
+    /// The logins of the admins who have a password, sorted.
+    async fn admins_with_password(&self) -> StoreResult<Vec<String>>;
 
     /// The link of one chat.
     async fn telegram_link(&self, chat_id: i64) -> StoreResult<Option<TelegramLink>>;

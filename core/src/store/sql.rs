@@ -700,7 +700,47 @@ where
         let mut query = QueryBuilder::<DB>::new("DELETE FROM adm_account WHERE aid = ");
         query.push_bind(admin_id.to_owned()).push(" AND aid <> '0'");
         let done = query.build().execute(&self.pool).await?;
-        Ok(done.rows() > 0)
+        if done.rows() == 0 {
+            return Ok(false);
+        }
+        // After the admin's row: an admin who cannot be removed keeps their password.
+        let mut forget = QueryBuilder::<DB>::new("DELETE FROM sg_admin_passwords WHERE aid = ");
+        forget.push_bind(admin_id.to_owned());
+        forget.build().execute(&self.pool).await?;
+        Ok(true)
+    }
+
+    #[tracing::instrument(skip_all, name = "store.put_admin_password")]
+    async fn put_admin_password(&self, admin_id: &str, hash: &str) -> StoreResult<()> {
+        let mut put = QueryBuilder::<DB>::new(
+            "INSERT INTO sg_admin_passwords (aid, hash, updated_at_ms) VALUES (",
+        );
+        put.push_bind(admin_id.to_owned())
+            .push(", ")
+            .push_bind(hash.to_owned())
+            .push(format_args!(", {})", DB::NOW_MS))
+            .push(DB::replace_on_conflict("aid", &["hash", "updated_at_ms"]));
+        put.build().execute(&self.pool).await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, name = "store.admin_password")]
+    async fn admin_password(&self, admin_id: &str) -> StoreResult<Option<String>> {
+        let mut query = QueryBuilder::<DB>::new("SELECT hash FROM sg_admin_passwords WHERE aid = ");
+        query.push_bind(admin_id.to_owned());
+        Ok(query
+            .build_query_scalar()
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    #[tracing::instrument(skip_all, name = "store.admins_with_password")]
+    async fn admins_with_password(&self) -> StoreResult<Vec<String>> {
+        let mut query = QueryBuilder::<DB>::new(format!(
+            "SELECT aid FROM sg_admin_passwords ORDER BY {}",
+            DB::byte_order("aid")
+        ));
+        Ok(query.build_query_scalar().fetch_all(&self.pool).await?)
     }
 
     #[tracing::instrument(skip_all, name = "store.telegram_link", fields(chat_id = chat_id))]
