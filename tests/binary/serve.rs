@@ -2842,3 +2842,89 @@ async fn admin_passwd_stores_an_argon2id_hash() {
     );
     store.close().await;
 }
+
+/// Out of file descriptors (a hard limit of 128, so raising the soft one cannot help, and more
+/// clients than that): the listener backs off instead of spinning on accept (a handful of
+/// warnings, not thousands), and serves again as soon as descriptors are free.
+#[tokio::test]
+async fn out_of_file_descriptors_the_listener_backs_off_and_recovers() {
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = tokio::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("ulimit -n 128 && exec {BIN} serve"))
+        // Each source address may hold them all: the point is the process's limit.
+        .env("SOCKETGRAM_WEB__LIMITS__UNAUTHENTICATED_PER_IP", "1000")
+        .env("SOCKETGRAM_WEB__LIMITS__CONNECTIONS_PER_IP", "1000")
+        .env("SOCKETGRAM_WEB__LIMITS__HANDSHAKE_TIMEOUT_SECS", "60")
+        .stderr(std::process::Stdio::piped());
+    let (mut child, ready) = serve_raw(command, dir.path()).await;
+    let web: std::net::SocketAddr = ready
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("web="))
+        .unwrap()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let warnings = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let counting = warnings.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            if line.contains("cannot accept a connection") {
+                counting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+
+    let mut held = Vec::new();
+    for i in 0..200u8 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, 2 + i % 4], 0)))
+            .unwrap();
+        held.push(
+            socket
+                .connect(web)
+                .await
+                .expect("queued by the kernel at least"),
+        );
+    }
+    // Long enough for a spinning accept loop to log thousands of lines.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let logged = warnings.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        logged >= 1,
+        "the descriptors ran out (else the test proves nothing)"
+    );
+    assert!(
+        logged <= 40,
+        "{logged} warnings in 2 s: the accept loop spins"
+    );
+
+    drop(held);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = async {
+            let mut tcp = tokio::net::TcpStream::connect(web).await.ok()?;
+            tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await
+                .ok()?;
+            let mut head = vec![0; 12];
+            tcp.read_exact(&mut head).await.ok()?;
+            Some(String::from_utf8_lossy(&head).into_owned())
+        };
+        if let Ok(Some(head)) = tokio::time::timeout(Duration::from_secs(2), answer).await
+            && head.starts_with("HTTP/1.1 200")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server did not recover"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.kill().await.unwrap();
+}
