@@ -776,12 +776,7 @@ async fn migrate_creates_the_schema_and_exits() {
         .await
         .unwrap();
     assert!(status.success());
-    let db = socketgram_core::store::connect(&socketgram_core::store::DatabaseConfig {
-        url: socketgram_core::config::Secret::new(format!("sqlite://{}", file.display())),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let db = open_store(&format!("sqlite://{}", file.display())).await;
     assert_eq!(
         db.last_message_id().await.unwrap(),
         0,
@@ -845,12 +840,7 @@ async fn admin_command_manages_the_directory() {
     );
 
     // Replies are signed with the new admin at once, by a server started afterwards.
-    let db = socketgram_core::store::connect(&socketgram_core::store::DatabaseConfig {
-        url: socketgram_core::config::Secret::new(url.clone()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let db = open_store(&url).await;
     assert_eq!(
         db.admins()
             .await
@@ -934,6 +924,17 @@ async fn socketgram(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::pro
         .output()
         .await
         .unwrap()
+}
+
+/// The store of a database a `socketgram` process uses, opened beside it (as another process
+/// would open it).
+async fn open_store(url: &str) -> Arc<dyn socketgram_core::store::Store> {
+    socketgram_core::store::connect(&socketgram_core::store::DatabaseConfig {
+        url: socketgram_core::config::Secret::new(url),
+        ..Default::default()
+    })
+    .await
+    .expect("open the database")
 }
 
 /// Runs `command` (which starts `socketgram serve`) in `dir` on a SQLite file there and
@@ -2804,12 +2805,7 @@ async fn admin_passwd_stores_an_argon2id_hash() {
     let alice = listed.lines().find(|l| l.starts_with("alice")).unwrap();
     assert!(alice.contains(" set "), "{listed}");
 
-    let store = socketgram_core::store::connect(&socketgram_core::store::DatabaseConfig {
-        url: socketgram_core::config::Secret::new(url.clone()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let store = open_store(&url).await;
     let hash = store
         .admin_password("alice")
         .await
@@ -2829,12 +2825,7 @@ async fn admin_passwd_stores_an_argon2id_hash() {
 
     let removed = socketgram(dir.path(), &["admin", "remove", "alice"], &env).await;
     assert!(removed.status.success(), "{removed:?}");
-    let store = socketgram_core::store::connect(&socketgram_core::store::DatabaseConfig {
-        url: socketgram_core::config::Secret::new(url),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let store = open_store(&url).await;
     assert_eq!(
         store.admin_password("alice").await.unwrap(),
         None,
