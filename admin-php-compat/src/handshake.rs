@@ -99,11 +99,23 @@ impl TokenSigner {
         mac
     }
 
+    /// `body` with its signature appended.
+    fn signed(&self, body: &str) -> String {
+        let sig = hex::encode(self.mac(body).finalize().into_bytes());
+        format!("{body}.{sig}")
+    }
+
+    /// Whether `sig` (hex) is this key's signature of `body`.
+    fn check_signature(&self, body: &str, sig: &str) -> Result<(), HandshakeError> {
+        let sig = hex::decode(sig).map_err(|_| HandshakeError::BadToken("malformed signature"))?;
+        self.mac(body)
+            .verify_slice(&sig)
+            .map_err(|_| HandshakeError::BadToken("bad signature"))
+    }
+
     /// A token for `subject`, valid for `ttl_secs`.
     pub fn sign(&self, kind: TokenKind, subject: &str, ttl_secs: u64) -> String {
-        let body = format!("{}.{subject}.{}", kind.tag(), now() + ttl_secs);
-        let sig = hex::encode(self.mac(&body).finalize().into_bytes());
-        format!("{body}.{sig}")
+        self.signed(&format!("{}.{subject}.{}", kind.tag(), now() + ttl_secs))
     }
 
     /// A visitor token for `cid`, with what the host site vouches for (`v2`) or without
@@ -126,8 +138,7 @@ impl TokenSigner {
             now() + ttl_secs,
             URL_SAFE_NO_PAD.encode(claims)
         );
-        let sig = hex::encode(self.mac(&body).finalize().into_bytes());
-        let token = format!("{body}.{sig}");
+        let token = self.signed(&body);
         if token.len() > MAX_TOKEN_BYTES {
             return Err(HandshakeError::BadClaims(format!(
                 "the token would be {} bytes long, at most {MAX_TOKEN_BYTES}",
@@ -146,16 +157,11 @@ impl TokenSigner {
             }
             return Ok((self.verify(TokenKind::Visitor, token)?, None));
         }
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(HandshakeError::BadToken("longer than 4096 bytes"));
-        }
+        check_length(token)?;
         let (body, sig) = token
             .rsplit_once('.')
             .ok_or(HandshakeError::BadToken("malformed"))?;
-        let sig = hex::decode(sig).map_err(|_| HandshakeError::BadToken("malformed signature"))?;
-        self.mac(body)
-            .verify_slice(&sig)
-            .map_err(|_| HandshakeError::BadToken("bad signature"))?;
+        self.check_signature(body, sig)?;
         let mut parts = body.split('.').skip(1);
         let (Some(cid), Some(expiry), Some(claims), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -176,9 +182,7 @@ impl TokenSigner {
 
     /// The subject of a valid, unexpired token of `kind`.
     pub fn verify(&self, kind: TokenKind, token: &str) -> Result<String, HandshakeError> {
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(HandshakeError::BadToken("longer than 4096 bytes"));
-        }
+        check_length(token)?;
         let (body, sig) = token
             .rsplit_once('.')
             .ok_or(HandshakeError::BadToken("malformed"))?;
@@ -193,13 +197,17 @@ impl TokenSigner {
         if tag != kind.tag() {
             return Err(HandshakeError::BadToken("wrong kind"));
         }
-        let sig = hex::decode(sig).map_err(|_| HandshakeError::BadToken("malformed signature"))?;
-        self.mac(body)
-            .verify_slice(&sig)
-            .map_err(|_| HandshakeError::BadToken("bad signature"))?;
+        self.check_signature(body, sig)?;
         check_expiry(expiry)?;
         Ok(subject.to_owned())
     }
+}
+
+fn check_length(token: &str) -> Result<(), HandshakeError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(HandshakeError::BadToken("longer than 4096 bytes"));
+    }
+    Ok(())
 }
 
 fn check_expiry(expiry: &str) -> Result<(), HandshakeError> {
@@ -486,10 +494,7 @@ mod tests {
             now() + 60,
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(&long).unwrap())
         );
-        let signed = format!(
-            "{body}.{}",
-            hex::encode(signer.mac(&body).finalize().into_bytes())
-        );
+        let signed = signer.signed(&body);
         assert!(matches!(
             signer.verify_visitor(&signed),
             Err(HandshakeError::BadClaims(m)) if m.contains("name is 201")

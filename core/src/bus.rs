@@ -24,7 +24,7 @@ use crate::{
     config::ClusterConfig,
     domain::{
         ContextChanged, ConversationId, Direction, Erasure, MessageId, Note, Origin, Reader,
-        Status, StatusChange, StoredMessage, VisitorContext, part_json,
+        Status, StatusChange, StoredMessage, VisitorContext, part_from_json, part_json,
     },
     typing::{Typing, Typist},
 };
@@ -641,9 +641,7 @@ fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<Option<T>, St
     if json.is_empty() {
         return Ok(None);
     }
-    serde_json::from_str(json)
-        .map(Some)
-        .map_err(|e| e.to_string())
+    part_from_json(json).map(Some).map_err(|e| e.to_string())
 }
 
 fn to_wire(m: &StoredMessage) -> pb::StoredMessage {

@@ -195,6 +195,13 @@ pub(crate) fn part_json<T: serde::Serialize>(part: &T) -> String {
     serde_json::to_string(part).expect("a context part serialises")
 }
 
+/// A context part read back from [`part_json`]'s form.
+pub(crate) fn part_from_json<T: serde::de::DeserializeOwned>(
+    json: &str,
+) -> Result<T, serde_json::Error> {
+    serde_json::from_str(json)
+}
+
 /// A visitor's context as it is now stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContextChanged {

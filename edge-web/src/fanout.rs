@@ -502,17 +502,11 @@ async fn read_mark(io: &SocketIo, mark: &pb::ReadMark) {
         reader,
         mid: mark.up_to_message_id,
     };
-    let Some(root) = root(io) else { return };
-    for room in [
+    let rooms = [
         conversation_room(mark.conversation_id, Flavor::Plain),
         admin_room(Flavor::Plain),
-    ] {
-        let room = root.clone().to(room);
-        let sockets = room.clone().sockets().len();
-        if sockets > 0 && room.emit(outgoing::READ, &payload).await.is_ok() {
-            crate::metrics::sent(outgoing::READ, sockets);
-        }
-    }
+    ];
+    emit_plain(io, rooms, outgoing::READ, &payload).await;
 }
 
 /// Someone types, to the sockets that render it (the legacy pages know no typing): a
@@ -528,27 +522,33 @@ async fn typing_to_clients(io: &SocketIo, typing: &pb::Typing) {
         preview: typing.preview.clone(),
         shown_for_ms: typing.shown_for_ms,
     };
-    let Some(root) = root(io) else { return };
     let mut rooms = vec![admin_room(Flavor::Plain)];
     if by_support {
         rooms.push(conversation_room(typing.conversation_id, Flavor::Plain));
     }
-    for room in rooms {
-        let room = root.clone().to(room);
-        let sockets = room.clone().sockets().len();
-        if sockets > 0 && room.emit(outgoing::TYPING, &payload).await.is_ok() {
-            crate::metrics::sent(outgoing::TYPING, sockets);
-        }
-    }
+    emit_plain(io, rooms, outgoing::TYPING, &payload).await;
 }
 
 /// Emits a workflow event to token admins (the Plain admin room).
 async fn to_support(io: &SocketIo, event: &'static str, payload: impl serde::Serialize) {
+    emit_plain(io, [admin_room(Flavor::Plain)], event, &payload).await;
+}
+
+/// Emits one of Socketgram's own events (which only Plain-flavor clients know) to each room
+/// that has sockets, counting what was sent.
+async fn emit_plain(
+    io: &SocketIo,
+    rooms: impl IntoIterator<Item = String>,
+    event: &'static str,
+    payload: &impl serde::Serialize,
+) {
     let Some(root) = root(io) else { return };
-    let room = root.to(admin_room(Flavor::Plain));
-    let sockets = room.clone().sockets().len();
-    if sockets > 0 && room.emit(event, &payload).await.is_ok() {
-        crate::metrics::sent(event, sockets);
+    for room in rooms {
+        let room = root.clone().to(room);
+        let sockets = room.clone().sockets().len();
+        if sockets > 0 && room.emit(event, payload).await.is_ok() {
+            crate::metrics::sent(event, sockets);
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use sqlx::{ColumnIndex, Decode, FromRow, Row, Type, ValueRef as _, error::BoxDyn
 use super::{Dialect, StoreError, StoreResult, from_db_id, text};
 use crate::domain::{
     Admin, CannedReply, ConversationSummary, Direction, Erasure, Lease, Note, Origin, Status,
-    StoredMessage, TelegramLink, TelegramMode, VisitorContext,
+    StoredMessage, TelegramLink, TelegramMode, VisitorContext, part_from_json,
 };
 
 /// An integer column read as `i64`, whatever integer type the backend gives it: `BIGINT`, or
@@ -153,7 +153,7 @@ fn from_json<T: serde::de::DeserializeOwned>(
 ) -> StoreResult<Option<T>> {
     value
         .map(|json| {
-            serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
+            part_from_json(&json).map_err(|e| StoreError::Corrupt {
                 column,
                 value: format!("{e}: {json}"),
             })

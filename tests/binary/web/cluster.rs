@@ -580,15 +580,7 @@ async fn the_workflow_events_of_one_core_reach_the_other() {
         .into_inner()
         .message
         .unwrap();
-    let mut watching = b
-        .subscribe(pb::SubscribeRequest {
-            scope: Some(pb::subscribe_request::Scope::AllConversations(true)),
-            since_message_id: None,
-            as_admin: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watching = support_events(&mut b, "").await;
     // Live from here: the subscription has caught up.
     loop {
         let event = watching.message().await.unwrap().expect("an event");
@@ -804,14 +796,7 @@ async fn the_workflow_events_of_one_core_reach_the_other() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    let alice = a
-        .subscribe(pb::SubscribeRequest {
-            scope: Some(pb::subscribe_request::Scope::AllConversations(true)),
-            since_message_id: None,
-            as_admin: "alice".into(),
-        })
-        .await
-        .unwrap();
+    let alice = support_events(&mut a, "alice").await;
     until(&mut b, &["alice"]).await;
     drop(alice);
     until(&mut b, &[]).await;

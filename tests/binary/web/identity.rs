@@ -342,15 +342,7 @@ async fn a_signed_token_vouches_and_the_page_reports() {
     };
     let url = server.web_url();
     let mut chat = server.chat().await;
-    let mut events = chat
-        .subscribe(pb::SubscribeRequest {
-            scope: Some(pb::subscribe_request::Scope::AllConversations(true)),
-            since_message_id: None,
-            as_admin: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut events = support_events(&mut chat, "").await;
     let claims =
         r#"{"name":"Ann O'Brien","email":"ann@example.com","fields":{"plan":"pro","seats":3}}"#;
     let token = host_site_token(905, claims);

@@ -259,6 +259,22 @@ async fn count(db: &TestDb, condition: &str) -> u64 {
     .expect("a count")
 }
 
+/// Every conversation's live events over gRPC, as a support backend subscribes (`as_admin`
+/// names the admin it is for, empty: none).
+async fn support_events(
+    chat: &mut socketgram_proto::client::ChatClient,
+    as_admin: &str,
+) -> tonic::Streaming<pb::Event> {
+    chat.subscribe(pb::SubscribeRequest {
+        scope: Some(pb::subscribe_request::Scope::AllConversations(true)),
+        since_message_id: None,
+        as_admin: as_admin.into(),
+    })
+    .await
+    .expect("subscribe to every conversation")
+    .into_inner()
+}
+
 /// The PHP admin creates an admin: a row in `adm_account`, straight into the database.
 async fn add_admin(db: &TestDb, aid: &str, name: &str) {
     db.execute(&format!(
