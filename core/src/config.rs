@@ -293,4 +293,17 @@ mod tests {
         poll.cluster.poll_interval_ms = 0;
         refused(poll, "cluster.poll_interval_ms");
     }
+
+    #[test]
+    fn auto_assignment_needs_room_for_one_conversation() {
+        let mut config = CoreConfig {
+            auto_assign: true,
+            auto_assign_max_open: 0,
+            ..CoreConfig::default()
+        };
+        let e = config.validate().expect_err("refused");
+        assert_eq!(e.key, "auto_assign_max_open", "{e}");
+        config.auto_assign_max_open = 1;
+        config.validate().expect("one is enough");
+    }
 }

@@ -1241,6 +1241,11 @@ async fn support_works_a_conversation_from_the_socket() {
             "invalid",
         ),
         ("conversation:servadm", json!({}), "invalid"),
+        (
+            "canned replies:servadm",
+            json!({ "prefix": "no spaces" }),
+            "invalid",
+        ),
     ] {
         let ack = alice.emit_ack(event, &[payload]).await;
         assert_refusal(&ack["error"], event, code);
