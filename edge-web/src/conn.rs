@@ -435,14 +435,20 @@ impl Proof {
     }
 }
 
-/// One accepted connection; reads and writes fail once it is cut.
+/// How long a closed connection keeps reading what its client still sends (see [`linger`]).
+const LINGER: Duration = Duration::from_secs(2);
+
+/// One accepted connection; reads and writes fail once it is cut. Dropped, it closes
+/// lingering (see [`linger`]) unless it was cut.
 struct Conn {
-    tcp: TcpStream,
+    /// `None` only once handed to [`linger`] on drop.
+    tcp: Option<TcpStream>,
     cut: CancellationToken,
     cutting: Pin<Box<WaitForCancellationFutureOwned>>,
     ticket: Ticket,
-    /// Counts the connection as open until it is dropped (the listener's shutdown waits).
-    _open: TaskTrackerToken,
+    /// Counts the connection as open until it is dropped, or has lingered (the listener's
+    /// shutdown waits).
+    open: Option<TaskTrackerToken>,
     /// And in `socketgram_web_connections`.
     _gauge: crate::metrics::OpenConnection,
 }
@@ -451,11 +457,11 @@ impl Conn {
     fn new(tcp: TcpStream, ticket: Ticket, open: TaskTrackerToken) -> Self {
         let cut = CancellationToken::new();
         Self {
-            tcp,
+            tcp: Some(tcp),
             cutting: Box::pin(cut.clone().cancelled_owned()),
             cut,
             ticket,
-            _open: open,
+            open: Some(open),
             _gauge: crate::metrics::OpenConnection::new(),
         }
     }
@@ -468,6 +474,47 @@ impl Conn {
             .is_ready()
             .then(|| io::Error::new(io::ErrorKind::ConnectionAborted, "cut by the edge"))
     }
+
+    fn tcp(&mut self) -> Pin<&mut TcpStream> {
+        Pin::new(self.tcp.as_mut().expect("taken only on drop"))
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let (Some(tcp), Some(open)) = (self.tcp.take(), self.open.take()) else {
+            return;
+        };
+        // A cut connection is dropped on purpose, unread input and all.
+        if self.cut.is_cancelled() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(linger(tcp, open));
+        }
+    }
+}
+
+/// Closes `tcp` without losing what was written to it: the write side is shut (the client
+/// reads everything, then end of stream), and what the client still sends is read and
+/// dropped until it closes too, for at most [`LINGER`].
+///
+/// Why: closing a socket whose input has not all been read makes the kernel answer with a
+/// reset, which throws away what is still in the send buffer. That is exactly the state of
+/// a socket closed on SIGTERM while its client is still sending: the answers to the events
+/// the edge accepted were written, but some of them would never arrive. `open` keeps the
+/// listener's shutdown waiting until then.
+async fn linger(mut tcp: TcpStream, open: TaskTrackerToken) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tokio::time::timeout(LINGER, async {
+        if tcp.shutdown().await.is_err() {
+            return;
+        }
+        let mut sink = [0u8; 4096];
+        while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+    drop(open);
 }
 
 impl AsyncRead for Conn {
@@ -479,7 +526,7 @@ impl AsyncRead for Conn {
         if let Some(e) = self.poll_cut(cx) {
             return Poll::Ready(Err(e));
         }
-        Pin::new(&mut self.tcp).poll_read(cx, buf)
+        self.tcp().poll_read(cx, buf)
     }
 }
 
@@ -492,18 +539,18 @@ impl AsyncWrite for Conn {
         if let Some(e) = self.poll_cut(cx) {
             return Poll::Ready(Err(e));
         }
-        Pin::new(&mut self.tcp).poll_write(cx, buf)
+        self.tcp().poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if let Some(e) = self.poll_cut(cx) {
             return Poll::Ready(Err(e));
         }
-        Pin::new(&mut self.tcp).poll_flush(cx)
+        self.tcp().poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_shutdown(cx)
+        self.tcp().poll_shutdown(cx)
     }
 }
 

@@ -68,3 +68,56 @@ async fn sigterm_under_load_answers_every_send_truthfully() {
     }
     db.drop_db().await;
 }
+
+/// The mechanism behind losing answers at SIGTERM, made certain: a connection the server
+/// closes while its client is still sending, and before the client has read the answer.
+/// Closing a socket with unread input makes the kernel reset it and drop what was still
+/// waiting to be sent; the edge closes lingering instead (shut the write side, read and drop
+/// what still comes), so a slow reader gets every byte written to it, then the end.
+#[tokio::test]
+async fn a_connection_closed_with_unread_input_still_delivers_its_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some((server, db)) = start(Backend::Sqlite, "").await else {
+        return;
+    };
+    let addr: std::net::SocketAddr = server
+        .web_url()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("a socket address");
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    // A small window: most of the answer waits in the server's send buffer while the client
+    // does not read.
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut tcp = socket.connect(addr).await.expect("connect");
+    let mut request =
+        b"GET /socket.io/socket.io.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec();
+    // Sent after the request, never read by the server: it answers one request and closes.
+    request.extend(std::iter::repeat_n(b'j', 64 * 1024));
+    tcp.write_all(&request).await.unwrap();
+    // A reader that is busy elsewhere (as a client emitting a burst is): the server answers
+    // and closes meanwhile.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut response = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut response))
+        .await
+        .expect("the server ends the connection");
+    let got = response.len();
+    read.unwrap_or_else(|e| panic!("the connection was reset after {got} bytes: {e}"));
+    let head_end = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head")
+        + 4;
+    let head = String::from_utf8_lossy(&response[..head_end]).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .expect("a content length")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(length > 100_000, "the answer outgrows the client's window");
+    assert_eq!(got - head_end, length, "every byte of the answer arrived");
+    stop(server, db).await;
+}
