@@ -124,7 +124,16 @@ pub async fn run(store: &dyn Store, command: AdminCommand) -> anyhow::Result<Str
                 .put_admin_password(&login, &hash)
                 .await
                 .context("cannot store the password")?;
-            Ok(format!("password set for admin {login:?}\n"))
+            // A new password ends the sessions signed in with the old one.
+            let ended = store
+                .end_admin_sessions(&login)
+                .await
+                .context("cannot end the admin's sessions")?;
+            let signed_out = match ended {
+                0 => String::new(),
+                n => format!("; {n} signed-in session(s) ended"),
+            };
+            Ok(format!("password set for admin {login:?}{signed_out}\n"))
         }
     }
 }

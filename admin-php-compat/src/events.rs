@@ -225,8 +225,10 @@ pub struct NewMessageAdmin {
     /// The visitor replied to.
     #[serde(deserialize_with = "required_id")]
     pub username: u64,
-    #[serde(deserialize_with = "required_text")]
-    pub room: String,
+    /// The visitor's room: required of the legacy shared-parameter login (the PHP admin sends
+    /// it); a token admin is known without it, and when one gives it, it must match.
+    #[serde(default, deserialize_with = "text")]
+    pub room: Option<String>,
     #[serde(deserialize_with = "required_text")]
     pub message: String,
     #[serde(default, deserialize_with = "text")]
@@ -306,6 +308,11 @@ fn visitor_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::
 pub(crate) fn required_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     use serde::de::Error as _;
     visitor_id(d)?.ok_or_else(|| D::Error::custom("is missing"))
+}
+
+/// An id that may be left out (`null` or absent): a positive integer when given.
+pub(crate) fn optional_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    visitor_id(d)
 }
 
 /// A count: a non-negative integer number (a draft's length), at most `u32::MAX`.

@@ -23,6 +23,21 @@ pub mod incoming {
     /// `{prefix}`: the team's canned replies whose shortcut starts so, for the client to
     /// expand `/shortcut` before sending.
     pub const CANNED_REPLIES: &str = "canned replies:servadm";
+    /// `{filter, before}`: a page of conversations, most recently active first:
+    /// [`super::InboxPayload`].
+    pub const INBOX: &str = "inbox:servadm";
+    /// `{query}`: the conversations a text finds (visitor id, vouched name or email, words of
+    /// a message): [`super::InboxPayload`].
+    pub const SEARCH: &str = "search:servadm";
+    /// `{username, before}`: a page of a conversation's history, newest first:
+    /// [`super::HistoryPayload`].
+    pub const HISTORY: &str = "history:servadm";
+    /// `{username, mid}`: support has read the conversation up to message `mid`.
+    pub const READ: &str = "read:servadm";
+    /// `{username}`: the conversation's private notes, oldest first: [`super::NotesPayload`].
+    pub const NOTES: &str = "notes:servadm";
+    /// No payload: who is online now: [`super::OnlinePayload`].
+    pub const ONLINE: &str = "online:servadm";
 }
 
 /// Events support clients (token admins) receive.
@@ -92,6 +107,90 @@ pub struct AddNote {
     pub adm: Option<String>,
 }
 
+/// `inbox:servadm {filter, before}`.
+#[derive(Debug, Default, Deserialize)]
+pub struct InboxQuery {
+    #[serde(default)]
+    pub filter: InboxFilter,
+    /// Only conversations whose last message id is smaller (the next page).
+    #[serde(default, deserialize_with = "crate::events::optional_id")]
+    pub before: Option<u64>,
+}
+
+/// Which conversations an inbox page lists.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InboxFilter {
+    #[default]
+    All,
+    /// Those assigned to the admin asking.
+    Mine,
+    Unassigned,
+    Open,
+    Pending,
+    Resolved,
+}
+
+/// `search:servadm {query}`.
+#[derive(Debug, Deserialize)]
+pub struct SearchQuery {
+    #[serde(deserialize_with = "crate::events::required_text")]
+    pub query: String,
+}
+
+/// `history:servadm {username, before}`.
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    #[serde(deserialize_with = "crate::events::required_id")]
+    pub username: u64,
+    /// Strictly older than this message id; absent: from the newest.
+    #[serde(default, deserialize_with = "crate::events::optional_id")]
+    pub before: Option<u64>,
+}
+
+/// `read:servadm {username, mid}`.
+#[derive(Debug, Deserialize)]
+pub struct ReadUpTo {
+    #[serde(deserialize_with = "crate::events::required_id")]
+    pub username: u64,
+    #[serde(deserialize_with = "crate::events::required_id")]
+    pub mid: u64,
+}
+
+/// The answer of `inbox:servadm` and `search:servadm`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InboxPayload {
+    pub conversations: Vec<ConversationPayload>,
+    pub has_more: bool,
+}
+
+/// The answer of `history:servadm`: messages newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HistoryPayload {
+    pub messages: Vec<crate::events::MessagePayload>,
+    pub has_more: bool,
+}
+
+/// The answer of `read:servadm`: the read marks as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReadMarksPayload {
+    pub support_read_up_to: u64,
+    pub visitor_read_up_to: u64,
+}
+
+/// The answer of `notes:servadm`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NotesPayload {
+    pub notes: Vec<NotePayload>,
+}
+
+/// The answer of `online:servadm`: visitors (ids) and support staff (logins) online now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OnlinePayload {
+    pub visitors: Vec<u64>,
+    pub admins: Vec<String>,
+}
+
 /// `canned replies:servadm {prefix}`.
 #[derive(Debug, Default, Deserialize)]
 pub struct CannedQuery {
@@ -115,6 +214,11 @@ pub struct ConversationPayload {
     pub visitor_read_up_to: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub context: Option<ContextPayload>,
+    /// `web`, or `telegram` when a Telegram chat is linked to the visitor.
+    pub channel: &'static str,
+    /// The newest message, as `new message` carries it; absent before the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<crate::events::MessagePayload>,
 }
 
 /// What is known of the visitor: `verified` (vouched for by the host site) and `page`

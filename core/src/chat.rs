@@ -146,6 +146,8 @@ pub struct Core {
     max_chars: usize,
     company: String,
     credentials: Credentials,
+    /// Support staff's sign-ins and sessions.
+    staff: crate::staff::Staff,
     shutdown: CancellationToken,
 }
 
@@ -190,7 +192,9 @@ impl Core {
             replica = bus.as_ref().map(Bus::replica),
             "core started"
         );
+        let staff = crate::staff::Staff::new(store.clone(), config.staff_session_ttl_secs);
         let core = Arc::new(Self {
+            staff,
             store,
             hub,
             sequencer,
@@ -831,6 +835,11 @@ impl Core {
             bus.read_mark(conversation, reader, mark);
         }
         Ok(summary)
+    }
+
+    /// Support staff's sign-ins and sessions.
+    pub fn staff(&self) -> &crate::staff::Staff {
+        &self.staff
     }
 
     /// The admin directory.

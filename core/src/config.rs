@@ -31,12 +31,17 @@ pub struct CoreConfig {
     pub auto_assign: bool,
     /// The most open or pending conversations auto-assignment gives one admin (at least 1).
     pub auto_assign_max_open: u64,
+    /// How long a support member's sign-in lasts (the console's session), in seconds.
+    pub staff_session_ttl_secs: u64,
     pub database: DatabaseConfig,
     /// How visitors' Telegram logins are checked (`[core.credentials]`).
     pub credentials: CredentialsConfig,
     /// Core replicas sharing the database (`[core.cluster]`).
     pub cluster: ClusterConfig,
 }
+
+/// The longest a sign-in may last: 30 days.
+const MAX_SESSION_TTL_SECS: u64 = 30 * 24 * 3600;
 
 impl Default for CoreConfig {
     fn default() -> Self {
@@ -47,6 +52,7 @@ impl Default for CoreConfig {
             typing_preview: false,
             auto_assign: false,
             auto_assign_max_open: 10,
+            staff_session_ttl_secs: 12 * 3600,
             database: DatabaseConfig::default(),
             credentials: CredentialsConfig::default(),
             cluster: ClusterConfig::default(),
@@ -78,6 +84,12 @@ impl CoreConfig {
             return Err(ConfigError::new(
                 "auto_assign_max_open",
                 "must be at least 1",
+            ));
+        }
+        if !(1..=MAX_SESSION_TTL_SECS).contains(&self.staff_session_ttl_secs) {
+            return Err(ConfigError::new(
+                "staff_session_ttl_secs",
+                format!("must be between 1 and {MAX_SESSION_TTL_SECS} (30 days)"),
             ));
         }
         crate::store::Backend::from_url(self.database.url.expose())

@@ -175,6 +175,8 @@ pub struct ConversationSummary {
     pub status: Status,
     /// What is known of the visitor besides messages, if anything.
     pub context: Option<VisitorContext>,
+    /// Whether a Telegram chat is linked to the conversation (the visitor writes from there too).
+    pub telegram_linked: bool,
 }
 
 pub use socketgram_common::context::{ContextError, Page, Vouched};
@@ -295,6 +297,10 @@ pub struct ConversationFilter {
     pub assignee: AssigneeFilter,
     /// Only those with one of these statuses; empty: any.
     pub statuses: Vec<StatusKind>,
+    /// Only those this text finds: by the visitor id, by what the host site vouched for (name,
+    /// email, fields), or in a message's text, case-insensitively (ASCII letters only on
+    /// SQLite). `None` or blank: no search.
+    pub text: Option<String>,
 }
 
 /// Which conversations a listing keeps, by assignee.
@@ -397,6 +403,16 @@ pub struct CannedReply {
     pub updated_by: String,
     /// When, in milliseconds since 1970 by the database's clock.
     pub updated_at_ms: i64,
+}
+
+/// A signed-in session of an admin (`sg_admin_sessions`), known by the SHA-256 of its secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminSession {
+    /// Lowercase hex SHA-256 of the session's secret (the secret itself is never stored).
+    pub id: String,
+    pub admin_id: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
 }
 
 /// Support's private note on a conversation (`sg_notes`): never sent to the visitor.

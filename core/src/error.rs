@@ -50,6 +50,21 @@ pub enum CoreError {
     /// whether it was stored is not known. A retry with the same client message id is safe.
     #[error("{0}")]
     OutcomeUnknown(String),
+    /// A sign-in with a login or password that is not right (which of the two is not said).
+    #[error("wrong login or password")]
+    WrongCredentials,
+    /// Too many failed sign-ins for a login lately.
+    #[error("too many failed sign-ins for this login; try again in {retry_after_secs} s")]
+    TooManyAttempts { retry_after_secs: u64 },
+    /// A session that is unknown or ended (signed out, here or everywhere).
+    #[error("{0}")]
+    SessionEnded(&'static str),
+    /// A session that ran out.
+    #[error("the session has expired; sign in again")]
+    SessionExpired,
+    /// A known admin whose rights do not include the chat (`lid` 0).
+    #[error("{0}")]
+    NoRights(String),
     /// The core stops; nothing was stored.
     #[error("the core is shutting down; nothing was stored")]
     ShuttingDown,
@@ -88,6 +103,10 @@ pub enum Kind {
     Refused,
     /// Nothing was done; retry later.
     Unavailable,
+    /// Who is calling is not established (a wrong password, an ended session).
+    Unauthenticated,
+    /// Who is calling is known and may not do this.
+    PermissionDenied,
     /// It may or may not have been done.
     OutcomeUnknown,
     Internal,
@@ -107,7 +126,11 @@ impl CoreError {
             | Self::NoSuchVisitor(_)
             | Self::NotLinked(_) => Kind::NotFound,
             Self::OutOfRange(_) => Kind::OutOfRange,
-            Self::LimitReached(_) => Kind::Exhausted,
+            Self::LimitReached(_) | Self::TooManyAttempts { .. } => Kind::Exhausted,
+            Self::WrongCredentials | Self::SessionEnded(_) | Self::SessionExpired => {
+                Kind::Unauthenticated
+            }
+            Self::NoRights(_) => Kind::PermissionDenied,
             Self::AlreadyAssigned(_) => Kind::Refused,
             Self::Store(e) => match **e {
                 StoreError::Unavailable(_) => Kind::Unavailable,
@@ -143,6 +166,11 @@ impl CoreError {
                 _ => r::DATABASE_ERROR,
             },
             Self::OutcomeUnknown(_) => r::OUTCOME_UNKNOWN,
+            Self::WrongCredentials => r::WRONG_CREDENTIALS,
+            Self::TooManyAttempts { .. } => r::TOO_MANY_ATTEMPTS,
+            Self::SessionEnded(_) => r::SESSION_ENDED,
+            Self::SessionExpired => r::SESSION_EXPIRED,
+            Self::NoRights(_) => r::NO_RIGHTS,
             Self::ShuttingDown => r::SHUTTING_DOWN,
             Self::Internal(_) => r::INTERNAL,
         }

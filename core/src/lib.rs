@@ -5,6 +5,7 @@
 //! - [`store`]: the database (SQLite, MySQL/MariaDB with the legacy schema, PostgreSQL).
 //! - [`chat`]: the domain service ([`Core`]) every entry point goes through.
 //! - [`credentials`]: visitors' Telegram logins checked against `users` or an external database.
+//! - [`staff`] and [`passwords`]: support staff's own sign-in and their sessions.
 //! - [`hub`] and [`presence`]: in-process fan-out of live events and who is online.
 //! - `sequencer` and `bus`: messages into the hub in id order whoever stored them, and NATS
 //!   between core replicas (news of the database, presence, admin reloads).
@@ -25,6 +26,7 @@ pub mod ops;
 pub mod passwords;
 pub mod presence;
 mod sequencer;
+pub mod staff;
 mod status;
 pub mod store;
 pub mod transcript;

@@ -7,7 +7,7 @@ use std::{future::Future, sync::Arc};
 use serde::{Deserialize, Serialize};
 use socketgram_proto::{
     client::InProcessIncoming,
-    v1::{chat_server::ChatServer, telegram_server::TelegramServer},
+    v1::{chat_server::ChatServer, staff_server::StaffServer, telegram_server::TelegramServer},
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
@@ -26,7 +26,7 @@ use tracing::info;
 use crate::{
     Core,
     config::{ConfigError, Secret},
-    grpc::{BearerAuth, ChatApi, TelegramApi},
+    grpc::{BearerAuth, ChatApi, StaffApi, TelegramApi},
 };
 
 /// The gRPC listener.
@@ -97,6 +97,7 @@ pub async fn routes(core: Arc<Core>, auth: BearerAuth) -> Result<Routes, ServeEr
     health_reporter
         .set_serving::<TelegramServer<TelegramApi>>()
         .await;
+    health_reporter.set_serving::<StaffServer<StaffApi>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(socketgram_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -109,7 +110,11 @@ pub async fn routes(core: Arc<Core>, auth: BearerAuth) -> Result<Routes, ServeEr
             auth.clone(),
         ))
         .add_service(InterceptedService::new(
-            TelegramServer::new(TelegramApi::new(core)),
+            TelegramServer::new(TelegramApi::new(core.clone())),
+            auth.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            StaffServer::new(StaffApi::new(core)),
             auth,
         ))
         .clone()

@@ -20,6 +20,9 @@ pub struct WebConfig {
     pub token_secret: Secret,
     /// Serve `/demo`, a page that issues visitor tokens to anyone: development only.
     pub demo: bool,
+    /// Serve the operator console at `/console/` (and send `/` there): support staff sign in
+    /// with their passwords (`socketgram admin passwd`) and answer from the browser.
+    pub console: bool,
     /// Serve the core's gRPC API (gRPC-web for browsers) on this listener too.
     pub grpc_web: bool,
     /// Reverse proxies (addresses and CIDR networks) whose `X-Forwarded-For` / `Forwarded`
@@ -89,6 +92,7 @@ impl Default for WebConfig {
             tls: None,
             token_secret: Secret::default(),
             demo: false,
+            console: true,
             grpc_web: true,
             trusted_proxies: Vec::new(),
             limits: Limits::default(),

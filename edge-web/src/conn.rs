@@ -156,6 +156,7 @@ async fn serve_connection(
         peer,
         cut: conn.cut.clone(),
         proof: conn.ticket.proof.clone(),
+        tls: tls.is_some(),
     };
     let (cut, proof) = (info.cut.clone(), info.proof.clone());
     let upgraded_session = Arc::new(std::sync::OnceLock::<String>::new());
@@ -563,6 +564,8 @@ pub struct ConnInfo {
     pub cut: CancellationToken,
     /// Marks the connection as a proven client (an authenticated socket on it).
     pub proof: Proof,
+    /// Whether it is TLS here (a proxy in front may also have been reached over TLS).
+    pub tls: bool,
 }
 
 #[cfg(test)]

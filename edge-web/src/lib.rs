@@ -9,6 +9,7 @@
 //! - [`core_link`]: the one multiplexed stream to the core.
 //! - [`drain`]: what a shutdown lets finish.
 //! - [`assets`]: the scripts and pages served over plain HTTP.
+//! - [`console`]: the operator console's page, sign-in and sessions.
 //! - [`answer`]: the one refusal type and the one path answers take.
 //! - [`wire`]: message payloads per flavor of client, and the rooms.
 //! - [`peer`]: what the edge knows about one socket; cutting one off.
@@ -21,6 +22,7 @@ pub mod assets;
 pub mod client_addr;
 pub mod config;
 pub mod conn;
+pub mod console;
 pub mod core_link;
 pub mod drain;
 pub mod fanout;
@@ -157,7 +159,9 @@ pub async fn serve(
             }
         }
     });
-    let mut app = assets::router(config, &edge).merge(ops.router());
+    let mut app = assets::router(config, &edge)
+        .merge(console::router(config, &edge, io.clone()))
+        .merge(ops.router());
     if let Some(extra) = extra {
         app = app.merge(extra);
     }

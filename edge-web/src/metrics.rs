@@ -1,10 +1,10 @@
 //! What the web edge records for `/metrics` (`socketgram_common::ops`), one function per
 //! boundary: connections open on the listener (`conn`), Socket.IO events in (`dispatch`) and
 //! out (every emit to a socket), refusals by wire code (`answer`, where codes are chosen).
-//! Labels are bounded: event names are the known ones of the legacy table, anything else a
+//! Labels are bounded: event names are the known ones (the legacy table and support's workflow), anything else a
 //! client invents is `other`.
 
-use socketgram_admin_php_compat::events::incoming;
+use socketgram_admin_php_compat::{events::incoming, workflow::incoming as support};
 
 /// A client's event name as a label: one of the known names, or `other`.
 fn incoming_label(event: &str) -> &'static str {
@@ -18,6 +18,17 @@ fn incoming_label(event: &str) -> &'static str {
         incoming::MARK_READ,
         incoming::TYPING,
         incoming::TYPING_ADMIN,
+        support::CONVERSATION,
+        support::ASSIGN,
+        support::STATUS,
+        support::NOTE,
+        support::CANNED_REPLIES,
+        support::INBOX,
+        support::SEARCH,
+        support::HISTORY,
+        support::READ,
+        support::NOTES,
+        support::ONLINE,
     ]
     .into_iter()
     .find(|known| *known == event)

@@ -41,6 +41,8 @@ pub struct Peer {
     pub(crate) refused_in_a_row: AtomicU32,
     /// Puts the socket's events (and its disconnect) back in arrival order.
     pub(crate) order: Order,
+    /// The console's session key (`console::session_key`) of a console socket.
+    pub(crate) console_session: Option<String>,
 }
 
 /// socketioxide runs every handler in a task of its own, so two events of one socket (or an

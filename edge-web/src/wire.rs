@@ -100,6 +100,11 @@ pub(crate) mod workflow {
                 .context
                 .as_ref()
                 .map(|context| self::context(c.conversation_id, context)),
+            channel: if c.telegram_linked { "telegram" } else { "web" },
+            last_message: c
+                .last_message
+                .as_ref()
+                .map(|m| super::payload(m, super::Flavor::Plain)),
         }
     }
 

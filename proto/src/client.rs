@@ -8,7 +8,7 @@ use tonic::{
     transport::{Channel, Endpoint},
 };
 
-use crate::v1::{chat_client, telegram_client};
+use crate::v1::{chat_client, staff_client, telegram_client};
 
 /// Adds `authorization: Bearer <token>` to every call.
 #[derive(Clone)]
@@ -41,6 +41,9 @@ pub type ChatClient = chat_client::ChatClient<InterceptedService<Channel, Bearer
 /// An authenticated `socketgram.v1.Telegram` client.
 pub type TelegramClient = telegram_client::TelegramClient<InterceptedService<Channel, BearerToken>>;
 
+/// An authenticated `socketgram.v1.Staff` client.
+pub type StaffClient = staff_client::StaffClient<InterceptedService<Channel, BearerToken>>;
+
 /// Why a client could not be made.
 #[derive(Debug)]
 pub enum ClientError {
@@ -66,11 +69,12 @@ impl std::fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
-/// Both services of one core, sharing one channel.
+/// The services of one core, sharing one channel.
 #[derive(Clone, Debug)]
 pub struct CoreClient {
     pub chat: ChatClient,
     pub telegram: TelegramClient,
+    pub staff: StaffClient,
 }
 
 impl CoreClient {
@@ -90,7 +94,11 @@ impl CoreClient {
         let token = BearerToken::new(token).ok_or(ClientError::Token)?;
         Ok(Self {
             chat: chat_client::ChatClient::with_interceptor(channel.clone(), token.clone()),
-            telegram: telegram_client::TelegramClient::with_interceptor(channel, token),
+            telegram: telegram_client::TelegramClient::with_interceptor(
+                channel.clone(),
+                token.clone(),
+            ),
+            staff: staff_client::StaffClient::with_interceptor(channel, token),
         })
     }
 

@@ -48,7 +48,27 @@ pub mod reason {
     /// It may or may not have been stored; a retry with the same client message id is safe.
     pub const OUTCOME_UNKNOWN: &str = "OUTCOME_UNKNOWN";
     pub const SHUTTING_DOWN: &str = "SHUTTING_DOWN";
+    /// A sign-in's login or password is wrong (which one is not said).
+    pub const WRONG_CREDENTIALS: &str = "WRONG_CREDENTIALS";
+    /// Too many failed sign-ins for the login lately; metadata `retry_after_secs`.
+    pub const TOO_MANY_ATTEMPTS: &str = "TOO_MANY_ATTEMPTS";
+    /// The session is unknown or was signed out: sign in again.
+    pub const SESSION_ENDED: &str = "SESSION_ENDED";
+    /// The session ran out: sign in again.
+    pub const SESSION_EXPIRED: &str = "SESSION_EXPIRED";
+    /// The admin's rights (`lid` 0) do not include the chat.
+    pub const NO_RIGHTS: &str = "NO_RIGHTS";
     pub const INTERNAL: &str = "INTERNAL";
+
+    /// A value of the status's `ErrorInfo` metadata (e.g. `retry_after_secs`), when it has one.
+    pub fn metadata(status: &tonic::Status, key: &str) -> Option<String> {
+        use tonic_types::StatusExt as _;
+        status
+            .get_error_details()
+            .error_info()
+            .filter(|info| info.domain == DOMAIN)
+            .and_then(|info| info.metadata.get(key).cloned())
+    }
 
     /// The reason of a status from the core, when it carries one.
     pub fn of(status: &tonic::Status) -> Option<String> {

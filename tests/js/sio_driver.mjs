@@ -5,7 +5,7 @@
 // happens is written to stdout as one JSON line each. The Rust tests decide and assert.
 //
 // Commands:
-//   {"cmd":"connect","url":"http://..","query":{..},"auth":{..},"transports":["websocket","polling"],
+//   {"cmd":"connect","url":"http://..","query":{..},"auth":{..},"headers":{..},"transports":["websocket","polling"],
 //    "on_connect":[{"event":"subscribe","args":[..]}]}   emitted from the connect handler, as the
 //                                                        legacy page does
 //   {"cmd":"emit","event":"new message","args":[..],"count":1}      no acknowledgement asked
@@ -40,6 +40,8 @@ function connect(cmd) {
   socket = io(cmd.url, {
     query: cmd.query ?? {},
     auth: cmd.auth ?? undefined,
+    // HTTP headers of the handshake (a browser's cookie, Origin), as Node.js can send them.
+    extraHeaders: cmd.headers ?? {},
     transports: cmd.transports ?? ["websocket", "polling"],
     // The tests reconnect explicitly, so what happens is always what they asked for.
     reconnection: false,

@@ -43,6 +43,8 @@ pub struct Handshake {
     pub url: String,
     pub query: Vec<(String, String)>,
     pub auth: Option<Value>,
+    /// HTTP headers of the handshake requests (a browser's `Cookie`, its `Origin`).
+    pub headers: Vec<(String, String)>,
     pub transports: Vec<String>,
     /// Events emitted from the client's `connect` handler, at once, as the legacy page sends
     /// `subscribe`.
@@ -59,6 +61,7 @@ impl Handshake {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             auth: None,
+            headers: Vec::new(),
             transports: LEGACY_TRANSPORTS.iter().map(|t| (*t).to_owned()).collect(),
             on_connect: Vec::new(),
         }
@@ -87,6 +90,12 @@ impl Handshake {
     /// does not pass websockets).
     pub fn with_transports(mut self, transports: &[&str]) -> Self {
         self.transports = transports.iter().map(|t| (*t).to_owned()).collect();
+        self
+    }
+
+    /// Also sends this HTTP header with the handshake.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -290,6 +299,11 @@ impl SioClient {
             "url": handshake.url,
             "query": query,
             "auth": handshake.auth,
+            "headers": handshake
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect::<serde_json::Map<String, Value>>(),
             "transports": handshake.transports,
             "on_connect": handshake
                 .on_connect

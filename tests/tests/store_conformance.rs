@@ -5,7 +5,7 @@ use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use chrono::{NaiveDate, NaiveDateTime};
 use socketgram_core::domain::{
-    AssigneeFilter, ConversationFilter, Page, Status, StatusKind, Vouched,
+    AdminSession, AssigneeFilter, ConversationFilter, Page, Status, StatusKind, Vouched,
 };
 use socketgram_core::{
     domain::{NewMessage, Origin, Reader, Scope, TelegramMode, VISITOR_ADMIN_ID},
@@ -87,6 +87,8 @@ conformance!(
     a_visitor_context_is_kept_by_parts_and_erased,
     open_assignments_are_counted_per_admin,
     admin_passwords_are_kept_apart_and_go_with_the_admin,
+    admin_sessions_are_kept_by_digest_and_end_by_admin,
+    conversations_are_found_by_id_vouched_name_or_text,
 );
 
 fn at(h: u32, m: u32, s: u32) -> NaiveDateTime {
@@ -1242,6 +1244,7 @@ async fn a_conversation_belongs_to_one_admin_or_none(f: Fixture) {
         let filter = ConversationFilter {
             assignee,
             statuses: Vec::new(),
+            text: None,
         };
         s.conversations(None, 10, &filter)
             .await
@@ -1309,6 +1312,7 @@ async fn a_status_is_kept_and_a_visitor_message_reopens(f: Fixture) {
         let filter = ConversationFilter {
             assignee: AssigneeFilter::Any,
             statuses: statuses.to_vec(),
+            text: None,
         };
         let mut ids: Vec<u64> = s
             .conversations(None, 10, &filter)
@@ -1496,4 +1500,106 @@ async fn admin_passwords_are_kept_apart_and_go_with_the_admin(f: Fixture) {
     assert!(s.remove_admin("alice").await.unwrap());
     assert_eq!(s.admin_password("alice").await.unwrap(), None);
     assert_eq!(s.admins_with_password().await.unwrap(), ["bob"]);
+}
+
+async fn admin_sessions_are_kept_by_digest_and_end_by_admin(f: Fixture) {
+    let s = &f.store;
+    add_admin(&f.db, "alice", "Alice", 2).await;
+    add_admin(&f.db, "bob", "Bob", 2).await;
+    let now = local_now_ms();
+    let session = |id: &str, admin: &str, created: i64, expires: i64| AdminSession {
+        id: id.into(),
+        admin_id: admin.into(),
+        created_at_ms: created,
+        expires_at_ms: expires,
+    };
+    let a1 = session(&"a".repeat(64), "alice", now, now + 60_000);
+    let a2 = session(&"b".repeat(64), "alice", now, now + 60_000);
+    let stale = session(&"c".repeat(64), "alice", now - 120_000, now - 60_000);
+    let b1 = session(&"d".repeat(64), "bob", now, now + 60_000);
+    for one in [&stale, &a1, &b1] {
+        s.create_admin_session(one).await.unwrap();
+    }
+    assert_eq!(s.admin_session(&a1.id).await.unwrap(), Some(a1.clone()));
+    assert_eq!(
+        s.admin_session(&stale.id).await.unwrap(),
+        None,
+        "an expired session of the admin was forgotten when a new one began"
+    );
+    s.create_admin_session(&a2).await.unwrap();
+    assert!(
+        s.create_admin_session(&a2).await.is_err(),
+        "an id is one session"
+    );
+    assert!(s.end_admin_session(&a1.id).await.unwrap());
+    assert!(!s.end_admin_session(&a1.id).await.unwrap(), "ended once");
+    assert_eq!(s.admin_session(&a1.id).await.unwrap(), None);
+    s.create_admin_session(&a1).await.unwrap();
+    assert_eq!(
+        s.end_admin_sessions("alice").await.unwrap(),
+        2,
+        "everywhere"
+    );
+    assert_eq!(s.admin_session(&a2.id).await.unwrap(), None);
+    assert_eq!(
+        s.admin_session(&b1.id).await.unwrap(),
+        Some(b1.clone()),
+        "another admin's session stays"
+    );
+    // Removing an admin ends their sessions.
+    assert!(s.remove_admin("bob").await.unwrap());
+    assert_eq!(s.admin_session(&b1.id).await.unwrap(), None);
+}
+
+async fn conversations_are_found_by_id_vouched_name_or_text(f: Fixture) {
+    let s = &f.store;
+    s.append(&[visitor(310, "Where is my ORDER 100% shipped?", None)])
+        .await
+        .unwrap();
+    s.append(&[visitor(311, "hello there", None)])
+        .await
+        .unwrap();
+    s.append(&[visitor(3105, "a_b", None)]).await.unwrap();
+    let ann = Vouched {
+        name: "Ann O'Brien".into(),
+        email: "ann@shop.example".into(),
+        fields: Default::default(),
+    };
+    s.put_visitor_context(311, Some(&ann), None).await.unwrap();
+    s.link_telegram(4_000_000_001, 311).await.unwrap();
+    let found = async |text: &str| -> Vec<u64> {
+        let filter = ConversationFilter {
+            text: Some(text.to_owned()),
+            ..Default::default()
+        };
+        let mut ids: Vec<u64> = s
+            .conversations(None, 10, &filter)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.conversation_id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    assert_eq!(found("310").await, [310], "by id, exactly (not 3105)");
+    assert_eq!(found("order").await, [310], "in a message, any case");
+    assert_eq!(found("o'brien").await, [311], "by the vouched name");
+    assert_eq!(found("shop.example").await, [311], "by the vouched email");
+    assert_eq!(
+        found("100%").await,
+        [310],
+        "% is a character, not a wildcard"
+    );
+    assert!(found("0% s").await == [310]);
+    assert_eq!(
+        found("a_b").await,
+        [3105],
+        "_ is a character, not a wildcard"
+    );
+    assert!(found("nothing like it").await.is_empty());
+    assert_eq!(found("  ").await, [310, 311, 3105], "blank: no search");
+    let linked = |cid| async move { s.conversation(cid).await.unwrap().unwrap().telegram_linked };
+    assert!(linked(311).await, "a Telegram chat is linked");
+    assert!(!linked(310).await);
 }

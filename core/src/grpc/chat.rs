@@ -14,6 +14,19 @@ use crate::{
     domain::{AssigneeFilter, ConversationFilter},
 };
 
+/// Longest search text of `ListConversations`, in characters.
+const MAX_SEARCH_CHARS: usize = 200;
+
+/// `ListConversationsRequest.search`: none when blank.
+fn search(text: String) -> Result<Option<String>, Status> {
+    if text.chars().count() > MAX_SEARCH_CHARS {
+        return Err(status(CoreError::InvalidArgument(format!(
+            "search is longer than {MAX_SEARCH_CHARS} characters"
+        ))));
+    }
+    Ok((!text.trim().is_empty()).then_some(text))
+}
+
 type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// `socketgram.v1.Chat` over a [`Core`].
@@ -153,6 +166,7 @@ impl Chat for ChatApi {
                             })
                         })
                         .collect::<Result<_, _>>()?,
+                    text: search(r.search)?,
                 },
             )
             .await

@@ -204,6 +204,7 @@ pub(crate) fn conversation(core: &Core, c: &ConversationSummary) -> pb::Conversa
         status: status_kind(c.status.kind()).into(),
         snoozed_until_ms: snoozed_until(c.status),
         context: c.context.as_ref().map(visitor_context),
+        telegram_linked: c.telegram_linked,
     }
 }
 

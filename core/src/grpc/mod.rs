@@ -5,10 +5,12 @@ mod auth;
 mod chat;
 mod convert;
 mod edge;
+mod staff;
 mod telegram;
 
 pub use auth::BearerAuth;
 pub use chat::ChatApi;
+pub use staff::StaffApi;
 pub use telegram::TelegramApi;
 
 use tonic::{Code, Status};
@@ -36,6 +38,9 @@ fn error_metadata(e: &CoreError) -> std::collections::HashMap<String, String> {
         CoreError::StoredTextTooLong { stored, limit } => [("stored", stored), ("limit", limit)]
             .map(|(k, v)| (k.to_owned(), v.to_string()))
             .into(),
+        CoreError::TooManyAttempts { retry_after_secs } => {
+            [("retry_after_secs".to_owned(), retry_after_secs.to_string())].into()
+        }
         _ => Default::default(),
     }
 }
@@ -51,5 +56,7 @@ pub(crate) fn code(e: &CoreError) -> Code {
         // gRPC's code for "the operation may have completed" (a retry needs its idempotency key).
         Kind::OutcomeUnknown => Code::DeadlineExceeded,
         Kind::Internal => Code::Internal,
+        Kind::Unauthenticated => Code::Unauthenticated,
+        Kind::PermissionDenied => Code::PermissionDenied,
     }
 }

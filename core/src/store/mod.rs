@@ -30,9 +30,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Admin, Appended, Assigned, CannedReply, Committed, ConversationFilter, ConversationId,
-    ConversationSummary, Erasure, Lease, MessageId, NewMessage, Note, Page, Reader, Scope, Status,
-    StoredMessage, TelegramLink, TelegramMode, VisitorContext, Vouched,
+    Admin, AdminSession, Appended, Assigned, CannedReply, Committed, ConversationFilter,
+    ConversationId, ConversationSummary, Erasure, Lease, MessageId, NewMessage, Note, Page, Reader,
+    Scope, Status, StoredMessage, TelegramLink, TelegramMode, VisitorContext, Vouched,
 };
 
 pub use dialect::Dialect;
@@ -362,6 +362,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// The logins of the admins who have a password, sorted.
     async fn admins_with_password(&self) -> StoreResult<Vec<String>>;
+
+    /// Records a new session, first forgetting the admin's sessions that expired before
+    /// `session.created_at_ms`.
+    async fn create_admin_session(&self, session: &AdminSession) -> StoreResult<()>;
+
+    /// The session of this id, expired or not.
+    async fn admin_session(&self, id: &str) -> StoreResult<Option<AdminSession>>;
+
+    /// Ends one session; whether it existed.
+    async fn end_admin_session(&self, id: &str) -> StoreResult<bool>;
+
+    /// Ends every session of an admin (sign out everywhere); how many there were.
+    async fn end_admin_sessions(&self, admin_id: &str) -> StoreResult<u64>;
 
     /// The link of one chat.
     async fn telegram_link(&self, chat_id: i64) -> StoreResult<Option<TelegramLink>>;

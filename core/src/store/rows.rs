@@ -100,6 +100,7 @@ pub(crate) struct SummaryRow {
     assignee: Option<String>,
     status: Int,
     snoozed_until_ms: Option<Int>,
+    telegram_links: Int,
     #[sqlx(flatten)]
     context: ContextColumns,
 }
@@ -122,6 +123,7 @@ impl TryFrom<SummaryRow> for ConversationSummary {
                 chrono::Utc::now().timestamp_millis(),
             ),
             context: row.context.read()?,
+            telegram_linked: row.telegram_links.0 > 0,
         })
     }
 }

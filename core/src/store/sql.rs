@@ -23,10 +23,10 @@ use super::rows::{
 use super::write_tx::WriteTx;
 use super::{Backend, Dialect, Store, StoreError, StoreResult, from_db_id, page, text, to_db_id};
 use crate::domain::{
-    Admin, Appended, Assigned, AssigneeFilter, CannedReply, Committed, ConversationFilter,
-    ConversationId, ConversationSummary, Direction, Erasure, Lease, MessageId, NewMessage, Note,
-    Page, Reader, Scope, Status, StatusKind, StoredMessage, TelegramLink, TelegramMode,
-    VisitorContext, Vouched, part_json,
+    Admin, AdminSession, Appended, Assigned, AssigneeFilter, CannedReply, Committed,
+    ConversationFilter, ConversationId, ConversationSummary, Direction, Erasure, Lease, MessageId,
+    NewMessage, Note, Page, Reader, Scope, Status, StatusKind, StoredMessage, TelegramLink,
+    TelegramMode, VisitorContext, Vouched, part_json,
 };
 
 /// Columns of a message as [`MessageRow`] reads them, `m` = messages, `meta` =
@@ -61,7 +61,8 @@ const SUMMARY_WHERE: &str = concat!(
     " AND u.id > c.support_read_id) AS unread_support",
     ", (SELECT COUNT(*) FROM messages u WHERE u.cid = c.cid AND u.direction = 2",
     " AND u.id > c.visitor_read_id) AS unread_visitor",
-    ", c.support_read_id, c.visitor_read_id, c.assignee, c.status, c.snoozed_until_ms, ",
+    ", c.support_read_id, c.visitor_read_id, c.assignee, c.status, c.snoozed_until_ms",
+    ", (SELECT COUNT(*) FROM telegram t WHERE t.cid = c.cid) AS telegram_links, ",
     context_columns!(),
     " FROM sg_conversations c",
     " LEFT JOIN messages m ON m.id = c.last_message_id",
@@ -295,6 +296,37 @@ fn page_before<DB>(
 
 /// Continues a listing's condition with "one of these statuses, and" (a snooze that ran out
 /// counts as open, as [`Status::from_row`] reads it).
+/// `(...) AND `: the conversations `text` finds: by visitor id (when it is one), by what the
+/// host site vouched for, or by a message's text; a substring, case-insensitively (LIKE with
+/// its wildcards escaped, on lowered text: ASCII letters only on SQLite, whose LOWER is).
+/// Messages are scanned, not indexed: fine for a team's search box, not for analytics.
+fn push_text_filter<DB>(query: &mut QueryBuilder<DB>, text: &str)
+where
+    DB: Dialect,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    String: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    let escaped: String = text
+        .to_lowercase()
+        .chars()
+        .flat_map(|c| match c {
+            '%' | '_' | '!' => vec!['!', c],
+            c => vec![c],
+        })
+        .collect();
+    let pattern = format!("%{escaped}%");
+    query.push("(");
+    if let Ok(cid) = text.parse::<u64>() {
+        query.push("c.cid = ").push_bind(to_db_id(cid)).push(" OR ");
+    }
+    query
+        .push("LOWER(vc.verified) LIKE ")
+        .push_bind(pattern.clone())
+        .push(" ESCAPE '!' OR c.cid IN (SELECT s.cid FROM messages s WHERE LOWER(s.message) LIKE ")
+        .push_bind(pattern)
+        .push(" ESCAPE '!')) AND ");
+}
+
 fn push_status_filter<DB>(query: &mut QueryBuilder<DB>, statuses: &[StatusKind])
 where
     DB: Dialect,
@@ -580,6 +612,14 @@ where
         if !filter.statuses.is_empty() {
             push_status_filter(&mut query, &filter.statuses);
         }
+        if let Some(text) = filter
+            .text
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            push_text_filter(&mut query, text);
+        }
         let order = "c.last_message_id DESC, c.cid DESC";
         page_before(&mut query, "c.last_message_id", before_last, order, limit);
         let rows: Vec<SummaryRow> = query.build_query_as().fetch_all(&self.pool).await?;
@@ -704,9 +744,11 @@ where
             return Ok(false);
         }
         // After the admin's row: an admin who cannot be removed keeps their password.
-        let mut forget = QueryBuilder::<DB>::new("DELETE FROM sg_admin_passwords WHERE aid = ");
-        forget.push_bind(admin_id.to_owned());
-        forget.build().execute(&self.pool).await?;
+        for table in ["sg_admin_passwords", "sg_admin_sessions"] {
+            let mut forget = QueryBuilder::<DB>::new(format!("DELETE FROM {table} WHERE aid = "));
+            forget.push_bind(admin_id.to_owned());
+            forget.build().execute(&self.pool).await?;
+        }
         Ok(true)
     }
 
@@ -741,6 +783,61 @@ where
             DB::byte_order("aid")
         ));
         Ok(query.build_query_scalar().fetch_all(&self.pool).await?)
+    }
+
+    #[tracing::instrument(skip_all, name = "store.create_admin_session")]
+    async fn create_admin_session(&self, session: &AdminSession) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let mut forget = QueryBuilder::<DB>::new("DELETE FROM sg_admin_sessions WHERE aid = ");
+        forget
+            .push_bind(session.admin_id.clone())
+            .push(" AND expires_at_ms < ")
+            .push_bind(session.created_at_ms);
+        forget.build().execute(&mut *tx).await?;
+        let mut put = QueryBuilder::<DB>::new(
+            "INSERT INTO sg_admin_sessions (id, aid, created_at_ms, expires_at_ms) VALUES (",
+        );
+        put.push_bind(session.id.clone())
+            .push(", ")
+            .push_bind(session.admin_id.clone())
+            .push(", ")
+            .push_bind(session.created_at_ms)
+            .push(", ")
+            .push_bind(session.expires_at_ms)
+            .push(")");
+        put.build().execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, name = "store.admin_session")]
+    async fn admin_session(&self, id: &str) -> StoreResult<Option<AdminSession>> {
+        let mut query = QueryBuilder::<DB>::new(
+            "SELECT id, aid, created_at_ms, expires_at_ms FROM sg_admin_sessions WHERE id = ",
+        );
+        query.push_bind(id.to_owned());
+        let row: Option<(String, String, Int, Int)> =
+            query.build_query_as().fetch_optional(&self.pool).await?;
+        Ok(row.map(|(id, admin_id, created, expires)| AdminSession {
+            id,
+            admin_id,
+            created_at_ms: created.0,
+            expires_at_ms: expires.0,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, name = "store.end_admin_session")]
+    async fn end_admin_session(&self, id: &str) -> StoreResult<bool> {
+        let mut end = QueryBuilder::<DB>::new("DELETE FROM sg_admin_sessions WHERE id = ");
+        end.push_bind(id.to_owned());
+        Ok(end.build().execute(&self.pool).await?.rows() > 0)
+    }
+
+    #[tracing::instrument(skip_all, name = "store.end_admin_sessions")]
+    async fn end_admin_sessions(&self, admin_id: &str) -> StoreResult<u64> {
+        let mut end = QueryBuilder::<DB>::new("DELETE FROM sg_admin_sessions WHERE aid = ");
+        end.push_bind(admin_id.to_owned());
+        Ok(end.build().execute(&self.pool).await?.rows())
     }
 
     #[tracing::instrument(skip_all, name = "store.telegram_link", fields(chat_id = chat_id))]

@@ -151,6 +151,24 @@ impl<A: Adapter> FromDisconnectParts<A> for Turn {
     }
 }
 
+/// Cuts off the console sockets at this edge of a session that ended (`session`), or of
+/// every session of `admin` (`None`: signed out everywhere).
+pub(crate) fn end_console_sessions(io: &SocketIo, admin: &str, session: Option<&str>) {
+    for s in io.sockets() {
+        let Some(peer) = s.extensions.get::<Arc<Peer>>() else {
+            continue;
+        };
+        let Some(key) = &peer.console_session else {
+            continue;
+        };
+        let admin_matches =
+            matches!(&peer.identity, Identity::Admin { admin_id: Some(a), .. } if a == admin);
+        if admin_matches && session.is_none_or(|only| only == key) {
+            cut_off(&s, "its console session ended");
+        }
+    }
+}
+
 /// Registers the default namespace.
 pub fn register(io: &SocketIo) {
     io.ns("/", on_connect.with(authenticate));
@@ -163,6 +181,8 @@ enum Refused {
     TooManyConnections,
     #[error(transparent)]
     Handshake(#[from] HandshakeError),
+    #[error(transparent)]
+    Console(#[from] crate::console::SocketRefusal),
 }
 
 /// The connection of the handshake request: the WebSocket upgrade or the first long-polling
@@ -186,12 +206,32 @@ async fn authenticate(
         .as_ref()
         .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.peer.ip());
     let ip = edge.proxies.client_ip(peer, &s.req_parts().headers);
-    let credentials = Credentials::from_handshake(s.req_parts().uri.query(), auth.ok().as_ref());
-    let identity = match handshake::identify(&credentials, &edge.legacy, &edge.signer) {
-        Ok(identity) => identity,
-        Err(e) => {
-            warn!(%ip, reason = %e, "handshake refused");
-            return Err(e.into());
+    let auth = auth.ok();
+    // The operator console's socket: a token admin known by the session cookie (asked for
+    // explicitly, so a page on the chat's own origin is never taken for an admin by accident).
+    let console = auth.as_ref().and_then(|a| a.get("console")) == Some(&Value::Bool(true));
+    let (identity, console_session) = if console {
+        match crate::console::socket_admin(&edge, &s.req_parts().headers).await {
+            Ok((admin, session)) => (
+                Identity::Admin {
+                    admin_id: Some(admin),
+                    legacy: false,
+                },
+                Some(session),
+            ),
+            Err(e) => {
+                warn!(%ip, reason = %e, "console handshake refused");
+                return Err(e.into());
+            }
+        }
+    } else {
+        let credentials = Credentials::from_handshake(s.req_parts().uri.query(), auth.as_ref());
+        match handshake::identify(&credentials, &edge.legacy, &edge.signer) {
+            Ok(identity) => (identity, None),
+            Err(e) => {
+                warn!(%ip, reason = %e, "handshake refused");
+                return Err(e.into());
+            }
         }
     };
     if !edge.limiter.open(ip) {
@@ -212,6 +252,7 @@ async fn authenticate(
         limits: edge.limiter.clone(),
         refused_in_a_row: AtomicU32::new(0),
         order: Order::default(),
+        console_session,
     }));
     // Handlers go on here, not in the connect handler: socketioxide sends the CONNECT packet
     // and only then spawns the connect handler, so a client that emits right after connecting
@@ -301,6 +342,12 @@ async fn dispatch(
         (support::STATUS, true) => workflow::status(&edge, &peer, &data).await,
         (support::NOTE, true) => workflow::note(&edge, &peer, &data).await,
         (support::CANNED_REPLIES, true) => workflow::canned_replies(&edge, &data).await,
+        (support::INBOX, true) => workflow::inbox_page(&edge, &peer, &data).await,
+        (support::SEARCH, true) => workflow::search(&edge, &data).await,
+        (support::HISTORY, true) => workflow::history(&edge, &data).await,
+        (support::READ, true) => workflow::read(&edge, &data).await,
+        (support::NOTES, true) => workflow::notes(&edge, &data).await,
+        (support::ONLINE, true) => workflow::online(&edge).await,
         (
             incoming::SUBSCRIBE_ADMIN
             | incoming::NEW_MESSAGE_ADMIN
@@ -310,7 +357,13 @@ async fn dispatch(
             | support::ASSIGN
             | support::STATUS
             | support::NOTE
-            | support::CANNED_REPLIES,
+            | support::CANNED_REPLIES
+            | support::INBOX
+            | support::SEARCH
+            | support::HISTORY
+            | support::READ
+            | support::NOTES
+            | support::ONLINE,
             false,
         ) => {
             // LEGACY.md §9.2: the legacy server took these from anyone.

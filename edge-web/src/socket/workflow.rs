@@ -1,13 +1,18 @@
 //! Support's workflow events (`conversation:servadm`, `assign:servadm`, `status:servadm`,
-//! `note:servadm`, `canned replies:servadm`): each one call to the core, answered with what it
-//! stored. Admin sockets only, as `adm` or the token names the admin; the core checks the
+//! `note:servadm`, `canned replies:servadm`, and the inbox's `inbox:servadm`, `search:servadm`,
+//! `history:servadm`, `read:servadm`, `notes:servadm`, `online:servadm`): each one call to
+//! the core, answered with what it stored or read. Admin sockets only, as `adm` or the token names the admin; the core checks the
 //! rest (a known admin, a stored conversation) and its refusals are answered as they come.
 
 use serde::Serialize;
 use serde_json::Value;
 use socketgram_admin_php_compat::{
     events,
-    workflow::{AddNote, Assign, CannedPayload, CannedQuery, ConversationQuery, SetStatus},
+    workflow::{
+        AddNote, Assign, CannedPayload, CannedQuery, ConversationQuery, HistoryPayload,
+        HistoryQuery, InboxFilter, InboxPayload, InboxQuery, NotesPayload, OnlinePayload,
+        ReadMarksPayload, ReadUpTo, SearchQuery, SetStatus,
+    },
 };
 use socketgram_proto::v1 as pb;
 
@@ -111,5 +116,145 @@ pub async fn canned_replies(edge: &Edge, data: &Value) -> Answer {
         .replies;
     value(CannedPayload {
         replies: replies.into_iter().map(|r| (r.shortcut, r.text)).collect(),
+    })
+}
+
+/// Conversations per inbox page.
+const INBOX_PAGE: u32 = 50;
+/// Messages per `history:servadm` page.
+const HISTORY_PAGE: u32 = 30;
+
+fn inbox(page: pb::ListConversationsResponse) -> Answer {
+    value(InboxPayload {
+        conversations: page.conversations.iter().map(wire::conversation).collect(),
+        has_more: page.has_more,
+    })
+}
+
+/// A page of conversations, most recently active first, of those the filter keeps (`mine`:
+/// the asking admin's).
+pub async fn inbox_page(edge: &Edge, peer: &Peer, data: &Value) -> Answer {
+    let query: InboxQuery = if data.is_null() {
+        InboxQuery::default()
+    } else {
+        events::parse(data)?
+    };
+    let (assignee, statuses) = match query.filter {
+        InboxFilter::All => (None, vec![]),
+        InboxFilter::Mine => (Some(admin_id(peer, None)?), vec![]),
+        InboxFilter::Unassigned => (Some(String::new()), vec![]),
+        InboxFilter::Open => (None, vec![pb::ConversationStatus::Open]),
+        InboxFilter::Pending => (None, vec![pb::ConversationStatus::Pending]),
+        InboxFilter::Resolved => (None, vec![pb::ConversationStatus::Resolved]),
+    };
+    let page = edge
+        .link
+        .client()
+        .chat
+        .list_conversations(pb::ListConversationsRequest {
+            limit: INBOX_PAGE,
+            before_last_message_id: query.before.unwrap_or_default(),
+            assignee,
+            statuses: statuses.into_iter().map(Into::into).collect(),
+            search: String::new(),
+        })
+        .await?
+        .into_inner();
+    inbox(page)
+}
+
+/// The conversations a text finds: a visitor id, what the host site vouched for, or words of
+/// a message.
+pub async fn search(edge: &Edge, data: &Value) -> Answer {
+    let query: SearchQuery = events::parse(data)?;
+    let page = edge
+        .link
+        .client()
+        .chat
+        .list_conversations(pb::ListConversationsRequest {
+            limit: INBOX_PAGE,
+            search: query.query,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    inbox(page)
+}
+
+/// A page of a conversation's history, newest first, older than `before`.
+pub async fn history(edge: &Edge, data: &Value) -> Answer {
+    let query: HistoryQuery = events::parse(data)?;
+    let page = edge
+        .link
+        .client()
+        .chat
+        .history(pb::HistoryRequest {
+            conversation_id: query.username,
+            before_id: query.before.unwrap_or_default(),
+            limit: HISTORY_PAGE,
+            after_id: 0,
+        })
+        .await?
+        .into_inner();
+    value(HistoryPayload {
+        messages: page
+            .messages
+            .iter()
+            .map(|m| crate::wire::payload(m, crate::wire::Flavor::Plain))
+            .collect(),
+        has_more: page.has_more,
+    })
+}
+
+/// Support has read the conversation up to `mid` (marks never move back).
+pub async fn read(edge: &Edge, data: &Value) -> Answer {
+    let request: ReadUpTo = events::parse(data)?;
+    let conversation = edge
+        .link
+        .client()
+        .chat
+        .mark_read(pb::MarkReadRequest {
+            conversation_id: request.username,
+            reader: pb::Reader::Support.into(),
+            up_to_message_id: request.mid,
+        })
+        .await?
+        .into_inner();
+    value(ReadMarksPayload {
+        support_read_up_to: conversation.support_read_up_to,
+        visitor_read_up_to: conversation.visitor_read_up_to,
+    })
+}
+
+/// The conversation's private notes, oldest first.
+pub async fn notes(edge: &Edge, data: &Value) -> Answer {
+    let query: ConversationQuery = events::parse(data)?;
+    let notes = edge
+        .link
+        .client()
+        .chat
+        .list_notes(pb::ListNotesRequest {
+            conversation_id: query.username,
+        })
+        .await?
+        .into_inner()
+        .notes;
+    value(NotesPayload {
+        notes: notes.iter().map(wire::note).collect(),
+    })
+}
+
+/// Who is online now: visitors and support staff.
+pub async fn online(edge: &Edge) -> Answer {
+    let online = edge
+        .link
+        .client()
+        .chat
+        .list_online(pb::ListOnlineRequest {})
+        .await?
+        .into_inner();
+    value(OnlinePayload {
+        visitors: online.online,
+        admins: online.admins,
     })
 }

@@ -460,6 +460,7 @@ async fn raw_connection(server: &TestServer) -> tokio::net::TcpStream {
 mod bad_input;
 mod cluster;
 mod connections;
+mod console;
 mod conversation;
 mod history;
 mod identity;

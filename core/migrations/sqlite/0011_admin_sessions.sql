@@ -1,0 +1,10 @@
+-- Support staff's signed-in sessions (the console): the SHA-256 of each session's secret
+-- (never the secret, which only the browser's cookie holds), whose it is and until when.
+-- Ending an admin's sessions everywhere deletes that admin's rows.
+CREATE TABLE IF NOT EXISTS sg_admin_sessions (
+    id TEXT NOT NULL PRIMARY KEY,
+    aid TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sg_admin_sessions_aid ON sg_admin_sessions (aid);

@@ -1,0 +1,565 @@
+//! The operator console: support staff's inbox in the browser, served by the edge itself at
+//! `/console/` (`/` redirects there), with no PHP and nothing fetched from elsewhere.
+//!
+//! - The page (`assets/console/`) and its JSON API under `/console/api/`: sign in, the
+//!   session, sign out (here or everywhere). Passwords are checked, and sessions kept, by the
+//!   core's `Staff` service; the edge holds the session's token in an HttpOnly, SameSite=Strict
+//!   cookie the page's scripts never see, and checks a CSRF token (derived from the session)
+//!   on every request that changes something, and the `Origin` on each.
+//! - The console's live socket is a token admin's socket of the default namespace, opened with
+//!   `auth: {console: true}` and authenticated by the same cookie ([`socket_admin`]): the page
+//!   uses the public socket contract (support's `:servadm` events), nothing of its own.
+//!
+//! This module is the console's HTTP boundary: the one place its status codes and error codes
+//! are chosen.
+
+use std::{net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
+
+use axum::{
+    Json, Router,
+    extract::{ConnectInfo, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Redirect, Response},
+    routing::{get, post},
+};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use socketgram_proto::{reason, v1 as pb};
+use socketioxide::SocketIo;
+use tonic::Code;
+use tracing::warn;
+
+use crate::{Edge, config::WebConfig, conn::ConnInfo};
+
+/// The session cookie: the core's session token.
+pub const COOKIE: &str = "sg_session";
+/// The header that carries the CSRF token on requests that change something.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+const INDEX_HTML: &str = include_str!("../assets/console/index.html");
+const CONSOLE_JS: &str = include_str!("../assets/console/console.js");
+const CONSOLE_CSS: &str = include_str!("../assets/console/console.css");
+
+/// The console's pages run nothing but their own files, from this origin.
+const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; \
+                   style-src 'self'; script-src 'self'; media-src 'self' data:; \
+                   frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// Sign-ins one client address may try in a row, then one more per [`IP_REFILL`].
+const IP_BURST: u32 = 10;
+const IP_REFILL: Duration = Duration::from_secs(3);
+
+/// The console's routes (none when `[web] console` is off).
+pub fn router(config: &WebConfig, edge: &Arc<Edge>, io: SocketIo) -> Router {
+    if !config.console {
+        return Router::new();
+    }
+    let quota = Quota::with_period(IP_REFILL)
+        .expect("a non-zero period")
+        .allow_burst(NonZeroU32::new(IP_BURST).expect("non-zero"));
+    let state = Arc::new(Console {
+        edge: edge.clone(),
+        io,
+        demo: config.demo,
+        sign_ins: RateLimiter::keyed(quota),
+    });
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/console/") }))
+        .route("/console", get(|| async { Redirect::to("/console/") }))
+        .route(
+            "/console/",
+            get(|| async { page(INDEX_HTML, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/console/console.js",
+            get(|| async { page(CONSOLE_JS, "application/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/console/console.css",
+            get(|| async { page(CONSOLE_CSS, "text/css; charset=utf-8") }),
+        )
+        .route("/console/api/session", get(session))
+        .route("/console/api/sign-in", post(sign_in))
+        .route("/console/api/sign-out", post(sign_out_here))
+        .route(
+            "/console/api/sign-out-everywhere",
+            post(sign_out_everywhere),
+        )
+        .with_state(state)
+}
+
+struct Console {
+    edge: Arc<Edge>,
+    /// To disconnect the sockets of a session that ends.
+    io: SocketIo,
+    demo: bool,
+    /// Sign-in attempts per client address (the core limits them per login as well).
+    sign_ins: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+fn page(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CSP),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("same-origin"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Why a console request was refused: its HTTP status and wire code are chosen here.
+#[derive(Debug, thiserror::Error)]
+enum ApiError {
+    /// Not signed in, a wrong password, an ended session.
+    #[error("{message}")]
+    Unauthenticated { code: &'static str, message: String },
+    #[error("{0}")]
+    Forbidden(String),
+    /// A request that changes something without the session's CSRF token, or from another
+    /// origin.
+    #[error("{0}")]
+    Csrf(&'static str),
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<tonic::Status> for ApiError {
+    fn from(s: tonic::Status) -> Self {
+        let message = s.message().to_owned();
+        match s.code() {
+            Code::Unauthenticated => ApiError::Unauthenticated {
+                code: match reason::of(&s).as_deref() {
+                    Some(reason::SESSION_EXPIRED) => "session_expired",
+                    _ => "unauthenticated",
+                },
+                message,
+            },
+            Code::PermissionDenied => ApiError::Forbidden(message),
+            Code::ResourceExhausted => ApiError::RateLimited {
+                retry_after_secs: reason::metadata(&s, "retry_after_secs")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(60),
+                message,
+            },
+            Code::InvalidArgument => ApiError::Invalid(message),
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+                ApiError::Unavailable(message)
+            }
+            _ => ApiError::Internal(message),
+        }
+    }
+}
+
+impl ApiError {
+    fn not_signed_in() -> Self {
+        ApiError::Unauthenticated {
+            code: "unauthenticated",
+            message: "not signed in".into(),
+        }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Unauthenticated { code, .. } => (StatusCode::UNAUTHORIZED, code),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Csrf(_) => (StatusCode::FORBIDDEN, "csrf"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// The error's JSON body, with `extra` fields beside `error`.
+    fn body(&self, extra: Value) -> Value {
+        let (_, code) = self.parts();
+        let mut body = json!({ "error": { "code": code, "message": self.to_string() } });
+        if let ApiError::RateLimited {
+            retry_after_secs, ..
+        } = self
+        {
+            body["retry_after_secs"] = json!(retry_after_secs);
+        }
+        if let (Value::Object(body), Value::Object(extra)) = (&mut body, extra) {
+            body.extend(extra);
+        }
+        body
+    }
+
+    fn respond(self, extra: Value) -> Response {
+        let (status, _) = self.parts();
+        let mut response = (status, Json(self.body(extra))).into_response();
+        if let ApiError::RateLimited {
+            retry_after_secs, ..
+        } = self
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.respond(Value::Null)
+    }
+}
+
+/// The session's token, from the request's cookie.
+pub fn session_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == COOKIE && !c.value().is_empty())
+        .map(|c| c.value().to_owned())
+}
+
+/// The session's key at this edge (its sockets are marked with it): not the token itself, so
+/// nothing that holds it holds a credential.
+pub fn session_key(token: &str) -> String {
+    hex::encode(Sha256::digest(format!("session:{token}").as_bytes()))
+}
+
+/// The CSRF token of a session: derived from its secret, which no other origin can read.
+fn csrf_token(token: &str) -> String {
+    hex::encode(Sha256::digest(format!("csrf:{token}").as_bytes()))
+}
+
+/// Whether the request comes from the console's own origin: a browser names the page's
+/// origin in `Origin` on every POST and WebSocket; it must be this host's.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+        // Not a browser's cross-site request (browsers send Origin on those).
+        return true;
+    };
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let forwarded = headers
+        .get("x-forwarded-host")
+        .and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .split_once("://")
+        .map_or(origin, |(_, rest)| rest)
+        .trim_end_matches('/');
+    origin_host.eq_ignore_ascii_case(host)
+        || forwarded.is_some_and(|f| origin_host.eq_ignore_ascii_case(f))
+}
+
+/// Whether the session cookie should be marked `Secure`: the page came over HTTPS (here, or
+/// at a proxy that says so).
+fn over_https(headers: &HeaderMap, tls_here: bool) -> bool {
+    tls_here
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|p| p.to_str().ok())
+            .is_some_and(|p| p.eq_ignore_ascii_case("https"))
+}
+
+fn session_cookie(token: &str, expires_at_ms: i64, secure: bool) -> HeaderValue {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let max_age = ((expires_at_ms - now_ms) / 1000).max(0);
+    let cookie = cookie::Cookie::build((COOKIE, token.to_owned()))
+        .http_only(true)
+        .same_site(cookie::SameSite::Strict)
+        .secure(secure)
+        .path("/")
+        .max_age(cookie::time::Duration::seconds(max_age))
+        .build();
+    HeaderValue::from_str(&cookie.to_string()).expect("a cookie of base64url is a header value")
+}
+
+fn cleared_cookie() -> HeaderValue {
+    let cookie = cookie::Cookie::build((COOKIE, ""))
+        .http_only(true)
+        .same_site(cookie::SameSite::Strict)
+        .path("/")
+        .max_age(cookie::time::Duration::ZERO)
+        .build();
+    HeaderValue::from_str(&cookie.to_string()).expect("an empty cookie is a header value")
+}
+
+#[derive(Serialize)]
+struct AdminJson {
+    login: String,
+    name: String,
+    display_name: String,
+}
+
+impl Console {
+    fn links(&self) -> Value {
+        json!({ "demo": self.demo.then_some("/demo"), "health": "/healthz" })
+    }
+
+    fn signed_in(&self, token: &str, session: pb::StaffSession) -> Value {
+        let admin = session.admin.unwrap_or_default();
+        json!({
+            "admin": AdminJson {
+                login: admin.admin_id,
+                name: admin.name,
+                display_name: admin.display_name,
+            },
+            "csrf": csrf_token(token),
+            "expires_at_ms": session.expires_at_ms,
+            "links": self.links(),
+        })
+    }
+
+    /// What the sign-in page needs to know when nobody is signed in: whether anyone can sign
+    /// in yet, and if not, how to make the first admin.
+    async fn signed_out(&self, error: ApiError) -> Response {
+        let setup = self
+            .edge
+            .link
+            .client()
+            .staff
+            .get_sign_in_setup(pb::GetSignInSetupRequest {})
+            .await;
+        let first_run = match setup {
+            Ok(setup) => setup.into_inner().admins_with_password == 0,
+            Err(e) => return ApiError::from(e).into_response(),
+        };
+        error.respond(json!({
+            "first_run": first_run,
+            "first_run_commands": [
+                "socketgram admin add <login> <name>",
+                "socketgram admin passwd <login>",
+            ],
+            "links": self.links(),
+        }))
+    }
+
+    /// The session of the request's cookie, from the core.
+    async fn current(&self, headers: &HeaderMap) -> Result<(String, pb::StaffSession), ApiError> {
+        let token = session_token(headers).ok_or_else(ApiError::not_signed_in)?;
+        let session = self
+            .edge
+            .link
+            .client()
+            .staff
+            .get_session(pb::GetSessionRequest {
+                token: token.clone(),
+            })
+            .await?
+            .into_inner();
+        Ok((token, session))
+    }
+
+    /// A request that changes something: same origin, and the session's CSRF token.
+    fn check_csrf(headers: &HeaderMap, token: &str) -> Result<(), ApiError> {
+        use subtle::ConstantTimeEq as _;
+        if !same_origin(headers) {
+            return Err(ApiError::Csrf("this request comes from another site"));
+        }
+        let presented = headers
+            .get(CSRF_HEADER)
+            .map(HeaderValue::as_bytes)
+            .unwrap_or_default();
+        if bool::from(presented.ct_eq(csrf_token(token).as_bytes())) {
+            Ok(())
+        } else {
+            Err(ApiError::Csrf(
+                "the request lacks the session's CSRF token (X-CSRF-Token)",
+            ))
+        }
+    }
+
+    /// Ends a session (or all of its admin's), and disconnects the console sockets of what
+    /// ended at this edge.
+    async fn sign_out(&self, headers: &HeaderMap, everywhere: bool) -> Result<Response, ApiError> {
+        let token = session_token(headers).ok_or_else(ApiError::not_signed_in)?;
+        Self::check_csrf(headers, &token)?;
+        let ended = self
+            .edge
+            .link
+            .client()
+            .staff
+            .sign_out(pb::SignOutRequest {
+                token: token.clone(),
+                everywhere,
+            })
+            .await?
+            .into_inner();
+        let key = session_key(&token);
+        crate::socket::end_console_sessions(
+            &self.io,
+            &ended.admin_id,
+            (!everywhere).then_some(&key),
+        );
+        Ok((
+            StatusCode::NO_CONTENT,
+            [(header::SET_COOKIE, cleared_cookie())],
+        )
+            .into_response())
+    }
+}
+
+async fn session(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    match console.current(&headers).await {
+        Ok((token, session)) => Json(console.signed_in(&token, session)).into_response(),
+        Err(e @ ApiError::Unauthenticated { .. }) => {
+            let mut response = console.signed_out(e).await;
+            if session_token(&headers).is_some() {
+                response
+                    .headers_mut()
+                    .insert(header::SET_COOKIE, cleared_cookie());
+            }
+            response
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignIn {
+    login: String,
+    password: String,
+}
+
+async fn sign_in(
+    State(console): State<Arc<Console>>,
+    ConnectInfo(conn): ConnectInfo<ConnInfo>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    match try_sign_in(&console, &conn, &headers, &body).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn try_sign_in(
+    console: &Console,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    // A form another site posts has no JSON type (and a JSON one from another origin is
+    // named by Origin): no one signs a visitor's browser into an account of theirs.
+    if !same_origin(headers) {
+        return Err(ApiError::Csrf("this request comes from another site"));
+    }
+    let json_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if !json_type {
+        return Err(ApiError::Invalid(
+            "send the sign-in as JSON (Content-Type: application/json)".into(),
+        ));
+    }
+    let request: SignIn = serde_json::from_slice(body)
+        .map_err(|e| ApiError::Invalid(format!("the sign-in must be {{login, password}}: {e}")))?;
+    let ip = console.edge.proxies.client_ip(conn.peer.ip(), headers);
+    if let Err(not_until) = console.sign_ins.check_key(&ip) {
+        use governor::clock::Clock as _;
+        let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+        warn!(%ip, "sign-in refused: too many attempts from this address");
+        return Err(ApiError::RateLimited {
+            message: "too many sign-in attempts from your address; wait a moment".into(),
+            retry_after_secs: wait.as_secs() + 1,
+        });
+    }
+    if console.sign_ins.len() > 10_000 {
+        console.sign_ins.retain_recent();
+    }
+    let session = console
+        .edge
+        .link
+        .client()
+        .staff
+        .sign_in(pb::SignInRequest {
+            login: request.login,
+            password: request.password,
+        })
+        .await?
+        .into_inner();
+    let token = session.token.clone();
+    let cookie = session_cookie(&token, session.expires_at_ms, over_https(headers, conn.tls));
+    Ok((
+        [(header::SET_COOKIE, cookie)],
+        Json(console.signed_in(&token, session)),
+    )
+        .into_response())
+}
+
+async fn sign_out_here(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    console
+        .sign_out(&headers, false)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn sign_out_everywhere(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    console
+        .sign_out(&headers, true)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Why a console socket was refused (the client sees it as `connect_error`; its message
+/// says "session" so the page knows to sign in again).
+#[derive(Debug, thiserror::Error)]
+pub enum SocketRefusal {
+    #[error("console socket refused: the session cookie is missing (sign in first)")]
+    NoSession,
+    #[error("console socket refused: it comes from another site than the session's")]
+    OtherOrigin,
+    #[error("console socket refused: {0} (session)")]
+    Session(String),
+}
+
+/// The admin a console socket acts as, from its handshake's session cookie, and the
+/// session's key; the core says whether the session lasts.
+pub async fn socket_admin(
+    edge: &Edge,
+    headers: &HeaderMap,
+) -> Result<(String, String), SocketRefusal> {
+    if !same_origin(headers) {
+        return Err(SocketRefusal::OtherOrigin);
+    }
+    let token = session_token(headers).ok_or(SocketRefusal::NoSession)?;
+    let session = edge
+        .link
+        .client()
+        .staff
+        .get_session(pb::GetSessionRequest {
+            token: token.clone(),
+        })
+        .await
+        .map_err(|s| SocketRefusal::Session(s.message().to_owned()))?
+        .into_inner();
+    let admin = session.admin.unwrap_or_default().admin_id;
+    Ok((admin, session_key(&token)))
+}
