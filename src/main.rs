@@ -313,7 +313,7 @@ async fn run(config: Config, role: Role) -> anyhow::Result<()> {
             Server::start_edge(web, role, &config).await?
         }
     };
-    ready(&server);
+    ready(&server, &config.web);
     server.run(shutdown).await?;
     Ok(())
 }
@@ -352,7 +352,8 @@ async fn bind(key: &str, addr: &str) -> anyhow::Result<TcpListener> {
 }
 
 /// The ready line: supervisors and tests read the bound addresses (port 0 allowed) here.
-fn ready(server: &Server) {
+/// Then, for people, the address to open in a browser.
+fn ready(server: &Server, web_config: &socketgram_edge_web::config::WebConfig) {
     let mut ready = "socketgram: listening".to_owned();
     if let Some(grpc) = server.grpc_addr {
         ready.push_str(&format!(" grpc={grpc}"));
@@ -361,6 +362,27 @@ fn ready(server: &Server) {
         ready.push_str(&format!(" web={web}"));
     }
     println!("{ready}");
+    if let Some(web) = server.web_addr {
+        // A listener on every address is reached on this machine at the loopback one.
+        let host = match web.ip() {
+            ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+            ip if ip.is_unspecified() => "[::1]".to_owned(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        let scheme = if web_config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let base = format!("{scheme}://{host}:{}", web.port());
+        if web_config.console {
+            println!("socketgram: open {base}/ in a browser: the operator console");
+        }
+        if web_config.demo {
+            println!("socketgram: the demo visitor page is at {base}/demo");
+        }
+    }
 }
 
 /// Cancels `shutdown` on SIGTERM or Ctrl-C.

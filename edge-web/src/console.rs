@@ -528,6 +528,25 @@ async fn sign_out_everywhere(State(console): State<Arc<Console>>, headers: Heade
         .unwrap_or_else(IntoResponse::into_response)
 }
 
+/// Says in the log, once the core answers, when nobody can sign in to the console yet, and
+/// how to make the first admin (the sign-in page says the same).
+pub async fn first_run_hint(edge: Arc<Edge>) {
+    let setup = edge
+        .link
+        .client()
+        .staff
+        .get_sign_in_setup(pb::GetSignInSetupRequest {})
+        .await;
+    match setup {
+        Ok(setup) if setup.get_ref().admins_with_password == 0 => warn!(
+            "no admin can sign in to the console yet: create one with `socketgram admin add \
+             <login> <name>`, then `socketgram admin passwd <login>`"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "cannot ask the core whether anyone can sign in"),
+    }
+}
+
 /// Why a console socket was refused (the client sees it as `connect_error`; its message
 /// says "session" so the page knows to sign in again).
 #[derive(Debug, thiserror::Error)]

@@ -159,6 +159,9 @@ pub async fn serve(
             }
         }
     });
+    if config.console {
+        tokio::spawn(console::first_run_hint(edge.clone()));
+    }
     let mut app = assets::router(config, &edge)
         .merge(console::router(config, &edge, io.clone()))
         .merge(ops.router());

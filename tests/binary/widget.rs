@@ -3,19 +3,17 @@
 //! admin answering over gRPC. The script and this test take turns through lines on the
 //! script's stdout and stdin (never sleeps); the browser-side checks are in the script.
 
-use std::{path::Path, process::Stdio, time::Duration};
+use std::time::Duration;
 
 use socketgram_core::store::Backend;
 use socketgram_proto::v1::{self as pb, event::Kind, subscribe_request::Scope};
-use socketgram_tests::{db::TestDb, node, server::TestServer, service_missing};
-use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
-    process::{Child, ChildStdin, ChildStdout},
+use socketgram_tests::{
+    db::TestDb,
+    node::{self, Dialogue},
+    server::TestServer,
 };
 use tonic::Streaming;
 
-/// Debian's Chromium (`apt-get install chromium`; `.ci/run` installs it).
-const CHROMIUM: &str = "/usr/bin/chromium";
 /// One step of the script, Chromium's start and a page load included.
 const STEP: Duration = Duration::from_secs(60);
 /// The visitor the demo page is opened as.
@@ -51,32 +49,6 @@ async fn reply(chat: &mut socketgram_proto::client::ChatClient, text: &str) {
     .expect("admin reply");
 }
 
-async fn tell(stdin: &mut ChildStdin, line: &str) {
-    stdin
-        .write_all(format!("{line}\n").as_bytes())
-        .await
-        .expect("write to the script");
-    stdin.flush().await.expect("flush the script's stdin");
-}
-
-/// The next line of the script, which must be `word`.
-async fn expect_line(lines: &mut Lines<BufReader<ChildStdout>>, script: &mut Child, word: &str) {
-    let line = tokio::time::timeout(STEP, lines.next_line())
-        .await
-        .unwrap_or_else(|_| panic!("widget_e2e.mjs did not say {word:?} in time"))
-        .expect("read the script's stdout");
-    match line {
-        Some(line) if line.trim() == word => {}
-        Some(other) => panic!("widget_e2e.mjs said {other:?}, expected {word:?}"),
-        None => {
-            let status = script.wait().await.expect("wait for the script");
-            panic!(
-                "widget_e2e.mjs ended ({status}) before saying {word:?}; its stderr above says why"
-            );
-        }
-    }
-}
-
 /// Waits until `text` is stored in the visitor's conversation.
 async fn stored(events: &mut Streaming<pb::Event>, text: &str) -> pb::Message {
     loop {
@@ -96,27 +68,9 @@ async fn stored(events: &mut Streaming<pb::Event>, text: &str) -> pb::Message {
 
 #[tokio::test]
 async fn widget_sends_receives_and_keeps_history_in_chromium() {
-    if !Path::new(CHROMIUM).exists() {
-        service_missing("Chromium", "no /usr/bin/chromium: apt-get install chromium");
-        return;
-    }
-    let Some(node) = tokio::task::spawn_blocking(node::node)
-        .await
-        .expect("find Node.js")
-    else {
+    let Some(node) = node::browser().await else {
         return;
     };
-    if !node
-        .js
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
-        service_missing(
-            "playwright-core",
-            "tests/js/node_modules lacks it: run `npm ci` in tests/js",
-        );
-        return;
-    }
 
     let db = TestDb::create(Backend::Sqlite)
         .await
@@ -149,24 +103,17 @@ async fn widget_sends_receives_and_keeps_history_in_chromium() {
     let shots = tempfile::tempdir().expect("temporary directory");
     let screenshot = std::env::var("WIDGET_SCREENSHOT")
         .unwrap_or_else(|_| shots.path().join("widget.png").display().to_string());
-    let mut script = node
-        .script("widget_e2e.mjs")
+    let mut command = node.script("widget_e2e.mjs");
+    command
         .env("WEB_URL", server.web_url())
         .env("CID", CID.to_string())
         .env("SEEDED", SEEDED.to_string())
-        .env("SCREENSHOT", &screenshot)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start widget_e2e.mjs under Node.js");
-    let mut stdin = script.stdin.take().expect("script stdin");
-    let mut lines = BufReader::new(script.stdout.take().expect("script stdout")).lines();
+        .env("SCREENSHOT", &screenshot);
+    let mut script = Dialogue::start("widget_e2e.mjs", command, STEP);
 
     // The widget is online with the history shown. Support learns who the visitor is (the
     // demo's token vouches for a name) and what the page reported (unverified).
-    expect_line(&mut lines, &mut script, "ready").await;
+    script.expect("ready").await;
     let told = tokio::time::timeout(STEP, async {
         loop {
             let event = events.message().await.expect("events").expect("an event");
@@ -211,17 +158,17 @@ async fn widget_sends_receives_and_keeps_history_in_chromium() {
     );
 
     // The widget sends a message through its UI.
-    expect_line(&mut lines, &mut script, "sent").await;
+    script.expect("sent").await;
     let hello = stored(&mut events, HELLO).await;
     assert_eq!(hello.direction, pb::Direction::ToSupport as i32);
 
     // Support answers over gRPC once the visitor's message is stored.
     reply(&mut chat, REPLY).await;
-    tell(&mut stdin, "replied").await;
+    script.tell("replied").await;
 
     // "Seen" both ways: the open widget marks the reply seen; support reads the visitor's
     // message, and the widget shows "Seen" under it.
-    expect_line(&mut lines, &mut script, "shown").await;
+    script.expect("shown").await;
     tokio::time::timeout(STEP, async {
         loop {
             let event = events.message().await.expect("events").expect("an event");
@@ -242,11 +189,11 @@ async fn widget_sends_receives_and_keeps_history_in_chromium() {
     })
     .await
     .expect("support reads the visitor's message");
-    tell(&mut stdin, "support-read").await;
+    script.tell("support-read").await;
 
     // Typing both ways: the visitor's reaches support as a length (no preview configured);
     // support's shows in the widget until support stops.
-    expect_line(&mut lines, &mut script, "typing").await;
+    script.expect("typing").await;
     let typed = tokio::time::timeout(STEP, async {
         loop {
             let event = events.message().await.expect("events").expect("an event");
@@ -272,23 +219,19 @@ async fn widget_sends_receives_and_keeps_history_in_chromium() {
         draft: String::new(),
     };
     chat.set_typing(typing(true)).await.expect("support types");
-    tell(&mut stdin, "support-typing").await;
-    expect_line(&mut lines, &mut script, "typing-shown").await;
+    script.tell("support-typing").await;
+    script.expect("typing-shown").await;
     chat.set_typing(typing(false)).await.expect("support stops");
-    tell(&mut stdin, "support-stopped").await;
+    script.tell("support-stopped").await;
 
     // Another answer while the browser is offline: the widget must catch up when it is back.
-    expect_line(&mut lines, &mut script, "offline").await;
+    script.expect("offline").await;
     reply(&mut chat, AWAY).await;
-    tell(&mut stdin, "replied-away").await;
+    script.tell("replied-away").await;
 
     // The script checks markup shown as text, queued sends across reloads, the history, paging.
-    expect_line(&mut lines, &mut script, "done").await;
-    let status = tokio::time::timeout(STEP, script.wait())
-        .await
-        .expect("widget_e2e.mjs did not exit")
-        .expect("wait for the script");
-    assert!(status.success(), "widget_e2e.mjs failed: {status}");
+    script.expect("done").await;
+    assert!(script.finished().await, "widget_e2e.mjs failed");
     eprintln!("widget screenshots: {screenshot} and its -mobile copy");
 
     // Stored once each: the widget's sends and retries never duplicate.

@@ -94,3 +94,111 @@ fn find_node() -> Option<PathBuf> {
         .flat_map(|dir| [dir.join("node"), dir.join("nodejs")])
         .find(|candidate| candidate.is_file())
 }
+
+/// Debian's Chromium, which the browser tests drive through playwright-core.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Node.js with playwright-core and Chromium, for a browser test; `None` (after
+/// [`crate::service_missing`]) when one is missing.
+pub async fn browser() -> Option<&'static Node> {
+    if !Path::new(CHROMIUM).exists() {
+        crate::service_missing("Chromium", "no /usr/bin/chromium: apt-get install chromium");
+        return None;
+    }
+    let node = tokio::task::spawn_blocking(node)
+        .await
+        .expect("find Node.js")?;
+    for package in ["playwright-core", "axe-core"] {
+        if !node
+            .js
+            .join("node_modules")
+            .join(package)
+            .join("package.json")
+            .exists()
+        {
+            crate::service_missing(
+                package,
+                "tests/js/node_modules lacks it: run `npm ci` in tests/js",
+            );
+            return None;
+        }
+    }
+    Some(node)
+}
+
+/// A script the test takes turns with, a line at a time: the script says where it is on its
+/// stdout, the test answers on its stdin (no sleeps on either side).
+pub struct Dialogue {
+    name: String,
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    /// The longest the script may take to say its next line.
+    step: std::time::Duration,
+}
+
+impl Dialogue {
+    /// Starts `command` (a [`Node::script`]) with its stdin and stdout piped to the test.
+    pub fn start(
+        name: &str,
+        mut command: tokio::process::Command,
+        step: std::time::Duration,
+    ) -> Self {
+        use std::process::Stdio;
+        use tokio::io::AsyncBufReadExt as _;
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name} under Node.js: {e}"));
+        let stdin = child.stdin.take().expect("the script's stdin");
+        let lines =
+            tokio::io::BufReader::new(child.stdout.take().expect("the script's stdout")).lines();
+        Self {
+            name: name.to_owned(),
+            child,
+            stdin,
+            lines,
+            step,
+        }
+    }
+
+    /// Tells the script `line`.
+    pub async fn tell(&mut self, line: &str) {
+        use tokio::io::AsyncWriteExt as _;
+        self.stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .expect("write to the script");
+        self.stdin.flush().await.expect("flush the script's stdin");
+    }
+
+    /// Waits for the script's next line, which must be `word`.
+    pub async fn expect(&mut self, word: &str) {
+        let name = &self.name;
+        let line = tokio::time::timeout(self.step, self.lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("{name} did not say {word:?} in time"))
+            .expect("read the script's stdout");
+        match line {
+            Some(line) if line.trim() == word => {}
+            Some(other) => panic!("{name} said {other:?}, expected {word:?}"),
+            None => {
+                let status = self.child.wait().await.expect("wait for the script");
+                panic!("{name} ended ({status}) before saying {word:?}; its stderr above says why");
+            }
+        }
+    }
+
+    /// Waits for the script to exit; whether it succeeded.
+    pub async fn finished(mut self) -> bool {
+        let name = &self.name;
+        tokio::time::timeout(self.step, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{name} did not exit"))
+            .expect("wait for the script")
+            .success()
+    }
+}

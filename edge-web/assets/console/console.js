@@ -11,8 +11,8 @@
  *     server pushes live events (new messages, who is online, typing, assignment, ...).
  *
  * This file, top to bottom: constants, the dictionary (en, ru), helpers, the state store, the
- * HTTP and socket wrappers, the live events, one render function per region of the page, the
- * user's actions, and the wiring of DOM events.
+ * HTTP and socket wrappers, the data and its live events, the session and the URL, one render
+ * function per region of the page, the user's actions, and the wiring of DOM events.
  *
  * Whatever a visitor, an admin or the server wrote is inserted with textContent only (h()
  * makes text nodes of strings): never HTML from data. The page's CSP allows no inline script
@@ -29,7 +29,7 @@
   const TYPING_EVERY_MS = 1000;
   /** How long a typing hint stays when the event does not say. */
   const TYPING_SHOWN_MS = 5000;
-  /** How close to the top of the history (in px) scrolling fetches older messages. */
+  /** How close to the top of the history (px) scrolling fetches older messages. */
   const OLDER_MARGIN_PX = 80;
   const API = '/console/api/';
   const LANG_KEY = 'socketgram.console.lang';
@@ -40,270 +40,144 @@
 
   // ---- the dictionary: every text of the page, by language ----
   // A value is a string with {placeholders}, or plural forms by Intl.PluralRules category.
-  // Keys under "server." translate the server's English messages by error code; a language
-  // without one shows the server's own words.
+  // Keys "server.<code>" (or "server.<context>.<code>") put the server's English refusals in
+  // another language; where a language has none, the server's own words show.
   const DICT = {
     en: {
-      'loading': 'Loading…',
-      'load.failed': 'Cannot reach the server. Check the connection and try again.',
-      'retry': 'Try again',
-      'signIn.lead': 'Sign in to answer your visitors.',
-      'signIn.login': 'Login',
-      'signIn.password': 'Password',
-      'signIn.submit': 'Sign in',
-      'signIn.busy': 'Signing in…',
+      'loading': 'Loading…', 'retry': 'Try again', 'close': 'Close', 'edit': 'Edit', 'you': 'You',
+      'language': 'Language', 'links': 'Links', 'links.demo': 'Demo', 'links.health': 'Health',
+      'signIn.lead': 'Sign in to answer your visitors.', 'signIn.login': 'Login',
+      'signIn.password': 'Password', 'signIn.submit': 'Sign in', 'signIn.busy': 'Signing in…',
       'signIn.missing': 'Enter your login and password.',
       'firstRun.title': 'Set up the first admin',
       'firstRun.lead': 'No one can sign in yet. Create the first admin on the server:',
-      'firstRun.then': 'Then:',
-      'firstRun.reload': 'Reload this page',
-      'copy': 'Copy',
-      'copied': 'Copied.',
+      'firstRun.then': 'Then:', 'firstRun.reload': 'Reload this page',
+      'copy': 'Copy', 'copied': 'Copied.',
       'copy.manual': 'The command is selected: press Ctrl+C (⌘C on a Mac) to copy it.',
-      'language': 'Language',
-      'links': 'Links',
-      'links.demo': 'Demo',
-      'links.health': 'Health',
       'signedInAs': 'Signed in as',
-      'conn.connecting': 'Connecting…',
-      'conn.reconnecting': 'Reconnecting…',
-      'conn.noClient': 'The live connection cannot start: the Socket.IO client did not load.',
+      'conn.connecting': 'Connecting…', 'conn.reconnecting': 'Reconnecting…',
+      'conn.broken': 'The live connection cannot start: the Socket.IO client did not load.',
       'visitorsOnline': { one: '{n} visitor online', other: '{n} visitors online' },
-      'settings': 'Settings',
-      'notify': 'Notifications and sound',
+      'settings': 'Settings', 'notify': 'Notifications and sound',
       'notify.on': 'You are told of visitor messages when this tab is in the background or another conversation is open.',
       'notify.denied': 'The browser blocks notifications for this site: only the sound will play.',
       'notify.unsupported': 'This browser cannot show notifications here (they need HTTPS): only the sound will play.',
-      'notify.title': 'New message: {name}',
-      'notify.newConversation': 'New conversation: {name}',
-      'shortcuts': 'Keyboard shortcuts',
-      'signOut': 'Sign out',
-      'signOutEverywhere': 'Sign out everywhere',
-      'inbox': 'Inbox',
-      'filter': 'Show',
-      'filter.all': 'All',
-      'filter.mine': 'Mine',
-      'filter.unassigned': 'Unassigned',
-      'filter.open': 'Open',
-      'filter.pending': 'Pending',
+      'notify.title': 'New message: {name}', 'notify.new': 'New conversation: {name}',
+      'shortcuts': 'Keyboard shortcuts', 'signOut': 'Sign out', 'signOutEverywhere': 'Sign out everywhere',
+      'inbox': 'Inbox', 'filter': 'Show', 'filter.all': 'All', 'filter.mine': 'Mine',
+      'filter.unassigned': 'Unassigned', 'filter.open': 'Open', 'filter.pending': 'Pending',
       'filter.resolved': 'Resolved',
-      'search': 'Search',
-      'search.placeholder': 'Visitor id, name or words',
-      'onlineNow': 'Online now',
-      'onlineNow.none': 'No visitors on the site right now.',
+      'search': 'Search', 'search.placeholder': 'Visitor id, name or words',
+      'onlineNow': 'Online now', 'onlineNow.none': 'No visitors on the site right now.',
       'teamOnline': 'Support online: {list}',
-      'inbox.loading': 'Loading conversations…',
-      'inbox.searching': 'Searching…',
-      'inbox.empty': 'No conversations here.',
-      'inbox.noResults': 'Nothing found for “{q}”.',
-      'inbox.noMessage': 'No messages yet',
-      'loadMore': 'Load more',
-      'visitor': 'Visitor {cid}',
-      'online': 'online',
-      'offline': 'offline',
+      'inbox.loading': 'Loading conversations…', 'inbox.searching': 'Searching…',
+      'inbox.empty': 'No conversations here.', 'inbox.noResults': 'Nothing found for “{q}”.',
+      'inbox.noMessage': 'No messages yet', 'loadMore': 'Load more',
+      'visitor': 'Visitor {cid}', 'online': 'online', 'offline': 'offline',
       'unread': { one: '{n} unread', other: '{n} unread' },
-      'assignee': 'Assignee:',
-      'assignee.nobody': 'Unassigned',
-      'assignee.me': 'Assigned to you',
+      'assignee': 'Assignee:', 'assignee.nobody': 'Unassigned', 'assignee.me': 'Assigned to you',
       'assignee.other': 'Assigned to {login}',
-      'you': 'You',
-      'status.open': 'Open',
-      'status.pending': 'Pending',
-      'status.resolved': 'Resolved',
-      'status.snoozed': 'Snoozed',
-      'status.snoozedUntil': 'Snoozed until {time}',
-      'channel.web': 'Web',
-      'channel.telegram': 'Telegram',
-      'conv.pick': 'Pick a conversation from the inbox.',
-      'back': 'Back',
-      'take': 'Take',
-      'unassign': 'Unassign',
-      'statusGroup': 'Status',
-      'set.open': 'Open',
-      'set.pending': 'Pending',
-      'set.resolved': 'Resolve',
-      'set.reopen': 'Reopen',
-      'messages': 'Messages',
-      'messages.none': 'No messages yet.',
-      'messages.older': 'Loading older messages…',
-      'messages.start': 'This is the beginning of the conversation.',
-      'seen': 'Seen',
-      'sending': 'Sending…',
-      'waiting': 'Waiting for the connection…',
+      'status.open': 'Open', 'status.pending': 'Pending', 'status.resolved': 'Resolved',
+      'status.snoozed': 'Snoozed', 'status.snoozedUntil': 'Snoozed until {time}',
+      'channel.web': 'Web', 'channel.telegram': 'Telegram',
+      'conv.pick': 'Pick a conversation from the inbox.', 'back': 'Back',
+      'take': 'Take', 'unassign': 'Unassign', 'statusGroup': 'Status',
+      'set.open': 'Open', 'set.pending': 'Pending', 'set.resolved': 'Resolve', 'set.reopen': 'Reopen',
+      'messages': 'Messages', 'messages.none': 'No messages yet.',
+      'messages.older': 'Loading older messages…', 'messages.start': 'This is the beginning of the conversation.',
+      'seen': 'Seen', 'sending': 'Sending…', 'waiting': 'Waiting for the connection…',
       'notSent': 'Not sent: {reason}',
-      'edit': 'Edit',
-      'typing.visitor': 'Visitor is typing…',
-      'typing.named': '{name} is typing…',
+      'typing.visitor': 'Visitor is typing…', 'typing.named': '{name} is typing…',
       'typing.colleague': 'A colleague is typing…',
-      'reply': 'Reply',
+      'reply': 'Reply', 'send': 'Send', 'canned': 'Canned replies',
       'reply.hint': 'Enter sends, Shift+Enter starts a new line, / picks a canned reply',
-      'send': 'Send',
-      'canned': 'Canned replies',
-      'details': 'Details',
-      'notes': 'Private notes',
-      'notes.hint': 'Private note, the visitor does not see it',
-      'notes.add': 'Add a private note',
-      'notes.submit': 'Add note',
-      'notes.none': 'No notes yet.',
-      'notes.private': 'Private',
-      'visitorPanel': 'Visitor',
-      'verified': 'verified by your site',
-      'reported': 'reported by the page',
-      'field.id': 'Visitor id',
-      'field.name': 'Name',
-      'field.email': 'Email',
-      'field.url': 'Page',
-      'field.title': 'Page title',
-      'field.language': 'Language',
-      'field.timeZone': 'Time zone',
-      'context.none': 'Nothing is known about this visitor yet.',
-      'context.updated': 'Updated {time}',
+      'details': 'Details', 'visitorPanel': 'Visitor', 'notes': 'Private notes',
+      'notes.hint': 'Private note, the visitor does not see it', 'notes.add': 'Add a private note',
+      'notes.submit': 'Add note', 'notes.none': 'No notes yet.', 'notes.private': 'Private',
+      'verified': 'verified by your site', 'reported': 'reported by the page',
+      'field.id': 'Visitor id', 'field.name': 'Name', 'field.email': 'Email', 'field.url': 'Page',
+      'field.title': 'Page title', 'field.language': 'Language', 'field.timeZone': 'Time zone',
+      'context.none': 'Nothing is known about this visitor yet.', 'context.updated': 'Updated {time}',
       'erased': 'The conversation with visitor {cid} was erased by {by}.',
       'error.timeout': 'The server did not answer in time. Try again.',
       'error.network': 'Cannot reach the server. Check the connection and try again.',
       'error.unexpected': 'The server sent an answer this page does not understand.',
-      'shortcuts.j': 'Next conversation',
-      'shortcuts.k': 'Previous conversation',
-      'shortcuts.u': 'Next conversation with unread messages',
-      'shortcuts.r': 'Write a reply',
-      'shortcuts.e': 'Resolve the open conversation',
-      'shortcuts.help': 'Show this list',
+      'shortcuts.j': 'Next conversation', 'shortcuts.k': 'Previous conversation',
+      'shortcuts.u': 'Next conversation with unread messages', 'shortcuts.r': 'Write a reply',
+      'shortcuts.e': 'Resolve the open conversation', 'shortcuts.help': 'Show this list',
       'shortcuts.esc': 'Leave the reply box',
-      'close': 'Close',
     },
     ru: {
-      'loading': 'Загрузка…',
-      'load.failed': 'Не удаётся связаться с сервером. Проверьте подключение и попробуйте ещё раз.',
-      'retry': 'Повторить',
-      'signIn.lead': 'Войдите, чтобы отвечать посетителям сайта.',
-      'signIn.login': 'Логин',
-      'signIn.password': 'Пароль',
-      'signIn.submit': 'Войти',
-      'signIn.busy': 'Входим…',
+      'loading': 'Загрузка…', 'retry': 'Повторить', 'close': 'Закрыть', 'edit': 'Изменить', 'you': 'Вы',
+      'language': 'Язык', 'links': 'Ссылки', 'links.demo': 'Демо', 'links.health': 'Состояние сервера',
+      'signIn.lead': 'Войдите, чтобы отвечать посетителям сайта.', 'signIn.login': 'Логин',
+      'signIn.password': 'Пароль', 'signIn.submit': 'Войти', 'signIn.busy': 'Входим…',
       'signIn.missing': 'Введите логин и пароль.',
       'firstRun.title': 'Создайте первого администратора',
       'firstRun.lead': 'Войти пока никто не может. Создайте первого администратора на сервере:',
-      'firstRun.then': 'Затем:',
-      'firstRun.reload': 'Перезагрузите эту страницу',
-      'copy': 'Копировать',
-      'copied': 'Скопировано.',
+      'firstRun.then': 'Затем:', 'firstRun.reload': 'Перезагрузите эту страницу',
+      'copy': 'Копировать', 'copied': 'Скопировано.',
       'copy.manual': 'Команда выделена: нажмите Ctrl+C (⌘C на Mac), чтобы скопировать её.',
-      'language': 'Язык',
-      'links': 'Ссылки',
-      'links.demo': 'Демо',
-      'links.health': 'Состояние сервера',
       'signedInAs': 'Вы вошли как',
-      'conn.connecting': 'Подключение…',
-      'conn.reconnecting': 'Переподключение…',
-      'conn.noClient': 'Не удаётся установить соединение: клиент Socket.IO не загрузился.',
+      'conn.connecting': 'Подключение…', 'conn.reconnecting': 'Переподключение…',
+      'conn.broken': 'Не удаётся установить соединение: клиент Socket.IO не загрузился.',
       'visitorsOnline': {
-        one: '{n} посетитель на сайте', few: '{n} посетителя на сайте', many: '{n} посетителей на сайте',
-        other: '{n} посетителя на сайте',
+        one: '{n} посетитель на сайте', few: '{n} посетителя на сайте',
+        many: '{n} посетителей на сайте', other: '{n} посетителя на сайте',
       },
-      'settings': 'Настройки',
-      'notify': 'Уведомления и звук',
+      'settings': 'Настройки', 'notify': 'Уведомления и звук',
       'notify.on': 'Вы узнаете о сообщениях посетителей, когда эта вкладка в фоне или открыт другой разговор.',
       'notify.denied': 'Браузер запретил уведомления для этого сайта: будет только звук.',
       'notify.unsupported': 'Здесь браузер не может показывать уведомления (нужен HTTPS): будет только звук.',
-      'notify.title': 'Новое сообщение: {name}',
-      'notify.newConversation': 'Новый разговор: {name}',
-      'shortcuts': 'Горячие клавиши',
-      'signOut': 'Выйти',
-      'signOutEverywhere': 'Выйти на всех устройствах',
-      'inbox': 'Входящие',
-      'filter': 'Показать',
-      'filter.all': 'Все',
-      'filter.mine': 'Мои',
-      'filter.unassigned': 'Без ответственного',
-      'filter.open': 'Открытые',
-      'filter.pending': 'В ожидании',
+      'notify.title': 'Новое сообщение: {name}', 'notify.new': 'Новый разговор: {name}',
+      'shortcuts': 'Горячие клавиши', 'signOut': 'Выйти', 'signOutEverywhere': 'Выйти на всех устройствах',
+      'inbox': 'Входящие', 'filter': 'Показать', 'filter.all': 'Все', 'filter.mine': 'Мои',
+      'filter.unassigned': 'Без ответственного', 'filter.open': 'Открытые', 'filter.pending': 'В ожидании',
       'filter.resolved': 'Решённые',
-      'search': 'Поиск',
-      'search.placeholder': 'Номер, имя посетителя или слова',
-      'onlineNow': 'Сейчас на сайте',
-      'onlineNow.none': 'Сейчас на сайте никого нет.',
+      'search': 'Поиск', 'search.placeholder': 'Номер, имя посетителя или слова',
+      'onlineNow': 'Сейчас на сайте', 'onlineNow.none': 'Сейчас на сайте никого нет.',
       'teamOnline': 'Поддержка в сети: {list}',
-      'inbox.loading': 'Загружаем разговоры…',
-      'inbox.searching': 'Ищем…',
-      'inbox.empty': 'Здесь нет разговоров.',
-      'inbox.noResults': 'По запросу «{q}» ничего не найдено.',
-      'inbox.noMessage': 'Сообщений пока нет',
-      'loadMore': 'Показать ещё',
-      'visitor': 'Посетитель {cid}',
-      'online': 'на сайте',
-      'offline': 'не на сайте',
+      'inbox.loading': 'Загружаем разговоры…', 'inbox.searching': 'Ищем…',
+      'inbox.empty': 'Здесь нет разговоров.', 'inbox.noResults': 'По запросу «{q}» ничего не найдено.',
+      'inbox.noMessage': 'Сообщений пока нет', 'loadMore': 'Показать ещё',
+      'visitor': 'Посетитель {cid}', 'online': 'на сайте', 'offline': 'не на сайте',
       'unread': {
         one: '{n} непрочитанное', few: '{n} непрочитанных', many: '{n} непрочитанных',
         other: '{n} непрочитанного',
       },
-      'assignee': 'Ответственный:',
-      'assignee.nobody': 'Без ответственного',
-      'assignee.me': 'Ответственный — вы',
-      'assignee.other': 'Ответственный — {login}',
-      'you': 'Вы',
-      'status.open': 'Открыт',
-      'status.pending': 'В ожидании',
-      'status.resolved': 'Решён',
-      'status.snoozed': 'Отложен',
-      'status.snoozedUntil': 'Отложен до {time}',
-      'channel.web': 'Сайт',
-      'channel.telegram': 'Telegram',
-      'conv.pick': 'Выберите разговор во входящих.',
-      'back': 'Назад',
-      'take': 'Взять себе',
-      'unassign': 'Снять с себя',
-      'statusGroup': 'Статус',
-      'set.open': 'Открыть',
-      'set.pending': 'В ожидание',
-      'set.resolved': 'Решено',
+      'assignee': 'Ответственный:', 'assignee.nobody': 'Без ответственного',
+      'assignee.me': 'Ответственный — вы', 'assignee.other': 'Ответственный — {login}',
+      'status.open': 'Открыт', 'status.pending': 'В ожидании', 'status.resolved': 'Решён',
+      'status.snoozed': 'Отложен', 'status.snoozedUntil': 'Отложен до {time}',
+      'channel.web': 'Сайт', 'channel.telegram': 'Telegram',
+      'conv.pick': 'Выберите разговор во входящих.', 'back': 'Назад',
+      'take': 'Взять себе', 'unassign': 'Снять с себя', 'statusGroup': 'Статус',
+      'set.open': 'Открыть', 'set.pending': 'В ожидание', 'set.resolved': 'Решено',
       'set.reopen': 'Открыть снова',
-      'messages': 'Сообщения',
-      'messages.none': 'Сообщений пока нет.',
-      'messages.older': 'Загружаем более ранние сообщения…',
-      'messages.start': 'Это начало разговора.',
-      'seen': 'Прочитано',
-      'sending': 'Отправляем…',
-      'waiting': 'Ждём соединения…',
+      'messages': 'Сообщения', 'messages.none': 'Сообщений пока нет.',
+      'messages.older': 'Загружаем более ранние сообщения…', 'messages.start': 'Это начало разговора.',
+      'seen': 'Прочитано', 'sending': 'Отправляем…', 'waiting': 'Ждём соединения…',
       'notSent': 'Не отправлено: {reason}',
-      'edit': 'Изменить',
-      'typing.visitor': 'Посетитель печатает…',
-      'typing.named': '{name} печатает…',
+      'typing.visitor': 'Посетитель печатает…', 'typing.named': '{name} печатает…',
       'typing.colleague': 'Коллега печатает…',
-      'reply': 'Ответ',
+      'reply': 'Ответ', 'send': 'Отправить', 'canned': 'Готовые ответы',
       'reply.hint': 'Enter — отправить, Shift+Enter — новая строка, / — готовые ответы',
-      'send': 'Отправить',
-      'canned': 'Готовые ответы',
-      'details': 'Подробности',
-      'notes': 'Внутренние заметки',
-      'notes.hint': 'Внутренняя заметка, посетитель её не видит',
-      'notes.add': 'Добавить внутреннюю заметку',
-      'notes.submit': 'Добавить',
-      'notes.none': 'Заметок пока нет.',
-      'notes.private': 'Внутренняя',
-      'visitorPanel': 'Посетитель',
-      'verified': 'подтверждено вашим сайтом',
-      'reported': 'по данным страницы',
-      'field.id': 'Номер посетителя',
-      'field.name': 'Имя',
-      'field.email': 'Эл. почта',
-      'field.url': 'Страница',
-      'field.title': 'Заголовок страницы',
-      'field.language': 'Язык',
+      'details': 'Подробности', 'visitorPanel': 'Посетитель', 'notes': 'Внутренние заметки',
+      'notes.hint': 'Внутренняя заметка, посетитель её не видит', 'notes.add': 'Добавить внутреннюю заметку',
+      'notes.submit': 'Добавить', 'notes.none': 'Заметок пока нет.', 'notes.private': 'Внутренняя',
+      'verified': 'подтверждено вашим сайтом', 'reported': 'по данным страницы',
+      'field.id': 'Номер посетителя', 'field.name': 'Имя', 'field.email': 'Эл. почта',
+      'field.url': 'Страница', 'field.title': 'Заголовок страницы', 'field.language': 'Язык',
       'field.timeZone': 'Часовой пояс',
-      'context.none': 'О посетителе пока ничего не известно.',
-      'context.updated': 'Обновлено {time}',
+      'context.none': 'О посетителе пока ничего не известно.', 'context.updated': 'Обновлено {time}',
       'erased': 'Разговор с посетителем {cid} удалён администратором {by}.',
       'error.timeout': 'Сервер не ответил вовремя. Попробуйте ещё раз.',
       'error.network': 'Не удаётся связаться с сервером. Проверьте подключение и попробуйте ещё раз.',
       'error.unexpected': 'Сервер прислал ответ, который эта страница не понимает.',
-      'shortcuts.j': 'Следующий разговор',
-      'shortcuts.k': 'Предыдущий разговор',
-      'shortcuts.u': 'Следующий разговор с непрочитанными',
-      'shortcuts.r': 'Перейти к ответу',
-      'shortcuts.e': 'Отметить открытый разговор решённым',
-      'shortcuts.help': 'Показать этот список',
+      'shortcuts.j': 'Следующий разговор', 'shortcuts.k': 'Предыдущий разговор',
+      'shortcuts.u': 'Следующий разговор с непрочитанными', 'shortcuts.r': 'Перейти к ответу',
+      'shortcuts.e': 'Отметить открытый разговор решённым', 'shortcuts.help': 'Показать этот список',
       'shortcuts.esc': 'Выйти из поля ответа',
-      'close': 'Закрыть',
       'server.signIn.unauthenticated': 'Неверный логин или пароль.',
       'server.rate_limited': 'Слишком много попыток. Попробуйте снова через {n} с.',
       'server.session_expired': 'Сессия истекла, войдите снова.',
@@ -311,35 +185,23 @@
     },
   };
 
-  // ---- small helpers ----
+  // ---- helpers ----
 
   /** localStorage that may be missing or refuse (private modes, sandboxes). */
   const local = {
     get(key) {
-      try {
-        return window.localStorage.getItem(key);
-      } catch (_) {
-        return null;
-      }
+      try { return window.localStorage.getItem(key); } catch (_) { return null; }
     },
     set(key, value) {
       try {
         if (value === null) window.localStorage.removeItem(key);
         else window.localStorage.setItem(key, value);
-      } catch (_) {
-        /* a setting that is not kept is a nicety lost, not an error */
-      }
+      } catch (_) { /* a setting not kept is a nicety lost, not an error */ }
     },
   };
 
   /** The saved language, else the browser's when it is Russian, else English. */
-  function initialLang() {
-    const saved = local.get(LANG_KEY);
-    if (saved && DICT[saved]) return saved;
-    return /^ru\b/i.test(navigator.language || '') ? 'ru' : 'en';
-  }
-
-  let lang = initialLang();
+  let lang = DICT[local.get(LANG_KEY)] ? local.get(LANG_KEY) : /^ru\b/i.test(navigator.language || '') ? 'ru' : 'en';
   let plurals = new Intl.PluralRules(lang);
 
   /** The text for `key` in the current language, with {placeholders} filled from `params`. */
@@ -347,18 +209,17 @@
     let entry = DICT[lang][key] !== undefined ? DICT[lang][key] : DICT.en[key];
     if (entry && typeof entry === 'object') entry = entry[plurals.select(Number(params.n))] || entry.other;
     if (typeof entry !== 'string') return key;
-    return entry.replace(/\{(\w+)\}/g, (_, name) => (params && name in params ? String(params[name]) : ''));
+    return entry.replace(/\{(\w+)\}/g, (_, name) => (params && params[name] !== undefined ? String(params[name]) : ''));
   }
 
-  /** Words for a refusal of the server: a translation by code where this language has one. */
+  /** Words for a refusal of the server: this language's, by code, else the server's own. */
   function serverText(error, context) {
     if (!error) return t('error.unexpected');
-    const own = DICT[lang][`server.${context}.${error.code}`] || DICT[lang][`server.${error.code}`];
-    if (own) return t(DICT[lang][`server.${context}.${error.code}`] ? `server.${context}.${error.code}` : `server.${error.code}`, error);
-    return String(error.message || error.code || t('error.unexpected'));
+    const key = [`server.${context}.${error.code}`, `server.${error.code}`].find((k) => DICT[lang][k]);
+    return key ? t(key, error) : String(error.message || error.code || t('error.unexpected'));
   }
 
-  /** Builds an element; strings become text nodes (never HTML). */
+  /** Builds an element; strings become text nodes (never HTML), null children are skipped. */
   function h(tag, attrs, ...children) {
     const el = document.createElement(tag);
     for (const [key, value] of Object.entries(attrs || {})) {
@@ -367,10 +228,20 @@
       else el.setAttribute(key, value === true ? '' : String(value));
     }
     for (const child of children.flat()) {
-      if (child === null || child === undefined || child === false) continue;
-      el.append(typeof child === 'string' ? document.createTextNode(child) : child);
+      if (child !== null && child !== undefined && child !== false) el.append(child);
     }
     return el;
+  }
+
+  /**
+   * Rebuilds a container's children only when `key` (what they show) changed: rebuilding at
+   * every event would take the focus away from a button inside.
+   */
+  function refill(container, key, build) {
+    const full = `${lang}|${key}`;
+    if (container.sgKey === full) return;
+    container.sgKey = full;
+    container.replaceChildren(...build().filter(Boolean));
   }
 
   /** A visitor id (cid) from a number or a numeric string; null when it is not one. */
@@ -379,54 +250,43 @@
     return Number.isSafeInteger(n) && n > 0 ? n : null;
   }
 
-  /** A fresh client_msg_id. randomUUID exists only on HTTPS or localhost: a console on a
-   *  LAN address over plain HTTP still needs ids. */
+  /** A fresh client_msg_id. randomUUID exists only on HTTPS or localhost; a console reached
+   *  over plain HTTP on a LAN address needs ids too. */
   function randomId() {
     if (window.crypto.randomUUID) return window.crypto.randomUUID();
-    const bytes = window.crypto.getRandomValues(new Uint8Array(16));
-    return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+    return Array.from(window.crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
   }
 
-  /** `YYYY-MM-DD HH:MM:SS` (server time) as given, or only HH:MM when it is today. */
-  function shortDate(date) {
-    const m = /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2})/.exec(date || '');
-    if (!m) return date || '';
-    const now = new Date();
-    const today = `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, '0')}-${String(now.getDate()).padStart(2, '0')}`;
-    return m[1] === today ? m[2] : date;
-  }
-
-  /** A <time> for a server date, or nothing when there is none. */
+  /** A <time> for a server date `YYYY-MM-DD HH:MM:SS` (server time): HH:MM when it is today. */
   function timeEl(date, cls) {
     if (!date) return null;
-    const valid = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2})?$/.test(date);
-    return h('time', { class: cls, datetime: valid ? date : null, title: date }, shortDate(date));
+    const m = /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2})(:\d{2})?$/.exec(date);
+    const now = new Date();
+    const today = `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, '0')}-${String(now.getDate()).padStart(2, '0')}`;
+    return h('time', { class: cls, datetime: m ? date : null, title: date }, m && m[1] === today ? m[2] : date);
   }
 
   /** Milliseconds since 1970 in the reader's language: the time alone when it is today. */
   function formatMs(ms) {
     const d = new Date(Number(ms));
     if (Number.isNaN(d.getTime())) return '';
-    const today = d.toDateString() === new Date().toDateString();
-    return today
+    return d.toDateString() === new Date().toDateString()
       ? d.toLocaleTimeString(lang, { hour: '2-digit', minute: '2-digit' })
       : d.toLocaleString(lang, { dateStyle: 'medium', timeStyle: 'short' });
   }
 
-  /** Whether keys typed now go into a text field (and are no shortcuts). */
+  /** Whether keys typed now go into a text field (and so are no shortcuts). */
   function inTextField(el) {
     if (!el || !el.tagName) return false;
     if (el.isContentEditable || el.tagName === 'TEXTAREA' || el.tagName === 'SELECT') return true;
     return el.tagName === 'INPUT' && !['checkbox', 'radio', 'button', 'submit', 'reset'].includes(el.type);
   }
 
-  /** A same-origin path from the server's links, or null (never a javascript: or foreign URL). */
-  function localPath(href) {
-    return typeof href === 'string' && /^\/(?!\/)/.test(href) ? href : null;
-  }
+  /** A same-origin path from the server's links, or null (never javascript: or another site). */
+  const localPath = (href) => (typeof href === 'string' && /^\/(?!\/)/.test(href) ? href : null);
 
   // ---- the state store ----
-  // All the page knows lives in `state`. Code changes it, then calls changed('region', ...):
+  // All the page knows lives in `state`. Code changes it, then calls changed('region', ...);
   // the regions are redrawn once, when the current task ends. A microtask, not an animation
   // frame: frames stop in a background tab, and the title must count unread messages there.
 
@@ -435,6 +295,7 @@
     loadError: '',
     auth: { firstRun: false, commands: [], error: '', notice: '', busy: false, copyStatus: '' },
     session: null, // {admin, csrf, expires_at_ms, links} of GET /console/api/session
+    links: null,
     connection: 'connecting', // 'connecting' | 'online' | 'reconnecting' | 'broken'
     convs: new Map(), // cid -> Conversation: every conversation this page knows
     inbox: { filter: 'all', cids: new Set(), hasMore: false, loading: false, error: '' },
@@ -443,9 +304,11 @@
     admins: [],
     openCid: null,
     thread: null, // the open conversation: see newThread()
-    pending: new Map(), // cid -> replies on their way: [{id, text, state, error}]
-    drafts: new Map(), // cid -> the reply box's text, kept while another conversation is open
-    canned: null, // {items: [{shortcut, text}], active} while the reply starts with "/"
+    pending: new Map(), // cid -> replies on their way: [{id, text, state, error, matched}]
+    drafts: new Map(), // cid -> the reply box's text while another conversation is open
+    editing: null, // {cid, id, text}: a reply that failed, back in the box (it keeps its id)
+    replyError: '',
+    canned: null, // {items: [{shortcut, text}], active} while the reply is "/prefix"
     notify: local.get(NOTIFY_KEY) === '1',
     notice: '',
     error: '',
@@ -454,25 +317,20 @@
   const RENDER_ORDER = ['screen', 'auth', 'header', 'title', 'filters', 'online', 'inbox',
     'conversation', 'messages', 'typing', 'reply', 'canned', 'notes', 'visitor'];
   const dirty = new Set();
-  let renderQueued = false;
 
   /** Marks regions to redraw at the end of the current task. */
   function changed(...regions) {
+    if (!dirty.size) queueMicrotask(flush);
     for (const region of regions) if (region) dirty.add(region);
-    if (!renderQueued) {
-      renderQueued = true;
-      queueMicrotask(flush);
-    }
   }
 
   function flush() {
-    renderQueued = false;
     const regions = RENDER_ORDER.filter((r) => dirty.has(r));
     dirty.clear();
     for (const region of regions) RENDER[region]();
   }
 
-  /** The open conversation's view: what the history pane shows and what it waits for. */
+  /** The open conversation's view: what its history shows and what it waits for. */
   function newThread(cid) {
     return {
       cid,
@@ -485,7 +343,7 @@
       notesLoaded: false,
       typing: new Map(), // who -> {visitor, name, preview, timer}
       readSent: 0,
-      scroll: 'end', // 'end': go to the newest message at the next render
+      scroll: 'end', // go to the newest message at the next render
       busy: false,
       error: '',
     };
@@ -494,10 +352,10 @@
   const me = () => (state.session && state.session.admin) || {};
   const connected = () => Boolean(socket && socket.connected);
 
-  // ---- HTTP ----
+  // ---- HTTP and the socket ----
 
-  /** One call of the console's HTTP API: {status, body}; throws {code, message} when the
-   *  server cannot be reached at all. */
+  /** One call of the HTTP API: {status, body}; throws {code, message} when the server
+   *  cannot be reached at all. */
   async function api(method, path, body) {
     const headers = { Accept: 'application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
@@ -505,34 +363,25 @@
     let response;
     try {
       response = await fetch(API + path, {
-        method,
-        headers,
+        method, headers, credentials: 'same-origin', cache: 'no-store',
         body: body === undefined ? undefined : JSON.stringify(body),
-        credentials: 'same-origin',
-        cache: 'no-store',
       });
     } catch (_) {
       throw { code: 'network', message: t('error.network') };
     }
     let data = null;
     if (response.status !== 204) {
-      try {
-        data = await response.json();
-      } catch (_) {
-        data = null;
-      }
+      try { data = await response.json(); } catch (_) { data = null; }
     }
     return { status: response.status, body: data };
   }
-
-  // ---- the socket ----
 
   let socket = null;
   let retryTimer = null;
 
   /**
    * A request on the socket: resolves the answer's data, or rejects with {code, message}
-   * (a refusal of the server, or "timeout" when no answer came in time).
+   * (the server's refusal, or code "timeout" when no answer came in time).
    */
   function request(name, payload) {
     return new Promise((resolve, reject) => {
@@ -540,17 +389,16 @@
         reject({ code: 'unavailable', message: t('conn.reconnecting') });
         return;
       }
-      socket.timeout(ACK_TIMEOUT_MS).emit(name, payload === undefined ? {} : payload, (err, answer) => {
+      socket.timeout(ACK_TIMEOUT_MS).emit(name, payload || {}, (err, answer) => {
         if (err) reject({ code: 'timeout', message: t('error.timeout') });
-        else if (answer && answer.error) {
-          reject({ code: String(answer.error.code || 'error'), message: serverText(answer.error, 'socket') });
-        } else if (answer && 'data' in answer) resolve(answer.data);
+        else if (answer && answer.error) reject({ code: String(answer.error.code || 'error'), message: serverText(answer.error, 'socket') });
+        else if (answer && 'data' in answer) resolve(answer.data);
         else reject({ code: 'unexpected', message: t('error.unexpected') });
       });
     });
   }
 
-  /** Opens the live connection (once the session is known: the cookie authenticates it). */
+  /** Opens the live connection (once the session is known: its cookie authenticates it). */
   function connect() {
     if (socket) return;
     if (typeof window.io !== 'function') {
@@ -564,9 +412,7 @@
     socket.on('connect_error', onConnectError);
     socket.on('disconnect', onDisconnect);
     for (const [name, handler] of Object.entries(EVENTS)) {
-      socket.on(name, (payload) => {
-        if (payload && typeof payload === 'object') handler(payload);
-      });
+      socket.on(name, (payload) => payload && typeof payload === 'object' && handler(payload));
     }
     changed('header');
   }
@@ -581,8 +427,7 @@
 
   function onConnect() {
     state.connection = 'online';
-    // The server sends `online` for everyone on the site right after connecting.
-    state.online.clear();
+    state.online.clear(); // the server tells everyone on the site again, right after connecting
     changed('header', 'online', 'inbox', 'conversation');
     if (state.search) runSearch(state.search.query, true);
     loadInbox(false);
@@ -602,7 +447,7 @@
     }
     state.connection = 'reconnecting';
     changed('header');
-    // A refusal of the handshake stops the client's own retries: try again later.
+    // A refused handshake stops the client's own retries: try again a little later.
     if (socket && !socket.active) {
       clearTimeout(retryTimer);
       retryTimer = setTimeout(() => socket && socket.connect(), 3000 + Math.random() * 2000);
@@ -613,42 +458,36 @@
     state.connection = 'reconnecting';
     changed('header');
     if (reason === 'io server disconnect') {
-      // The server closed it: most often this admin signed out everywhere. The client does
-      // not reconnect by itself here, so ask the session first.
-      checkSession().then((signedIn) => {
-        if (signedIn && socket && !socket.connected) socket.connect();
-      });
+      // The server closed it, most often because this admin signed out everywhere; the
+      // client does not reconnect by itself then. Ask the session first.
+      checkSession().then((signedIn) => signedIn && socket && !socket.connected && socket.connect());
     }
   }
 
   // ---- conversations and messages ----
 
-  /** A Message from the wire, checked and with its numbers as numbers; null if unusable. */
+  /** A Message from the wire, checked, with its numbers as numbers; null if unusable. */
   function normMessage(raw) {
-    if (!raw || typeof raw !== 'object') return null;
-    const label = Number(raw.label);
-    const cid = toCid(raw.username);
-    if (!Number.isSafeInteger(label) || label <= 0 || cid === null) return null;
+    const label = Number(raw && raw.label);
+    const cid = raw && toCid(raw.username);
+    if (!Number.isSafeInteger(label) || label <= 0 || !cid) return null;
     const adm = raw.adm === undefined || raw.adm === null ? '0' : String(raw.adm);
     return {
-      cid,
-      label,
+      cid, label, adm, fromVisitor: adm === '0',
       text: typeof raw.message === 'string' ? raw.message : String(raw.message ?? ''),
       date: typeof raw.date === 'string' ? raw.date : '',
-      adm,
       author: typeof raw.author === 'string' ? raw.author : '',
-      fromVisitor: adm === '0',
     };
   }
 
   /** Stores what the server says of a conversation over what was known; returns it. */
   function mergeConv(raw) {
     const cid = raw && toCid(raw.cid);
-    if (cid === null || cid === undefined) return null;
+    if (!cid) return null;
     const conv = state.convs.get(cid) || { cid, status: 'open', unread_by_support: 0 };
     const known = conv.last_message;
     Object.assign(conv, raw, { cid });
-    if (!('assignee' in raw)) delete conv.assignee; // absent means nobody
+    if (!raw.assignee) delete conv.assignee; // absent means nobody
     const fresh = raw.last_message ? normMessage(raw.last_message) : null;
     conv.last_message = fresh && (!known || fresh.label >= known.label) ? fresh : known;
     if (!conv.last_message) delete conv.last_message;
@@ -667,53 +506,45 @@
   }
 
   function matchesFilter(conv, filter) {
-    switch (filter) {
-      case 'mine': return conv.assignee === me().login;
-      case 'unassigned': return !conv.assignee;
-      case 'open': case 'pending': case 'resolved': return conv.status === filter;
-      default: return true;
-    }
+    if (filter === 'mine') return conv.assignee === me().login;
+    if (filter === 'unassigned') return !conv.assignee;
+    return filter === 'all' || conv.status === filter;
   }
 
   /** The cids the inbox shows, in its order: the newest last message first. */
   function visibleCids() {
-    const source = state.search ? state.search.cids : state.inbox.cids;
-    const convs = [];
-    for (const cid of source) {
-      const conv = state.convs.get(cid);
-      if (conv && (state.search || matchesFilter(conv, state.inbox.filter))) convs.push(conv);
-    }
+    const convs = [...(state.search ? state.search.cids : state.inbox.cids)]
+      .map((cid) => state.convs.get(cid))
+      .filter((c) => c && (state.search || matchesFilter(c, state.inbox.filter)));
     const label = (c) => (c.last_message ? c.last_message.label : 0);
-    convs.sort((a, b) => label(b) - label(a) || b.cid - a.cid);
-    return convs.map((c) => c.cid);
+    return convs.sort((a, b) => label(b) - label(a) || b.cid - a.cid).map((c) => c.cid);
   }
 
   /** Puts a message into the thread in label order; false when it was there already. */
   function addMessage(thread, m) {
     if (thread.messages.has(m.label)) return false;
     thread.messages.set(m.label, m);
-    const labels = thread.labels;
     let lo = 0;
-    let hi = labels.length;
+    let hi = thread.labels.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (labels[mid] < m.label) lo = mid + 1;
+      if (thread.labels[mid] < m.label) lo = mid + 1;
       else hi = mid;
     }
-    labels.splice(lo, 0, m.label);
+    thread.labels.splice(lo, 0, m.label);
     return true;
   }
 
   /**
-   * A message arrived (the live event, or the answer to our own reply): the conversation moves
-   * up the inbox, the open one shows it, and a visitor's message counts as unread unless it is
-   * in view. `live` is false for our own reply's acknowledgement.
+   * A message arrived (the live event, or with `live` false the answer to our own reply): its
+   * conversation moves up the inbox, the open one shows it, and a visitor's message counts as
+   * unread unless it is in view.
    */
   function receiveMessage(m, live) {
     let conv = state.convs.get(m.cid);
     const isNew = !conv;
     if (isNew) {
-      conv = mergeConv({ cid: m.cid, status: 'open', online: state.online.has(m.cid), unread_by_support: 0 });
+      conv = mergeConv({ cid: m.cid, online: state.online.has(m.cid) });
       fetchConversation(m.cid);
     }
     const known = Boolean(conv.last_message && conv.last_message.label >= m.label);
@@ -724,63 +555,68 @@
     if (thread) {
       fresh = addMessage(thread, m);
       if (m.fromVisitor) dropTyping(thread, 'visitor');
-      else if (m.author && m.author === me().login) settleByText(m);
+      else if (m.author && m.author === me().login) {
+        // Our reply's event may come before its acknowledgement: hide the pending copy now.
+        const item = (state.pending.get(m.cid) || []).find((p) => p.state === 'sending' && !p.matched && p.text === m.text);
+        if (item) item.matched = true;
+      }
     }
     if (m.fromVisitor && live && fresh) {
       if (thread && !document.hidden) markRead();
-      else conv.unread_by_support = (conv.unread_by_support || 0) + 1;
+      else conv.unread_by_support = (Number(conv.unread_by_support) || 0) + 1;
       if (!thread || document.hidden) attention(conv, m, isNew);
     }
     changed('inbox', 'title', thread && 'messages', thread && 'typing');
   }
 
-  /** Our reply can arrive as an event before its acknowledgement: hide the pending copy. */
-  function settleByText(m) {
-    const items = state.pending.get(m.cid) || [];
-    const item = items.find((p) => p.state === 'sending' && !p.matched && p.text === m.text);
-    if (item) item.matched = true;
-  }
-
   async function fetchConversation(cid) {
     try {
-      const conv = mergeConv(await request('conversation:servadm', { username: cid }));
-      if (conv && state.thread && state.thread.cid === cid) markRead();
+      mergeConv(await request('conversation:servadm', { username: cid }));
+      if (state.thread && state.thread.cid === cid) markRead();
       changed('inbox', 'title', 'conversation', 'visitor', 'messages');
-    } catch (_) {
-      /* the row stays as the message made it; the next inbox load fills it */
-    }
+    } catch (_) { /* the row stays as the message made it; the next inbox load fills it */ }
   }
 
-  // ---- live events ----
-
-  /** Clears one "is typing" hint of the open conversation. */
   function dropTyping(thread, key) {
     const entry = thread.typing.get(key);
     if (entry) clearTimeout(entry.timer);
     thread.typing.delete(key);
   }
 
-  /** Handlers of the server's events, by name; each gets an object payload. */
+  /** A note (our own answer, or the event) for the open conversation: shown once. */
+  function addNote(raw) {
+    const thread = state.thread;
+    if (!thread || toCid(raw.cid) !== thread.cid || thread.notes.some((n) => n.id === raw.id)) return;
+    thread.notes.push(raw);
+    thread.notes.sort((a, b) => (a.created_at_ms - b.created_at_ms) || (a.id - b.id));
+    changed('notes');
+  }
+
+  function setOnline(cid, online) {
+    if (!cid) return;
+    if (online) state.online.add(cid);
+    else state.online.delete(cid);
+    const conv = state.convs.get(cid);
+    if (conv) conv.online = online;
+    changed('header', 'online', 'inbox', 'conversation');
+  }
+
+  /** Handlers of the server's live events, by name; each gets an object payload. */
   const EVENTS = {
     'new message'(raw) {
       const m = normMessage(raw);
       if (m) receiveMessage(m, true);
     },
-    online({ cid }) {
-      setOnline(toCid(cid), true);
-    },
-    offline({ cid }) {
-      setOnline(toCid(cid), false);
-    },
+    online: ({ cid }) => setOnline(toCid(cid), true),
+    offline: ({ cid }) => setOnline(toCid(cid), false),
     read({ cid, reader, mid }) {
       const conv = state.convs.get(toCid(cid));
       const mark = Number(mid);
       if (!conv || !Number.isSafeInteger(mark)) return;
-      if (reader === 'visitor') {
-        conv.visitor_read_up_to = Math.max(Number(conv.visitor_read_up_to) || 0, mark);
-      } else if (reader === 'support') {
+      if (reader === 'visitor') conv.visitor_read_up_to = Math.max(Number(conv.visitor_read_up_to) || 0, mark);
+      if (reader === 'support') {
         conv.support_read_up_to = Math.max(Number(conv.support_read_up_to) || 0, mark);
-        // Read on another tab or by a colleague: nothing up to the mark is unread any more.
+        // Read in another tab or by a colleague: nothing up to the mark is unread any more.
         if (!conv.last_message || mark >= conv.last_message.label) conv.unread_by_support = 0;
       }
       changed('messages', 'inbox', 'title');
@@ -790,18 +626,16 @@
       if (!thread || toCid(ev.cid) !== thread.cid) return;
       const visitor = ev.typist === 'visitor';
       const name = typeof ev.name === 'string' ? ev.name : '';
-      if (!visitor && name && name === me().display_name) return; // our own typing, elsewhere
+      if (!visitor && name && name === me().display_name) return; // ourselves, in another tab
       const key = visitor ? 'visitor' : `support:${name}`;
       dropTyping(thread, key);
       if (ev.active) {
-        const ms = Number(ev.shown_for_ms) > 0 ? Number(ev.shown_for_ms) : TYPING_SHOWN_MS;
         const entry = { visitor, name, preview: typeof ev.preview === 'string' ? ev.preview : '' };
         entry.timer = setTimeout(() => {
-          if (thread.typing.get(key) === entry) {
-            thread.typing.delete(key);
-            changed('typing');
-          }
-        }, ms);
+          if (thread.typing.get(key) !== entry) return;
+          thread.typing.delete(key);
+          changed('typing');
+        }, Number(ev.shown_for_ms) > 0 ? Number(ev.shown_for_ms) : TYPING_SHOWN_MS);
         thread.typing.set(key, entry);
       }
       changed('typing');
@@ -821,9 +655,7 @@
       else delete conv.snoozed_until_ms;
       changed('inbox', 'conversation');
     },
-    note(ev) {
-      addNote(ev);
-    },
+    note: (ev) => addNote(ev),
     context(ev) {
       const conv = state.convs.get(toCid(ev.cid));
       if (!conv) return;
@@ -832,7 +664,7 @@
     },
     erased(ev) {
       const cid = toCid(ev.cid);
-      if (cid === null) return;
+      if (!cid) return;
       state.convs.delete(cid);
       state.inbox.cids.delete(cid);
       if (state.search) state.search.cids.delete(cid);
@@ -846,51 +678,29 @@
     },
   };
 
-  function setOnline(cid, online) {
-    if (cid === null) return;
-    if (online) state.online.add(cid);
-    else state.online.delete(cid);
-    const conv = state.convs.get(cid);
-    if (conv) conv.online = online;
-    changed('header', 'online', 'inbox', 'conversation');
-  }
-
-  /** A note for a conversation (our own answer, or the event): shown once. */
-  function addNote(raw) {
-    const thread = state.thread;
-    if (!thread || toCid(raw.cid) !== thread.cid) return;
-    if (thread.notes.some((n) => n.id === raw.id)) return;
-    thread.notes.push(raw);
-    thread.notes.sort((a, b) => (a.created_at_ms - b.created_at_ms) || (a.id - b.id));
-    changed('notes');
-  }
-
   // ---- loading ----
 
   let inboxSeq = 0;
 
-  /** The inbox for the current filter; `more` fetches the next page below the last row. */
+  /** The inbox for the current filter; `more` fetches the page below the last row. */
   async function loadInbox(more) {
     const inbox = state.inbox;
     const seq = ++inboxSeq;
     const payload = { filter: inbox.filter };
-    if (more) {
-      const labels = visibleCids().map((cid) => state.convs.get(cid).last_message)
-        .filter(Boolean).map((m) => m.label);
-      if (labels.length) payload.before = Math.min(...labels);
-    }
+    const labels = visibleCids().map((cid) => state.convs.get(cid).last_message).filter(Boolean).map((m) => m.label);
+    if (more && labels.length) payload.before = Math.min(...labels);
     inbox.loading = true;
     inbox.error = '';
     changed('inbox');
     try {
-      const data = await request('inbox:servadm', payload);
+      const data = (await request('inbox:servadm', payload)) || {};
       if (seq !== inboxSeq) return;
       if (!more) inbox.cids.clear();
-      for (const raw of (data && data.conversations) || []) {
+      for (const raw of data.conversations || []) {
         const conv = mergeConv(raw);
         if (conv) inbox.cids.add(conv.cid);
       }
-      inbox.hasMore = Boolean(data && data.has_more);
+      inbox.hasMore = Boolean(data.has_more);
     } catch (e) {
       if (seq === inboxSeq) inbox.error = e.message;
     } finally {
@@ -904,17 +714,15 @@
 
   async function loadOnline() {
     try {
-      const data = await request('online:servadm', {});
-      state.online = new Set(((data && data.visitors) || []).map(toCid).filter((c) => c !== null));
-      state.admins = ((data && data.admins) || []).filter((a) => typeof a === 'string');
+      const data = (await request('online:servadm', {})) || {};
+      state.online = new Set((data.visitors || []).map(toCid).filter(Boolean));
+      state.admins = (data.admins || []).filter((a) => typeof a === 'string');
       for (const conv of state.convs.values()) conv.online = state.online.has(conv.cid);
       changed('header', 'online', 'inbox', 'conversation');
-    } catch (_) {
-      /* the online and offline events keep the list anyway */
-    }
+    } catch (_) { /* the online and offline events keep the list anyway */ }
   }
 
-  /** The open conversation, its newest history page and its notes (again after a reconnect). */
+  /** The open conversation, its newest page of history and its notes (again after a reconnect). */
   async function loadThread(thread) {
     const cid = thread.cid;
     const [conv, history, notes] = await Promise.allSettled([
@@ -927,17 +735,17 @@
     if (conv.status === 'fulfilled') mergeConv(conv.value);
     else thread.error = conv.reason.message;
     if (history.status === 'fulfilled') {
-      const page = ((history.value && history.value.messages) || []).map(normMessage).filter(Boolean);
-      const newestKnown = thread.labels.length ? thread.labels[thread.labels.length - 1] : 0;
-      const oldestOfPage = page.length ? Math.min(...page.map((m) => m.label)) : 0;
-      if (history.value.has_more && newestKnown && oldestOfPage > newestKnown) {
-        // More came while we were away than one page holds: start from the newest page
+      const data = history.value || {};
+      const page = (data.messages || []).map(normMessage).filter(Boolean);
+      const newestKnown = thread.labels[thread.labels.length - 1] || 0;
+      if (data.has_more && newestKnown && page.every((m) => m.label > newestKnown)) {
+        // More came while we were away than a page holds: start again from the newest page
         // rather than show a gap.
         thread.messages.clear();
         thread.labels = [];
         thread.scroll = 'end';
       }
-      if (!thread.loaded) thread.hasMore = Boolean(history.value.has_more);
+      if (!thread.loaded || !thread.labels.length) thread.hasMore = Boolean(data.has_more);
       for (const m of page) addMessage(thread, m);
       thread.loaded = true;
     } else {
@@ -958,10 +766,10 @@
     thread.loadingOlder = true;
     changed('messages');
     try {
-      const data = await request('history:servadm', { username: thread.cid, before: thread.labels[0] });
+      const data = (await request('history:servadm', { username: thread.cid, before: thread.labels[0] })) || {};
       if (state.thread !== thread) return;
-      for (const m of ((data && data.messages) || []).map(normMessage).filter(Boolean)) addMessage(thread, m);
-      thread.hasMore = Boolean(data && data.has_more);
+      for (const m of (data.messages || []).map(normMessage).filter(Boolean)) addMessage(thread, m);
+      thread.hasMore = Boolean(data.has_more);
     } catch (e) {
       thread.error = e.message;
       changed('conversation');
@@ -971,19 +779,13 @@
     }
   }
 
-  /** Tells the server support has seen the open conversation, when new visitor messages are
-   *  in view in a visible tab. */
+  /** Tells the server support has seen the open conversation: when it shows new visitor
+   *  messages in a visible tab. */
   function markRead() {
     const thread = state.thread;
     const conv = thread && state.convs.get(thread.cid);
     if (!conv || document.hidden || !thread.labels.length || !connected()) return;
-    let newestVisitor = 0;
-    for (let i = thread.labels.length - 1; i >= 0; i--) {
-      if (thread.messages.get(thread.labels[i]).fromVisitor) {
-        newestVisitor = thread.labels[i];
-        break;
-      }
-    }
+    const newestVisitor = [...thread.labels].reverse().find((l) => thread.messages.get(l).fromVisitor) || 0;
     const readUpTo = Math.max(thread.readSent, Number(conv.support_read_up_to) || 0);
     if (newestVisitor <= readUpTo && !conv.unread_by_support) return;
     const mid = thread.labels[thread.labels.length - 1];
@@ -991,20 +793,19 @@
     conv.unread_by_support = 0;
     changed('inbox', 'title');
     request('read:servadm', { username: thread.cid, mid }).then((data) => {
-      if (!data) return;
-      conv.support_read_up_to = Number(data.support_read_up_to) || conv.support_read_up_to;
-      conv.visitor_read_up_to = Math.max(Number(conv.visitor_read_up_to) || 0, Number(data.visitor_read_up_to) || 0);
+      conv.support_read_up_to = Number(data && data.support_read_up_to) || mid;
+      conv.visitor_read_up_to = Math.max(Number(conv.visitor_read_up_to) || 0, Number(data && data.visitor_read_up_to) || 0);
       changed('messages');
     }, () => {
       if (thread.readSent === mid) thread.readSent = 0; // told again at the next chance
     });
   }
 
-  // ---- attention: the tab title, notifications, sound ----
+  // ---- attention: notifications and sound (the title is a render region) ----
 
   let audio = null;
 
-  /** The AudioContext may only start on a user's gesture: made in one, resumed in the next. */
+  /** An AudioContext may only start in a user's gesture: made in one, resumed in the next. */
   function unlockAudio() {
     const Context = window.AudioContext || window.webkitAudioContext;
     if (!state.notify || !Context) return;
@@ -1012,15 +813,13 @@
     if (audio.state === 'suspended') audio.resume().catch(() => {});
   }
 
-  /** Two short soft tones, synthesised (the CSP allows no audio file from elsewhere, and none
-   *  is needed). */
+  /** Two short soft tones, synthesised: no audio file to fetch (or to allow in the CSP). */
   function chime() {
     if (!audio || audio.state !== 'running') return;
     const start = audio.currentTime;
-    [[880, 0], [1318.5, 0.13]].forEach(([frequency, at]) => {
+    for (const [frequency, at] of [[880, 0], [1318.5, 0.13]]) {
       const osc = audio.createOscillator();
       const gain = audio.createGain();
-      osc.type = 'sine';
       osc.frequency.value = frequency;
       gain.gain.setValueAtTime(0.0001, start + at);
       gain.gain.exponentialRampToValueAtTime(0.18, start + at + 0.015);
@@ -1028,7 +827,7 @@
       osc.connect(gain).connect(audio.destination);
       osc.start(start + at);
       osc.stop(start + at + 0.25);
-    });
+    }
   }
 
   /** A visitor wrote where support is not looking: a notification and a sound, if opted in. */
@@ -1036,20 +835,16 @@
     if (!state.notify) return;
     chime();
     if (!('Notification' in window) || Notification.permission !== 'granted') return;
-    const name = visitorName(conv);
     try {
-      const n = new Notification(t(isNew ? 'notify.newConversation' : 'notify.title', { name }), {
-        body: Array.from(m.text).slice(0, 200).join(''),
-        tag: `socketgram-${conv.cid}`,
+      const n = new Notification(t(isNew ? 'notify.new' : 'notify.title', { name: visitorName(conv) }), {
+        body: Array.from(m.text).slice(0, 200).join(''), tag: `socketgram-${conv.cid}`,
       });
       n.onclick = () => {
         window.focus();
         navigate(conv.cid);
         n.close();
       };
-    } catch (_) {
-      /* some mobile browsers only notify from a service worker: the sound still plays */
-    }
+    } catch (_) { /* some mobile browsers notify from a service worker only: the sound played */ }
   }
 
   function setNotify(on) {
@@ -1057,7 +852,7 @@
     local.set(NOTIFY_KEY, on ? '1' : null);
     if (on) {
       unlockAudio();
-      // Asked inside the click that turned it on: browsers ask the user only then.
+      // Asked within the click that turned it on: browsers only ask the user then.
       if ('Notification' in window && Notification.permission === 'default') {
         Notification.requestPermission().then(() => changed('header'), () => {});
       }
@@ -1070,18 +865,15 @@
 
   let expiryTimer = null;
 
-  /**
-   * Asks the server who is signed in and shows what follows: the app, or the sign-in or
-   * first-run screen. Resolves true when signed in.
-   */
+  /** Asks the server who is signed in and shows what follows: the app, or the sign-in or
+   *  first-run screen. Resolves true when signed in. */
   async function checkSession() {
     let answer;
     try {
       answer = await api('GET', 'session');
     } catch (e) {
-      if (state.screen === 'app') return true; // a network blip: the socket reconnects
-      state.screen = 'loading';
-      state.loadError = e.message;
+      if (state.screen === 'app') return true; // a network blip: the socket reconnects by itself
+      Object.assign(state, { screen: 'loading', loadError: e.message });
       changed('screen');
       return false;
     }
@@ -1089,12 +881,8 @@
       startApp(answer.body);
       return true;
     }
-    if (answer.status === 401 && answer.body) {
-      showAuth(answer.body);
-      return false;
-    }
-    state.screen = 'loading';
-    state.loadError = serverText(answer.body && answer.body.error);
+    if (answer.status === 401 && answer.body) showAuth(answer.body);
+    else Object.assign(state, { screen: 'loading', loadError: serverText(answer.body && answer.body.error) });
     changed('screen');
     return false;
   }
@@ -1103,42 +891,43 @@
     const wasApp = state.screen === 'app';
     stopApp();
     const error = body.error || {};
-    const plain = error.code === 'unauthenticated' && /^not signed in\.?$/i.test(error.message || '');
+    const plain = !body.error || (error.code === 'unauthenticated' && /^not signed in\.?$/i.test(error.message || ''));
     state.screen = 'auth';
     state.links = body.links || null;
-    state.auth.firstRun = body.first_run === true;
-    state.auth.commands = (body.first_run_commands || []).filter((c) => typeof c === 'string');
-    state.auth.notice = plain || !body.error ? '' : serverText(error, 'session');
-    state.auth.error = '';
-    state.auth.busy = false;
+    Object.assign(state.auth, {
+      firstRun: body.first_run === true,
+      commands: (body.first_run_commands || []).filter((c) => typeof c === 'string'),
+      notice: plain ? '' : serverText(error, 'session'),
+      error: '',
+      busy: false,
+    });
     changed('screen', 'auth');
     queueMicrotask(() => {
-      if (state.auth.firstRun) return;
-      if (wasApp || document.activeElement === document.body || !document.activeElement) els.login.focus();
+      const idle = !document.activeElement || document.activeElement === document.body;
+      if (!state.auth.firstRun && (wasApp || idle)) els.login.focus();
     });
   }
 
   function startApp(session) {
     const first = state.screen !== 'app';
-    state.session = session;
-    state.links = session.links || null;
-    state.screen = 'app';
+    Object.assign(state, { session, links: session.links || null, screen: 'app' });
     clearTimeout(expiryTimer);
     const ms = Number(session.expires_at_ms) - Date.now();
-    if (Number.isFinite(ms)) {
-      // When the session ends, show the sign-in form rather than wait for a failed request.
-      expiryTimer = setTimeout(checkSession, Math.min(Math.max(ms, 0) + 1000, 2 ** 31 - 1));
-    }
+    // When the session ends, show the sign-in form rather than wait for a refused request.
+    if (Number.isFinite(ms)) expiryTimer = setTimeout(checkSession, Math.min(Math.max(ms, 0) + 1000, 2 ** 31 - 1));
     if (first) {
       const route = parseRoute();
       state.inbox.filter = route.filter;
       if (route.cid) openConversation(route.cid);
     }
-    connect();
+    // Again signed in after the socket was refused: reconnect after a pause, so a server
+    // that keeps refusing the socket while the session stands is not asked in a busy loop.
+    if (first) connect();
+    else if (!socket) retryTimer = setTimeout(connect, 3000);
     changed(...RENDER_ORDER);
   }
 
-  /** Forgets everything of the signed-in admin (before the sign-in form shows). */
+  /** Forgets all of the signed-in admin's data (before the sign-in form shows). */
   function stopApp() {
     disconnect();
     clearTimeout(expiryTimer);
@@ -1147,15 +936,14 @@
     if (state.thread) for (const key of [...state.thread.typing.keys()]) dropTyping(state.thread, key);
     Object.assign(state, {
       session: null, connection: 'connecting', convs: new Map(), search: null, online: new Set(),
-      admins: [], openCid: null, thread: null, pending: new Map(), drafts: new Map(), canned: null,
-      notice: '', error: '',
+      admins: [], openCid: null, thread: null, pending: new Map(), drafts: new Map(), editing: null,
+      canned: null, notice: '', error: '', replyError: '',
+      inbox: { filter: state.inbox.filter, cids: new Set(), hasMore: false, loading: false, error: '' },
     });
-    state.inbox = { filter: state.inbox.filter, cids: new Set(), hasMore: false, loading: false, error: '' };
     els.search.value = '';
     els.reply.value = '';
-    els.settingsPanel.hidden = true;
-    threadEls.clear();
-    renderedThread = null;
+    toggleSettings(false);
+    changed(...RENDER_ORDER);
   }
 
   async function signIn(event) {
@@ -1168,30 +956,25 @@
       (login ? els.password : els.login).focus();
       return;
     }
-    state.auth.busy = true;
-    state.auth.error = '';
+    Object.assign(state.auth, { busy: true, error: '' });
     changed('auth');
     let answer;
     try {
       answer = await api('POST', 'sign-in', { login, password });
     } catch (e) {
-      answer = { status: 0, body: { error: { code: 'network', message: e.message } } };
+      answer = { status: 0, body: { error: e } };
     }
     state.auth.busy = false;
+    els.password.value = '';
     if (answer.status === 200 && answer.body && answer.body.admin) {
-      els.password.value = '';
       state.auth.notice = '';
       startApp(answer.body);
       return;
     }
-    const error = Object.assign({}, (answer.body && answer.body.error) || {}, {
-      n: answer.body && answer.body.retry_after_secs,
-    });
-    state.auth.error = serverText(error, 'signIn');
+    const body = answer.body || {};
+    state.auth.error = serverText(Object.assign({}, body.error, { n: body.retry_after_secs }), 'signIn');
     changed('auth');
-    // Keep the login, clear the password, and put the cursor where the fix goes.
-    els.password.value = '';
-    els.password.focus();
+    els.password.focus(); // the login stays as typed; the password is what to type again
   }
 
   async function signOut(everywhere) {
@@ -1199,11 +982,9 @@
     try {
       answer = await api('POST', everywhere ? 'sign-out-everywhere' : 'sign-out');
     } catch (e) {
-      state.error = e.message;
-      changed('header');
-      return;
+      answer = { status: 0, body: { error: e } };
     }
-    if (answer.status === 204 || answer.status === 200 || answer.status === 401) {
+    if ([200, 204, 401].includes(answer.status)) {
       stopApp();
       await checkSession();
       return;
@@ -1212,30 +993,27 @@
     changed('header');
   }
 
-  // ---- routing: #/c/<cid>?filter=<filter> ----
+  // ---- the URL: #/c/<cid>?filter=<filter>, so a reload keeps both ----
 
   function parseRoute() {
     const m = /^#\/(?:c\/(\d+))?\/?(?:\?(.*))?$/.exec(location.hash);
-    if (!m) return { cid: null, filter: 'all' };
-    const filter = new URLSearchParams(m[2] || '').get('filter');
-    return { cid: m[1] ? toCid(m[1]) : null, filter: FILTERS.includes(filter) ? filter : 'all' };
+    const filter = m && new URLSearchParams(m[2] || '').get('filter');
+    return { cid: m && m[1] ? toCid(m[1]) : null, filter: FILTERS.includes(filter) ? filter : 'all' };
   }
 
-  /** Goes to a conversation (null: none) and filter, through the URL so a reload keeps both. */
+  /** Goes to a conversation (null: none) and a filter, through the URL. */
   function navigate(cid, filter) {
     const f = filter || state.inbox.filter;
     const hash = `#/${cid ? `c/${cid}` : ''}${f !== 'all' ? `?filter=${f}` : ''}`;
     if (location.hash === hash) applyRoute();
-    else location.hash = hash;
+    else location.hash = hash; // hashchange calls applyRoute
   }
 
   function applyRoute() {
     if (state.screen !== 'app') return;
     const route = parseRoute();
     if (route.filter !== state.inbox.filter) {
-      state.inbox.filter = route.filter;
-      state.inbox.cids.clear();
-      state.inbox.hasMore = false;
+      Object.assign(state.inbox, { filter: route.filter, cids: new Set(), hasMore: false });
       if (connected()) loadInbox(false);
       changed('filters', 'inbox');
     }
@@ -1244,37 +1022,32 @@
 
   function openConversation(cid) {
     const previous = state.openCid;
-    if (previous) {
-      state.drafts.set(previous, els.reply.value);
-      stopTyping();
-    }
+    if (previous) state.drafts.set(previous, els.reply.value);
+    stopTyping();
     if (state.thread) for (const key of [...state.thread.typing.keys()]) dropTyping(state.thread, key);
-    state.openCid = cid;
-    state.thread = cid ? newThread(cid) : null;
-    state.canned = null;
+    Object.assign(state, { openCid: cid, thread: cid ? newThread(cid) : null, canned: null, replyError: '' });
+    if (cid) state.notice = ''; // "erased" was about the conversation left
     els.reply.value = (cid && state.drafts.get(cid)) || '';
-    state.replyError = '';
     if (cid && connected()) loadThread(state.thread);
-    changed(...RENDER_ORDER.slice(4));
+    changed('header', ...RENDER_ORDER.slice(4));
     queueMicrotask(() => {
-      if (cid && NARROW.matches) els.convTitle.focus();
-      if (!cid && previous && NARROW.matches) {
-        const row = els.inbox.querySelector(`[data-cid="${previous}"] button`);
-        (row || els.search).focus();
-      }
+      if (!NARROW.matches) return;
+      // One pane at a time: the focus goes to the pane that just came.
+      if (cid) els.convTitle.focus();
+      else if (previous) (rowEls.has(previous) ? rowEls.get(previous).button : els.search).focus();
     });
   }
 
-  // ---- rendering, one function per region ----
+  // ---- rendering: one function per region ----
 
   const els = {};
-  /** The open thread's message elements by label (rebuilt when another thread opens). */
+  /** The open thread's message elements by label (dropped when another thread opens). */
   const threadEls = new Map();
   let renderedThread = null;
   const seenEl = h('p', { class: 'seen' });
-  /** The inbox's rows by cid: kept across renders, so focus stays on a row's button. */
+  /** The inbox's rows by cid, kept across renders: focus stays on a row's button. */
   const rowEls = new Map();
-  /** The typing lines by who types: updated in place, so the live region does not repeat. */
+  /** The typing lines by who types, updated in place: the live region does not repeat them. */
   const typingEls = new Map();
 
   const RENDER = {
@@ -1294,7 +1067,7 @@
       els.signInError.classList.toggle('is-notice', !a.error);
       els.signInSubmit.disabled = a.busy;
       els.signInSubmit.textContent = t(a.busy ? 'signIn.busy' : 'signIn.submit');
-      els.commands.replaceChildren(...a.commands.map((command, i) => {
+      refill(els.commands, a.commands.join('\n'), () => a.commands.map((command, i) => {
         const copy = h('button', { type: 'button', class: 'secondary', 'aria-describedby': `command-${i}` }, t('copy'));
         copy.addEventListener('click', () => copyCommand(command, i));
         return h('div', { class: 'command' }, h('pre', {}, h('code', { id: `command-${i}` }, command)), copy);
@@ -1306,21 +1079,17 @@
 
     header() {
       const admin = me();
-      els.me.replaceChildren(h('span', { class: 'vh' }, `${t('signedInAs')} `),
-        String(admin.display_name || admin.name || admin.login || ''));
+      refill(els.me, admin.display_name, () => [h('span', { class: 'vh' }, `${t('signedInAs')} `),
+        String(admin.display_name || admin.name || admin.login || '')]);
       els.onlineCount.textContent = t('visitorsOnline', { n: state.online.size });
-      els.connection.textContent = state.connection === 'online' ? ''
-        : t(state.connection === 'broken' ? 'conn.noClient' : `conn.${state.connection}`);
       els.connection.hidden = state.connection === 'online';
+      els.connection.textContent = state.connection === 'online' ? '' : t(`conn.${state.connection}`);
       renderLinks(els.appLinks);
       els.lang.value = lang;
       els.notify.checked = state.notify;
       let hint = '';
-      if (state.notify) {
-        if (!('Notification' in window) || !window.isSecureContext) hint = t('notify.unsupported');
-        else if (Notification.permission === 'denied') hint = t('notify.denied');
-        else hint = t('notify.on');
-      }
+      if (state.notify && (!('Notification' in window) || !window.isSecureContext)) hint = t('notify.unsupported');
+      else if (state.notify) hint = t(Notification.permission === 'denied' ? 'notify.denied' : 'notify.on');
       els.notifyHint.textContent = hint;
       els.notice.textContent = state.notice;
       els.appError.textContent = state.error;
@@ -1341,18 +1110,18 @@
 
     online() {
       const cids = [...state.online].reverse(); // the newest arrivals first
-      els.onlineList.replaceChildren(...cids.map((cid) => {
-        const button = h('button', {
-          type: 'button', class: 'chip-button', 'aria-label': t('visitor', { cid }),
-          'aria-current': cid === state.openCid ? 'true' : null,
-        }, String(cid));
+      refill(els.onlineList, cids.join(), () => cids.map((cid) => {
+        const button = h('button', { type: 'button', class: 'chip-button', 'data-cid': cid, 'aria-label': t('visitor', { cid }) }, String(cid));
         button.addEventListener('click', () => navigate(cid));
         return h('li', {}, button);
       }));
-      els.onlineEmpty.hidden = cids.length > 0;
-      els.onlineEmpty.textContent = t('onlineNow.none');
+      for (const button of els.onlineList.querySelectorAll('button')) {
+        if (Number(button.dataset.cid) === state.openCid) button.setAttribute('aria-current', 'true');
+        else button.removeAttribute('aria-current');
+      }
+      els.onlineEmpty.textContent = cids.length ? '' : t('onlineNow.none');
       const others = state.admins.filter((a) => a !== me().login);
-      els.teamOnline.hidden = others.length === 0;
+      els.teamOnline.hidden = !others.length;
       els.teamOnline.textContent = t('teamOnline', { list: others.join(', ') });
     },
 
@@ -1360,17 +1129,17 @@
       const cids = visibleCids();
       const search = state.search;
       const source = search || state.inbox;
-      let status = '';
-      if (source.error) status = source.error;
-      else if (source.loading && !cids.length) status = t(search ? 'inbox.searching' : 'inbox.loading');
-      else if (!cids.length) status = search ? t('inbox.noResults', { q: search.query }) : t('inbox.empty');
+      let status = source.error;
+      if (!status && !cids.length) {
+        if (source.loading) status = t(search ? 'inbox.searching' : 'inbox.loading');
+        else status = search ? t('inbox.noResults', { q: search.query }) : t('inbox.empty');
+      }
       els.inboxStatus.textContent = status;
       els.inboxStatus.classList.toggle('is-error', Boolean(source.error));
       for (const [cid, row] of rowEls) {
-        if (!cids.includes(cid)) {
-          row.li.remove();
-          rowEls.delete(cid);
-        }
+        if (cids.includes(cid)) continue;
+        row.li.remove();
+        rowEls.delete(cid);
       }
       cids.forEach((cid, i) => {
         let row = rowEls.get(cid);
@@ -1389,35 +1158,33 @@
     },
 
     conversation() {
-      const conv = state.openCid && state.convs.get(state.openCid);
       els.app.dataset.view = state.openCid ? 'conversation' : 'inbox';
       els.convEmpty.hidden = Boolean(state.openCid);
       els.convView.hidden = !state.openCid;
       if (!state.openCid) return;
-      const c = conv || { cid: state.openCid, status: 'open' };
+      const c = state.convs.get(state.openCid) || { cid: state.openCid, status: 'open' };
       const online = isOnline(c.cid);
+      const busy = Boolean(state.thread && state.thread.busy);
       els.convTitle.textContent = visitorName(c);
-      els.convMeta.replaceChildren(
+      refill(els.convMeta, [c.channel, online, statusText(c), c.status].join(), () => [
         h('span', { class: 'chip' }, t(c.channel === 'telegram' ? 'channel.telegram' : 'channel.web')),
         h('span', { class: `presence${online ? ' is-online' : ''}` },
           h('span', { class: 'dot', 'aria-hidden': 'true' }), t(online ? 'online' : 'offline')),
-        h('span', { class: `chip status-${c.status}` }, statusText(c)));
-      const mine = c.assignee && c.assignee === me().login;
-      els.assignee.textContent = !c.assignee ? t('assignee.nobody')
-        : t(mine ? 'assignee.me' : 'assignee.other', { login: c.assignee });
-      els.take.hidden = Boolean(mine);
+        h('span', { class: `chip status-${c.status}` }, statusText(c))]);
+      const mine = Boolean(c.assignee) && c.assignee === me().login;
+      els.assignee.textContent = !c.assignee ? t('assignee.nobody') : mine ? t('assignee.me') : t('assignee.other', { login: c.assignee });
+      els.take.hidden = mine;
       els.unassign.hidden = !mine;
-      const buttons = [];
-      if (c.status !== 'open' && c.status !== 'resolved') buttons.push(['open', 'set.open']);
-      if (c.status !== 'pending' && c.status !== 'resolved') buttons.push(['pending', 'set.pending']);
-      buttons.push(c.status === 'resolved' ? ['open', 'set.reopen'] : ['resolved', 'set.resolved']);
-      els.statusButtons.replaceChildren(...buttons.map(([status, key]) => {
+      els.take.disabled = els.unassign.disabled = busy;
+      // open: Pending, Resolve; pending or snoozed: Open, Resolve; resolved: Reopen.
+      const buttons = c.status === 'resolved' ? [['open', 'set.reopen']]
+        : [c.status === 'pending' || c.status === 'snoozed' ? ['open', 'set.open'] : ['pending', 'set.pending'], ['resolved', 'set.resolved']];
+      refill(els.statusButtons, buttons.join(), () => buttons.map(([status, key]) => {
         const b = h('button', { type: 'button', class: status === 'resolved' ? 'primary' : 'secondary', 'data-status': status }, t(key));
-        b.disabled = Boolean(state.thread && state.thread.busy);
         b.addEventListener('click', () => setStatus(status));
         return b;
       }));
-      els.take.disabled = els.unassign.disabled = Boolean(state.thread && state.thread.busy);
+      for (const b of els.statusButtons.children) b.disabled = busy;
       els.convError.textContent = (state.thread && state.thread.error) || '';
     },
 
@@ -1425,120 +1192,105 @@
       const thread = state.thread;
       const log = els.messages;
       if (renderedThread !== thread) {
-        // Another conversation: its elements start afresh.
-        threadEls.clear();
+        threadEls.clear(); // another conversation: its elements start afresh
         els.msgList.replaceChildren();
         renderedThread = thread;
       }
       if (!thread) return;
       const conv = state.convs.get(thread.cid);
       const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 60;
-      // The first message in view before: it stays where it is when older ones go above.
+      // The first message shown before stays where it is when older ones go above it.
       const anchor = els.msgList.firstElementChild;
       const anchorTop = anchor ? anchor.offsetTop : 0;
       const lastBefore = els.msgList.lastElementChild;
       let next = els.msgList.firstElementChild;
       for (const label of thread.labels) {
         let el = threadEls.get(label);
-        if (!el) {
-          el = messageElement(thread.messages.get(label), conv);
-          threadEls.set(label, el);
-        }
+        if (!el) threadEls.set(label, el = messageElement(thread.messages.get(label), conv));
         if (el === next) next = next.nextElementSibling;
         else els.msgList.insertBefore(el, next);
       }
-      // The "Seen" line: under the newest support message the visitor has read.
+      // "Seen": under the newest support message the visitor has read.
       const readUpTo = Number(conv && conv.visitor_read_up_to) || 0;
-      const seenLabel = thread.labels.slice().reverse()
-        .find((l) => l <= readUpTo && !thread.messages.get(l).fromVisitor);
+      const seenLabel = [...thread.labels].reverse().find((l) => l <= readUpTo && !thread.messages.get(l).fromVisitor);
       seenEl.textContent = t('seen');
       if (seenLabel) threadEls.get(seenLabel).append(seenEl);
       else seenEl.remove();
       const items = (state.pending.get(thread.cid) || []).filter((item) => !item.matched);
-      els.pendingList.replaceChildren(...items.map((item) => pendingElement(thread.cid, item)));
+      refill(els.pendingList, items.map((i) => `${i.id}:${i.state}:${i.error}`).join(),
+        () => items.map((item) => pendingElement(thread.cid, item)));
       els.older.textContent = thread.loadingOlder ? t('messages.older')
         : thread.loaded && !thread.hasMore && thread.labels.length ? t('messages.start') : '';
       log.setAttribute('aria-busy', String(!thread.loaded || thread.loadingOlder));
       els.msgEmpty.hidden = !thread.loaded || thread.labels.length > 0 || items.length > 0;
       els.msgEmpty.textContent = t('messages.none');
-      const appended = els.msgList.lastElementChild !== lastBefore;
-      if (thread.scroll === 'end' || (appended && atBottom)) {
+      if (thread.scroll === 'end' || (atBottom && els.msgList.lastElementChild !== lastBefore)) {
         log.scrollTop = log.scrollHeight;
       } else if (anchor && anchor.isConnected) {
         log.scrollTop += anchor.offsetTop - anchorTop;
       }
       if (thread.loaded) thread.scroll = null;
-      // A first page shorter than the pane gives nothing to scroll: fetch more at once.
-      if (thread.hasMore && !thread.loadingOlder && log.clientHeight > 0 && log.scrollHeight <= log.clientHeight + 8) {
-        loadOlder();
-      }
+      // A first page shorter than the pane leaves nothing to scroll: fetch more at once.
+      if (thread.hasMore && log.clientHeight > 0 && log.scrollHeight <= log.clientHeight + 8) loadOlder();
     },
 
     typing() {
-      const thread = state.thread;
-      const entries = thread ? thread.typing : new Map();
+      const entries = state.thread ? state.thread.typing : new Map();
       for (const [key, el] of typingEls) {
-        if (!entries.has(key)) {
-          el.line.remove();
-          typingEls.delete(key);
-        }
+        if (entries.has(key)) continue;
+        el.line.remove();
+        typingEls.delete(key);
       }
       for (const [key, entry] of entries) {
         let el = typingEls.get(key);
         if (!el) {
+          // The draft is a glimpse only: kept out of the live region, which would read every change.
           el = { text: h('span', {}), preview: h('span', { class: 'typing-preview', 'aria-hidden': 'true' }) };
           el.line = h('span', { class: 'typing-line' }, el.text, el.preview);
           typingEls.set(key, el);
           els.typing.append(el.line);
         }
-        const text = entry.visitor ? t('typing.visitor')
-          : entry.name ? t('typing.named', { name: entry.name }) : t('typing.colleague');
+        const text = entry.visitor ? t('typing.visitor') : entry.name ? t('typing.named', { name: entry.name }) : t('typing.colleague');
         if (el.text.textContent !== text) el.text.textContent = text;
-        // The draft is only a glimpse: hidden from the live region, which would read every change.
         const preview = entry.preview ? ` ${entry.preview}` : '';
         if (el.preview.textContent !== preview) el.preview.textContent = preview;
       }
     },
 
     reply() {
-      els.replyError.textContent = state.replyError || '';
+      els.replyError.textContent = state.replyError;
     },
 
     canned() {
       const canned = state.canned;
-      els.canned.hidden = !canned || canned.items.length === 0;
-      if (els.canned.hidden) {
+      els.canned.hidden = !canned;
+      if (!canned) {
         els.reply.removeAttribute('aria-activedescendant');
         els.canned.replaceChildren();
         return;
       }
       els.canned.replaceChildren(...canned.items.map((item, i) => {
-        const option = h('li', {
-          role: 'option', id: `canned-${i}`, 'aria-selected': String(i === canned.active),
-          class: i === canned.active ? 'is-active' : null,
-        }, h('span', { class: 'canned-key' }, `/${item.shortcut}`), h('span', { class: 'canned-text' }, item.text));
-        // mousedown, not click: the reply box keeps the focus.
+        const option = h('li', { role: 'option', id: `canned-${i}`, 'aria-selected': String(i === canned.active), class: i === canned.active ? 'is-active' : null },
+          h('span', { class: 'canned-key' }, `/${item.shortcut}`), h('span', { class: 'canned-text' }, item.text));
         option.addEventListener('mousedown', (e) => {
-          e.preventDefault();
+          e.preventDefault(); // the reply box keeps the focus
           pickCanned(i);
         });
         return option;
       }));
       els.reply.setAttribute('aria-activedescendant', `canned-${canned.active}`);
-      const active = els.canned.children[canned.active];
-      if (active) active.scrollIntoView({ block: 'nearest' });
+      els.canned.children[canned.active].scrollIntoView({ block: 'nearest' });
     },
 
     notes() {
       const thread = state.thread;
       const notes = thread ? thread.notes : [];
-      els.notes.replaceChildren(...notes.map((n) => h('li', { class: 'note' },
+      refill(els.notes, `${thread && thread.cid}:${notes.map((n) => n.id).join()}`, () => notes.map((n) => h('li', { class: 'note' },
         h('p', { class: 'note-meta' }, h('span', { class: 'note-tag' }, t('notes.private')), ' ',
           h('span', { class: 'note-author' }, String(n.admin || '')), ' ',
           h('time', { datetime: new Date(Number(n.created_at_ms) || 0).toISOString() }, formatMs(n.created_at_ms))),
         h('p', { class: 'note-text' }, String(n.text || '')))));
-      els.notesEmpty.hidden = notes.length > 0 || !(thread && thread.notesLoaded);
-      els.notesEmpty.textContent = t('notes.none');
+      els.notesEmpty.textContent = !notes.length && thread && thread.notesLoaded ? t('notes.none') : '';
       els.notesCount.textContent = notes.length ? ` (${notes.length})` : '';
     },
 
@@ -1547,10 +1299,8 @@
       const context = (conv && conv.context) || {};
       const verified = context.verified || {};
       const page = context.page || {};
-      const rows = [[t('field.id'), String(state.openCid || ''), null]];
-      const add = (label, value, source) => {
-        if (value !== undefined && value !== null && value !== '') rows.push([label, String(value), source]);
-      };
+      const rows = [[t('field.id'), String(state.openCid || ''), '']];
+      const add = (label, value, source) => value !== undefined && value !== null && value !== '' && rows.push([label, String(value), source]);
       add(t('field.name'), verified.name, 'verified');
       add(t('field.email'), verified.email, 'verified');
       for (const [k, v] of Object.entries(verified.fields || {})) add(k, v, 'verified');
@@ -1558,24 +1308,21 @@
       add(t('field.title'), page.title, 'reported');
       add(t('field.language'), page.language, 'reported');
       add(t('field.timeZone'), page.time_zone, 'reported');
-      els.visitorInfo.replaceChildren(
+      refill(els.visitorInfo, JSON.stringify([rows, context.updated_at_ms]), () => [
         h('dl', { class: 'facts' }, rows.map(([label, value, source]) => h('div', { class: `fact${source ? ` is-${source}` : ''}` },
           h('dt', {}, label),
-          h('dd', {}, h('span', { class: 'fact-value' }, value),
-            source ? h('span', { class: 'fact-source' }, t(source)) : null)))),
+          h('dd', {}, h('span', { class: 'fact-value' }, value), source ? h('span', { class: 'fact-source' }, t(source)) : null)))),
         rows.length === 1 ? h('p', { class: 'hint' }, t('context.none')) : null,
-        context.updated_at_ms ? h('p', { class: 'hint' }, t('context.updated', { time: formatMs(context.updated_at_ms) })) : null);
+        context.updated_at_ms ? h('p', { class: 'hint' }, t('context.updated', { time: formatMs(context.updated_at_ms) })) : null]);
     },
   };
 
   function statusText(conv) {
-    if (conv.status === 'snoozed') {
-      return conv.snoozed_until_ms ? t('status.snoozedUntil', { time: formatMs(conv.snoozed_until_ms) }) : t('status.snoozed');
-    }
-    return t(`status.${['open', 'pending', 'resolved'].includes(conv.status) ? conv.status : 'open'}`);
+    if (conv.status === 'snoozed' && conv.snoozed_until_ms) return t('status.snoozedUntil', { time: formatMs(conv.snoozed_until_ms) });
+    return t(`status.${['open', 'pending', 'resolved', 'snoozed'].includes(conv.status) ? conv.status : 'open'}`);
   }
 
-  /** The inbox row's content: name, presence, time, last message, status, assignee, unread. */
+  /** An inbox row's content: name, presence, time, last message, status, assignee, unread. */
   function fillRow(row, conv) {
     const last = conv.last_message;
     const unread = Number(conv.unread_by_support) || 0;
@@ -1586,11 +1333,12 @@
       preview = last.fromVisitor ? text : `${last.author === me().login ? t('you') : last.adm}: ${text}`;
     }
     const assignee = !conv.assignee ? t('assignee.nobody') : conv.assignee === me().login ? t('you') : conv.assignee;
+    const open = conv.cid === state.openCid;
     row.li.classList.toggle('is-unread', unread > 0);
-    row.li.classList.toggle('is-open', conv.cid === state.openCid);
-    if (conv.cid === state.openCid) row.button.setAttribute('aria-current', 'true');
+    row.li.classList.toggle('is-open', open);
+    if (open) row.button.setAttribute('aria-current', 'true');
     else row.button.removeAttribute('aria-current');
-    row.button.replaceChildren(
+    refill(row.button, JSON.stringify([visitorName(conv), online, last && last.label, preview, statusText(conv), conv.status, assignee, unread]), () => [
       h('span', { class: 'row-line' },
         h('span', { class: `dot${online ? ' is-online' : ''}`, 'aria-hidden': 'true' }),
         h('span', { class: 'row-name' }, visitorName(conv)),
@@ -1600,18 +1348,18 @@
       h('span', { class: 'row-line row-meta' },
         h('span', { class: `chip status-${conv.status}` }, statusText(conv)),
         h('span', { class: 'row-assignee' }, h('span', { class: 'vh' }, `${t('assignee')} `), assignee),
-        unread ? h('span', { class: 'badge', role: 'img', 'aria-label': t('unread', { n: unread }) }, String(unread)) : null));
+        unread ? h('span', { class: 'badge', role: 'img', 'aria-label': t('unread', { n: unread }) }, String(unread)) : null)]);
   }
 
   function messageElement(m, conv) {
-    const visitor = m.fromVisitor;
-    return h('div', { class: `msg ${visitor ? 'from-visitor' : 'from-support'}`, 'data-label': m.label },
+    return h('div', { class: `msg ${m.fromVisitor ? 'from-visitor' : 'from-support'}`, 'data-label': m.label },
       h('p', { class: 'msg-meta' },
-        visitor ? h('span', { class: 'vh' }, `${visitorName(conv)} `) : h('span', { class: 'msg-author' }, m.adm),
+        m.fromVisitor ? h('span', { class: 'vh' }, `${visitorName(conv)} `) : h('span', { class: 'msg-author' }, m.adm),
         timeEl(m.date)),
       h('p', { class: 'msg-text' }, m.text));
   }
 
+  /** A reply not stored yet: "Sending…", or "Not sent" with Try again (same id) and Edit. */
   function pendingElement(cid, item) {
     const status = h('p', { class: 'msg-status' });
     if (item.state === 'failed') {
@@ -1632,20 +1380,18 @@
 
   function renderLinks(container) {
     const links = state.links || {};
-    const list = [[localPath(links.demo), 'links.demo'], [localPath(links.health), 'links.health']]
-      .filter(([href]) => href);
-    container.replaceChildren(...list.map(([href, key]) => h('a', { href }, t(key))));
-    container.hidden = list.length === 0;
+    const list = [[localPath(links.demo), 'links.demo'], [localPath(links.health), 'links.health']].filter(([href]) => href);
+    refill(container, list.join(), () => list.map(([href, key]) => h('a', { href }, t(key))));
+    container.hidden = !list.length;
   }
 
   // ---- actions ----
 
-  /** Sends a request that changes the open conversation; its answer is the Conversation. */
+  /** A request that changes the open conversation; its answer is the Conversation. */
   async function convAction(name, payload) {
     const thread = state.thread;
     if (!thread) return;
-    thread.busy = true;
-    thread.error = '';
+    Object.assign(thread, { busy: true, error: '' });
     changed('conversation');
     try {
       mergeConv(await request(name, Object.assign({ username: thread.cid }, payload)));
@@ -1659,31 +1405,25 @@
 
   function take() {
     const conv = state.convs.get(state.openCid);
-    // take: true is refused when someone has it: taking it over names oneself instead.
-    convAction('assign:servadm', conv && conv.assignee && conv.assignee !== me().login
-      ? { assignee: me().login } : { take: true });
+    // take: true is refused when someone has it: taking it over from them names oneself.
+    convAction('assign:servadm', conv && conv.assignee && conv.assignee !== me().login ? { assignee: me().login } : { take: true });
   }
 
-  function setStatus(status) {
-    convAction('status:servadm', { status });
-  }
+  const setStatus = (status) => convAction('status:servadm', { status });
 
-  /** Sends what the reply box holds, as a pending message until the server stores it. */
+  /** Sends what the reply box holds, shown as pending until the server has stored it. */
   function sendReply() {
     const cid = state.openCid;
     const text = els.reply.value;
     if (!cid || !text.trim()) return;
-    // The same text sent again after "Edit" is the same reply: it keeps its id, so the
-    // server stores it once even if the first try did arrive.
-    const again = state.editing && state.editing.cid === cid && state.editing.text === text ? state.editing.id : null;
-    state.editing = null;
-    const item = { id: again || randomId(), text, state: 'queued', error: '', matched: false };
-    const items = state.pending.get(cid) || [];
-    items.push(item);
-    state.pending.set(cid, items);
+    // The same text sent again after "Edit" is the same reply: it keeps its id, so the server
+    // stores it once even if the first try did arrive.
+    const editing = state.editing;
+    const item = { id: editing && editing.cid === cid && editing.text === text ? editing.id : randomId(), text, state: 'queued', error: '', matched: false };
+    state.pending.set(cid, [...(state.pending.get(cid) || []), item]);
+    Object.assign(state, { editing: null, canned: null });
     els.reply.value = '';
     state.drafts.delete(cid);
-    state.canned = null;
     stopTyping();
     if (state.thread) state.thread.scroll = 'end';
     if (connected()) sendItem(cid, item);
@@ -1691,9 +1431,7 @@
   }
 
   function sendItem(cid, item) {
-    item.state = 'sending';
-    item.error = '';
-    item.matched = false;
+    Object.assign(item, { state: 'sending', error: '', matched: false });
     state.replyError = '';
     changed('messages', 'reply');
     request('new message:servadm', { username: cid, message: item.text, client_msg_id: item.id }).then((raw) => {
@@ -1702,10 +1440,8 @@
       if (m) receiveMessage(m, false);
     }, (e) => {
       // Lost with the connection: sent again (same id) once connected. Otherwise shown as not
-      // sent, with its text kept, to try again or edit.
-      item.state = e.code === 'timeout' && !connected() ? 'queued' : 'failed';
-      item.error = e.message;
-      item.matched = false;
+      // sent, its text kept, to try again or edit.
+      Object.assign(item, { state: e.code === 'timeout' && !connected() ? 'queued' : 'failed', error: e.message, matched: false });
       if (item.state === 'failed' && state.openCid === cid) state.replyError = t('notSent', { reason: e.message });
       changed('messages', 'reply');
     });
@@ -1721,8 +1457,7 @@
   /** A reply that was not sent goes back into the reply box, to change and send again. */
   function editPending(cid, item) {
     removePending(cid, item);
-    const draft = els.reply.value;
-    els.reply.value = draft ? `${item.text}\n${draft}` : item.text;
+    els.reply.value = els.reply.value ? `${item.text}\n${els.reply.value}` : item.text;
     state.editing = { cid, id: item.id, text: els.reply.value };
     state.replyError = '';
     changed('reply');
@@ -1731,73 +1466,66 @@
 
   const typingOut = { cid: null, sentAt: 0, sentChars: -1, timer: null };
 
-  /** typing:servadm while the reply has text: at most once a second, on changes only. */
+  /** typing:servadm while the reply has text: at most once a second, and only on changes. */
   function tellTyping() {
     const cid = state.openCid;
     if (!cid || !connected()) return;
     const chars = Array.from(els.reply.value).length;
-    if (chars === 0) {
+    if (!chars) {
       stopTyping();
       return;
     }
     const wait = typingOut.sentAt + TYPING_EVERY_MS - Date.now();
     if (wait > 0) {
       if (!typingOut.timer) typingOut.timer = setTimeout(() => { typingOut.timer = null; tellTyping(); }, wait);
-      return;
+    } else if (chars !== typingOut.sentChars || typingOut.cid !== cid) {
+      Object.assign(typingOut, { cid, sentAt: Date.now(), sentChars: chars });
+      request('typing:servadm', { username: cid, chars }).catch(() => {});
     }
-    if (chars === typingOut.sentChars && typingOut.cid === cid) return;
-    Object.assign(typingOut, { cid, sentAt: Date.now(), sentChars: chars });
-    request('typing:servadm', { username: cid, chars }).catch(() => {});
   }
 
-  /** chars: 0, once, when the reply is sent or cleared or the conversation left. */
+  /** chars: 0, once, when the reply is sent or cleared or its conversation left. */
   function stopTyping() {
     clearTimeout(typingOut.timer);
-    typingOut.timer = null;
     if (typingOut.cid && typingOut.sentChars > 0 && connected()) {
       request('typing:servadm', { username: typingOut.cid, chars: 0 }).catch(() => {});
     }
-    Object.assign(typingOut, { cid: null, sentAt: 0, sentChars: -1 });
+    Object.assign(typingOut, { cid: null, sentAt: 0, sentChars: -1, timer: null });
   }
 
   let cannedSeq = 0;
   let cannedTimer = null;
 
-  /** A reply starting with "/" lists the canned replies whose shortcut starts so. */
+  /** A reply that is "/prefix" lists the canned replies whose shortcut starts so. */
   function updateCanned() {
     clearTimeout(cannedTimer);
     const m = /^\/(\S*)$/.exec(els.reply.value);
     const seq = ++cannedSeq;
     if (!m || !connected()) {
-      if (state.canned) {
-        state.canned = null;
-        changed('canned');
-      }
+      closeCanned();
       return;
     }
-    cannedTimer = setTimeout(() => {
-      request('canned replies:servadm', { prefix: m[1] }).then((data) => {
-        if (seq !== cannedSeq) return;
-        const items = Object.entries((data && data.replies) || {})
-          .filter(([, text]) => typeof text === 'string')
-          .map(([shortcut, text]) => ({ shortcut, text }));
-        state.canned = items.length ? { items, active: 0 } : null;
-        changed('canned');
-      }, () => {
-        if (seq === cannedSeq) state.canned = null;
-        changed('canned');
-      });
-    }, 120);
+    cannedTimer = setTimeout(() => request('canned replies:servadm', { prefix: m[1] }).then((data) => {
+      if (seq !== cannedSeq) return;
+      const items = Object.entries((data && data.replies) || {}).filter(([, text]) => typeof text === 'string')
+        .map(([shortcut, text]) => ({ shortcut, text }));
+      state.canned = items.length ? { items, active: 0 } : null;
+      changed('canned');
+    }, () => seq === cannedSeq && closeCanned()), 120);
+  }
+
+  function closeCanned() {
+    cannedSeq++;
+    state.canned = null;
+    changed('canned');
   }
 
   function pickCanned(i) {
     const item = state.canned && state.canned.items[i];
     if (!item) return;
-    cannedSeq++;
     els.reply.value = item.text;
     els.reply.setSelectionRange(item.text.length, item.text.length);
-    state.canned = null;
-    changed('canned');
+    closeCanned();
     tellTyping();
   }
 
@@ -1820,26 +1548,22 @@
 
   let searchTimer = null;
 
-  /** Searches (or, for an empty query, goes back to the filtered inbox). */
+  /** Searches; an empty query goes back to the filtered inbox. `again` repeats the same one. */
   function runSearch(query, again) {
     clearTimeout(searchTimer);
     const q = query.trim();
-    if (!q) {
-      if (state.search) {
+    if (!q || (!again && state.search && state.search.query === q && !state.search.error)) {
+      if (!q && state.search) {
         state.search = null;
         changed('inbox', 'filters');
       }
       return;
     }
-    if (!again && state.search && state.search.query === q && !state.search.error) return;
     const search = { query: q, cids: new Set(), loading: true, error: '' };
     state.search = search;
     changed('inbox', 'filters');
     request('search:servadm', { query: q }).then((data) => {
-      for (const raw of (data && data.conversations) || []) {
-        const conv = mergeConv(raw);
-        if (conv) search.cids.add(conv.cid);
-      }
+      for (const conv of ((data && data.conversations) || []).map(mergeConv)) if (conv) search.cids.add(conv.cid);
     }, (e) => {
       search.error = e.message;
     }).finally(() => {
@@ -1853,12 +1577,11 @@
       await navigator.clipboard.writeText(command);
       state.auth.copyStatus = t('copied');
     } catch (_) {
-      // No clipboard (plain HTTP): select the text for the reader to copy.
+      // No clipboard here (plain HTTP): select the text for the reader to copy.
       const range = document.createRange();
       range.selectNodeContents(document.getElementById(`command-${i}`));
-      const selection = window.getSelection();
-      selection.removeAllRanges();
-      selection.addRange(range);
+      window.getSelection().removeAllRanges();
+      window.getSelection().addRange(range);
       state.auth.copyStatus = t('copy.manual');
     }
     changed('auth');
@@ -1871,9 +1594,7 @@
     local.set(LANG_KEY, lang);
     document.documentElement.lang = lang;
     translateStatic();
-    // Messages say "Visitor 42" for screen readers: build them again in the new language.
-    threadEls.clear();
-    els.msgList.replaceChildren();
+    renderedThread = null; // messages say "Visitor 42" to screen readers: build them anew
     changed(...RENDER_ORDER);
   }
 
@@ -1884,168 +1605,141 @@
     for (const el of document.querySelectorAll('[data-i18n-placeholder]')) el.placeholder = t(el.dataset.i18nPlaceholder);
   }
 
+  function toggleSettings(open) {
+    els.settingsPanel.hidden = !open;
+    els.settingsButton.setAttribute('aria-expanded', String(open));
+  }
+
   // ---- keyboard ----
 
-  /** j / k: the next / previous conversation of the inbox; u: the next one with unread. */
-  function step(delta, unreadOnly) {
+  /** j / k: the next / previous conversation of the inbox; u (`unread`): the next with unread. */
+  function step(delta, unread) {
     const cids = visibleCids();
-    if (!cids.length) return;
     const at = cids.indexOf(state.openCid);
-    let target = null;
-    if (unreadOnly) {
-      for (let i = 1; i <= cids.length; i++) {
-        const cid = cids[(Math.max(at, -1) + i + cids.length) % cids.length];
-        if (Number(state.convs.get(cid).unread_by_support) > 0 && cid !== state.openCid) {
-          target = cid;
-          break;
-        }
-      }
+    let target;
+    if (unread) {
+      const after = [...cids.slice(at + 1), ...cids.slice(0, Math.max(at, 0))];
+      target = after.find((cid) => Number(state.convs.get(cid).unread_by_support) > 0);
     } else {
       target = at < 0 ? cids[delta > 0 ? 0 : cids.length - 1] : cids[Math.min(Math.max(at + delta, 0), cids.length - 1)];
     }
-    if (target === null || target === state.openCid) return;
+    if (!target || target === state.openCid) return;
     const inInbox = els.inbox.contains(document.activeElement);
     navigate(target);
-    if (inInbox) {
-      const row = rowEls.get(target);
-      if (row) row.button.focus();
-    }
+    if (inInbox && rowEls.has(target)) rowEls.get(target).button.focus(); // the focus follows
   }
 
   function onShortcut(e) {
     if (state.screen !== 'app' || e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey) return;
     if (inTextField(e.target) || els.shortcutsDialog.open) return;
-    switch (e.key) {
-      case 'j': step(1); break;
-      case 'k': step(-1); break;
-      case 'u': step(1, true); break;
-      case 'r': if (state.openCid) els.reply.focus(); break;
-      case 'e': if (state.openCid) setStatus('resolved'); break;
-      case '?': els.shortcutsDialog.showModal(); break;
-      default: return;
-    }
+    const actions = {
+      j: () => step(1),
+      k: () => step(-1),
+      u: () => step(1, true),
+      r: () => state.openCid && els.reply.focus(),
+      e: () => state.openCid && setStatus('resolved'),
+      '?': () => els.shortcutsDialog.showModal(),
+    };
+    if (!actions[e.key]) return;
     e.preventDefault();
+    actions[e.key]();
   }
 
   function onReplyKey(e) {
     const canned = state.canned;
-    if (canned && canned.items.length) {
-      const n = canned.items.length;
-      if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
-        e.preventDefault();
-        canned.active = (canned.active + (e.key === 'ArrowDown' ? 1 : n - 1)) % n;
-        changed('canned');
-        return;
-      }
-      if ((e.key === 'Enter' && !e.shiftKey) || e.key === 'Tab') {
-        e.preventDefault();
-        pickCanned(canned.active);
-        return;
-      }
-      if (e.key === 'Escape') {
-        e.preventDefault();
-        cannedSeq++;
-        state.canned = null;
-        changed('canned');
-        return;
-      }
-    }
-    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
-      e.preventDefault();
+    if (canned && (e.key === 'ArrowDown' || e.key === 'ArrowUp')) {
+      canned.active = (canned.active + (e.key === 'ArrowDown' ? 1 : canned.items.length - 1)) % canned.items.length;
+      changed('canned');
+    } else if (canned && ((e.key === 'Enter' && !e.shiftKey) || e.key === 'Tab')) {
+      pickCanned(canned.active);
+    } else if (canned && e.key === 'Escape') {
+      closeCanned();
+    } else if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
       sendReply();
     } else if (e.key === 'Escape') {
-      e.preventDefault();
-      els.messages.focus();
+      els.messages.focus(); // out of the box, to where the keyboard shortcuts work
+    } else {
+      return;
     }
+    e.preventDefault();
   }
 
   // ---- wiring ----
 
   function init() {
-    for (const el of document.querySelectorAll('[id]')) {
-      els[el.id.replace(/-([a-z])/g, (_, c) => c.toUpperCase())] = el;
-    }
+    for (const el of document.querySelectorAll('[id]')) els[el.id.replace(/-([a-z])/g, (_, c) => c.toUpperCase())] = el;
+    const on = (el, type, fn) => el.addEventListener(type, fn);
     document.documentElement.lang = lang;
     translateStatic();
     // The details start open where there is room for them beside the history.
-    els.visitorPanel.open = WIDE.matches;
-    els.notesPanel.open = WIDE.matches;
+    const openDetails = () => { els.visitorPanel.open = els.notesPanel.open = WIDE.matches; };
+    openDetails();
+    on(WIDE, 'change', openDetails);
 
-    els.signIn.addEventListener('submit', signIn);
-    els.reload.addEventListener('click', () => location.reload());
-    els.loadingRetry.addEventListener('click', () => {
+    on(els.signIn, 'submit', signIn);
+    on(els.reload, 'click', () => location.reload());
+    on(els.loadingRetry, 'click', () => {
       state.loadError = '';
       changed('screen');
       checkSession();
     });
-    for (const select of [els.lang, els.authLang]) select.addEventListener('change', () => setLang(select.value));
-    els.notify.addEventListener('change', () => setNotify(els.notify.checked));
-    els.settingsButton.addEventListener('click', () => toggleSettings(els.settingsPanel.hidden));
-    els.settingsPanel.addEventListener('keydown', (e) => {
-      if (e.key === 'Escape') {
-        toggleSettings(false);
-        els.settingsButton.focus();
-      }
+    for (const select of [els.lang, els.authLang]) on(select, 'change', () => setLang(select.value));
+    on(els.notify, 'change', () => setNotify(els.notify.checked));
+    on(els.settingsButton, 'click', () => toggleSettings(els.settingsPanel.hidden));
+    on(els.settingsPanel, 'keydown', (e) => {
+      if (e.key !== 'Escape') return;
+      toggleSettings(false);
+      els.settingsButton.focus();
     });
-    document.addEventListener('click', (e) => {
-      if (!els.settingsPanel.hidden && !els.settings.contains(e.target)) toggleSettings(false);
-    });
-    els.showShortcuts.addEventListener('click', () => {
+    on(document, 'click', (e) => !els.settingsPanel.hidden && !els.settings.contains(e.target) && toggleSettings(false));
+    on(els.showShortcuts, 'click', () => {
       toggleSettings(false);
       els.shortcutsDialog.showModal();
     });
-    els.signOut.addEventListener('click', () => signOut(false));
-    els.signOutEverywhere.addEventListener('click', () => signOut(true));
+    on(els.signOut, 'click', () => signOut(false));
+    on(els.signOutEverywhere, 'click', () => signOut(true));
 
-    els.filters.addEventListener('click', (e) => {
+    on(els.filters, 'click', (e) => {
       const button = e.target.closest('button[data-filter]');
       if (!button) return;
       els.search.value = '';
       runSearch('');
       navigate(state.openCid, button.dataset.filter);
     });
-    els.search.addEventListener('input', () => {
+    on(els.search, 'input', () => {
       clearTimeout(searchTimer);
       const query = els.search.value;
       if (!query.trim()) runSearch('');
       else searchTimer = setTimeout(() => runSearch(query), SEARCH_DELAY_MS);
     });
-    els.search.addEventListener('keydown', (e) => {
-      if (e.key === 'Enter') {
-        e.preventDefault();
-        runSearch(els.search.value);
-      }
+    on(els.search, 'keydown', (e) => {
+      if (e.key !== 'Enter') return;
+      e.preventDefault();
+      runSearch(els.search.value);
     });
-    els.inboxMore.addEventListener('click', () => loadInbox(true));
+    on(els.inboxMore, 'click', () => loadInbox(true));
 
-    els.back.addEventListener('click', () => navigate(null));
-    els.take.addEventListener('click', take);
-    els.unassign.addEventListener('click', () => convAction('assign:servadm', { assignee: '' }));
-    els.messages.addEventListener('scroll', () => {
-      if (els.messages.scrollTop < OLDER_MARGIN_PX) loadOlder();
-    }, { passive: true });
-    els.replyForm.addEventListener('submit', (e) => {
+    on(els.back, 'click', () => navigate(null));
+    on(els.take, 'click', take);
+    on(els.unassign, 'click', () => convAction('assign:servadm', { assignee: '' }));
+    els.messages.addEventListener('scroll', () => els.messages.scrollTop < OLDER_MARGIN_PX && loadOlder(), { passive: true });
+    on(els.replyForm, 'submit', (e) => {
       e.preventDefault();
       sendReply();
       els.reply.focus();
     });
-    els.reply.addEventListener('keydown', onReplyKey);
-    els.reply.addEventListener('input', () => {
+    on(els.reply, 'keydown', onReplyKey);
+    on(els.reply, 'input', () => {
       if (state.openCid) state.drafts.set(state.openCid, els.reply.value);
       tellTyping();
       updateCanned();
     });
-    els.reply.addEventListener('blur', () => {
-      if (state.canned) {
-        state.canned = null;
-        changed('canned');
-      }
-    });
-    els.noteForm.addEventListener('submit', submitNote);
+    on(els.reply, 'blur', () => state.canned && closeCanned());
+    on(els.noteForm, 'submit', submitNote);
 
-    document.addEventListener('keydown', onShortcut);
-    window.addEventListener('hashchange', applyRoute);
-    document.addEventListener('visibilitychange', () => {
+    on(document, 'keydown', onShortcut);
+    on(window, 'hashchange', applyRoute);
+    on(document, 'visibilitychange', () => {
       if (!document.hidden) markRead();
       changed('title');
     });
@@ -2054,11 +1748,6 @@
 
     changed('screen');
     checkSession();
-  }
-
-  function toggleSettings(open) {
-    els.settingsPanel.hidden = !open;
-    els.settingsButton.setAttribute('aria-expanded', String(open));
   }
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init, { once: true });

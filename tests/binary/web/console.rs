@@ -211,7 +211,12 @@ async fn staff_sign_in_with_their_password_and_sign_out_everywhere() {
     // The live socket is alice's: she works the inbox with support's events.
     let mut v = page(&server, 4101).await;
     say(&mut v, 4101, "hello from the shop").await;
-    legacy_message(&v.next_payload("new message").await, 4101, "hello from the shop", "0");
+    legacy_message(
+        &v.next_payload("new message").await,
+        4101,
+        "hello from the shop",
+        "0",
+    );
     let mut console = console_socket(&server, &cookie)
         .await
         .expect("the console socket");

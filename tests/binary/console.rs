@@ -1,0 +1,129 @@
+//! The operator console in real browsers, as the README's "First five minutes" has a new team
+//! meet it: `socketgram serve` on port 0 with the demo page, the first admins created with the
+//! `socketgram admin` commands the first-run page shows, two staff members in two Chromiums
+//! and a visitor in a third (the widget), driven by `tests/js/console_e2e.mjs`. The script
+//! checks the pages (including axe-core's accessibility audit); this test runs the commands
+//! and checks what the database holds afterwards.
+
+use std::time::Duration;
+
+use socketgram_core::store::Backend;
+use socketgram_proto::v1 as pb;
+use socketgram_tests::{
+    db::TestDb,
+    node::{self, Dialogue},
+    server::TestServer,
+};
+
+/// One step of the script: Chromium's start and a page load included.
+const STEP: Duration = Duration::from_secs(90);
+/// The visitor the demo page is opened as.
+const CID: u64 = 5151;
+/// The demo page needs a token secret; the company signs the replies.
+const CONFIG: &str =
+    "[web]\ntoken_secret = \"console-test-secret\"\ndemo = true\n[core]\ncompany = \"Acme\"\n";
+
+/// `socketgram <args>` on the test's database, reading `stdin`, as a person types it.
+async fn socketgram(db: &TestDb, args: &[&str], stdin: &str) {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_socketgram"))
+        .args(args)
+        .env("SOCKETGRAM_CORE__DATABASE__URL", &db.url)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run socketgram");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.as_bytes()).await.expect("type");
+    drop(input);
+    let out = child.wait_with_output().await.expect("socketgram ran");
+    assert!(
+        out.status.success(),
+        "socketgram {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn two_staff_members_answer_a_visitor_from_the_console_in_chromium() {
+    let Some(node) = node::browser().await else {
+        return;
+    };
+    let db = TestDb::create(Backend::Sqlite)
+        .await
+        .expect("SQLite needs no server");
+    let server = TestServer::start(&db.url, CONFIG).await;
+    let shots = std::env::var("CONSOLE_SCREENSHOTS").ok();
+    let mut command = node.script("console_e2e.mjs");
+    command
+        .env("WEB_URL", server.web_url())
+        .env("CID", CID.to_string());
+    if let Some(dir) = &shots {
+        command.env("SHOTS", dir);
+    }
+    let mut script = Dialogue::start("console_e2e.mjs", command, STEP);
+
+    // What the first-run page says to type, typed.
+    script.expect("first-run").await;
+    socketgram(&db, &["admin", "add", "alice", "Alice"], "").await;
+    socketgram(&db, &["admin", "passwd", "alice"], "alice password 1\n").await;
+    socketgram(&db, &["admin", "add", "bob", "Bob"], "").await;
+    socketgram(&db, &["admin", "passwd", "bob"], "bob password 12\n").await;
+    socketgram(&db, &["admin", "add", "guest", "Guest", "--role", "0"], "").await;
+    socketgram(&db, &["admin", "passwd", "guest"], "guest password 1\n").await;
+    script.tell("admins").await;
+
+    script.expect("done").await;
+    assert!(script.finished().await, "console_e2e.mjs failed");
+
+    // What the browsers did is what is stored: the reply signed by Alice, hers to keep.
+    let mut chat = server.chat().await;
+    let history = chat
+        .history(pb::HistoryRequest {
+            conversation_id: CID,
+            before_id: 0,
+            limit: 50,
+            after_id: 0,
+        })
+        .await
+        .expect("history")
+        .into_inner();
+    let texts: Vec<(String, String)> = history
+        .messages
+        .iter()
+        .rev()
+        .map(|m| (m.text.clone(), m.admin_display_name.clone()))
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            ("Hello, my order did not arrive".to_owned(), String::new()),
+            (
+                "Hi, Alice here. Let me look.".to_owned(),
+                "Alice Acme".to_owned()
+            ),
+            ("It came today, thank you!".to_owned(), String::new()),
+        ],
+        "each message stored once"
+    );
+    let conversation = chat
+        .open_conversation(pb::OpenConversationRequest {
+            conversation_id: CID,
+        })
+        .await
+        .expect("the conversation")
+        .into_inner();
+    assert_eq!(conversation.assignee, "alice");
+    assert_eq!(
+        conversation.status,
+        pb::ConversationStatus::Open as i32,
+        "the visitor's message reopened it"
+    );
+    if let Some(dir) = shots {
+        eprintln!("console screenshots in {dir}");
+    }
+    assert!(server.terminate().await, "socketgram exits cleanly");
+    db.drop_db().await;
+}
