@@ -179,7 +179,7 @@
       'shortcuts.e': 'Отметить открытый разговор решённым', 'shortcuts.help': 'Показать этот список',
       'shortcuts.esc': 'Выйти из поля ответа',
       'server.signIn.unauthenticated': 'Неверный логин или пароль.',
-      'server.rate_limited': 'Слишком много попыток. Попробуйте снова через {n} с.',
+      'server.signIn.rate_limited': 'Слишком много попыток. Попробуйте снова через {n} с.',
       'server.session_expired': 'Сессия истекла, войдите снова.',
       'server.csrf': 'Страница устарела: перезагрузите её и попробуйте снова.',
     },
@@ -1136,6 +1136,7 @@
       }
       els.inboxStatus.textContent = status;
       els.inboxStatus.classList.toggle('is-error', Boolean(source.error));
+      const focused = els.inbox.contains(document.activeElement) ? document.activeElement : null;
       for (const [cid, row] of rowEls) {
         if (cids.includes(cid)) continue;
         row.li.remove();
@@ -1150,9 +1151,10 @@
           rowEls.set(cid, row);
         }
         fillRow(row, state.convs.get(cid));
-        // Only rows out of place move: moving the focused one would lose the focus.
+        // Only rows out of place move (a moved element loses the focus: given back below).
         if (els.inbox.children[i] !== row.li) els.inbox.insertBefore(row.li, els.inbox.children[i] || null);
       });
+      if (focused && focused.isConnected && document.activeElement !== focused) focused.focus({ preventScroll: true });
       els.inboxMore.hidden = Boolean(search) || !state.inbox.hasMore;
       els.inboxMore.disabled = state.inbox.loading;
     },
