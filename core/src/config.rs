@@ -318,4 +318,23 @@ mod tests {
         config.auto_assign_max_open = 1;
         config.validate().expect("one is enough");
     }
+
+    #[test]
+    fn a_sign_in_lasts_between_a_second_and_thirty_days() {
+        for bad in [0, 30 * 24 * 3600 + 1] {
+            let config = CoreConfig {
+                staff_session_ttl_secs: bad,
+                ..CoreConfig::default()
+            };
+            let e = config.validate().expect_err("refused");
+            assert_eq!(e.key, "staff_session_ttl_secs", "{e}");
+        }
+        for good in [1, 30 * 24 * 3600] {
+            let config = CoreConfig {
+                staff_session_ttl_secs: good,
+                ..CoreConfig::default()
+            };
+            config.validate().expect("accepted");
+        }
+    }
 }

@@ -256,7 +256,8 @@ fn csrf_token(token: &str) -> String {
 }
 
 /// Whether the request comes from the console's own origin: a browser names the page's
-/// origin in `Origin` on every POST and WebSocket; it must be this host's.
+/// origin in `Origin` on every POST and WebSocket; it must be this host's (a reverse proxy
+/// passes the `Host` it was asked for, as the README's nginx configuration does).
 pub fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
         // Not a browser's cross-site request (browsers send Origin on those).
@@ -265,15 +266,11 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
     let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
         return false;
     };
-    let forwarded = headers
-        .get("x-forwarded-host")
-        .and_then(|h| h.to_str().ok());
     let origin_host = origin
         .split_once("://")
         .map_or(origin, |(_, rest)| rest)
         .trim_end_matches('/');
     origin_host.eq_ignore_ascii_case(host)
-        || forwarded.is_some_and(|f| origin_host.eq_ignore_ascii_case(f))
 }
 
 /// Whether the session cookie should be marked `Secure`: the page came over HTTPS (here, or
@@ -581,4 +578,68 @@ pub async fn socket_admin(
         .into_inner();
     let admin = session.admin.unwrap_or_default().admin_id;
     Ok((admin, session_key(&token)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn the_session_comes_from_its_cookie_only() {
+        let h = headers(&[("cookie", "theme=dark; sg_session=s1.abc; other=1")]);
+        assert_eq!(session_token(&h).as_deref(), Some("s1.abc"));
+        let h = headers(&[("cookie", "a=1"), ("cookie", "sg_session=s1.two")]);
+        assert_eq!(session_token(&h).as_deref(), Some("s1.two"));
+        for none in ["sg_session=", "xsg_session=s1.abc", "theme=dark"] {
+            assert_eq!(session_token(&headers(&[("cookie", none)])), None, "{none}");
+        }
+        assert_eq!(session_token(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn only_the_consoles_own_origin_passes() {
+        let host = ("host", "chat.example.com:3000");
+        assert!(
+            same_origin(&headers(&[host])),
+            "no Origin: not a cross-site browser request"
+        );
+        assert!(same_origin(&headers(&[
+            host,
+            ("origin", "https://chat.example.com:3000")
+        ])));
+        assert!(!same_origin(&headers(&[
+            host,
+            ("origin", "https://evil.example")
+        ])));
+        assert!(!same_origin(&headers(&[
+            host,
+            ("origin", "https://chat.example.com")
+        ])));
+        assert!(!same_origin(&headers(&[host, ("origin", "null")])));
+        assert!(
+            !same_origin(&headers(&[
+                ("host", "127.0.0.1:3000"),
+                ("x-forwarded-host", "evil.example"),
+                ("origin", "https://evil.example"),
+            ])),
+            "a header anyone can send names no origin"
+        );
+    }
+
+    #[test]
+    fn the_csrf_token_and_the_key_are_not_the_session() {
+        let token = "s1.secret";
+        assert_ne!(csrf_token(token), session_key(token));
+        assert!(!csrf_token(token).contains("secret"));
+        assert_eq!(csrf_token(token), csrf_token(token));
+        assert_ne!(csrf_token(token), csrf_token("s1.other"));
+    }
 }

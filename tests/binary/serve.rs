@@ -2919,3 +2919,82 @@ async fn out_of_file_descriptors_the_listener_backs_off_and_recovers() {
     }
     child.kill().await.unwrap();
 }
+
+/// A first run (issue "operator console"): `serve` prints the address to open in a browser
+/// after its ready line, and says in its log that nobody can sign in yet and how to fix it;
+/// once an admin has a password it no longer says so.
+#[tokio::test]
+async fn serve_prints_the_console_address_and_a_first_run_hint() {
+    use tokio::io::AsyncBufReadExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("chat.db").display());
+    let run = async |expect_hint: bool| {
+        let mut child = tokio::process::Command::new(BIN)
+            .arg("serve")
+            .current_dir(dir.path())
+            .env("SOCKETGRAM_CORE__DATABASE__URL", &url)
+            .env("SOCKETGRAM_WEB__LISTEN", "0.0.0.0:0")
+            .env("SOCKETGRAM_GRPC__LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut log = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let (ready, open) = tokio::time::timeout(WAIT * 3, async {
+            let ready = out.next_line().await.unwrap().expect("the ready line");
+            let open = out.next_line().await.unwrap().expect("the address line");
+            (ready, open)
+        })
+        .await
+        .expect("serve got ready");
+        let port = ready
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("web="))
+            .and_then(|a| a.rsplit(':').next())
+            .expect("the web address")
+            .to_owned();
+        assert_eq!(
+            open,
+            format!("socketgram: open http://127.0.0.1:{port}/ in a browser: the operator console"),
+            "a listener on every address is opened at the loopback one"
+        );
+        let hinted = tokio::time::timeout(Duration::from_secs(3), async {
+            while let Ok(Some(line)) = log.next_line().await {
+                if line.contains("no admin can sign in to the console yet") {
+                    return line;
+                }
+            }
+            String::new()
+        })
+        .await;
+        match (expect_hint, hinted) {
+            (true, Ok(line)) => assert!(line.contains("socketgram admin passwd"), "{line}"),
+            (true, Err(_)) => panic!("no first-run hint in the log"),
+            (false, Ok(line)) => assert!(line.is_empty(), "a hint with an admin: {line}"),
+            (false, Err(_)) => {}
+        }
+        child.start_kill().unwrap();
+        let _ = child.wait().await;
+    };
+    run(true).await;
+    let env = [("SOCKETGRAM_CORE__DATABASE__URL", url.as_str())];
+    let added = socketgram(dir.path(), &["admin", "add", "alice", "Alice"], &env).await;
+    assert!(added.status.success(), "{added:?}");
+    let mut passwd = tokio::process::Command::new(BIN)
+        .args(["admin", "passwd", "alice"])
+        .current_dir(dir.path())
+        .envs(env)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use tokio::io::AsyncWriteExt as _;
+        let mut stdin = passwd.stdin.take().unwrap();
+        stdin.write_all(b"alice password\n").await.unwrap();
+    }
+    assert!(passwd.wait().await.unwrap().success());
+    run(false).await;
+}
