@@ -73,6 +73,17 @@ async fn two_staff_members_answer_a_visitor_from_the_console_in_chromium() {
     socketgram(&db, &["admin", "passwd", "bob"], "bob password 12\n").await;
     socketgram(&db, &["admin", "add", "guest", "Guest", "--role", "0"], "").await;
     socketgram(&db, &["admin", "passwd", "guest"], "guest password 1\n").await;
+    // A canned reply the team saved (over gRPC, as a backend would).
+    server
+        .chat()
+        .await
+        .put_canned_reply(pb::PutCannedReplyRequest {
+            shortcut: "thanks".into(),
+            text: "Thank you for writing to Acme!".into(),
+            updated_by: "alice".into(),
+        })
+        .await
+        .expect("a canned reply");
     script.tell("admins").await;
 
     script.expect("done").await;
@@ -104,6 +115,10 @@ async fn two_staff_members_answer_a_visitor_from_the_console_in_chromium() {
                 "Hi, Alice here. Let me look.".to_owned(),
                 "Alice Acme".to_owned()
             ),
+            (
+                "Thank you for writing to Acme!".to_owned(),
+                "Alice Acme".to_owned()
+            ),
             ("It came today, thank you!".to_owned(), String::new()),
         ],
         "each message stored once"
@@ -118,8 +133,26 @@ async fn two_staff_members_answer_a_visitor_from_the_console_in_chromium() {
     assert_eq!(conversation.assignee, "alice");
     assert_eq!(
         conversation.status,
-        pb::ConversationStatus::Open as i32,
-        "the visitor's message reopened it"
+        pb::ConversationStatus::Resolved as i32,
+        "resolved from the keyboard, last"
+    );
+    let notes = chat
+        .list_notes(pb::ListNotesRequest {
+            conversation_id: CID,
+        })
+        .await
+        .expect("notes")
+        .into_inner()
+        .notes;
+    assert_eq!(
+        notes
+            .iter()
+            .map(|n| (n.admin_id.as_str(), n.text.as_str()))
+            .collect::<Vec<_>>(),
+        [(
+            "alice",
+            "Courier lost the parcel; refund if it is not there by Friday"
+        )]
     );
     if let Some(dir) = shots {
         eprintln!("console screenshots in {dir}");

@@ -23,6 +23,9 @@ const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 const HELLO = "Hello, my order did not arrive";
 const REPLY = "Hi, Alice here. Let me look.";
 const AGAIN = "It came today, thank you!";
+/** The canned reply the Rust test stores as /thanks. */
+const THANKS = "Thank you for writing to Acme!";
+const NOTE = "Courier lost the parcel; refund if it is not there by Friday";
 
 const stdin = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 
@@ -190,6 +193,26 @@ async function run() {
   // And "Seen" both ways: the visitor's widget shows support read its message.
   await visitor.locator(".sg-list .sg-msg.sg-own", { hasText: HELLO }).locator(".sg-seen").waitFor({ timeout: STEP_MS });
 
+  // A private note: shown to support, never to the visitor.
+  await alice.locator("#note-input").fill(NOTE);
+  await alice.locator("#note-submit").click();
+  await alice.locator("#notes .note", { hasText: NOTE }).waitFor({ timeout: STEP_MS });
+  // A canned reply: "/th" lists it, Enter picks it, Enter sends it.
+  await reply.fill("/th");
+  await alice.locator("#canned [role=option]", { hasText: "/thanks" }).waitFor({ timeout: STEP_MS });
+  await reply.press("Enter");
+  check((await reply.inputValue()) === THANKS, "the canned reply replaces the box's text", await reply.inputValue());
+  await reply.press("Enter");
+  await visitor.locator(".sg-list .sg-msg.sg-theirs", { hasText: THANKS }).waitFor({ timeout: STEP_MS });
+  check((await visitor.locator(".sg-list", { hasText: "Courier" }).count()) === 0, "the visitor never sees a note");
+  // Keyboard: Escape leaves the reply box, "?" lists the shortcuts.
+  await reply.focus();
+  await alice.keyboard.press("Escape");
+  await alice.keyboard.press("?");
+  await alice.locator("#shortcuts-dialog").waitFor({ state: "visible", timeout: STEP_MS });
+  await alice.keyboard.press("Escape");
+  await alice.locator("#shortcuts-dialog").waitFor({ state: "hidden", timeout: STEP_MS });
+
   // 7. Alice takes it: Bob sees it assigned to her. She resolves it; the visitor's next
   // message reopens it.
   await alice.locator("#take").click();
@@ -208,10 +231,14 @@ async function run() {
   await alice.reload();
   await alice.locator("#app").waitFor({ state: "visible", timeout: STEP_MS });
   check(alice.url().includes(`#/c/${CID}`), "the open conversation is in the address", alice.url());
-  for (const text of [HELLO, REPLY, AGAIN]) {
+  for (const text of [HELLO, REPLY, THANKS, AGAIN]) {
     await alice.locator("#msg-list .msg", { hasText: text }).waitFor({ timeout: STEP_MS });
   }
   await alice.locator("#unassign").waitFor({ state: "visible", timeout: STEP_MS });
+  await alice.locator("#notes .note", { hasText: NOTE }).waitFor({ timeout: STEP_MS });
+  // "e" resolves the open conversation from the keyboard; the visitor's messages reopened it before.
+  await alice.locator("body").press("e");
+  await row(alice).filter({ hasText: "Resolved" }).waitFor({ timeout: STEP_MS });
 
   // 9. Bob at phone width: one pane at a time, with a way back.
   await row(bob).locator("button").first().click();
