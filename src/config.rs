@@ -207,6 +207,10 @@ impl Config {
                 "legacy.admin_param.value",
                 self.legacy.admin_param.as_ref().map(|p| &p.value),
             ),
+            (
+                "core.staff_ldap.bind_password",
+                self.core.staff_ldap.as_ref().map(|l| &l.bind_password),
+            ),
         ];
         secrets.extend(self.grpc.tokens.iter().map(|t| ("grpc.tokens", Some(t))));
         for (key, secret) in secrets {

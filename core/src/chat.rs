@@ -192,7 +192,11 @@ impl Core {
             replica = bus.as_ref().map(Bus::replica),
             "core started"
         );
-        let staff = crate::staff::Staff::new(store.clone(), config.staff_session_ttl_secs);
+        let staff = crate::staff::Staff::new(
+            store.clone(),
+            config.staff_session_ttl_secs,
+            config.staff_ldap.clone(),
+        );
         let core = Arc::new(Self {
             staff,
             store,

@@ -38,6 +38,8 @@ pub struct CoreConfig {
     pub credentials: CredentialsConfig,
     /// Core replicas sharing the database (`[core.cluster]`).
     pub cluster: ClusterConfig,
+    /// Support staff signing in with their directory password (`[core.staff_ldap]`).
+    pub staff_ldap: Option<LdapConfig>,
 }
 
 /// The longest a sign-in may last: 30 days.
@@ -56,6 +58,7 @@ impl Default for CoreConfig {
             database: DatabaseConfig::default(),
             credentials: CredentialsConfig::default(),
             cluster: ClusterConfig::default(),
+            staff_ldap: None,
         }
     }
 }
@@ -101,6 +104,9 @@ impl CoreConfig {
             ));
         }
         self.credentials.validate()?;
+        if let Some(ldap) = &self.staff_ldap {
+            ldap.validate()?;
+        }
         self.cluster.validate()?;
         if self.cluster.enabled()
             && crate::store::Backend::from_url(self.database.url.expose())
@@ -171,6 +177,78 @@ impl CredentialsConfig {
                     "must take two parameters (?, ?): the login and the hashed password",
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+/// `[core.staff_ldap]`: support staff sign in with their password of an LDAP directory, as the
+/// PHP admin's LDAP mode does: the directory finds the person by login, the password is
+/// checked by binding as them, and (optionally) they must be a member of the support group.
+/// The login is also their `adm_account` login (who they are in the chat); a local password
+/// (`socketgram admin passwd`) still works beside it.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LdapConfig {
+    /// `ldap://host:389` or `ldaps://host:636`.
+    pub url: String,
+    /// The account that searches for the person (empty: an anonymous search).
+    #[serde(default)]
+    pub bind_dn: String,
+    #[serde(default)]
+    pub bind_password: Secret,
+    /// Where people are searched, the whole subtree.
+    pub base_dn: String,
+    /// The search for one person; `{login}` is replaced by the login, escaped.
+    #[serde(default = "default_user_filter")]
+    pub user_filter: String,
+    /// Where the support group is searched; empty: anyone the directory knows may sign in.
+    #[serde(default)]
+    pub group_dn: String,
+    /// The search that finds the group when the person is a member.
+    #[serde(default = "default_group_filter")]
+    pub group_filter: String,
+    /// The longest the directory may take to answer, in seconds.
+    #[serde(default = "default_ldap_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_user_filter() -> String {
+    "(uid={login})".into()
+}
+
+fn default_group_filter() -> String {
+    "(memberUid={login})".into()
+}
+
+fn default_ldap_timeout() -> u64 {
+    5
+}
+
+impl LdapConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.url.starts_with("ldap://") || self.url.starts_with("ldaps://")) {
+            return Err(ConfigError::new(
+                "staff_ldap.url",
+                "must start with ldap:// or ldaps://",
+            ));
+        }
+        if self.base_dn.trim().is_empty() {
+            return Err(ConfigError::new("staff_ldap.base_dn", "must be set"));
+        }
+        for (key, filter) in [
+            ("staff_ldap.user_filter", &self.user_filter),
+            ("staff_ldap.group_filter", &self.group_filter),
+        ] {
+            if !filter.contains("{login}") {
+                return Err(ConfigError::new(key, "must contain {login}"));
+            }
+        }
+        if self.timeout_secs == 0 {
+            return Err(ConfigError::new(
+                "staff_ldap.timeout_secs",
+                "must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -335,6 +413,65 @@ mod tests {
                 ..CoreConfig::default()
             };
             config.validate().expect("accepted");
+        }
+    }
+
+    #[test]
+    fn a_directory_needs_an_ldap_url_a_base_and_the_login_in_its_filters() {
+        let ldap = LdapConfig {
+            url: "ldap://127.0.0.1:389".into(),
+            bind_dn: String::new(),
+            bind_password: Secret::default(),
+            base_dn: "ou=people,dc=example,dc=com".into(),
+            user_filter: default_user_filter(),
+            group_dn: String::new(),
+            group_filter: default_group_filter(),
+            timeout_secs: 5,
+        };
+        let with = |ldap: LdapConfig| CoreConfig {
+            staff_ldap: Some(ldap),
+            ..CoreConfig::default()
+        };
+        with(ldap.clone()).validate().expect("accepted");
+        for (broken, key) in [
+            (
+                LdapConfig {
+                    url: "http://x".into(),
+                    ..ldap.clone()
+                },
+                "staff_ldap.url",
+            ),
+            (
+                LdapConfig {
+                    base_dn: " ".into(),
+                    ..ldap.clone()
+                },
+                "staff_ldap.base_dn",
+            ),
+            (
+                LdapConfig {
+                    user_filter: "(uid=*)".into(),
+                    ..ldap.clone()
+                },
+                "staff_ldap.user_filter",
+            ),
+            (
+                LdapConfig {
+                    group_filter: "(cn=x)".into(),
+                    ..ldap.clone()
+                },
+                "staff_ldap.group_filter",
+            ),
+            (
+                LdapConfig {
+                    timeout_secs: 0,
+                    ..ldap.clone()
+                },
+                "staff_ldap.timeout_secs",
+            ),
+        ] {
+            let e = with(broken).validate().expect_err("refused");
+            assert_eq!(e.key, key, "{e}");
         }
     }
 }

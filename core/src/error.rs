@@ -62,6 +62,9 @@ pub enum CoreError {
     /// A session that ran out.
     #[error("the session has expired; sign in again")]
     SessionExpired,
+    /// The LDAP directory of `[core.staff_ldap]` cannot answer (down, or misconfigured).
+    #[error("{0}")]
+    Directory(String),
     /// A known admin whose rights do not include the chat (`lid` 0).
     #[error("{0}")]
     NoRights(String),
@@ -131,6 +134,7 @@ impl CoreError {
                 Kind::Unauthenticated
             }
             Self::NoRights(_) => Kind::PermissionDenied,
+            Self::Directory(_) => Kind::Unavailable,
             Self::AlreadyAssigned(_) => Kind::Refused,
             Self::Store(e) => match **e {
                 StoreError::Unavailable(_) => Kind::Unavailable,
@@ -171,6 +175,7 @@ impl CoreError {
             Self::SessionEnded(_) => r::SESSION_ENDED,
             Self::SessionExpired => r::SESSION_EXPIRED,
             Self::NoRights(_) => r::NO_RIGHTS,
+            Self::Directory(_) => r::DIRECTORY_UNAVAILABLE,
             Self::ShuttingDown => r::SHUTTING_DOWN,
             Self::Internal(_) => r::INTERNAL,
         }

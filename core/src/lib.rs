@@ -5,7 +5,8 @@
 //! - [`store`]: the database (SQLite, MySQL/MariaDB with the legacy schema, PostgreSQL).
 //! - [`chat`]: the domain service ([`Core`]) every entry point goes through.
 //! - [`credentials`]: visitors' Telegram logins checked against `users` or an external database.
-//! - [`staff`] and [`passwords`]: support staff's own sign-in and their sessions.
+//! - [`staff`], [`passwords`] and [`ldap`]: support staff's sign-in (their own password or
+//!   their directory's) and their sessions.
 //! - [`hub`] and [`presence`]: in-process fan-out of live events and who is online.
 //! - `sequencer` and `bus`: messages into the hub in id order whoever stored them, and NATS
 //!   between core replicas (news of the database, presence, admin reloads).
@@ -22,6 +23,7 @@ pub mod credentials;
 pub mod domain;
 pub mod error;
 pub mod hub;
+pub mod ldap;
 pub mod ops;
 pub mod passwords;
 pub mod presence;

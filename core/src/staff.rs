@@ -17,6 +17,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::{
     CoreError, CoreResult,
+    config::LdapConfig,
     domain::{Admin, AdminSession},
     passwords,
     store::Store,
@@ -41,6 +42,8 @@ pub struct SignedIn {
 /// Sign-ins and sessions.
 pub struct Staff {
     store: Arc<dyn Store>,
+    /// `[core.staff_ldap]`: directory passwords too.
+    directory: Option<crate::ldap::Directory>,
     ttl_ms: i64,
     attempts: DefaultKeyedRateLimiter<String>,
 }
@@ -58,12 +61,13 @@ fn now_ms() -> i64 {
 }
 
 impl Staff {
-    pub fn new(store: Arc<dyn Store>, ttl_secs: u64) -> Self {
+    pub fn new(store: Arc<dyn Store>, ttl_secs: u64, ldap: Option<LdapConfig>) -> Self {
         let quota = Quota::with_period(std::time::Duration::from_secs(ATTEMPT_REFILL_SECS))
             .expect("a non-zero period")
             .allow_burst(NonZeroU32::new(ATTEMPTS_BURST).expect("non-zero"));
         Self {
             store,
+            directory: ldap.map(crate::ldap::Directory::new),
             ttl_ms: i64::try_from(ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
             attempts: RateLimiter::keyed(quota),
         }
@@ -83,11 +87,12 @@ impl Staff {
             None => None,
         };
         let known = hash.is_some();
-        let (hash, password) = (hash.unwrap_or_else(|| DECOY.clone()), password.to_owned());
-        let matches = tokio::task::spawn_blocking(move || passwords::verify(&password, &hash))
+        let (hash, typed) = (hash.unwrap_or_else(|| DECOY.clone()), password.to_owned());
+        let matches = tokio::task::spawn_blocking(move || passwords::verify(&typed, &hash))
             .await
             .map_err(|e| CoreError::Internal(format!("password check: {e}")))?;
-        let Some(admin) = admin.filter(|_| known && matches) else {
+        let matches = (known && matches) || self.directory_says(admin.as_ref(), password).await?;
+        let Some(admin) = admin.filter(|_| matches) else {
             tracing::info!(login, "sign-in refused: wrong login or password");
             return Err(CoreError::WrongCredentials);
         };
@@ -156,8 +161,29 @@ impl Staff {
         Ok((ended, session.admin_id))
     }
 
-    /// How many admins have a password (none: a first run).
+    /// Whether the directory (when there is one) knows `password` as the admin's. Only
+    /// admins of `adm_account` are looked up: the directory says who may sign in, the
+    /// directory of admins says who they are in the chat.
+    async fn directory_says(&self, admin: Option<&Admin>, password: &str) -> CoreResult<bool> {
+        let (Some(directory), Some(admin)) = (&self.directory, admin) else {
+            return Ok(false);
+        };
+        match directory.check(&admin.admin_id, password).await? {
+            crate::ldap::Verdict::Member => Ok(true),
+            crate::ldap::Verdict::Wrong => Ok(false),
+            crate::ldap::Verdict::NotInGroup => Err(CoreError::NoRights(format!(
+                "{:?} is not in the directory's support group",
+                admin.admin_id
+            ))),
+        }
+    }
+
+    /// How many admins can sign in (none: a first run): those with a password, or with a
+    /// directory, every admin.
     pub async fn admins_with_password(&self) -> CoreResult<usize> {
+        if self.directory.is_some() {
+            return Ok(self.store.admins().await?.len());
+        }
         Ok(self.store.admins_with_password().await?.len())
     }
 

@@ -58,6 +58,8 @@ pub mod reason {
     pub const SESSION_EXPIRED: &str = "SESSION_EXPIRED";
     /// The admin's rights (`lid` 0) do not include the chat.
     pub const NO_RIGHTS: &str = "NO_RIGHTS";
+    /// The LDAP directory staff sign in with cannot answer.
+    pub const DIRECTORY_UNAVAILABLE: &str = "DIRECTORY_UNAVAILABLE";
     pub const INTERNAL: &str = "INTERNAL";
 
     /// A value of the status's `ErrorInfo` metadata (e.g. `retry_after_secs`), when it has one.

@@ -418,3 +418,98 @@ async fn an_expired_session_is_refused_as_expired() {
     );
     stop(server, db).await;
 }
+
+/// `[core.staff_ldap]` (as the PHP admin's LDAP mode): staff sign in with their directory
+/// password, found by login, checked by binding as them, and only when they are in the
+/// support group; a wildcard or filter syntax in a login finds no one; a local password still
+/// works beside it; a directory that is down is said to be down, not a wrong password.
+#[tokio::test]
+async fn staff_sign_in_with_their_directory_password() {
+    use socketgram_tests::ldap::{self, Person, TestLdap};
+    let Some(directory) = TestLdap::start(&[
+        Person {
+            uid: "lena",
+            password: "lenas directory pw",
+            support: true,
+        },
+        Person {
+            uid: "ivan",
+            password: "ivans directory pw",
+            support: false,
+        },
+    ])
+    .await
+    else {
+        return;
+    };
+    if !sio::available().await {
+        return;
+    }
+    let Some(db) = TestDb::create(Backend::Sqlite).await else {
+        return;
+    };
+    let ldap_section = format!(
+        "[core.staff_ldap]\nurl = \"{}\"\nbind_dn = \"{}\"\nbind_password = \"{}\"\n\
+         base_dn = \"{}\"\ngroup_dn = \"{}\"\n",
+        directory.url,
+        ldap::SEARCH_DN,
+        ldap::SEARCH_PASSWORD,
+        ldap::PEOPLE,
+        ldap::GROUPS
+    );
+    let server = TestServer::start(
+        &db.url,
+        &format!("{}\n{ldap_section}", console_config(3600)),
+    )
+    .await;
+    for (login, name) in [("lena", "Lena"), ("ivan", "Ivan"), ("lena*", "Star")] {
+        let (ok, out) = cli(&db, &["admin", "add", login, name], "").await;
+        assert!(ok, "{out}");
+    }
+    assert_eq!(
+        session(&server, None).await.body["first_run"],
+        false,
+        "with a directory, the admins can sign in"
+    );
+    let signed = sign_in(&server, "lena", "lenas directory pw").await;
+    assert_eq!(signed.status, 200, "{}", signed.body);
+    assert_eq!(signed.body["admin"]["display_name"], "Lena Acme");
+    assert_error(
+        &sign_in(&server, "lena", "not lenas pw").await,
+        401,
+        "unauthenticated",
+        "wrong login or password",
+    );
+    assert_error(
+        &sign_in(&server, "lena", "").await,
+        401,
+        "unauthenticated",
+        "wrong",
+    );
+    assert_error(
+        &sign_in(&server, "ivan", "ivans directory pw").await,
+        403,
+        "forbidden",
+        "support group",
+    );
+    // "lena*" is an admin too, but no person of the directory: the star is not a wildcard.
+    assert_error(
+        &sign_in(&server, "lena*", "lenas directory pw").await,
+        401,
+        "unauthenticated",
+        "wrong login or password",
+    );
+    // A local password works beside the directory.
+    let (ok, out) = cli(&db, &["admin", "passwd", "ivan"], "ivans own password\n").await;
+    assert!(ok, "{out}");
+    assert_eq!(
+        sign_in(&server, "ivan", "ivans own password").await.status,
+        200
+    );
+    // The directory goes away: a clear "unavailable", and no session.
+    drop(directory);
+    let down = sign_in(&server, "lena", "lenas directory pw").await;
+    assert_error(&down, 503, "unavailable", "LDAP");
+    assert!(down.cookie.is_none());
+    stop(server, db).await;
+}
