@@ -16,7 +16,8 @@ pub struct WebConfig {
     /// HTTPS with these PEM files; plain HTTP when absent.
     pub tls: Option<TlsConfig>,
     /// Key that signs visitor and admin tokens (`v1.` / `a1.` tokens; the host site mints
-    /// them with the same key, or with `socketgram token`). Empty: tokens are refused.
+    /// them with the same key, or with `socketgram token`). Empty: a random key of each run,
+    /// which nobody else has (so no token from elsewhere is accepted).
     pub token_secret: Secret,
     /// Serve `/demo`, a page that issues visitor tokens to anyone: development only.
     pub demo: bool,

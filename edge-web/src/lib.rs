@@ -129,7 +129,7 @@ pub async fn serve(
         link: link.clone(),
         fanout,
         legacy: legacy.clone(),
-        signer: TokenSigner::new(config.token_secret.expose().as_bytes()),
+        signer: token_signer(config),
         limiter: limiter.clone(),
         proxies,
         drain: Drain::new(shutdown.clone()),
@@ -235,6 +235,20 @@ pub async fn serve(
     let _ = closer.await;
     edge.link.stop().await;
     Ok(())
+}
+
+/// What signs and checks tokens: `[web] token_secret`, or without one a random key made for
+/// this run. An empty key would be a key everyone has (anyone could sign an admin's token);
+/// a key nobody else knows means only this edge's own pages (the console's test visitor)
+/// make tokens, and no host site can until it shares a secret.
+fn token_signer(config: &WebConfig) -> TokenSigner {
+    if config.token_secret.is_empty() {
+        info!(
+            "web.token_secret is not set: only this server's own pages can make tokens until it is"
+        );
+        return TokenSigner::new(&rand::random::<[u8; 32]>());
+    }
+    TokenSigner::new(config.token_secret.expose().as_bytes())
 }
 
 /// The TLS side of the web listener, from the PEM files of `[web.tls]` (read as the gRPC

@@ -557,3 +557,37 @@ async fn a_signed_token_vouches_and_the_page_reports() {
     assert_eq!(kept.verified.as_ref(), Some(verified));
     stop(server, db).await;
 }
+
+/// Without `[web] token_secret` (the default) no one can make a token: one signed with the
+/// empty key, as anyone could sign it, is refused, for an admin and for a visitor alike.
+#[tokio::test]
+async fn without_a_token_secret_no_token_is_accepted() {
+    if !sio::available().await {
+        return;
+    }
+    let Some(db) = TestDb::create(Backend::Sqlite).await else {
+        return;
+    };
+    let toml = config(ROOMY).replace(&format!("token_secret = \"{TOKEN_SECRET}\"\n"), "");
+    assert!(!toml.contains("token_secret"), "{toml}");
+    let server = TestServer::start(&db.url, &toml).await;
+    let empty_key = TokenSigner::new(b"");
+    for (what, auth) in [
+        (
+            "an admin token",
+            json!({ "admin_token": empty_key.sign(TokenKind::Admin, "alice", 600) }),
+        ),
+        (
+            "a visitor token",
+            json!({ "token": empty_key.sign(TokenKind::Visitor, "931", 600) }),
+        ),
+    ] {
+        let handshake = Handshake::token(&server.web_url(), auth);
+        let refused = SioClient::open(what, &handshake).await.err();
+        assert!(
+            refused.as_deref().is_some_and(|e| e.contains("token")),
+            "{what} signed with the empty key: {refused:?}"
+        );
+    }
+    stop(server, db).await;
+}
