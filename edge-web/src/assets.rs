@@ -24,7 +24,7 @@ const SOCKET_IO_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/socket.io.js"
 const SOCKET_IO_MIN_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/socket.io.min.js"));
 /// Socketgram's widget (no dependencies but the client above).
 const WIDGET_JS: &str = include_str!("../assets/widget.js");
-const DEMO_HTML: &str = include_str!("../assets/demo.html");
+pub(crate) const DEMO_HTML: &str = include_str!("../assets/demo.html");
 
 /// How long demo tokens last.
 const DEMO_TOKEN_TTL_SECS: u64 = 24 * 3600;
@@ -88,16 +88,22 @@ pub fn router(config: &WebConfig, edge: &Arc<Edge>) -> Router {
     router
 }
 
+/// `?cid=`: the visitor a demo token is for.
 #[derive(Deserialize)]
-struct TokenQuery {
-    cid: String,
+pub(crate) struct TokenQuery {
+    pub(crate) cid: String,
 }
 
 /// Development only: a visitor token for any visitor id, so a newcomer can try the widget.
 /// It vouches for a demo name, as a host site vouches for its signed-in users, so support sees
 /// what a verified visitor looks like.
 async fn demo_token(State(edge): State<Arc<Edge>>, Query(q): Query<TokenQuery>) -> Response {
-    match parse_id(&q.cid).filter(|&c| c <= u64::from(u32::MAX)) {
+    demo_visitor_token(&edge, &q.cid)
+}
+
+/// A demo visitor's token for `cid` (also the console's test visitor's).
+pub(crate) fn demo_visitor_token(edge: &Edge, cid: &str) -> Response {
+    match parse_id(cid).filter(|&c| c <= u64::from(u32::MAX)) {
         Some(cid) => {
             let vouched = Vouched {
                 name: format!("Demo visitor {cid}"),

@@ -80,6 +80,8 @@ pub fn router(config: &WebConfig, edge: &Arc<Edge>, io: SocketIo) -> Router {
             "/console/console.css",
             get(|| async { page(CONSOLE_CSS, "text/css; charset=utf-8") }),
         )
+        .route("/console/try", get(test_visitor_page))
+        .route("/console/try/token", get(test_visitor_token))
         .route("/console/api/session", get(session))
         .route("/console/api/sign-in", post(sign_in))
         .route("/console/api/sign-out", post(sign_out_here))
@@ -318,6 +320,13 @@ impl Console {
         json!({ "demo": self.demo.then_some("/demo"), "health": "/healthz" })
     }
 
+    /// The links of a signed-in admin: also the test visitor.
+    fn signed_in_links(&self) -> Value {
+        let mut links = self.links();
+        links["try"] = json!("/console/try");
+        links
+    }
+
     fn signed_in(&self, token: &str, session: pb::StaffSession) -> Value {
         let admin = session.admin.unwrap_or_default();
         json!({
@@ -328,7 +337,7 @@ impl Console {
             },
             "csrf": csrf_token(token),
             "expires_at_ms": session.expires_at_ms,
-            "links": self.links(),
+            "links": self.signed_in_links(),
         })
     }
 
@@ -433,6 +442,32 @@ async fn session(State(console): State<Arc<Console>>, headers: HeaderMap) -> Res
             }
             response
         }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `/console/try`: a visitor's page with the widget, for signed-in staff to try the chat from
+/// the other side (the demo page, which `[web] demo` serves to anyone, here behind the
+/// session). Without a session: to the sign-in.
+async fn test_visitor_page(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    match console.current(&headers).await {
+        Ok(_) => axum::response::Html(crate::assets::DEMO_HTML).into_response(),
+        Err(ApiError::Unauthenticated { .. }) => Redirect::to("/console/").into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A test visitor's token, for signed-in staff on the console's own origin.
+async fn test_visitor_token(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<crate::assets::TokenQuery>,
+) -> Response {
+    if !same_origin(&headers) {
+        return ApiError::Csrf("this request comes from another site").into_response();
+    }
+    match console.current(&headers).await {
+        Ok(_) => crate::assets::demo_visitor_token(&console.edge, &query.cid),
         Err(e) => e.into_response(),
     }
 }

@@ -1,7 +1,8 @@
 //! The operator console in real browsers, as the README's "First five minutes" has a new team
-//! meet it: `socketgram serve` on port 0 with the demo page, the first admins created with the
-//! `socketgram admin` commands the first-run page shows, two staff members in two Chromiums
-//! and a visitor in a third (the widget), driven by `tests/js/console_e2e.mjs`. The script
+//! meet it: `socketgram serve` on port 0 configured as a fresh install, the first admins
+//! created with the `socketgram admin` commands the first-run page shows, two staff members in
+//! two Chromiums and a visitor (the widget on the console's "Test as a visitor" page), driven
+//! by `tests/js/console_e2e.mjs`. The script
 //! checks the pages (including axe-core's accessibility audit); this test runs the commands
 //! and checks what the database holds afterwards.
 
@@ -19,9 +20,8 @@ use socketgram_tests::{
 const STEP: Duration = Duration::from_secs(90);
 /// The visitor the demo page is opened as.
 const CID: u64 = 5151;
-/// The demo page needs a token secret; the company signs the replies.
-const CONFIG: &str =
-    "[web]\ntoken_secret = \"console-test-secret\"\ndemo = true\n[core]\ncompany = \"Acme\"\n";
+/// As a fresh install has it (no token secret, no demo page), with a company to sign replies.
+const CONFIG: &str = "[core]\ncompany = \"Acme\"\n";
 
 /// `socketgram <args>` on the test's database, reading `stdin`, as a person types it.
 async fn socketgram(db: &TestDb, args: &[&str], stdin: &str) {

@@ -1,6 +1,6 @@
 // The operator console in headless Chromium (Debian's), driven by tests/binary/console.rs:
-// two staff members in two browsers and a visitor in a third (the widget on /demo), following
-// the README's "First five minutes".
+// two staff members in two browsers, and a visitor (the widget, on the console's "Test as a
+// visitor" page), following the README's "First five minutes".
 //
 // Environment: WEB_URL (the web edge), CID (the visitor), SHOTS (a directory for screenshots,
 // optional). Lines on stdout tell the Rust test where we are: "first-run" (the first-run page
@@ -151,9 +151,17 @@ async function run() {
   check((await bob.locator("#search").getAttribute("aria-label") ?? (await bob.locator('label[for="search"]').textContent())) !== "Search",
     "Russian labels");
 
-  // 4. A visitor opens the demo page: both see them online.
-  const visitor = await open("visitor");
-  await visitor.goto(`${WEB_URL}/demo?cid=${CID}`);
+  // 4. A visitor: Alice opens "Test as a visitor" (the widget on a page of its own, beside
+  // the console); both staff see the visitor online.
+  const [visitor] = await Promise.all([
+    alice.context().waitForEvent("page"),
+    alice.locator("#app-links a", { hasText: "Test as a visitor" }).click(),
+  ]);
+  visitor.on("pageerror", (e) => browsers[0].problems.push(`visitor: page error: ${e.message}`));
+  await visitor.waitForLoadState();
+  check(new URL(visitor.url()).pathname === "/console/try", "the test visitor's page", visitor.url());
+  // As visitor CID (the page takes ?cid=, as the demo page does).
+  await visitor.goto(`${WEB_URL}/console/try?cid=${CID}`);
   await visitor.locator(".sg-launcher").click();
   const input = visitor.getByLabel("Your message");
   await input.waitFor({ timeout: STEP_MS });

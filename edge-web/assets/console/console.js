@@ -46,6 +46,7 @@
     en: {
       'loading': 'Loading…', 'retry': 'Try again', 'close': 'Close', 'edit': 'Edit', 'you': 'You',
       'language': 'Language', 'links': 'Links', 'links.demo': 'Demo', 'links.health': 'Health',
+      'links.try': 'Test as a visitor',
       'signIn.lead': 'Sign in to answer your visitors.', 'signIn.login': 'Login',
       'signIn.password': 'Password', 'signIn.submit': 'Sign in', 'signIn.busy': 'Signing in…',
       'signIn.missing': 'Enter your login and password.',
@@ -110,6 +111,7 @@
     ru: {
       'loading': 'Загрузка…', 'retry': 'Повторить', 'close': 'Закрыть', 'edit': 'Изменить', 'you': 'Вы',
       'language': 'Язык', 'links': 'Ссылки', 'links.demo': 'Демо', 'links.health': 'Состояние сервера',
+      'links.try': 'Проверить как посетитель',
       'signIn.lead': 'Войдите, чтобы отвечать посетителям сайта.', 'signIn.login': 'Логин',
       'signIn.password': 'Пароль', 'signIn.submit': 'Войти', 'signIn.busy': 'Входим…',
       'signIn.missing': 'Введите логин и пароль.',
@@ -1382,8 +1384,11 @@
 
   function renderLinks(container) {
     const links = state.links || {};
-    const list = [[localPath(links.demo), 'links.demo'], [localPath(links.health), 'links.health']].filter(([href]) => href);
-    refill(container, list.join(), () => list.map(([href, key]) => h('a', { href }, t(key))));
+    const list = [[localPath(links.try), 'links.try'], [localPath(links.demo), 'links.demo'],
+      [localPath(links.health), 'links.health']].filter(([href]) => href);
+    // The test visitor opens beside the console: the two are meant to be seen side by side.
+    refill(container, list.join(), () => list.map(([href, key]) =>
+      h('a', key === 'links.try' ? { href, target: '_blank', rel: 'noopener' } : { href }, t(key))));
     container.hidden = !list.length;
   }
 

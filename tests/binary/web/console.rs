@@ -208,6 +208,45 @@ async fn staff_sign_in_with_their_password_and_sign_out_everywhere() {
     assert_eq!(now.body["admin"]["login"], "alice");
     assert_eq!(now.body["csrf"], csrf.as_str());
 
+    // The test visitor's page and its tokens are for signed-in staff only.
+    let try_page = http()
+        .get(format!("{web}/console/try"))
+        .send()
+        .await
+        .unwrap();
+    assert!(try_page.status().is_redirection(), "to the sign-in");
+    let no_token = answer(
+        http()
+            .get(format!("{web}/console/try/token?cid=4109"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_error(&no_token, 401, "unauthenticated", "not signed in");
+    let page_for_alice = http()
+        .get(format!("{web}/console/try"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page_for_alice.status(), 200);
+    let token = answer(
+        http()
+            .get(format!("{web}/console/try/token?cid=4109"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(token.status, 200, "{}", token.body);
+    let token = token.body["token"].as_str().unwrap().to_owned();
+    let mut test_visitor =
+        SioClient::connect_token("test visitor", &web, json!({ "token": token })).await;
+    test_visitor.disconnect().await;
+    assert_eq!(signed.body["links"]["try"], "/console/try");
+
     // The live socket is alice's: she works the inbox with support's events.
     let mut v = page(&server, 4101).await;
     say(&mut v, 4101, "hello from the shop").await;
