@@ -361,7 +361,7 @@ fn ready(server: &Server, web_config: &socketgram_edge_web::config::WebConfig) {
     if let Some(web) = server.web_addr {
         ready.push_str(&format!(" web={web}"));
     }
-    println!("{ready}");
+    let mut lines = vec![ready];
     if let Some(web) = server.web_addr {
         // A listener on every address is reached on this machine at the loopback one.
         let host = match web.ip() {
@@ -377,12 +377,20 @@ fn ready(server: &Server, web_config: &socketgram_edge_web::config::WebConfig) {
         };
         let base = format!("{scheme}://{host}:{}", web.port());
         if web_config.console {
-            println!("socketgram: open {base}/ in a browser: the operator console");
+            lines.push(format!(
+                "socketgram: open {base}/ in a browser: the operator console"
+            ));
         }
         if web_config.demo {
-            println!("socketgram: the demo visitor page is at {base}/demo");
+            lines.push(format!(
+                "socketgram: the demo visitor page is at {base}/demo"
+            ));
         }
     }
+    // One write, and never a panic: a supervisor may stop reading (or close stdout) once it
+    // has the ready line, and a server must not die of that.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout().lock(), "{}", lines.join("\n"));
 }
 
 /// Cancels `shutdown` on SIGTERM or Ctrl-C.

@@ -25,25 +25,14 @@ const CONFIG: &str = "[core]\ncompany = \"Acme\"\n";
 
 /// `socketgram <args>` on the test's database, reading `stdin`, as a person types it.
 async fn socketgram(db: &TestDb, args: &[&str], stdin: &str) {
-    use tokio::io::AsyncWriteExt as _;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_socketgram"))
-        .args(args)
-        .env("SOCKETGRAM_CORE__DATABASE__URL", &db.url)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run socketgram");
-    let mut input = child.stdin.take().expect("stdin");
-    input.write_all(stdin.as_bytes()).await.expect("type");
-    drop(input);
-    let out = child.wait_with_output().await.expect("socketgram ran");
-    assert!(
-        out.status.success(),
-        "socketgram {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, out) = socketgram_tests::server::run_command(
+        env!("CARGO_BIN_EXE_socketgram"),
+        &db.url,
+        args,
+        stdin,
+    )
+    .await;
+    assert!(ok, "socketgram {args:?}: {out}");
 }
 
 #[tokio::test]

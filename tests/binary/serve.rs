@@ -180,6 +180,7 @@ async fn end_to_end(server: &TestServer, db: &TestDb) {
             "grpc.health.v1.Health",
             "grpc.reflection.v1.ServerReflection",
             "socketgram.v1.Chat",
+            "socketgram.v1.Staff",
             "socketgram.v1.Telegram"
         ]
     );

@@ -11,8 +11,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
+import { check, endDialogue, expectLine, say } from "./dialogue.mjs";
 
 const WEB_URL = process.env.WEB_URL;
 const CID = process.env.CID;
@@ -27,24 +27,6 @@ const AGAIN = "It came today, thank you!";
 const THANKS = "Thank you for writing to Acme!";
 const NOTE = "Courier lost the parcel; refund if it is not there by Friday";
 
-const stdin = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-
-function say(line) {
-  process.stdout.write(`${line}\n`);
-}
-
-async function expectLine(word) {
-  const { value, done } = await stdin.next();
-  if (done || value.trim() !== word) {
-    throw new Error(`expected "${word}" on stdin, got ${done ? "end of input" : JSON.stringify(value)}`);
-  }
-}
-
-function check(condition, what, detail) {
-  if (!condition) {
-    throw new Error(`${what}${detail === undefined ? "" : `: ${JSON.stringify(detail)}`}`);
-  }
-}
 
 /** No serious or critical accessibility violation on the page as it is now. */
 async function accessible(page, state) {
@@ -282,5 +264,5 @@ try {
     await b.context.close().catch(() => {});
     rmSync(b.dir, { recursive: true, force: true });
   }
-  process.stdin.destroy();
+  endDialogue();
 }

@@ -13,8 +13,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
+import { check, endDialogue, expectLine, say } from "./dialogue.mjs";
 
 const WEB_URL = process.env.WEB_URL;
 const CID = process.env.CID;
@@ -29,24 +29,6 @@ const AWAY = "While you were away: we are here.";
 const XSS = `<img src=x onerror="window.__sgXss=1"> & "quotes"`;
 const QUEUED = "Typed before the page reloaded";
 
-const stdin = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-
-function say(line) {
-  process.stdout.write(`${line}\n`);
-}
-
-async function expectLine(word) {
-  const { value, done } = await stdin.next();
-  if (done || value.trim() !== word) {
-    throw new Error(`expected "${word}" on stdin, got ${done ? "end of input" : JSON.stringify(value)}`);
-  }
-}
-
-function check(condition, what, detail) {
-  if (!condition) {
-    throw new Error(`${what}${detail === undefined ? "" : `: ${JSON.stringify(detail)}`}`);
-  }
-}
 
 /** Messages in the widget's list, in DOM order. */
 async function shown(page) {
@@ -308,5 +290,5 @@ try {
   await context?.close().catch(() => {});
 } finally {
   rmSync(userDataDir, { recursive: true, force: true });
-  process.stdin.destroy();
+  endDialogue();
 }

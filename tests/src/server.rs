@@ -306,3 +306,36 @@ pub fn binary_path() -> PathBuf {
         .expect("target dir")
         .join("socketgram")
 }
+
+/// Runs the `socketgram` binary `bin` with `args` on the database `database_url` (as a person
+/// types a command beside a running server), with `stdin` as its input: whether it succeeded,
+/// and what it printed (stdout, then stderr).
+pub async fn run_command(
+    bin: &str,
+    database_url: &str,
+    args: &[&str],
+    stdin: &str,
+) -> (bool, String) {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = Command::new(bin)
+        .args(args)
+        .env("SOCKETGRAM_CORE__DATABASE__URL", database_url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {bin}: {e}"));
+    let mut input = child.stdin.take().expect("its stdin");
+    input
+        .write_all(stdin.as_bytes())
+        .await
+        .expect("type into it");
+    drop(input);
+    let out = child.wait_with_output().await.expect("it ran");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}

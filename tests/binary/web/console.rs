@@ -24,25 +24,8 @@ async fn start_console(ttl_secs: u64) -> Option<(TestServer, TestDb)> {
 
 /// Runs `socketgram <args>` on the test's database, with `stdin` as its input.
 async fn cli(db: &TestDb, args: &[&str], stdin: &str) -> (bool, String) {
-    use tokio::io::AsyncWriteExt as _;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_socketgram"))
-        .args(args)
-        .env("SOCKETGRAM_CORE__DATABASE__URL", &db.url)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run socketgram");
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).await.unwrap();
-    drop(input);
-    let out = child.wait_with_output().await.unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    socketgram_tests::server::run_command(env!("CARGO_BIN_EXE_socketgram"), &db.url, args, stdin)
+        .await
 }
 
 /// `socketgram admin add <login> <name> --role <role>` and `admin passwd <login>`.
