@@ -591,12 +591,18 @@ pub enum SocketRefusal {
     Session(String),
 }
 
-/// The admin a console socket acts as, from its handshake's session cookie, and the
-/// session's key; the core says whether the session lasts.
-pub async fn socket_admin(
-    edge: &Edge,
-    headers: &HeaderMap,
-) -> Result<(String, String), SocketRefusal> {
+/// Who a console socket is, from its handshake's session cookie (the core says whether the
+/// session lasts).
+pub struct ConsoleAdmin {
+    pub admin_id: String,
+    /// The session's key ([`session_key`]).
+    pub session: String,
+    /// When the session ends (milliseconds since 1970): the socket is cut then.
+    pub expires_at_ms: i64,
+}
+
+/// The admin a console socket acts as, from its handshake's session cookie.
+pub async fn socket_admin(edge: &Edge, headers: &HeaderMap) -> Result<ConsoleAdmin, SocketRefusal> {
     if !same_origin(headers) {
         return Err(SocketRefusal::OtherOrigin);
     }
@@ -611,8 +617,11 @@ pub async fn socket_admin(
         .await
         .map_err(|s| SocketRefusal::Session(s.message().to_owned()))?
         .into_inner();
-    let admin = session.admin.unwrap_or_default().admin_id;
-    Ok((admin, session_key(&token)))
+    Ok(ConsoleAdmin {
+        admin_id: session.admin.unwrap_or_default().admin_id,
+        session: session_key(&token),
+        expires_at_ms: session.expires_at_ms,
+    })
 }
 
 #[cfg(test)]

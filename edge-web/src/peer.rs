@@ -41,8 +41,16 @@ pub struct Peer {
     pub(crate) refused_in_a_row: AtomicU32,
     /// Puts the socket's events (and its disconnect) back in arrival order.
     pub(crate) order: Order,
-    /// The console's session key (`console::session_key`) of a console socket.
-    pub(crate) console_session: Option<String>,
+    /// The session of a console socket.
+    pub(crate) console_session: Option<ConsoleSession>,
+}
+
+/// The session a console socket was opened with.
+pub(crate) struct ConsoleSession {
+    /// `console::session_key` of its token.
+    pub(crate) key: String,
+    /// Cancelled when the socket goes: its expiry timer stops.
+    pub(crate) gone: CancellationToken,
 }
 
 /// socketioxide runs every handler in a task of its own, so two events of one socket (or an

@@ -3,7 +3,7 @@
  * The web edge serves it at /console/ (index.html, this file, console.css), after the official
  * Socket.IO client at /socket.io/socket.io.min.js, which defines the global `io`.
  *
- * How it talks to the server (the console spec has the details):
+ * How it talks to the server (the README's "The operator console" has the details):
  *   - HTTP under /console/api/: the session, signing in and out (JSON; errors are
  *     {error: {code, message}});
  *   - one Socket.IO connection, opened only once the session is known, with auth {console: true}:

@@ -12,6 +12,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
     },
+    time::Duration,
 };
 
 use axum::extract::ConnectInfo;
@@ -31,10 +32,11 @@ use socketioxide::{
     socket::{DisconnectReason, Socket},
 };
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 pub use crate::answer::{Answer, Refusal, Reply};
-pub(crate) use crate::peer::{Peer, cut_off, shown_from};
+pub(crate) use crate::peer::{ConsoleSession, Peer, cut_off, shown_from};
 use crate::{
     Edge,
     conn::ConnInfo,
@@ -151,6 +153,20 @@ impl<A: Adapter> FromDisconnectParts<A> for Turn {
     }
 }
 
+/// A console socket lasts as long as its session: cut off when the session runs out (the
+/// page's reconnect is then refused as expired, and it shows the sign-in).
+fn end_at_expiry(s: &SocketRef, expires_at_ms: i64, gone: CancellationToken) {
+    let left_ms = expires_at_ms.saturating_sub(chrono::Utc::now().timestamp_millis());
+    let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0));
+    let s = s.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = tokio::time::sleep(left) => cut_off(&s, "its console session expired"),
+            () = gone.cancelled() => {}
+        }
+    });
+}
+
 /// Cuts off the console sockets at this edge of a session that ended (`session`), or of
 /// every session of `admin` (`None`: signed out everywhere).
 pub(crate) fn end_console_sessions(io: &SocketIo, admin: &str, session: Option<&str>) {
@@ -158,7 +174,7 @@ pub(crate) fn end_console_sessions(io: &SocketIo, admin: &str, session: Option<&
         let Some(peer) = s.extensions.get::<Arc<Peer>>() else {
             continue;
         };
-        let Some(key) = &peer.console_session else {
+        let Some(ConsoleSession { key, .. }) = &peer.console_session else {
             continue;
         };
         let admin_matches =
@@ -212,13 +228,20 @@ async fn authenticate(
     let console = auth.as_ref().and_then(|a| a.get("console")) == Some(&Value::Bool(true));
     let (identity, console_session) = if console {
         match crate::console::socket_admin(&edge, &s.req_parts().headers).await {
-            Ok((admin, session)) => (
-                Identity::Admin {
-                    admin_id: Some(admin),
-                    legacy: false,
-                },
-                Some(session),
-            ),
+            Ok(admin) => {
+                let gone = CancellationToken::new();
+                end_at_expiry(&s, admin.expires_at_ms, gone.clone());
+                (
+                    Identity::Admin {
+                        admin_id: Some(admin.admin_id),
+                        legacy: false,
+                    },
+                    Some(ConsoleSession {
+                        key: admin.session,
+                        gone,
+                    }),
+                )
+            }
             Err(e) => {
                 warn!(%ip, reason = %e, "console handshake refused");
                 return Err(e.into());
@@ -396,6 +419,9 @@ async fn on_disconnect(
     // After every event the socket sent before it went.
     turn.wait().await;
     debug!(conn = %log_id(&s.id), "disconnected");
+    if let Some(session) = &peer.console_session {
+        session.gone.cancel();
+    }
     edge.limiter.close(peer.ip);
     match &peer.identity {
         Identity::Visitor { cid, .. } if peer.subscribed.load(Ordering::SeqCst) => {

@@ -416,11 +416,11 @@ async fn sign_in_attempts_are_limited_per_login() {
     stop(server, db).await;
 }
 
-/// A session lasts `[core] staff_session_ttl_secs`: after that the session, and a socket
-/// opened with it, are refused as expired.
+/// A session lasts `[core] staff_session_ttl_secs`: a console socket open then is cut off,
+/// and after that the session, and a socket opened with it, are refused as expired.
 #[tokio::test]
 async fn an_expired_session_is_refused_as_expired() {
-    let Some((server, db)) = start_console(1).await else {
+    let Some((server, db)) = start_console(2).await else {
         return;
     };
     staff_member(&db, "erin", "Erin", 2, "erins password").await;
@@ -428,8 +428,13 @@ async fn an_expired_session_is_refused_as_expired() {
     assert_eq!(signed.status, 200, "{}", signed.body);
     let cookie = cookie_pair(signed.cookie.as_deref().unwrap());
     assert!(signed.cookie.unwrap().contains("Max-Age="));
-    // The session is given its second to run out.
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // A console open when the session runs out is cut off then.
+    let mut open = console_socket(&server, &cookie)
+        .await
+        .expect("a console socket");
+    tokio::time::timeout(Duration::from_secs(5), open.disconnected())
+        .await
+        .expect("the socket is cut when its session expires");
     let expired = session(&server, Some(&cookie)).await;
     assert_error(&expired, 401, "session_expired", "expired");
     assert_eq!(expired.body["first_run"], false);
