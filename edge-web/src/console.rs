@@ -260,19 +260,37 @@ fn csrf_token(token: &str) -> String {
 /// Whether the request comes from the console's own origin: a browser names the page's
 /// origin in `Origin` on every POST and WebSocket; it must be this host's (a reverse proxy
 /// passes the `Host` it was asked for, as the README's nginx configuration does).
-pub fn same_origin(headers: &HeaderMap) -> bool {
+///
+/// Host names are compared without ports: a proxy's `Host $host` has none, and the session
+/// cookie itself is not bound to a port either. HTTP/2 names the host in the URI, not `Host`.
+pub fn same_origin(headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
         // Not a browser's cross-site request (browsers send Origin on those).
         return true;
     };
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()));
+    let Some(host) = host else {
         return false;
     };
     let origin_host = origin
         .split_once("://")
         .map_or(origin, |(_, rest)| rest)
         .trim_end_matches('/');
-    origin_host.eq_ignore_ascii_case(host)
+    hostname(origin_host).eq_ignore_ascii_case(hostname(host))
+}
+
+/// `host[:port]` without the port (`[v6]:port` too).
+fn hostname(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority.split_inclusive(']').next().unwrap_or(authority);
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    }
 }
 
 /// Whether the session cookie should be marked `Secure`: the page came over HTTPS (here, or
@@ -382,9 +400,9 @@ impl Console {
     }
 
     /// A request that changes something: same origin, and the session's CSRF token.
-    fn check_csrf(headers: &HeaderMap, token: &str) -> Result<(), ApiError> {
+    fn check_csrf(headers: &HeaderMap, uri: &axum::http::Uri, token: &str) -> Result<(), ApiError> {
         use subtle::ConstantTimeEq as _;
-        if !same_origin(headers) {
+        if !same_origin(headers, uri) {
             return Err(ApiError::Csrf("this request comes from another site"));
         }
         let presented = headers
@@ -402,9 +420,14 @@ impl Console {
 
     /// Ends a session (or all of its admin's), and disconnects the console sockets of what
     /// ended at this edge.
-    async fn sign_out(&self, headers: &HeaderMap, everywhere: bool) -> Result<Response, ApiError> {
+    async fn sign_out(
+        &self,
+        headers: &HeaderMap,
+        uri: &axum::http::Uri,
+        everywhere: bool,
+    ) -> Result<Response, ApiError> {
         let token = session_token(headers).ok_or_else(ApiError::not_signed_in)?;
-        Self::check_csrf(headers, &token)?;
+        Self::check_csrf(headers, uri, &token)?;
         let ended = self
             .edge
             .link
@@ -460,10 +483,11 @@ async fn test_visitor_page(State(console): State<Arc<Console>>, headers: HeaderM
 /// A test visitor's token, for signed-in staff on the console's own origin.
 async fn test_visitor_token(
     State(console): State<Arc<Console>>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     axum::extract::Query(query): axum::extract::Query<crate::assets::TokenQuery>,
 ) -> Response {
-    if !same_origin(&headers) {
+    if !same_origin(&headers, &uri) {
         return ApiError::Csrf("this request comes from another site").into_response();
     }
     match console.current(&headers).await {
@@ -482,10 +506,11 @@ struct SignIn {
 async fn sign_in(
     State(console): State<Arc<Console>>,
     ConnectInfo(conn): ConnectInfo<ConnInfo>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    match try_sign_in(&console, &conn, &headers, &body).await {
+    match try_sign_in(&console, &conn, (&headers, &uri), &body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
@@ -494,12 +519,12 @@ async fn sign_in(
 async fn try_sign_in(
     console: &Console,
     conn: &ConnInfo,
-    headers: &HeaderMap,
+    (headers, uri): (&HeaderMap, &axum::http::Uri),
     body: &[u8],
 ) -> Result<Response, ApiError> {
     // A form another site posts has no JSON type (and a JSON one from another origin is
     // named by Origin): no one signs a visitor's browser into an account of theirs.
-    if !same_origin(headers) {
+    if !same_origin(headers, uri) {
         return Err(ApiError::Csrf("this request comes from another site"));
     }
     let json_type = headers
@@ -546,16 +571,24 @@ async fn try_sign_in(
         .into_response())
 }
 
-async fn sign_out_here(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+async fn sign_out_here(
+    State(console): State<Arc<Console>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
     console
-        .sign_out(&headers, false)
+        .sign_out(&headers, &uri, false)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn sign_out_everywhere(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+async fn sign_out_everywhere(
+    State(console): State<Arc<Console>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
     console
-        .sign_out(&headers, true)
+        .sign_out(&headers, &uri, true)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -602,8 +635,12 @@ pub struct ConsoleAdmin {
 }
 
 /// The admin a console socket acts as, from its handshake's session cookie.
-pub async fn socket_admin(edge: &Edge, headers: &HeaderMap) -> Result<ConsoleAdmin, SocketRefusal> {
-    if !same_origin(headers) {
+pub async fn socket_admin(
+    edge: &Edge,
+    parts: &axum::http::request::Parts,
+) -> Result<ConsoleAdmin, SocketRefusal> {
+    let headers = &parts.headers;
+    if !same_origin(headers, &parts.uri) {
         return Err(SocketRefusal::OtherOrigin);
     }
     let token = session_token(headers).ok_or(SocketRefusal::NoSession)?;
@@ -650,32 +687,37 @@ mod tests {
 
     #[test]
     fn only_the_consoles_own_origin_passes() {
+        let uri = axum::http::Uri::from_static("/console/api/sign-in");
+        let same = |pairs: &[(&'static str, &str)]| same_origin(&headers(pairs), &uri);
         let host = ("host", "chat.example.com:3000");
+        assert!(same(&[host]), "no Origin: not a cross-site browser request");
+        assert!(same(&[host, ("origin", "https://chat.example.com:3000")]));
         assert!(
-            same_origin(&headers(&[host])),
-            "no Origin: not a cross-site browser request"
+            same(&[host, ("origin", "https://chat.example.com")]),
+            "behind a proxy that passes `Host $host` (no port)"
         );
-        assert!(same_origin(&headers(&[
-            host,
-            ("origin", "https://chat.example.com:3000")
-        ])));
-        assert!(!same_origin(&headers(&[
-            host,
-            ("origin", "https://evil.example")
-        ])));
-        assert!(!same_origin(&headers(&[
-            host,
-            ("origin", "https://chat.example.com")
-        ])));
-        assert!(!same_origin(&headers(&[host, ("origin", "null")])));
+        assert!(!same(&[host, ("origin", "https://evil.example")]));
+        assert!(!same(&[host, ("origin", "https://chat.example.com.evil")]));
+        assert!(!same(&[host, ("origin", "null")]));
+        assert!(same(&[
+            ("host", "[::1]:3000"),
+            ("origin", "http://[::1]:3000")
+        ]));
         assert!(
-            !same_origin(&headers(&[
+            !same(&[
                 ("host", "127.0.0.1:3000"),
                 ("x-forwarded-host", "evil.example"),
                 ("origin", "https://evil.example"),
-            ])),
+            ]),
             "a header anyone can send names no origin"
         );
+        let h2 = axum::http::Uri::from_static("https://chat.example.com/console/api/sign-in");
+        let no_host = headers(&[("origin", "https://chat.example.com")]);
+        assert!(
+            same_origin(&no_host, &h2),
+            "HTTP/2 names the host in the URI"
+        );
+        assert!(!same_origin(&no_host, &uri), "no host at all");
     }
 
     #[test]

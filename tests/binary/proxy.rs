@@ -567,3 +567,59 @@ fn visitor_addresses_are_distinct_and_never_nginx() {
     assert!(!all.contains(&NGINX_SOURCE));
     assert!(all.iter().all(IpAddr::is_loopback));
 }
+
+/// The operator console behind the README's nginx (which passes `Host $host`, without the
+/// port): a browser's sign-in, whose Origin names the proxy's address with its port, is
+/// same-origin; the session and the console socket work through the proxy too.
+#[tokio::test]
+async fn the_console_signs_in_through_nginx() {
+    use socketgram_tests::server::run_command;
+    if !sio::available().await {
+        return;
+    }
+    let Some(site) = Site::start(&["127.0.0.1"], "").await else {
+        return;
+    };
+    let bin = env!("CARGO_BIN_EXE_socketgram");
+    for (args, stdin) in [
+        (&["admin", "add", "alice", "Alice"][..], ""),
+        (&["admin", "passwd", "alice"][..], "alice password 1\n"),
+    ] {
+        let (ok, out) = run_command(bin, &site.db.url, args, stdin).await;
+        assert!(ok, "{out}");
+    }
+    let url = site.nginx.url();
+    let http = reqwest::Client::new();
+    let signed = http
+        .post(format!("{url}/console/api/sign-in"))
+        .header("origin", &url)
+        .json(&json!({ "login": "alice", "password": "alice password 1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 200);
+    let cookie = signed.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let session = http
+        .get(format!("{url}/console/api/session"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(session.status(), 200);
+    let handshake = Handshake::token(&url, json!({ "console": true }))
+        .with_header("cookie", &cookie)
+        .with_header("origin", &url);
+    let mut console = SioClient::open("console via nginx", &handshake)
+        .await
+        .expect("the console socket through nginx");
+    let online = console.emit_ack("online:servadm", &[]).await;
+    assert_eq!(online["data"]["admins"], json!(["alice"]), "{online}");
+    console.disconnect().await;
+    site.stop().await;
+}

@@ -227,7 +227,7 @@ async fn authenticate(
     // explicitly, so a page on the chat's own origin is never taken for an admin by accident).
     let console = auth.as_ref().and_then(|a| a.get("console")) == Some(&Value::Bool(true));
     let (identity, console_session) = if console {
-        match crate::console::socket_admin(&edge, &s.req_parts().headers).await {
+        match crate::console::socket_admin(&edge, s.req_parts()).await {
             Ok(admin) => {
                 let gone = CancellationToken::new();
                 end_at_expiry(&s, admin.expires_at_ms, gone.clone());
