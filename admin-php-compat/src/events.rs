@@ -80,6 +80,10 @@ pub struct MessagePayload {
     pub adm: String,
     /// The message id.
     pub label: u64,
+    /// The login of the admin who wrote it: only to Socketgram's own support clients (the
+    /// legacy pages and the PHP admin get exactly the legacy payload).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
 }
 
 /// `online` / `offline` to admins.

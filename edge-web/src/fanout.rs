@@ -28,20 +28,23 @@ use tracing::warn;
 use crate::{
     answer::{Reply, answer_with},
     core_link::{CoreLink, LinkEvent},
-    wire::{Flavor, admin_room, conversation_room, payload, workflow as wire},
+    wire::{Flavor, admin_room, conversation_room, payload, support_payload, workflow as wire},
 };
 
 /// Emits one message to every socket of both flavors' rooms. A socket whose send buffer is
 /// full is cut off (`peer::cut_off`: out of every room, its connection closed), never left
 /// connected without the message: it reconnects and resumes from what it has.
-fn broadcast(io: &SocketIo, rooms: impl Fn(Flavor) -> String, m: &pb::Message) {
+fn broadcast(io: &SocketIo, rooms: impl Fn(Flavor) -> String, m: &pb::Message, to: Audience) {
     let Some(root) = root(io) else { return };
     for flavor in [Flavor::Legacy, Flavor::Plain] {
         let sockets = root.clone().to(rooms(flavor)).sockets();
         if sockets.is_empty() {
             continue;
         }
-        let payload = payload(m, flavor);
+        let payload = match to {
+            Audience::Visitors => payload(m, flavor),
+            Audience::Support => support_payload(m, flavor),
+        };
         for socket in sockets {
             match socket.emit(outgoing::NEW_MESSAGE, &payload) {
                 Ok(()) => crate::metrics::sent(outgoing::NEW_MESSAGE, 1),
@@ -50,6 +53,13 @@ fn broadcast(io: &SocketIo, rooms: impl Fn(Flavor) -> String, m: &pb::Message) {
             }
         }
     }
+}
+
+/// Whom a broadcast goes to (support's payloads say more).
+#[derive(Clone, Copy)]
+enum Audience {
+    Visitors,
+    Support,
 }
 
 enum Join {
@@ -300,8 +310,13 @@ impl State {
             // Replays after a reconnect of the link may repeat what was seen.
             Kind::Message(m) if self.cursor.is_none_or(|c| m.id > c) => {
                 self.cursor = Some(m.id);
-                broadcast(&self.io, admin_room, &m);
-                broadcast(&self.io, |f| conversation_room(m.conversation_id, f), &m);
+                broadcast(&self.io, admin_room, &m, Audience::Support);
+                broadcast(
+                    &self.io,
+                    |f| conversation_room(m.conversation_id, f),
+                    &m,
+                    Audience::Visitors,
+                );
                 if let Some(joining) = self.admitting.get_mut(&m.conversation_id) {
                     for (_, held) in joining {
                         held.push(m.clone());

@@ -49,7 +49,21 @@ pub fn payload(m: &pb::Message, flavor: Flavor) -> MessagePayload {
             m.admin_display_name.clone()
         },
         label: m.id,
+        author: None,
     }
+}
+
+/// A message as support's clients get it: Socketgram's own (plain) ones also learn which
+/// admin wrote a reply (by login, where the payload's `adm` has the display name).
+pub fn support_payload(m: &pb::Message, flavor: Flavor) -> MessagePayload {
+    let mut payload = payload(m, flavor);
+    if flavor == Flavor::Plain
+        && !m.admin_id.is_empty()
+        && m.direction != pb::Direction::ToSupport as i32
+    {
+        payload.author = Some(m.admin_id.clone());
+    }
+    payload
 }
 
 /// Support's workflow payloads (token admins only), from the contract's messages.
@@ -104,7 +118,7 @@ pub(crate) mod workflow {
             last_message: c
                 .last_message
                 .as_ref()
-                .map(|m| super::payload(m, super::Flavor::Plain)),
+                .map(|m| super::support_payload(m, super::Flavor::Plain)),
         }
     }
 

@@ -200,7 +200,7 @@ pub async fn history(edge: &Edge, data: &Value) -> Answer {
         messages: page
             .messages
             .iter()
-            .map(|m| crate::wire::payload(m, crate::wire::Flavor::Plain))
+            .map(|m| crate::wire::support_payload(m, crate::wire::Flavor::Plain))
             .collect(),
         has_more: page.has_more,
     })

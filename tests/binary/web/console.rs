@@ -256,6 +256,11 @@ async fn staff_sign_in_with_their_password_and_sign_out_everywhere() {
         )
         .await;
     assert!(reply["data"]["label"].as_u64().is_some(), "{reply}");
+    let echoed = console.next_payload("new message").await;
+    assert_eq!(
+        echoed["author"], "alice",
+        "support's clients learn who wrote: {echoed}"
+    );
     legacy_message(
         &v.next_payload("new message").await,
         4101,
@@ -294,6 +299,11 @@ async fn staff_sign_in_with_their_password_and_sign_out_everywhere() {
         texts,
         ["Hi, Alice here", "hello from the shop"],
         "newest first"
+    );
+    assert_eq!(history["data"]["messages"][0]["author"], "alice");
+    assert!(
+        history["data"]["messages"][1].get("author").is_none(),
+        "{history}"
     );
     let newest = history["data"]["messages"][0]["label"].as_u64().unwrap();
     let read = console
