@@ -124,7 +124,18 @@ const INBOX_PAGE: u32 = 50;
 /// Messages per `history:servadm` page.
 const HISTORY_PAGE: u32 = 30;
 
-fn inbox(page: pb::ListConversationsResponse) -> Answer {
+/// One page of `ListConversations` (at most [`INBOX_PAGE`]), as `inbox:servadm` answers it.
+async fn inbox(edge: &Edge, request: pb::ListConversationsRequest) -> Answer {
+    let page = edge
+        .link
+        .client()
+        .chat
+        .list_conversations(pb::ListConversationsRequest {
+            limit: INBOX_PAGE,
+            ..request
+        })
+        .await?
+        .into_inner();
     value(InboxPayload {
         conversations: page.conversations.iter().map(wire::conversation).collect(),
         has_more: page.has_more,
@@ -147,38 +158,24 @@ pub async fn inbox_page(edge: &Edge, peer: &Peer, data: &Value) -> Answer {
         InboxFilter::Pending => (None, vec![pb::ConversationStatus::Pending]),
         InboxFilter::Resolved => (None, vec![pb::ConversationStatus::Resolved]),
     };
-    let page = edge
-        .link
-        .client()
-        .chat
-        .list_conversations(pb::ListConversationsRequest {
-            limit: INBOX_PAGE,
-            before_last_message_id: query.before.unwrap_or_default(),
-            assignee,
-            statuses: statuses.into_iter().map(Into::into).collect(),
-            search: String::new(),
-        })
-        .await?
-        .into_inner();
-    inbox(page)
+    let request = pb::ListConversationsRequest {
+        before_last_message_id: query.before.unwrap_or_default(),
+        assignee,
+        statuses: statuses.into_iter().map(Into::into).collect(),
+        ..Default::default()
+    };
+    inbox(edge, request).await
 }
 
 /// The conversations a text finds: a visitor id, what the host site vouched for, or words of
 /// a message.
 pub async fn search(edge: &Edge, data: &Value) -> Answer {
     let query: SearchQuery = events::parse(data)?;
-    let page = edge
-        .link
-        .client()
-        .chat
-        .list_conversations(pb::ListConversationsRequest {
-            limit: INBOX_PAGE,
-            search: query.query,
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
-    inbox(page)
+    let request = pb::ListConversationsRequest {
+        search: query.query,
+        ..Default::default()
+    };
+    inbox(edge, request).await
 }
 
 /// A page of a conversation's history, newest first, older than `before`.
