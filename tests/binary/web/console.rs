@@ -426,6 +426,37 @@ async fn sign_in_attempts_are_limited_per_login() {
     stop(server, db).await;
 }
 
+/// Guessing many logins from one address is slowed too: after 10 attempts in a row the
+/// address is told to wait, whatever the login (the limit per login would never be reached).
+#[tokio::test]
+async fn sign_in_attempts_are_limited_per_address() {
+    let Some((server, db)) = start_console(3600).await else {
+        return;
+    };
+    // At once: the attempts are slow on purpose (argon2), and the budget refills meanwhile.
+    let logins: Vec<String> = (0..14).map(|i| format!("guess{i}")).collect();
+    let answers =
+        futures::future::join_all(logins.iter().map(|l| sign_in(&server, l, "some password")))
+            .await;
+    let limited: Vec<&Answer> = answers.iter().filter(|a| a.status == 429).collect();
+    assert!(
+        (1..=4).contains(&limited.len()),
+        "10 attempts pass, the rest wait: {:?}",
+        answers.iter().map(|a| a.status).collect::<Vec<_>>()
+    );
+    for other in answers.iter().filter(|a| a.status != 429) {
+        assert_error(other, 401, "unauthenticated", "wrong login or password");
+    }
+    let limited = limited[0];
+    assert_error(limited, 429, "rate_limited", "your address");
+    assert!(
+        limited.body["retry_after_secs"]
+            .as_u64()
+            .is_some_and(|s| s >= 1)
+    );
+    stop(server, db).await;
+}
+
 /// A session lasts `[core] staff_session_ttl_secs`: a console socket open then is cut off,
 /// and after that the session, and a socket opened with it, are refused as expired.
 #[tokio::test]
