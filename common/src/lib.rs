@@ -2,8 +2,10 @@
 //! drivers): [`Secret`], a configuration value that never prints; [`ConfigError`], which names
 //! the key that is wrong; [`TlsConfig`], a listener's certificate and key files; [`ops`], the
 //! `/metrics`, `/healthz` and `/readyz` endpoints every process serves; [`context`], what is
-//! known of a visitor besides their messages, and its bounds.
+//! known of a visitor besides their messages, and its bounds; [`attempts`], a budget of
+//! attempts per key.
 
+pub mod attempts;
 pub mod context;
 pub mod ops;
 

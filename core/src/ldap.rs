@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use ldap3::{LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry, ldap_escape};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry, ldap_escape};
 
 use crate::{CoreError, CoreResult, config::LdapConfig};
 
@@ -54,6 +54,19 @@ impl Directory {
             .map_err(|e| unavailable("cannot reach the LDAP directory", &e))?;
         ldap3::drive!(conn);
         ldap.with_timeout(timeout);
+        let verdict = self.verdict(&mut ldap, login, password, timeout).await;
+        let _ = ldap.unbind().await;
+        verdict
+    }
+
+    /// The searches and binds of [`Directory::check`] on an open connection.
+    async fn verdict(
+        &self,
+        ldap: &mut Ldap,
+        login: &str,
+        password: &str,
+        timeout: Duration,
+    ) -> CoreResult<Verdict> {
         if !self.config.bind_dn.is_empty() {
             ldap.simple_bind(&self.config.bind_dn, self.config.bind_password.expose())
                 .await
@@ -73,42 +86,34 @@ impl Directory {
                 found = entries.len(),
                 "the directory has no single person of this login"
             );
-            let _ = ldap.unbind().await;
             return Ok(Verdict::Wrong);
         };
         let dn = SearchEntry::construct(entry.clone()).dn;
         let bound = ldap.with_timeout(timeout).simple_bind(&dn, password).await;
         match bound.map(|r| r.rc) {
             Ok(0) => {}
-            Ok(INVALID_CREDENTIALS) => {
-                let _ = ldap.unbind().await;
-                return Ok(Verdict::Wrong);
-            }
+            Ok(INVALID_CREDENTIALS) => return Ok(Verdict::Wrong),
             Ok(rc) => {
-                let _ = ldap.unbind().await;
                 return Err(CoreError::Directory(format!(
                     "the LDAP bind as the person failed (result code {rc})"
                 )));
             }
             Err(e) => return Err(unavailable("the LDAP bind as the person failed", &e)),
         }
-        let verdict = if self.config.group_dn.is_empty() {
-            Verdict::Member
+        if self.config.group_dn.is_empty() {
+            return Ok(Verdict::Member);
+        }
+        let filter = self.config.group_filter.replace("{login}", &escaped);
+        let (groups, _) = ldap
+            .with_timeout(timeout)
+            .search(&self.config.group_dn, Scope::Subtree, &filter, vec!["1.1"])
+            .await
+            .and_then(|r| r.success())
+            .map_err(|e| unavailable("the LDAP search for the support group failed", &e))?;
+        Ok(if groups.is_empty() {
+            Verdict::NotInGroup
         } else {
-            let filter = self.config.group_filter.replace("{login}", &escaped);
-            let (groups, _) = ldap
-                .with_timeout(timeout)
-                .search(&self.config.group_dn, Scope::Subtree, &filter, vec!["1.1"])
-                .await
-                .and_then(|r| r.success())
-                .map_err(|e| unavailable("the LDAP search for the support group failed", &e))?;
-            if groups.is_empty() {
-                Verdict::NotInGroup
-            } else {
-                Verdict::Member
-            }
-        };
-        let _ = ldap.unbind().await;
-        Ok(verdict)
+            Verdict::Member
+        })
     }
 }

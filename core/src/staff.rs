@@ -8,12 +8,12 @@
 //! time (a client's address is the edge's to limit). Which part of a failed sign-in was wrong
 //! is never said, and an unknown login costs the same hash as a known one.
 
-use std::{num::NonZeroU32, sync::Arc, sync::LazyLock};
+use std::{sync::Arc, sync::LazyLock, time::Duration};
 
 use base64::Engine as _;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock as _};
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
+use socketgram_common::attempts::Attempts;
 
 use crate::{
     CoreError, CoreResult,
@@ -25,8 +25,8 @@ use crate::{
 
 /// Sign-ins one login may try in a row...
 const ATTEMPTS_BURST: u32 = 5;
-/// ...and then one more per this many seconds.
-const ATTEMPT_REFILL_SECS: u64 = 12;
+/// ...and then one more per this long.
+const ATTEMPT_REFILL: Duration = Duration::from_secs(12);
 /// Logins are at most this long (`adm_account.aid`): longer ones cannot be an admin.
 const MAX_LOGIN_CHARS: usize = 20;
 /// Logins remembered by the limiter before idle ones are forgotten.
@@ -45,7 +45,7 @@ pub struct Staff {
     /// `[core.staff_ldap]`: directory passwords too.
     directory: Option<crate::ldap::Directory>,
     ttl_ms: i64,
-    attempts: DefaultKeyedRateLimiter<String>,
+    attempts: Attempts<String>,
 }
 
 /// What an unknown login is checked against, so that it takes as long as a known one.
@@ -62,14 +62,11 @@ fn now_ms() -> i64 {
 
 impl Staff {
     pub fn new(store: Arc<dyn Store>, ttl_secs: u64, ldap: Option<LdapConfig>) -> Self {
-        let quota = Quota::with_period(std::time::Duration::from_secs(ATTEMPT_REFILL_SECS))
-            .expect("a non-zero period")
-            .allow_burst(NonZeroU32::new(ATTEMPTS_BURST).expect("non-zero"));
         Self {
             store,
             directory: ldap.map(crate::ldap::Directory::new),
             ttl_ms: i64::try_from(ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
-            attempts: RateLimiter::keyed(quota),
+            attempts: Attempts::new(ATTEMPTS_BURST, ATTEMPT_REFILL, LIMITER_KEYS),
         }
     }
 
@@ -180,7 +177,7 @@ impl Staff {
 
     /// How many admins can sign in (none: a first run): those with a password, or with a
     /// directory, every admin.
-    pub async fn admins_with_password(&self) -> CoreResult<usize> {
+    pub async fn admins_who_can_sign_in(&self) -> CoreResult<usize> {
         if self.directory.is_some() {
             return Ok(self.store.admins().await?.len());
         }
@@ -197,17 +194,11 @@ impl Staff {
     }
 
     fn spend_attempt(&self, login: &str) -> CoreResult<()> {
-        if self.attempts.len() > LIMITER_KEYS {
-            self.attempts.retain_recent();
-        }
         self.attempts
-            .check_key(&login.to_owned())
-            .map_err(|not_until| {
-                let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            .spend(&login.to_owned())
+            .map_err(|retry_after_secs| {
                 tracing::warn!(login, "sign-in refused: too many attempts");
-                CoreError::TooManyAttempts {
-                    retry_after_secs: wait.as_secs() + 1,
-                }
+                CoreError::TooManyAttempts { retry_after_secs }
             })
     }
 }

@@ -13,7 +13,7 @@
 //! This module is the console's HTTP boundary: the one place its status codes and error codes
 //! are chosen.
 
-use std::{net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
+use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
@@ -22,10 +22,10 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
 };
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
+use socketgram_common::attempts::Attempts;
 use socketgram_proto::{reason, v1 as pb};
 use socketioxide::SocketIo;
 use tonic::Code;
@@ -50,20 +50,19 @@ const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:;
 /// Sign-ins one client address may try in a row, then one more per [`IP_REFILL`].
 const IP_BURST: u32 = 10;
 const IP_REFILL: Duration = Duration::from_secs(3);
+/// Client addresses remembered by that limit before idle ones are forgotten.
+const IP_KEYS: usize = 10_000;
 
 /// The console's routes (none when `[web] console` is off).
 pub fn router(config: &WebConfig, edge: &Arc<Edge>, io: SocketIo) -> Router {
     if !config.console {
         return Router::new();
     }
-    let quota = Quota::with_period(IP_REFILL)
-        .expect("a non-zero period")
-        .allow_burst(NonZeroU32::new(IP_BURST).expect("non-zero"));
     let state = Arc::new(Console {
         edge: edge.clone(),
         io,
         demo: config.demo,
-        sign_ins: RateLimiter::keyed(quota),
+        sign_ins: Attempts::new(IP_BURST, IP_REFILL, IP_KEYS),
     });
     Router::new()
         .route("/", get(|| async { Redirect::to("/console/") }))
@@ -98,7 +97,7 @@ struct Console {
     io: SocketIo,
     demo: bool,
     /// Sign-in attempts per client address (the core limits them per login as well).
-    sign_ins: DefaultKeyedRateLimiter<IpAddr>,
+    sign_ins: Attempts<IpAddr>,
 }
 
 fn page(body: &'static str, content_type: &'static str) -> Response {
@@ -282,6 +281,15 @@ pub fn same_origin(headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
     hostname(origin_host).eq_ignore_ascii_case(hostname(host))
 }
 
+/// [`same_origin`], or the refusal of a request from another site.
+fn check_origin(headers: &HeaderMap, uri: &axum::http::Uri) -> Result<(), ApiError> {
+    if same_origin(headers, uri) {
+        Ok(())
+    } else {
+        Err(ApiError::Csrf("this request comes from another site"))
+    }
+}
+
 /// `host[:port]` without the port (`[v6]:port` too).
 fn hostname(authority: &str) -> &str {
     if authority.starts_with('[') {
@@ -402,9 +410,7 @@ impl Console {
     /// A request that changes something: same origin, and the session's CSRF token.
     fn check_csrf(headers: &HeaderMap, uri: &axum::http::Uri, token: &str) -> Result<(), ApiError> {
         use subtle::ConstantTimeEq as _;
-        if !same_origin(headers, uri) {
-            return Err(ApiError::Csrf("this request comes from another site"));
-        }
+        check_origin(headers, uri)?;
         let presented = headers
             .get(CSRF_HEADER)
             .map(HeaderValue::as_bytes)
@@ -487,8 +493,8 @@ async fn test_visitor_token(
     headers: HeaderMap,
     axum::extract::Query(query): axum::extract::Query<crate::assets::TokenQuery>,
 ) -> Response {
-    if !same_origin(&headers, &uri) {
-        return ApiError::Csrf("this request comes from another site").into_response();
+    if let Err(e) = check_origin(&headers, &uri) {
+        return e.into_response();
     }
     match console.current(&headers).await {
         Ok(_) => crate::assets::demo_visitor_token(&console.edge, &query.cid),
@@ -524,9 +530,7 @@ async fn try_sign_in(
 ) -> Result<Response, ApiError> {
     // A form another site posts has no JSON type (and a JSON one from another origin is
     // named by Origin): no one signs a visitor's browser into an account of theirs.
-    if !same_origin(headers, uri) {
-        return Err(ApiError::Csrf("this request comes from another site"));
-    }
+    check_origin(headers, uri)?;
     let json_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -539,17 +543,12 @@ async fn try_sign_in(
     let request: SignIn = serde_json::from_slice(body)
         .map_err(|e| ApiError::Invalid(format!("the sign-in must be {{login, password}}: {e}")))?;
     let ip = console.edge.proxies.client_ip(conn.peer.ip(), headers);
-    if let Err(not_until) = console.sign_ins.check_key(&ip) {
-        use governor::clock::Clock as _;
-        let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+    if let Err(retry_after_secs) = console.sign_ins.spend(&ip) {
         warn!(%ip, "sign-in refused: too many attempts from this address");
         return Err(ApiError::RateLimited {
             message: "too many sign-in attempts from your address; wait a moment".into(),
-            retry_after_secs: wait.as_secs() + 1,
+            retry_after_secs,
         });
-    }
-    if console.sign_ins.len() > 10_000 {
-        console.sign_ins.retain_recent();
     }
     let session = console
         .edge

@@ -1,8 +1,8 @@
 //! What the web edge records for `/metrics` (`socketgram_common::ops`), one function per
 //! boundary: connections open on the listener (`conn`), Socket.IO events in (`dispatch`) and
 //! out (every emit to a socket), refusals by wire code (`answer`, where codes are chosen).
-//! Labels are bounded: event names are the known ones (the legacy table and support's workflow), anything else a
-//! client invents is `other`.
+//! Labels are bounded: event names are the known ones (the legacy table and support's
+//! workflow), anything else a client invents is `other`.
 
 use socketgram_admin_php_compat::{events::incoming, workflow::incoming as support};
 

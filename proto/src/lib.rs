@@ -62,23 +62,23 @@ pub mod reason {
     pub const DIRECTORY_UNAVAILABLE: &str = "DIRECTORY_UNAVAILABLE";
     pub const INTERNAL: &str = "INTERNAL";
 
-    /// A value of the status's `ErrorInfo` metadata (e.g. `retry_after_secs`), when it has one.
-    pub fn metadata(status: &tonic::Status, key: &str) -> Option<String> {
+    /// The core's `ErrorInfo` detail of a status, when it carries one.
+    fn info(status: &tonic::Status) -> Option<tonic_types::ErrorInfo> {
         use tonic_types::StatusExt as _;
         status
             .get_error_details()
             .error_info()
             .filter(|info| info.domain == DOMAIN)
-            .and_then(|info| info.metadata.get(key).cloned())
+            .cloned()
+    }
+
+    /// A value of the status's `ErrorInfo` metadata (e.g. `retry_after_secs`), when it has one.
+    pub fn metadata(status: &tonic::Status, key: &str) -> Option<String> {
+        info(status).and_then(|info| info.metadata.get(key).cloned())
     }
 
     /// The reason of a status from the core, when it carries one.
     pub fn of(status: &tonic::Status) -> Option<String> {
-        use tonic_types::StatusExt as _;
-        status
-            .get_error_details()
-            .error_info()
-            .filter(|info| info.domain == DOMAIN)
-            .map(|info| info.reason.clone())
+        info(status).map(|info| info.reason)
     }
 }

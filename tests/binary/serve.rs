@@ -2984,18 +2984,13 @@ async fn serve_prints_the_console_address_and_a_first_run_hint() {
     let env = [("SOCKETGRAM_CORE__DATABASE__URL", url.as_str())];
     let added = socketgram(dir.path(), &["admin", "add", "alice", "Alice"], &env).await;
     assert!(added.status.success(), "{added:?}");
-    let mut passwd = tokio::process::Command::new(BIN)
-        .args(["admin", "passwd", "alice"])
-        .current_dir(dir.path())
-        .envs(env)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use tokio::io::AsyncWriteExt as _;
-        let mut stdin = passwd.stdin.take().unwrap();
-        stdin.write_all(b"alice password\n").await.unwrap();
-    }
-    assert!(passwd.wait().await.unwrap().success());
+    let (ok, out) = socketgram_tests::server::run_command(
+        BIN,
+        &url,
+        &["admin", "passwd", "alice"],
+        "alice password\n",
+    )
+    .await;
+    assert!(ok, "{out}");
     run(false).await;
 }

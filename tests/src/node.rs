@@ -56,7 +56,14 @@ fn prepare() -> Result<Node, String> {
     })?;
     let js = js_dir();
     // Every package the scripts import: a checkout installed before one was added installs again.
-    let installed = ["socket.io-client", "socket.io"].iter().all(|p| {
+    let installed = [
+        "socket.io-client",
+        "socket.io",
+        "playwright-core",
+        "axe-core",
+    ]
+    .iter()
+    .all(|p| {
         js.join("node_modules")
             .join(p)
             .join("package.json")

@@ -85,7 +85,7 @@ impl Staff for StaffApi {
         let admins = self
             .core
             .staff()
-            .admins_with_password()
+            .admins_who_can_sign_in()
             .await
             .map_err(status)?;
         Ok(Response::new(pb::SignInSetup {

@@ -294,11 +294,10 @@ fn page_before<DB>(
         .push_bind(i64::from(page(limit)));
 }
 
-/// Continues a listing's condition with "one of these statuses, and" (a snooze that ran out
-/// counts as open, as [`Status::from_row`] reads it).
-/// `(...) AND `: the conversations `text` finds: by visitor id (when it is one), by what the
-/// host site vouched for, or by a message's text; a substring, case-insensitively (LIKE with
-/// its wildcards escaped, on lowered text: ASCII letters only on SQLite, whose LOWER is).
+/// Continues a listing's condition with "found by `text`, and": by visitor id (when it is
+/// one), by what the host site vouched for, or by a message's text; a substring,
+/// case-insensitively (LIKE with its wildcards escaped, on lowered text: ASCII letters only on
+/// SQLite, whose LOWER is).
 /// Messages are scanned, not indexed: fine for a team's search box, not for analytics.
 fn push_text_filter<DB>(query: &mut QueryBuilder<DB>, text: &str)
 where
@@ -327,6 +326,8 @@ where
         .push(" ESCAPE '!')) AND ");
 }
 
+/// Continues a listing's condition with "one of these statuses, and" (a snooze that ran out
+/// counts as open, as [`Status::from_row`] reads it).
 fn push_status_filter<DB>(query: &mut QueryBuilder<DB>, statuses: &[StatusKind])
 where
     DB: Dialect,

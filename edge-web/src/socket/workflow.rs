@@ -1,8 +1,9 @@
 //! Support's workflow events (`conversation:servadm`, `assign:servadm`, `status:servadm`,
 //! `note:servadm`, `canned replies:servadm`, and the inbox's `inbox:servadm`, `search:servadm`,
 //! `history:servadm`, `read:servadm`, `notes:servadm`, `online:servadm`): each one call to
-//! the core, answered with what it stored or read. Admin sockets only, as `adm` or the token names the admin; the core checks the
-//! rest (a known admin, a stored conversation) and its refusals are answered as they come.
+//! the core, answered with what it stored or read. Admin sockets only, as `adm` or the token
+//! names the admin; the core checks the rest (a known admin, a stored conversation) and its
+//! refusals are answered as they come.
 
 use serde::Serialize;
 use serde_json::Value;
