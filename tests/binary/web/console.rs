@@ -166,6 +166,24 @@ async fn staff_sign_in_with_their_password_and_sign_out_everywhere() {
         .await
         .unwrap();
     assert_error(&answer(form).await, 400, "invalid", "JSON");
+    for (body, says) in [
+        (r#"{"login": "alice"}"#, "password"),
+        (r#"{"login": 7, "password": "x"}"#, "login"),
+        (
+            r#"{"login": "alice", "password": "x", "admin": true}"#,
+            "admin",
+        ),
+        ("not json", "{login, password}"),
+    ] {
+        let bad = http()
+            .post(format!("{web}/console/api/sign-in"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_error(&answer(bad).await, 400, "invalid", says);
+    }
     let cross_site = http()
         .post(format!("{web}/console/api/sign-in"))
         .header("origin", "https://evil.example")
@@ -313,6 +331,28 @@ async fn staff_sign_in_with_their_password_and_sign_out_everywhere() {
         )
         .await;
     assert_eq!(read["data"]["support_read_up_to"], newest, "{read}");
+    // Bad payloads are refused, naming what is wrong; nothing changes.
+    for (event, payload, says) in [
+        ("inbox:servadm", json!({ "filter": "everything" }), "filter"),
+        ("inbox:servadm", json!({ "before": "soon" }), "before"),
+        ("search:servadm", json!({}), "query"),
+        ("search:servadm", json!({ "query": "x".repeat(201) }), "200"),
+        (
+            "history:servadm",
+            json!({ "username": "someone" }),
+            "username",
+        ),
+        ("read:servadm", json!({ "username": 4101 }), "mid"),
+        ("notes:servadm", json!([1, 2]), "object"),
+    ] {
+        let refused = console.emit_ack(event, &[payload]).await;
+        assert_refusal(&refused["error"], event, "invalid");
+        let message = refused["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(says),
+            "{event}: {message:?} should name {says:?}"
+        );
+    }
     let online = console.emit_ack("online:servadm", &[]).await;
     assert!(
         online["data"]["visitors"]
