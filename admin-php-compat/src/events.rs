@@ -31,6 +31,11 @@ pub mod incoming {
     /// Socketgram's own, from a support client: typing to visitor `{username, chars}`
     /// (`adm` as on `new message:servadm`).
     pub const TYPING_ADMIN: &str = "typing:servadm";
+    /// Socketgram's own, from the widget: a file `{name, size}` is about to be uploaded; the
+    /// answer is where to send its bytes ([`super::UploadTicketPayload`]).
+    pub const UPLOAD: &str = "upload";
+    /// Socketgram's own, from a support client: as `upload`, for visitor `{username}`.
+    pub const UPLOAD_ADMIN: &str = "upload:servadm";
 }
 
 /// Events the server sends.
@@ -84,6 +89,39 @@ pub struct MessagePayload {
     /// legacy pages and the PHP admin get exactly the legacy payload).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
+    /// Its files: only to Socketgram's own clients (the legacy pages get a line with a link
+    /// for each in `message`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<FilePayload>,
+}
+
+/// A file of a message, as Socketgram's own clients get it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FilePayload {
+    pub id: u64,
+    pub name: String,
+    /// Sniffed from the content.
+    #[serde(rename = "type")]
+    pub content_type: String,
+    pub size: u64,
+    /// Images: pixels (0 otherwise).
+    pub width: u32,
+    pub height: u32,
+    /// Where to fetch it: a path on the chat server, signed, for a while.
+    pub url: String,
+    /// Images: where to fetch the thumbnail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thumb_url: Option<String>,
+}
+
+/// The answer to `upload`: where to send the file's bytes (one `POST`, the bytes as the
+/// body) and the limits the server holds them to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UploadTicketPayload {
+    pub url: String,
+    pub max_bytes: u64,
+    pub max_files: u32,
+    pub types: Vec<String>,
 }
 
 /// `online` / `offline` to admins.
@@ -161,6 +199,37 @@ pub struct NewMessage {
     pub message: String,
     #[serde(default, deserialize_with = "text")]
     pub client_msg_id: Option<String>,
+    /// Socketgram's own: files uploaded for it (their ids).
+    #[serde(default, deserialize_with = "ids")]
+    pub attachments: Vec<u64>,
+}
+
+/// `upload {name, size}` (the widget; `username`/`room` optional, as on its other events).
+#[derive(Debug, Deserialize)]
+pub struct Upload {
+    #[serde(default, deserialize_with = "visitor_id")]
+    pub username: Option<u64>,
+    #[serde(default, deserialize_with = "text")]
+    pub room: Option<String>,
+    #[serde(deserialize_with = "required_text")]
+    pub name: String,
+    /// Bytes the file has.
+    #[serde(deserialize_with = "required_size")]
+    pub size: u64,
+}
+
+/// `upload:servadm {username, name, size}`.
+#[derive(Debug, Deserialize)]
+pub struct UploadAdmin {
+    /// The visitor the file is for.
+    #[serde(deserialize_with = "required_id")]
+    pub username: u64,
+    #[serde(deserialize_with = "required_text")]
+    pub name: String,
+    #[serde(deserialize_with = "required_size")]
+    pub size: u64,
+    #[serde(default, deserialize_with = "text")]
+    pub adm: Option<String>,
 }
 
 /// `take history {username, room, mid}`.
@@ -239,6 +308,9 @@ pub struct NewMessageAdmin {
     pub adm: Option<String>,
     #[serde(default, deserialize_with = "text")]
     pub client_msg_id: Option<String>,
+    /// Socketgram's own: files uploaded for it (their ids).
+    #[serde(default, deserialize_with = "ids")]
+    pub attachments: Vec<u64>,
 }
 
 /// The names a visitor's payload gives itself (LEGACY.md §9.1: checked against the
@@ -260,7 +332,7 @@ macro_rules! claims {
         }
     )*};
 }
-claims!(Subscribe, NewMessage, TakeHistory, MarkRead, Typing);
+claims!(Subscribe, NewMessage, TakeHistory, MarkRead, Typing, Upload);
 
 /// Reads a client payload as `T`: it must be a JSON object, and every field the shape it
 /// should have; the error names the field.
@@ -317,6 +389,49 @@ pub(crate) fn required_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64,
 /// An id that may be left out (`null` or absent): a positive integer when given.
 pub(crate) fn optional_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     visitor_id(d)
+}
+
+/// The most ids a list of files may hold (more is refused before the core counts them).
+const MAX_IDS: usize = 100;
+
+/// A list of ids (files of a message): positive integers, as numbers or digit strings.
+fn ids<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    use serde::de::Error as _;
+    let items = match Value::deserialize(d)? {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(items) if items.len() <= MAX_IDS => items,
+        Value::Array(_) => return Err(D::Error::custom(format!("has more than {MAX_IDS} ids"))),
+        other => {
+            return Err(D::Error::custom(format!(
+                "is {}; a list of ids is expected",
+                kind(&other)
+            )));
+        }
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Value::Number(n) => n.as_u64().filter(|&n| n > 0),
+            Value::String(s) => parse_id(s),
+            _ => None,
+        })
+        .collect::<Option<Vec<u64>>>()
+        .ok_or_else(|| D::Error::custom("must hold only positive ids"))
+}
+
+/// A size in bytes: a non-negative integer number.
+fn required_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    use serde::de::Error as _;
+    match Value::deserialize(d)? {
+        Value::Number(n) => n
+            .as_u64()
+            .ok_or_else(|| D::Error::custom("must be a whole number of bytes")),
+        Value::Null => Err(D::Error::custom("is missing")),
+        other => Err(D::Error::custom(format!(
+            "is {}; a number is expected",
+            kind(&other)
+        ))),
+    }
 }
 
 /// A count: a non-negative integer number (a draft's length), at most `u32::MAX`.

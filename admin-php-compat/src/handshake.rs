@@ -67,6 +67,10 @@ pub struct TokenSigner {
 pub enum TokenKind {
     Visitor,
     Admin,
+    /// Leave to upload one file to a conversation (`u1`, subject `<cid>.<who>`).
+    Upload,
+    /// Leave to fetch one file (`f1`, subject `<file id>.<cid>.<f|t>`).
+    File,
 }
 
 impl TokenKind {
@@ -74,6 +78,8 @@ impl TokenKind {
         match self {
             TokenKind::Visitor => "v1",
             TokenKind::Admin => "a1",
+            TokenKind::Upload => "u1",
+            TokenKind::File => "f1",
         }
     }
 }

@@ -714,6 +714,7 @@ pub async fn grpc(t: &Target, run: u32, streams: usize, messages: u64) -> Report
             for seq in 0..quota {
                 let text = message_text(run, cid, seq, start.elapsed().as_micros() as u64);
                 let request = pb::SendMessageRequest {
+                    attachment_ids: Vec::new(),
                     conversation_id: cid,
                     author: Some(pb::Author {
                         kind: pb::AuthorKind::Visitor as i32,

@@ -3,10 +3,11 @@
 //! the key that is wrong; [`TlsConfig`], a listener's certificate and key files; [`ops`], the
 //! `/metrics`, `/healthz` and `/readyz` endpoints every process serves; [`context`], what is
 //! known of a visitor besides their messages, and its bounds; [`attempts`], a budget of
-//! attempts per key.
+//! attempts per key; [`files`], how a message's files are named where only text can show them.
 
 pub mod attempts;
 pub mod context;
+pub mod files;
 pub mod ops;
 
 use std::{fmt, path::PathBuf};

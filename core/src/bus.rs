@@ -23,8 +23,9 @@ use tracing::{debug, info, warn};
 use crate::{
     config::ClusterConfig,
     domain::{
-        ContextChanged, ConversationId, Direction, Erasure, MessageId, Note, Origin, Reader,
-        Status, StatusChange, StoredMessage, VisitorContext, part_from_json, part_json,
+        Attachment, ContextChanged, ConversationId, Direction, Erasure, MessageId, Note, Origin,
+        Reader, Status, StatusChange, StoredMessage, Thumbnail, VisitorContext, part_from_json,
+        part_json,
     },
     typing::{Typing, Typist},
 };
@@ -653,12 +654,58 @@ fn to_wire(m: &StoredMessage) -> pb::StoredMessage {
         admin_id: m.admin_id.clone(),
         text: m.text.clone(),
         local_date: m.local_date.and_utc().timestamp(),
+        attachments: m.attachments.iter().map(attachment_to_wire).collect(),
+    }
+}
+
+fn attachment_to_wire(a: &Attachment) -> pb::StoredAttachment {
+    let thumbnail = a.thumbnail.clone().unwrap_or(Thumbnail {
+        key: String::new(),
+        content_type: String::new(),
+        size: 0,
+    });
+    pb::StoredAttachment {
+        id: a.id,
+        name: a.name.clone(),
+        content_type: a.content_type.clone(),
+        size: a.size,
+        sha256: a.sha256.clone(),
+        width: a.width,
+        height: a.height,
+        key: a.key.clone(),
+        thumbnail_key: thumbnail.key,
+        thumbnail_type: thumbnail.content_type,
+        thumbnail_size: thumbnail.size,
+        uploaded_by: a.uploaded_by.clone(),
+        created_at_ms: a.created_at_ms,
+    }
+}
+
+fn attachment_from_wire(a: pb::StoredAttachment, message: &StoredMessage) -> Attachment {
+    Attachment {
+        id: a.id,
+        conversation_id: message.conversation_id,
+        message_id: Some(message.id),
+        name: a.name,
+        content_type: a.content_type,
+        size: a.size,
+        sha256: a.sha256,
+        width: a.width,
+        height: a.height,
+        key: a.key,
+        thumbnail: (!a.thumbnail_key.is_empty()).then_some(Thumbnail {
+            key: a.thumbnail_key,
+            content_type: a.thumbnail_type,
+            size: a.thumbnail_size,
+        }),
+        uploaded_by: a.uploaded_by,
+        created_at_ms: a.created_at_ms,
     }
 }
 
 fn from_wire(m: pb::StoredMessage) -> Result<StoredMessage, String> {
     let direction = Direction::from_code(m.direction.into());
-    Ok(StoredMessage {
+    let mut message = StoredMessage {
         id: m.id,
         conversation_id: m.conversation_id,
         direction,
@@ -668,7 +715,14 @@ fn from_wire(m: pb::StoredMessage) -> Result<StoredMessage, String> {
         local_date: DateTime::from_timestamp(m.local_date, 0)
             .ok_or_else(|| format!("message {} has an impossible date", m.id))?
             .naive_utc(),
-    })
+        attachments: Vec::new(),
+    };
+    message.attachments = m
+        .attachments
+        .into_iter()
+        .map(|a| attachment_from_wire(a, &message))
+        .collect();
+    Ok(message)
 }
 
 #[cfg(test)]
@@ -687,6 +741,25 @@ mod tests {
             local_date: DateTime::from_timestamp(1_700_000_000, 0)
                 .unwrap()
                 .naive_utc(),
+            attachments: vec![Attachment {
+                id: 3,
+                conversation_id: 7,
+                message_id: Some(42),
+                name: "photo.png".into(),
+                content_type: "image/png".into(),
+                size: 1234,
+                sha256: "ab".repeat(32),
+                width: 64,
+                height: 48,
+                key: "k".into(),
+                thumbnail: Some(Thumbnail {
+                    key: "k.thumb".into(),
+                    content_type: "image/png".into(),
+                    size: 99,
+                }),
+                uploaded_by: "alice".into(),
+                created_at_ms: 1_700_000_000_000,
+            }],
         };
         let batch = pb::Batch {
             replica: "a".into(),

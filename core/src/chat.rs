@@ -23,12 +23,13 @@ use crate::{
     config::CoreConfig,
     credentials::{Credentials, Verdict},
     domain::{
-        Admin, Appended, Assigned, CannedReply, ContextChanged, ContextError, ConversationFilter,
-        ConversationId, ConversationSummary, Direction, Erasure, Lease, MessageId, NewMessage,
-        Note, Origin, Page, Reader, Scope, Status, StatusChange, StoredMessage, TelegramLink,
-        TelegramMode, VISITOR_ADMIN_ID, VisitorContext, Vouched,
+        Admin, Appended, Assigned, Attachment, AttachmentId, CannedReply, ContextChanged,
+        ContextError, ConversationFilter, ConversationId, ConversationSummary, Direction, Erasure,
+        Lease, MessageId, NewMessage, Note, Origin, Page, Reader, Scope, Status, StatusChange,
+        StoredMessage, TelegramLink, TelegramMode, VISITOR_ADMIN_ID, VisitorContext, Vouched,
     },
     error::{CoreError, CoreResult},
+    files::{DirStorage, Files},
     hub::{Event, Hub},
     presence::{Presence, SessionId},
     sequencer::Sequencer,
@@ -98,6 +99,19 @@ pub struct SendMessage {
     pub author: Author,
     pub text: String,
     pub client_msg_id: Option<String>,
+    /// Files uploaded for the conversation that the message takes, in order.
+    pub attachments: Vec<AttachmentId>,
+}
+
+/// A file to upload (see [`Core::upload_attachment`]).
+#[derive(Clone, Debug)]
+pub struct Upload {
+    pub conversation_id: ConversationId,
+    /// As the uploader named it (only shown).
+    pub name: String,
+    /// Bytes announced; 0 = not known.
+    pub size: u64,
+    pub author: Author,
 }
 
 /// A live subscription: events in order, then `None` when it ends. An `Err` item ends it too
@@ -148,6 +162,8 @@ pub struct Core {
     credentials: Credentials,
     /// Support staff's sign-ins and sessions.
     staff: crate::staff::Staff,
+    /// Attachments' bytes and limits.
+    files: Files,
     shutdown: CancellationToken,
 }
 
@@ -197,8 +213,15 @@ impl Core {
             config.staff_session_ttl_secs,
             config.staff_ldap.clone(),
         );
+        let files = Files::new(
+            Arc::new(DirStorage::new(
+                &config.attachments.dir_for(config.database.url.expose()),
+            )),
+            config.attachments.clone(),
+        );
         let core = Arc::new(Self {
             staff,
+            files,
             store,
             hub,
             sequencer,
@@ -242,6 +265,7 @@ impl Core {
                 }),
         );
         tokio::spawn(self.clone().end_snoozes());
+        tokio::spawn(self.clone().sweep_files());
         let (Some(bus), Some(news)) = (self.bus.clone(), news) else {
             return;
         };
@@ -408,7 +432,10 @@ impl Core {
         send: SendMessage,
     ) -> CoreResult<impl Future<Output = CoreResult<Appended>> + Send + 'static> {
         check_conversation_id(send.conversation_id)?;
-        self.check_text(&send.text)?;
+        let attachments = self
+            .attachments_to_send(send.conversation_id, &send.attachments)
+            .await?;
+        self.check_text(&send.text, &attachments)?;
         let client_msg_id = match send.client_msg_id {
             Some(id) if id.is_empty() => None,
             Some(id) if id.chars().count() > MAX_CLIENT_MSG_ID => {
@@ -438,6 +465,7 @@ impl Core {
                 admin_id,
                 text: send.text,
                 client_msg_id,
+                attachments,
                 local_date: Utc::now()
                     .with_timezone(&self.offset)
                     .naive_local()
@@ -466,8 +494,47 @@ impl Core {
         })
     }
 
-    fn check_text(&self, text: &str) -> CoreResult<()> {
-        if text.trim().is_empty() {
+    /// The files a message names, as stored: each uploaded for this conversation and not
+    /// taken by another message, none twice, within the count.
+    async fn attachments_to_send(
+        &self,
+        conversation: ConversationId,
+        ids: &[AttachmentId],
+    ) -> CoreResult<Vec<Attachment>> {
+        let limit = self.files.config().max_per_message as usize;
+        if ids.len() > limit {
+            return Err(CoreError::TooManyAttachments {
+                count: ids.len(),
+                limit,
+            });
+        }
+        let mut files = Vec::with_capacity(ids.len());
+        for &id in ids {
+            if files.iter().any(|f: &Attachment| f.id == id) {
+                return Err(CoreError::AttachmentUnavailable(format!(
+                    "file {id} is named twice"
+                )));
+            }
+            let file = match self.store.attachment(id).await? {
+                Some(file) if file.conversation_id == conversation => file,
+                _ => {
+                    return Err(CoreError::AttachmentUnavailable(format!(
+                        "no file {id} was uploaded for this conversation"
+                    )));
+                }
+            };
+            if file.message_id.is_some() {
+                return Err(CoreError::AttachmentUnavailable(format!(
+                    "file {id} is attached to a message already"
+                )));
+            }
+            files.push(file);
+        }
+        Ok(files)
+    }
+
+    fn check_text(&self, text: &str, attachments: &[Attachment]) -> CoreResult<()> {
+        if text.trim().is_empty() && attachments.is_empty() {
             return Err(CoreError::EmptyText);
         }
         if text.contains('\0') {
@@ -480,7 +547,7 @@ impl Core {
                 limit: self.max_chars,
             });
         }
-        let stored = text::column_chars(text);
+        let stored = text::column_chars(&text::with_files(text, attachments));
         if stored > text::COLUMN_CHARS {
             return Err(CoreError::StoredTextTooLong {
                 stored,
@@ -842,6 +909,74 @@ impl Core {
     }
 
     /// Support staff's sign-ins and sessions.
+    /// Attachments' limits and bytes.
+    pub fn files(&self) -> &Files {
+        &self.files
+    }
+
+    /// Stores an uploaded file for a conversation, to be taken by one of its messages
+    /// ([`SendMessage::attachments`]). Nothing is kept of an upload that fails.
+    #[tracing::instrument(skip_all, fields(conversation = upload.conversation_id))]
+    pub async fn upload_attachment<S, E>(&self, upload: Upload, chunks: S) -> CoreResult<Attachment>
+    where
+        S: futures::Stream<Item = Result<bytes::Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        check_conversation_id(upload.conversation_id)?;
+        let uploaded_by = match upload.author {
+            Author::Visitor | Author::Telegram => VISITOR_ADMIN_ID.to_owned(),
+            Author::Admin(id) | Author::Backend(id) => self.check_admin(id).await?,
+        };
+        let start = crate::files::UploadStart {
+            conversation_id: upload.conversation_id,
+            name: upload.name,
+            size: upload.size,
+            uploaded_by,
+        };
+        let stored = self.files.upload(&*self.store, start, chunks).await?;
+        info!(
+            conversation = stored.conversation_id,
+            file = stored.id,
+            size = stored.size,
+            content_type = %stored.content_type,
+            "file uploaded"
+        );
+        Ok(stored)
+    }
+
+    /// A file attached to a message, with its bytes (or its thumbnail's), when it belongs to
+    /// `conversation` (any, when `None`).
+    pub async fn attachment(
+        &self,
+        id: AttachmentId,
+        conversation: Option<ConversationId>,
+        thumbnail: bool,
+    ) -> CoreResult<(Attachment, crate::files::Reader)> {
+        let file = self
+            .store
+            .attachment(id)
+            .await?
+            .filter(|f| f.message_id.is_some())
+            .filter(|f| conversation.is_none_or(|c| c == f.conversation_id))
+            .ok_or(CoreError::UnknownAttachment(id))?;
+        let bytes = self.files.open(&file, thumbnail).await?;
+        Ok((file, bytes))
+    }
+
+    /// Sweeps the attachments at start, then hourly (see [`Files::sweep`]).
+    async fn sweep_files(self: Arc<Self>) {
+        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            if let Err(e) = self.files.sweep(&*self.store).await {
+                warn!(error = %e, "the attachments sweep failed; it runs again in an hour");
+            }
+        }
+    }
+
     pub fn staff(&self) -> &crate::staff::Staff {
         &self.staff
     }
@@ -969,7 +1104,7 @@ impl Core {
         text: &str,
     ) -> CoreResult<Note> {
         check_conversation_id(conversation)?;
-        self.check_text(text)?;
+        self.check_text(text, &[])?;
         let admin_id = self.check_admin(admin_id).await?;
         self.require_stored(conversation).await?;
         let key = format!(
@@ -1278,10 +1413,12 @@ impl Core {
         {
             return Err(unknown_conversation(conversation));
         }
+        let files = self.store.conversation_attachments(conversation).await?;
         let erasure = self
             .store
             .erase_conversation(conversation, &erased_by)
             .await?;
+        self.files.forget(&files).await;
         warn!(
             conversation,
             by = %erasure.erased_by,
@@ -1394,7 +1531,7 @@ impl Core {
         updated_by: String,
     ) -> CoreResult<CannedReply> {
         let shortcut = shortcut(shortcut_typed)?;
-        self.check_text(text)?;
+        self.check_text(text, &[])?;
         let updated_by = self.check_admin(updated_by).await?;
         let (count, exists) = self.store.canned_reply_count(&shortcut).await?;
         if count >= MAX_CANNED_REPLIES as u64 && !exists {

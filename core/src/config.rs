@@ -40,6 +40,8 @@ pub struct CoreConfig {
     pub cluster: ClusterConfig,
     /// Support staff signing in with their directory password (`[core.staff_ldap]`).
     pub staff_ldap: Option<LdapConfig>,
+    /// Files attached to messages (`[core.attachments]`).
+    pub attachments: crate::files::AttachmentsConfig,
 }
 
 /// The longest a sign-in may last: 30 days.
@@ -59,6 +61,7 @@ impl Default for CoreConfig {
             credentials: CredentialsConfig::default(),
             cluster: ClusterConfig::default(),
             staff_ldap: None,
+            attachments: crate::files::AttachmentsConfig::default(),
         }
     }
 }
@@ -104,6 +107,9 @@ impl CoreConfig {
             ));
         }
         self.credentials.validate()?;
+        self.attachments
+            .validate()
+            .map_err(|e| ConfigError::new(format!("attachments.{}", e.key), e.reason))?;
         if let Some(ldap) = &self.staff_ldap {
             ldap.validate()?;
         }

@@ -102,6 +102,45 @@ pub struct StoredMessage {
     pub text: String,
     /// `messages.date`: wall-clock time in the configured GMT offset, whole seconds.
     pub local_date: NaiveDateTime,
+    /// Files attached to it, in the order they were given.
+    pub attachments: Vec<Attachment>,
+}
+
+/// The id of a stored file (`sg_attachments.id`).
+pub type AttachmentId = u64;
+
+/// A file stored for a conversation, attached to one of its messages or waiting to be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    pub id: AttachmentId,
+    pub conversation_id: ConversationId,
+    /// The message it is attached to; `None` while it waits for one.
+    pub message_id: Option<MessageId>,
+    /// The uploader's name for it, made safe (`files::safe_name`).
+    pub name: String,
+    /// Sniffed from the content.
+    pub content_type: String,
+    pub size: u64,
+    /// Hex SHA-256 of the content.
+    pub sha256: String,
+    /// Images: pixels (0 otherwise).
+    pub width: u32,
+    pub height: u32,
+    /// Where the storage keeps it (random, never shown).
+    pub key: String,
+    pub thumbnail: Option<Thumbnail>,
+    /// `VISITOR_ADMIN_ID` for the visitor, else the admin's login.
+    pub uploaded_by: String,
+    /// By the core's clock, in milliseconds since 1970.
+    pub created_at_ms: i64,
+}
+
+/// A smaller copy of an image attachment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Thumbnail {
+    pub key: String,
+    pub content_type: String,
+    pub size: u64,
 }
 
 /// A message to store.
@@ -115,6 +154,8 @@ pub struct NewMessage {
     /// The sender's idempotency key: stored once per conversation.
     pub client_msg_id: Option<String>,
     pub local_date: NaiveDateTime,
+    /// Uploaded files of the conversation, waiting for a message, that this one takes.
+    pub attachments: Vec<Attachment>,
 }
 
 /// The outcome of storing one [`NewMessage`].

@@ -68,6 +68,27 @@ pub enum CoreError {
     /// A known admin whose rights do not include the chat (`lid` 0).
     #[error("{0}")]
     NoRights(String),
+    /// A file over `[core.attachments] max_bytes`.
+    #[error("the file is larger than {} ({limit} bytes); nothing was kept", socketgram_common::files::human_size(*.limit))]
+    FileTooLarge { limit: u64 },
+    /// A file whose sniffed type is not in `[core.attachments] types`.
+    #[error("this type of file ({content_type}) is not accepted; nothing was kept")]
+    FileTypeNotAllowed { content_type: String },
+    /// An upload that ended before its bytes did.
+    #[error("{0}")]
+    UploadTruncated(String),
+    /// More files in a message than `[core.attachments] max_per_message`.
+    #[error("a message may carry {limit} files; this one has {count}")]
+    TooManyAttachments { count: usize, limit: usize },
+    /// A message names a file it cannot take (unknown, another conversation's, taken).
+    #[error("{0}")]
+    AttachmentUnavailable(String),
+    /// No such file (or not one of the conversation asked about, or not attached yet).
+    #[error("no file {0}")]
+    UnknownAttachment(u64),
+    /// The file storage cannot be written or read.
+    #[error("the file storage failed: {0}; nothing was kept")]
+    FileStorage(String),
     /// The core stops; nothing was stored.
     #[error("the core is shutting down; nothing was stored")]
     ShuttingDown,
@@ -123,7 +144,13 @@ impl CoreError {
             | Self::NulInText
             | Self::TextTooLong { .. }
             | Self::StoredTextTooLong { .. }
-            | Self::InvalidArgument(_) => Kind::Invalid,
+            | Self::InvalidArgument(_)
+            | Self::FileTypeNotAllowed { .. }
+            | Self::UploadTruncated(_) => Kind::Invalid,
+            Self::FileTooLarge { .. } | Self::TooManyAttachments { .. } => Kind::Exhausted,
+            Self::AttachmentUnavailable(_) => Kind::Refused,
+            Self::UnknownAttachment(_) => Kind::NotFound,
+            Self::FileStorage(_) => Kind::Unavailable,
             Self::UnknownAdmin(_)
             | Self::UnknownConversation(_)
             | Self::NoSuchVisitor(_)
@@ -176,6 +203,13 @@ impl CoreError {
             Self::SessionExpired => r::SESSION_EXPIRED,
             Self::NoRights(_) => r::NO_RIGHTS,
             Self::Directory(_) => r::DIRECTORY_UNAVAILABLE,
+            Self::FileTooLarge { .. } => r::FILE_TOO_LARGE,
+            Self::FileTypeNotAllowed { .. } => r::FILE_TYPE_NOT_ALLOWED,
+            Self::UploadTruncated(_) => r::UPLOAD_TRUNCATED,
+            Self::TooManyAttachments { .. } => r::TOO_MANY_ATTACHMENTS,
+            Self::AttachmentUnavailable(_) => r::ATTACHMENT_UNAVAILABLE,
+            Self::UnknownAttachment(_) => r::UNKNOWN_ATTACHMENT,
+            Self::FileStorage(_) => r::FILE_STORAGE_UNAVAILABLE,
             Self::ShuttingDown => r::SHUTTING_DOWN,
             Self::Internal(_) => r::INTERNAL,
         }

@@ -4,6 +4,8 @@
 //!
 //! - [`store`]: the database (SQLite, MySQL/MariaDB with the legacy schema, PostgreSQL).
 //! - [`chat`]: the domain service ([`Core`]) every entry point goes through.
+//! - [`files`]: attachments' bytes (a directory, behind a storage trait), their sniffed
+//!   types, thumbnails and limits, and the sweep of what no message took.
 //! - [`credentials`]: visitors' Telegram logins checked against `users` or an external database.
 //! - [`staff`], [`passwords`] and [`ldap`]: support staff's sign-in (their own password or
 //!   their directory's) and their sessions.
@@ -22,6 +24,7 @@ pub mod config;
 pub mod credentials;
 pub mod domain;
 pub mod error;
+pub mod files;
 pub mod hub;
 pub mod ldap;
 pub mod ops;

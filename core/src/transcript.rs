@@ -186,6 +186,7 @@ mod tests {
 
     fn message(id: u64, from_visitor: bool, text: &str) -> StoredMessage {
         StoredMessage {
+            attachments: Vec::new(),
             id,
             conversation_id: 7,
             direction: if from_visitor {

@@ -233,6 +233,7 @@ impl CoreApi {
             .chat
             .clone()
             .send_message(pb::SendMessageRequest {
+                attachment_ids: Vec::new(),
                 conversation_id,
                 author: Some(pb::Author {
                     kind: pb::AuthorKind::Telegram as i32,

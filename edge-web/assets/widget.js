@@ -17,6 +17,10 @@
  *
  * Message text is only ever inserted with textContent: whatever a visitor or an admin types
  * shows as text. Nothing but window.Socketgram is added to the page's globals.
+ *
+ * Files (the paperclip, a paste or a drop onto the panel) are uploaded as soon as they are
+ * chosen: a ticket from the socket ('upload'), then the bytes in a POST to the ticket's URL on
+ * the chat server; the message carries the ids of its uploaded files.
  */
 (function () {
   'use strict';
@@ -48,6 +52,8 @@
   const TRANSIENT = new Set(['unavailable', 'outcome_unknown', 'rate_limited', 'internal']);
   /** Transient refusals of one message before it is shown as not sent (with "Try again"). */
   const MAX_TRANSIENT_REFUSALS = 5;
+  /** The box (CSS pixels) an image's thumbnail is scaled into. */
+  const THUMB_BOX = 240;
 
   let instance = null;
 
@@ -116,7 +122,8 @@
     return el;
   }
 
-  function svg(path) {
+  /** An icon: a filled path, or with `stroked` a line drawn in the text's colour. */
+  function svg(path, stroked) {
     const ns = 'http://www.w3.org/2000/svg';
     const el = document.createElementNS(ns, 'svg');
     el.setAttribute('viewBox', '0 0 24 24');
@@ -124,8 +131,68 @@
     el.setAttribute('focusable', 'false');
     const p = document.createElementNS(ns, 'path');
     p.setAttribute('d', path);
+    if (stroked) {
+      for (const [k, v] of [['fill', 'none'], ['stroke', 'currentColor'], ['stroke-width', '2'],
+        ['stroke-linecap', 'round'], ['stroke-linejoin', 'round']]) p.setAttribute(k, v);
+    }
     el.append(p);
     return el;
+  }
+
+  const PAPERCLIP = 'M15.5 6.5 8.4 13.6a1.5 1.5 0 0 0 2.1 2.1l7.4-7.4a3 3 0 0 0-4.2-4.2l-7.6 7.6a4.5 4.5 0 0 0 6.4 6.4l6-6';
+  const DOCUMENT = 'M14 3H7a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2V8zM14 3v5h5';
+  const CROSS = 'M6.4 5 5 6.4 10.6 12 5 17.6 6.4 19l5.6-5.6 5.6 5.6 1.4-1.4-5.6-5.6L19 6.4 17.6 5 12 10.6z';
+
+  /** A size as people read it, as the server writes it: "532 B", "12 KB", "1.4 MB". */
+  function humanSize(bytes) {
+    const n = Math.max(0, Number(bytes) || 0);
+    if (n < 1024) return `${n} B`;
+    const units = ['KB', 'MB', 'GB', 'TB'];
+    let value = n / 1024;
+    let unit = 0;
+    while (value >= 1024 && unit + 1 < units.length) {
+      value /= 1024;
+      unit += 1;
+    }
+    return `${value < 10 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
+  }
+
+  /** Width and height attributes that fit an image of w x h into THUMB_BOX (so the layout
+   *  does not jump when it loads); none when the size is not known. */
+  function thumbSize(w, h) {
+    if (!(w > 0 && h > 0)) return {};
+    const scale = Math.min(1, THUMB_BOX / w, THUMB_BOX / h);
+    return { width: Math.max(1, Math.round(w * scale)), height: Math.max(1, Math.round(h * scale)) };
+  }
+
+  /** Whether a file the browser calls `type` is worth uploading where the server takes
+   *  `types`. Only a hint: the server tells the type from the content. Unknown types go up
+   *  (the server decides), and so does any plain text, which it stores as text/plain. */
+  function typeAccepted(type, types) {
+    if (!type || !types) return true;
+    if (types.includes(type)) return true;
+    return types.includes('text/plain') && /^text\//.test(type) && !/html|xml/.test(type);
+  }
+
+  /** The files of a message from the wire, checked: [{id, name, type, size, width, height,
+   *  url, thumbUrl}] (url and thumbUrl as the server gave them, still to be resolved). */
+  function attachmentsOf(raw) {
+    if (!Array.isArray(raw)) return [];
+    return raw.filter((a) => a && typeof a === 'object' && a.id !== undefined && a.id !== null).map((a) => ({
+      id: a.id,
+      name: typeof a.name === 'string' && a.name ? a.name : 'file',
+      type: typeof a.type === 'string' ? a.type : '',
+      size: Number(a.size) || 0,
+      width: Number(a.width) || 0,
+      height: Number(a.height) || 0,
+      url: typeof a.url === 'string' ? a.url : '',
+      thumbUrl: typeof a.thumb_url === 'string' ? a.thumb_url : '',
+    }));
+  }
+
+  /** Whether two lists of files hold the same ids in the same order. */
+  function sameFiles(a, b) {
+    return a.length === b.length && a.every((f, i) => String(f.id) === String(b[i].id));
   }
 
   /**
@@ -172,7 +239,7 @@
              --sg-their: #2a2f37; --sg-accent: #5b8cff; --sg-accent-text: #0b1020;
              --sg-error: #ff8a80; --sg-ok: #57d163; --sg-warn: #e3b341; }
 }
-button, textarea { font: inherit; color: inherit; }
+button, textarea, progress { font: inherit; color: inherit; }
 :focus-visible { outline: 3px solid var(--sg-accent); outline-offset: 2px; }
 .sg-launcher {
   position: fixed; right: 20px; bottom: 20px; z-index: 2147483000;
@@ -241,6 +308,59 @@ button, textarea { font: inherit; color: inherit; }
 .sg-own .sg-text { background: var(--sg-accent); color: var(--sg-accent-text);
                    border-bottom-right-radius: 4px; }
 .sg-pending .sg-text { opacity: .75; }
+.sg-files { display: flex; flex-direction: column; align-items: flex-start; gap: 4px; max-width: 100%; }
+.sg-own .sg-files { align-items: flex-end; }
+.sg-thumb {
+  display: block; max-width: 100%; border: 1px solid var(--sg-line); border-radius: 12px;
+  overflow: hidden; line-height: 0; background: var(--sg-their);
+}
+.sg-thumb img { display: block; max-width: 100%; height: auto; }
+.sg-thumb:focus-visible { outline-offset: 1px; }
+.sg-file {
+  display: inline-flex; align-items: center; gap: 8px; max-width: 100%; padding: 6px 10px;
+  border: 1px solid var(--sg-line); border-radius: 10px; background: var(--sg-bg);
+  color: var(--sg-fg); text-decoration: none; font-size: 14px;
+}
+a.sg-file:hover .sg-file-name { text-decoration: underline; }
+.sg-file svg, .sg-chip svg { width: 18px; height: 18px; flex: none; }
+.sg-file-name, .sg-chip-name { min-width: 0; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.sg-file-size, .sg-chip-size { flex: none; font-size: 12px; color: var(--sg-muted); font-variant-numeric: tabular-nums; }
+.sg-pending .sg-files { opacity: .75; }
+.sg-tray {
+  list-style: none; margin: 0 0 8px; padding: 0; display: flex; flex-direction: column; gap: 6px;
+  max-height: 150px; overflow-y: auto;
+}
+.sg-chip {
+  display: flex; flex-wrap: wrap; align-items: center; gap: 2px 8px; padding: 4px 4px 4px 10px;
+  border: 1px solid var(--sg-line); border-radius: 10px; font-size: 14px;
+}
+.sg-chip-name { flex: 1; }
+.sg-chip.sg-failed { border-color: var(--sg-error); }
+.sg-chip progress { flex: 0 0 100%; height: 6px; margin: 2px 0 4px; accent-color: var(--sg-accent); }
+.sg-chip-error { flex: 0 0 100%; margin: 0 0 4px; font-size: 12px; color: var(--sg-error); }
+.sg-chip-retry {
+  border: 0; background: none; padding: 2px; color: var(--sg-accent); cursor: pointer;
+  text-decoration: underline; font-size: 12px;
+}
+.sg-chip-remove {
+  flex: none; width: 32px; height: 32px; border: 0; border-radius: 8px; background: transparent;
+  cursor: pointer; display: grid; place-items: center;
+}
+.sg-chip-remove:hover { background: var(--sg-their); }
+.sg-chip-remove svg { fill: currentColor; }
+.sg-attach {
+  flex: none; width: 40px; height: 40px; border: 1px solid var(--sg-line); border-radius: 10px;
+  background: var(--sg-bg); cursor: pointer; display: grid; place-items: center;
+}
+.sg-attach:hover { background: var(--sg-their); }
+.sg-attach:disabled { cursor: not-allowed; opacity: .45; }
+.sg-attach svg { width: 22px; height: 22px; }
+.sg-drop {
+  position: absolute; inset: 6px; z-index: 2; display: grid; place-items: center; padding: 24px;
+  border: 3px dashed var(--sg-accent); border-radius: 12px; pointer-events: none;
+  background: var(--sg-bg); background: color-mix(in srgb, var(--sg-bg) 92%, transparent);
+  color: var(--sg-fg); font-weight: 600; text-align: center;
+}
 .sg-note { font-size: 12px; color: var(--sg-muted); display: flex; gap: 8px; align-items: center; }
 .sg-failed .sg-note { color: var(--sg-error); }
 .sg-seen { font-size: 12px; color: var(--sg-muted); }
@@ -345,6 +465,14 @@ button, textarea { font: inherit; color: inherit; }
     let typingShown = false;
     let state = 'idle';
     let destroyed = false;
+    /** Files chosen for the next message, in the order chosen: {file, name, size, state
+     *  ('waiting' | 'uploading' | 'done' | 'failed'), progress, error, retry, xhr, attachment}. */
+    let chosen = [];
+    /** What the server takes ({maxBytes, maxFiles, types}), as the last ticket said; null
+     *  before one came (the server may be set to take more than its defaults). */
+    let fileLimits = null;
+    /** dragenter minus dragleave over the panel: the drop target shows while above zero. */
+    let dragDepth = 0;
 
     // ---- markup (in a shadow root: the host page's CSS and ours never meet) ----
     const host = h('div', { id: 'socketgram-widget', 'data-socketgram': VERSION });
@@ -360,7 +488,7 @@ button, textarea { font: inherit; color: inherit; }
     const status = h('p', { class: 'sg-status', role: 'status', 'aria-live': 'polite' },
       h('span', { class: 'sg-dot', 'aria-hidden': 'true' }), statusText);
     const closeButton = h('button', { class: 'sg-close', type: 'button', 'aria-label': 'Close chat' },
-      svg('M6.4 5 5 6.4 10.6 12 5 17.6 6.4 19l5.6-5.6 5.6 5.6 1.4-1.4-5.6-5.6L19 6.4 17.6 5 12 10.6z'));
+      svg(CROSS));
     const moreButton = h('button', { class: 'sg-more', type: 'button', hidden: true },
       'Load older messages');
     const moreBar = h('div', { class: 'sg-more-bar', hidden: true }, moreButton);
@@ -378,18 +506,28 @@ button, textarea { font: inherit; color: inherit; }
     });
     const counter = h('span', { class: 'sg-counter', id: 'sg-counter' });
     const sendButton = h('button', { class: 'sg-send', type: 'submit', disabled: true }, 'Send');
+    const hint = h('span', { class: 'sg-hint', id: 'sg-hint' });
+    const attachButton = h('button', { class: 'sg-attach', type: 'button', 'aria-label': 'Attach files' },
+      svg(PAPERCLIP, true));
+    // Opened by the paperclip only: out of the focus order and of the accessibility tree.
+    const fileInput = h('input', { type: 'file', multiple: true, hidden: true, tabindex: '-1' });
+    /** The chosen files, above the text box. */
+    const tray = h('ul', { class: 'sg-tray', 'aria-label': 'Files to send', hidden: true });
+    /** Says what happened to a file (uploaded, refused) without moving the focus. */
+    const filesStatus = h('p', { class: 'sg-vh', role: 'status', 'aria-live': 'polite' });
     const form = h('form', { class: 'sg-form', novalidate: true },
+      tray,
       h('label', { class: 'sg-label', for: 'sg-input' }, 'Your message'),
       input,
-      h('div', { class: 'sg-row' },
-        h('span', { class: 'sg-hint', id: 'sg-hint' }, 'Enter to send, Shift+Enter for a new line'),
-        counter, sendButton));
+      h('div', { class: 'sg-row' }, attachButton, hint, counter, sendButton),
+      fileInput, filesStatus);
+    const drop = h('div', { class: 'sg-drop', hidden: true, 'aria-hidden': 'true' }, 'Drop files here to attach them');
     const title = h('h2', { class: 'sg-title', id: 'sg-title' }, options.title || 'Chat with us');
     const panel = h('section', {
       class: 'sg-panel', id: 'sg-panel', role: 'dialog', 'aria-modal': 'false',
       'aria-labelledby': 'sg-title', hidden: true,
     }, h('header', { class: 'sg-head' }, h('div', {}, title, status), closeButton),
-    moreBar, log, typingLine, alert, form);
+    moreBar, log, typingLine, alert, form, drop);
     const root = h('div', { class: 'sg-root', 'data-state': state, 'data-open': 'false' },
       launcher, panel);
     shadow.append(style, root);
@@ -403,7 +541,10 @@ button, textarea { font: inherit; color: inherit; }
 
     function saveQueue() {
       if (!visitorKey()) return;
-      const waiting = queue.filter((q) => q.state !== 'sent').map((q) => ({ id: q.id, text: q.text }));
+      // A message's uploaded files go with it: their ids are what the server attaches.
+      const waiting = queue.filter((q) => q.state !== 'sent').map((q) => (q.attachments.length
+        ? { id: q.id, text: q.text, attachments: q.attachments.map(fileMeta) }
+        : { id: q.id, text: q.text }));
       session.set(queueKey(), waiting.length ? JSON.stringify(waiting) : null);
     }
 
@@ -413,6 +554,7 @@ button, textarea { font: inherit; color: inherit; }
       list.replaceChildren();
       for (const item of queue) item.el.remove();
       queue = [];
+      clearChosen(); // another visitor's uploads would be refused in this conversation
       setMoreVisible(false);
       setUnread(0);
       seenSent = 0;
@@ -432,7 +574,7 @@ button, textarea { font: inherit; color: inherit; }
       if (!Array.isArray(saved)) return;
       for (const s of saved) {
         if (s && typeof s.id === 'string' && typeof s.text === 'string' && !queue.some((q) => q.id === s.id)) {
-          enqueue(s.text, s.id);
+          enqueue(s.text, s.id, attachmentsOf(s.attachments).map(fileMeta));
         }
       }
     }
@@ -538,6 +680,7 @@ button, textarea { font: inherit; color: inherit; }
           showAlert('');
           setState('online');
           pump();
+          startUploads();
           if (isOpen) tellSeen();
           return;
         }
@@ -647,7 +790,43 @@ button, textarea { font: inherit; color: inherit; }
         h('div', { class: 'sg-meta' },
           h('span', { class: 'sg-who' }, own ? 'You' : m.adm),
           m.date ? h('time', { datetime, title: m.date }, shortDate(m.date)) : null),
-        h('div', { class: 'sg-text' }, m.text));
+        m.attachments.length ? filesElement(m.attachments) : null,
+        // Files alone make no empty bubble.
+        m.text || !m.attachments.length ? h('div', { class: 'sg-text' }, m.text) : null);
+    }
+
+    /** A path the chat server gave (`/files/...`), resolved under its base URL as /socket.io/
+     *  is; an http(s) URL as it is; null for anything else (never javascript:). */
+    function serverUrl(path) {
+      if (typeof path !== 'string' || !path) return null;
+      if (/^\/(?!\/)/.test(path)) return `${server.origin}${server.path}${path.slice(1)}`;
+      try {
+        const url = new URL(path);
+        return url.protocol === 'https:' || url.protocol === 'http:' ? url.href : null;
+      } catch (_) {
+        return null;
+      }
+    }
+
+    /** A message's files: an image with a thumbnail as that thumbnail, linked to the file;
+     *  anything else as a chip with its name and size (a link where the server gave one). */
+    function filesElement(list) {
+      return h('div', { class: 'sg-files' }, ...list.map((a) => {
+        const href = serverUrl(a.url);
+        const thumb = serverUrl(a.thumbUrl);
+        if (href && thumb) {
+          return h('a', { class: 'sg-thumb', href, target: '_blank', rel: 'noopener' },
+            h('img', Object.assign({ src: thumb, alt: a.name, loading: 'lazy', decoding: 'async' },
+              thumbSize(a.width, a.height))));
+        }
+        const parts = [svg(DOCUMENT, true), h('span', { class: 'sg-file-name' }, a.name),
+          h('span', { class: 'sg-file-size' }, humanSize(a.size))];
+        // A new tab even where `download` does not apply (another origin): the page the chat
+        // is on stays.
+        return href
+          ? h('a', { class: 'sg-file', href, download: a.name, target: '_blank', rel: 'noopener' }, ...parts)
+          : h('span', { class: 'sg-file' }, ...parts);
+      }));
     }
 
     /** A message right after one of the same author in the same minute shows no header. */
@@ -688,6 +867,7 @@ button, textarea { font: inherit; color: inherit; }
         text: typeof raw.message === 'string' ? raw.message : String(raw.message ?? ''),
         adm: raw.adm === undefined || raw.adm === null ? '0' : String(raw.adm),
         date: typeof raw.date === 'string' ? raw.date : '',
+        attachments: attachmentsOf(raw.attachments),
       };
       settlePending(m, live);
       if (live && !isOwn(m.adm)) {
@@ -806,7 +986,9 @@ button, textarea { font: inherit; color: inherit; }
     // ---- sending: a queue that survives disconnections and reloads ----
     function pendingElement(item) {
       const note = h('div', { class: 'sg-note' });
-      const el = h('div', { class: 'sg-msg sg-own' }, h('div', { class: 'sg-text' }, item.text), note);
+      const el = h('div', { class: 'sg-msg sg-own' },
+        item.attachments.length ? filesElement(item.attachments) : null,
+        item.text || !item.attachments.length ? h('div', { class: 'sg-text' }, item.text) : null, note);
       item.el = el;
       item.note = note;
       return el;
@@ -841,8 +1023,12 @@ button, textarea { font: inherit; color: inherit; }
       }
     }
 
-    function enqueue(text, id) {
-      const item = { id: id || randomId(), text, state: 'queued', error: null, label: null, matched: false };
+    /** A message to send: its text and its uploaded files ({id, name, type, size, ...}). */
+    function enqueue(text, id, attachments) {
+      const item = {
+        id: id || randomId(), text, attachments: attachments || [], state: 'queued', error: null,
+        label: null, matched: false,
+      };
       queue.push(item);
       pendingList.append(pendingElement(item));
       renderPending(item);
@@ -869,7 +1055,8 @@ button, textarea { font: inherit; color: inherit; }
       }
       // Our message may arrive just before its acknowledgement: hide the pending copy now
       // (the acknowledgement removes it; a refusal would show it again).
-      const byText = live && queue.find((q) => q.state === 'sending' && !q.matched && q.text === m.text);
+      const byText = live && queue.find((q) => q.state === 'sending' && !q.matched && q.text === m.text
+        && sameFiles(q.attachments, m.attachments));
       if (byText) {
         byText.matched = true;
         byText.el.hidden = true;
@@ -889,8 +1076,9 @@ button, textarea { font: inherit; color: inherit; }
           let reply;
           try {
             // The same client_msg_id on every try: the server stores the message once.
-            reply = await s.timeout(ACK_TIMEOUT_MS)
-              .emitWithAck('new message', { message: item.text, client_msg_id: item.id });
+            const payload = { message: item.text, client_msg_id: item.id };
+            if (item.attachments.length) payload.attachments = item.attachments.map((a) => a.id);
+            reply = await s.timeout(ACK_TIMEOUT_MS).emitWithAck('new message', payload);
           } catch (_) {
             // Lost with the connection, or no answer: send it again once connected.
             if (queue.includes(item)) {
@@ -948,18 +1136,244 @@ button, textarea { font: inherit; color: inherit; }
         : `${used.toLocaleString('en')} / ${maxChars.toLocaleString('en')}`;
       counter.classList.toggle('sg-over', over);
       input.setAttribute('aria-invalid', over ? 'true' : 'false');
-      sendButton.disabled = state !== 'online' || over || !text.trim();
+      const uploading = chosen.some((f) => f.state === 'waiting' || f.state === 'uploading');
+      const ready = chosen.some((f) => f.state === 'done');
+      // Send waits while a file uploads rather than sending without it: the message carries
+      // its files' ids, which exist only once their uploads are done. The hint says so.
+      sendButton.disabled = state !== 'online' || over || uploading || (!text.trim() && !ready);
+      hint.textContent = uploading ? 'Send is ready once the files have uploaded'
+        : 'Enter to send, Shift+Enter for a new line';
     }
 
     function send() {
       updateSend();
       if (sendButton.disabled) return;
-      enqueue(input.value.replace(/\0/g, ''));
+      const ready = chosen.filter((f) => f.state === 'done');
+      const text = input.value.replace(/\0/g, '');
+      enqueue(text.trim() ? text : '', null, ready.map((f) => f.attachment));
+      // The files went with the message; a refused one stays, saying why, until removed.
+      for (const f of ready) f.el.remove();
+      chosen = chosen.filter((f) => f.state !== 'done');
+      tray.hidden = !chosen.length;
       input.value = '';
       updateSend();
       tellTyping();
       pump();
     }
+
+    // ---- files: uploaded as soon as chosen, then sent with the next message ----
+    /** What a message keeps of an uploaded file (and the offline queue stores). */
+    function fileMeta(a) {
+      return { id: a.id, name: a.name, type: a.type, size: a.size, width: a.width, height: a.height };
+    }
+
+    function addFiles(list) {
+      for (const file of Array.from(list || [])) {
+        const item = {
+          file, name: file.name || 'file', size: file.size, state: 'waiting', progress: 0, error: '',
+          retry: false, xhr: null, attachment: null,
+        };
+        chosen.push(item);
+        item.el = chipElement(item);
+        tray.append(item.el);
+        tray.hidden = false;
+        const why = refusal(item);
+        if (why) fail(item, why, false);
+        else upload(item);
+      }
+      updateSend();
+    }
+
+    /** Why `item` cannot go with the message, by the server's limits as last told; or null
+     *  (also before any ticket: the first ticket's answer is checked again). */
+    function refusal(item) {
+      if (item.size === 0) return `${item.name} is empty`;
+      if (!fileLimits) return null;
+      const { maxBytes, maxFiles, types } = fileLimits;
+      if (chosen.filter((f) => f.state !== 'failed').indexOf(item) >= maxFiles) {
+        return `${item.name}: at most ${maxFiles} ${maxFiles === 1 ? 'file goes' : 'files go'} with one message`;
+      }
+      if (item.size > maxBytes) return `${item.name} is larger than ${humanSize(maxBytes)}`;
+      if (!typeAccepted(item.file.type, types)) return `${item.name}: this type of file is not accepted`;
+      return null;
+    }
+
+    /** A pending file: its name and size, a progress bar while it uploads, why it was
+     *  refused, and a remove button (plus "Try again" after a failure that may pass later). */
+    function chipElement(item) {
+      item.progressEl = h('progress', { max: '100', 'aria-label': `Uploading ${item.name}` });
+      item.errorEl = h('p', { class: 'sg-chip-error', hidden: true });
+      item.retryEl = h('button', {
+        class: 'sg-chip-retry', type: 'button', hidden: true, 'aria-label': `Try again: ${item.name}`,
+      }, 'Try again');
+      item.retryEl.addEventListener('click', () => {
+        upload(item);
+        input.focus();
+      });
+      const remove = h('button', { class: 'sg-chip-remove', type: 'button', 'aria-label': `Remove ${item.name}` },
+        svg(CROSS));
+      remove.addEventListener('click', () => removeChosen(item, true));
+      return h('li', { class: 'sg-chip', 'data-state': item.state }, svg(DOCUMENT, true),
+        h('span', { class: 'sg-chip-name' }, item.name), h('span', { class: 'sg-chip-size' }, humanSize(item.size)),
+        item.retryEl, remove, item.progressEl, item.errorEl);
+    }
+
+    function renderChip(item) {
+      item.el.dataset.state = item.state;
+      if (item.attachment) item.el.dataset.fileId = String(item.attachment.id);
+      item.el.classList.toggle('sg-failed', item.state === 'failed');
+      const busy = item.state === 'waiting' || item.state === 'uploading';
+      item.progressEl.hidden = !busy;
+      // Waiting for the connection: an indeterminate bar (no value).
+      if (item.state === 'uploading') item.progressEl.value = Math.round(item.progress * 100);
+      else item.progressEl.removeAttribute('value');
+      item.errorEl.textContent = item.error;
+      item.errorEl.hidden = !item.error;
+      item.retryEl.hidden = !(item.state === 'failed' && item.retry);
+    }
+
+    function fail(item, text, retry) {
+      Object.assign(item, { state: 'failed', error: text, retry, progress: 0 });
+      renderChip(item);
+      filesStatus.textContent = text;
+      updateSend();
+    }
+
+    /** A ticket, then the bytes. Without a subscribed connection the file waits for one. */
+    async function upload(item) {
+      const s = socket;
+      if (!s || !s.connected || !subscribed) {
+        Object.assign(item, { state: 'waiting', error: '', retry: false });
+        renderChip(item);
+        updateSend();
+        return;
+      }
+      Object.assign(item, { state: 'uploading', progress: 0, error: '', retry: false });
+      renderChip(item);
+      updateSend();
+      let reply;
+      try {
+        reply = await s.timeout(ACK_TIMEOUT_MS).emitWithAck('upload', { name: item.name, size: item.size });
+      } catch (_) {
+        if (!chosen.includes(item)) return;
+        if (s === socket && s.connected) fail(item, `${item.name}: the server did not answer in time`, true);
+        else upload(item); // lost with the connection: waits for the next one
+        return;
+      }
+      if (!chosen.includes(item)) return; // removed meanwhile
+      const data = reply && reply.data;
+      if (!data) {
+        uploadFailed(item, 0, (reply && reply.error) || {});
+        return;
+      }
+      readLimits(data);
+      const why = refusal(item);
+      const url = serverUrl(data.url);
+      if (why || !url) fail(item, why || `${item.name}: the server gave no address to upload to`, false);
+      else post(item, url);
+    }
+
+    function readLimits(data) {
+      const maxBytes = Number(data.max_bytes);
+      const maxFiles = Number(data.max_files);
+      const types = Array.isArray(data.types) ? data.types.filter((t) => typeof t === 'string' && t) : [];
+      fileLimits = {
+        maxBytes: maxBytes > 0 ? maxBytes : Infinity,
+        maxFiles: Number.isSafeInteger(maxFiles) && maxFiles > 0 ? maxFiles : Infinity,
+        types: types.length ? types : null,
+      };
+      // The picker offers what the server takes (the visitor may still choose "all files").
+      if (fileLimits.types) fileInput.accept = fileLimits.types.join(',');
+    }
+
+    /** The file itself, as the body of a POST to the ticket's URL (the ticket is the URL's: no
+     *  cookies go with it). */
+    function post(item, url) {
+      const xhr = new XMLHttpRequest();
+      item.xhr = xhr;
+      xhr.open('POST', url);
+      xhr.responseType = 'json';
+      xhr.upload.addEventListener('progress', (e) => {
+        if (item.xhr !== xhr || !e.lengthComputable || !e.total) return;
+        item.progress = e.loaded / e.total;
+        renderChip(item);
+      });
+      xhr.addEventListener('load', () => {
+        if (item.xhr !== xhr) return;
+        item.xhr = null;
+        const body = xhr.response && typeof xhr.response === 'object' ? xhr.response : {};
+        const data = body.data;
+        if (xhr.status !== 201 || !data || data.id === undefined || data.id === null) {
+          uploadFailed(item, xhr.status, body.error || {});
+          return;
+        }
+        item.attachment = {
+          id: data.id,
+          name: typeof data.name === 'string' && data.name ? data.name : item.name,
+          type: typeof data.type === 'string' ? data.type : '',
+          size: Number(data.size) || item.size,
+          width: Number(data.width) || 0,
+          height: Number(data.height) || 0,
+        };
+        Object.assign(item, { state: 'done', progress: 1 });
+        renderChip(item);
+        filesStatus.textContent = `${item.name} uploaded`;
+        updateSend();
+      });
+      xhr.addEventListener('error', () => {
+        if (item.xhr !== xhr) return;
+        item.xhr = null;
+        fail(item, `${item.name}: the upload did not reach the chat server`, true);
+      });
+      xhr.send(item.file);
+    }
+
+    /** A refused ticket (`status` 0) or upload: why, in the words the visitor chose it by. */
+    function uploadFailed(item, status, error) {
+      const code = error.code;
+      if ((status === 413 || code === 'too_large') && fileLimits && fileLimits.maxBytes < Infinity) {
+        fail(item, `${item.name} is larger than ${humanSize(fileLimits.maxBytes)}`, false);
+      } else if (status === 415 || code === 'type_not_allowed') {
+        fail(item, `${item.name}: this type of file is not accepted`, false);
+      } else if (status === 401 || status === 403) {
+        // The ticket was refused (most likely expired): a new one is asked on "Try again".
+        fail(item, `${item.name}: the upload took too long to start; try again`, true);
+      } else {
+        const why = String(error.message || code || `the server answered ${status}`);
+        // The server's words may name the file already ("big.zip is larger than 10 MB").
+        fail(item, why.startsWith(item.name) ? why : `${item.name}: ${why}`,
+          status >= 500 || code === 'truncated' || TRANSIENT.has(code));
+      }
+    }
+
+    function removeChosen(item, moveFocus) {
+      const at = chosen.indexOf(item);
+      if (at < 0) return;
+      if (item.xhr) {
+        const xhr = item.xhr;
+        item.xhr = null;
+        xhr.abort();
+      }
+      chosen.splice(at, 1);
+      item.el.remove();
+      tray.hidden = !chosen.length;
+      if (moveFocus) {
+        const next = chosen[at] || chosen[at - 1];
+        (next ? next.el.querySelector('.sg-chip-remove') : input).focus();
+      }
+      updateSend();
+    }
+
+    function clearChosen() {
+      for (const item of [...chosen]) removeChosen(item, false);
+    }
+
+    /** Uploads that waited for the connection. */
+    function startUploads() {
+      for (const item of chosen) if (item.state === 'waiting') upload(item);
+    }
+
+    const carriesFiles = (e) => Boolean(e.dataTransfer) && Array.from(e.dataTransfer.types || []).includes('Files');
 
     // ---- history ----
     function setMoreVisible(visible) {
@@ -1035,6 +1449,7 @@ button, textarea { font: inherit; color: inherit; }
       }
       window.removeEventListener('online', onBrowserOnline);
       window.removeEventListener('offline', onBrowserOffline);
+      clearChosen();
       host.remove();
     }
 
@@ -1073,6 +1488,44 @@ button, textarea { font: inherit; color: inherit; }
         e.preventDefault();
         send();
       }
+    });
+    attachButton.addEventListener('click', () => fileInput.click());
+    fileInput.addEventListener('change', () => {
+      addFiles(fileInput.files);
+      fileInput.value = ''; // the same file may be chosen again
+    });
+    input.addEventListener('paste', (e) => {
+      const data = e.clipboardData;
+      const pasted = data ? Array.from(data.files || []) : [];
+      // Text wins when there is some: office programs put a picture of the copied text beside it.
+      if (!pasted.length || data.getData('text/plain')) return;
+      e.preventDefault();
+      addFiles(pasted);
+    });
+    // Files dragged over the panel: a drop target over all of it while they are above it.
+    panel.addEventListener('dragenter', (e) => {
+      if (!carriesFiles(e)) return;
+      e.preventDefault();
+      dragDepth += 1;
+      drop.hidden = false;
+    });
+    panel.addEventListener('dragover', (e) => {
+      if (!carriesFiles(e)) return;
+      e.preventDefault();
+      e.dataTransfer.dropEffect = 'copy';
+    });
+    panel.addEventListener('dragleave', (e) => {
+      if (!carriesFiles(e)) return;
+      dragDepth = Math.max(0, dragDepth - 1);
+      if (!dragDepth) drop.hidden = true;
+    });
+    panel.addEventListener('drop', (e) => {
+      if (!carriesFiles(e)) return;
+      e.preventDefault();
+      dragDepth = 0;
+      drop.hidden = true;
+      addFiles(e.dataTransfer.files);
+      input.focus();
     });
     window.addEventListener('online', onBrowserOnline);
     window.addEventListener('offline', onBrowserOffline);

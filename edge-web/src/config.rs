@@ -30,6 +30,14 @@ pub struct WebConfig {
     /// headers name the client: behind a proxy every connection comes from the proxy, and
     /// without this the limits would count all visitors as one client.
     pub trusted_proxies: Vec<String>,
+    /// The address browsers reach this server at (`https://chat.example.com`), for the links
+    /// to files in the legacy pages' messages (they show text only, so the link must be whole).
+    /// Empty: `http(s)://<listen address>`, right only when browsers reach the listener
+    /// directly. Socketgram's own pages get paths and need no setting.
+    pub public_url: String,
+    /// How long a link to a file that a message shows stays valid, in seconds (a page shown
+    /// again gets new links).
+    pub file_link_ttl_secs: u64,
     pub limits: Limits,
 }
 
@@ -96,6 +104,8 @@ impl Default for WebConfig {
             console: true,
             grpc_web: true,
             trusted_proxies: Vec::new(),
+            public_url: String::new(),
+            file_link_ttl_secs: 24 * 3600,
             limits: Limits::default(),
         }
     }
@@ -116,6 +126,23 @@ impl WebConfig {
             return Err(ConfigError::new(
                 "web.token_secret",
                 "the demo page issues visitor tokens: set a token secret",
+            ));
+        }
+        if !self.public_url.is_empty() {
+            let url = url::Url::parse(&self.public_url).map_err(|e| {
+                ConfigError::new("web.public_url", format!("{:?}: {e}", self.public_url))
+            })?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(ConfigError::new(
+                    "web.public_url",
+                    "must be an http:// or https:// address, e.g. https://chat.example.com",
+                ));
+            }
+        }
+        if !(60..=30 * 24 * 3600).contains(&self.file_link_ttl_secs) {
+            return Err(ConfigError::new(
+                "web.file_link_ttl_secs",
+                "must be between 60 and 2592000 (30 days)",
             ));
         }
         let l = &self.limits;

@@ -28,13 +28,20 @@ use tracing::warn;
 use crate::{
     answer::{Reply, answer_with},
     core_link::{CoreLink, LinkEvent},
+    files::FileLinks,
     wire::{Flavor, admin_room, conversation_room, payload, support_payload, workflow as wire},
 };
 
 /// Emits one message to every socket of both flavors' rooms. A socket whose send buffer is
 /// full is cut off (`peer::cut_off`: out of every room, its connection closed), never left
 /// connected without the message: it reconnects and resumes from what it has.
-fn broadcast(io: &SocketIo, rooms: impl Fn(Flavor) -> String, m: &pb::Message, to: Audience) {
+fn broadcast(
+    io: &SocketIo,
+    rooms: impl Fn(Flavor) -> String,
+    m: &pb::Message,
+    to: Audience,
+    files: &FileLinks,
+) {
     let Some(root) = root(io) else { return };
     for flavor in [Flavor::Legacy, Flavor::Plain] {
         let sockets = root.clone().to(rooms(flavor)).sockets();
@@ -42,8 +49,8 @@ fn broadcast(io: &SocketIo, rooms: impl Fn(Flavor) -> String, m: &pb::Message, t
             continue;
         }
         let payload = match to {
-            Audience::Visitors => payload(m, flavor),
-            Audience::Support => support_payload(m, flavor),
+            Audience::Visitors => payload(m, flavor, files),
+            Audience::Support => support_payload(m, flavor, files),
         };
         for socket in sockets {
             match socket.emit(outgoing::NEW_MESSAGE, &payload) {
@@ -101,6 +108,7 @@ pub struct Fanout {
 /// (which needs the edge, which holds the handle): what joins meanwhile waits in its queue.
 pub struct FanoutTask {
     link: Arc<CoreLink>,
+    files: Arc<FileLinks>,
     input: mpsc::WeakUnboundedSender<Input>,
     rx: mpsc::UnboundedReceiver<Input>,
     ids: Arc<HandshakeIds>,
@@ -109,7 +117,9 @@ pub struct FanoutTask {
 impl FanoutTask {
     /// Starts delivering to the sockets of `io`.
     pub fn start(self, io: SocketIo) {
-        tokio::spawn(run(io, self.link, self.input, self.rx, self.ids));
+        tokio::spawn(run(
+            io, self.link, self.files, self.input, self.rx, self.ids,
+        ));
     }
 }
 
@@ -140,7 +150,7 @@ impl HandshakeIds {
 
 impl Fanout {
     /// The handle, and the task to start with the Socket.IO handle.
-    pub fn new(link: Arc<CoreLink>) -> (Arc<Self>, FanoutTask) {
+    pub fn new(link: Arc<CoreLink>, files: Arc<FileLinks>) -> (Arc<Self>, FanoutTask) {
         // Unbounded: joins come from handlers that must not wait (their socket's turn is
         // held), at most one per accepted `subscribe`, which the rate limits bound; the task
         // never waits on a client (emits go to the sockets' own bounded queues).
@@ -148,6 +158,7 @@ impl Fanout {
         let ids = Arc::new(HandshakeIds::default());
         let task = FanoutTask {
             link,
+            files,
             input: input.downgrade(),
             rx,
             ids: ids.clone(),
@@ -222,6 +233,7 @@ const RESUBSCRIBE: Duration = Duration::from_millis(500);
 struct State {
     io: SocketIo,
     link: Arc<CoreLink>,
+    files: Arc<FileLinks>,
     /// For the history readers to report back; weak, so the task ends with the `Fanout`.
     input: mpsc::WeakUnboundedSender<Input>,
     ids: Arc<HandshakeIds>,
@@ -238,6 +250,7 @@ struct State {
 async fn run(
     io: SocketIo,
     link: Arc<CoreLink>,
+    files: Arc<FileLinks>,
     input: mpsc::WeakUnboundedSender<Input>,
     mut rx: mpsc::UnboundedReceiver<Input>,
     ids: Arc<HandshakeIds>,
@@ -247,6 +260,7 @@ async fn run(
     let mut state = State {
         io,
         link,
+        files,
         input,
         ids,
         cursor: None,
@@ -310,12 +324,13 @@ impl State {
             // Replays after a reconnect of the link may repeat what was seen.
             Kind::Message(m) if self.cursor.is_none_or(|c| m.id > c) => {
                 self.cursor = Some(m.id);
-                broadcast(&self.io, admin_room, &m, Audience::Support);
+                broadcast(&self.io, admin_room, &m, Audience::Support, &self.files);
                 broadcast(
                     &self.io,
                     |f| conversation_room(m.conversation_id, f),
                     &m,
                     Audience::Visitors,
+                    &self.files,
                 );
                 if let Some(joining) = self.admitting.get_mut(&m.conversation_id) {
                     for (_, held) in joining {
@@ -363,10 +378,10 @@ impl State {
                     .entry(conversation)
                     .or_default()
                     .push((socket.id, Vec::new()));
-                let link = self.link.clone();
+                let (link, files) = (self.link.clone(), self.files.clone());
                 tokio::spawn(async move {
-                    let (ack, live) =
-                        send_history(&link, conversation, &socket, flavor, since, ack, at).await;
+                    let to = (&*files, &socket, flavor);
+                    let (ack, live) = send_history(&link, conversation, to, since, ack, at).await;
                     let _ = input.send(Input::Admitted {
                         conversation,
                         socket,
@@ -401,7 +416,7 @@ impl State {
             return;
         };
         for m in &held {
-            if !emit_or_drop(&socket, m, flavor) {
+            if !emit_or_drop(&socket, m, flavor, &self.files) {
                 return;
             }
         }
@@ -416,8 +431,8 @@ impl State {
 
 /// Emits a message to one socket; a full or closed socket is cut off (better gone than
 /// silently missing a message: the client reconnects and resumes from what it has).
-fn emit_or_drop(socket: &SocketRef, m: &pb::Message, flavor: Flavor) -> bool {
-    match socket.emit(outgoing::NEW_MESSAGE, &payload(m, flavor)) {
+fn emit_or_drop(socket: &SocketRef, m: &pb::Message, flavor: Flavor, files: &FileLinks) -> bool {
+    match socket.emit(outgoing::NEW_MESSAGE, &payload(m, flavor, files)) {
         Ok(()) => {
             crate::metrics::sent(outgoing::NEW_MESSAGE, 1);
             true
@@ -436,8 +451,7 @@ fn emit_or_drop(socket: &SocketRef, m: &pb::Message, flavor: Flavor) -> bool {
 async fn send_history(
     link: &CoreLink,
     conversation: u64,
-    socket: &SocketRef,
-    flavor: Flavor,
+    (files, socket, flavor): (&FileLinks, &SocketRef, Flavor),
     since: Option<u64>,
     ack: Option<Reply>,
     cursor: u64,
@@ -459,7 +473,7 @@ async fn send_history(
     };
     // Oldest first (LEGACY.md §3).
     for m in &history.messages {
-        if !emit_or_drop(socket, m, flavor) {
+        if !emit_or_drop(socket, m, flavor, files) {
             return (ack, None);
         }
     }

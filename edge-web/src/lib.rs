@@ -10,6 +10,7 @@
 //! - [`drain`]: what a shutdown lets finish.
 //! - [`assets`]: the scripts and pages served over plain HTTP.
 //! - [`console`]: the operator console's page, sign-in and sessions.
+//! - [`files`]: uploads with a socket's ticket and downloads by signed links.
 //! - [`answer`]: the one refusal type and the one path answers take.
 //! - [`wire`]: message payloads per flavor of client, and the rooms.
 //! - [`peer`]: what the edge knows about one socket; cutting one off.
@@ -26,6 +27,7 @@ pub mod console;
 pub mod core_link;
 pub mod drain;
 pub mod fanout;
+pub mod files;
 pub mod limits;
 pub mod log;
 mod metrics;
@@ -63,6 +65,8 @@ pub struct Edge {
     fanout: Arc<Fanout>,
     pub legacy: LegacyConfig,
     pub signer: TokenSigner,
+    /// Signs upload tickets and links to files.
+    pub files: Arc<files::FileLinks>,
     pub limiter: Arc<Limiter>,
     /// Decides each socket's client address (the one the limits count).
     pub proxies: Arc<TrustedProxies>,
@@ -124,12 +128,29 @@ pub async fn serve(
     // The link outlives the drain: answers to what was accepted come through it.
     let link = CoreLink::start(core);
     let limiter = Limiter::new(config.limits.clone());
-    let (fanout, fanout_task) = Fanout::new(link.clone());
+    let signer = token_signer(config);
+    let base = if config.public_url.is_empty() {
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{local}")
+    } else {
+        config.public_url.clone()
+    };
+    let files = Arc::new(files::FileLinks::new(
+        signer.clone(),
+        &base,
+        config.file_link_ttl_secs,
+    ));
+    let (fanout, fanout_task) = Fanout::new(link.clone(), files.clone());
     let edge = Arc::new(Edge {
         link: link.clone(),
         fanout,
         legacy: legacy.clone(),
-        signer: token_signer(config),
+        signer,
+        files,
         limiter: limiter.clone(),
         proxies,
         drain: Drain::new(shutdown.clone()),
@@ -164,6 +185,7 @@ pub async fn serve(
     }
     let mut app = assets::router(config, &edge)
         .merge(console::router(config, &edge, io.clone()))
+        .merge(files::router(&edge))
         .merge(ops.router());
     if let Some(extra) = extra {
         app = app.merge(extra);

@@ -5,6 +5,8 @@
 use socketgram_admin_php_compat::events::{self, MessagePayload};
 use socketgram_proto::v1 as pb;
 
+use crate::files::FileLinks;
+
 /// How a socket wants message text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Flavor {
@@ -33,14 +35,19 @@ pub(crate) fn admin_room(flavor: Flavor) -> String {
     format!("admins:{}", flavor.tag())
 }
 
-/// The legacy payload of a message for a flavor (LEGACY.md §4).
-pub fn payload(m: &pb::Message, flavor: Flavor) -> MessagePayload {
+/// The legacy payload of a message for a flavor (LEGACY.md §4). Files are links in the
+/// legacy pages' text, and a list of their own for Socketgram's pages.
+pub fn payload(m: &pb::Message, flavor: Flavor, files: &FileLinks) -> MessagePayload {
     let to_support = m.direction == pb::Direction::ToSupport as i32;
     MessagePayload {
         username: m.conversation_id,
         message: match flavor {
-            Flavor::Legacy => events::legacy_html(&m.text),
+            Flavor::Legacy => events::legacy_html(&files.legacy_text(m)),
             Flavor::Plain => m.text.clone(),
+        },
+        attachments: match flavor {
+            Flavor::Legacy => Vec::new(),
+            Flavor::Plain => m.attachments.iter().map(|a| files.payload(a)).collect(),
         },
         date: m.local_date.clone(),
         adm: if to_support {
@@ -55,8 +62,8 @@ pub fn payload(m: &pb::Message, flavor: Flavor) -> MessagePayload {
 
 /// A message as support's clients get it: Socketgram's own (plain) ones also learn which
 /// admin wrote a reply (by login, where the payload's `adm` has the display name).
-pub fn support_payload(m: &pb::Message, flavor: Flavor) -> MessagePayload {
-    let mut payload = payload(m, flavor);
+pub fn support_payload(m: &pb::Message, flavor: Flavor, files: &FileLinks) -> MessagePayload {
+    let mut payload = payload(m, flavor, files);
     if flavor == Flavor::Plain
         && !m.admin_id.is_empty()
         && m.direction != pb::Direction::ToSupport as i32
@@ -100,7 +107,10 @@ pub(crate) mod workflow {
         (!text.is_empty()).then(|| text.to_owned())
     }
 
-    pub(crate) fn conversation(c: &pb::Conversation) -> ConversationPayload {
+    pub(crate) fn conversation(
+        c: &pb::Conversation,
+        files: &crate::files::FileLinks,
+    ) -> ConversationPayload {
         ConversationPayload {
             cid: c.conversation_id,
             status: status_name(c.status),
@@ -118,7 +128,7 @@ pub(crate) mod workflow {
             last_message: c
                 .last_message
                 .as_ref()
-                .map(|m| super::support_payload(m, super::Flavor::Plain)),
+                .map(|m| super::support_payload(m, super::Flavor::Plain, files)),
         }
     }
 

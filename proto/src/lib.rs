@@ -60,6 +60,20 @@ pub mod reason {
     pub const NO_RIGHTS: &str = "NO_RIGHTS";
     /// The LDAP directory staff sign in with cannot answer.
     pub const DIRECTORY_UNAVAILABLE: &str = "DIRECTORY_UNAVAILABLE";
+    /// A file over `CoreInfo.max_attachment_bytes`; metadata `limit`.
+    pub const FILE_TOO_LARGE: &str = "FILE_TOO_LARGE";
+    /// A file whose sniffed type is not in `CoreInfo.attachment_types`; metadata `type`.
+    pub const FILE_TYPE_NOT_ALLOWED: &str = "FILE_TYPE_NOT_ALLOWED";
+    /// An upload that ended before all its bytes came.
+    pub const UPLOAD_TRUNCATED: &str = "UPLOAD_TRUNCATED";
+    /// More files in a message than `CoreInfo.max_attachments`.
+    pub const TOO_MANY_ATTACHMENTS: &str = "TOO_MANY_ATTACHMENTS";
+    /// An attachment id that is unknown, of another conversation, or attached already.
+    pub const ATTACHMENT_UNAVAILABLE: &str = "ATTACHMENT_UNAVAILABLE";
+    /// No such file, or not one of the conversation asked about.
+    pub const UNKNOWN_ATTACHMENT: &str = "UNKNOWN_ATTACHMENT";
+    /// The file storage cannot be written or read; nothing was stored.
+    pub const FILE_STORAGE_UNAVAILABLE: &str = "FILE_STORAGE_UNAVAILABLE";
     pub const INTERNAL: &str = "INTERNAL";
 
     /// The core's `ErrorInfo` detail of a status, when it carries one.

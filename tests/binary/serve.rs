@@ -39,6 +39,7 @@ async fn send(
     key: &str,
 ) -> Result<pb::SendMessageResponse, tonic::Status> {
     chat.send_message(pb::SendMessageRequest {
+        attachment_ids: Vec::new(),
         conversation_id: cid,
         author,
         text: text.into(),
@@ -1257,6 +1258,7 @@ async fn edge_session_sends(server: &TestServer, _db: &TestDb) {
     let mut chat = server.chat().await;
     let (edge, mut events) = edge_session(&mut chat).await;
     let request = |text: String, author| pb::SendMessageRequest {
+        attachment_ids: Vec::new(),
         conversation_id: 77,
         author,
         text,

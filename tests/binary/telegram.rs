@@ -150,6 +150,7 @@ impl World {
             .await
             .chat
             .send_message(pb::SendMessageRequest {
+                attachment_ids: Vec::new(),
                 conversation_id: cid,
                 author: Some(pb::Author {
                     kind: kind as i32,

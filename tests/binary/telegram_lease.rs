@@ -174,6 +174,7 @@ async fn reply(client: &CoreClient, n: u32) {
         .chat
         .clone()
         .send_message(pb::SendMessageRequest {
+            attachment_ids: Vec::new(),
             conversation_id: VISITOR,
             author: Some(pb::Author {
                 kind: pb::AuthorKind::Admin as i32,

@@ -40,6 +40,7 @@ fn author(kind: pb::AuthorKind, admin_id: &str) -> Option<pb::Author> {
 
 async fn reply(chat: &mut socketgram_proto::client::ChatClient, text: &str) {
     chat.send_message(pb::SendMessageRequest {
+        attachment_ids: Vec::new(),
         conversation_id: CID,
         author: author(pb::AuthorKind::Admin, "alice"),
         text: text.into(),
@@ -91,6 +92,7 @@ async fn widget_sends_receives_and_keeps_history_in_chromium() {
         .into_inner();
     for n in 1..=SEEDED {
         chat.send_message(pb::SendMessageRequest {
+            attachment_ids: Vec::new(),
             conversation_id: CID,
             author: author(pb::AuthorKind::Visitor, ""),
             text: format!("seed {n}"),

@@ -3,11 +3,14 @@
 // visitor" page), following the README's "First five minutes".
 //
 // Environment: WEB_URL (the web edge), CID (the visitor), SHOTS (a directory for screenshots,
-// optional). Lines on stdout tell the Rust test where we are: "first-run" (the first-run page
-// showed the commands; the Rust test then runs them and answers "admins" on stdin), "done".
-// Any failure: a reason on stderr, exit code 1.
+// optional), ATTACH_CID (the visitor who exchanges files with support, in a conversation of
+// its own so CID's stays as the Rust test checks it; default CID + 1), RESULTS (optional: a
+// path where the script writes, as JSON, the messages with files it sent, for the Rust test to
+// compare with what is stored). Lines on stdout tell the Rust test where we are: "first-run"
+// (the first-run page showed the commands; the Rust test then runs them and answers "admins"
+// on stdin), "done". Any failure: a reason on stderr, exit code 1.
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,6 +20,8 @@ import { check, endDialogue, expectLine, say } from "./dialogue.mjs";
 const WEB_URL = process.env.WEB_URL;
 const CID = process.env.CID;
 const SHOTS = process.env.SHOTS;
+const ATTACH_CID = process.env.ATTACH_CID ?? String(Number(CID) + 1);
+const RESULTS = process.env.RESULTS;
 const STEP_MS = 20_000;
 const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 
@@ -26,6 +31,16 @@ const AGAIN = "It came today, thank you!";
 /** The canned reply the Rust test stores as /thanks. */
 const THANKS = "Thank you for writing to Acme!";
 const NOTE = "Courier lost the parcel; refund if it is not there by Friday";
+const PHOTO_TEXT = "This is what came instead";
+/** A 64x48 PNG the visitor sends, and a 48x64 one support answers with. */
+const PHOTO = Buffer.from(
+  "iVBORw0KGgoAAAANSUhEUgAAAEAAAAAwCAIAAAAuKetIAAAAQ0lEQVR42u3PQQkAAAgEsCtjJpubxwp+hcEKLNXzWgQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQErhbkvNji3uAq1gAAAABJRU5ErkJggg==",
+  "base64",
+);
+const LABEL = Buffer.from(
+  "iVBORw0KGgoAAAANSUhEUgAAADAAAABACAIAAADTQmMRAAAAQ0lEQVR42u3OQQ0AAAgEoAthWBObwxbOBxsByHS9EiEhISEhISEhISEhISEhISEhISEhISEhISEhISEhISEhISGhKwtpOVkANv8iEwAAAABJRU5ErkJggg==",
+  "base64",
+);
 
 
 /** No serious or critical accessibility violation on the page as it is now. */
@@ -84,8 +99,14 @@ async function signIn(page, login, password) {
   await page.locator("#sign-in-submit").click();
 }
 
-function row(page) {
-  return page.locator(`#inbox [data-cid="${CID}"]`);
+function row(page, cid = CID) {
+  return page.locator(`#inbox [data-cid="${cid}"]`);
+}
+
+/** Waits until the <img> `img` (a locator) has loaded from the server; its alt and size. */
+async function loaded(page, img) {
+  await page.waitForFunction((el) => el.complete && el.naturalWidth > 0, await img.elementHandle({ timeout: STEP_MS }), { timeout: STEP_MS });
+  return img.evaluate((el) => ({ alt: el.alt, width: el.getAttribute("width"), height: el.getAttribute("height"), src: el.src }));
 }
 
 async function openConversation(page) {
@@ -244,7 +265,57 @@ async function run() {
     await alice.screenshot({ path: join(SHOTS, "console-inbox.png") });
   }
 
-  // 10. Sign out everywhere: Alice's page goes back to the sign-in form.
+  // 10. Files, with visitor ATTACH_CID: the visitor's photo shows in the console as its
+  // thumbnail; Alice answers with a picture alone, chosen with the paperclip; the visitor's
+  // widget shows it.
+  await visitor.goto(`${WEB_URL}/console/try?cid=${ATTACH_CID}`);
+  await visitor.locator(".sg-launcher").waitFor({ timeout: STEP_MS });
+  // The panel opens again by itself when it was open before (the tab remembers).
+  if (!(await visitor.locator(".sg-panel").isVisible())) await visitor.locator(".sg-launcher").click();
+  await visitor.locator(".sg-status-text", { hasText: /^Online$/ }).waitFor({ timeout: STEP_MS });
+  await visitor.locator('#socketgram-widget input[type="file"]').setInputFiles({ name: "parcel.png", mimeType: "image/png", buffer: PHOTO });
+  await visitor.locator('.sg-chip[data-state="done"]', { hasText: "parcel.png" }).waitFor({ timeout: STEP_MS });
+  await input.fill(PHOTO_TEXT);
+  await input.press("Enter");
+  await visitor.locator(".sg-list .sg-msg.sg-own", { hasText: PHOTO_TEXT }).waitFor({ timeout: STEP_MS });
+
+  await row(alice, ATTACH_CID).filter({ hasText: PHOTO_TEXT }).waitFor({ timeout: STEP_MS });
+  await row(alice, ATTACH_CID).locator("button").first().click();
+  const photo = alice.locator(".msg.from-visitor", { hasText: PHOTO_TEXT });
+  await photo.waitFor({ timeout: STEP_MS });
+  const seen = await loaded(alice, photo.locator(".msg-thumb img"));
+  check(seen.alt === "parcel.png" && seen.width === "64" && seen.height === "48" && seen.src.startsWith(`${WEB_URL}/files/`),
+    "the visitor's photo shows in the console as its thumbnail", seen);
+  const link = await photo.locator("a.msg-thumb").evaluate((a) => ({ href: a.href, target: a.target, rel: a.rel }));
+  check(link.href.startsWith(`${WEB_URL}/files/`) && link.target === "_blank" && link.rel === "noopener", "the thumbnail links to the photo, in a new tab", link);
+
+  const [chooser] = await Promise.all([alice.waitForEvent("filechooser", { timeout: STEP_MS }), alice.locator("#attach").click()]);
+  await chooser.setFiles({ name: "label.png", mimeType: "image/png", buffer: LABEL });
+  await alice.locator('#reply-files .file-chip[data-state="done"]', { hasText: "label.png" }).waitFor({ timeout: STEP_MS });
+  check((await reply.inputValue()) === "" && (await alice.locator("#send").isEnabled()), "Send is enabled with an uploaded file and no text");
+  await accessible(alice, "conversation with files, one ready to send");
+  await alice.locator("#send").click();
+  const answer = alice.locator(".msg.from-support[data-label]", { has: alice.locator('img[alt="label.png"]') });
+  await answer.waitFor({ timeout: STEP_MS });
+  check((await answer.locator(".msg-text").count()) === 0, "a reply of a file alone shows no empty bubble");
+  await loaded(alice, answer.locator(".msg-thumb img"));
+  check((await alice.locator("#reply-files .file-chip").count()) === 0, "the sent file left the tray");
+  await alice.locator("#pending-list .msg").waitFor({ state: "detached", timeout: STEP_MS });
+  await row(alice, ATTACH_CID).filter({ hasText: "📎 label.png" }).waitFor({ timeout: STEP_MS });
+  const got = await loaded(visitor, visitor.locator(".sg-list .sg-msg.sg-theirs .sg-thumb img"));
+  check(got.alt === "label.png" && got.width === "48" && got.height === "64", "the visitor's widget shows support's picture", got);
+  if (SHOTS) await alice.screenshot({ path: join(SHOTS, "console-files.png") });
+  if (RESULTS) {
+    writeFileSync(RESULTS, JSON.stringify({
+      cid: Number(ATTACH_CID),
+      messages: [
+        { from: "visitor", text: PHOTO_TEXT, attachments: [{ name: "parcel.png", type: "image/png", size: PHOTO.length, width: 64, height: 48, thumbnail: true }] },
+        { from: "alice", text: "", attachments: [{ name: "label.png", type: "image/png", size: LABEL.length, width: 48, height: 64, thumbnail: true }] },
+      ],
+    }, null, 2));
+  }
+
+  // 11. Sign out everywhere: Alice's page goes back to the sign-in form.
   await alice.locator("#settings-button").click();
   await alice.locator("#sign-out-everywhere").click();
   await alice.locator("#login").waitFor({ state: "visible", timeout: STEP_MS });

@@ -1,7 +1,10 @@
 // The chat widget in headless Chromium (Debian's), driven by tests/binary/widget.rs.
 //
 // Environment: WEB_URL (the web edge), CID (the visitor), SEEDED (how many messages the Rust
-// test stored before), SCREENSHOT (a .png path; a "-mobile" copy is taken too).
+// test stored before), SCREENSHOT (a .png path; a "-mobile" copy is taken too), ATTACH_CID
+// (the visitor who sends files, in a conversation of its own so CID's stays as the Rust test
+// checks it; default CID + 1), RESULTS (optional: a path where the script writes, as JSON, what
+// it sent with files, for the Rust test to compare with what is stored; see `attachments`).
 // Lines on stdout tell the Rust test where we are: "ready" (the widget is online), "sent"
 // (our message is shown with its id), "offline" (the browser lost its network), "done". The
 // Rust test answers on stdin: "replied" once it has stored the admin's reply ("shown" /
@@ -10,7 +13,8 @@
 // "typing-shown"), "replied-away"
 // once it has stored one while we were offline. Any failure: a reason on stderr, exit code 1.
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -20,6 +24,9 @@ const WEB_URL = process.env.WEB_URL;
 const CID = process.env.CID;
 const SEEDED = Number(process.env.SEEDED ?? 0);
 const SCREENSHOT = process.env.SCREENSHOT;
+const ATTACH_CID = process.env.ATTACH_CID ?? String(Number(CID) + 1);
+const RESULTS = process.env.RESULTS;
+const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 /** Longest wait for any one step. */
 const STEP_MS = 20_000;
 
@@ -28,6 +35,17 @@ const REPLY = "Hi, Alice here. How can I help?";
 const AWAY = "While you were away: we are here.";
 const XSS = `<img src=x onerror="window.__sgXss=1"> & "quotes"`;
 const QUEUED = "Typed before the page reloaded";
+
+// Files: real ones the server must take (a 64x48 PNG, which gets a thumbnail, and a text file),
+// and an SVG document named like a PNG, which it must refuse whatever the name says.
+const PNG = Buffer.from(
+  "iVBORw0KGgoAAAANSUhEUgAAAEAAAAAwCAIAAAAuKetIAAAAQ0lEQVR42u3PQQkAAAgEsCtjJpubxwp+hcEKLNXzWgQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQErhbkvNji3uAq1gAAAABJRU5ErkJggg==",
+  "base64",
+);
+const NOTES = "Order 1234: the parcel number is 5678.\n";
+const FAKE_PNG = '<svg xmlns="http://www.w3.org/2000/svg"><script>window.__sgXss=2</script></svg>';
+const WITH_FILES = "Here are the photo and my notes";
+const LATER = "Sent after a reload, alone.\n";
 
 
 /** Messages in the widget's list, in DOM order. */
@@ -38,8 +56,21 @@ async function shown(page) {
       own: el.classList.contains("sg-own"),
       who: el.querySelector(".sg-who").textContent,
       date: el.querySelector("time")?.getAttribute("datetime") ?? null,
-      text: el.querySelector(".sg-text").textContent,
+      // A message of files alone has no text bubble.
+      text: el.querySelector(".sg-text")?.textContent ?? "",
     })),
+  );
+}
+
+/** No serious or critical accessibility violation in the widget as it is now. */
+async function accessible(page, state) {
+  await page.addScriptTag({ path: AXE });
+  const result = await page.evaluate(async () => window.axe.run("#socketgram-widget", { resultTypes: ["violations"] }));
+  const bad = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  check(
+    bad.length === 0,
+    `axe-core finds no serious violation in the widget (${state})`,
+    bad.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map((n) => n.target) })),
   );
 }
 
@@ -66,6 +97,140 @@ async function waitCount(page, n) {
 function checkOrdered(list, what) {
   const labels = list.map((m) => m.label);
   check(labels.every((l, i) => Number.isSafeInteger(l) && (i === 0 || l > labels[i - 1])), `${what}: labels in increasing order, no duplicates`, labels);
+}
+
+/** Waits until the <img> `img` (a locator) has loaded from the server. */
+async function loaded(page, img) {
+  await page.waitForFunction((el) => el.complete && el.naturalWidth > 0, await img.elementHandle({ timeout: STEP_MS }), { timeout: STEP_MS });
+}
+
+async function waitNoPending(page) {
+  await page.waitForFunction(
+    () => document.querySelector("#socketgram-widget").shadowRoot.querySelectorAll(".sg-pending .sg-msg").length === 0,
+    null,
+    { timeout: STEP_MS },
+  );
+}
+
+/**
+ * Files, as visitor ATTACH_CID on a page of its own: a file the server refuses by its content
+ * says why and sends nothing; a PNG and a text file chosen at once upload and go with a text;
+ * the thumbnail loads from the server, the chip's link serves the text; a message of one
+ * uploaded file alone, queued in sessionStorage before a reload (as the widget keeps what it
+ * could not send), goes out after it with that file. Returns what was sent, for RESULTS.
+ */
+async function attachments(context) {
+  const page = await context.newPage();
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  await page.goto(`${WEB_URL}/demo?cid=${ATTACH_CID}`);
+  await page.locator(".sg-launcher").click();
+  await waitOnline(page);
+  const input = page.getByLabel("Your message");
+  const send = page.getByRole("button", { name: "Send" });
+  const fileInput = page.locator('#socketgram-widget input[type="file"]');
+
+  // The paperclip opens the picker. A file named .png that is an SVG document: the server
+  // refuses it by its content; the chip says why, there is nothing to send, it can be removed.
+  const [chooser] = await Promise.all([
+    page.waitForEvent("filechooser", { timeout: STEP_MS }),
+    page.getByRole("button", { name: "Attach files" }).click(),
+  ]);
+  check(chooser.isMultiple(), "the picker takes several files");
+  await chooser.setFiles({ name: "x.png", mimeType: "image/png", buffer: Buffer.from(FAKE_PNG) });
+  const refused = page.locator('.sg-chip[data-state="failed"]', { hasText: "x.png" });
+  await refused.waitFor({ timeout: STEP_MS });
+  const why = await refused.locator(".sg-chip-error").textContent();
+  check(why === "x.png: this type of file is not accepted", "the server's refusal is shown on the file", why);
+  check(await send.isDisabled(), "Send is disabled with a refused file alone");
+  await refused.getByRole("button", { name: "Remove x.png" }).click();
+  await refused.waitFor({ state: "detached", timeout: STEP_MS });
+  check((await focused(page)) === "textarea#sg-input", "focus back in the message box after removing the file", await focused(page));
+
+  // Two files at once: both upload (their progress bars gone when done), then go with a text.
+  await fileInput.setInputFiles([
+    { name: "photo.png", mimeType: "image/png", buffer: PNG },
+    { name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from(NOTES) },
+  ]);
+  for (const name of ["photo.png", "notes.txt"]) {
+    await page.locator('.sg-chip[data-state="done"]', { hasText: name }).waitFor({ timeout: STEP_MS });
+  }
+  check(await page.locator(".sg-chip progress").evaluateAll((bars) => bars.every((bar) => bar.hidden)),
+    "no progress bar once the files have uploaded");
+  check(await send.isEnabled(), "Send is enabled once the files have uploaded, with no text yet");
+  await accessible(page, "two files ready to send");
+  await input.fill(WITH_FILES);
+  await input.press("Enter");
+  const sent = page.locator(".sg-list .sg-msg.sg-own", { hasText: WITH_FILES });
+  await sent.waitFor({ timeout: STEP_MS });
+  await waitNoPending(page);
+  check((await page.locator(".sg-chip").count()) === 0, "the sent files left the tray");
+
+  // The image as its thumbnail, loaded from the server, sized from the message; linked to the
+  // file in a new tab. The text file as a chip with its name and size, to download.
+  const img = sent.locator(".sg-thumb img");
+  await loaded(page, img);
+  const thumb = await img.evaluate((el) => ({ alt: el.alt, width: el.getAttribute("width"), height: el.getAttribute("height"), src: el.src }));
+  check(thumb.alt === "photo.png" && thumb.width === "64" && thumb.height === "48", "the thumbnail is named and sized as the image", thumb);
+  check(thumb.src.startsWith(`${WEB_URL}/files/`), "the thumbnail comes from the chat server", thumb.src);
+  const link = await sent.locator("a.sg-thumb").evaluate((a) => ({ href: a.href, target: a.target, rel: a.rel }));
+  check(link.target === "_blank" && link.rel === "noopener" && link.href.startsWith(`${WEB_URL}/files/`), "the thumbnail links to the file, in a new tab", link);
+  const chip = await sent.locator("a.sg-file", { hasText: "notes.txt" }).evaluate((a) => ({
+    href: a.href, download: a.getAttribute("download"), text: a.textContent, rel: a.rel,
+  }));
+  check(chip.download === "notes.txt" && chip.text.includes(`${NOTES.length} B`) && chip.rel === "noopener",
+    "the text file shows as a chip with its size, to download", chip);
+  // The links serve the files themselves (signed addresses: no cookie goes with them).
+  const fetched = await page.evaluate(async ([image, text]) => {
+    const [a, b] = await Promise.all([fetch(image, { credentials: "omit" }), fetch(text, { credentials: "omit" })]);
+    return { image: [a.status, (await a.arrayBuffer()).byteLength], text: [b.status, await b.text()] };
+  }, [link.href, chip.href]);
+  check(fetched.image[0] === 200 && fetched.image[1] === PNG.length, "the image's link serves the image", fetched.image);
+  check(fetched.text[0] === 200 && fetched.text[1] === NOTES, "the chip's link serves the text file", fetched.text);
+
+  // An uploaded file queued with an empty text before a reload goes out after it, with its id.
+  await fileInput.setInputFiles({ name: "later.txt", mimeType: "text/plain", buffer: Buffer.from(LATER) });
+  const ready = page.locator('.sg-chip[data-state="done"]', { hasText: "later.txt" });
+  await ready.waitFor({ timeout: STEP_MS });
+  const raw = await ready.getAttribute("data-file-id");
+  const fileId = /^\d+$/.test(raw) ? Number(raw) : raw;
+  await page.evaluate(([cid, file]) => {
+    sessionStorage.setItem(`socketgram:queue:${location.origin}:${cid}`,
+      JSON.stringify([{ id: "queued-with-a-file", text: "", attachments: [file] }]));
+  }, [ATTACH_CID, { id: fileId, name: "later.txt", type: "text/plain", size: LATER.length, width: 0, height: 0 }]);
+  await page.reload();
+  await waitOnline(page);
+  const alone = page.locator(".sg-list .sg-msg.sg-own", { has: page.locator("a.sg-file", { hasText: "later.txt" }) });
+  await alone.waitFor({ timeout: STEP_MS });
+  await waitNoPending(page);
+  check((await alone.locator(".sg-text").count()) === 0, "a message of a file alone shows no empty bubble");
+  // The history brings the files back after the reload.
+  await loaded(page, page.locator(".sg-list .sg-msg", { hasText: WITH_FILES }).locator(".sg-thumb img"));
+  const list = await shown(page);
+  check(JSON.stringify(list.map((m) => [m.own, m.text])) === JSON.stringify([[true, WITH_FILES], [true, ""]]),
+    "the conversation holds the two messages with files, once each; the refused file sent nothing", list);
+  check(await page.evaluate(() => typeof window.__sgXss === "undefined"), "nothing ran from the refused file");
+  await accessible(page, "messages with files");
+  check(problems.length === 0, "no page errors with files", problems);
+  await page.close();
+  return {
+    cid: Number(ATTACH_CID),
+    refused: [{ name: "x.png", shown: why }],
+    messages: [
+      {
+        text: WITH_FILES,
+        attachments: [
+          { name: "photo.png", type: "image/png", size: PNG.length, width: 64, height: 48, thumbnail: true },
+          { name: "notes.txt", type: "text/plain", size: NOTES.length, width: 0, height: 0, thumbnail: false },
+        ],
+      },
+      {
+        text: "",
+        client_msg_id: "queued-with-a-file",
+        attachments: [{ id: fileId, name: "later.txt", type: "text/plain", size: LATER.length, width: 0, height: 0, thumbnail: false }],
+      },
+    ],
+  };
 }
 
 async function run(context) {
@@ -255,6 +420,9 @@ async function run(context) {
   await page.keyboard.press("Escape");
   await page.locator(".sg-panel").waitFor({ state: "hidden", timeout: STEP_MS });
   check((await focused(page)) === "button.sg-launcher", "focus back on the launcher after closing", await focused(page));
+
+  const withFiles = await attachments(context);
+  if (RESULTS) writeFileSync(RESULTS, JSON.stringify(withFiles, null, 2));
 
   check(problems.length === 0, "no page errors", problems);
   say("done");

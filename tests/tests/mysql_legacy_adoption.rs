@@ -506,6 +506,7 @@ async fn adopts(variant: Variant) {
     let out = store
         .append(&[
             NewMessage {
+                attachments: Vec::new(),
                 conversation_id: 123,
                 origin: Origin::Visitor,
                 admin_id: VISITOR_ADMIN_ID.into(),
@@ -514,6 +515,7 @@ async fn adopts(variant: Variant) {
                 local_date: when,
             },
             NewMessage {
+                attachments: Vec::new(),
                 conversation_id: 123,
                 origin: Origin::Admin,
                 admin_id: "alice".into(),
@@ -522,6 +524,7 @@ async fn adopts(variant: Variant) {
                 local_date: when + TimeDelta::seconds(1),
             },
             NewMessage {
+                attachments: Vec::new(),
                 conversation_id: 124,
                 origin: Origin::Telegram,
                 admin_id: VISITOR_ADMIN_ID.into(),
@@ -664,6 +667,7 @@ async fn adopts(variant: Variant) {
 
     // A visitor the legacy `users` table does not know.
     let stranger = NewMessage {
+        attachments: Vec::new(),
         conversation_id: 999,
         origin: Origin::Visitor,
         admin_id: VISITOR_ADMIN_ID.into(),
@@ -761,6 +765,7 @@ async fn creates_the_legacy_schema_in_an_empty_database() {
     assert_eq!(placeholder, "");
     let out = store
         .append(&[NewMessage {
+            attachments: Vec::new(),
             conversation_id: 4_000_000_000,
             origin: Origin::Visitor,
             admin_id: VISITOR_ADMIN_ID.into(),
@@ -832,6 +837,7 @@ async fn support_writes_first(variant: Variant) {
         .await
         .expect("core starts");
     let hello = |cid| SendMessage {
+        attachments: Vec::new(),
         conversation_id: cid,
         author: Author::Admin("alice".into()),
         text: "Hello! Can we help?".into(),

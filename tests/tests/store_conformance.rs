@@ -100,6 +100,7 @@ fn at(h: u32, m: u32, s: u32) -> NaiveDateTime {
 
 fn visitor(cid: u64, text: &str, key: Option<&str>) -> NewMessage {
     NewMessage {
+        attachments: Vec::new(),
         conversation_id: cid,
         origin: Origin::Visitor,
         admin_id: VISITOR_ADMIN_ID.into(),
@@ -111,6 +112,7 @@ fn visitor(cid: u64, text: &str, key: Option<&str>) -> NewMessage {
 
 fn admin(cid: u64, aid: &str, text: &str) -> NewMessage {
     NewMessage {
+        attachments: Vec::new(),
         conversation_id: cid,
         origin: Origin::Admin,
         admin_id: aid.into(),

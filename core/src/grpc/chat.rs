@@ -87,6 +87,31 @@ impl Chat for ChatApi {
         }))
     }
 
+    #[tracing::instrument(skip_all, name = "Chat.UploadAttachment")]
+    async fn upload_attachment(
+        &self,
+        request: Request<Streaming<pb::UploadAttachmentRequest>>,
+    ) -> Result<Response<pb::Attachment>, Status> {
+        let (upload, bytes) = super::files::upload_parts(request.into_inner()).await?;
+        let stored = self
+            .core
+            .upload_attachment(upload, bytes)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::attachment(&stored)))
+    }
+
+    type GetAttachmentStream = EventStream<pb::AttachmentChunk>;
+
+    #[tracing::instrument(skip_all, name = "Chat.GetAttachment", fields(file = request.get_ref().id))]
+    async fn get_attachment(
+        &self,
+        request: Request<pb::GetAttachmentRequest>,
+    ) -> Result<Response<Self::GetAttachmentStream>, Status> {
+        let chunks = super::files::download(&self.core, request.into_inner()).await?;
+        Ok(Response::new(Box::pin(chunks)))
+    }
+
     type SubscribeStream = EventStream<pb::Event>;
 
     #[tracing::instrument(skip_all, name = "Chat.Subscribe")]
@@ -243,6 +268,9 @@ impl Chat for ChatApi {
             company: self.core.company().to_owned(),
             max_message_chars: u32::try_from(self.core.max_message_chars()).unwrap_or(u32::MAX),
             typing_preview: self.core.typing_preview(),
+            max_attachment_bytes: self.core.files().config().max_bytes,
+            max_attachments: self.core.files().config().max_per_message,
+            attachment_types: self.core.files().config().types.clone(),
         }))
     }
 

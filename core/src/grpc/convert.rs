@@ -6,9 +6,9 @@ use crate::{
     Core,
     chat::{Author, SendMessage},
     domain::{
-        Admin, Appended, CannedReply, ConversationSummary, Direction, Erasure, Lease, Note, Origin,
-        Page, Reader, Scope, Status, StatusChange, StatusKind, StoredMessage, TelegramLink,
-        TelegramMode, VisitorContext, Vouched,
+        Admin, Appended, Attachment, CannedReply, ConversationSummary, Direction, Erasure, Lease,
+        Note, Origin, Page, Reader, Scope, Status, StatusChange, StatusKind, StoredMessage,
+        TelegramLink, TelegramMode, VisitorContext, Vouched,
     },
     error::{CoreError, CoreResult},
     hub::Event,
@@ -41,6 +41,22 @@ pub(crate) fn message(core: &Core, m: &StoredMessage) -> pb::Message {
             nanos: 0,
         }),
         local_date: m.local_date.format(LOCAL_DATE).to_string(),
+        attachments: m.attachments.iter().map(attachment).collect(),
+    }
+}
+
+/// A file as the contract describes it (never its storage keys).
+pub(crate) fn attachment(a: &Attachment) -> pb::Attachment {
+    pb::Attachment {
+        id: a.id,
+        conversation_id: a.conversation_id,
+        name: a.name.clone(),
+        content_type: a.content_type.clone(),
+        size: a.size,
+        has_thumbnail: a.thumbnail.is_some(),
+        width: a.width,
+        height: a.height,
+        sha256: a.sha256.clone(),
     }
 }
 
@@ -60,6 +76,7 @@ pub(crate) fn send(r: pb::SendMessageRequest) -> CoreResult<SendMessage> {
         author: author(r.author)?,
         text: r.text,
         client_msg_id: Some(r.client_msg_id),
+        attachments: r.attachment_ids,
     })
 }
 

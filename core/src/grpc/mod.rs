@@ -5,6 +5,7 @@ mod auth;
 mod chat;
 mod convert;
 mod edge;
+mod files;
 mod staff;
 mod telegram;
 
@@ -36,6 +37,13 @@ fn error_metadata(e: &CoreError) -> std::collections::HashMap<String, String> {
             .map(|(k, v)| (k.to_owned(), v.to_string()))
             .into(),
         CoreError::StoredTextTooLong { stored, limit } => [("stored", stored), ("limit", limit)]
+            .map(|(k, v)| (k.to_owned(), v.to_string()))
+            .into(),
+        CoreError::FileTooLarge { limit } => [("limit".to_owned(), limit.to_string())].into(),
+        CoreError::FileTypeNotAllowed { content_type } => {
+            [("type".to_owned(), content_type.clone())].into()
+        }
+        CoreError::TooManyAttachments { count, limit } => [("count", count), ("limit", limit)]
             .map(|(k, v)| (k.to_owned(), v.to_string()))
             .into(),
         CoreError::TooManyAttempts { retry_after_secs } => {

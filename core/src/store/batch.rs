@@ -75,15 +75,24 @@ pub(crate) fn statement_pieces<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> 
 
 /// What `append` stored for `new` under `id`.
 pub(crate) fn stored(new: &NewMessage, id: i64) -> StoreResult<Appended> {
+    let id = from_db_id("messages.id", id)?;
     Ok(Appended {
         message: StoredMessage {
-            id: from_db_id("messages.id", id)?,
+            id,
             conversation_id: new.conversation_id,
             direction: new.origin.direction(),
             origin: new.origin,
             admin_id: new.admin_id.clone(),
             text: new.text.clone(),
             local_date: new.local_date,
+            attachments: new
+                .attachments
+                .iter()
+                .map(|a| crate::domain::Attachment {
+                    message_id: Some(id),
+                    ..a.clone()
+                })
+                .collect(),
         },
         duplicate: false,
     })

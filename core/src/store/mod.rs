@@ -11,7 +11,9 @@
 //! id of each message), `sg_write_lock` (serialises writers across core replicas), an index
 //! on `messages (cid, id)`, a 64-bit `telegram.chat_id`, `telegram.active` and
 //! `sg_delivery_cursors` (how far each consumer that pushes messages elsewhere has got) and
-//! `sg_leases` (who holds a named lease, until when by the database's clock).
+//! `sg_leases` (who holds a named lease, until when by the database's clock), and
+//! `sg_attachments` (files of messages: their description; the bytes are in the file storage,
+//! `crate::files`).
 
 mod batch;
 mod dialect;
@@ -30,9 +32,10 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Admin, AdminSession, Appended, Assigned, CannedReply, Committed, ConversationFilter,
-    ConversationId, ConversationSummary, Erasure, Lease, MessageId, NewMessage, Note, Page, Reader,
-    Scope, Status, StoredMessage, TelegramLink, TelegramMode, VisitorContext, Vouched,
+    Admin, AdminSession, Appended, Assigned, Attachment, AttachmentId, CannedReply, Committed,
+    ConversationFilter, ConversationId, ConversationSummary, Erasure, Lease, MessageId, NewMessage,
+    Note, Page, Reader, Scope, Status, StoredMessage, TelegramLink, TelegramMode, VisitorContext,
+    Vouched,
 };
 
 pub use dialect::Dialect;
@@ -489,7 +492,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<VisitorContext>;
 
     /// Erases a conversation for good, in one transaction under the write lock: its messages
-    /// (and their `sg_message_meta`), notes, Telegram link, visitor context and
+    /// (and their `sg_message_meta`), files' rows, notes, Telegram link, visitor context and
     /// `sg_conversations` row; then
     /// records the erasure (`sg_erasures`: who, when, how much). Returns the record.
     async fn erase_conversation(
@@ -497,6 +500,29 @@ pub trait Store: Send + Sync + 'static {
         conversation: ConversationId,
         erased_by: &str,
     ) -> StoreResult<Erasure>;
+
+    /// Records an uploaded file (waiting for a message: `message_id` is ignored), under its
+    /// storage key; returns it with its id.
+    async fn add_attachment(&self, attachment: &Attachment) -> StoreResult<Attachment>;
+
+    /// A file by id, attached or waiting.
+    async fn attachment(&self, id: AttachmentId) -> StoreResult<Option<Attachment>>;
+
+    /// Every file of a conversation, attached or waiting (an erasure deletes their bytes).
+    async fn conversation_attachments(
+        &self,
+        conversation: ConversationId,
+    ) -> StoreResult<Vec<Attachment>>;
+
+    /// Files no message took that were uploaded before `before_ms`.
+    async fn unattached(&self, before_ms: i64) -> StoreResult<Vec<Attachment>>;
+
+    /// Deletes the rows of these files, of those still waiting for a message (one attached
+    /// meanwhile stays); returns the ids deleted.
+    async fn delete_unattached(&self, ids: &[AttachmentId]) -> StoreResult<Vec<AttachmentId>>;
+
+    /// Every storage key a row names (files' and thumbnails'): what the file storage keeps.
+    async fn attachment_keys(&self) -> StoreResult<std::collections::HashSet<String>>;
 
     /// The erasures recorded for a conversation, oldest first.
     async fn erasures(&self, conversation: ConversationId) -> StoreResult<Vec<Erasure>>;

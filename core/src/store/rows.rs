@@ -7,8 +7,8 @@ use sqlx::{ColumnIndex, Decode, FromRow, Row, Type, ValueRef as _, error::BoxDyn
 
 use super::{Dialect, StoreError, StoreResult, from_db_id, text};
 use crate::domain::{
-    Admin, CannedReply, ConversationSummary, Direction, Erasure, Lease, Note, Origin, Status,
-    StoredMessage, TelegramLink, TelegramMode, VisitorContext, part_from_json,
+    Admin, Attachment, CannedReply, ConversationSummary, Direction, Erasure, Lease, Note, Origin,
+    Status, StoredMessage, TelegramLink, TelegramMode, Thumbnail, VisitorContext, part_from_json,
 };
 
 /// An integer column read as `i64`, whatever integer type the backend gives it: `BIGINT`, or
@@ -51,6 +51,20 @@ pub(crate) struct MessageRow {
     message: Option<String>,
     date: NaiveDateTime,
     origin: Option<Int>,
+    /// `sg_message_meta.files`: how many files it has (NULL for a legacy row: none).
+    files: Option<Int>,
+}
+
+impl MessageRow {
+    /// Whether the message has files to read from `sg_attachments`.
+    pub(crate) fn has_files(&self) -> bool {
+        self.files.is_some_and(|n| n.0 > 0)
+    }
+
+    /// `messages.id` as read.
+    pub(crate) fn id(&self) -> i64 {
+        self.id.0
+    }
 }
 
 impl TryFrom<MessageRow> for StoredMessage {
@@ -66,6 +80,7 @@ impl TryFrom<MessageRow> for StoredMessage {
             admin_id: row.aid,
             text: text::from_column(row.message.as_deref()),
             local_date: row.date,
+            attachments: Vec::new(),
         })
     }
 }
@@ -103,6 +118,13 @@ pub(crate) struct SummaryRow {
     telegram_links: Int,
     #[sqlx(flatten)]
     context: ContextColumns,
+}
+
+impl SummaryRow {
+    /// Whether its last message has files to read from `sg_attachments`.
+    pub(crate) fn last_has_files(&self) -> bool {
+        self.last.0.as_ref().is_some_and(MessageRow::has_files)
+    }
 }
 
 impl TryFrom<SummaryRow> for ConversationSummary {
@@ -248,6 +270,64 @@ impl TryFrom<NoteRow> for Note {
             conversation_id: from_db_id("sg_notes.cid", row.cid.0)?,
             admin_id: row.aid,
             text: row.text,
+            created_at_ms: row.created_at_ms.0,
+        })
+    }
+}
+
+/// A row of `sg_attachments` (`sql::ATTACHMENTS`).
+#[derive(FromRow)]
+pub(crate) struct AttachmentRow {
+    id: Int,
+    cid: Int,
+    message_id: Option<Int>,
+    name: String,
+    content_type: String,
+    size: Int,
+    sha256: String,
+    width: Int,
+    height: Int,
+    storage_key: String,
+    thumbnail_key: Option<String>,
+    thumbnail_type: Option<String>,
+    thumbnail_size: Option<Int>,
+    uploaded_by: String,
+    created_at_ms: Int,
+}
+
+impl TryFrom<AttachmentRow> for Attachment {
+    type Error = StoreError;
+
+    fn try_from(row: AttachmentRow) -> StoreResult<Self> {
+        let pixels = |column, n: Int| {
+            u32::try_from(n.0).map_err(|_| StoreError::Corrupt {
+                column,
+                value: n.0.to_string(),
+            })
+        };
+        Ok(Attachment {
+            id: from_db_id("sg_attachments.id", row.id.0)?,
+            conversation_id: from_db_id("sg_attachments.cid", row.cid.0)?,
+            message_id: row
+                .message_id
+                .map(|id| from_db_id("sg_attachments.message_id", id.0))
+                .transpose()?,
+            name: row.name,
+            content_type: row.content_type,
+            size: from_db_id("sg_attachments.size", row.size.0)?,
+            sha256: row.sha256,
+            width: pixels("sg_attachments.width", row.width)?,
+            height: pixels("sg_attachments.height", row.height)?,
+            key: row.storage_key,
+            thumbnail: match (row.thumbnail_key, row.thumbnail_type, row.thumbnail_size) {
+                (Some(key), Some(content_type), Some(size)) => Some(Thumbnail {
+                    key,
+                    content_type,
+                    size: from_db_id("sg_attachments.thumbnail_size", size.0)?,
+                }),
+                _ => None,
+            },
+            uploaded_by: row.uploaded_by,
             created_at_ms: row.created_at_ms.0,
         })
     }

@@ -17,23 +17,23 @@ use super::batch::{
 };
 use super::dialect::RowsAffected as _;
 use super::rows::{
-    AdminRow, CannedReplyRow, ContextColumns, ErasureRow, Int, LeaseRow, LinkRow, MessageRow,
-    NoteRow, SummaryRow,
+    AdminRow, AttachmentRow, CannedReplyRow, ContextColumns, ErasureRow, Int, LeaseRow, LinkRow,
+    MessageRow, NoteRow, SummaryRow,
 };
 use super::write_tx::WriteTx;
 use super::{Backend, Dialect, Store, StoreError, StoreResult, from_db_id, page, text, to_db_id};
 use crate::domain::{
-    Admin, AdminSession, Appended, Assigned, AssigneeFilter, CannedReply, Committed,
-    ConversationFilter, ConversationId, ConversationSummary, Direction, Erasure, Lease, MessageId,
-    NewMessage, Note, Page, Reader, Scope, Status, StatusKind, StoredMessage, TelegramLink,
-    TelegramMode, VisitorContext, Vouched, part_json,
+    Admin, AdminSession, Appended, Assigned, AssigneeFilter, Attachment, AttachmentId, CannedReply,
+    Committed, ConversationFilter, ConversationId, ConversationSummary, Direction, Erasure, Lease,
+    MessageId, NewMessage, Note, Page, Reader, Scope, Status, StatusKind, StoredMessage,
+    TelegramLink, TelegramMode, VisitorContext, Vouched, part_json,
 };
 
 /// Columns of a message as [`MessageRow`] reads them, `m` = messages, `meta` =
 /// sg_message_meta.
 macro_rules! message_columns {
     () => {
-        "m.id, m.cid, m.direction, m.aid, m.message, m.date, meta.origin"
+        "m.id, m.cid, m.direction, m.aid, m.message, m.date, meta.origin, meta.files"
     };
 }
 
@@ -70,6 +70,11 @@ const SUMMARY_WHERE: &str = concat!(
     " LEFT JOIN sg_visitor_context vc ON vc.cid = c.cid WHERE "
 );
 
+/// Files as [`AttachmentRow`] reads them, to be followed by a condition.
+const ATTACHMENTS_WHERE: &str = "SELECT id, cid, message_id, name, content_type, size, sha256, \
+     width, height, storage_key, thumbnail_key, thumbnail_type, thumbnail_size, uploaded_by, \
+     created_at_ms FROM sg_attachments WHERE ";
+
 /// Canned replies as [`CannedReplyRow`] reads them, to be followed by a condition.
 const CANNED_REPLIES: &str =
     "SELECT shortcut, text, updated_by, updated_at_ms FROM sg_canned_replies";
@@ -95,6 +100,100 @@ impl<DB: Dialect> SqlStore<DB> {
     /// The store on an open pool, with what its backend keeps beside it.
     pub(crate) fn with_schema(pool: Pool<DB>, schema: DB::Schema) -> Self {
         Self { pool, schema }
+    }
+
+    /// Messages of rows read, with their files.
+    async fn read_messages(&self, rows: Vec<MessageRow>) -> StoreResult<Vec<StoredMessage>>
+    where
+        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+        for<'r> &'r str: ColumnIndex<DB::Row>,
+        i64: for<'q> Encode<'q, DB> + for<'q> Decode<'q, DB> + Type<DB>,
+        String: for<'q> Decode<'q, DB> + Type<DB>,
+        Option<String>: for<'q> Decode<'q, DB>,
+    {
+        let with_files: Vec<bool> = rows.iter().map(MessageRow::has_files).collect();
+        let mut messages = messages(rows)?;
+        let needing = messages
+            .iter_mut()
+            .zip(with_files)
+            .filter_map(|(m, files)| files.then_some(m))
+            .collect();
+        self.fill_files(needing).await?;
+        Ok(messages)
+    }
+
+    /// Conversations of rows read, their last messages with their files.
+    async fn read_summaries(&self, rows: Vec<SummaryRow>) -> StoreResult<Vec<ConversationSummary>>
+    where
+        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+        for<'r> &'r str: ColumnIndex<DB::Row>,
+        i64: for<'q> Encode<'q, DB> + for<'q> Decode<'q, DB> + Type<DB>,
+        String: for<'q> Decode<'q, DB> + Type<DB>,
+        Option<String>: for<'q> Decode<'q, DB>,
+    {
+        let with_files: Vec<bool> = rows.iter().map(SummaryRow::last_has_files).collect();
+        let mut summaries = rows
+            .into_iter()
+            .map(ConversationSummary::try_from)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let needing = summaries
+            .iter_mut()
+            .zip(with_files)
+            .filter_map(|(c, files)| files.then_some(c.last_message.as_mut()).flatten())
+            .collect();
+        self.fill_files(needing).await?;
+        Ok(summaries)
+    }
+
+    /// Reads the files of messages that have some (`sg_message_meta.files`), and takes their
+    /// lines off the text (see [`text::with_files`]).
+    async fn fill_files(&self, messages: Vec<&mut StoredMessage>) -> StoreResult<()>
+    where
+        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+        for<'r> &'r str: ColumnIndex<DB::Row>,
+        i64: for<'q> Encode<'q, DB> + for<'q> Decode<'q, DB> + Type<DB>,
+        String: for<'q> Decode<'q, DB> + Type<DB>,
+        Option<String>: for<'q> Decode<'q, DB>,
+    {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut query = QueryBuilder::<DB>::new(ATTACHMENTS_WHERE);
+        query.push("message_id IN (");
+        let mut ids = query.separated(", ");
+        for m in &messages {
+            ids.push_bind(to_db_id(m.id));
+        }
+        query.push(") ORDER BY message_id, position");
+        let rows: Vec<AttachmentRow> = query.build_query_as().fetch_all(&self.pool).await?;
+        let mut files: HashMap<MessageId, Vec<Attachment>> = HashMap::new();
+        for row in rows {
+            let file = Attachment::try_from(row)?;
+            files
+                .entry(file.message_id.unwrap_or_default())
+                .or_default()
+                .push(file);
+        }
+        for m in messages {
+            if let Some(files) = files.remove(&m.id) {
+                m.text = text::without_files(std::mem::take(&mut m.text), &files);
+                m.attachments = files;
+            }
+        }
+        Ok(())
+    }
+
+    /// Files read by a condition the caller pushed after [`ATTACHMENTS_WHERE`].
+    async fn attachments_where(&self, mut query: QueryBuilder<DB>) -> StoreResult<Vec<Attachment>>
+    where
+        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+        for<'r> &'r str: ColumnIndex<DB::Row>,
+        i64: for<'q> Decode<'q, DB> + Type<DB>,
+        String: for<'q> Decode<'q, DB> + Type<DB>,
+        Option<String>: for<'q> Decode<'q, DB>,
+    {
+        let rows: Vec<AttachmentRow> = query.build_query_as().fetch_all(&self.pool).await?;
+        rows.into_iter().map(Attachment::try_from).collect()
     }
 
     /// Writes a consumer's delivery cursor: creates it at `to` when missing, and when
@@ -182,7 +281,10 @@ where
         .push_bind(new.admin_id.clone())
         .push_bind(new.origin.direction().code())
         .push_bind(new.local_date)
-        .push_bind(text::to_column(&new.text))
+        .push_bind(text::to_column(&text::with_files(
+            &new.text,
+            &new.attachments,
+        )))
         .push_bind(i32::from(to_support))
         .push_bind(i32::from(!to_support));
 }
@@ -223,19 +325,23 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
     let mut meta = QueryBuilder::<DB>::new(
-        "INSERT INTO sg_message_meta (message_id, cid, origin, client_msg_id) ",
+        "INSERT INTO sg_message_meta (message_id, cid, origin, client_msg_id, files) ",
     );
     meta.push_values(chunk.rows.iter().zip(&ids), |mut row, (&i, &id)| {
         let new = &chunk.batch[i];
         row.push_bind(id)
             .push_bind(to_db_id(new.conversation_id))
             .push_bind(new.origin.code())
-            .push_bind(new.client_msg_id.clone());
+            .push_bind(new.client_msg_id.clone())
+            .push_bind(new.attachments.len() as i32);
     });
     match meta.build().execute(&mut *conn).await {
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(Err(KeyStored)),
         done => done?,
     };
+    for (&i, &id) in chunk.rows.iter().zip(&ids) {
+        attach_files::<DB>(conn, &chunk.batch[i], id).await?;
+    }
     let latest = latest_per_conversation(chunk, &ids);
     let on_conflict = conversations_upsert::<DB>();
     for part in statement_pieces(&latest) {
@@ -251,6 +357,36 @@ where
         upsert.build().execute(&mut *conn).await?;
     }
     Ok(Ok(ids))
+}
+
+/// Gives a new message its files: uploads of its conversation that no message took yet
+/// (the core checked them before queueing the message; one taken meanwhile by another
+/// message, on another replica, stays with that one).
+async fn attach_files<DB>(
+    conn: &mut DB::Connection,
+    new: &NewMessage,
+    message_id: i64,
+) -> StoreResult<()>
+where
+    DB: Dialect,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+    i32: for<'t> Encode<'t, DB> + Type<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    for (position, file) in new.attachments.iter().enumerate() {
+        let mut attach = QueryBuilder::<DB>::new("UPDATE sg_attachments SET message_id = ");
+        attach
+            .push_bind(message_id)
+            .push(", position = ")
+            .push_bind(position as i32)
+            .push(" WHERE id = ")
+            .push_bind(to_db_id(file.id))
+            .push(" AND cid = ")
+            .push_bind(to_db_id(new.conversation_id))
+            .push(" AND message_id IS NULL");
+        attach.build().execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// What follows the `VALUES` of the writer's upsert of `sg_conversations`: the last message
@@ -422,6 +558,7 @@ where
     i64: for<'q> Encode<'q, DB> + for<'q> Decode<'q, DB> + Type<DB>,
     i32: for<'q> Encode<'q, DB> + Type<DB>,
     Option<i32>: for<'q> Encode<'q, DB>,
+    Option<i64>: for<'q> Encode<'q, DB>,
     String: for<'q> Encode<'q, DB> + for<'q> Decode<'q, DB> + Type<DB>,
     Option<String>: for<'q> Encode<'q, DB>,
     NaiveDateTime: for<'q> Decode<'q, DB> + Type<DB>,
@@ -452,6 +589,7 @@ where
             // the batch's predecessor (what a replica checks it has seen before taking the batch).
             let (mut tx, newest) = begin_batch(&self.pool).await?;
             let mut out: Vec<Option<Appended>> = vec![None; batch.len()];
+            let mut files_of_repeat = std::collections::HashSet::new();
             let mut fresh = Vec::with_capacity(batch.len());
             let known = if look_up_first {
                 conversations_with_stored_keys(&mut tx, batch, &repeats).await?
@@ -478,6 +616,9 @@ where
                     let found: Option<MessageRow> =
                         query.build_query_as().fetch_optional(&mut *tx).await?;
                     if let Some(row) = found {
+                        if row.has_files() {
+                            files_of_repeat.insert(from_db_id("messages.id", row.id())?);
+                        }
                         out[i] = Some(Appended {
                             message: row.try_into()?,
                             duplicate: true,
@@ -510,10 +651,15 @@ where
                 }
             }
             tx.commit().await?;
-            return Ok(Committed {
-                prev,
-                appended: finish_batch(out, repeats),
-            });
+            let mut appended = finish_batch(out, repeats);
+            // A repeat of a stored message with files answers with them, as the first did.
+            let repeats_with_files = appended
+                .iter_mut()
+                .filter(|a| a.duplicate && files_of_repeat.contains(&a.message.id))
+                .map(|a| &mut a.message)
+                .collect();
+            self.fill_files(repeats_with_files).await?;
+            return Ok(Committed { prev, appended });
         }
     }
 
@@ -536,7 +682,8 @@ where
             .push_bind(to_db_id(after))
             .push(" ORDER BY m.id LIMIT ")
             .push_bind(i64::from(page(limit)));
-        messages(query.build_query_as().fetch_all(&self.pool).await?)
+        self.read_messages(query.build_query_as().fetch_all(&self.pool).await?)
+            .await
     }
 
     #[tracing::instrument(skip_all, name = "store.history", fields(conversation = conversation))]
@@ -549,7 +696,8 @@ where
         let mut query = QueryBuilder::<DB>::new(MESSAGES_WHERE);
         query.push("m.cid = ").push_bind(to_db_id(conversation));
         page_before(query.push(" AND "), "m.id", before, "m.id DESC", limit);
-        messages(query.build_query_as().fetch_all(&self.pool).await?)
+        self.read_messages(query.build_query_as().fetch_all(&self.pool).await?)
+            .await
     }
 
     #[tracing::instrument(skip_all, name = "store.last_message_id")]
@@ -587,7 +735,7 @@ where
         let mut query = QueryBuilder::<DB>::new(SUMMARY_WHERE);
         query.push("c.cid = ").push_bind(to_db_id(conversation));
         let row: Option<SummaryRow> = query.build_query_as().fetch_optional(&self.pool).await?;
-        row.map(ConversationSummary::try_from).transpose()
+        Ok(self.read_summaries(row.into_iter().collect()).await?.pop())
     }
 
     #[tracing::instrument(skip_all, name = "store.conversations")]
@@ -624,9 +772,7 @@ where
         let order = "c.last_message_id DESC, c.cid DESC";
         page_before(&mut query, "c.last_message_id", before_last, order, limit);
         let rows: Vec<SummaryRow> = query.build_query_as().fetch_all(&self.pool).await?;
-        rows.into_iter()
-            .map(ConversationSummary::try_from)
-            .collect()
+        self.read_summaries(rows).await
     }
 
     #[tracing::instrument(skip_all, name = "store.set_status", fields(conversation = conversation))]
@@ -1154,6 +1300,7 @@ where
         let mut deleted = [0u64; 2];
         for (table, count) in [
             ("sg_message_meta", None),
+            ("sg_attachments", None),
             ("messages", Some(0)),
             ("sg_notes", Some(1)),
             ("telegram", None),
@@ -1240,6 +1387,102 @@ where
                 column: "sg_visitor_context",
                 value: "the context just stored is not there".into(),
             })
+    }
+
+    #[tracing::instrument(skip_all, name = "store.add_attachment", fields(conversation = attachment.conversation_id))]
+    async fn add_attachment(&self, attachment: &Attachment) -> StoreResult<Attachment> {
+        let mut add = QueryBuilder::<DB>::new(
+            "INSERT INTO sg_attachments (cid, name, content_type, size, sha256, width, height, \
+             storage_key, thumbnail_key, thumbnail_type, thumbnail_size, uploaded_by, \
+             created_at_ms) ",
+        );
+        let thumbnail = attachment.thumbnail.as_ref();
+        add.push_values([attachment], |mut row, a| {
+            row.push_bind(to_db_id(a.conversation_id))
+                .push_bind(a.name.clone())
+                .push_bind(a.content_type.clone())
+                .push_bind(to_db_id(a.size))
+                .push_bind(a.sha256.clone())
+                .push_bind(i64::from(a.width))
+                .push_bind(i64::from(a.height))
+                .push_bind(a.key.clone())
+                .push_bind(thumbnail.map(|t| t.key.clone()))
+                .push_bind(thumbnail.map(|t| t.content_type.clone()))
+                .push_bind(thumbnail.map(|t| to_db_id(t.size)))
+                .push_bind(a.uploaded_by.clone())
+                .push_bind(a.created_at_ms);
+        });
+        add.build().execute(&self.pool).await?;
+        // Read back by its key: the backends tell a new row's id each its own way.
+        let mut read = QueryBuilder::<DB>::new(ATTACHMENTS_WHERE);
+        read.push("storage_key = ")
+            .push_bind(attachment.key.clone());
+        self.attachments_where(read)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt {
+                column: "sg_attachments",
+                value: "the file just recorded is not there".into(),
+            })
+    }
+
+    #[tracing::instrument(skip_all, name = "store.attachment", fields(id = id))]
+    async fn attachment(&self, id: AttachmentId) -> StoreResult<Option<Attachment>> {
+        let mut query = QueryBuilder::<DB>::new(ATTACHMENTS_WHERE);
+        query.push("id = ").push_bind(to_db_id(id));
+        Ok(self.attachments_where(query).await?.pop())
+    }
+
+    #[tracing::instrument(skip_all, name = "store.conversation_attachments", fields(conversation = conversation))]
+    async fn conversation_attachments(
+        &self,
+        conversation: ConversationId,
+    ) -> StoreResult<Vec<Attachment>> {
+        let mut query = QueryBuilder::<DB>::new(ATTACHMENTS_WHERE);
+        query
+            .push("cid = ")
+            .push_bind(to_db_id(conversation))
+            .push(" ORDER BY id");
+        self.attachments_where(query).await
+    }
+
+    #[tracing::instrument(skip_all, name = "store.unattached")]
+    async fn unattached(&self, before_ms: i64) -> StoreResult<Vec<Attachment>> {
+        let mut query = QueryBuilder::<DB>::new(ATTACHMENTS_WHERE);
+        query
+            .push("message_id IS NULL AND created_at_ms < ")
+            .push_bind(before_ms)
+            .push(" ORDER BY id LIMIT 1000");
+        self.attachments_where(query).await
+    }
+
+    #[tracing::instrument(skip_all, name = "store.delete_unattached", fields(files = ids.len()))]
+    async fn delete_unattached(&self, ids: &[AttachmentId]) -> StoreResult<Vec<AttachmentId>> {
+        let mut deleted = Vec::with_capacity(ids.len());
+        // One by one: each delete says whether the row was still waiting, so a file attached
+        // meanwhile keeps its bytes.
+        for &id in ids {
+            let mut delete = QueryBuilder::<DB>::new(
+                "DELETE FROM sg_attachments WHERE message_id IS NULL AND id = ",
+            );
+            delete.push_bind(to_db_id(id));
+            if delete.build().execute(&self.pool).await?.rows() > 0 {
+                deleted.push(id);
+            }
+        }
+        Ok(deleted)
+    }
+
+    #[tracing::instrument(skip_all, name = "store.attachment_keys")]
+    async fn attachment_keys(&self) -> StoreResult<std::collections::HashSet<String>> {
+        let rows: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT storage_key, thumbnail_key FROM sg_attachments")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .flat_map(|(key, thumbnail)| std::iter::once(key).chain(thumbnail))
+            .collect())
     }
 
     #[tracing::instrument(skip_all, name = "store.erasures", fields(conversation = conversation))]

@@ -31,6 +31,8 @@
   const TYPING_SHOWN_MS = 5000;
   /** How close to the top of the history (px) scrolling fetches older messages. */
   const OLDER_MARGIN_PX = 80;
+  /** The box (CSS pixels) an image's thumbnail is scaled into. */
+  const THUMB_BOX = 240;
   const API = '/console/api/';
   const LANG_KEY = 'socketgram.console.lang';
   const NOTIFY_KEY = 'socketgram.console.notify';
@@ -107,6 +109,16 @@
       'shortcuts.u': 'Next conversation with unread messages', 'shortcuts.r': 'Write a reply',
       'shortcuts.e': 'Resolve the open conversation', 'shortcuts.help': 'Show this list',
       'shortcuts.esc': 'Leave the reply box',
+      'attach': 'Attach files', 'files.tray': 'Files to send', 'files.drop': 'Drop files here to attach them',
+      'files.remove': 'Remove {name}', 'files.retry': 'Try again: {name}', 'files.uploading': 'Uploading {name}',
+      'files.uploaded': '{name} uploaded', 'files.busy': 'Send is ready once the files have uploaded',
+      'files.tooLarge': '{name} is larger than {max}', 'files.type': '{name}: this type of file is not accepted',
+      'files.empty': '{name} is empty',
+      'files.tooMany': { one: '{name}: at most {n} file goes with one reply', other: '{name}: at most {n} files go with one reply' },
+      'files.expired': '{name}: the upload took too long to start; try again',
+      'files.network': '{name}: the upload did not reach the server',
+      'files.noUrl': '{name}: the server gave no address to upload to', 'files.refused': '{name}: {reason}',
+      'size.B': '{n} B', 'size.KB': '{n} KB', 'size.MB': '{n} MB', 'size.GB': '{n} GB', 'size.TB': '{n} TB',
     },
     ru: {
       'loading': 'Загрузка…', 'retry': 'Повторить', 'close': 'Закрыть', 'edit': 'Изменить', 'you': 'Вы',
@@ -180,6 +192,22 @@
       'shortcuts.u': 'Следующий разговор с непрочитанными', 'shortcuts.r': 'Перейти к ответу',
       'shortcuts.e': 'Отметить открытый разговор решённым', 'shortcuts.help': 'Показать этот список',
       'shortcuts.esc': 'Выйти из поля ответа',
+      'attach': 'Прикрепить файлы', 'files.tray': 'Файлы к отправке',
+      'files.drop': 'Отпустите файлы здесь, чтобы прикрепить их',
+      'files.remove': 'Убрать {name}', 'files.retry': 'Повторить: {name}', 'files.uploading': 'Загрузка {name}',
+      'files.uploaded': '{name}: загружено', 'files.busy': 'Отправить можно, когда файлы загрузятся',
+      'files.tooLarge': '{name}: файл больше {max}', 'files.type': '{name}: файлы такого типа не принимаются',
+      'files.empty': '{name}: файл пустой',
+      'files.tooMany': {
+        one: '{name}: к одному ответу — не больше {n} файла', few: '{name}: к одному ответу — не больше {n} файлов',
+        many: '{name}: к одному ответу — не больше {n} файлов', other: '{name}: к одному ответу — не больше {n} файла',
+      },
+      'files.expired': '{name}: загрузка не началась вовремя, попробуйте ещё раз',
+      'files.network': '{name}: файл не дошёл до сервера',
+      'files.noUrl': '{name}: сервер не дал адрес для загрузки', 'files.refused': '{name}: {reason}',
+      'size.B': '{n} Б', 'size.KB': '{n} КБ', 'size.MB': '{n} МБ', 'size.GB': '{n} ГБ', 'size.TB': '{n} ТБ',
+      'server.upload.truncated': 'файл пришёл не целиком, попробуйте ещё раз',
+      'server.upload.unavailable': 'хранилище файлов сейчас недоступно, попробуйте позже',
       'server.signIn.unauthenticated': 'Неверный логин или пароль.',
       'server.signIn.rate_limited': 'Слишком много попыток. Попробуйте снова через {n} с.',
       'server.session_expired': 'Сессия истекла, войдите снова.',
@@ -287,6 +315,59 @@
   /** A same-origin path from the server's links, or null (never javascript: or another site). */
   const localPath = (href) => (typeof href === 'string' && /^\/(?!\/)/.test(href) ? href : null);
 
+  /** A size as people read it, in the reader's language: "532 B", "12 KB", "1.4 MB". */
+  function humanSize(bytes) {
+    const n = Math.max(0, Number(bytes) || 0);
+    if (n < 1024) return t('size.B', { n });
+    const units = ['KB', 'MB', 'GB', 'TB'];
+    let value = n / 1024;
+    let unit = 0;
+    while (value >= 1024 && unit + 1 < units.length) {
+      value /= 1024;
+      unit += 1;
+    }
+    const digits = value < 10 ? 1 : 0;
+    return t(`size.${units[unit]}`, { n: value.toLocaleString(lang, { minimumFractionDigits: digits, maximumFractionDigits: digits }) });
+  }
+
+  /** Width and height attributes that fit an image of w x h into THUMB_BOX (the layout does
+   *  not jump when it loads); none when the size is not known. */
+  function thumbSize(w, h) {
+    if (!(w > 0 && h > 0)) return {};
+    const scale = Math.min(1, THUMB_BOX / w, THUMB_BOX / h);
+    return { width: Math.max(1, Math.round(w * scale)), height: Math.max(1, Math.round(h * scale)) };
+  }
+
+  /** Whether a file the browser calls `type` is worth uploading where the server takes
+   *  `types`. Only a hint: the server tells the type from the content. Unknown types go up
+   *  (the server decides), and so does any plain text, which it stores as text/plain. */
+  function typeAccepted(type, types) {
+    if (!type || !types) return true;
+    if (types.includes(type)) return true;
+    return types.includes('text/plain') && /^text\//.test(type) && !/html|xml/.test(type);
+  }
+
+  /** The files of a message from the wire, checked; their addresses same-origin paths only. */
+  function attachmentsOf(raw) {
+    if (!Array.isArray(raw)) return [];
+    return raw.filter((a) => a && typeof a === 'object' && a.id !== undefined && a.id !== null).map((a) => ({
+      id: a.id,
+      name: typeof a.name === 'string' && a.name ? a.name : 'file',
+      type: typeof a.type === 'string' ? a.type : '',
+      size: Number(a.size) || 0,
+      width: Number(a.width) || 0,
+      height: Number(a.height) || 0,
+      url: localPath(a.url),
+      thumbUrl: localPath(a.thumb_url),
+    }));
+  }
+
+  /** Whether two lists of files hold the same ids in the same order. */
+  const sameFiles = (a, b) => a.length === b.length && a.every((f, i) => String(f.id) === String(b[i].id));
+
+  /** A message's text for a one-line preview: its files named when it has no text. */
+  const previewText = (m) => m.text || m.attachments.map((a) => `📎 ${a.name}`).join(', ');
+
   // ---- the state store ----
   // All the page knows lives in `state`. Code changes it, then calls changed('region', ...);
   // the regions are redrawn once, when the current task ends. A microtask, not an animation
@@ -306,9 +387,15 @@
     admins: [],
     openCid: null,
     thread: null, // the open conversation: see newThread()
-    pending: new Map(), // cid -> replies on their way: [{id, text, state, error, matched}]
+    pending: new Map(), // cid -> replies on their way: [{id, text, attachments, state, error, matched}]
+    // cid -> files chosen for the next reply: [{key, file, name, size, state ('uploading' |
+    // 'done' | 'failed'), progress, error, retry, xhr, attachment}]
+    files: new Map(),
+    // {maxBytes, maxFiles, types} as the last ticket said; null before one came (the server
+    // may be set to take more than its defaults)
+    fileLimits: null,
     drafts: new Map(), // cid -> the reply box's text while another conversation is open
-    editing: null, // {cid, id, text}: a reply that failed, back in the box (it keeps its id)
+    editing: null, // {cid, id, text, attachments}: a reply that failed, back in the box (it keeps its id)
     replyError: '',
     canned: null, // {items: [{shortcut, text}], active} while the reply is "/prefix"
     notify: local.get(NOTIFY_KEY) === '1',
@@ -317,7 +404,7 @@
   };
 
   const RENDER_ORDER = ['screen', 'auth', 'header', 'title', 'filters', 'online', 'inbox',
-    'conversation', 'messages', 'typing', 'reply', 'canned', 'notes', 'visitor'];
+    'conversation', 'messages', 'typing', 'reply', 'files', 'canned', 'notes', 'visitor'];
   const dirty = new Set();
 
   /** Marks regions to redraw at the end of the current task. */
@@ -479,6 +566,7 @@
       text: typeof raw.message === 'string' ? raw.message : String(raw.message ?? ''),
       date: typeof raw.date === 'string' ? raw.date : '',
       author: typeof raw.author === 'string' ? raw.author : '',
+      attachments: attachmentsOf(raw.attachments),
     };
   }
 
@@ -559,7 +647,8 @@
       if (m.fromVisitor) dropTyping(thread, 'visitor');
       else if (m.author && m.author === me().login) {
         // Our reply's event may come before its acknowledgement: hide the pending copy now.
-        const item = (state.pending.get(m.cid) || []).find((p) => p.state === 'sending' && !p.matched && p.text === m.text);
+        const item = (state.pending.get(m.cid) || []).find((p) => p.state === 'sending' && !p.matched && p.text === m.text
+          && sameFiles(p.attachments, m.attachments));
         if (item) item.matched = true;
       }
     }
@@ -672,6 +761,8 @@
       if (state.search) state.search.cids.delete(cid);
       state.pending.delete(cid);
       state.drafts.delete(cid);
+      for (const item of state.files.get(cid) || []) if (item.xhr) item.xhr.abort();
+      state.files.delete(cid);
       if (state.openCid === cid) {
         state.notice = t('erased', { cid, by: String(ev.by || '') });
         navigate(null);
@@ -839,7 +930,7 @@
     if (!('Notification' in window) || Notification.permission !== 'granted') return;
     try {
       const n = new Notification(t(isNew ? 'notify.new' : 'notify.title', { name: visitorName(conv) }), {
-        body: Array.from(m.text).slice(0, 200).join(''), tag: `socketgram-${conv.cid}`,
+        body: Array.from(previewText(m)).slice(0, 200).join(''), tag: `socketgram-${conv.cid}`,
       });
       n.onclick = () => {
         window.focus();
@@ -936,6 +1027,7 @@
     clearTimeout(searchTimer);
     stopTyping();
     if (state.thread) for (const key of [...state.thread.typing.keys()]) dropTyping(state.thread, key);
+    clearFiles();
     Object.assign(state, {
       session: null, connection: 'connecting', convs: new Map(), search: null, online: new Set(),
       admins: [], openCid: null, thread: null, pending: new Map(), drafts: new Map(), editing: null,
@@ -1051,6 +1143,8 @@
   const rowEls = new Map();
   /** The typing lines by who types, updated in place: the live region does not repeat them. */
   const typingEls = new Map();
+  /** The tray's chips by file key. */
+  const fileEls = new Map();
 
   const RENDER = {
     screen() {
@@ -1263,6 +1357,33 @@
 
     reply() {
       els.replyError.textContent = state.replyError;
+      els.send.disabled = !canSend();
+      const uploading = (state.files.get(state.openCid) || []).some((f) => f.state === 'uploading');
+      els.replyHint.textContent = t(uploading ? 'files.busy' : 'reply.hint');
+    },
+
+    /** The open conversation's chosen files, above the reply box: each chip built once (per
+     *  language) and updated in place, so a focused button keeps the focus. */
+    files() {
+      const files = state.files.get(state.openCid) || [];
+      for (const [key, view] of fileEls) {
+        if (files.some((f) => f.key === key) && view.lang === lang) continue;
+        view.li.remove();
+        fileEls.delete(key);
+      }
+      files.forEach((item, i) => {
+        let view = fileEls.get(item.key);
+        if (!view) fileEls.set(item.key, view = fileChip(item));
+        if (els.replyFiles.children[i] !== view.li) els.replyFiles.insertBefore(view.li, els.replyFiles.children[i] || null);
+        view.li.dataset.state = item.state;
+        view.li.classList.toggle('is-failed', item.state === 'failed');
+        view.progress.hidden = item.state !== 'uploading';
+        view.progress.value = Math.round(item.progress * 100);
+        view.error.textContent = item.error;
+        view.error.hidden = !item.error;
+        view.retry.hidden = !(item.state === 'failed' && item.retry && item.file);
+      });
+      els.replyFiles.hidden = !files.length;
     },
 
     canned() {
@@ -1333,7 +1454,7 @@
     const online = isOnline(conv.cid);
     let preview = t('inbox.noMessage');
     if (last) {
-      const text = Array.from(last.text).slice(0, 200).join('').replace(/\s+/g, ' ');
+      const text = Array.from(previewText(last)).slice(0, 200).join('').replace(/\s+/g, ' ');
       preview = last.fromVisitor ? text : `${last.author === me().login ? t('you') : last.adm}: ${text}`;
     }
     const assignee = !conv.assignee ? t('assignee.nobody') : conv.assignee === me().login ? t('you') : conv.assignee;
@@ -1360,7 +1481,57 @@
       h('p', { class: 'msg-meta' },
         m.fromVisitor ? h('span', { class: 'vh' }, `${visitorName(conv)} `) : h('span', { class: 'msg-author' }, m.adm),
         timeEl(m.date)),
-      h('p', { class: 'msg-text' }, m.text));
+      m.attachments.length ? filesElement(m.attachments) : null,
+      // Files alone make no empty bubble.
+      m.text || !m.attachments.length ? h('p', { class: 'msg-text' }, m.text) : null);
+  }
+
+  /** A message's files: an image with a thumbnail as that thumbnail, linked to the file (in
+   *  a new tab); anything else as a chip with its name and size, to download. */
+  function filesElement(list) {
+    return h('div', { class: 'msg-files' }, list.map((a) => {
+      if (a.url && a.thumbUrl) {
+        return h('a', { class: 'msg-thumb', href: a.url, target: '_blank', rel: 'noopener' },
+          h('img', Object.assign({ src: a.thumbUrl, alt: a.name, loading: 'lazy', decoding: 'async' }, thumbSize(a.width, a.height))));
+      }
+      const parts = [fileIcon(), h('span', { class: 'file-name' }, a.name), h('span', { class: 'file-size' }, humanSize(a.size))];
+      return a.url
+        ? h('a', { class: 'msg-file', href: a.url, download: a.name, target: '_blank', rel: 'noopener' }, parts)
+        : h('span', { class: 'msg-file' }, parts);
+    }));
+  }
+
+  /** A document outline, drawn in the text's colour. */
+  function fileIcon() {
+    const ns = 'http://www.w3.org/2000/svg';
+    const icon = document.createElementNS(ns, 'svg');
+    icon.setAttribute('viewBox', '0 0 24 24');
+    icon.setAttribute('aria-hidden', 'true');
+    icon.setAttribute('focusable', 'false');
+    icon.setAttribute('class', 'file-icon');
+    const path = document.createElementNS(ns, 'path');
+    path.setAttribute('d', 'M14 3H7a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2V8zM14 3v5h5');
+    icon.append(path);
+    return icon;
+  }
+
+  /** A chosen file's chip: name, size, a progress bar while it uploads, why it was refused,
+   *  "Try again" after a failure that may pass later, and a remove button. */
+  function fileChip(item) {
+    const name = item.name;
+    const view = { lang };
+    view.progress = h('progress', { max: '100', value: '0', 'aria-label': t('files.uploading', { name }) });
+    view.error = h('p', { class: 'file-error', hidden: true });
+    view.retry = h('button', { type: 'button', class: 'link', 'aria-label': t('files.retry', { name }), hidden: true }, t('retry'));
+    view.retry.addEventListener('click', () => {
+      uploadFile(item);
+      els.reply.focus();
+    });
+    view.remove = h('button', { type: 'button', class: 'file-remove', 'aria-label': t('files.remove', { name }) }, h('span', { 'aria-hidden': 'true' }, '×'));
+    view.remove.addEventListener('click', () => removeFile(item, true));
+    view.li = h('li', { class: 'file-chip' }, fileIcon(), h('span', { class: 'file-name' }, name),
+      h('span', { class: 'file-size' }, humanSize(item.size)), view.retry, view.remove, view.progress, view.error);
+    return view;
   }
 
   /** A reply not stored yet: "Sending…", or "Not sent" with Try again (same id) and Edit. */
@@ -1379,7 +1550,8 @@
       status.append(t(item.state === 'queued' ? 'waiting' : 'sending'));
     }
     return h('div', { class: `msg from-support pending${item.state === 'failed' ? ' is-failed' : ''}` },
-      h('p', { class: 'msg-text' }, item.text), status);
+      item.attachments.length ? filesElement(item.attachments) : null,
+      item.text || !item.attachments.length ? h('p', { class: 'msg-text' }, item.text) : null, status);
   }
 
   function renderLinks(container) {
@@ -1418,30 +1590,48 @@
 
   const setStatus = (status) => convAction('status:servadm', { status });
 
-  /** Sends what the reply box holds, shown as pending until the server has stored it. */
+  /** Whether the open conversation's reply can go now: it has text or uploaded files, and no
+   *  file is still uploading. Send waits for uploads rather than sending without them: the
+   *  reply carries its files' ids, which exist only once their uploads are done. */
+  function canSend() {
+    const files = state.files.get(state.openCid) || [];
+    if (!state.openCid || files.some((f) => f.state === 'uploading')) return false;
+    return Boolean(els.reply.value.trim()) || files.some((f) => f.state === 'done');
+  }
+
+  /** Sends what the reply box holds, with its uploaded files, shown as pending until the
+   *  server has stored it. */
   function sendReply() {
     const cid = state.openCid;
-    const text = els.reply.value;
-    if (!cid || !text.trim()) return;
-    // The same text sent again after "Edit" is the same reply: it keeps its id, so the server
+    if (!canSend()) return;
+    const raw = els.reply.value;
+    const text = raw.trim() ? raw : '';
+    const files = state.files.get(cid) || [];
+    const attachments = files.filter((f) => f.state === 'done').map((f) => f.attachment);
+    // The same reply sent again after "Edit" is the same reply: it keeps its id, so the server
     // stores it once even if the first try did arrive.
     const editing = state.editing;
-    const item = { id: editing && editing.cid === cid && editing.text === text ? editing.id : randomId(), text, state: 'queued', error: '', matched: false };
+    const same = editing && editing.cid === cid && editing.text === text && sameFiles(editing.attachments, attachments);
+    const item = { id: same ? editing.id : randomId(), text, attachments, state: 'queued', error: '', matched: false };
     state.pending.set(cid, [...(state.pending.get(cid) || []), item]);
+    // The files went with the reply; a refused one stays, saying why, until removed.
+    setFiles(cid, files.filter((f) => f.state !== 'done'));
     Object.assign(state, { editing: null, canned: null });
     els.reply.value = '';
     state.drafts.delete(cid);
     stopTyping();
     if (state.thread) state.thread.scroll = 'end';
     if (connected()) sendItem(cid, item);
-    changed('messages', 'canned');
+    changed('messages', 'canned', 'reply', 'files');
   }
 
   function sendItem(cid, item) {
     Object.assign(item, { state: 'sending', error: '', matched: false });
     state.replyError = '';
     changed('messages', 'reply');
-    request('new message:servadm', { username: cid, message: item.text, client_msg_id: item.id }).then((raw) => {
+    const payload = { username: cid, message: item.text, client_msg_id: item.id };
+    if (item.attachments.length) payload.attachments = item.attachments.map((a) => a.id);
+    request('new message:servadm', payload).then((raw) => {
       removePending(cid, item);
       const m = normMessage(raw);
       if (m) receiveMessage(m, false);
@@ -1461,14 +1651,191 @@
     changed('messages');
   }
 
-  /** A reply that was not sent goes back into the reply box, to change and send again. */
+  /** A reply that was not sent goes back into the reply box (its files into the tray, still
+   *  uploaded), to change and send again. */
   function editPending(cid, item) {
     removePending(cid, item);
-    els.reply.value = els.reply.value ? `${item.text}\n${els.reply.value}` : item.text;
-    state.editing = { cid, id: item.id, text: els.reply.value };
+    els.reply.value = els.reply.value && item.text ? `${item.text}\n${els.reply.value}` : item.text || els.reply.value;
+    const back = item.attachments.map((a) => ({
+      key: ++fileSeq, cid, file: null, name: a.name, size: a.size, state: 'done', progress: 1, error: '',
+      retry: false, xhr: null, attachment: a,
+    }));
+    setFiles(cid, [...back, ...(state.files.get(cid) || [])]);
+    state.editing = { cid, id: item.id, text: els.reply.value, attachments: item.attachments };
     state.replyError = '';
-    changed('reply');
+    changed('reply', 'files');
     els.reply.focus();
+  }
+
+  // ---- files: uploaded as soon as chosen, then sent with the next reply ----
+
+  let fileSeq = 0;
+
+  function setFiles(cid, files) {
+    if (files.length) state.files.set(cid, files);
+    else state.files.delete(cid);
+  }
+
+  /** Files chosen (the paperclip, a paste, a drop) for the open conversation's next reply. */
+  function addFiles(list) {
+    const cid = state.openCid;
+    if (!cid) return;
+    for (const file of Array.from(list || [])) {
+      const item = {
+        key: ++fileSeq, cid, file, name: file.name || 'file', size: file.size, state: 'uploading', progress: 0,
+        error: '', retry: false, xhr: null, attachment: null,
+      };
+      setFiles(cid, [...(state.files.get(cid) || []), item]);
+      const why = refusal(item);
+      if (why) failFile(item, why, false);
+      else uploadFile(item);
+    }
+    changed('files', 'reply');
+  }
+
+  /** Why `item` cannot go with the reply, by the server's limits as last told; or null (also
+   *  before any ticket: the first ticket's answer is checked again). */
+  function refusal(item) {
+    const name = item.name;
+    if (item.size === 0) return t('files.empty', { name });
+    if (!state.fileLimits) return null;
+    const { maxBytes, maxFiles, types } = state.fileLimits;
+    if ((state.files.get(item.cid) || []).filter((f) => f.state !== 'failed').indexOf(item) >= maxFiles) {
+      return t('files.tooMany', { name, n: maxFiles });
+    }
+    if (item.size > maxBytes) return t('files.tooLarge', { name, max: humanSize(maxBytes) });
+    if (!typeAccepted(item.file.type, types)) return t('files.type', { name });
+    return null;
+  }
+
+  const fileLive = (item) => (state.files.get(item.cid) || []).includes(item);
+
+  function failFile(item, text, retry) {
+    Object.assign(item, { state: 'failed', error: text, retry, progress: 0 });
+    if (item.cid === state.openCid) els.filesStatus.textContent = text;
+    changed('files', 'reply');
+  }
+
+  /** A ticket (`upload:servadm`), then the bytes. */
+  async function uploadFile(item) {
+    Object.assign(item, { state: 'uploading', progress: 0, error: '', retry: false });
+    changed('files', 'reply');
+    let data;
+    try {
+      data = await request('upload:servadm', { username: item.cid, name: item.name, size: item.size });
+    } catch (e) {
+      if (fileLive(item)) uploadFailed(item, 0, e);
+      return;
+    }
+    if (!fileLive(item)) return; // removed meanwhile
+    readLimits(data || {});
+    const why = refusal(item);
+    const url = localPath(data && data.url);
+    if (why || !url) failFile(item, why || t('files.noUrl', { name: item.name }), false);
+    else postFile(item, url);
+  }
+
+  function readLimits(data) {
+    const maxBytes = Number(data.max_bytes);
+    const maxFiles = Number(data.max_files);
+    const types = Array.isArray(data.types) ? data.types.filter((type) => typeof type === 'string' && type) : [];
+    state.fileLimits = {
+      maxBytes: maxBytes > 0 ? maxBytes : Infinity,
+      maxFiles: Number.isSafeInteger(maxFiles) && maxFiles > 0 ? maxFiles : Infinity,
+      types: types.length ? types : null,
+    };
+    // The picker offers what the server takes (one may still choose "all files").
+    if (state.fileLimits.types) els.fileInput.accept = state.fileLimits.types.join(',');
+  }
+
+  /** The file itself, as the body of a POST to the ticket's URL (the ticket is in the URL). */
+  function postFile(item, url) {
+    const xhr = new XMLHttpRequest();
+    item.xhr = xhr;
+    xhr.open('POST', url);
+    xhr.responseType = 'json';
+    xhr.upload.addEventListener('progress', (e) => {
+      if (item.xhr !== xhr || !e.lengthComputable || !e.total) return;
+      item.progress = e.loaded / e.total;
+      changed('files');
+    });
+    xhr.addEventListener('load', () => {
+      if (item.xhr !== xhr) return;
+      item.xhr = null;
+      const body = xhr.response && typeof xhr.response === 'object' ? xhr.response : {};
+      const data = body.data;
+      if (xhr.status !== 201 || !data || data.id === undefined || data.id === null) {
+        uploadFailed(item, xhr.status, body.error || {});
+        return;
+      }
+      item.attachment = {
+        id: data.id,
+        name: typeof data.name === 'string' && data.name ? data.name : item.name,
+        type: typeof data.type === 'string' ? data.type : '',
+        size: Number(data.size) || item.size,
+        width: Number(data.width) || 0,
+        height: Number(data.height) || 0,
+      };
+      Object.assign(item, { state: 'done', progress: 1 });
+      if (item.cid === state.openCid) els.filesStatus.textContent = t('files.uploaded', { name: item.name });
+      changed('files', 'reply');
+    });
+    xhr.addEventListener('error', () => {
+      if (item.xhr !== xhr) return;
+      item.xhr = null;
+      failFile(item, t('files.network', { name: item.name }), true);
+    });
+    xhr.send(item.file);
+  }
+
+  /** A refused ticket (`status` 0, `error` as request() rejects) or upload: why. */
+  function uploadFailed(item, status, error) {
+    const name = item.name;
+    const code = error.code;
+    const limits = state.fileLimits;
+    if ((status === 413 || code === 'too_large') && limits && limits.maxBytes < Infinity) {
+      failFile(item, t('files.tooLarge', { name, max: humanSize(limits.maxBytes) }), false);
+    } else if (status === 415 || code === 'type_not_allowed') {
+      failFile(item, t('files.type', { name }), false);
+    } else if (status === 401 || status === 403) {
+      // The ticket was refused (most likely expired): "Try again" asks for a new one.
+      failFile(item, t('files.expired', { name }), true);
+    } else {
+      // request() has put a ticket's refusal in words already; an upload's is the server's body.
+      let reason = error.message;
+      if (status) reason = error.code || error.message ? serverText(error, 'upload') : `HTTP ${status}`;
+      const transient = status >= 500 || code === 'truncated' || ['timeout', 'unavailable', 'rate_limited', 'internal'].includes(code);
+      // The server's words may name the file already ("big.zip is larger than 10 MB").
+      failFile(item, String(reason).startsWith(name) ? String(reason) : t('files.refused', { name, reason }), transient);
+    }
+  }
+
+  function removeFile(item, moveFocus) {
+    const files = state.files.get(item.cid) || [];
+    const at = files.indexOf(item);
+    if (at < 0) return;
+    if (item.xhr) {
+      const xhr = item.xhr;
+      item.xhr = null;
+      xhr.abort();
+    }
+    setFiles(item.cid, files.filter((f) => f !== item));
+    changed('files', 'reply');
+    if (moveFocus) {
+      const next = files[at + 1] || files[at - 1];
+      // After the redraw, which this microtask follows.
+      queueMicrotask(() => {
+        const view = next && fileEls.get(next.key);
+        (view ? view.remove : els.reply).focus();
+      });
+    }
+  }
+
+  function clearFiles() {
+    for (const files of state.files.values()) {
+      for (const item of files) if (item.xhr) item.xhr.abort();
+    }
+    state.files = new Map();
   }
 
   const typingOut = { cid: null, sentAt: 0, sentChars: -1, timer: null };
@@ -1534,6 +1901,7 @@
     els.reply.setSelectionRange(item.text.length, item.text.length);
     closeCanned();
     tellTyping();
+    changed('reply');
   }
 
   async function submitNote(event) {
@@ -1740,6 +2108,47 @@
       if (state.openCid) state.drafts.set(state.openCid, els.reply.value);
       tellTyping();
       updateCanned();
+      changed('reply');
+    });
+    on(els.attach, 'click', () => els.fileInput.click());
+    on(els.fileInput, 'change', () => {
+      addFiles(els.fileInput.files);
+      els.fileInput.value = ''; // the same file may be chosen again
+    });
+    on(els.reply, 'paste', (e) => {
+      const data = e.clipboardData;
+      const pasted = data ? Array.from(data.files || []) : [];
+      // Text wins when there is some: office programs put a picture of the copied text beside it.
+      if (!pasted.length || data.getData('text/plain')) return;
+      e.preventDefault();
+      addFiles(pasted);
+    });
+    // Files dragged over the conversation: a drop target over it while they are above it.
+    const carriesFiles = (e) => Boolean(e.dataTransfer) && Array.from(e.dataTransfer.types || []).includes('Files');
+    let dragDepth = 0;
+    on(els.thread, 'dragenter', (e) => {
+      if (!carriesFiles(e)) return;
+      e.preventDefault();
+      dragDepth += 1;
+      els.dropZone.hidden = false;
+    });
+    on(els.thread, 'dragover', (e) => {
+      if (!carriesFiles(e)) return;
+      e.preventDefault();
+      e.dataTransfer.dropEffect = 'copy';
+    });
+    on(els.thread, 'dragleave', (e) => {
+      if (!carriesFiles(e)) return;
+      dragDepth = Math.max(0, dragDepth - 1);
+      if (!dragDepth) els.dropZone.hidden = true;
+    });
+    on(els.thread, 'drop', (e) => {
+      if (!carriesFiles(e)) return;
+      e.preventDefault();
+      dragDepth = 0;
+      els.dropZone.hidden = true;
+      addFiles(e.dataTransfer.files);
+      els.reply.focus();
     });
     on(els.reply, 'blur', () => state.canned && closeCanned());
     on(els.noteForm, 'submit', submitNote);

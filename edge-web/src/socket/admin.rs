@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 use socketgram_admin_php_compat::{
-    events::{self, NewMessageAdmin, SubscribeAdmin, TypingAdmin},
+    events::{self, NewMessageAdmin, SubscribeAdmin, TypingAdmin, UploadAdmin},
     handshake::Identity,
     room,
 };
@@ -13,7 +13,7 @@ use socketioxide::extract::SocketRef;
 use tracing::warn;
 
 use super::{Answer, Peer, Refusal, Turn, send_in_order, sent};
-use crate::Edge;
+use crate::{Edge, files::Uploader};
 
 /// The admin login for a request: the token's, or the payload's `adm` for legacy admins.
 pub(super) fn admin_id(peer: &Peer, claimed: Option<String>) -> Result<String, Refusal> {
@@ -98,8 +98,25 @@ pub async fn new_message(
         }),
         text: payload.message,
         client_msg_id: payload.client_msg_id.unwrap_or_default(),
+        attachment_ids: payload.attachments,
     };
     sent(send_in_order(edge, turn, request).await)
+}
+
+/// `upload:servadm {username, name, size}`: where support may send one file's bytes for a
+/// visitor's conversation, and the limits (checked again by the core).
+pub async fn upload(edge: &Edge, peer: &Peer, data: &Value) -> Answer {
+    let payload: UploadAdmin = events::parse(data)?;
+    let uploader = Uploader::Admin(admin_id(peer, payload.adm)?);
+    let ticket = super::upload_ticket(
+        edge,
+        payload.username,
+        &uploader,
+        &payload.name,
+        payload.size,
+    )
+    .await?;
+    Ok(serde_json::to_value(ticket).unwrap_or_default())
 }
 
 /// `typing:servadm {username, chars, adm}`: support types to a visitor (0 characters:

@@ -354,6 +354,8 @@ async fn dispatch(
         (incoming::TAKE_HISTORY, false) => visitor::take_history(&s, &edge, &peer, &data).await,
         (incoming::MARK_READ, false) => visitor::mark_read(&s, &edge, &peer, &data).await,
         (incoming::TYPING, false) => visitor::typing(&s, &edge, &peer, &data),
+        (incoming::UPLOAD, false) => visitor::upload(&s, &edge, &peer, &data).await,
+        (incoming::UPLOAD_ADMIN, true) => admin::upload(&edge, &peer, &data).await,
         (incoming::TYPING_ADMIN, true) => admin::typing(&edge, &peer, &data),
         (incoming::SUBSCRIBE_ADMIN, true) => admin::subscribe(&peer, &data),
         (incoming::NEW_MESSAGE_ADMIN, true) => {
@@ -376,6 +378,7 @@ async fn dispatch(
             | incoming::NEW_MESSAGE_ADMIN
             | incoming::UPDATE_ADMIN_LIST
             | incoming::TYPING_ADMIN
+            | incoming::UPLOAD_ADMIN
             | support::CONVERSATION
             | support::ASSIGN
             | support::STATUS
@@ -400,7 +403,8 @@ async fn dispatch(
             | incoming::NEW_MESSAGE
             | incoming::TAKE_HISTORY
             | incoming::MARK_READ
-            | incoming::TYPING,
+            | incoming::TYPING
+            | incoming::UPLOAD,
             true,
         ) => Err(Refusal::Forbidden(
             "this event is for visitors; admins use the :servadm events".into(),
@@ -442,6 +446,27 @@ const FLOOD_CUT: u32 = 200;
 
 /// How socketioxide 0.18's parser says an event came with no argument.
 const NO_ARGUMENT: &str = "first element not found";
+
+/// Where one file's bytes may be sent for `conversation` (`upload`, `upload:servadm`), with
+/// the core's limits, so a page can refuse a file before sending it.
+async fn upload_ticket(
+    edge: &Edge,
+    conversation: u64,
+    uploader: &crate::files::Uploader,
+    name: &str,
+    size: u64,
+) -> Result<socketgram_admin_php_compat::events::UploadTicketPayload, Refusal> {
+    let info = edge
+        .link
+        .client()
+        .chat
+        .clone()
+        .get_info(pb::GetInfoRequest {})
+        .await?
+        .into_inner();
+    edge.files
+        .ticket_payload(&info, conversation, uploader, name, size)
+}
 
 /// Sends a message through the core link and ends the socket's turn as soon as the message has
 /// its place in the store order: the socket's next event need not wait for this one's commit.

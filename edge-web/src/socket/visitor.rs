@@ -1,4 +1,5 @@
-//! Visitor events: `subscribe`, `new message`, `take history` (LEGACY.md §3). The visitor's
+//! Visitor events: `subscribe`, `new message`, `take history` (LEGACY.md §3), and
+//! Socketgram's own `mark read`, `typing` and `upload`. The visitor's
 //! identity is the handshake's; a payload naming another visitor or room is refused and
 //! logged, and nothing is stored (LEGACY.md §9.1).
 
@@ -9,7 +10,7 @@ use serde_json::{Value, json};
 use socketgram_admin_php_compat::{
     events::{
         self, Claims, HISTORY_PAGE, MarkRead, NO_ARGS, NewMessage, Subscribe, TakeHistory, Typing,
-        incoming, outgoing,
+        Upload, incoming, outgoing,
     },
     handshake::Identity,
 };
@@ -19,7 +20,7 @@ use socketioxide::extract::SocketRef;
 use tracing::warn;
 
 use super::{Answer, Peer, Refusal, Reply, Turn, send_in_order, sent, shown_from};
-use crate::{Edge, wire::payload};
+use crate::{Edge, files::Uploader, wire::payload};
 
 /// The visitor behind a socket.
 struct Visitor<'a> {
@@ -131,8 +132,19 @@ pub async fn new_message(
         }),
         text: payload.message,
         client_msg_id: payload.client_msg_id.unwrap_or_default(),
+        attachment_ids: payload.attachments,
     };
     sent(send_in_order(edge, turn, request).await)
+}
+
+/// `upload {name, size}`: where the visitor's page may send one file's bytes for its own
+/// conversation, and the limits (checked again by the core).
+pub async fn upload(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value) -> Answer {
+    let payload: Upload = own(s, peer, data, incoming::UPLOAD)?;
+    let cid = visitor(peer).cid;
+    let ticket =
+        super::upload_ticket(edge, cid, &Uploader::Visitor, &payload.name, payload.size).await?;
+    Ok(serde_json::to_value(ticket).unwrap_or_default())
 }
 
 /// `take history {username, room, mid}`: up to 10 messages older than `mid`, newest first,
@@ -176,7 +188,11 @@ pub async fn take_history(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value)
         Err(status) => return Err(status.into()),
     };
     for m in &page.messages {
-        emit_all(&sockets, outgoing::NEW_MESSAGE_HISTORY, &payload(m, flavor));
+        emit_all(
+            &sockets,
+            outgoing::NEW_MESSAGE_HISTORY,
+            &payload(m, flavor, &edge.files),
+        );
     }
     if let Some(oldest) = page.messages.last() {
         for socket in &sockets {

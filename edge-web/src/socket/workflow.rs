@@ -36,7 +36,7 @@ pub async fn conversation(edge: &Edge, data: &Value) -> Answer {
         })
         .await?
         .into_inner();
-    value(wire::conversation(&conversation))
+    value(wire::conversation(&conversation, &edge.files))
 }
 
 /// Assigns, unassigns or (`take`) takes for oneself.
@@ -60,7 +60,7 @@ pub async fn assign(edge: &Edge, peer: &Peer, data: &Value) -> Answer {
         })
         .await?
         .into_inner();
-    value(wire::conversation(&conversation))
+    value(wire::conversation(&conversation, &edge.files))
 }
 
 /// Sets the status (a snooze until `snoozed_until_ms`).
@@ -78,7 +78,7 @@ pub async fn status(edge: &Edge, peer: &Peer, data: &Value) -> Answer {
         })
         .await?
         .into_inner();
-    value(wire::conversation(&conversation))
+    value(wire::conversation(&conversation, &edge.files))
 }
 
 /// Adds a private note (the visitor never receives it).
@@ -138,7 +138,11 @@ async fn inbox(edge: &Edge, request: pb::ListConversationsRequest) -> Answer {
         .await?
         .into_inner();
     value(InboxPayload {
-        conversations: page.conversations.iter().map(wire::conversation).collect(),
+        conversations: page
+            .conversations
+            .iter()
+            .map(|c| wire::conversation(c, &edge.files))
+            .collect(),
         has_more: page.has_more,
     })
 }
@@ -198,7 +202,7 @@ pub async fn history(edge: &Edge, data: &Value) -> Answer {
         messages: page
             .messages
             .iter()
-            .map(|m| crate::wire::support_payload(m, crate::wire::Flavor::Plain))
+            .map(|m| crate::wire::support_payload(m, crate::wire::Flavor::Plain, &edge.files))
             .collect(),
         has_more: page.has_more,
     })

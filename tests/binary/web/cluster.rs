@@ -567,6 +567,7 @@ async fn the_workflow_events_of_one_core_reach_the_other() {
     let (mut a, mut b) = (connect(&c.cores[0]).await, connect(&c.cores[1]).await);
     let sent = a
         .send_message(pb::SendMessageRequest {
+            attachment_ids: Vec::new(),
             conversation_id: 808,
             author: Some(pb::Author {
                 kind: pb::AuthorKind::Visitor as i32,
@@ -678,6 +679,7 @@ async fn the_workflow_events_of_one_core_reach_the_other() {
         Some((pb::ConversationStatus::Resolved, pb::StatusCause::Support))
     );
     b.send_message(pb::SendMessageRequest {
+        attachment_ids: Vec::new(),
         conversation_id: 808,
         author: Some(pb::Author {
             kind: pb::AuthorKind::Visitor as i32,

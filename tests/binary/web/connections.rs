@@ -51,6 +51,7 @@ async fn a_slow_admin_is_cut_off_not_left_with_a_gap() {
             let mut chat = server_chat.await;
             for _ in 0..n {
                 chat.send_message(pb::SendMessageRequest {
+                    attachment_ids: Vec::new(),
                     conversation_id: conversation,
                     author: Some(pb::Author {
                         kind: pb::AuthorKind::Visitor as i32,

@@ -678,6 +678,7 @@ async fn support_writes_first() {
         .chat()
         .await
         .send_message(pb::SendMessageRequest {
+            attachment_ids: Vec::new(),
             conversation_id: 1803,
             author: Some(pb::Author {
                 kind: pb::AuthorKind::Admin as i32,
@@ -842,6 +843,7 @@ async fn a_private_note_reaches_no_legacy_page() {
     .await
     .expect("a note");
     chat.send_message(pb::SendMessageRequest {
+        attachment_ids: Vec::new(),
         conversation_id: cid,
         author: Some(pb::Author {
             kind: pb::AuthorKind::Admin as i32,
@@ -899,6 +901,7 @@ async fn the_widget_and_support_see_what_the_other_has_read() {
     );
     let reply = chat
         .send_message(pb::SendMessageRequest {
+            attachment_ids: Vec::new(),
             conversation_id: cid,
             author: Some(pb::Author {
                 kind: pb::AuthorKind::Admin as i32,

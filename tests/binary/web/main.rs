@@ -314,6 +314,7 @@ async fn seed(server: &TestServer, cid: u64, n: usize) -> Vec<Seeded> {
         };
         let sent = chat
             .send_message(pb::SendMessageRequest {
+                attachment_ids: Vec::new(),
                 conversation_id: cid,
                 author: Some(author),
                 text: text.clone(),
