@@ -432,10 +432,6 @@ impl Core {
         send: SendMessage,
     ) -> CoreResult<impl Future<Output = CoreResult<Appended>> + Send + 'static> {
         check_conversation_id(send.conversation_id)?;
-        let attachments = self
-            .attachments_to_send(send.conversation_id, &send.attachments)
-            .await?;
-        self.check_text(&send.text, &attachments)?;
         let client_msg_id = match send.client_msg_id {
             Some(id) if id.is_empty() => None,
             Some(id) if id.chars().count() > MAX_CLIENT_MSG_ID => {
@@ -445,6 +441,14 @@ impl Core {
             }
             other => other,
         };
+        let attachments = self
+            .attachments_to_send(
+                send.conversation_id,
+                &send.attachments,
+                client_msg_id.as_deref(),
+            )
+            .await?;
+        self.check_text(&send.text, &attachments)?;
         let (origin, admin_id) = match send.author {
             Author::Visitor => (Origin::Visitor, VISITOR_ADMIN_ID.to_owned()),
             Author::Telegram => (Origin::Telegram, VISITOR_ADMIN_ID.to_owned()),
@@ -495,11 +499,14 @@ impl Core {
     }
 
     /// The files a message names, as stored: each uploaded for this conversation and not
-    /// taken by another message, none twice, within the count.
+    /// taken by another message, none twice, within the count. A retry of a message stored
+    /// with its files (the same client message id) names files that message took: the store
+    /// answers it with the first copy.
     async fn attachments_to_send(
         &self,
         conversation: ConversationId,
         ids: &[AttachmentId],
+        client_msg_id: Option<&str>,
     ) -> CoreResult<Vec<Attachment>> {
         let limit = self.files.config().max_per_message as usize;
         if ids.len() > limit {
@@ -523,10 +530,16 @@ impl Core {
                     )));
                 }
             };
-            if file.message_id.is_some() {
-                return Err(CoreError::AttachmentUnavailable(format!(
-                    "file {id} is attached to a message already"
-                )));
+            if let Some(taken_by) = file.message_id {
+                let retried = match client_msg_id {
+                    Some(key) => self.store.client_message(conversation, key).await?,
+                    None => None,
+                };
+                if retried != Some(taken_by) {
+                    return Err(CoreError::AttachmentUnavailable(format!(
+                        "file {id} is attached to a message already"
+                    )));
+                }
             }
             files.push(file);
         }

@@ -146,8 +146,9 @@ impl CoreError {
             | Self::StoredTextTooLong { .. }
             | Self::InvalidArgument(_)
             | Self::FileTypeNotAllowed { .. }
-            | Self::UploadTruncated(_) => Kind::Invalid,
-            Self::FileTooLarge { .. } | Self::TooManyAttachments { .. } => Kind::Exhausted,
+            | Self::UploadTruncated(_)
+            | Self::FileTooLarge { .. }
+            | Self::TooManyAttachments { .. } => Kind::Invalid,
             Self::AttachmentUnavailable(_) => Kind::Refused,
             Self::UnknownAttachment(_) => Kind::NotFound,
             Self::FileStorage(_) => Kind::Unavailable,

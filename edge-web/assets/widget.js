@@ -353,7 +353,6 @@ a.sg-file:hover .sg-file-name { text-decoration: underline; }
   background: var(--sg-bg); cursor: pointer; display: grid; place-items: center;
 }
 .sg-attach:hover { background: var(--sg-their); }
-.sg-attach:disabled { cursor: not-allowed; opacity: .45; }
 .sg-attach svg { width: 22px; height: 22px; }
 .sg-drop {
   position: absolute; inset: 6px; z-index: 2; display: grid; place-items: center; padding: 24px;

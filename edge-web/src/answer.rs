@@ -81,7 +81,8 @@ impl From<Status> for Refusal {
             Code::Unavailable => Self::Unavailable(message),
             // The core's code for "may have completed".
             Code::DeadlineExceeded => Self::OutcomeUnknown(message),
-            Code::FailedPrecondition => Self::Refused(message),
+            // A limit on how many of a thing may exist (the team's canned replies).
+            Code::FailedPrecondition | Code::ResourceExhausted => Self::Refused(message),
             Code::Unauthenticated | Code::PermissionDenied => Self::Forbidden(message),
             _ => Self::Internal(message),
         }

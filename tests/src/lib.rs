@@ -5,7 +5,7 @@
 //! nginx in front of a server, configured from the README ([`nginx::Nginx`]), and a stand-in
 //! for the legacy server that acknowledges nothing ([`noack::NoAckServer`]), and a scaled-out
 //! deployment of real processes: NATS, core replicas, edges ([`cluster`]), and a real LDAP
-//! directory (`slapd`, [`ldap::TestLdap`]).
+//! directory (`slapd`, [`ldap::TestLdap`]); and files for attachments ([`files`]).
 //!
 //! Tests that need an outside service (MariaDB, PostgreSQL, nginx, ...) skip with a printed
 //! note when it is missing, except under `CI=true`, where a missing service fails the test.
@@ -13,6 +13,7 @@
 pub mod botapi;
 pub mod cluster;
 pub mod db;
+pub mod files;
 pub mod ldap;
 pub mod nginx;
 pub mod noack;

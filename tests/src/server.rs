@@ -47,9 +47,18 @@ enum Running {
 
 /// The configuration file of a test server: a `[grpc]` section on port 0 with [`TOKEN`], the
 /// database, then the test's own TOML.
-fn config_text(database_url: &str, toml: &str) -> String {
+fn config_text(database_url: &str, toml: &str, dir: &Path) -> String {
+    // Files go to the test's own directory unless the test chose one.
+    let files = if toml.contains("[core.attachments]") {
+        String::new()
+    } else {
+        format!(
+            "[core.attachments]\ndir = \"{}\"\n\n",
+            dir.join("files").display()
+        )
+    };
     format!(
-        "[grpc]\nlisten = \"127.0.0.1:0\"\ntokens = [\"{TOKEN}\"]\n\n[core.database]\nurl = \"{database_url}\"\nacquire_timeout_ms = 1000\n\n{toml}"
+        "[grpc]\nlisten = \"127.0.0.1:0\"\ntokens = [\"{TOKEN}\"]\n\n[core.database]\nurl = \"{database_url}\"\nacquire_timeout_ms = 1000\n\n{files}{toml}"
     )
 }
 
@@ -79,7 +88,7 @@ impl TestServer {
     pub async fn start_with_web(database_url: &str, toml: &str, web_listen: &str) -> Self {
         log_to_stderr();
         let dir = tempfile::tempdir().expect("temporary directory");
-        let text = config_text(database_url, toml);
+        let text = config_text(database_url, toml, dir.path());
         let config = socketgram::Config::from_figment(figment::Figment::from(
             <figment::providers::Toml as figment::providers::Format>::string(&text),
         ))
@@ -138,7 +147,7 @@ impl TestServer {
     pub async fn binary(bin: &Path, command_name: &str, database_url: &str, toml: &str) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let config = dir.path().join("socketgram.toml");
-        std::fs::write(&config, config_text(database_url, toml)).expect("write config");
+        std::fs::write(&config, config_text(database_url, toml, dir.path())).expect("write config");
         let mut command = Command::new(bin);
         command
             .arg(command_name)

@@ -5,7 +5,8 @@ use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use chrono::{NaiveDate, NaiveDateTime};
 use socketgram_core::domain::{
-    AdminSession, AssigneeFilter, ConversationFilter, Page, Status, StatusKind, Vouched,
+    AdminSession, AssigneeFilter, Attachment, ConversationFilter, Page, Status, StatusKind,
+    Thumbnail, Vouched,
 };
 use socketgram_core::{
     domain::{NewMessage, Origin, Reader, Scope, TelegramMode, VISITOR_ADMIN_ID},
@@ -89,6 +90,7 @@ conformance!(
     admin_passwords_are_kept_apart_and_go_with_the_admin,
     admin_sessions_are_kept_by_digest_and_end_by_admin,
     conversations_are_found_by_id_vouched_name_or_text,
+    files_wait_for_a_message_then_go_with_it,
 );
 
 fn at(h: u32, m: u32, s: u32) -> NaiveDateTime {
@@ -1604,4 +1606,145 @@ async fn conversations_are_found_by_id_vouched_name_or_text(f: Fixture) {
     let linked = |cid| async move { s.conversation(cid).await.unwrap().unwrap().telegram_linked };
     assert!(linked(311).await, "a Telegram chat is linked");
     assert!(!linked(310).await);
+}
+
+fn file(cid: u64, name: &str, key: &str, created_at_ms: i64) -> Attachment {
+    Attachment {
+        id: 0,
+        conversation_id: cid,
+        message_id: None,
+        name: name.into(),
+        content_type: "image/png".into(),
+        size: 2048,
+        sha256: "ab".repeat(32),
+        width: 64,
+        height: 48,
+        key: key.into(),
+        thumbnail: Some(Thumbnail {
+            key: format!("{key}.thumb"),
+            content_type: "image/jpeg".into(),
+            size: 99,
+        }),
+        uploaded_by: VISITOR_ADMIN_ID.into(),
+        created_at_ms,
+    }
+}
+
+/// An upload waits unattached; a message takes it (the column names it for the PHP admin,
+/// the text reads back without that line, and every read brings the file); a repeat of the
+/// message answers with it too; the sweep's queries see only what waits too long; an
+/// erasure takes the rows with the conversation.
+async fn files_wait_for_a_message_then_go_with_it(f: Fixture) {
+    let a = f
+        .store
+        .add_attachment(&file(31, "a <b>.png", "aaaa01", 1_000))
+        .await
+        .unwrap();
+    let b = f
+        .store
+        .add_attachment(&file(31, "b.png", "bbbb02", 2_000))
+        .await
+        .unwrap();
+    let c = f
+        .store
+        .add_attachment(&file(32, "c.png", "cccc03", 3_000))
+        .await
+        .unwrap();
+    assert!(a.id > 0 && a.id < b.id && b.id < c.id);
+    assert_eq!(f.store.attachment(a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(a.message_id, None);
+    assert_eq!(f.store.attachment(c.id + 100).await.unwrap(), None);
+
+    let mut with_files = visitor(31, "look", Some("k1"));
+    with_files.attachments = vec![b.clone(), a.clone()];
+    let mut file_only = visitor(32, "", None);
+    file_only.attachments = vec![c.clone()];
+    let out = f
+        .store
+        .append(&[with_files.clone(), file_only, visitor(31, "plain", None)])
+        .await
+        .unwrap();
+    let m = &out[0].message;
+    assert_eq!(m.text, "look");
+    let names: Vec<_> = m.attachments.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["b.png", "a <b>.png"], "in the order given");
+    assert_eq!(m.attachments[0].message_id, Some(m.id));
+    let column =
+        f.db.fetch_text(&format!("SELECT message FROM messages WHERE id = {}", m.id))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(
+        column, "look\n📎 b.png (2.0 KB)\n📎 a &lt;b&gt;.png (2.0 KB)",
+        "the PHP admin reads the files' names"
+    );
+    let read = f.store.history(31, None, 10).await.unwrap();
+    assert_eq!(
+        read[1], *m,
+        "read back as written: text without the lines, files in order"
+    );
+    assert!(read[0].attachments.is_empty());
+    let after = f
+        .store
+        .messages_after(Scope::Conversation(32), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        (after[0].text.as_str(), after[0].attachments.len()),
+        ("", 1)
+    );
+    let summary = f.store.conversation(32).await.unwrap().unwrap();
+    assert_eq!(summary.last_message.unwrap().attachments[0].name, "c.png");
+    let repeat = f.store.append(&[with_files]).await.unwrap();
+    assert!(repeat[0].duplicate);
+    assert_eq!(repeat[0].message, *m, "a repeat answers with the files");
+    assert_eq!(
+        f.store.attachment(a.id).await.unwrap().unwrap().message_id,
+        Some(m.id)
+    );
+
+    let d = f
+        .store
+        .add_attachment(&file(31, "d.png", "dddd04", 4_000))
+        .await
+        .unwrap();
+    let old = f.store.unattached(5_000).await.unwrap();
+    assert_eq!(
+        old.iter().map(|a| a.id).collect::<Vec<_>>(),
+        [d.id],
+        "only what waits"
+    );
+    assert!(
+        f.store.unattached(4_000).await.unwrap().is_empty(),
+        "not before its time"
+    );
+    assert_eq!(
+        f.store.delete_unattached(&[d.id, a.id]).await.unwrap(),
+        [d.id]
+    );
+    let keys = f.store.attachment_keys().await.unwrap();
+    let expected: std::collections::HashSet<String> = [
+        "aaaa01",
+        "aaaa01.thumb",
+        "bbbb02",
+        "bbbb02.thumb",
+        "cccc03",
+        "cccc03.thumb",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(keys, expected);
+    assert_eq!(f.store.conversation_attachments(31).await.unwrap().len(), 2);
+
+    add_admin(&f.db, "alice", "Alice", 2).await;
+    f.store.erase_conversation(31, "alice").await.unwrap();
+    assert!(
+        f.store
+            .conversation_attachments(31)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(f.store.attachment(a.id).await.unwrap(), None);
+    assert_eq!(f.store.conversation_attachments(32).await.unwrap().len(), 1);
 }

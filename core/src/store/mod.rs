@@ -505,6 +505,13 @@ pub trait Store: Send + Sync + 'static {
     /// storage key; returns it with its id.
     async fn add_attachment(&self, attachment: &Attachment) -> StoreResult<Attachment>;
 
+    /// The message a client message id was stored under in a conversation, if any.
+    async fn client_message(
+        &self,
+        conversation: ConversationId,
+        client_msg_id: &str,
+    ) -> StoreResult<Option<MessageId>>;
+
     /// A file by id, attached or waiting.
     async fn attachment(&self, id: AttachmentId) -> StoreResult<Option<Attachment>>;
 

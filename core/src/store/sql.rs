@@ -1426,6 +1426,26 @@ where
             })
     }
 
+    #[tracing::instrument(skip_all, name = "store.client_message", fields(conversation = conversation))]
+    async fn client_message(
+        &self,
+        conversation: ConversationId,
+        client_msg_id: &str,
+    ) -> StoreResult<Option<MessageId>> {
+        let mut query =
+            QueryBuilder::<DB>::new("SELECT message_id FROM sg_message_meta WHERE cid = ");
+        query
+            .push_bind(to_db_id(conversation))
+            .push(" AND client_msg_id = ")
+            .push_bind(client_msg_id.to_owned());
+        let id: Option<Int> = query
+            .build_query_scalar()
+            .fetch_optional(&self.pool)
+            .await?;
+        id.map(|id| from_db_id("sg_message_meta.message_id", id.0))
+            .transpose()
+    }
+
     #[tracing::instrument(skip_all, name = "store.attachment", fields(id = id))]
     async fn attachment(&self, id: AttachmentId) -> StoreResult<Option<Attachment>> {
         let mut query = QueryBuilder::<DB>::new(ATTACHMENTS_WHERE);

@@ -463,6 +463,7 @@ mod cluster;
 mod connections;
 mod console;
 mod conversation;
+mod files;
 mod history;
 mod identity;
 mod ops;
