@@ -35,7 +35,8 @@ pub struct Transcript {
 /// About how many bytes `m` takes in a transcript, its author's name aside: JSON may escape
 /// a character in up to 6 bytes, most text is 1 to 1, so the text counts twice.
 pub fn estimated_bytes(m: &StoredMessage) -> usize {
-    2 * m.text.len() + 128
+    let files: usize = m.attachments.iter().map(|a| 2 * a.name.len() + 160).sum();
+    2 * m.text.len() + 128 + files
 }
 
 /// A message as the transcript shows it: who wrote it, by display name.
@@ -124,6 +125,13 @@ fn json_body(
                 "admin_id": (m.direction == Direction::ToVisitor).then(|| m.admin_id.clone()),
                 "author": l.author,
                 "text": m.text,
+                "files": m.attachments.iter().map(|a| json!({
+                    "id": a.id,
+                    "name": a.name,
+                    "type": a.content_type,
+                    "size": a.size,
+                    "sha256": a.sha256,
+                })).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -157,10 +165,12 @@ fn text_body(conversation: ConversationId, lines: &[Line<'_>], notes: &[Note]) -
         } else {
             l.author.as_str()
         };
+        // Files are named as the legacy column names them (the bytes are not in a transcript).
+        let text = crate::store::text::with_files(&m.text, &m.attachments);
         out.push_str(&format!(
             "[{}] {who}: {}\n",
             m.local_date.format("%Y-%m-%d %H:%M:%S"),
-            m.text.replace('\n', "\n    ")
+            text.replace('\n', "\n    ")
         ));
     }
     if !notes.is_empty() {
@@ -258,6 +268,38 @@ mod tests {
              [2026-12-02 10:00:02] Alice Acme: hello\n    there\n"
         );
         assert_eq!(text.notes, 0, "no notes unless given");
+    }
+
+    #[test]
+    fn files_are_named_but_never_included() {
+        let mut with_file = message(1, true, "");
+        with_file.attachments = vec![crate::domain::Attachment {
+            id: 5,
+            conversation_id: 7,
+            message_id: Some(1),
+            name: "bill.pdf".into(),
+            content_type: "application/pdf".into(),
+            size: 3000,
+            sha256: "cd".repeat(32),
+            width: 0,
+            height: 0,
+            key: "secret-key".into(),
+            thumbnail: None,
+            uploaded_by: "0".into(),
+            created_at_ms: 0,
+        }];
+        let messages = [with_file];
+        let json = render(7, Format::Json, &lines(&messages), false, &[]);
+        let doc: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
+        assert_eq!(doc["messages"][0]["files"][0]["name"], "bill.pdf");
+        assert_eq!(doc["messages"][0]["files"][0]["size"], 3000);
+        assert!(!String::from_utf8_lossy(&json.body).contains("secret-key"));
+        let text = render(7, Format::Text, &lines(&messages), false, &[]);
+        assert!(
+            String::from_utf8(text.body)
+                .unwrap()
+                .ends_with("Visitor: 📎 bill.pdf (2.9 KB)\n")
+        );
     }
 
     #[test]

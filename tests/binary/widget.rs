@@ -105,8 +105,10 @@ async fn widget_sends_receives_and_keeps_history_in_chromium() {
     let shots = tempfile::tempdir().expect("temporary directory");
     let screenshot = std::env::var("WIDGET_SCREENSHOT")
         .unwrap_or_else(|_| shots.path().join("widget.png").display().to_string());
+    let results = shots.path().join("files.json");
     let mut command = node.script("widget_e2e.mjs");
     command
+        .env("RESULTS", &results)
         .env("WEB_URL", server.web_url())
         .env("CID", CID.to_string())
         .env("SEEDED", SEEDED.to_string())
@@ -259,9 +261,72 @@ async fn widget_sends_receives_and_keeps_history_in_chromium() {
         "every message stored once"
     );
 
+    files_stored_as_sent(&mut chat, &results).await;
+
     assert!(
         server.terminate().await,
         "socketgram exits cleanly on SIGTERM"
     );
     db.drop_db().await;
+}
+
+/// The messages with files the script sent (it writes them to `results`) are stored once
+/// each, with the files as the browser chose them: names, sniffed types, sizes, image sizes and
+/// thumbnails; the file the browser saw refused left no message.
+async fn files_stored_as_sent(
+    chat: &mut socketgram_proto::client::ChatClient,
+    results: &std::path::Path,
+) {
+    let sent: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(results).expect("the script's results"))
+            .expect("results are JSON");
+    let cid = sent["cid"].as_u64().expect("the conversation with files");
+    let history = chat
+        .history(pb::HistoryRequest {
+            conversation_id: cid,
+            before_id: 0,
+            limit: 50,
+            after_id: 0,
+        })
+        .await
+        .expect("history of the conversation with files")
+        .into_inner();
+    let stored: Vec<serde_json::Value> = history
+        .messages
+        .iter()
+        .rev()
+        .map(|m| {
+            serde_json::json!({
+                "text": m.text,
+                "attachments": m.attachments.iter().map(|a| serde_json::json!({
+                    "name": a.name,
+                    "type": a.content_type,
+                    "size": a.size,
+                    "width": a.width,
+                    "height": a.height,
+                    "thumbnail": a.has_thumbnail,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let expected: Vec<serde_json::Value> = sent["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            let files: Vec<serde_json::Value> = m["attachments"]
+                .as_array()
+                .expect("attachments")
+                .iter()
+                .map(|a| {
+                    serde_json::json!({
+                        "name": a["name"], "type": a["type"], "size": a["size"],
+                        "width": a["width"], "height": a["height"], "thumbnail": a["thumbnail"],
+                    })
+                })
+                .collect();
+            serde_json::json!({ "text": m["text"], "attachments": files })
+        })
+        .collect();
+    assert_eq!(stored, expected, "each message with its files, once");
 }
