@@ -222,6 +222,7 @@ impl Failure {
             (Some(reason::UPLOAD_TRUNCATED), _) => (StatusCode::BAD_REQUEST, "truncated"),
             (_, tonic::Code::InvalidArgument) => (StatusCode::BAD_REQUEST, "invalid"),
             (_, tonic::Code::NotFound) => (StatusCode::NOT_FOUND, "not_found"),
+            (_, tonic::Code::ResourceExhausted) => (StatusCode::TOO_MANY_REQUESTS, "limit_reached"),
             (_, tonic::Code::Unavailable | tonic::Code::Cancelled) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }

@@ -82,6 +82,9 @@ impl Default for AttachmentsConfig {
     }
 }
 
+/// How many messages' worth of files a conversation may have waiting for a message.
+const UNATTACHED_PER_MESSAGE: u64 = 4;
+
 /// The largest file that may be allowed: 2 GiB.
 const MAX_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// The most files a message may be allowed.
@@ -198,6 +201,16 @@ impl Files {
         if start.size > self.config.max_bytes {
             return Err(self.too_large());
         }
+        // Uploads are free until a message takes them: a bound per conversation keeps one
+        // visitor from filling the disk with files never sent.
+        let waiting = store.unattached_count(start.conversation_id).await?;
+        let limit = u64::from(self.config.max_per_message) * UNATTACHED_PER_MESSAGE;
+        if waiting >= limit {
+            return Err(CoreError::LimitReached(format!(
+                "{waiting} files of this conversation wait for a message; send them (or wait a \
+                 day for them to go) before uploading more"
+            )));
+        }
         let staged = self.receive(start.size, chunks).await?;
         if !self.config.types.contains(&staged.content_type) {
             return Err(CoreError::FileTypeNotAllowed {
@@ -253,7 +266,12 @@ impl Files {
             created_at_ms: chrono::Utc::now().timestamp_millis(),
         };
         match store.add_attachment(&attachment).await {
-            Ok(stored) => Ok(stored),
+            Ok(stored) => {
+                metrics::counter!("socketgram_attachments_stored_total").increment(1);
+                metrics::counter!("socketgram_attachment_bytes_stored_total")
+                    .increment(stored.size);
+                Ok(stored)
+            }
             Err(e) => {
                 self.delete_bytes(&attachment.key, attachment.thumbnail.as_ref())
                     .await;

@@ -521,6 +521,9 @@ pub trait Store: Send + Sync + 'static {
         conversation: ConversationId,
     ) -> StoreResult<Vec<Attachment>>;
 
+    /// How many files of a conversation wait for a message.
+    async fn unattached_count(&self, conversation: ConversationId) -> StoreResult<u64>;
+
     /// Files no message took that were uploaded before `before_ms`.
     async fn unattached(&self, before_ms: i64) -> StoreResult<Vec<Attachment>>;
 

@@ -1466,6 +1466,16 @@ where
         self.attachments_where(query).await
     }
 
+    #[tracing::instrument(skip_all, name = "store.unattached_count", fields(conversation = conversation))]
+    async fn unattached_count(&self, conversation: ConversationId) -> StoreResult<u64> {
+        let mut query = QueryBuilder::<DB>::new(
+            "SELECT COUNT(*) FROM sg_attachments WHERE message_id IS NULL AND cid = ",
+        );
+        query.push_bind(to_db_id(conversation));
+        let n: Int = query.build_query_scalar().fetch_one(&self.pool).await?;
+        from_db_id("COUNT(*)", n.0)
+    }
+
     #[tracing::instrument(skip_all, name = "store.unattached")]
     async fn unattached(&self, before_ms: i64) -> StoreResult<Vec<Attachment>> {
         let mut query = QueryBuilder::<DB>::new(ATTACHMENTS_WHERE);

@@ -248,6 +248,21 @@ async fn a_visitor_and_support_exchange_files_every_page_can_open() {
         5,
         "3 files, 2 thumbnails"
     );
+    // Erased with the conversation: rows and bytes.
+    server
+        .chat()
+        .await
+        .erase_conversation(pb::EraseConversationRequest {
+            conversation_id: cid,
+            admin_id: "alice".into(),
+        })
+        .await
+        .expect("erase");
+    assert!(
+        files_under(&dir.path().join("files")).is_empty(),
+        "the bytes go too"
+    );
+    assert_eq!(fetch(&file_url).await.status().as_u16(), 404);
     stop(server, db).await;
 }
 
@@ -424,6 +439,25 @@ async fn refused_files_leave_nothing_behind() {
     assert!(
         kept.iter().all(|p| p.starts_with(dir.path().join("files"))),
         "{kept:?}"
+    );
+
+    // Files waiting for a message are bounded per conversation (4 messages' worth): 2 wait.
+    for _ in 0..6 {
+        let (status, body) = upload(&url, &ticket_url, b"note".to_vec()).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, body) = upload(&url, &ticket_url, b"one more".to_vec()).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (429, json!("limit_reached")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("8 files"),
+        "{body}"
     );
     stop(server, db).await;
 }
