@@ -1,6 +1,7 @@
-//! `socketgram admin add|list|remove|passwd`: the admins of `adm_account`, the directory the
-//! core and the PHP admin read, managed without SQL, and their passwords for Socketgram's own
-//! sign-in (argon2id in `sg_admin_passwords`, never the legacy columns). A running server
+//! `socketgram admin add|list|remove|passwd|link-telegram`: the admins of `adm_account`, the
+//! directory the core and the PHP admin read, managed without SQL; their passwords for
+//! Socketgram's own sign-in (argon2id in `sg_admin_passwords`, never the legacy columns); and
+//! the Telegram user each is in the staff group (`sg_admin_telegram`). A running server
 //! picks up a new admin at its first reply (the core re-reads the directory on an unknown
 //! login), as it does for admins the PHP admin's `createadmin` page inserts.
 
@@ -33,6 +34,17 @@ pub enum AdminCommand {
     /// Set or change an admin's password for Socketgram's own sign-in. Read from standard
     /// input (one line), or asked for without echo on a terminal.
     Passwd { login: String },
+    /// Say which Telegram user of the staff group (`[telegram] staff_chat_id`) an admin is:
+    /// what they write in a conversation's topic goes to the visitor signed with their name.
+    LinkTelegram {
+        login: String,
+        /// The Telegram user id (a number; the bot tells an unpaired member theirs).
+        #[arg(required_unless_present = "remove")]
+        telegram_user_id: Option<i64>,
+        /// Unpair the admin instead.
+        #[arg(long, conflicts_with = "telegram_user_id")]
+        remove: bool,
+    },
 }
 
 /// Runs one admin command on a migrated store; returns what to print.
@@ -79,15 +91,25 @@ pub async fn run(store: &dyn Store, command: AdminCommand) -> anyhow::Result<Str
                 .admins_with_password()
                 .await
                 .context("cannot read which admins have a password")?;
-            let mut out = format!("{:width$}  {:20}  password  role\n", "login", "name");
+            let telegram = store
+                .admin_telegram_users()
+                .await
+                .context("cannot read the admins' Telegram users")?;
+            let mut out = format!(
+                "{:width$}  {:20}  password  {:13}  role\n",
+                "login", "name", "telegram"
+            );
             for a in &admins {
                 let password = if with_password.contains(&a.admin_id) {
                     "set"
                 } else {
                     "-"
                 };
+                let user = telegram
+                    .get(&a.admin_id)
+                    .map_or_else(|| "-".to_owned(), i64::to_string);
                 out.push_str(&format!(
-                    "{:width$}  {:20}  {password:8}  {} ({})\n",
+                    "{:width$}  {:20}  {password:8}  {user:13}  {} ({})\n",
                     a.admin_id,
                     a.name,
                     a.rights,
@@ -105,6 +127,32 @@ pub async fn run(store: &dyn Store, command: AdminCommand) -> anyhow::Result<Str
             ),
             Err(e) => Err(e).context("cannot remove the admin"),
         },
+        AdminCommand::LinkTelegram {
+            login,
+            telegram_user_id,
+            ..
+        } => {
+            let admins = store.admins().await.context("cannot read the admins")?;
+            if !admins.iter().any(|a| a.admin_id == login) {
+                bail!(
+                    "there is no admin {login:?}: add one with `socketgram admin add {login} <name>`"
+                );
+            }
+            if telegram_user_id.is_some_and(|id| id <= 0) {
+                bail!("a Telegram user id is a positive number");
+            }
+            store
+                .link_admin_telegram(&login, telegram_user_id)
+                .await
+                .context("cannot pair the admin with the Telegram user")?;
+            Ok(match telegram_user_id {
+                Some(id) => format!(
+                    "admin {login:?} is Telegram user {id}: their messages in the staff group's \
+                     topics go to visitors\n"
+                ),
+                None => format!("admin {login:?} has no Telegram user now\n"),
+            })
+        }
         AdminCommand::Passwd { login } => {
             let admins = store.admins().await.context("cannot read the admins")?;
             if !admins.iter().any(|a| a.admin_id == login) {

@@ -853,6 +853,29 @@ async fn admin_command_manages_the_directory() {
         [("alice", "Alice"), ("bob", "Bob")]
     );
     db.close().await;
+
+    // The staff group: an admin is paired with a Telegram user, listed, and unpaired.
+    let (ok, out, err) = admin(&["link-telegram", "bob", "7000000001"]).await;
+    assert!(ok && out.contains("Telegram user 7000000001"), "{err}");
+    let (ok, out, _) = admin(&["list"]).await;
+    assert!(
+        ok && out.lines().nth(2).unwrap().contains("7000000001"),
+        "{out}"
+    );
+    for bad in [
+        vec!["link-telegram", "nobody", "5"],
+        vec!["link-telegram", "bob", "-5"],
+        vec!["link-telegram", "bob", "many"],
+        vec!["link-telegram", "bob"],
+    ] {
+        let (ok, _, err) = admin(&bad).await;
+        assert!(!ok && !err.is_empty(), "{bad:?} must be refused");
+    }
+    let (ok, out, err) = admin(&["link-telegram", "bob", "--remove"]).await;
+    assert!(ok && out.contains("no Telegram user"), "{err}");
+    let (_, out, _) = admin(&["list"]).await;
+    assert!(!out.contains("7000000001"), "{out}");
+
     let (ok, out, err) = admin(&["remove", "bob"]).await;
     assert!(ok && out.contains("removed"), "{err}");
     let (ok, _, err) = admin(&["remove", "bob"]).await;

@@ -91,6 +91,7 @@ conformance!(
     admin_sessions_are_kept_by_digest_and_end_by_admin,
     conversations_are_found_by_id_vouched_name_or_text,
     files_wait_for_a_message_then_go_with_it,
+    staff_pair_with_telegram_users_and_conversations_with_topics,
 );
 
 fn at(h: u32, m: u32, s: u32) -> NaiveDateTime {
@@ -1747,4 +1748,85 @@ async fn files_wait_for_a_message_then_go_with_it(f: Fixture) {
     );
     assert_eq!(f.store.attachment(a.id).await.unwrap(), None);
     assert_eq!(f.store.conversation_attachments(32).await.unwrap().len(), 1);
+}
+
+/// A Telegram user is one admin and an admin one Telegram user (pairing again moves either);
+/// a conversation has one topic per staff chat and a topic one conversation (a topic made anew
+/// replaces the old); removing the admin or erasing the conversation takes theirs.
+async fn staff_pair_with_telegram_users_and_conversations_with_topics(f: Fixture) {
+    add_admin(&f.db, "alice", "Alice", 2).await;
+    add_admin(&f.db, "bob", "Bob", 2).await;
+    let big = 7_000_000_001_i64; // beyond 32 bits, as Telegram's ids are
+    f.store
+        .link_admin_telegram("alice", Some(big))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.telegram_staff(big).await.unwrap().as_deref(),
+        Some("alice")
+    );
+    f.store.link_admin_telegram("bob", Some(big)).await.unwrap();
+    assert_eq!(
+        f.store.telegram_staff(big).await.unwrap().as_deref(),
+        Some("bob"),
+        "the user moved to bob"
+    );
+    f.store
+        .link_admin_telegram("alice", Some(42))
+        .await
+        .unwrap();
+    f.store
+        .link_admin_telegram("alice", Some(43))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.telegram_staff(42).await.unwrap(),
+        None,
+        "alice moved to 43"
+    );
+    let users = f.store.admin_telegram_users().await.unwrap();
+    assert_eq!(users.len(), 2);
+    assert_eq!((users["alice"], users["bob"]), (43, big));
+    f.store.link_admin_telegram("alice", None).await.unwrap();
+    assert_eq!(f.store.telegram_staff(43).await.unwrap(), None);
+    assert!(f.store.remove_admin("bob").await.unwrap());
+    assert_eq!(
+        f.store.telegram_staff(big).await.unwrap(),
+        None,
+        "gone with bob"
+    );
+
+    let chat = -1_000_000_000_123_i64;
+    f.store.put_staff_topic(chat, 51, 7).await.unwrap();
+    f.store.put_staff_topic(chat, 52, 8).await.unwrap();
+    f.store.put_staff_topic(chat + 1, 51, 7).await.unwrap();
+    assert_eq!(f.store.staff_topic(chat, 51).await.unwrap(), Some(7));
+    assert_eq!(
+        f.store.staff_topic_conversation(chat, 8).await.unwrap(),
+        Some(52)
+    );
+    assert_eq!(f.store.staff_topic(chat, 53).await.unwrap(), None);
+    f.store.put_staff_topic(chat, 51, 9).await.unwrap();
+    assert_eq!(
+        f.store.staff_topic(chat, 51).await.unwrap(),
+        Some(9),
+        "a topic made anew"
+    );
+    assert_eq!(
+        f.store.staff_topic_conversation(chat, 7).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        f.store.staff_topic(chat + 1, 51).await.unwrap(),
+        Some(7),
+        "another chat's"
+    );
+    f.store.append(&[visitor(51, "hi", None)]).await.unwrap();
+    f.store.erase_conversation(51, "alice").await.unwrap();
+    assert_eq!(
+        f.store.staff_topic(chat, 51).await.unwrap(),
+        None,
+        "erased with it"
+    );
+    assert_eq!(f.store.staff_topic(chat, 52).await.unwrap(), Some(8));
 }

@@ -492,8 +492,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<VisitorContext>;
 
     /// Erases a conversation for good, in one transaction under the write lock: its messages
-    /// (and their `sg_message_meta`), files' rows, notes, Telegram link, visitor context and
-    /// `sg_conversations` row; then
+    /// (and their `sg_message_meta`), files' rows, notes, Telegram link and staff topics,
+    /// visitor context and `sg_conversations` row; then
     /// records the erasure (`sg_erasures`: who, when, how much). Returns the record.
     async fn erase_conversation(
         &self,
@@ -533,6 +533,43 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every storage key a row names (files' and thumbnails'): what the file storage keeps.
     async fn attachment_keys(&self) -> StoreResult<std::collections::HashSet<String>>;
+
+    /// Says which admin a Telegram user of the staff group is (moving the user or the admin
+    /// from an older pairing), or (`None`) that the admin has no Telegram user.
+    async fn link_admin_telegram(
+        &self,
+        admin_id: &str,
+        telegram_user: Option<i64>,
+    ) -> StoreResult<()>;
+
+    /// The admin a Telegram user is, if paired.
+    async fn telegram_staff(&self, telegram_user: i64) -> StoreResult<Option<String>>;
+
+    /// Every admin's Telegram user, by login.
+    async fn admin_telegram_users(&self) -> StoreResult<HashMap<String, i64>>;
+
+    /// The forum topic of a conversation in a staff chat.
+    async fn staff_topic(
+        &self,
+        chat_id: i64,
+        conversation: ConversationId,
+    ) -> StoreResult<Option<i64>>;
+
+    /// The conversation of a forum topic in a staff chat.
+    async fn staff_topic_conversation(
+        &self,
+        chat_id: i64,
+        thread_id: i64,
+    ) -> StoreResult<Option<ConversationId>>;
+
+    /// Keeps a conversation's topic in a staff chat, replacing an older one of the
+    /// conversation (a deleted topic made anew) or of the thread.
+    async fn put_staff_topic(
+        &self,
+        chat_id: i64,
+        conversation: ConversationId,
+        thread_id: i64,
+    ) -> StoreResult<()>;
 
     /// The erasures recorded for a conversation, oldest first.
     async fn erasures(&self, conversation: ConversationId) -> StoreResult<Vec<Erasure>>;

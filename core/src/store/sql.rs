@@ -891,7 +891,11 @@ where
             return Ok(false);
         }
         // After the admin's row: an admin who cannot be removed keeps their password.
-        for table in ["sg_admin_passwords", "sg_admin_sessions"] {
+        for table in [
+            "sg_admin_passwords",
+            "sg_admin_sessions",
+            "sg_admin_telegram",
+        ] {
             let mut forget = QueryBuilder::<DB>::new(format!("DELETE FROM {table} WHERE aid = "));
             forget.push_bind(admin_id.to_owned());
             forget.build().execute(&self.pool).await?;
@@ -1304,6 +1308,7 @@ where
             ("messages", Some(0)),
             ("sg_notes", Some(1)),
             ("telegram", None),
+            ("sg_staff_topics", None),
             ("sg_visitor_context", None),
             ("sg_conversations", None),
         ] {
@@ -1513,6 +1518,120 @@ where
             .into_iter()
             .flat_map(|(key, thumbnail)| std::iter::once(key).chain(thumbnail))
             .collect())
+    }
+
+    #[tracing::instrument(skip_all, name = "store.link_admin_telegram")]
+    async fn link_admin_telegram(
+        &self,
+        admin_id: &str,
+        telegram_user: Option<i64>,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let mut forget = QueryBuilder::<DB>::new("DELETE FROM sg_admin_telegram WHERE aid = ");
+        forget.push_bind(admin_id.to_owned());
+        if let Some(user) = telegram_user {
+            forget.push(" OR telegram_user_id = ").push_bind(user);
+        }
+        forget.build().execute(&mut *tx).await?;
+        if let Some(user) = telegram_user {
+            let mut put = QueryBuilder::<DB>::new(
+                "INSERT INTO sg_admin_telegram (aid, telegram_user_id) VALUES (",
+            );
+            put.push_bind(admin_id.to_owned())
+                .push(", ")
+                .push_bind(user)
+                .push(")");
+            put.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, name = "store.telegram_staff")]
+    async fn telegram_staff(&self, telegram_user: i64) -> StoreResult<Option<String>> {
+        let mut query =
+            QueryBuilder::<DB>::new("SELECT aid FROM sg_admin_telegram WHERE telegram_user_id = ");
+        query.push_bind(telegram_user);
+        Ok(query
+            .build_query_scalar()
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    #[tracing::instrument(skip_all, name = "store.admin_telegram_users")]
+    async fn admin_telegram_users(&self) -> StoreResult<HashMap<String, i64>> {
+        let rows: Vec<(String, Int)> =
+            sqlx::query_as("SELECT aid, telegram_user_id FROM sg_admin_telegram")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(aid, user)| (aid, user.0)).collect())
+    }
+
+    #[tracing::instrument(skip_all, name = "store.staff_topic", fields(conversation = conversation))]
+    async fn staff_topic(
+        &self,
+        chat_id: i64,
+        conversation: ConversationId,
+    ) -> StoreResult<Option<i64>> {
+        let mut query =
+            QueryBuilder::<DB>::new("SELECT thread_id FROM sg_staff_topics WHERE chat_id = ");
+        query
+            .push_bind(chat_id)
+            .push(" AND cid = ")
+            .push_bind(to_db_id(conversation));
+        let thread: Option<Int> = query
+            .build_query_scalar()
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(thread.map(|t| t.0))
+    }
+
+    #[tracing::instrument(skip_all, name = "store.staff_topic_conversation")]
+    async fn staff_topic_conversation(
+        &self,
+        chat_id: i64,
+        thread_id: i64,
+    ) -> StoreResult<Option<ConversationId>> {
+        let mut query = QueryBuilder::<DB>::new("SELECT cid FROM sg_staff_topics WHERE chat_id = ");
+        query
+            .push_bind(chat_id)
+            .push(" AND thread_id = ")
+            .push_bind(thread_id);
+        let cid: Option<Int> = query
+            .build_query_scalar()
+            .fetch_optional(&self.pool)
+            .await?;
+        cid.map(|c| from_db_id("sg_staff_topics.cid", c.0))
+            .transpose()
+    }
+
+    #[tracing::instrument(skip_all, name = "store.put_staff_topic", fields(conversation = conversation))]
+    async fn put_staff_topic(
+        &self,
+        chat_id: i64,
+        conversation: ConversationId,
+        thread_id: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let mut forget = QueryBuilder::<DB>::new("DELETE FROM sg_staff_topics WHERE chat_id = ");
+        forget
+            .push_bind(chat_id)
+            .push(" AND (cid = ")
+            .push_bind(to_db_id(conversation))
+            .push(" OR thread_id = ")
+            .push_bind(thread_id)
+            .push(")");
+        forget.build().execute(&mut *tx).await?;
+        let mut put =
+            QueryBuilder::<DB>::new("INSERT INTO sg_staff_topics (chat_id, cid, thread_id) ");
+        put.push_values([()], |mut row, ()| {
+            row.push_bind(chat_id)
+                .push_bind(to_db_id(conversation))
+                .push_bind(thread_id);
+        });
+        put.build().execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     #[tracing::instrument(skip_all, name = "store.erasures", fields(conversation = conversation))]
