@@ -1024,6 +1024,64 @@ impl Core {
             .ok_or(CoreError::NotLinked(chat_id))
     }
 
+    /// The admin a Telegram user of the staff group is.
+    pub async fn staff_member(&self, telegram_user: i64) -> CoreResult<Admin> {
+        let admin_id = self
+            .store
+            .telegram_staff(telegram_user)
+            .await?
+            .ok_or(CoreError::StaffMemberNotPaired(telegram_user))?;
+        // Known to the directory (read again for an admin added since it was read).
+        let admin_id = self.check_admin(admin_id).await?;
+        self.admins()
+            .list()
+            .into_iter()
+            .find(|a| a.admin_id == admin_id)
+            .ok_or(CoreError::StaffMemberNotPaired(telegram_user))
+    }
+
+    /// A conversation's forum topic in a staff chat.
+    pub async fn staff_topic(&self, chat_id: i64, conversation: ConversationId) -> CoreResult<i64> {
+        self.store
+            .staff_topic(chat_id, conversation)
+            .await?
+            .ok_or_else(|| {
+                CoreError::NoStaffTopic(format!(
+                    "conversation {conversation} has no topic in chat {chat_id}"
+                ))
+            })
+    }
+
+    /// The conversation of a forum topic in a staff chat.
+    pub async fn staff_topic_conversation(
+        &self,
+        chat_id: i64,
+        thread_id: i64,
+    ) -> CoreResult<ConversationId> {
+        self.store
+            .staff_topic_conversation(chat_id, thread_id)
+            .await?
+            .ok_or_else(|| {
+                CoreError::NoStaffTopic(format!(
+                    "topic {thread_id} of chat {chat_id} is no conversation's"
+                ))
+            })
+    }
+
+    /// Keeps a conversation's forum topic in a staff chat.
+    pub async fn put_staff_topic(
+        &self,
+        chat_id: i64,
+        conversation: ConversationId,
+        thread_id: i64,
+    ) -> CoreResult<()> {
+        check_conversation_id(conversation)?;
+        Ok(self
+            .store
+            .put_staff_topic(chat_id, conversation, thread_id)
+            .await?)
+    }
+
     /// Links a Telegram chat to a visitor (creating the conversation when needed).
     pub async fn link_telegram(
         &self,

@@ -34,6 +34,15 @@ pub enum CoreError {
     NoSuchVisitor(ConversationId),
     #[error("Telegram chat {0} is not linked")]
     NotLinked(i64),
+    /// A Telegram user of the staff group paired with no admin.
+    #[error(
+        "Telegram user {0} is no admin yet: pair them with `socketgram admin link-telegram \
+         <login> {0}`"
+    )]
+    StaffMemberNotPaired(i64),
+    /// No forum topic for that conversation (or no conversation for that topic).
+    #[error("{0}")]
+    NoStaffTopic(String),
     /// A take found the conversation assigned already, to this admin.
     #[error("the conversation is assigned to {0:?} already")]
     AlreadyAssigned(String),
@@ -155,7 +164,9 @@ impl CoreError {
             Self::UnknownAdmin(_)
             | Self::UnknownConversation(_)
             | Self::NoSuchVisitor(_)
-            | Self::NotLinked(_) => Kind::NotFound,
+            | Self::NotLinked(_)
+            | Self::StaffMemberNotPaired(_)
+            | Self::NoStaffTopic(_) => Kind::NotFound,
             Self::OutOfRange(_) => Kind::OutOfRange,
             Self::LimitReached(_) | Self::TooManyAttempts { .. } => Kind::Exhausted,
             Self::WrongCredentials | Self::SessionEnded(_) | Self::SessionExpired => {
@@ -188,7 +199,8 @@ impl CoreError {
             Self::UnknownAdmin(_) => r::UNKNOWN_ADMIN,
             Self::UnknownConversation(_) => r::UNKNOWN_CONVERSATION,
             Self::NoSuchVisitor(_) => r::NO_SUCH_VISITOR,
-            Self::NotLinked(_) => r::NOT_LINKED,
+            Self::NotLinked(_) | Self::StaffMemberNotPaired(_) => r::NOT_LINKED,
+            Self::NoStaffTopic(_) => r::NO_STAFF_TOPIC,
             Self::OutOfRange(_) => r::OUT_OF_RANGE,
             Self::LimitReached(_) => r::LIMIT_REACHED,
             Self::AlreadyAssigned(_) => r::ALREADY_ASSIGNED,

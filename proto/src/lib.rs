@@ -35,7 +35,10 @@ pub mod reason {
     pub const UNKNOWN_ADMIN: &str = "UNKNOWN_ADMIN";
     pub const UNKNOWN_CONVERSATION: &str = "UNKNOWN_CONVERSATION";
     pub const NO_SUCH_VISITOR: &str = "NO_SUCH_VISITOR";
+    /// A Telegram chat linked to no visitor, or a staff member paired with no admin.
     pub const NOT_LINKED: &str = "NOT_LINKED";
+    /// A conversation without a topic in the staff chat (or a topic of no conversation).
+    pub const NO_STAFF_TOPIC: &str = "NO_STAFF_TOPIC";
     pub const OUT_OF_RANGE: &str = "OUT_OF_RANGE";
     /// A limit on how many of a thing may exist (e.g. canned replies) is reached.
     pub const LIMIT_REACHED: &str = "LIMIT_REACHED";

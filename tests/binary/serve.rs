@@ -2098,6 +2098,86 @@ on_backends!(erasure:
     MySql => mysql_conversations_are_erased_on_request,
 );
 
+on_backends!(staff_group:
+    Sqlite => sqlite_staff_members_and_topics_are_kept,
+);
+
+/// The staff group's state over gRPC: a Telegram user paired with an admin (by the CLI's
+/// table) is that admin, an unpaired one is NOT_LINKED; a conversation's topic is kept, found
+/// both ways, replaced when made anew, and a missing one is NO_STAFF_TOPIC.
+async fn staff_group(server: &TestServer, db: &TestDb) {
+    use socketgram_proto::reason as r;
+    add_alice(db).await;
+    db.execute(
+        "INSERT INTO sg_admin_telegram (aid, telegram_user_id) VALUES ('alice', 7000000001)",
+    )
+    .await
+    .unwrap();
+    let mut telegram = server.telegram().await;
+    let alice = telegram
+        .get_staff_member(pb::GetStaffMemberRequest {
+            telegram_user_id: 7_000_000_001,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (alice.admin_id.as_str(), alice.display_name.as_str()),
+        ("alice", "Alice Acme")
+    );
+    let err = telegram
+        .get_staff_member(pb::GetStaffMemberRequest {
+            telegram_user_id: 5,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), r::of(&err).as_deref()),
+        (Code::NotFound, Some(r::NOT_LINKED))
+    );
+    assert!(err.message().contains("link-telegram"), "{}", err.message());
+
+    use pb::get_staff_topic_request::By;
+    let chat = -1_001_234_567_890_i64;
+    let topic = |cid, thread| pb::StaffTopic {
+        chat_id: chat,
+        conversation_id: cid,
+        thread_id: thread,
+    };
+    let get = |by| pb::GetStaffTopicRequest {
+        chat_id: chat,
+        by: Some(by),
+    };
+    telegram.put_staff_topic(topic(61, 11)).await.unwrap();
+    let found = telegram
+        .get_staff_topic(get(By::ConversationId(61)))
+        .await
+        .unwrap();
+    assert_eq!(found.into_inner(), topic(61, 11));
+    let found = telegram
+        .get_staff_topic(get(By::ThreadId(11)))
+        .await
+        .unwrap();
+    assert_eq!(found.into_inner().conversation_id, 61);
+    telegram.put_staff_topic(topic(61, 12)).await.unwrap();
+    let err = telegram
+        .get_staff_topic(get(By::ThreadId(11)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), r::of(&err).as_deref()),
+        (Code::NotFound, Some(r::NO_STAFF_TOPIC))
+    );
+    let err = telegram
+        .get_staff_topic(pb::GetStaffTopicRequest {
+            chat_id: chat,
+            by: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+}
+
 /// `EraseConversation` over gRPC: by a known admin only (a refusal erases nothing); after it,
 /// the conversation's history, transcript and notes are gone, others stay; support is told
 /// (the record, not the content).

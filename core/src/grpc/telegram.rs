@@ -135,4 +135,65 @@ impl Telegram for TelegramApi {
             .map_err(status)?;
         Ok(Response::new(pb::ReleaseLeaseResponse { released }))
     }
+
+    #[tracing::instrument(skip_all, name = "Telegram.GetStaffMember")]
+    async fn get_staff_member(
+        &self,
+        request: Request<pb::GetStaffMemberRequest>,
+    ) -> Result<Response<pb::Admin>, Status> {
+        let admin = self
+            .core
+            .staff_member(request.into_inner().telegram_user_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::admin(&self.core, &admin)))
+    }
+
+    #[tracing::instrument(skip_all, name = "Telegram.GetStaffTopic", fields(chat_id = request.get_ref().chat_id))]
+    async fn get_staff_topic(
+        &self,
+        request: Request<pb::GetStaffTopicRequest>,
+    ) -> Result<Response<pb::StaffTopic>, Status> {
+        use pb::get_staff_topic_request::By;
+        let r = request.into_inner();
+        let topic = match r.by {
+            Some(By::ConversationId(conversation)) => pb::StaffTopic {
+                chat_id: r.chat_id,
+                conversation_id: conversation,
+                thread_id: self
+                    .core
+                    .staff_topic(r.chat_id, conversation)
+                    .await
+                    .map_err(status)?,
+            },
+            Some(By::ThreadId(thread)) => pb::StaffTopic {
+                chat_id: r.chat_id,
+                conversation_id: self
+                    .core
+                    .staff_topic_conversation(r.chat_id, thread)
+                    .await
+                    .map_err(status)?,
+                thread_id: thread,
+            },
+            None => {
+                return Err(status(crate::CoreError::InvalidArgument(
+                    "give conversation_id or thread_id".into(),
+                )));
+            }
+        };
+        Ok(Response::new(topic))
+    }
+
+    #[tracing::instrument(skip_all, name = "Telegram.PutStaffTopic", fields(chat_id = request.get_ref().chat_id))]
+    async fn put_staff_topic(
+        &self,
+        request: Request<pb::StaffTopic>,
+    ) -> Result<Response<pb::StaffTopic>, Status> {
+        let topic = request.into_inner();
+        self.core
+            .put_staff_topic(topic.chat_id, topic.conversation_id, topic.thread_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(topic))
+    }
 }
