@@ -623,3 +623,54 @@ async fn the_console_signs_in_through_nginx() {
     console.disconnect().await;
     site.stop().await;
 }
+
+/// A file through the README's nginx: a ticket from a visitor's socket and a 3 MB upload (over
+/// nginx's own 1 MB default, which the README raises), then the file by the link the legacy
+/// page got in its text, whole, through nginx too.
+#[tokio::test]
+async fn a_file_goes_up_and_comes_back_through_nginx() {
+    if !sio::available().await {
+        return;
+    }
+    let Some(site) = Site::start(&["127.0.0.1"], "").await else {
+        return;
+    };
+    let url = site.nginx.url();
+    let cid = 7301;
+    let mut visitor = SioClient::connect_legacy_visitor(&url, cid, &room(cid)).await;
+    let subscribed = visitor
+        .emit_ack(
+            "subscribe",
+            &[json!({ "room": room(cid), "username": cid.to_string() })],
+        )
+        .await;
+    assert!(subscribed.get("data").is_some(), "{subscribed}");
+    let ack = visitor
+        .emit_ack("upload", &[json!({ "name": "scan.png", "size": 3 << 20 })])
+        .await;
+    let ticket = ack["data"]["url"].as_str().expect("a ticket").to_owned();
+    // A PNG's signature, then 3 MB: a picture as far as the type goes (not decodable, so it
+    // is kept without a thumbnail).
+    let mut bytes = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    bytes.resize(3 << 20, 7);
+    let (status, body) = socketgram_tests::files::upload(&url, &ticket, bytes.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    let ack = visitor
+        .emit_ack(
+            "new message",
+            &[json!({ "username": cid, "room": room(cid), "message": "scan", "attachments": [body["data"]["id"]] })],
+        )
+        .await;
+    assert!(ack.get("data").is_some(), "{ack}");
+    let shown = visitor.next_payload("new message").await;
+    let text = shown["message"].as_str().unwrap().to_owned();
+    let link = text.split("): ").nth(1).expect("a link in the legacy text");
+    // Without `[web] public_url` the link names the listener itself; behind nginx the same
+    // path is fetched through the proxy.
+    let path = &link[link.find("/files/").expect("a file's path")..];
+    let fetched = reqwest::get(format!("{url}{path}")).await.unwrap();
+    assert_eq!(fetched.status().as_u16(), 200);
+    assert_eq!(fetched.bytes().await.unwrap().len(), bytes.len());
+    visitor.disconnect().await;
+    site.stop().await;
+}
