@@ -5,12 +5,15 @@
 //! moves the edge on to the next (core replicas share the database, so any will do), and the
 //! caller's retry goes there.
 
-use std::time::Duration;
+use std::{fmt::Display, time::Duration};
 
+use bytes::Bytes;
+use futures::{Stream, StreamExt as _};
 use socketgram_proto::{
     client::{CoreClient, Cores},
-    v1::{self as pb, subscribe_request::Scope},
+    v1::{self as pb, subscribe_request::Scope, upload_attachment_request::Part},
 };
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Streaming};
 
 use crate::error::TelegramError;
@@ -20,7 +23,13 @@ use crate::error::TelegramError;
 pub struct CoreInfo {
     pub company: String,
     pub max_message_chars: usize,
+    /// The largest file the core takes (`[core.attachments] max_bytes`); 0 from a core that
+    /// does not say.
+    pub max_attachment_bytes: u64,
 }
+
+/// The bytes of one upload message: well under the gRPC message limit.
+const UPLOAD_CHUNK: usize = 64 * 1024;
 
 /// A Telegram chat linked to a visitor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +120,7 @@ impl CoreApi {
         Ok(CoreInfo {
             company: info.company,
             max_message_chars: info.max_message_chars as usize,
+            max_attachment_bytes: info.max_attachment_bytes,
         })
     }
 
@@ -220,25 +230,24 @@ impl CoreApi {
         })
     }
 
-    /// Stores a text the visitor wrote from Telegram. `client_msg_id` makes a redelivered
+    /// Stores a message the visitor wrote from Telegram: a text, or files uploaded for it
+    /// ([`Self::upload`]) with a caption, possibly empty. `client_msg_id` makes a redelivered
     /// update (webhook retry, polling after a crash) store once.
-    pub async fn send_visitor_text(
+    pub async fn send_visitor_message(
         &self,
         conversation_id: u64,
         text: &str,
         client_msg_id: String,
+        attachment_ids: Vec<u64>,
     ) -> Result<u64> {
         let r = self
             .client()
             .chat
             .clone()
             .send_message(pb::SendMessageRequest {
-                attachment_ids: Vec::new(),
+                attachment_ids,
                 conversation_id,
-                author: Some(pb::Author {
-                    kind: pb::AuthorKind::Telegram as i32,
-                    admin_id: String::new(),
-                }),
+                author: Some(telegram_visitor()),
                 text: text.to_owned(),
                 client_msg_id,
             })
@@ -246,6 +255,121 @@ impl CoreApi {
             .map_err(self.failed("SendMessage"))?
             .into_inner();
         Ok(r.message.map_or(0, |m| m.id))
+    }
+
+    /// Stores a file the visitor sends from Telegram (author TELEGRAM), its bytes passed on as
+    /// they come from `bytes`; `size` is what Telegram announced (0 = not known), so that the
+    /// core can tell a cut-off download. A download that fails cancels the call instead of
+    /// ending it, and the core keeps nothing (`TelegramError::Download`).
+    pub async fn upload<S, E>(
+        &self,
+        conversation_id: u64,
+        name: &str,
+        size: u64,
+        bytes: S,
+    ) -> Result<pb::Attachment>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send,
+        E: Display,
+    {
+        let start = pb::UploadAttachmentRequest {
+            part: Some(Part::Start(pb::UploadStart {
+                conversation_id,
+                name: name.to_owned(),
+                size,
+                author: Some(telegram_visitor()),
+            })),
+        };
+        let (parts, rx) = tokio::sync::mpsc::channel(4);
+        let _ = parts.send(start.clone()).await;
+        let mut client = self.client().chat.clone();
+        let call = client.upload_attachment(ReceiverStream::new(rx));
+        let pump = async move {
+            let chunk = |data: Vec<u8>| pb::UploadAttachmentRequest {
+                part: Some(Part::Chunk(data)),
+            };
+            let mut bytes = std::pin::pin!(bytes);
+            let mut pending = Vec::with_capacity(UPLOAD_CHUNK);
+            while let Some(piece) = bytes.next().await {
+                let piece = match piece {
+                    Ok(piece) => piece,
+                    Err(e) => {
+                        // The stream's end must not pass for the file's (the size may be
+                        // unknown): a second start is what the core refuses outright. The
+                        // call is also dropped, which cancels it.
+                        let _ = parts.send(start).await;
+                        return Err(e.to_string());
+                    }
+                };
+                pending.extend_from_slice(&piece);
+                while pending.len() >= UPLOAD_CHUNK {
+                    let rest = pending.split_off(UPLOAD_CHUNK);
+                    let full = std::mem::replace(&mut pending, rest);
+                    if parts.send(chunk(full)).await.is_err() {
+                        // The core answered already (a refusal): its answer says why.
+                        return Ok(());
+                    }
+                }
+            }
+            if !pending.is_empty() {
+                let _ = parts.send(chunk(pending)).await;
+            }
+            // `parts` is dropped here: the stream ends, the upload is complete.
+            Ok::<(), String>(())
+        };
+        let mut call = std::pin::pin!(call);
+        let answer = tokio::select! {
+            answered = &mut call => answered,
+            pumped = pump => match pumped {
+                Ok(()) => call.await,
+                // Returning drops the call, which cancels it.
+                Err(e) => return Err(TelegramError::Download(e)),
+            },
+        };
+        Ok(answer
+            .map_err(self.failed("UploadAttachment"))?
+            .into_inner())
+    }
+
+    /// A file attached to a message of `conversation_id`, whole: its description and bytes.
+    pub async fn attachment(
+        &self,
+        id: u64,
+        conversation_id: u64,
+    ) -> Result<(pb::Attachment, Bytes)> {
+        let mut chunks = self
+            .client()
+            .chat
+            .clone()
+            .get_attachment(pb::GetAttachmentRequest {
+                id,
+                conversation_id,
+                thumbnail: false,
+            })
+            .await
+            .map_err(self.failed("GetAttachment"))?
+            .into_inner();
+        let mut description = None;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = chunks
+            .message()
+            .await
+            .map_err(self.failed("GetAttachment"))?
+        {
+            if description.is_none() {
+                description = chunk.attachment;
+                if let Some(d) = &description {
+                    bytes.reserve(usize::try_from(d.size).unwrap_or_default());
+                }
+            }
+            bytes.extend_from_slice(&chunk.data);
+        }
+        let description = description.ok_or_else(|| {
+            TelegramError::core("GetAttachment")(tonic::Status::internal(
+                "the file came without its description",
+            ))
+        })?;
+        Ok((description, Bytes::from(bytes)))
     }
 
     /// The consumer's delivery cursor (created at the newest message when new).
@@ -335,5 +459,13 @@ impl CoreApi {
             .await
             .map_err(self.failed("Subscribe"))?
             .into_inner())
+    }
+}
+
+/// The visitor, writing from Telegram.
+fn telegram_visitor() -> pb::Author {
+    pb::Author {
+        kind: pb::AuthorKind::Telegram as i32,
+        admin_id: String::new(),
     }
 }

@@ -4,9 +4,13 @@
 //! The edge subscribes to every conversation from its delivery cursor, a message id the core
 //! stores per consumer (`Chat.GetDeliveryCursor` / `AdvanceDeliveryCursor`). Each support reply
 //! (direction to the visitor, whatever its origin) to a conversation with an active linked chat
-//! is sent as HTML: a bold "answer from <admin>:" header, then the escaped text. The cursor
-//! moves past a message only once Telegram accepted it, or refused it for good (a blocked bot
-//! marks the link inactive; a bad request is logged). So a reply accepted by the core while
+//! is sent as HTML: a bold "answer from <admin>:" header, then the escaped text. Its files
+//! follow, fetched from the core one at a time: images as photos, the rest (GIFs too) as
+//! documents, under their names; the header and text are the first file's caption when they
+//! fit in one, else a message before the files. The cursor moves past a message only once
+//! Telegram accepted all its parts, or refused them for good (a blocked bot marks the link
+//! inactive; a bad request is logged; a file Telegram will not take, such as one over its
+//! 50 MB upload limit, is replaced by a text naming it). So a reply accepted by the core while
 //! the bot was down, or while Telegram was failing, is delivered once the bot is back: the
 //! core replays everything after the cursor.
 //!
@@ -35,7 +39,7 @@ use crate::{
     core_api::CoreApi,
     error::TelegramError,
     lease::DeliveryLease,
-    sender::{Backoff, Retry, SendError, TgBot, send_html},
+    sender::{Backoff, FileKind, NamedBytes, Retry, SendError, TgBot, send_file, send_html},
     texts::Texts,
 };
 
@@ -45,6 +49,18 @@ const CHUNK_CHARS: usize = 3500;
 /// Skipped messages (visitors', other conversations') move the stored cursor at most this
 /// often: replaying a few of them after a restart costs nothing, a write per message would.
 const SAVE_EVERY: Duration = Duration::from_secs(5);
+/// Telegram takes captions of at most 1024 characters (after entities are parsed). Counted
+/// in UTF-16 code units, as Telegram counts entities: never more than its characters.
+const CAPTION_CHARS: usize = 1024;
+/// The largest file a bot may send (the Bot API's upload limit): a larger one is not fetched.
+const BOT_API_UPLOAD_BYTES: u64 = 50 * 1024 * 1024;
+/// sendPhoto's own limits: 10 MB, width + height at most 10,000, a ratio of at most 20. An
+/// image past them goes as a document.
+const PHOTO_BYTES: u64 = 10 * 1024 * 1024;
+const PHOTO_SIDES: u64 = 10_000;
+const PHOTO_RATIO: u64 = 20;
+/// The types Telegram shows as photos. A GIF would lose its animation: it goes as a document.
+const PHOTO_TYPES: [&str; 3] = ["image/jpeg", "image/png", "image/webp"];
 
 /// The delivery loop's state.
 pub struct Delivery {
@@ -229,11 +245,6 @@ impl Delivery {
     /// must be tried again (the core unreachable, or shutdown mid-way).
     async fn deliver(&self, m: &pb::Message) -> Result<(), TelegramError> {
         let links = self.core.links_of(m.conversation_id).await?;
-        let admin = if m.admin_display_name.is_empty() {
-            &m.admin_id
-        } else {
-            &m.admin_display_name
-        };
         for link in links {
             if !link.active {
                 delivered("inactive");
@@ -244,44 +255,233 @@ impl Delivery {
                 );
                 continue;
             }
-            for (i, chunk) in chunks(&m.text, CHUNK_CHARS).enumerate() {
-                let html = if i == 0 {
-                    self.texts.answer(admin, chunk)
-                } else {
-                    crate::texts::escape(chunk)
-                };
-                let retry = Retry::UntilDone(self.shutdown.clone());
-                match send_html(&self.bot, link.chat_id, &html, None, &retry).await {
-                    Ok(()) => delivered("sent"),
-                    Err(SendError::ChatGone(e)) => {
-                        delivered("chat_gone");
-                        warn!(chat_id = link.chat_id, error = %e,
-                            "chat refuses messages; marking its link inactive");
-                        self.core.set_state(link.chat_id, None, Some(false)).await?;
-                        break;
-                    }
-                    Err(SendError::Rejected(e)) => {
-                        delivered("rejected");
-                        error!(chat_id = link.chat_id, message = m.id, error = %e,
-                            "Telegram refused a support reply; skipping it");
-                        break;
-                    }
-                    Err(SendError::Shutdown) => return Err(TelegramError::Shutdown),
-                    Err(SendError::GaveUp(e)) => return Err(TelegramError::Telegram(e)),
+            match self.deliver_to(link.chat_id, m).await? {
+                Reached::Delivered => info!(
+                    chat_id = link.chat_id,
+                    message = m.id,
+                    "support reply delivered to Telegram"
+                ),
+                Reached::ChatGone(e) => {
+                    warn!(chat_id = link.chat_id, error = %e,
+                        "chat refuses messages; marking its link inactive");
+                    self.core.set_state(link.chat_id, None, Some(false)).await?;
                 }
             }
-            info!(
-                chat_id = link.chat_id,
-                message = m.id,
-                "support reply delivered to Telegram"
-            );
         }
         Ok(())
     }
+
+    /// Sends one reply to one chat: its text (a caption of the first file when it fits), then
+    /// its files in order.
+    async fn deliver_to(&self, chat_id: i64, m: &pb::Message) -> Result<Reached, TelegramError> {
+        let admin = if m.admin_display_name.is_empty() {
+            &m.admin_id
+        } else {
+            &m.admin_display_name
+        };
+        let mut caption = (!m.attachments.is_empty()
+            && fits_caption(&self.texts.answer_header(admin), &m.text))
+        .then(|| self.texts.answer(admin, &m.text));
+        if caption.is_none() {
+            for html in self.text_pieces(admin, &m.text) {
+                match self.send_text(chat_id, &html).await? {
+                    Piece::Sent => {}
+                    Piece::Gone(e) => return Ok(Reached::ChatGone(e)),
+                    Piece::Refused(e) => {
+                        error!(chat_id, message = m.id, error = %e,
+                            "Telegram refused a support reply; skipping its text");
+                        break;
+                    }
+                }
+            }
+        }
+        for file in &m.attachments {
+            let caption_html = caption.take();
+            let piece = match self
+                .send_attachment(chat_id, m, file, caption_html.as_deref())
+                .await?
+            {
+                Piece::Refused(why) => {
+                    warn!(chat_id, message = m.id, file = file.id, name = %file.name, reason = %why,
+                        "a file of a support reply cannot go to Telegram; sending its name");
+                    // The caption it would have carried goes with the notice.
+                    let notice = self.texts.file_not_delivered(&file.name, file.size);
+                    let html = match caption_html {
+                        Some(caption) => format!("{caption}\n{notice}"),
+                        None => notice,
+                    };
+                    self.send_text(chat_id, &html).await?
+                }
+                piece => piece,
+            };
+            match piece {
+                Piece::Sent => {}
+                Piece::Gone(e) => return Ok(Reached::ChatGone(e)),
+                Piece::Refused(e) => {
+                    error!(chat_id, message = m.id, error = %e,
+                        "Telegram refused the notice of a file; skipping it");
+                }
+            }
+        }
+        Ok(Reached::Delivered)
+    }
+
+    /// A reply's text as messages: the header on the first; the header alone when there is
+    /// no text.
+    fn text_pieces(&self, admin: &str, text: &str) -> Vec<String> {
+        if text.is_empty() {
+            return vec![self.texts.answer(admin, "")];
+        }
+        chunks(text, CHUNK_CHARS)
+            .enumerate()
+            .map(|(i, chunk)| {
+                if i == 0 {
+                    self.texts.answer(admin, chunk)
+                } else {
+                    crate::texts::escape(chunk)
+                }
+            })
+            .collect()
+    }
+
+    /// Sends one HTML message of a reply, until it is sent or refused.
+    async fn send_text(&self, chat_id: i64, html: &str) -> Result<Piece, TelegramError> {
+        let retry = Retry::UntilDone(self.shutdown.clone());
+        piece(send_html(&self.bot, chat_id, html, None, &retry).await)
+    }
+
+    /// Fetches one file of a reply from the core and sends it, until it is sent or refused
+    /// (`Refused` also for a file the core no longer has, or one too large for Telegram).
+    async fn send_attachment(
+        &self,
+        chat_id: i64,
+        m: &pb::Message,
+        file: &pb::Attachment,
+        caption_html: Option<&str>,
+    ) -> Result<Piece, TelegramError> {
+        if file.size > BOT_API_UPLOAD_BYTES {
+            delivered("rejected");
+            return Ok(Piece::Refused(format!(
+                "{} bytes, over the Bot API's upload limit",
+                file.size
+            )));
+        }
+        let bytes = match self.fetch(file.id, m.conversation_id).await? {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                delivered("rejected");
+                return Ok(Piece::Refused(e.to_string()));
+            }
+        };
+        let named = NamedBytes {
+            name: file.name.clone(),
+            bytes,
+        };
+        let retry = Retry::UntilDone(self.shutdown.clone());
+        let mut kind = file_kind(file);
+        loop {
+            let sent = send_file(&self.bot, chat_id, kind, &named, caption_html, &retry).await;
+            match (kind, sent) {
+                // What Telegram will not show as a photo it may still take as a file.
+                (FileKind::Photo, Err(SendError::Rejected(e))) => {
+                    info!(chat_id, file = file.id, error = %e, "photo refused; sending it as a file");
+                    kind = FileKind::Document;
+                }
+                (_, sent) => return piece(sent),
+            }
+        }
+    }
+
+    /// A file's bytes from the core, fetched again while the core (or its storage) is away;
+    /// the inner `Err` when the core will not give it (erased meanwhile, say).
+    async fn fetch(
+        &self,
+        id: u64,
+        conversation: u64,
+    ) -> Result<Result<bytes::Bytes, TelegramError>, TelegramError> {
+        let mut backoff = Backoff::default();
+        loop {
+            let fetched = tokio::select! {
+                () = self.shutdown.cancelled() => return Err(TelegramError::Shutdown),
+                fetched = self.core.attachment(id, conversation) => fetched,
+            };
+            match fetched {
+                Ok((_, bytes)) => return Ok(Ok(bytes)),
+                // In place rather than from the cursor: what this reply sent already is not
+                // sent again.
+                Err(e) if e.is_transient_core() => {
+                    warn!(file = id, error = %e, "cannot fetch a file of a reply yet; trying again");
+                    if !backoff.wait(&self.shutdown).await {
+                        return Err(TelegramError::Shutdown);
+                    }
+                }
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+    }
 }
 
-/// Counts one piece of a support reply for one linked chat by how it ended: `sent`,
-/// `chat_gone` (the link is made inactive), `rejected` (skipped), `inactive` (not tried).
+/// How a reply went for one chat.
+enum Reached {
+    /// Every part sent, or refused for good.
+    Delivered,
+    /// The chat will never take a message: its link is to be made inactive.
+    ChatGone(teloxide::RequestError),
+}
+
+/// How one part of a reply went, counted.
+enum Piece {
+    Sent,
+    Gone(teloxide::RequestError),
+    /// Refused for good (why): skipped.
+    Refused(String),
+}
+
+/// A send's outcome as a [`Piece`]; `Err` when the reply is to be tried again.
+fn piece(sent: Result<(), SendError>) -> Result<Piece, TelegramError> {
+    match sent {
+        Ok(()) => {
+            delivered("sent");
+            Ok(Piece::Sent)
+        }
+        Err(SendError::ChatGone(e)) => {
+            delivered("chat_gone");
+            Ok(Piece::Gone(e))
+        }
+        Err(SendError::Rejected(e)) => {
+            delivered("rejected");
+            Ok(Piece::Refused(e.to_string()))
+        }
+        Err(SendError::Shutdown) => Err(TelegramError::Shutdown),
+        Err(SendError::GaveUp(e)) => Err(TelegramError::Telegram(e)),
+    }
+}
+
+/// Whether a reply's header and text fit in one caption.
+fn fits_caption(header: &str, text: &str) -> bool {
+    let newline = usize::from(!text.is_empty());
+    header.encode_utf16().count() + newline + text.encode_utf16().count() <= CAPTION_CHARS
+}
+
+/// How a file of a reply is shown: a photo when Telegram would show it as one, else a file.
+fn file_kind(file: &pb::Attachment) -> FileKind {
+    let (w, h) = (u64::from(file.width), u64::from(file.height));
+    let photo = PHOTO_TYPES.contains(&file.content_type.as_str())
+        && file.size <= PHOTO_BYTES
+        && w > 0
+        && h > 0
+        && w + h <= PHOTO_SIDES
+        && w.max(h) <= PHOTO_RATIO * w.min(h);
+    if photo {
+        FileKind::Photo
+    } else {
+        FileKind::Document
+    }
+}
+
+/// Counts one piece of a support reply (a text or a file) for one linked chat by how it
+/// ended: `sent`, `chat_gone` (the link is made inactive), `rejected` (skipped; a file's
+/// notice is counted apart), `inactive` (not tried).
 /// Pieces that will be tried again (shutdown, the core unreachable) are not counted yet.
 fn delivered(outcome: &'static str) {
     metrics::counter!("socketgram_telegram_deliveries_total", "outcome" => outcome).increment(1);
@@ -329,6 +529,53 @@ mod tests {
         assert_eq!(
             chunks(&long, CHUNK_CHARS).map(str::len).sum::<usize>(),
             10_000
+        );
+    }
+
+    #[test]
+    fn captions_are_measured_as_telegram_does() {
+        assert!(fits_caption("answer from Bob:", ""));
+        let text = "x".repeat(CAPTION_CHARS - "answer from Bob:".len() - 1);
+        assert!(fits_caption("answer from Bob:", &text));
+        assert!(!fits_caption("answer from Bob:", &format!("{text}x")));
+        // An emoji is two UTF-16 units.
+        let emoji = "😀".repeat(CAPTION_CHARS / 2);
+        assert!(!fits_caption("h", &emoji));
+    }
+
+    #[test]
+    fn images_go_as_photos_within_telegram_limits() {
+        let file = |content_type: &str, size: u64, width: u32, height: u32| pb::Attachment {
+            content_type: content_type.into(),
+            size,
+            width,
+            height,
+            ..Default::default()
+        };
+        assert_eq!(file_kind(&file("image/png", 1000, 64, 48)), FileKind::Photo);
+        assert_eq!(
+            file_kind(&file("image/webp", 1000, 64, 48)),
+            FileKind::Photo
+        );
+        assert_eq!(
+            file_kind(&file("image/gif", 1000, 64, 48)),
+            FileKind::Document
+        );
+        assert_eq!(
+            file_kind(&file("application/pdf", 1000, 0, 0)),
+            FileKind::Document
+        );
+        assert_eq!(
+            file_kind(&file("image/jpeg", PHOTO_BYTES + 1, 64, 48)),
+            FileKind::Document
+        );
+        assert_eq!(
+            file_kind(&file("image/png", 1000, 8000, 3000)),
+            FileKind::Document
+        );
+        assert_eq!(
+            file_kind(&file("image/png", 1000, 2100, 100)),
+            FileKind::Document
         );
     }
 

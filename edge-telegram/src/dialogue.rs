@@ -1,5 +1,6 @@
 //! The bot's dialogue (LEGACY.md §7): `/start`, the two menus, contacts, the log-in dialogue,
-//! "write to support" and back, and what a visitor writes in that mode.
+//! "write to support" and back, and what a visitor writes in that mode: texts, photos and
+//! files. Group chats are not visitors: the bot says once that it talks in private only.
 //!
 //! State lives where it belongs: whether a chat is linked, to whom, its mode and its active
 //! flag are the core's (asked over gRPC on each message); the only state kept here is the
@@ -8,25 +9,28 @@
 //! the user simply presses "Log in" again.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
+use socketgram_proto::reason;
 use teloxide::{
     dispatching::{
         HandlerExt as _, UpdateFilterExt as _, UpdateHandler,
         dialogue::{Dialogue, InMemStorage},
     },
+    dptree,
+    net::Download as _,
     prelude::{Requester as _, Update},
-    types::{ForceReply, KeyboardButton, KeyboardMarkup, Message, ReplyMarkup},
+    types::{FileId, ForceReply, KeyboardButton, KeyboardMarkup, Message, ReplyMarkup, UserId},
 };
 use tracing::{info, warn};
 
 use crate::{
     core_api::{CoreApi, CoreInfo, Link, Verdict},
     error::TelegramError,
-    sender::{Retry, SendError, TgBot, send_html},
+    sender::{self, Retry, SendError, TgBot, send_html},
     texts::Texts,
 };
 
@@ -47,6 +51,10 @@ type ChatDialogue = Dialogue<Step, InMemStorage<Step>>;
 /// Failed log-ins a chat may make within [`FAILED_LOGIN_WINDOW`] before it must wait.
 const MAX_FAILED_LOGINS: usize = 5;
 const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(600);
+/// The largest file the Bot API lets a bot download (`getFile`).
+const BOT_API_DOWNLOAD_BYTES: u64 = 20 * 1024 * 1024;
+/// What Telegram's `file_size` reads when it was not given (teloxide's fallback).
+const UNKNOWN_SIZE: u32 = u32::MAX;
 
 /// What every handler needs besides the bot and the update.
 pub struct Context {
@@ -56,6 +64,39 @@ pub struct Context {
     pub contacts_html: String,
     /// Recent failed log-ins per chat: passwords are not to be guessed at Telegram's pace.
     pub failed_logins: FailedLogins,
+    /// The bot's own user id (a group that removed it is not answered).
+    pub bot_id: UserId,
+    /// Groups told that the bot talks in private only.
+    pub groups_told: GroupsTold,
+}
+
+/// The group chats told that the bot talks in private only, so that each is told once. In
+/// memory, for the life of the process: after a restart a group that writes again is told
+/// once more, which costs one message.
+#[derive(Default)]
+pub struct GroupsTold(Mutex<HashSet<i64>>);
+
+/// How many groups are remembered before the memory starts afresh.
+const MAX_GROUPS_TOLD: usize = 100_000;
+
+impl GroupsTold {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the group is to be told now (the first time), remembering that it was.
+    fn first_time(&self, chat_id: i64) -> bool {
+        let mut told = self.lock();
+        if told.len() >= MAX_GROUPS_TOLD {
+            told.clear();
+        }
+        told.insert(chat_id)
+    }
+
+    /// The telling failed: the group's next message tries again.
+    fn forget(&self, chat_id: i64) {
+        self.lock().remove(&chat_id);
+    }
 }
 
 /// Recent failed log-ins per chat (in memory: a restart forgives, which is no risk at
@@ -90,13 +131,19 @@ impl FailedLogins {
     }
 }
 
-/// The handler tree: private chats' messages, with their log-in step.
+/// The handler tree: private chats' messages, with their log-in step; group chats' messages.
+/// Channels' posts are other updates, ignored.
 pub fn schema() -> UpdateHandler<TelegramError> {
     Update::filter_message()
-        // Groups and channels are not visitors: the bot talks in private chats only.
-        .filter(|m: Message| m.chat.is_private())
-        .enter_dialogue::<Message, InMemStorage<Step>, Step>()
-        .endpoint(on_message)
+        .branch(
+            dptree::filter(|m: Message| m.chat.is_private())
+                .enter_dialogue::<Message, InMemStorage<Step>, Step>()
+                .endpoint(on_message),
+        )
+        .branch(
+            dptree::filter(|m: Message| m.chat.is_group() || m.chat.is_supergroup())
+                .endpoint(on_group_message),
+        )
 }
 
 /// A button press is its label, sent as a message.
@@ -374,25 +421,34 @@ async fn idle(
     let chat_id = msg.chat.id.0;
     let texts = &ctx.texts;
     let linked = link.is_some();
-    let Some(text) = msg.text() else {
-        // A photo, a sticker, a file, a voice message...: nothing is stored.
+    let content = Content::of(msg);
+    if let Content::Other = content {
+        // A sticker, a voice message, a video note...: nothing is stored.
         let markup = match link {
             Some(l) if l.writing => back(texts),
             _ => menu(texts, linked),
         };
         reply(ctx, bot, chat_id, texts.text_only(), markup).await;
         return Ok(());
+    }
+    let pressed = match &content {
+        Content::Text(text) => button(texts, text),
+        _ => None,
     };
-    let pressed = button(texts, text);
     if let Some(l) = link.filter(|l| l.writing) {
         if pressed == Some(Button::Back) {
             ctx.core.set_state(chat_id, Some(false), None).await?;
             reply(ctx, bot, chat_id, texts.menu(), menu(texts, true)).await;
         } else {
-            to_support(ctx, bot, msg, l, text).await;
+            match content {
+                Content::Text(text) => to_support(ctx, bot, msg, l, text).await,
+                Content::File(file) => file_to_support(ctx, bot, msg, l, &file).await,
+                Content::Other => {}
+            }
         }
         return Ok(());
     }
+    // Outside writing mode a photo or a file is answered as a text would be.
     match pressed {
         Some(Button::Contacts) => {
             let contacts = if ctx.contacts_html.trim().is_empty() {
@@ -448,12 +504,9 @@ async fn to_support(ctx: &Context, bot: &TgBot, msg: &Message, link: Link, text:
         .await;
         return;
     }
-    // The update's identity: a webhook retried by Telegram, or updates fetched again after a
-    // crash, store the message once.
-    let client_msg_id = format!("tg:{chat_id}:{}", msg.id.0);
     match ctx
         .core
-        .send_visitor_text(link.conversation_id, text, client_msg_id)
+        .send_visitor_message(link.conversation_id, text, client_msg_id(msg), Vec::new())
         .await
     {
         Ok(id) => info!(
@@ -479,4 +532,241 @@ async fn to_support(ctx: &Context, bot: &TgBot, msg: &Message, link: Link, text:
             reply(ctx, bot, chat_id, texts.unavailable(), back(texts)).await;
         }
     }
+}
+
+/// The update's identity: a webhook retried by Telegram, or updates fetched again after a
+/// crash, store the message once.
+fn client_msg_id(msg: &Message) -> String {
+    format!("tg:{}:{}", msg.chat.id.0, msg.id.0)
+}
+
+/// What a private message carries, as far as support is concerned.
+enum Content<'a> {
+    Text(&'a str),
+    /// A photo or a file, with its caption.
+    File(IncomingFile),
+    /// Stickers, voice messages, video notes, locations...: not for support.
+    Other,
+}
+
+/// A photo or a document a visitor sends.
+#[derive(Debug)]
+struct IncomingFile {
+    id: FileId,
+    /// Telegram's `file_size`; `None` when it did not say.
+    size: Option<u64>,
+    /// The document's name, or `photo.jpg` (Telegram keeps photos as JPEG).
+    name: String,
+    caption: String,
+}
+
+impl<'a> Content<'a> {
+    fn of(msg: &'a Message) -> Self {
+        let caption = || msg.caption().unwrap_or_default().to_owned();
+        let size = |size: u32| (size != UNKNOWN_SIZE).then_some(u64::from(size));
+        if let Some(text) = msg.text() {
+            Content::Text(text)
+        } else if let Some(document) = msg.document() {
+            Content::File(IncomingFile {
+                id: document.file.id.clone(),
+                size: size(document.file.size),
+                name: document
+                    .file_name
+                    .clone()
+                    .filter(|n| !n.trim().is_empty())
+                    .unwrap_or_else(|| "file".to_owned()),
+                caption: caption(),
+            })
+        } else if let Some(largest) = msg.photo().and_then(|sizes| {
+            sizes
+                .iter()
+                .max_by_key(|p| (u64::from(p.width) * u64::from(p.height), p.file.size))
+        }) {
+            // Telegram offers each photo in several sizes; support gets the largest.
+            Content::File(IncomingFile {
+                id: largest.file.id.clone(),
+                size: size(largest.file.size),
+                name: "photo.jpg".to_owned(),
+                caption: caption(),
+            })
+        } else {
+            Content::Other
+        }
+    }
+}
+
+/// Why a visitor's file was not stored; each is told as such.
+#[derive(Debug)]
+enum FileRefusal {
+    /// Over this many bytes.
+    TooLarge(u64),
+    /// A type the core does not take (as it sniffed it).
+    Type(String),
+    /// The caption is over the core's limit (escaped for storage).
+    CaptionTooLong,
+    /// Telegram or the core failed; the user may try again.
+    Failed(String),
+}
+
+/// The largest file a visitor may send: what the Bot API lets a bot download, and what the
+/// core takes.
+fn file_limit(info: &CoreInfo) -> u64 {
+    match info.max_attachment_bytes {
+        0 => BOT_API_DOWNLOAD_BYTES,
+        core => core.min(BOT_API_DOWNLOAD_BYTES),
+    }
+}
+
+/// A photo or a file in writing mode: downloaded from Telegram and uploaded to the core as it
+/// comes, then a visitor message of the linked conversation with it and the caption (author
+/// TELEGRAM). A file over the limits is refused before it is downloaded; nothing is stored of
+/// a refused or failed one, and the user is told why.
+async fn file_to_support(
+    ctx: &Context,
+    bot: &TgBot,
+    msg: &Message,
+    link: Link,
+    file: &IncomingFile,
+) {
+    let chat_id = msg.chat.id.0;
+    let texts = &ctx.texts;
+    let chars = file.caption.chars().count();
+    let limit = ctx.info.max_message_chars;
+    let refusal = if chars > limit {
+        FileRefusal::CaptionTooLong
+    } else {
+        match store_file(ctx, bot, msg, link, file).await {
+            Ok(id) => {
+                info!(
+                    chat_id,
+                    conversation = link.conversation_id,
+                    message = id,
+                    "Telegram file stored"
+                );
+                return;
+            }
+            Err(refusal) => refusal,
+        }
+    };
+    let text = match &refusal {
+        FileRefusal::TooLarge(limit) => {
+            info!(chat_id, size = ?file.size, limit, "file refused: too large");
+            texts.file_too_large(*limit)
+        }
+        FileRefusal::Type(content_type) => {
+            info!(chat_id, content_type, "file refused: type not taken");
+            texts.file_type_refused(content_type)
+        }
+        FileRefusal::CaptionTooLong => {
+            info!(chat_id, chars, "file refused: caption too long");
+            texts.too_long(chars, limit)
+        }
+        FileRefusal::Failed(error) => {
+            warn!(chat_id, error, "cannot pass a Telegram file on to support");
+            texts.file_failed().to_owned()
+        }
+    };
+    reply(ctx, bot, chat_id, &text, back(texts)).await;
+}
+
+/// Downloads the file from Telegram into an upload to the core, and sends the message.
+async fn store_file(
+    ctx: &Context,
+    bot: &TgBot,
+    msg: &Message,
+    link: Link,
+    file: &IncomingFile,
+) -> Result<u64, FileRefusal> {
+    let chat_id = msg.chat.id.0;
+    let limit = file_limit(&ctx.info);
+    if file.size.is_some_and(|size| size > limit) {
+        return Err(FileRefusal::TooLarge(limit));
+    }
+    let found = sender::request(chat_id, &Retry::Reply, || bot.get_file(file.id.clone()))
+        .await
+        .map_err(|e| match &e {
+            // What the Bot API answers for a file over its download limit.
+            SendError::Rejected(e) if e.to_string().contains("too big") => {
+                FileRefusal::TooLarge(limit)
+            }
+            _ => FileRefusal::Failed(format!("getFile: {e}")),
+        })?;
+    // Telegram may say the size only now.
+    let size = match found.meta.size {
+        UNKNOWN_SIZE => file.size.unwrap_or_default(),
+        size => u64::from(size),
+    };
+    if size > limit {
+        return Err(FileRefusal::TooLarge(limit));
+    }
+    let bytes = bot.download_file_stream(&found.path);
+    let attachment = ctx
+        .core
+        .upload(link.conversation_id, &file.name, size, bytes)
+        .await
+        .map_err(|e| match e.core_reason().as_deref() {
+            Some(reason::FILE_TOO_LARGE) => FileRefusal::TooLarge(
+                e.core_metadata("limit")
+                    .and_then(|l| l.parse().ok())
+                    .unwrap_or(limit),
+            ),
+            Some(reason::FILE_TYPE_NOT_ALLOWED) => {
+                FileRefusal::Type(e.core_metadata("type").unwrap_or_default())
+            }
+            _ => FileRefusal::Failed(e.to_string()),
+        })?;
+    ctx.core
+        .send_visitor_message(
+            link.conversation_id,
+            &file.caption,
+            client_msg_id(msg),
+            vec![attachment.id],
+        )
+        .await
+        .map_err(|e| match e.core_reason().as_deref() {
+            Some(reason::TEXT_TOO_LONG) => FileRefusal::CaptionTooLong,
+            _ => FileRefusal::Failed(e.to_string()),
+        })
+}
+
+/// A message in a group or a supergroup the bot was added to. Groups are not visitors: the
+/// bot never shows them a menu nor stores what they write, and says once that it talks in
+/// private chats only.
+async fn on_group_message(
+    bot: TgBot,
+    ctx: Arc<Context>,
+    msg: Message,
+) -> Result<(), TelegramError> {
+    let chat_id = msg.chat.id.0;
+    if is_staff_chat(&ctx, chat_id) {
+        // The configured staff chat (`[telegram] staff_chat_id`, to come) is handled here, by
+        // a handler of its own, before anything below.
+        return Ok(());
+    }
+    if msg.left_chat_member().is_some_and(|u| u.id == ctx.bot_id) {
+        // Removed from the group: nothing can be said there any more.
+        return Ok(());
+    }
+    if !ctx.groups_told.first_time(chat_id) {
+        return Ok(());
+    }
+    info!(
+        chat_id,
+        "a group wrote to the bot; told it talks in private only"
+    );
+    match send_html(&bot, chat_id, ctx.texts.private_only(), None, &Retry::Reply).await {
+        Ok(()) => {}
+        // A group that refuses messages is not told again.
+        Err(e @ SendError::ChatGone(_)) => warn!(chat_id, error = %e, "cannot answer the group"),
+        Err(e) => {
+            warn!(chat_id, error = %e, "cannot answer the group; its next message tries again");
+            ctx.groups_told.forget(chat_id);
+        }
+    }
+    Ok(())
+}
+
+/// Whether `chat_id` is the staff chat. None is configured yet: every group is a stranger.
+fn is_staff_chat(_ctx: &Context, _chat_id: i64) -> bool {
+    false
 }

@@ -17,6 +17,10 @@ pub enum TelegramError {
     /// The Bot API refused a request or could not be reached.
     #[error("Telegram request failed: {0}")]
     Telegram(#[from] RequestError),
+    /// A file could not be read from Telegram while it was passed on to the core (the core
+    /// kept nothing of it).
+    #[error("cannot download the file from Telegram: {0}")]
+    Download(String),
     /// The Bot API does not know the token: nothing will work until it is fixed.
     #[error("Telegram refuses the bot token (telegram.token): {0}")]
     InvalidToken(RequestError),
@@ -49,6 +53,33 @@ impl TelegramError {
         match self {
             TelegramError::Core { status, .. } => socketgram_proto::reason::of(status),
             _ => None,
+        }
+    }
+
+    /// A value of the refusal's metadata (e.g. `type` of FILE_TYPE_NOT_ALLOWED).
+    pub fn core_metadata(&self, key: &str) -> Option<String> {
+        match self {
+            TelegramError::Core { status, .. } => socketgram_proto::reason::metadata(status, key),
+            _ => None,
+        }
+    }
+
+    /// Whether a core call failed for a reason that passes (the core or its storage away, a
+    /// broken stream): trying again later may work.
+    pub fn is_transient_core(&self) -> bool {
+        use tonic::Code;
+        match self {
+            TelegramError::Core { status, .. } => matches!(
+                status.code(),
+                Code::Unavailable
+                    | Code::Unknown
+                    | Code::Cancelled
+                    | Code::DeadlineExceeded
+                    | Code::ResourceExhausted
+                    | Code::Aborted
+            ),
+            TelegramError::StreamEnded => true,
+            _ => false,
         }
     }
 }

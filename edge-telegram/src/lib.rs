@@ -5,8 +5,9 @@
 //!
 //! - [`config`]: the `[telegram]` section.
 //! - [`texts`]: every text the bot shows, English and Russian.
-//! - `dialogue`: the handler tree (`/start`, menus, log-in, writing mode).
-//! - `delivery`: support replies to the linked chats, from a durable cursor.
+//! - `dialogue`: the handler tree (`/start`, menus, log-in, writing mode with texts, photos
+//!   and files; groups told once that the bot talks in private only).
+//! - `delivery`: support replies (texts and files) to the linked chats, from a durable cursor.
 //! - `lease`: the delivery lease, so that of several edges of one bot one delivers.
 //! - `sender`: the throttled bot and what to do with each kind of Telegram failure.
 //! - `webhook`: the webhook route and its update listener.
@@ -252,6 +253,8 @@ impl Bot {
             info,
             contacts_html: config.contacts_html.clone(),
             failed_logins: Default::default(),
+            bot_id: me.id,
+            groups_told: Default::default(),
         });
         Ok(Self {
             bot,
@@ -277,7 +280,7 @@ impl Bot {
                 self.context.clone(),
                 InMemStorage::<Step>::new()
             ])
-            // Updates the tree does not take (group chats, edits...) are ignored quietly.
+            // Updates the tree does not take (channel posts, edits...) are ignored quietly.
             .default_handler(|_| async {})
             .error_handler(Arc::new(TracingErrors("update handler")))
             .build();

@@ -4,17 +4,22 @@
 //! - network errors, 5xx and unparsable answers are retried with exponential back-off;
 //! - "forbidden" answers (the user blocked the bot, deleted the account, the chat is gone)
 //!   mean this chat will never take a message: no retry, the caller marks the link inactive;
-//! - other refusals ("Bad Request: ...") concern this message: no retry.
+//! - other refusals ("Bad Request: ...", "Request Entity Too Large") concern this message: no
+//!   retry.
+//!
+//! Texts ([`send_html`]), photos and documents ([`send_file`]) and the edge's other calls
+//! ([`request`], e.g. `getFile`) share that one path.
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use teloxide::{
     ApiError, RequestError,
     adaptors::{Throttle, throttle::Limits},
-    payloads::SendMessageSetters as _,
+    payloads::{SendDocumentSetters as _, SendMessageSetters as _, SendPhotoSetters as _},
     prelude::Requester as _,
-    requests::Request as _,
-    types::{ChatId, ParseMode, ReplyMarkup},
+    requests::{Output, Request},
+    types::{ChatId, InputFile, ParseMode, ReplyMarkup},
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -32,12 +37,25 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const REPLY_ATTEMPTS: u32 = 4;
 /// How long a delivery in flight may still take once shutdown began.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How long one Bot API request may take, its body included. teloxide's default (17 s) is
+/// too short for files: a 50 MB upload would need 3 MB/s, and one that times out is tried
+/// again forever, holding up every reply after it. Longer than the polling timeout too.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Builds the bot: the configured Bot API server, Telegram's limits kept by `Throttle` (which
 /// also waits `retry_after` and retries on 429). Needs a tokio runtime (the throttle worker).
 pub fn bot(config: &TelegramConfig) -> Result<TgBot, String> {
     let api_url = url::Url::parse(&config.api_url).map_err(|e| format!("telegram.api_url: {e}"))?;
-    let bot = teloxide::Bot::new(config.token.expose()).set_api_url(api_url);
+    let mut client = teloxide::net::default_reqwest_settings().timeout(REQUEST_TIMEOUT);
+    // As `Bot::new` does: a proxy for the Bot API from the environment.
+    if let Ok(proxy) = std::env::var("TELOXIDE_PROXY") {
+        client =
+            client.proxy(reqwest::Proxy::all(&proxy).map_err(|e| format!("TELOXIDE_PROXY: {e}"))?);
+    }
+    let client = client
+        .build()
+        .map_err(|e| format!("the Bot API's HTTP client: {e}"))?;
+    let bot = teloxide::Bot::with_client(config.token.expose(), client).set_api_url(api_url);
     Ok(Throttle::new_spawn(
         bot,
         Limits {
@@ -134,16 +152,81 @@ pub async fn send_html(
     markup: Option<ReplyMarkup>,
     retry: &Retry,
 ) -> Result<(), SendError> {
+    request(chat_id, retry, || {
+        let request = bot
+            .send_message(ChatId(chat_id), html)
+            .parse_mode(ParseMode::Html);
+        match markup.clone() {
+            Some(markup) => request.reply_markup(markup),
+            None => request,
+        }
+    })
+    .await
+    .map(drop)
+}
+
+/// How a file is shown in the chat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// `sendPhoto`: shown as an image (Telegram re-encodes it).
+    Photo,
+    /// `sendDocument`: a file to open or save, as it is.
+    Document,
+}
+
+/// Sends a file to a chat under `name`, with an HTML caption when given, trying again on
+/// transient failures (a 429 through the same throttle as texts) as `retry` says.
+pub async fn send_file(
+    bot: &TgBot,
+    chat_id: i64,
+    kind: FileKind,
+    file: &NamedBytes,
+    caption_html: Option<&str>,
+    retry: &Retry,
+) -> Result<(), SendError> {
+    // A cheap copy per attempt: `Bytes` shares the buffer.
+    let input = || InputFile::memory(file.bytes.clone()).file_name(file.name.clone());
+    match kind {
+        FileKind::Photo => request(chat_id, retry, || {
+            let request = bot.send_photo(ChatId(chat_id), input());
+            match caption_html {
+                Some(caption) => request.caption(caption).parse_mode(ParseMode::Html),
+                None => request,
+            }
+        })
+        .await
+        .map(drop),
+        FileKind::Document => request(chat_id, retry, || {
+            let request = bot.send_document(ChatId(chat_id), input());
+            match caption_html {
+                Some(caption) => request.caption(caption).parse_mode(ParseMode::Html),
+                None => request,
+            }
+        })
+        .await
+        .map(drop),
+    }
+}
+
+/// A file's bytes and the name it is sent under.
+#[derive(Clone, Debug)]
+pub struct NamedBytes {
+    pub name: String,
+    pub bytes: Bytes,
+}
+
+/// Makes a Bot API request (built anew by `make` for each attempt) concerning `chat_id`,
+/// trying again on transient failures as `retry` says; its answer.
+pub async fn request<R, F>(chat_id: i64, retry: &Retry, make: F) -> Result<Output<R>, SendError>
+where
+    R: Request<Err = RequestError>,
+    F: Fn() -> R,
+{
     let mut backoff = FIRST_BACKOFF;
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let mut request = bot
-            .send_message(ChatId(chat_id), html)
-            .parse_mode(ParseMode::Html);
-        if let Some(markup) = markup.clone() {
-            request = request.reply_markup(markup);
-        }
+        let request = make();
         let result = match retry {
             Retry::Reply => request.send().await,
             Retry::UntilDone(shutdown) => {
@@ -163,7 +246,7 @@ pub async fn send_html(
             }
         };
         let error = match result {
-            Ok(_) => return Ok(()),
+            Ok(output) => return Ok(output),
             Err(e) => e,
         };
         match classify(&error) {
@@ -182,7 +265,7 @@ pub async fn send_html(
             Retry::UntilDone(shutdown) => Some(shutdown),
         };
         warn!(chat_id, attempt, wait_ms = wait.as_millis() as u64, error = %error,
-            "Telegram send failed; trying again");
+            "Telegram request failed; trying again");
         metrics::counter!("socketgram_telegram_retries_total").increment(1);
         if let Some(shutdown) = cancel {
             tokio::select! {
@@ -193,7 +276,7 @@ pub async fn send_html(
             tokio::time::sleep(wait).await;
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
-        debug!(chat_id, attempt = attempt + 1, "retrying send");
+        debug!(chat_id, attempt = attempt + 1, "retrying the request");
     }
 }
 
@@ -257,5 +340,10 @@ mod tests {
         );
         assert_eq!(classify(&api("Bad Gateway")), FailureKind::Transient);
         assert_eq!(classify(&api("Unauthorized")), FailureKind::Transient);
+        // A file over the Bot API's upload limit: that file will never go.
+        assert_eq!(
+            classify(&api("Request Entity Too Large")),
+            FailureKind::Rejected
+        );
     }
 }

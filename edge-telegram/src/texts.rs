@@ -2,6 +2,8 @@
 //! Telegram HTML: whatever comes from users, admins or the core is escaped here, with
 //! [`escape`], and nowhere else.
 
+use socketgram_common::files::{file_line, human_size};
+
 use crate::config::Language;
 
 /// Escapes text for Telegram's HTML parse mode (`&`, `<`, `>`; quotes are only special
@@ -174,10 +176,11 @@ impl Texts {
         )
     }
 
+    /// Something support cannot take (a sticker, a voice message, a video note...).
     pub fn text_only(&self) -> &'static str {
         self.pick(
-            "Only text can be sent to support: photos, stickers, files and voice messages are not delivered.",
-            "В поддержку можно отправить только текст: фото, стикеры, файлы и голосовые сообщения не доставляются.",
+            "Only text, photos and files can be sent to support: stickers, voice and video messages are not delivered.",
+            "В поддержку можно отправить только текст, фото и файлы: стикеры, голосовые и видеосообщения не доставляются.",
         )
     }
 
@@ -206,14 +209,72 @@ impl Texts {
         )
     }
 
-    /// The bold header line of an admin's reply, before the (escaped) message.
+    /// A file over what Telegram lets a bot download or the core takes, `limit` bytes.
+    pub fn file_too_large(&self, limit: u64) -> String {
+        let limit = human_size(limit);
+        match self.language {
+            Language::En => format!("This file is too large (max {limit}); nothing was sent."),
+            Language::Ru => {
+                format!("Файл слишком большой (не больше {limit}); ничего не отправлено.")
+            }
+        }
+    }
+
+    /// A file of a type the core does not take (`content_type` as it sniffed it).
+    pub fn file_type_refused(&self, content_type: &str) -> String {
+        let content_type = escape(content_type);
+        match self.language {
+            Language::En => format!(
+                "Files of this type ({content_type}) cannot be sent to support; nothing was sent."
+            ),
+            Language::Ru => format!(
+                "Файлы такого типа ({content_type}) нельзя отправить в поддержку; ничего не отправлено."
+            ),
+        }
+    }
+
+    /// A file that could not be passed on (Telegram or the core's storage failed).
+    pub fn file_failed(&self) -> &'static str {
+        self.pick(
+            "The file could not be sent to support; nothing was sent. Please try again in a minute.",
+            "Не удалось отправить файл в поддержку; ничего не отправлено. Попробуйте через минуту.",
+        )
+    }
+
+    /// Said once in a group the bot is added to.
+    pub fn private_only(&self) -> &'static str {
+        self.pick(
+            "I only talk in private chats. To write to support, open a private chat with me.",
+            "Я общаюсь только в личных чатах. Чтобы написать в поддержку, откройте личный чат со мной.",
+        )
+    }
+
+    /// Instead of a file of support's reply that Telegram would not take.
+    pub fn file_not_delivered(&self, name: &str, size: u64) -> String {
+        let line = escape(&file_line(name, size, None));
+        match self.language {
+            Language::En => format!("{line}: this file could not be delivered in Telegram."),
+            Language::Ru => format!("{line}: этот файл не удалось доставить в Telegram."),
+        }
+    }
+
+    /// The header line of an admin's reply, as plain text ("answer from <admin>:").
+    pub fn answer_header(&self, admin_display_name: &str) -> String {
+        match self.language {
+            Language::En => format!("answer from {admin_display_name}:"),
+            Language::Ru => format!("ответ от {admin_display_name}:"),
+        }
+    }
+
+    /// The bold header line of an admin's reply, before the (escaped) message; the header
+    /// alone when there is no text (files only).
     pub fn answer(&self, admin_display_name: &str, text: &str) -> String {
-        let name = escape(admin_display_name);
-        let header = match self.language {
-            Language::En => format!("answer from {name}:"),
-            Language::Ru => format!("ответ от {name}:"),
-        };
-        format!("<b>{header}</b>\n{}", escape(text))
+        let header = escape(&self.answer_header(admin_display_name));
+        if text.is_empty() {
+            format!("<b>{header}</b>")
+        } else {
+            format!("<b>{header}</b>\n{}", escape(text))
+        }
     }
 }
 
@@ -232,6 +293,24 @@ mod tests {
         assert!(
             ru.answer("Оля", "привет")
                 .starts_with("<b>ответ от Оля:</b>\n")
+        );
+        assert_eq!(en.answer("Bob", ""), "<b>answer from Bob:</b>");
+    }
+
+    #[test]
+    fn file_texts_name_the_limit_and_escape() {
+        let en = Texts::new(Language::En);
+        assert_eq!(
+            en.file_too_large(10 * 1024 * 1024),
+            "This file is too large (max 10 MB); nothing was sent."
+        );
+        assert!(
+            en.file_type_refused("text/<html>")
+                .contains("text/&lt;html&gt;")
+        );
+        assert_eq!(
+            en.file_not_delivered("a<b>.pdf", 2048),
+            "📎 a&lt;b&gt;.pdf (2.0 KB): this file could not be delivered in Telegram."
         );
     }
 

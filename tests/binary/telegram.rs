@@ -1,7 +1,8 @@
 //! The Telegram edge end to end: the real `socketgram serve` binary, its bot pointed at our own
 //! Bot API server on loopback (`socketgram_tests::botapi`), users in a temporary SQLite
 //! database, and a gRPC `Subscribe(all)` client standing in for the support admin. Every wait
-//! is on something the fake Bot API or the core records, under a timeout.
+//! is on something the fake Bot API or the core records, under a timeout. No outside service
+//! is needed.
 
 use std::{sync::Arc, time::Duration};
 
@@ -12,8 +13,9 @@ use socketgram_proto::{
     v1::{self as pb, event::Kind, subscribe_request::Scope},
 };
 use socketgram_tests::{
-    botapi::{BotApi, Fault, Sent, TgUser, WAIT},
+    botapi::{self, BotApi, Fault, Group, Sent, TgUser, WAIT},
     db::TestDb,
+    files,
     server::TestServer,
 };
 use tonic::{Code, Streaming};
@@ -41,7 +43,31 @@ enum Mode {
     WebhookOnWeb(u16),
 }
 
-fn config(api: &BotApi, mode: Mode, language: &str) -> String {
+/// What a test's server is configured with besides its mode and language.
+#[derive(Clone)]
+struct Setup {
+    /// `[core] max_message_chars`.
+    max_chars: usize,
+    /// Keys of `[core.attachments]` besides its `dir` (one per line).
+    attachments: String,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            max_chars: MAX_CHARS,
+            attachments: String::new(),
+        }
+    }
+}
+
+fn config(
+    api: &BotApi,
+    mode: Mode,
+    language: &str,
+    setup: &Setup,
+    files: &std::path::Path,
+) -> String {
     let mode = match mode {
         Mode::Polling => "mode = \"polling\"\n".to_owned(),
         Mode::Webhook(port) => format!(
@@ -53,12 +79,16 @@ fn config(api: &BotApi, mode: Mode, language: &str) -> String {
         }
     };
     format!(
-        "[core]\ncompany = \"Acme\"\nmax_message_chars = {MAX_CHARS}\n\n\
+        "[core]\ncompany = \"Acme\"\nmax_message_chars = {max_chars}\n\n\
+         [core.attachments]\ndir = \"{files}\"\n{attachments}\n\
          [telegram]\ntoken = \"{BOT_TOKEN}\"\napi_url = \"{api}\"\nlanguage = \"{language}\"\n\
          contacts_html = \"{CONTACTS}\"\n{mode}\n\
          [telegram.limits]\nper_chat_per_second = 1000\nper_chat_per_minute = 100000\n\
          overall_per_second = 1000\n",
         api = api.url(),
+        max_chars = setup.max_chars,
+        files = files.display(),
+        attachments = setup.attachments,
     )
 }
 
@@ -70,10 +100,17 @@ struct World {
     server: Option<TestServer>,
     mode: Mode,
     language: &'static str,
+    setup: Setup,
+    /// Where the core keeps attachments (`[core.attachments] dir`).
+    files: tempfile::TempDir,
 }
 
 impl World {
     async fn start(mode: Mode, language: &'static str) -> World {
+        Self::start_with(mode, language, Setup::default()).await
+    }
+
+    async fn start_with(mode: Mode, language: &'static str, setup: Setup) -> World {
         let api = Arc::new(BotApi::start(BOT_TOKEN).await);
         let db = TestDb::create(Backend::Sqlite).await.expect("sqlite");
         let mut world = World {
@@ -82,6 +119,8 @@ impl World {
             server: None,
             mode,
             language,
+            setup,
+            files: tempfile::tempdir().expect("a directory for the files"),
         };
         world.restart().await;
         for id in [123, 124] {
@@ -103,7 +142,13 @@ impl World {
 
     /// Starts the binary (again, on the same database and Bot API).
     async fn restart(&mut self) {
-        let toml = config(&self.api, self.mode, self.language);
+        let toml = config(
+            &self.api,
+            self.mode,
+            self.language,
+            &self.setup,
+            self.files.path(),
+        );
         let web = match self.mode {
             Mode::WebhookOnWeb(port) => format!("127.0.0.1:{port}"),
             _ => "127.0.0.1:0".to_owned(),
@@ -318,7 +363,7 @@ async fn polling_dialogue_from_start_to_answer() {
 
     // A photo instead of the login keeps asking for it, as text.
     ann.ask("Log in").await;
-    api.send_photo(ANN, "Ann");
+    api.send_photo(ANN, "Ann", &botapi::jpeg(32, 24), None);
     let again = ann.next().await;
     assert!(
         again.forces_reply() && again.text.contains("as text"),
@@ -373,8 +418,8 @@ async fn polling_dialogue_from_start_to_answer() {
     assert_eq!(stored.direction, pb::Direction::ToSupport as i32);
     assert_eq!(stored.admin_id, "0");
 
-    // A photo, a sticker, an over-long text: clear answers, nothing stored.
-    api.send_photo(ANN, "Ann");
+    // A voice message, a sticker, an over-long text: clear answers, nothing stored.
+    api.send_voice(ANN, "Ann");
     let answer = ann.next().await;
     assert!(answer.text.contains("Only text"), "{answer:?}");
     assert_eq!(answer.keyboard(), keyboard(&[&["Back"]]));
@@ -880,4 +925,488 @@ async fn credentials_from_an_external_database() {
     );
     assert!(server.terminate().await);
     db.drop_db().await;
+}
+
+impl World {
+    /// Support uploads a file for conversation `cid` (as alice, through gRPC).
+    async fn upload(&self, cid: u64, name: &str, bytes: &[u8]) -> pb::Attachment {
+        use pb::upload_attachment_request::Part;
+        let mut parts = vec![pb::UploadAttachmentRequest {
+            part: Some(Part::Start(pb::UploadStart {
+                conversation_id: cid,
+                name: name.into(),
+                size: bytes.len() as u64,
+                author: Some(pb::Author {
+                    kind: pb::AuthorKind::Admin as i32,
+                    admin_id: "alice".into(),
+                }),
+            })),
+        }];
+        parts.extend(
+            bytes
+                .chunks(64 * 1024)
+                .map(|c| pb::UploadAttachmentRequest {
+                    part: Some(Part::Chunk(c.to_vec())),
+                }),
+        );
+        self.core()
+            .await
+            .chat
+            .upload_attachment(futures::stream::iter(parts))
+            .await
+            .expect("upload")
+            .into_inner()
+    }
+
+    /// An admin reply with files; returns its message id.
+    async fn reply_with_files(&self, cid: u64, text: &str, files: &[&pb::Attachment]) -> u64 {
+        self.core()
+            .await
+            .chat
+            .send_message(pb::SendMessageRequest {
+                attachment_ids: files.iter().map(|f| f.id).collect(),
+                conversation_id: cid,
+                author: Some(pb::Author {
+                    kind: pb::AuthorKind::Admin as i32,
+                    admin_id: "alice".into(),
+                }),
+                text: text.into(),
+                client_msg_id: String::new(),
+            })
+            .await
+            .expect("admin reply with files")
+            .into_inner()
+            .message
+            .expect("message")
+            .id
+    }
+
+    /// A stored file's description and bytes, through GetAttachment.
+    async fn download(&self, file: &pb::Attachment) -> (pb::Attachment, Vec<u8>) {
+        let mut chunks = self
+            .core()
+            .await
+            .chat
+            .get_attachment(pb::GetAttachmentRequest {
+                id: file.id,
+                conversation_id: file.conversation_id,
+                thumbnail: false,
+            })
+            .await
+            .expect("GetAttachment")
+            .into_inner();
+        let (mut head, mut bytes) = (None, Vec::new());
+        while let Some(chunk) = chunks.message().await.expect("a chunk") {
+            head = head.or(chunk.attachment);
+            bytes.extend(chunk.data);
+        }
+        (head.expect("the file's description"), bytes)
+    }
+
+    /// The files the core keeps.
+    fn stored_files(&self) -> Vec<std::path::PathBuf> {
+        files::files_under(self.files.path())
+    }
+
+    /// The legacy `messages.message` column of a message.
+    async fn legacy_text(&self, id: u64) -> String {
+        self.db
+            .fetch_text(&format!("SELECT message FROM messages WHERE id = {id}"))
+            .await
+            .expect("read messages")
+            .expect("the message's row")
+    }
+}
+
+/// Ann logs in as visitor 123 and starts writing to support.
+async fn writing(ann: &mut TgUser<'_>) {
+    assert!(
+        log_in(ann, "id123", "secret")
+            .await
+            .text
+            .contains("logged in")
+    );
+    let writing = ann.ask("Write to support").await;
+    assert_eq!(writing.keyboard(), keyboard(&[&["Back"]]));
+}
+
+#[tokio::test]
+async fn photos_and_files_from_telegram_reach_support() {
+    let world = World::start(Mode::Polling, "en").await;
+    let api = &world.api;
+    let mut ann = TgUser::new(api, ANN, "Ann");
+    writing(&mut ann).await;
+    let mut admin = world.admin().await;
+
+    // A photo with a caption: the largest size is downloaded and stored with the caption.
+    let photo = botapi::jpeg(640, 480);
+    let sent = api.send_photo(ANN, "Ann", &photo, Some("My screen <after> the update"));
+    let stored = next_message(&mut admin).await;
+    assert_eq!(
+        (stored.conversation_id, stored.text.as_str()),
+        (123, "My screen <after> the update")
+    );
+    assert_eq!(stored.origin, pb::AuthorKind::Telegram as i32);
+    assert_eq!(stored.direction, pb::Direction::ToSupport as i32);
+    let [file] = stored.attachments.as_slice() else {
+        panic!("one file: {stored:?}");
+    };
+    assert_eq!(
+        (
+            file.name.as_str(),
+            file.content_type.as_str(),
+            file.size,
+            file.width,
+            file.height
+        ),
+        ("photo.jpg", "image/jpeg", photo.len() as u64, 640, 480)
+    );
+    let (head, bytes) = world.download(file).await;
+    assert_eq!(head.id, file.id);
+    assert!(bytes == photo, "the photo's bytes as sent");
+    // The PHP admin reads the file's name in the legacy column.
+    let legacy = world.legacy_text(stored.id).await;
+    assert!(legacy.contains("📎 photo.jpg ("), "{legacy:?}");
+
+    // A PDF without a caption: the document's own name, an empty text.
+    let pdf = files::pdf();
+    api.send_document(ANN, "Ann", "invoice 42.pdf", "application/pdf", &pdf, None);
+    let stored = next_message(&mut admin).await;
+    assert_eq!(stored.text, "");
+    let [file] = stored.attachments.as_slice() else {
+        panic!("one file: {stored:?}");
+    };
+    assert_eq!(
+        (file.name.as_str(), file.content_type.as_str()),
+        ("invoice 42.pdf", "application/pdf")
+    );
+    assert!(
+        world.download(file).await.1 == pdf,
+        "the PDF's bytes as sent"
+    );
+    // Each file was fetched the Bot API's way: getFile, then its download path.
+    let downloads = api.calls_of("download");
+    assert_eq!(downloads.len(), 2, "{downloads:?}");
+    assert!(downloads.iter().all(|c| {
+        c.status == 200
+            && c.body["file_path"]
+                .as_str()
+                .is_some_and(|p| p.contains('/'))
+    }));
+
+    // The same update delivered again (a crash before it was confirmed) stores nothing new.
+    api.deliver_again(sent);
+    api.wait_for("the repeated photo downloaded", |calls| {
+        (calls.iter().filter(|c| c.method == "download").count() == 3).then_some(())
+    })
+    .await;
+    // Nothing went wrong for the user: the next answer is the menu asked for.
+    let menu = ann.ask("Back").await;
+    assert_eq!(menu.keyboard(), keyboard(LINKED));
+    let history = world.history(123).await;
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(
+        history
+            .iter()
+            .map(|m| m.attachments.len())
+            .collect::<Vec<_>>(),
+        [1, 1]
+    );
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn support_files_reach_the_chat() {
+    // Texts long enough not to fit in a caption.
+    let setup = Setup {
+        max_chars: 2000,
+        ..Setup::default()
+    };
+    let world = World::start_with(Mode::Polling, "en", setup).await;
+    let api = &world.api;
+    let mut ann = TgUser::new(api, ANN, "Ann");
+    log_in(&mut ann, "id123", "secret").await;
+
+    // An image and a PDF: a photo and a document with their names and bytes; the header
+    // and the text are the first one's caption, escaped as texts are.
+    let png = files::png(120, 80);
+    let pdf = files::pdf();
+    let image = world.upload(123, "screen.png", &png).await;
+    let terms = world.upload(123, "terms.pdf", &pdf).await;
+    world
+        .reply_with_files(123, "Here you go <3 & more", &[&image, &terms])
+        .await;
+    let photo = api.nth_file_to(ANN, 0).await;
+    let document = api.nth_file_to(ANN, 1).await;
+    assert_eq!(
+        (photo.method.as_str(), photo.name.as_str()),
+        ("sendPhoto", "screen.png")
+    );
+    assert!(photo.bytes == png, "the image's bytes");
+    assert_eq!(
+        photo.caption.as_deref(),
+        Some("<b>answer from Alice Acme:</b>\nHere you go &lt;3 &amp; more")
+    );
+    assert_eq!(photo.parse_mode.as_deref(), Some("HTML"));
+    assert_eq!(
+        (document.method.as_str(), document.name.as_str()),
+        ("sendDocument", "terms.pdf")
+    );
+    assert!(document.bytes == pdf, "the PDF's bytes");
+    assert_eq!(document.caption, None);
+    assert!(photo.at <= document.at);
+    assert!(
+        !api.sent_to(ANN)
+            .iter()
+            .any(|s| s.text.contains("Here you go")),
+        "the text went as the caption only"
+    );
+
+    // A text too long for a caption goes first as a message; the file follows bare. A GIF
+    // goes as a document (a photo would lose its animation).
+    let long = format!("{}end", "word ".repeat(250));
+    let gif = world.upload(123, "spinner.gif", &gif_bytes()).await;
+    world.reply_with_files(123, &long, &[&gif]).await;
+    let text = api.sent_containing(ANN, "word word").await;
+    assert!(
+        text.text
+            .starts_with("<b>answer from Alice Acme:</b>\nword")
+            && text.text.ends_with("end"),
+        "{text:?}"
+    );
+    let file = api.nth_file_to(ANN, 2).await;
+    assert_eq!(
+        (
+            file.method.as_str(),
+            file.name.as_str(),
+            file.caption.as_deref()
+        ),
+        ("sendDocument", "spinner.gif", None)
+    );
+    assert!(text.at <= file.at);
+
+    // A file Telegram refuses for good (over its upload limit): a text names it in its
+    // place, with the caption it would have had, and replies after it are not held up.
+    api.limit_uploads(pdf.len() - 1);
+    let big = world.upload(123, "big terms.pdf", &pdf).await;
+    world.reply_with_files(123, "the full terms", &[&big]).await;
+    let notice = api
+        .sent_containing(ANN, "could not be delivered in Telegram")
+        .await;
+    assert_eq!(
+        notice.text,
+        format!(
+            "<b>answer from Alice Acme:</b>\nthe full terms\n📎 big terms.pdf ({}): this file \
+             could not be delivered in Telegram.",
+            socketgram_common::files::human_size(pdf.len() as u64)
+        )
+    );
+    let refused = api.calls_of("sendDocument");
+    assert_eq!(
+        refused.iter().filter(|c| c.status == 413).count(),
+        1,
+        "a 413 is not retried"
+    );
+    let after = world.reply(123, pb::AuthorKind::Admin, "still here").await;
+    api.sent_containing(ANN, "still here").await;
+    world
+        .eventually("the cursor past the replies", || async {
+            world.delivery_cursor().await >= after
+        })
+        .await;
+    assert_eq!(api.files_sent_to(ANN).len(), 3);
+    world.finish().await;
+}
+
+/// A one-pixel GIF.
+fn gif_bytes() -> Vec<u8> {
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\
+      \x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+        .to_vec()
+}
+
+#[tokio::test]
+async fn files_over_the_limit_or_of_refused_types_are_not_stored() {
+    let setup = Setup {
+        attachments: "max_bytes = 2048\n".into(),
+        ..Setup::default()
+    };
+    let world = World::start_with(Mode::Polling, "en", setup).await;
+    let api = &world.api;
+    let mut ann = TgUser::new(api, ANN, "Ann");
+    writing(&mut ann).await;
+
+    // Over the core's limit by Telegram's word: refused before it is downloaded.
+    let mut big = files::pdf();
+    big.resize(3000, b' ');
+    api.send_document(
+        ANN,
+        "Ann",
+        "big.pdf",
+        "application/pdf",
+        &big,
+        Some("see this"),
+    );
+    let answer = ann.next().await;
+    assert_eq!(
+        answer.text,
+        "This file is too large (max 2.0 KB); nothing was sent."
+    );
+    assert_eq!(answer.keyboard(), keyboard(&[&["Back"]]));
+    assert!(api.calls_of("getFile").is_empty());
+    assert!(api.calls_of("download").is_empty());
+    // Over the Bot API's download limit too.
+    api.send_large_document(ANN, "Ann", "disk.iso", botapi::DOWNLOAD_LIMIT + 1);
+    assert!(ann.next().await.text.contains("too large"));
+
+    // HTML, whatever the name and the type the app claims: refused by its content.
+    api.send_document(
+        ANN,
+        "Ann",
+        "notes.txt",
+        "text/plain",
+        b"<!DOCTYPE html><html><body><script>alert(1)</script></body></html>",
+        None,
+    );
+    let answer = ann.next().await;
+    assert_eq!(
+        answer.text,
+        "Files of this type (text/html) cannot be sent to support; nothing was sent."
+    );
+    // A download that fails: the user is told, the core keeps nothing of it.
+    api.fail_next("download", 1, Fault::ServerError(502));
+    api.send_document(ANN, "Ann", "ok.pdf", "application/pdf", &files::pdf(), None);
+    let answer = ann.next().await;
+    assert_eq!(
+        answer.text,
+        "The file could not be sent to support; nothing was sent. Please try again in a minute."
+    );
+    let downloads = api.calls_of("download");
+    assert_eq!(
+        downloads.iter().map(|c| c.status).collect::<Vec<_>>(),
+        [200, 502],
+        "the HTML was read to be sniffed, the PDF's download failed"
+    );
+    // A caption over the message limit: refused before the download.
+    let long = "x".repeat(MAX_CHARS + 1);
+    api.send_photo(ANN, "Ann", &botapi::jpeg(16, 16), Some(&long));
+    let answer = ann.next().await;
+    assert!(answer.text.contains("too long"), "{answer:?}");
+    // Other media are still not for support.
+    api.send_sticker(ANN, "Ann");
+    assert!(
+        ann.next()
+            .await
+            .text
+            .contains("Only text, photos and files")
+    );
+
+    assert!(world.history(123).await.is_empty());
+    assert_eq!(world.stored_files(), Vec::<std::path::PathBuf>::new());
+
+    // A file within the limits still goes.
+    let mut admin = world.admin().await;
+    api.send_document(ANN, "Ann", "ok.pdf", "application/pdf", &files::pdf(), None);
+    let stored = next_message(&mut admin).await;
+    assert_eq!(stored.attachments.len(), 1);
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn a_429_on_a_photo_is_waited_out_and_sent_once() {
+    let world = World::start(Mode::Polling, "en").await;
+    let api = &world.api;
+    let mut ann = TgUser::new(api, ANN, "Ann");
+    log_in(&mut ann, "id123", "secret").await;
+
+    api.fail_next("sendPhoto", 1, Fault::TooManyRequests { retry_after: 1 });
+    let png = files::png(40, 30);
+    let image = world.upload(123, "chart.png", &png).await;
+    world.reply_with_files(123, "the chart", &[&image]).await;
+    let photo = api.nth_file_to(ANN, 0).await;
+    assert!(photo.bytes == png);
+    let refused = api
+        .calls_of("sendPhoto")
+        .into_iter()
+        .find(|c| c.status == 429)
+        .expect("the 429 was answered");
+    assert_eq!(refused.files.len(), 1, "the refused call carried the file");
+    assert!(
+        photo.at.duration_since(refused.at) >= Duration::from_millis(900),
+        "retry_after honoured"
+    );
+    // Once: a later reply comes after it, and the photo is there once.
+    world.reply(123, pb::AuthorKind::Admin, "and text").await;
+    api.sent_containing(ANN, "and text").await;
+    assert_eq!(api.files_sent_to(ANN).len(), 1);
+    assert_eq!(api.calls_of("sendPhoto").len(), 2);
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn groups_are_told_once_and_ignored() {
+    let world = World::start(Mode::Polling, "en").await;
+    let api = &world.api;
+    let mut ann = TgUser::new(api, ANN, "Ann");
+    // Ann is linked and writing: what she writes in a group is still not support's.
+    writing(&mut ann).await;
+    let group = Group {
+        id: -4_001,
+        supergroup: false,
+        title: "Friends".into(),
+    };
+    let supergroup = Group {
+        id: -1_001_234_567_890,
+        supergroup: true,
+        title: "Acme fans".into(),
+    };
+
+    api.add_to_group(&group, ANN, "Ann");
+    let told = api.nth_sent_to(group.id, 0).await;
+    assert!(
+        told.text.starts_with("I only talk in private chats."),
+        "{told:?}"
+    );
+    assert!(told.reply_markup.is_none(), "no menu in a group: {told:?}");
+    for text in [
+        "/start",
+        "Log in",
+        "Write to support",
+        "this is not for support",
+    ] {
+        api.group_text(&group, ANN, "Ann", text);
+    }
+    // A supergroup is told too, once.
+    api.group_text(&supergroup, BOB, "Bob", "hello bot");
+    api.group_text(&supergroup, BOB, "Bob", "/start");
+    assert!(
+        api.nth_sent_to(supergroup.id, 0)
+            .await
+            .text
+            .starts_with("I only talk in private chats.")
+    );
+    // Added again later: still told only once.
+    api.add_to_group(&group, BOB, "Bob");
+    // Every update taken, and a round trip in Ann's chat after them.
+    world
+        .eventually("the groups' updates taken", || async {
+            api.pending_updates() == 0
+        })
+        .await;
+    let menu = ann.ask("Back").await;
+    assert_eq!(menu.keyboard(), keyboard(LINKED));
+
+    for chat in [group.id, supergroup.id] {
+        let calls: Vec<_> = api
+            .calls()
+            .into_iter()
+            .filter(|c| {
+                c.body["chat_id"] == json!(chat) || c.body["chat_id"] == json!(chat.to_string())
+            })
+            .collect();
+        assert_eq!(calls.len(), 1, "one message to {chat}: {calls:#?}");
+        assert!(world.link(chat).await.is_none());
+    }
+    assert!(world.history(123).await.is_empty(), "nothing stored");
+    world.finish().await;
 }

@@ -2,16 +2,20 @@
 //! bot under test points `telegram.api_url` here.
 //!
 //! It serves `/bot<token>/<method>` the way Telegram does for what the edge calls (getMe,
-//! getUpdates with long polling, sendMessage, deleteMessage, getWebhookInfo, setWebhook,
-//! deleteWebhook), records every call, and delivers the updates a test feeds it: through
-//! getUpdates, or (once a webhook is set) by POSTing them to the webhook with the secret
-//! token header, again until the bot answers 200, as Telegram does. It can be told to answer
-//! the next calls of a method with a fault: 429 with `retry_after`, a 5xx, a 403, or a reply
-//! that is not the Bot API's JSON, and to answer sendMessage late (the message already in the
-//! chat). Tests wait on what it records, under a timeout.
+//! getUpdates with long polling, sendMessage, sendPhoto, sendDocument, getFile,
+//! deleteMessage, sendChatAction, getWebhookInfo, setWebhook, deleteWebhook) and the file
+//! downloads at `/file/bot<token>/<file_path>`, records every call (multipart bodies with
+//! their files' names and bytes), and delivers the updates a test feeds it (texts, photos,
+//! documents, other media; private chats and groups): through getUpdates, or (once a webhook
+//! is set) by POSTing them to the webhook with the secret token header, again until the bot
+//! answers 200, as Telegram does. Telegram's file limits hold: getFile refuses files over
+//! 20 MB, uploads over 50 MB (or a test's lower limit) are answered 413. It can be told to
+//! answer the next calls of a method with a fault: 429 with `retry_after`, a 5xx, a 403, or a
+//! reply that is not the Bot API's JSON, and to answer sendMessage late (the message already
+//! in the chat). Tests wait on what it records, under a timeout.
 
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
     net::SocketAddr,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -20,10 +24,10 @@ use std::{
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{Path, State},
+    extract::{DefaultBodyLimit, Path, State},
     http::{HeaderMap, StatusCode, header::CONTENT_TYPE},
     response::{IntoResponse, Response},
-    routing::any,
+    routing::{any, get},
 };
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
@@ -33,6 +37,11 @@ pub const WAIT: Duration = Duration::from_secs(20);
 
 /// The bot's own user id (the token starts with it).
 pub const BOT_ID: i64 = 123_456;
+
+/// The largest file the Bot API lets a bot download (getFile answers "file is too big").
+pub const DOWNLOAD_LIMIT: usize = 20 * 1024 * 1024;
+/// The largest file a bot may upload (sendPhoto, sendDocument answer 413 past it).
+pub const UPLOAD_LIMIT: usize = 50 * 1024 * 1024;
 
 /// A scripted answer instead of the normal one.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,13 +60,69 @@ pub enum Fault {
 #[derive(Clone, Debug)]
 pub struct Call {
     pub method: String,
-    /// The JSON body (`Null` when there was none).
+    /// The JSON body (`Null` when there was none); a multipart body's text fields as strings.
     pub body: Value,
+    /// The files of a multipart body.
+    pub files: Vec<FilePart>,
     /// The HTTP status answered.
     pub status: u16,
     /// Whether the answer was the Bot API's `{"ok": true, ...}` (a garbage 200 is not).
     pub ok: bool,
     pub at: Instant,
+}
+
+/// A file in a multipart body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FilePart {
+    /// The field it stands for (`photo`, `document`), also when it came `attach://`-ed.
+    pub field: String,
+    /// Its file name.
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// A photo or a document the bot sent (a sendPhoto or sendDocument answered 200).
+#[derive(Clone, Debug)]
+pub struct SentFile {
+    /// `sendPhoto` or `sendDocument`.
+    pub method: String,
+    pub chat_id: i64,
+    pub caption: Option<String>,
+    pub parse_mode: Option<String>,
+    /// The file's name and bytes as uploaded.
+    pub name: String,
+    pub bytes: Vec<u8>,
+    pub at: Instant,
+}
+
+/// A group chat the bot is in.
+#[derive(Clone, Debug)]
+pub struct Group {
+    /// Negative, as Telegram's group ids are.
+    pub id: i64,
+    /// A supergroup rather than a basic group.
+    pub supergroup: bool,
+    pub title: String,
+}
+
+impl Group {
+    fn chat(&self) -> Value {
+        let kind = if self.supergroup {
+            "supergroup"
+        } else {
+            "group"
+        };
+        json!({"id": self.id, "type": kind, "title": self.title})
+    }
+}
+
+/// A file Telegram holds for the bot to download.
+struct HeldFile {
+    file_id: String,
+    path: String,
+    size: usize,
+    /// `None` for a file that is only described (too large to be downloaded anyway).
+    bytes: Option<Vec<u8>>,
 }
 
 /// A message the bot sent (a sendMessage answered 200).
@@ -123,6 +188,39 @@ struct Inner {
     /// A successful sendMessage is recorded (the message is in the chat) at once, but
     /// answered only after this long: the bot's process can die not knowing it was sent.
     send_answer_delay: Duration,
+    /// Files users sent, by file id.
+    files: HashMap<String, HeldFile>,
+    /// Every message users sent, by message id, to deliver again.
+    messages: HashMap<i32, Value>,
+    next_file: u64,
+    /// The largest upload taken ([`UPLOAD_LIMIT`] unless a test lowers it).
+    upload_limit: usize,
+}
+
+impl Inner {
+    /// Keeps a file users sent; its file id and unique id.
+    fn hold(
+        &mut self,
+        folder: &str,
+        extension: &str,
+        size: usize,
+        bytes: Option<Vec<u8>>,
+    ) -> (String, String) {
+        self.next_file += 1;
+        let n = self.next_file;
+        let file_id = format!("{folder}-file-{n}");
+        self.files.insert(
+            file_id.clone(),
+            HeldFile {
+                file_id: file_id.clone(),
+                // As Telegram names them: a folder per kind.
+                path: format!("{folder}/file_{n}.{extension}"),
+                size,
+                bytes,
+            },
+        );
+        (file_id, format!("u{n}"))
+    }
 }
 
 struct Shared {
@@ -167,12 +265,16 @@ impl BotApi {
             inner: Mutex::new(Inner {
                 next_update_id: 1,
                 next_message_id: 1,
+                upload_limit: UPLOAD_LIMIT,
                 ..Inner::default()
             }),
             changed: watch::channel(0).0,
         });
         let app = Router::new()
             .route("/{bot}/{method}", any(method))
+            .route("/file/{bot}/{*path}", get(download))
+            // Uploads up to Telegram's own limit and past it (answered 413 by the method).
+            .layer(DefaultBodyLimit::max(2 * UPLOAD_LIMIT))
             .with_state(shared.clone());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -192,6 +294,12 @@ impl BotApi {
     }
 
     fn push(&self, chat_id: i64, first_name: &str, content: Value) -> i32 {
+        let chat = json!({"id": chat_id, "type": "private", "first_name": first_name});
+        self.push_in(chat, chat_id, first_name, content)
+    }
+
+    /// A message from user `from` in `chat`, with `content`'s fields.
+    fn push_in(&self, chat: Value, from: i64, first_name: &str, content: Value) -> i32 {
         let mut inner = self.shared.lock();
         let message_id = inner.next_message_id;
         inner.next_message_id += 1;
@@ -200,12 +308,13 @@ impl BotApi {
         let mut message = json!({
             "message_id": message_id,
             "date": unix_now(),
-            "chat": {"id": chat_id, "type": "private", "first_name": first_name},
-            "from": {"id": chat_id, "is_bot": false, "first_name": first_name},
+            "chat": chat,
+            "from": {"id": from, "is_bot": false, "first_name": first_name},
         });
         if let (Some(m), Some(c)) = (message.as_object_mut(), content.as_object()) {
             m.extend(c.clone());
         }
+        inner.messages.insert(message_id, message.clone());
         inner
             .pending
             .push_back(json!({"update_id": update_id, "message": message}));
@@ -214,18 +323,101 @@ impl BotApi {
         message_id
     }
 
+    /// Delivers a message users sent once more, in an update of its own, as a bot gets it
+    /// again after a crash (the updates were not confirmed) or a webhook call that failed.
+    pub fn deliver_again(&self, message_id: i32) {
+        let mut inner = self.shared.lock();
+        let message = inner
+            .messages
+            .get(&message_id)
+            .cloned()
+            .expect("a message users sent");
+        let update_id = inner.next_update_id;
+        inner.next_update_id += 1;
+        inner
+            .pending
+            .push_back(json!({"update_id": update_id, "message": message}));
+        drop(inner);
+        self.shared.bump();
+    }
+
     /// A user writes `text` in the private chat `chat_id`; returns the message id.
     pub fn send_text(&self, chat_id: i64, first_name: &str, text: &str) -> i32 {
         self.push(chat_id, first_name, json!({"text": text}))
     }
 
-    /// A user sends a photo.
-    pub fn send_photo(&self, chat_id: i64, first_name: &str) -> i32 {
+    /// A user sends a photo (`bytes`, which getFile and the download then serve), with a
+    /// caption or none. Telegram offers it in several sizes: two smaller copies (other files)
+    /// come with it, and the full size is not last, so the bot must pick it by its size.
+    pub fn send_photo(
+        &self,
+        chat_id: i64,
+        first_name: &str,
+        bytes: &[u8],
+        caption: Option<&str>,
+    ) -> i32 {
+        let (width, height) = image::load_from_memory(bytes)
+            .map(|i| (i.width(), i.height()))
+            .unwrap_or((1280, 960));
+        let sizes = {
+            let mut inner = self.shared.lock();
+            let mut size = |w: u32, h: u32, bytes: Vec<u8>| {
+                let len = bytes.len();
+                let (id, unique) = inner.hold("photos", "jpg", len, Some(bytes));
+                json!({"file_id": id, "file_unique_id": unique, "width": w, "height": h,
+                       "file_size": len})
+            };
+            let thumbnail = size(90, 68, b"a thumbnail, not the photo".to_vec());
+            let full = size(width, height, bytes.to_vec());
+            let medium = size(320, 240, b"a medium copy, not the photo".to_vec());
+            vec![thumbnail, full, medium]
+        };
+        let mut content = json!({"photo": sizes});
+        if let Some(caption) = caption {
+            content["caption"] = json!(caption);
+        }
+        self.push(chat_id, first_name, content)
+    }
+
+    /// A user sends a file (`bytes`, served by getFile and the download), as Telegram
+    /// describes it: its name, the type the user's app claimed, its size.
+    pub fn send_document(
+        &self,
+        chat_id: i64,
+        first_name: &str,
+        name: &str,
+        mime_type: &str,
+        bytes: &[u8],
+        caption: Option<&str>,
+    ) -> i32 {
+        let extension = name.rsplit_once('.').map_or("bin", |(_, e)| e);
+        let (id, unique) =
+            self.shared
+                .lock()
+                .hold("documents", extension, bytes.len(), Some(bytes.to_vec()));
+        let mut content = json!({"document": {"file_id": id, "file_unique_id": unique,
+            "file_name": name, "mime_type": mime_type, "file_size": bytes.len()}});
+        if let Some(caption) = caption {
+            content["caption"] = json!(caption);
+        }
+        self.push(chat_id, first_name, content)
+    }
+
+    /// A user sends a file of `size` bytes that is only described (none are served: past
+    /// [`DOWNLOAD_LIMIT`], getFile refuses it as Telegram does).
+    pub fn send_large_document(
+        &self,
+        chat_id: i64,
+        first_name: &str,
+        name: &str,
+        size: usize,
+    ) -> i32 {
+        let (id, unique) = self.shared.lock().hold("documents", "bin", size, None);
         self.push(
             chat_id,
             first_name,
-            json!({"photo": [{"file_id": "photo-1", "file_unique_id": "p1", "width": 90,
-                               "height": 90, "file_size": 1000}]}),
+            json!({"document": {"file_id": id, "file_unique_id": unique, "file_name": name,
+                                "mime_type": "application/octet-stream", "file_size": size}}),
         )
     }
 
@@ -238,6 +430,39 @@ impl BotApi {
                                "width": 512, "height": 512, "is_animated": false,
                                "is_video": false}}),
         )
+    }
+
+    /// A user sends a voice message.
+    pub fn send_voice(&self, chat_id: i64, first_name: &str) -> i32 {
+        self.push(
+            chat_id,
+            first_name,
+            json!({"voice": {"file_id": "voice-1", "file_unique_id": "v1", "duration": 2,
+                             "mime_type": "audio/ogg", "file_size": 4000}}),
+        )
+    }
+
+    /// User `from` adds the bot to `group` (the service message Telegram sends there).
+    pub fn add_to_group(&self, group: &Group, from: i64, first_name: &str) -> i32 {
+        let bot = json!({"id": BOT_ID, "is_bot": true, "first_name": "Socketgram",
+                         "username": "socketgram_test_bot"});
+        self.push_in(
+            group.chat(),
+            from,
+            first_name,
+            json!({"new_chat_members": [bot]}),
+        )
+    }
+
+    /// User `from` writes `text` in `group`.
+    pub fn group_text(&self, group: &Group, from: i64, first_name: &str, text: &str) -> i32 {
+        self.push_in(group.chat(), from, first_name, json!({"text": text}))
+    }
+
+    /// From now on, uploads larger than `bytes` are answered 413 ("Request Entity Too
+    /// Large"), as Telegram answers those over [`UPLOAD_LIMIT`].
+    pub fn limit_uploads(&self, bytes: usize) {
+        self.shared.lock().upload_limit = bytes;
     }
 
     /// The next `count` calls of `method` answer with `fault`.
@@ -283,6 +508,30 @@ impl BotApi {
             .into_iter()
             .filter(|s| s.chat_id == chat_id)
             .collect()
+    }
+
+    /// Every photo and document the bot sent successfully, in order.
+    pub fn files_sent(&self) -> Vec<SentFile> {
+        files_in(&self.shared.lock().calls)
+    }
+
+    /// Photos and documents sent successfully to one chat.
+    pub fn files_sent_to(&self, chat_id: i64) -> Vec<SentFile> {
+        self.files_sent()
+            .into_iter()
+            .filter(|f| f.chat_id == chat_id)
+            .collect()
+    }
+
+    /// Waits for the `n`-th (0-based) photo or document sent to `chat_id`.
+    pub async fn nth_file_to(&self, chat_id: i64, n: usize) -> SentFile {
+        self.wait_for(&format!("file #{n} to chat {chat_id}"), |calls| {
+            files_in(calls)
+                .into_iter()
+                .filter(|f| f.chat_id == chat_id)
+                .nth(n)
+        })
+        .await
     }
 
     /// The webhook set with setWebhook (URL, secret), if any.
@@ -352,6 +601,18 @@ impl BotApi {
     }
 }
 
+/// A photo as Telegram keeps them: a JPEG of `width` x `height` pixels, a gradient.
+pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x * 3 % 256) as u8, (y * 11 % 256) as u8, 200])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut out, image::ImageFormat::Jpeg)
+        .expect("encode a JPEG");
+    out.into_inner()
+}
+
 /// A user in a private chat with the bot, reading the bot's answers one by one.
 pub struct TgUser<'a> {
     pub api: &'a BotApi,
@@ -414,6 +675,31 @@ pub fn sent_in(calls: &[Call]) -> Vec<Sent> {
         .collect()
 }
 
+/// The successful sendPhoto and sendDocument calls among `calls`.
+pub fn files_in(calls: &[Call]) -> Vec<SentFile> {
+    calls
+        .iter()
+        .filter(|c| (c.method == "sendPhoto" || c.method == "sendDocument") && c.ok)
+        .filter_map(|c| {
+            let field = if c.method == "sendPhoto" {
+                "photo"
+            } else {
+                "document"
+            };
+            let file = c.files.iter().find(|f| f.field == field)?;
+            Some(SentFile {
+                method: c.method.clone(),
+                chat_id: chat_id_of(&c.body),
+                caption: c.body["caption"].as_str().map(str::to_owned),
+                parse_mode: c.body["parse_mode"].as_str().map(str::to_owned),
+                name: file.name.clone(),
+                bytes: file.bytes.clone(),
+                at: c.at,
+            })
+        })
+        .collect()
+}
+
 fn chat_id_of(body: &Value) -> i64 {
     match &body["chat_id"] {
         Value::Number(n) => n.as_i64().unwrap_or_default(),
@@ -472,14 +758,138 @@ fn fault_response(fault: &Fault) -> Response {
 }
 
 fn record(shared: &Shared, method: &str, body: Value, status: u16, ok: bool) {
+    record_with_files(shared, method, body, Vec::new(), status, ok);
+}
+
+fn record_with_files(
+    shared: &Shared,
+    method: &str,
+    body: Value,
+    files: Vec<FilePart>,
+    status: u16,
+    ok: bool,
+) {
     shared.lock().calls.push(Call {
         method: method.to_owned(),
         body,
+        files,
         status,
         ok,
         at: Instant::now(),
     });
     shared.bump();
+}
+
+/// The bot's message that answers a successful send to the chat of `body`.
+fn sent_message(shared: &Shared, body: &Value, content: Value) -> Value {
+    let message_id = {
+        let mut inner = shared.lock();
+        inner.next_message_id += 1;
+        inner.next_message_id
+    };
+    let mut message = json!({
+        "message_id": message_id,
+        "date": unix_now(),
+        "chat": {"id": chat_id_of(body), "type": "private", "first_name": "User"},
+        "from": {"id": BOT_ID, "is_bot": true, "first_name": "Socketgram",
+                 "username": "socketgram_test_bot"},
+    });
+    if let (Some(m), Some(c)) = (message.as_object_mut(), content.as_object()) {
+        m.extend(c.clone());
+    }
+    message
+}
+
+/// sendPhoto, sendDocument: the file of `field` kept as Telegram would, or 413 past the
+/// upload limit.
+fn send_file(shared: &Shared, body: &Value, files: &[FilePart], field: &str) -> Response {
+    let Some(file) = files.iter().find(|f| f.field == field) else {
+        return error(
+            400,
+            &format!("Bad Request: there is no {field} in the request"),
+            None,
+        );
+    };
+    if file.bytes.len() > shared.lock().upload_limit {
+        return error(413, "Request Entity Too Large", None);
+    }
+    let size = file.bytes.len();
+    let n = {
+        let mut inner = shared.lock();
+        inner.next_file += 1;
+        inner.next_file
+    };
+    let (id, unique) = (format!("sent-{n}"), format!("s{n}"));
+    let mut content = if field == "photo" {
+        json!({"photo": [{"file_id": id, "file_unique_id": unique, "width": 100, "height": 100,
+                          "file_size": size}]})
+    } else {
+        json!({"document": {"file_id": id, "file_unique_id": unique, "file_name": file.name,
+                            "file_size": size}})
+    };
+    if let Some(caption) = body["caption"].as_str() {
+        content["caption"] = json!(caption);
+    }
+    ok(sent_message(shared, body, content))
+}
+
+/// getFile: where a file users sent can be downloaded; files over [`DOWNLOAD_LIMIT`] are
+/// refused, as Telegram refuses them.
+fn get_file(shared: &Shared, body: &Value) -> Response {
+    let inner = shared.lock();
+    let Some(file) = body["file_id"].as_str().and_then(|id| inner.files.get(id)) else {
+        return error(400, "Bad Request: invalid file_id", None);
+    };
+    if file.size > DOWNLOAD_LIMIT {
+        return error(400, "Bad Request: file is too big", None);
+    }
+    ok(
+        json!({"file_id": file.file_id, "file_unique_id": format!("u-{}", file.file_id),
+              "file_size": file.size, "file_path": file.path}),
+    )
+}
+
+/// The next scripted fault for `method`, taken.
+fn take_fault(shared: &Shared, method: &str) -> Option<Fault> {
+    let mut inner = shared.lock();
+    let position = inner.faults.iter().position(|(m, _)| m == method);
+    position
+        .and_then(|i| inner.faults.remove(i))
+        .map(|(_, f)| f)
+}
+
+/// `GET /file/bot<token>/<file_path>`: a file's bytes, recorded as a `download` call (whose
+/// faults are scripted as the method `download`'s).
+async fn download(
+    State(shared): State<Arc<Shared>>,
+    Path((bot, path)): Path<(String, String)>,
+) -> Response {
+    let body = json!({"file_path": path});
+    if bot != format!("bot{}", shared.token) {
+        record(&shared, "download", body, 401, false);
+        return error(401, "Unauthorized", None);
+    }
+    if let Some(fault) = take_fault(&shared, "download") {
+        let response = fault_response(&fault);
+        record(&shared, "download", body, response.status().as_u16(), false);
+        return response;
+    }
+    let bytes = shared
+        .lock()
+        .files
+        .values()
+        .find(|f| f.path == path)
+        .and_then(|f| f.bytes.clone());
+    match bytes {
+        Some(bytes) => {
+            record(&shared, "download", body, 200, true);
+            (StatusCode::OK, bytes).into_response()
+        }
+        None => {
+            record(&shared, "download", body, 404, false);
+            error(404, "Not Found", None)
+        }
+    }
 }
 
 async fn method(
@@ -488,23 +898,23 @@ async fn method(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body = parse_body(&headers, &body);
+    let (body, files) = parse_body(&headers, &body);
     // Method names are case-insensitive (teloxide sends "GetMe"); recorded as documented.
     let method = canonical(&method);
     if bot != format!("bot{}", shared.token) {
-        record(&shared, &method, body, 401, false);
+        record_with_files(&shared, &method, body, files, 401, false);
         return error(401, "Unauthorized", None);
     }
-    let fault = {
-        let mut inner = shared.lock();
-        let position = inner.faults.iter().position(|(m, _)| *m == method);
-        position
-            .and_then(|i| inner.faults.remove(i))
-            .map(|(_, f)| f)
-    };
-    if let Some(fault) = fault {
+    if let Some(fault) = take_fault(&shared, &method) {
         let response = fault_response(&fault);
-        record(&shared, &method, body, response.status().as_u16(), false);
+        record_with_files(
+            &shared,
+            &method,
+            body,
+            files,
+            response.status().as_u16(),
+            false,
+        );
         return response;
     }
     let response = match method.as_str() {
@@ -516,20 +926,12 @@ async fn method(
         })),
         "getUpdates" => return get_updates(shared, body).await,
         "sendMessage" => {
-            let message_id = {
-                let mut inner = shared.lock();
-                inner.next_message_id += 1;
-                inner.next_message_id
-            };
-            ok(json!({
-                "message_id": message_id,
-                "date": unix_now(),
-                "chat": {"id": chat_id_of(&body), "type": "private", "first_name": "User"},
-                "from": {"id": BOT_ID, "is_bot": true, "first_name": "Socketgram",
-                         "username": "socketgram_test_bot"},
-                "text": body["text"].as_str().unwrap_or_default(),
-            }))
+            let text = json!({"text": body["text"].as_str().unwrap_or_default()});
+            ok(sent_message(&shared, &body, text))
         }
+        "sendPhoto" => send_file(&shared, &body, &files, "photo"),
+        "sendDocument" => send_file(&shared, &body, &files, "document"),
+        "getFile" => get_file(&shared, &body),
         "deleteMessage" | "sendChatAction" => ok(json!(true)),
         "getWebhookInfo" => {
             let url = shared
@@ -553,7 +955,7 @@ async fn method(
         _ => error(404, "Not Found: method not found", None),
     };
     let status = response.status().as_u16();
-    record(&shared, &method, body, status, status == 200);
+    record_with_files(&shared, &method, body, files, status, status == 200);
     let delay = shared.lock().send_answer_delay;
     if method == "sendMessage" && !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -561,9 +963,11 @@ async fn method(
     response
 }
 
-/// A request body as JSON: teloxide sends JSON, or multipart form data for methods that may
-/// carry a file (setWebhook), whose fields become a JSON object of strings.
-fn parse_body(headers: &HeaderMap, body: &[u8]) -> Value {
+/// A request body as JSON and its files: teloxide sends JSON, or multipart form data for
+/// methods that may carry a file (sendPhoto, sendDocument, setWebhook), whose text fields
+/// become a JSON object of strings. teloxide puts a file in a part of its own, named by the
+/// field's value `attach://<name>`; a file in the field's own part is taken too.
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> (Value, Vec<FilePart>) {
     let content_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -572,26 +976,107 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Value {
         .strip_prefix("multipart/form-data")
         .and_then(|rest| rest.split("boundary=").nth(1))
     else {
-        return serde_json::from_slice(body).unwrap_or(Value::Null);
+        return (
+            serde_json::from_slice(body).unwrap_or(Value::Null),
+            Vec::new(),
+        );
     };
-    let boundary = format!("--{}", boundary.trim_matches('"'));
-    let text = String::from_utf8_lossy(body);
+    let boundary = boundary
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim_matches('"');
+    let parts = multipart_parts(body, boundary);
     let mut fields = serde_json::Map::new();
-    for part in text.split(boundary.as_str()) {
-        let Some((head, value)) = part.split_once("\r\n\r\n") else {
-            continue;
-        };
-        let Some(name) = head
-            .split("name=\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-        else {
-            continue;
-        };
-        let value = value.strip_suffix("\r\n").unwrap_or(value);
-        fields.insert(name.to_owned(), Value::String(value.to_owned()));
+    let mut files = Vec::new();
+    for part in parts.iter().filter(|p| p.file_name.is_none()) {
+        let value = String::from_utf8_lossy(&part.data).into_owned();
+        if let Some(attached) = value.strip_prefix("attach://")
+            && let Some(file) = parts.iter().find(|p| p.name == attached)
+        {
+            files.push(FilePart {
+                field: part.name.clone(),
+                name: file.file_name.clone().unwrap_or_default(),
+                bytes: file.data.clone(),
+            });
+        }
+        fields.insert(part.name.clone(), Value::String(value));
     }
-    Value::Object(fields)
+    let attached: Vec<String> = fields
+        .values()
+        .filter_map(|v| v.as_str()?.strip_prefix("attach://").map(str::to_owned))
+        .collect();
+    for part in &parts {
+        if let Some(file_name) = &part.file_name
+            && !attached.contains(&part.name)
+        {
+            files.push(FilePart {
+                field: part.name.clone(),
+                name: file_name.clone(),
+                bytes: part.data.clone(),
+            });
+        }
+    }
+    (Value::Object(fields), files)
+}
+
+/// One part of a multipart body.
+struct MultipartPart {
+    name: String,
+    file_name: Option<String>,
+    data: Vec<u8>,
+}
+
+/// The parts of a multipart body (RFC 7578), bytes kept as they are.
+fn multipart_parts(body: &[u8], boundary: &str) -> Vec<MultipartPart> {
+    let delimiter = format!("--{boundary}").into_bytes();
+    let between = [b"\r\n".as_slice(), &delimiter].concat();
+    let mut parts = Vec::new();
+    let Some(first) = find(body, &delimiter) else {
+        return parts;
+    };
+    let mut rest = &body[first + delimiter.len()..];
+    // After each delimiter: "--" closes the body, a line break starts a part.
+    while let Some(after) = rest.strip_prefix(b"\r\n") {
+        let Some(end) = find(after, &between) else {
+            break;
+        };
+        let part = &after[..end];
+        rest = &after[end + between.len()..];
+        let Some(split) = find(part, b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&part[..split]);
+        let mut name = None;
+        let mut file_name = None;
+        for param in head
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with("content-disposition:"))
+            .flat_map(|l| l.split(';').skip(1))
+        {
+            if let Some((key, value)) = param.trim().split_once('=') {
+                let value = value.trim_matches('"').to_owned();
+                match key {
+                    "name" => name = Some(value),
+                    "filename" => file_name = Some(value),
+                    _ => {}
+                }
+            }
+        }
+        if let Some(name) = name {
+            parts.push(MultipartPart {
+                name,
+                file_name,
+                data: part[split + 4..].to_vec(),
+            });
+        }
+    }
+    parts
+}
+
+/// Where `needle` first occurs in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// The documented spelling of a method name, whatever its case.
@@ -600,6 +1085,9 @@ fn canonical(method: &str) -> String {
         "getMe",
         "getUpdates",
         "sendMessage",
+        "sendPhoto",
+        "sendDocument",
+        "getFile",
         "deleteMessage",
         "sendChatAction",
         "getWebhookInfo",
@@ -716,8 +1204,22 @@ mod tests {
     async fn updates_parse_as_teloxide_updates() {
         let api = BotApi::start("1:x").await;
         api.send_text(42, "Ann", "hello");
-        api.send_photo(42, "Ann");
+        api.send_photo(42, "Ann", b"not really a JPEG", Some("a caption"));
         api.send_sticker(42, "Ann");
+        api.send_document(42, "Ann", "report.pdf", "application/pdf", b"%PDF-", None);
+        api.send_voice(42, "Ann");
+        let group = Group {
+            id: -100_200,
+            supergroup: false,
+            title: "Friends".into(),
+        };
+        let supergroup = Group {
+            id: -1_000_000_000_300,
+            supergroup: true,
+            title: "Staff".into(),
+        };
+        api.add_to_group(&group, 42, "Ann");
+        api.group_text(&supergroup, 42, "Ann", "in a supergroup");
         let pending: Vec<Value> = api.shared.lock().pending.iter().cloned().collect();
         let kinds: Vec<String> = pending
             .iter()
@@ -728,14 +1230,31 @@ mod tests {
                     serde_json::from_str(&u.to_string()).expect("teloxide parses the update");
                 match update.kind {
                     teloxide::types::UpdateKind::Message(m) => {
+                        if m.chat.is_group() {
+                            assert_eq!(m.chat.id.0, -100_200);
+                            let added = m.new_chat_members().expect("members");
+                            assert_eq!(added[0].id.0, BOT_ID as u64);
+                            return "group".into();
+                        }
+                        if m.chat.is_supergroup() {
+                            return format!("supergroup: {}", m.text().unwrap_or_default());
+                        }
                         assert_eq!(m.chat.id.0, 42);
                         assert!(m.chat.is_private());
                         if let Some(t) = m.text() {
                             t.to_owned()
-                        } else if m.photo().is_some() {
+                        } else if let Some(sizes) = m.photo() {
+                            assert_eq!(sizes.len(), 3);
+                            assert_eq!(m.caption(), Some("a caption"));
                             "photo".into()
                         } else if m.sticker().is_some() {
                             "sticker".into()
+                        } else if let Some(d) = m.document() {
+                            assert_eq!(d.file_name.as_deref(), Some("report.pdf"));
+                            assert_eq!(d.file.size, 5);
+                            "document".into()
+                        } else if m.voice().is_some() {
+                            "voice".into()
                         } else {
                             "other".into()
                         }
@@ -744,6 +1263,118 @@ mod tests {
                 }
             })
             .collect();
-        assert_eq!(kinds, ["hello", "photo", "sticker"]);
+        assert_eq!(
+            kinds,
+            [
+                "hello",
+                "photo",
+                "sticker",
+                "document",
+                "voice",
+                "group",
+                "supergroup: in a supergroup"
+            ]
+        );
+    }
+
+    /// Files go both ways as teloxide sends and fetches them: its multipart uploads are read
+    /// back byte for byte, getFile and the download serve what a user sent, and the upload
+    /// limit answers 413 as Telegram does.
+    #[tokio::test]
+    async fn files_round_trip_with_teloxide() {
+        use teloxide::{
+            net::Download as _,
+            payloads::SendPhotoSetters as _,
+            prelude::Requester as _,
+            types::{ChatId, FileId, InputFile, ParseMode},
+        };
+        let token = "1:x";
+        let api = BotApi::start(token).await;
+        let bot = teloxide::Bot::new(token).set_api_url(api.url().parse().expect("url"));
+        // Every byte value, and the delimiter's own start inside the content.
+        let mut bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+        bytes.extend_from_slice(b"\r\n--not-the-boundary\r\n");
+        bot.send_photo(
+            ChatId(42),
+            InputFile::memory(bytes.clone()).file_name("a.png"),
+        )
+        .caption("<b>hi</b>")
+        .parse_mode(ParseMode::Html)
+        .await
+        .expect("sendPhoto");
+        bot.send_document(
+            ChatId(42),
+            InputFile::memory(b"%PDF-1.4".to_vec()).file_name("r.pdf"),
+        )
+        .await
+        .expect("sendDocument");
+        let sent = api.files_sent_to(42);
+        assert_eq!(sent.len(), 2);
+        assert_eq!(
+            (sent[0].method.as_str(), sent[0].name.as_str()),
+            ("sendPhoto", "a.png")
+        );
+        assert_eq!(sent[0].bytes, bytes);
+        assert_eq!(sent[0].caption.as_deref(), Some("<b>hi</b>"));
+        assert_eq!(sent[0].parse_mode.as_deref(), Some("HTML"));
+        assert_eq!(
+            (
+                sent[1].method.as_str(),
+                sent[1].name.as_str(),
+                sent[1].caption.as_deref()
+            ),
+            ("sendDocument", "r.pdf", None)
+        );
+
+        api.send_document(
+            42,
+            "Ann",
+            "data.bin",
+            "application/octet-stream",
+            &bytes,
+            None,
+        );
+        let id = api
+            .shared
+            .lock()
+            .files
+            .keys()
+            .next()
+            .cloned()
+            .expect("a held file");
+        let file = bot.get_file(FileId(id)).await.expect("getFile");
+        assert!(file.path.starts_with("documents/"), "{file:?}");
+        let mut downloaded = Vec::new();
+        bot.download_file(&file.path, &mut downloaded)
+            .await
+            .expect("download");
+        assert_eq!(downloaded, bytes);
+
+        api.limit_uploads(100);
+        let refused = bot
+            .send_document(
+                ChatId(42),
+                InputFile::memory(bytes.clone()).file_name("big.bin"),
+            )
+            .await
+            .expect_err("over the upload limit");
+        assert!(
+            matches!(
+                refused,
+                teloxide::RequestError::Api(teloxide::ApiError::RequestEntityTooLarge)
+            ),
+            "{refused:?}"
+        );
+        api.send_large_document(42, "Ann", "huge.iso", DOWNLOAD_LIMIT + 1);
+        let huge = api
+            .shared
+            .lock()
+            .files
+            .values()
+            .find(|f| f.bytes.is_none())
+            .map(|f| f.file_id.clone())
+            .expect("the huge file");
+        let refused = bot.get_file(FileId(huge)).await.expect_err("too big");
+        assert!(refused.to_string().contains("file is too big"), "{refused}");
     }
 }

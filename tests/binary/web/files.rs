@@ -407,7 +407,9 @@ async fn refused_files_leave_nothing_behind() {
         "{ack}"
     );
     let send = json!({ "message": "", "attachments": [ids[0]], "client_msg_id": "m-1" });
-    let first = visitor.emit_ack("new message", &[send.clone()]).await;
+    let first = visitor
+        .emit_ack("new message", std::slice::from_ref(&send))
+        .await;
     assert!(first["data"]["label"].is_u64(), "{first}");
     let retried = visitor.emit_ack("new message", &[send]).await;
     assert_eq!(
