@@ -465,6 +465,15 @@ mod tests {
                 "[web]\ntrusted_proxies = [\"10.0.0.0/40\"]\n",
                 "web.trusted_proxies",
             ),
+            ("[web]\ntelegram_bot = \"@AcmeBot\"\n", "web.telegram_bot"),
+            (
+                "[web]\ntelegram_bot = \"t.me/AcmeBot\"\n",
+                "web.telegram_bot",
+            ),
+            (
+                "[core]\ntelegram_link_ttl_secs = 0\n",
+                "core.telegram_link_ttl_secs",
+            ),
             ("[core]\ncompnay = \"typo\"\n", "compnay"),
             ("[core]\ngmt_offset_hours = \"three\"\n", "gmt_offset_hours"),
             (

@@ -20,12 +20,15 @@ use socketgram_core::{
     server::{self, GrpcConfig},
     store::{self, Store, StoreError},
 };
-use socketgram_edge_telegram::{TelegramError, config::UpdateMode};
-use socketgram_edge_web::WebError;
+use socketgram_edge_telegram::{
+    TelegramError,
+    config::{TelegramConfig, UpdateMode},
+};
+use socketgram_edge_web::{Extras, WebError, telegram::TelegramBot};
 use socketgram_proto::client::{ClientError, Cores};
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 pub use crate::config::{Config, Role};
 
@@ -269,7 +272,8 @@ impl Server {
     }
 
     /// The web edge on `web`, calling `cores`, with `extra` routes and those of `ops` beside
-    /// its own.
+    /// its own. With a bot token and no `[web] telegram_bot`, the widget's "Continue in
+    /// Telegram" names the bot Telegram says the token is.
     fn start_web(
         &mut self,
         web: TcpListener,
@@ -278,15 +282,69 @@ impl Server {
         extra: axum::Router,
         ops: Ops,
     ) {
+        let telegram_bot = TelegramBot::default();
+        if config.web.telegram_bot.is_empty() && config.telegram.enabled() {
+            self.learn_bot_username(&config.telegram, telegram_bot.clone());
+        }
+        let extras = Extras {
+            routes: Some(extra),
+            ops,
+            telegram_bot,
+        };
         let (web_config, legacy, stop) = (
             config.web.clone(),
             config.legacy.clone(),
             self.edge_stop.clone(),
         );
         self.edges.spawn(async move {
-            socketgram_edge_web::serve(web, &web_config, &legacy, cores, Some(extra), ops, stop)
-                .await?;
+            socketgram_edge_web::serve(web, &web_config, &legacy, cores, extras, stop).await?;
             Ok(())
+        });
+    }
+
+    /// Fills `bot` with the bot's username from Telegram's `getMe`, asked until it answers
+    /// (with back-off) or the edges stop. The Telegram edge asks `getMe` for itself as it
+    /// starts and keeps the answer; the web edge may run without it (`edge-web`), so it asks
+    /// on its own. Not one of `edges`: a part that ends there stops the server, and this one
+    /// ends once it knows.
+    fn learn_bot_username(&self, telegram: &TelegramConfig, bot: TelegramBot) {
+        use teloxide::{prelude::Requester as _, requests::Request as _};
+        let api = match url::Url::parse(&telegram.api_url) {
+            Ok(url) => teloxide::Bot::new(telegram.token.expose()).set_api_url(url),
+            // The Telegram edge refuses it and says so.
+            Err(_) => return,
+        };
+        let stop = self.edge_stop.clone();
+        tokio::spawn(async move {
+            let mut pause = Duration::from_secs(1);
+            loop {
+                let answer = tokio::select! {
+                    () = stop.cancelled() => return,
+                    answer = api.get_me().send() => answer,
+                };
+                match answer {
+                    Ok(me) => {
+                        let username = me.user.username.unwrap_or_default();
+                        match bot.fill(&username) {
+                            Ok(()) => {
+                                info!(bot = %username, "the widget offers \"Continue in Telegram\"")
+                            }
+                            Err(e) => {
+                                warn!(error = %e, "Telegram named the bot oddly; the widget offers no \"Continue in Telegram\" (set web.telegram_bot)")
+                            }
+                        }
+                        return;
+                    }
+                    // A token Telegram refuses: the Telegram edge stops the server with it.
+                    Err(teloxide::RequestError::Api(teloxide::ApiError::InvalidToken)) => return,
+                    Err(e) => debug!(error = %e, "the bot's username is not known yet"),
+                }
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(Duration::from_secs(60));
+            }
         });
     }
 

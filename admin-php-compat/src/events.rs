@@ -36,6 +36,10 @@ pub mod incoming {
     pub const UPLOAD: &str = "upload";
     /// Socketgram's own, from a support client: as `upload`, for visitor `{username}`.
     pub const UPLOAD_ADMIN: &str = "upload:servadm";
+    /// Socketgram's own, from the widget ("Continue in Telegram"), no payload: a one-time
+    /// link to the bot that links the visitor's Telegram chat to its conversation
+    /// ([`super::TelegramLinkPayload`]).
+    pub const TELEGRAM_LINK: &str = "telegram link";
 }
 
 /// Events the server sends.
@@ -122,6 +126,15 @@ pub struct UploadTicketPayload {
     pub max_bytes: u64,
     pub max_files: u32,
     pub types: Vec<String>,
+}
+
+/// The answer to `telegram link`: the bot's start link (`https://t.me/<bot>?start=<token>`),
+/// which links the Telegram chat that opens it to the visitor once, until `expires_at_ms`
+/// (milliseconds since 1970).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TelegramLinkPayload {
+    pub url: String,
+    pub expires_at_ms: i64,
 }
 
 /// `online` / `offline` to admins.
@@ -216,6 +229,16 @@ pub struct Upload {
     /// Bytes the file has.
     #[serde(deserialize_with = "required_size")]
     pub size: u64,
+}
+
+/// `telegram link` (the widget: no payload; `username`/`room` optional, as on its other
+/// events).
+#[derive(Debug, Deserialize)]
+pub struct TelegramLink {
+    #[serde(default, deserialize_with = "visitor_id")]
+    pub username: Option<u64>,
+    #[serde(default, deserialize_with = "text")]
+    pub room: Option<String>,
 }
 
 /// `upload:servadm {username, name, size}`.
@@ -332,7 +355,15 @@ macro_rules! claims {
         }
     )*};
 }
-claims!(Subscribe, NewMessage, TakeHistory, MarkRead, Typing, Upload);
+claims!(
+    Subscribe,
+    NewMessage,
+    TakeHistory,
+    MarkRead,
+    Typing,
+    Upload,
+    TelegramLink
+);
 
 /// Reads a client payload as `T`: it must be a JSON object, and every field the shape it
 /// should have; the error names the field.

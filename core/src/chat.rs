@@ -162,6 +162,8 @@ pub struct Core {
     credentials: Credentials,
     /// Support staff's sign-ins and sessions.
     staff: crate::staff::Staff,
+    /// One-time tokens that link a Telegram chat to a visitor ("Continue in Telegram").
+    link_tokens: crate::link_tokens::LinkTokens,
     /// Attachments' bytes and limits.
     files: Files,
     shutdown: CancellationToken,
@@ -219,8 +221,11 @@ impl Core {
             )),
             config.attachments.clone(),
         );
+        let link_tokens =
+            crate::link_tokens::LinkTokens::new(store.clone(), config.telegram_link_ttl_secs);
         let core = Arc::new(Self {
             staff,
+            link_tokens,
             files,
             store,
             hub,
@@ -1090,6 +1095,34 @@ impl Core {
     ) -> CoreResult<TelegramLink> {
         self.open_conversation(conversation).await?;
         Ok(self.store.link_telegram(chat_id, conversation).await?)
+    }
+
+    /// A one-time token that links a Telegram chat to this conversation's visitor when the bot
+    /// gets `/start <token>` ("Continue in Telegram", no password typed into Telegram).
+    pub async fn create_link_token(
+        &self,
+        conversation: ConversationId,
+    ) -> CoreResult<crate::link_tokens::LinkToken> {
+        check_conversation_id(conversation)?;
+        // Refused now rather than when the bot redeems the token (the legacy "with users"
+        // schema holds links of known visitors only).
+        self.require_visitor(conversation).await?;
+        self.link_tokens.create(conversation).await
+    }
+
+    /// Redeems a link token (used up by this call, whatever follows) and links the chat to
+    /// its conversation as [`Core::link_telegram`] does.
+    pub async fn redeem_link_token(&self, token: &str, chat_id: i64) -> CoreResult<TelegramLink> {
+        if chat_id == 0 {
+            return Err(CoreError::InvalidArgument("chat_id is missing".into()));
+        }
+        let conversation = self.link_tokens.take(token).await?;
+        let link = self.link_telegram(chat_id, conversation).await?;
+        info!(
+            conversation,
+            chat_id, "Telegram chat linked by a link token"
+        );
+        Ok(link)
     }
 
     /// Changes a link's mode and/or active flag.

@@ -33,6 +33,9 @@ pub struct CoreConfig {
     pub auto_assign_max_open: u64,
     /// How long a support member's sign-in lasts (the console's session), in seconds.
     pub staff_session_ttl_secs: u64,
+    /// How long a "Continue in Telegram" link (its one-time token) is accepted by the bot, in
+    /// seconds.
+    pub telegram_link_ttl_secs: u64,
     pub database: DatabaseConfig,
     /// How visitors' Telegram logins are checked (`[core.credentials]`).
     pub credentials: CredentialsConfig,
@@ -46,6 +49,9 @@ pub struct CoreConfig {
 
 /// The longest a sign-in may last: 30 days.
 const MAX_SESSION_TTL_SECS: u64 = 30 * 24 * 3600;
+/// The shortest and longest a Telegram link token may last: time to switch to Telegram, and
+/// short enough that a link copied or left in a page soon links no one.
+const LINK_TTL_SECS: std::ops::RangeInclusive<u64> = 10..=3600;
 
 impl Default for CoreConfig {
     fn default() -> Self {
@@ -57,6 +63,7 @@ impl Default for CoreConfig {
             auto_assign: false,
             auto_assign_max_open: 10,
             staff_session_ttl_secs: 12 * 3600,
+            telegram_link_ttl_secs: 600,
             database: DatabaseConfig::default(),
             credentials: CredentialsConfig::default(),
             cluster: ClusterConfig::default(),
@@ -96,6 +103,16 @@ impl CoreConfig {
             return Err(ConfigError::new(
                 "staff_session_ttl_secs",
                 format!("must be between 1 and {MAX_SESSION_TTL_SECS} (30 days)"),
+            ));
+        }
+        if !LINK_TTL_SECS.contains(&self.telegram_link_ttl_secs) {
+            return Err(ConfigError::new(
+                "telegram_link_ttl_secs",
+                format!(
+                    "must be between {} and {} (an hour)",
+                    LINK_TTL_SECS.start(),
+                    LINK_TTL_SECS.end()
+                ),
             ));
         }
         crate::store::Backend::from_url(self.database.url.expose())
@@ -419,6 +436,24 @@ mod tests {
                 ..CoreConfig::default()
             };
             config.validate().expect("accepted");
+        }
+    }
+
+    #[test]
+    fn a_telegram_link_lasts_between_ten_seconds_and_an_hour() {
+        assert_eq!(CoreConfig::default().telegram_link_ttl_secs, 600);
+        for (ttl, ok) in [(9, false), (10, true), (3600, true), (3601, false)] {
+            let config = CoreConfig {
+                telegram_link_ttl_secs: ttl,
+                ..CoreConfig::default()
+            };
+            match config.validate() {
+                Ok(()) => assert!(ok, "{ttl} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{ttl} refused: {e}");
+                    assert_eq!(e.key, "telegram_link_ttl_secs", "{e}");
+                }
+            }
         }
     }
 

@@ -43,6 +43,12 @@ pub enum CoreError {
     /// No forum topic for that conversation (or no conversation for that topic).
     #[error("{0}")]
     NoStaffTopic(String),
+    /// A Telegram link token that is unknown, was used already or has expired.
+    #[error(
+        "this Telegram link is unknown, used or expired: open the chat on the website and \
+         choose \"Continue in Telegram\" again"
+    )]
+    LinkTokenInvalid,
     /// A take found the conversation assigned already, to this admin.
     #[error("the conversation is assigned to {0:?} already")]
     AlreadyAssigned(String),
@@ -166,7 +172,8 @@ impl CoreError {
             | Self::NoSuchVisitor(_)
             | Self::NotLinked(_)
             | Self::StaffMemberNotPaired(_)
-            | Self::NoStaffTopic(_) => Kind::NotFound,
+            | Self::NoStaffTopic(_)
+            | Self::LinkTokenInvalid => Kind::NotFound,
             Self::OutOfRange(_) => Kind::OutOfRange,
             Self::LimitReached(_) | Self::TooManyAttempts { .. } => Kind::Exhausted,
             Self::WrongCredentials | Self::SessionEnded(_) | Self::SessionExpired => {
@@ -201,6 +208,7 @@ impl CoreError {
             Self::NoSuchVisitor(_) => r::NO_SUCH_VISITOR,
             Self::NotLinked(_) | Self::StaffMemberNotPaired(_) => r::NOT_LINKED,
             Self::NoStaffTopic(_) => r::NO_STAFF_TOPIC,
+            Self::LinkTokenInvalid => r::LINK_TOKEN_INVALID,
             Self::OutOfRange(_) => r::OUT_OF_RANGE,
             Self::LimitReached(_) => r::LIMIT_REACHED,
             Self::AlreadyAssigned(_) => r::ALREADY_ASSIGNED,

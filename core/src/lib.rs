@@ -7,6 +7,8 @@
 //! - [`files`]: attachments' bytes (a directory, behind a storage trait), their sniffed
 //!   types, thumbnails and limits, and the sweep of what no message took.
 //! - [`credentials`]: visitors' Telegram logins checked against `users` or an external database.
+//! - [`link_tokens`]: one-time tokens that link a Telegram chat to a visitor without a
+//!   password ("Continue in Telegram").
 //! - [`staff`], [`passwords`] and [`ldap`]: support staff's sign-in (their own password or
 //!   their directory's) and their sessions.
 //! - [`hub`] and [`presence`]: in-process fan-out of live events and who is online.
@@ -27,6 +29,7 @@ pub mod error;
 pub mod files;
 pub mod hub;
 pub mod ldap;
+pub mod link_tokens;
 pub mod ops;
 pub mod passwords;
 pub mod presence;

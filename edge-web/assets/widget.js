@@ -21,6 +21,10 @@
  * Files (the paperclip, a paste or a drop onto the panel) are uploaded as soon as they are
  * chosen: a ticket from the socket ('upload'), then the bytes in a POST to the ticket's URL on
  * the chat server; the message carries the ids of its uploaded files.
+ *
+ * "Continue in Telegram" shows when the server names a Telegram bot (the 'subscribe' answer's
+ * telegram_bot): a one-time link to the bot ('telegram link') that connects the visitor's
+ * Telegram chat to this conversation, no password typed.
  */
 (function () {
   'use strict';
@@ -142,6 +146,8 @@
   const PAPERCLIP = 'M15.5 6.5 8.4 13.6a1.5 1.5 0 0 0 2.1 2.1l7.4-7.4a3 3 0 0 0-4.2-4.2l-7.6 7.6a4.5 4.5 0 0 0 6.4 6.4l6-6';
   const DOCUMENT = 'M14 3H7a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2V8zM14 3v5h5';
   const CROSS = 'M6.4 5 5 6.4 10.6 12 5 17.6 6.4 19l5.6-5.6 5.6 5.6 1.4-1.4-5.6-5.6L19 6.4 17.6 5 12 10.6z';
+  /** A paper plane (Telegram). */
+  const PLANE = 'M21.5 3.5 2.8 10.7c-.9.4-.9 1.6 0 1.9l4.6 1.6 1.8 5.6c.2.7 1.1.9 1.6.4l2.6-2.5 4.7 3.5c.6.4 1.4.1 1.6-.6l3.1-15.4c.2-1-.7-1.8-1.7-1.7zM9.6 14.1l8.2-7.3-6.6 8.6-.4 2.9z';
 
   /** A size as people read it, as the server writes it: "532 B", "12 KB", "1.4 MB". */
   function humanSize(bytes) {
@@ -373,6 +379,18 @@ a.sg-file:hover .sg-file-name { text-decoration: underline; }
   margin: 0; padding: 8px 14px; font-size: 13px; color: var(--sg-error);
   border-top: 1px solid var(--sg-line);
 }
+.sg-tg { display: flex; flex-wrap: wrap; align-items: center; gap: 4px 10px; padding: 6px 12px; }
+.sg-tg-button {
+  display: inline-flex; align-items: center; gap: 6px; min-height: 40px; padding: 0 14px;
+  border: 1px solid var(--sg-line); border-radius: 20px; background: var(--sg-bg);
+  color: var(--sg-accent); font-size: 14px; font-weight: 600; cursor: pointer;
+}
+.sg-tg-button:hover { background: var(--sg-their); }
+.sg-tg-button:disabled { cursor: not-allowed; opacity: .55; }
+.sg-tg-button svg { width: 18px; height: 18px; flex: none; fill: currentColor; }
+.sg-tg-note { font-size: 12px; color: var(--sg-muted); overflow-wrap: anywhere; }
+.sg-tg-note.sg-tg-failed { color: var(--sg-error); }
+.sg-tg-note a { color: var(--sg-accent); }
 .sg-form { border-top: 1px solid var(--sg-line); padding: 8px 12px 12px; }
 .sg-label { display: block; font-size: 13px; font-weight: 600; margin-bottom: 4px; }
 .sg-input {
@@ -443,6 +461,10 @@ a.sg-file:hover .sg-file-name { text-decoration: underline; }
     let subscribed = false;
     // Whether the server shows support the draft while it is typed (told on subscribe).
     let typingPreview = false;
+    /** The Telegram bot the server offers ("Continue in Telegram"; told on subscribe), and
+     *  whether a link is being asked for. */
+    let telegramBot = null;
+    let telegramBusy = false;
     let everOnline = false;
     let failures = 0;
     let retryTimer = null;
@@ -499,6 +521,11 @@ a.sg-file:hover .sg-file-name { text-decoration: underline; }
       'aria-label': 'Messages', tabindex: '0',
     }, empty, list, pendingList);
     const alert = h('p', { class: 'sg-alert', role: 'alert', hidden: true });
+    const telegramButton = h('button', { class: 'sg-tg-button', type: 'button' }, svg(PLANE),
+      'Continue in Telegram', h('span', { class: 'sg-vh' }, ' (opens in a new tab)'));
+    /** What happened to the last click (opening, refused), said without moving the focus. */
+    const telegramNote = h('span', { class: 'sg-tg-note', role: 'status', 'aria-live': 'polite' });
+    const telegramBar = h('div', { class: 'sg-tg', hidden: true }, telegramButton, telegramNote);
     const input = h('textarea', {
       class: 'sg-input', id: 'sg-input', rows: '2', 'aria-describedby': 'sg-counter sg-hint',
       autocomplete: 'off',
@@ -526,7 +553,7 @@ a.sg-file:hover .sg-file-name { text-decoration: underline; }
       class: 'sg-panel', id: 'sg-panel', role: 'dialog', 'aria-modal': 'false',
       'aria-labelledby': 'sg-title', hidden: true,
     }, h('header', { class: 'sg-head' }, h('div', {}, title, status), closeButton),
-    moreBar, log, typingLine, alert, form, drop);
+    moreBar, log, typingLine, telegramBar, alert, form, drop);
     const root = h('div', { class: 'sg-root', 'data-state': state, 'data-open': 'false' },
       launcher, panel);
     shadow.append(style, root);
@@ -585,6 +612,7 @@ a.sg-file:hover .sg-file-name { text-decoration: underline; }
       const text = STATUS_TEXT[next] + (detail ? ` — ${detail}` : '');
       if (statusText.textContent !== text) statusText.textContent = text;
       updateSend();
+      updateTelegram();
     }
 
     function showAlert(text) {
@@ -674,6 +702,8 @@ a.sg-file:hover .sg-file-name { text-decoration: underline; }
         if (reply && reply.data) {
           subscribed = true;
           typingPreview = reply.data.typing_preview === true;
+          const bot = reply.data.telegram_bot;
+          telegramBot = typeof bot === 'string' && /^[A-Za-z0-9_]{5,32}$/.test(bot) ? bot : null;
           everOnline = true;
           retryDelay = 1000;
           showAlert('');
@@ -1374,6 +1404,81 @@ a.sg-file:hover .sg-file-name { text-decoration: underline; }
 
     const carriesFiles = (e) => Boolean(e.dataTransfer) && Array.from(e.dataTransfer.types || []).includes('Files');
 
+    // ---- "Continue in Telegram" ----
+    function updateTelegram() {
+      telegramBar.hidden = !telegramBot;
+      telegramButton.disabled = state !== 'online' || telegramBusy;
+    }
+
+    function telegramNoteSays(text, failed, link) {
+      telegramNote.classList.toggle('sg-tg-failed', Boolean(failed));
+      telegramNote.replaceChildren(text);
+      if (link) {
+        telegramNote.append(' ', h('a', { href: link, target: '_blank', rel: 'noopener noreferrer' },
+          'Open Telegram'));
+      }
+    }
+
+    /** The bot's start link the server gave, only if it is one (never javascript: or another site). */
+    function telegramUrl(url) {
+      return typeof url === 'string' && /^https:\/\/t\.me\/[A-Za-z0-9_]{5,32}\?start=[A-Za-z0-9_-]{1,64}$/.test(url)
+        ? url : null;
+    }
+
+    /**
+     * Asks for a one-time link to the bot and opens it in a new tab. The link is asked for on
+     * each click, not ahead: a token works once and for minutes, so one fetched when the panel
+     * opened could be used or stale by the click, and no token is made for a visitor who never
+     * wants one. Browsers allow window.open only while the click is being handled, not after
+     * the await for the answer, so a blank tab is opened right here and sent to the link once it
+     * comes (closed again on a refusal); where even that is blocked, the link is shown to click.
+     */
+    function continueInTelegram() {
+      const s = socket;
+      if (!telegramBot || telegramBusy || !s || !s.connected || !subscribed) return;
+      let tab = null;
+      try {
+        tab = window.open('', '_blank');
+      } catch (_) {
+        tab = null;
+      }
+      if (tab) {
+        // The bot's page gets no handle on the host page.
+        try {
+          tab.opener = null;
+        } catch (_) {
+          /* some browsers refuse: harmless */
+        }
+      }
+      telegramBusy = true;
+      updateTelegram();
+      telegramNoteSays('Opening Telegram…');
+      const done = () => {
+        telegramBusy = false;
+        updateTelegram();
+      };
+      s.timeout(ACK_TIMEOUT_MS).emitWithAck('telegram link').then((reply) => {
+        done();
+        const url = telegramUrl(reply && reply.data && reply.data.url);
+        if (!url) {
+          if (tab) tab.close();
+          const error = (reply && reply.error) || {};
+          telegramNoteSays(`Telegram is not available: ${error.message || error.code || 'the server gave no link'}`, true);
+          return;
+        }
+        if (tab && !tab.closed) {
+          tab.location.href = url;
+          telegramNoteSays('Telegram opened in a new tab: press Start there.');
+        } else {
+          telegramNoteSays('Your browser blocked the new tab:', false, url);
+        }
+      }, () => {
+        done();
+        if (tab) tab.close();
+        telegramNoteSays('The chat server did not answer; try again.', true);
+      });
+    }
+
     // ---- history ----
     function setMoreVisible(visible) {
       moreButton.hidden = !visible;
@@ -1474,6 +1579,7 @@ a.sg-file:hover .sg-file-name { text-decoration: underline; }
       }
     });
     moreButton.addEventListener('click', loadOlder);
+    telegramButton.addEventListener('click', continueInTelegram);
     form.addEventListener('submit', (e) => {
       e.preventDefault();
       send();

@@ -1,6 +1,6 @@
 //! `[web]` of the configuration: the HTTP listener browsers connect to, visitor tokens, the
-//! demo page, the reverse proxies trusted to name the client, and the limits that protect
-//! the edge.
+//! demo page, the reverse proxies trusted to name the client, the Telegram bot the widget
+//! offers, and the limits that protect the edge.
 
 use serde::{Deserialize, Serialize};
 use socketgram_common::{ConfigError, Secret, TlsConfig};
@@ -38,6 +38,11 @@ pub struct WebConfig {
     /// How long a link to a file that a message shows stays valid, in seconds (a page shown
     /// again gets new links).
     pub file_link_ttl_secs: u64,
+    /// The Telegram bot's username (without `@`) the widget offers with "Continue in
+    /// Telegram": a one-time link that connects the visitor's Telegram to its conversation,
+    /// no password typed. Empty: `socketgram serve` fills it in from Telegram when the bot's
+    /// token is configured; otherwise the widget shows no such button.
+    pub telegram_bot: String,
     pub limits: Limits,
 }
 
@@ -106,6 +111,7 @@ impl Default for WebConfig {
             trusted_proxies: Vec::new(),
             public_url: String::new(),
             file_link_ttl_secs: 24 * 3600,
+            telegram_bot: String::new(),
             limits: Limits::default(),
         }
     }
@@ -144,6 +150,10 @@ impl WebConfig {
                 "web.file_link_ttl_secs",
                 "must be between 60 and 2592000 (30 days)",
             ));
+        }
+        if !self.telegram_bot.is_empty() {
+            crate::telegram::check_username(&self.telegram_bot)
+                .map_err(|e| ConfigError::new("web.telegram_bot", e))?;
         }
         let l = &self.limits;
         for (key, value) in [

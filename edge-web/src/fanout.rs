@@ -29,6 +29,7 @@ use crate::{
     answer::{Reply, answer_with},
     core_link::{CoreLink, LinkEvent},
     files::FileLinks,
+    telegram::TelegramBot,
     wire::{Flavor, admin_room, conversation_room, payload, support_payload, workflow as wire},
 };
 
@@ -109,6 +110,7 @@ pub struct Fanout {
 pub struct FanoutTask {
     link: Arc<CoreLink>,
     files: Arc<FileLinks>,
+    telegram_bot: TelegramBot,
     input: mpsc::WeakUnboundedSender<Input>,
     rx: mpsc::UnboundedReceiver<Input>,
     ids: Arc<HandshakeIds>,
@@ -117,9 +119,19 @@ pub struct FanoutTask {
 impl FanoutTask {
     /// Starts delivering to the sockets of `io`.
     pub fn start(self, io: SocketIo) {
-        tokio::spawn(run(
-            io, self.link, self.files, self.input, self.rx, self.ids,
-        ));
+        let state = State {
+            io,
+            link: self.link,
+            files: self.files,
+            telegram_bot: self.telegram_bot,
+            input: self.input,
+            ids: self.ids,
+            cursor: None,
+            online: BTreeSet::new(),
+            waiting: Vec::new(),
+            admitting: HashMap::new(),
+        };
+        tokio::spawn(run(state, self.rx));
     }
 }
 
@@ -150,7 +162,11 @@ impl HandshakeIds {
 
 impl Fanout {
     /// The handle, and the task to start with the Socket.IO handle.
-    pub fn new(link: Arc<CoreLink>, files: Arc<FileLinks>) -> (Arc<Self>, FanoutTask) {
+    pub fn new(
+        link: Arc<CoreLink>,
+        files: Arc<FileLinks>,
+        telegram_bot: TelegramBot,
+    ) -> (Arc<Self>, FanoutTask) {
         // Unbounded: joins come from handlers that must not wait (their socket's turn is
         // held), at most one per accepted `subscribe`, which the rate limits bound; the task
         // never waits on a client (emits go to the sockets' own bounded queues).
@@ -159,6 +175,7 @@ impl Fanout {
         let task = FanoutTask {
             link,
             files,
+            telegram_bot,
             input: input.downgrade(),
             rx,
             ids: ids.clone(),
@@ -234,6 +251,8 @@ struct State {
     io: SocketIo,
     link: Arc<CoreLink>,
     files: Arc<FileLinks>,
+    /// The bot the widget may offer, told in the `subscribe` answer.
+    telegram_bot: TelegramBot,
     /// For the history readers to report back; weak, so the task ends with the `Fanout`.
     input: mpsc::WeakUnboundedSender<Input>,
     ids: Arc<HandshakeIds>,
@@ -247,27 +266,9 @@ struct State {
     admitting: HashMap<u64, Vec<(Sid, Vec<pb::Message>)>>,
 }
 
-async fn run(
-    io: SocketIo,
-    link: Arc<CoreLink>,
-    files: Arc<FileLinks>,
-    input: mpsc::WeakUnboundedSender<Input>,
-    mut rx: mpsc::UnboundedReceiver<Input>,
-    ids: Arc<HandshakeIds>,
-) {
+async fn run(mut state: State, mut rx: mpsc::UnboundedReceiver<Input>) {
     let scope = Scope::AllConversations(true);
-    let mut sub = link.subscribe(scope, None);
-    let mut state = State {
-        io,
-        link,
-        files,
-        input,
-        ids,
-        cursor: None,
-        online: BTreeSet::new(),
-        waiting: Vec::new(),
-        admitting: HashMap::new(),
-    };
+    let mut sub = state.link.subscribe(scope, None);
     loop {
         tokio::select! {
             input = rx.recv() => match input {
@@ -421,9 +422,12 @@ impl State {
             }
         }
         socket.join(conversation_room(conversation, flavor));
+        // `telegram_bot` (null: none) came later than the other two: a client that does not
+        // know it reads the answer as before.
         let answer = Ok(serde_json::json!({
             "conversation": conversation,
             "typing_preview": live.typing_preview,
+            "telegram_bot": self.telegram_bot.username(),
         }));
         answer_with(&socket, ack, events::incoming::SUBSCRIBE, answer);
     }

@@ -16,6 +16,7 @@
 //! - [`peer`]: what the edge knows about one socket; cutting one off.
 //! - [`log`]: how sockets and requests appear in the log.
 //! - [`limits`]: events per second and sockets per client address.
+//! - [`telegram`]: the bot the widget offers ("Continue in Telegram") and its start links.
 //! - `metrics`: what the edge records for `/metrics`; `/readyz` adds its `core_link` check.
 
 pub mod answer;
@@ -33,6 +34,7 @@ pub mod log;
 mod metrics;
 pub mod peer;
 pub mod socket;
+pub mod telegram;
 pub mod wire;
 
 use std::{sync::Arc, time::Duration};
@@ -57,6 +59,7 @@ use crate::{
     drain::Drain,
     fanout::Fanout,
     limits::Limiter,
+    telegram::TelegramBot,
 };
 
 /// Shared by every handler.
@@ -72,6 +75,8 @@ pub struct Edge {
     pub proxies: Arc<TrustedProxies>,
     /// Events in flight, waited for on shutdown.
     pub drain: Drain,
+    /// The bot the widget offers ("Continue in Telegram"), once there is one.
+    pub telegram_bot: TelegramBot,
 }
 
 impl Edge {
@@ -90,6 +95,8 @@ pub enum WebError {
     TrustedProxies(#[from] BadProxyEntry),
     #[error("web.tls: {0}")]
     Tls(String),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Packets queued per socket before emits to it fail: room for a full history replay.
@@ -99,20 +106,41 @@ const SOCKET_BUFFER: usize = 2048;
 /// is held by every idle visitor.
 const WS_READ_BUFFER: usize = 1024;
 
-/// Serves the web edge on `listener` until `shutdown`; `extra` routes (e.g. the core's
-/// gRPC-web API) are served beside it, and so are the operations endpoints of `ops`, with the
-/// edge's own readiness check (`core_link`: its session with the core is open). On `shutdown` it stops accepting connections and
-/// events, answers every event already accepted, closes the sockets, then returns: the core
-/// must keep serving until then.
+/// What the caller adds to the web edge.
+#[derive(Default)]
+pub struct Extras {
+    /// Routes served beside the edge's own (e.g. the core's gRPC-web API, the Telegram
+    /// webhook).
+    pub routes: Option<axum::Router>,
+    /// The operations endpoints, served beside them with the edge's own readiness check
+    /// (`core_link`: its session with the core is open).
+    pub ops: Ops,
+    /// Where the caller fills in the Telegram bot the widget offers when `[web] telegram_bot`
+    /// is empty (the configured one wins).
+    pub telegram_bot: TelegramBot,
+}
+
+/// Serves the web edge on `listener` until `shutdown`, with what the caller adds (`extras`).
+/// On `shutdown` it stops accepting connections and events, answers every event already
+/// accepted, closes the sockets, then returns: the core must keep serving until then.
 pub async fn serve(
     listener: TcpListener,
     config: &WebConfig,
     legacy: &LegacyConfig,
     core: Cores,
-    extra: Option<axum::Router>,
-    ops: Ops,
+    extras: Extras,
     shutdown: CancellationToken,
 ) -> Result<(), WebError> {
+    let Extras {
+        routes: extra,
+        ops,
+        telegram_bot,
+    } = extras;
+    if !config.telegram_bot.is_empty() {
+        telegram_bot
+            .configure(&config.telegram_bot)
+            .map_err(|e| WebError::Config(format!("web.telegram_bot: {e}")))?;
+    }
     let proxies = Arc::new(TrustedProxies::parse(&config.trusted_proxies)?);
     let local = listener.local_addr()?;
     if proxies.is_empty() && local.ip().is_loopback() {
@@ -144,7 +172,7 @@ pub async fn serve(
         &base,
         config.file_link_ttl_secs,
     ));
-    let (fanout, fanout_task) = Fanout::new(link.clone(), files.clone());
+    let (fanout, fanout_task) = Fanout::new(link.clone(), files.clone(), telegram_bot.clone());
     let edge = Arc::new(Edge {
         link: link.clone(),
         fanout,
@@ -154,6 +182,7 @@ pub async fn serve(
         limiter: limiter.clone(),
         proxies,
         drain: Drain::new(shutdown.clone()),
+        telegram_bot,
     });
     let (layer, io) = SocketIo::builder()
         .max_payload(config.limits.max_packet_bytes)

@@ -18,6 +18,7 @@ fn incoming_label(event: &str) -> &'static str {
         incoming::MARK_READ,
         incoming::TYPING,
         incoming::TYPING_ADMIN,
+        incoming::TELEGRAM_LINK,
         support::CONVERSATION,
         support::ASSIGN,
         support::STATUS,

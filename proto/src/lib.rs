@@ -39,6 +39,9 @@ pub mod reason {
     pub const NOT_LINKED: &str = "NOT_LINKED";
     /// A conversation without a topic in the staff chat (or a topic of no conversation).
     pub const NO_STAFF_TOPIC: &str = "NO_STAFF_TOPIC";
+    /// A Telegram link token (`RedeemLinkToken`) that is unknown, used already or expired:
+    /// the visitor asks the widget for a new link.
+    pub const LINK_TOKEN_INVALID: &str = "LINK_TOKEN_INVALID";
     pub const OUT_OF_RANGE: &str = "OUT_OF_RANGE";
     /// A limit on how many of a thing may exist (e.g. canned replies) is reached.
     pub const LIMIT_REACHED: &str = "LIMIT_REACHED";

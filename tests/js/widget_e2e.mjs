@@ -255,6 +255,8 @@ async function run(context) {
   check((await focused(page)) === "textarea#sg-input", "focus in the message box after opening", await focused(page));
   check((await launcher.getAttribute("aria-expanded")) === "true", "launcher says expanded");
   await waitOnline(page);
+  // The server names no Telegram bot here: no "Continue in Telegram".
+  check(await page.locator(".sg-tg").isHidden(), "no \"Continue in Telegram\" without a bot");
 
   // History on open: the last 20 of what the Rust test stored, oldest first, and a button.
   if (SEEDED > 0) {

@@ -92,6 +92,8 @@ conformance!(
     conversations_are_found_by_id_vouched_name_or_text,
     files_wait_for_a_message_then_go_with_it,
     staff_pair_with_telegram_users_and_conversations_with_topics,
+    link_tokens_are_taken_once_while_they_last,
+    a_link_token_goes_to_exactly_one_of_concurrent_redeems,
 );
 
 fn at(h: u32, m: u32, s: u32) -> NaiveDateTime {
@@ -1829,4 +1831,105 @@ async fn staff_pair_with_telegram_users_and_conversations_with_topics(f: Fixture
         "erased with it"
     );
     assert_eq!(f.store.staff_topic(chat, 52).await.unwrap(), Some(8));
+}
+
+/// Rows of `sg_telegram_link_tokens`, expired or not.
+async fn link_token_rows(f: &Fixture) -> u64 {
+    f.db.fetch_text("SELECT CAST(COUNT(*) AS CHAR(20)) FROM sg_telegram_link_tokens")
+        .await
+        .expect("count link tokens")
+        .and_then(|n| n.trim().parse().ok())
+        .expect("a count")
+}
+
+/// "Continue in Telegram" tokens, kept by digest: one is taken once, while it lasts by the
+/// database's clock; a second take, an unknown token and an expired one find nothing. Expired
+/// rows go when a token is made; an erasure takes its conversation's.
+async fn link_tokens_are_taken_once_while_they_last(f: Fixture) {
+    let s = &f.store;
+    let id = |c: char| c.to_string().repeat(64);
+    let before = local_now_ms();
+    let expires = s
+        .create_link_token(&id('a'), 90, Duration::from_secs(600))
+        .await
+        .unwrap();
+    // In milliseconds since 1970, by a clock near this one (same machine).
+    assert!(
+        (expires - (before + 600_000)).abs() < 30_000,
+        "{expires} vs {before}"
+    );
+    assert!(
+        s.create_link_token(&id('a'), 91, MINUTE).await.is_err(),
+        "an id is one token"
+    );
+    assert_eq!(s.take_link_token(&id('a')).await.unwrap(), Some(90));
+    assert_eq!(
+        s.take_link_token(&id('a')).await.unwrap(),
+        None,
+        "taken once"
+    );
+    assert_eq!(s.take_link_token(&id('z')).await.unwrap(), None, "unknown");
+
+    // No time to live: expired at once, by the database's clock.
+    s.create_link_token(&id('b'), 92, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(s.take_link_token(&id('b')).await.unwrap(), None, "expired");
+    assert_eq!(
+        link_token_rows(&f).await,
+        1,
+        "an expired token waits for the sweep"
+    );
+    s.create_link_token(&id('c'), 93, MINUTE).await.unwrap();
+    assert_eq!(
+        link_token_rows(&f).await,
+        1,
+        "making a token swept the expired one"
+    );
+    f.db.execute("UPDATE sg_telegram_link_tokens SET expires_at_ms = 1 WHERE cid = 93")
+        .await
+        .expect("expire the token");
+    assert_eq!(s.take_link_token(&id('c')).await.unwrap(), None, "expired");
+    s.create_link_token(&id('d'), 94, MINUTE).await.unwrap();
+    assert_eq!(link_token_rows(&f).await, 1, "and again");
+
+    s.append(&[visitor(94, "hello", None)]).await.unwrap();
+    s.create_link_token(&id('e'), 95, MINUTE).await.unwrap();
+    s.erase_conversation(94, "alice").await.unwrap();
+    assert_eq!(s.take_link_token(&id('d')).await.unwrap(), None, "erased");
+    assert_eq!(
+        s.take_link_token(&id('e')).await.unwrap(),
+        Some(95),
+        "another's stays"
+    );
+}
+
+/// Several redeems of one token at once: exactly one gets its conversation, every round.
+async fn a_link_token_goes_to_exactly_one_of_concurrent_redeems(f: Fixture) {
+    const TAKERS: usize = 8;
+    for round in 0..5u64 {
+        let id = format!("{round:064}");
+        let conversation = 100 + round;
+        f.store
+            .create_link_token(&id, conversation, MINUTE)
+            .await
+            .unwrap();
+        let start = Arc::new(tokio::sync::Barrier::new(TAKERS));
+        let tasks: Vec<_> = (0..TAKERS)
+            .map(|_| {
+                let (store, start, id) = (f.store.clone(), start.clone(), id.clone());
+                tokio::spawn(async move {
+                    start.wait().await;
+                    store.take_link_token(&id).await.expect("take")
+                })
+            })
+            .collect();
+        let mut taken = Vec::new();
+        for t in tasks {
+            taken.push(t.await.expect("task"));
+        }
+        let winners: Vec<u64> = taken.iter().flatten().copied().collect();
+        assert_eq!(winners, [conversation], "round {round}: {taken:?}");
+    }
+    assert_eq!(link_token_rows(&f).await, 0);
 }

@@ -1,4 +1,5 @@
-//! The `Telegram` service: the links between Telegram chats and visitors.
+//! The `Telegram` service: the links between Telegram chats and visitors (by login, or by a
+//! one-time link token), leases and the staff group's state.
 
 use std::{sync::Arc, time::Duration};
 
@@ -134,6 +135,36 @@ impl Telegram for TelegramApi {
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ReleaseLeaseResponse { released }))
+    }
+
+    #[tracing::instrument(skip_all, name = "Telegram.CreateLinkToken", fields(conversation = request.get_ref().conversation_id))]
+    async fn create_link_token(
+        &self,
+        request: Request<pb::CreateLinkTokenRequest>,
+    ) -> Result<Response<pb::LinkToken>, Status> {
+        let issued = self
+            .core
+            .create_link_token(request.into_inner().conversation_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::LinkToken {
+            token: issued.token,
+            expires_at_ms: issued.expires_at_ms,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, name = "Telegram.RedeemLinkToken", fields(chat_id = request.get_ref().chat_id))]
+    async fn redeem_link_token(
+        &self,
+        request: Request<pb::RedeemLinkTokenRequest>,
+    ) -> Result<Response<pb::TelegramLink>, Status> {
+        let r = request.into_inner();
+        let link = self
+            .core
+            .redeem_link_token(&r.token, r.chat_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::telegram_link(&link)))
     }
 
     #[tracing::instrument(skip_all, name = "Telegram.GetStaffMember")]

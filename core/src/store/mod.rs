@@ -13,7 +13,8 @@
 //! `sg_delivery_cursors` (how far each consumer that pushes messages elsewhere has got) and
 //! `sg_leases` (who holds a named lease, until when by the database's clock), and
 //! `sg_attachments` (files of messages: their description; the bytes are in the file storage,
-//! `crate::files`).
+//! `crate::files`), and `sg_telegram_link_tokens` (one-time "Continue in Telegram" tokens, by
+//! digest).
 
 mod batch;
 mod dialect;
@@ -407,6 +408,23 @@ pub trait Store: Send + Sync + 'static {
     /// Puts every link in menu mode.
     async fn reset_telegram_modes(&self) -> StoreResult<()>;
 
+    /// Keeps a Telegram link token (`sg_telegram_link_tokens`) by `id`, the digest of its
+    /// secret, for `conversation`, until the database's now + `ttl`; first deletes every
+    /// token that has expired. Returns when it expires (milliseconds since 1970, by the
+    /// database's clock).
+    async fn create_link_token(
+        &self,
+        id: &str,
+        conversation: ConversationId,
+        ttl: Duration,
+    ) -> StoreResult<i64>;
+
+    /// Takes the link token `id`: deletes it when it is there and has not expired by the
+    /// database's clock, and returns its conversation. `None` when it is unknown, taken
+    /// already or expired. One statement decides, so of concurrent takers of one token
+    /// exactly one gets it.
+    async fn take_link_token(&self, id: &str) -> StoreResult<Option<ConversationId>>;
+
     /// A consumer's delivery cursor (`sg_delivery_cursors`), created at `start` when the
     /// consumer has none yet. Returns the stored value.
     async fn delivery_cursor(&self, consumer: &str, start: MessageId) -> StoreResult<MessageId>;
@@ -492,8 +510,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<VisitorContext>;
 
     /// Erases a conversation for good, in one transaction under the write lock: its messages
-    /// (and their `sg_message_meta`), files' rows, notes, Telegram link and staff topics,
-    /// visitor context and `sg_conversations` row; then
+    /// (and their `sg_message_meta`), files' rows, notes, Telegram link, link tokens and staff
+    /// topics, visitor context and `sg_conversations` row; then
     /// records the erasure (`sg_erasures`: who, when, how much). Returns the record.
     async fn erase_conversation(
         &self,

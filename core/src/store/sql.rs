@@ -1074,6 +1074,60 @@ where
         Ok(())
     }
 
+    #[tracing::instrument(skip_all, name = "store.create_link_token", fields(conversation = conversation))]
+    async fn create_link_token(
+        &self,
+        id: &str,
+        conversation: ConversationId,
+        ttl: Duration,
+    ) -> StoreResult<i64> {
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        // The database's clock, read once: the sweep and the expiry agree with the redeem's
+        // condition whichever core replica makes or redeems the token. No transaction around
+        // the statements (as for leases): on MySQL the sweep's gap locks would make concurrent
+        // creates deadlock on their inserts, and nothing needs the two to be one.
+        let mut clock = QueryBuilder::<DB>::new(format!("SELECT {} AS now_ms", DB::NOW_MS));
+        let now: Int = clock.build_query_scalar().fetch_one(&self.pool).await?;
+        let expires_at_ms = now.0.saturating_add(ttl_ms);
+        let mut sweep =
+            QueryBuilder::<DB>::new("DELETE FROM sg_telegram_link_tokens WHERE expires_at_ms <= ");
+        sweep.push_bind(now.0);
+        sweep.build().execute(&self.pool).await?;
+        let mut put = QueryBuilder::<DB>::new(
+            "INSERT INTO sg_telegram_link_tokens (id, cid, expires_at_ms) ",
+        );
+        put.push_values([()], |mut row, ()| {
+            row.push_bind(id.to_owned())
+                .push_bind(to_db_id(conversation))
+                .push_bind(expires_at_ms);
+        });
+        put.build().execute(&self.pool).await?;
+        Ok(expires_at_ms)
+    }
+
+    #[tracing::instrument(skip_all, name = "store.take_link_token")]
+    async fn take_link_token(&self, id: &str) -> StoreResult<Option<ConversationId>> {
+        // An id's conversation never changes (the id is the digest of a fresh random secret,
+        // stored once), so it may be read before the statement that decides.
+        let mut read =
+            QueryBuilder::<DB>::new("SELECT cid FROM sg_telegram_link_tokens WHERE id = ");
+        read.push_bind(id.to_owned());
+        let cid: Option<Int> = read.build_query_scalar().fetch_optional(&self.pool).await?;
+        let Some(cid) = cid else {
+            return Ok(None);
+        };
+        // The one statement that decides: it deletes the row only while the token lasts. Of
+        // concurrent takers one deletes it; the others wait for its row lock (MySQL,
+        // PostgreSQL) or for the one writer (SQLite), then find nothing to delete.
+        let mut take = QueryBuilder::<DB>::new("DELETE FROM sg_telegram_link_tokens WHERE id = ");
+        take.push_bind(id.to_owned())
+            .push(format_args!(" AND expires_at_ms > {}", DB::NOW_MS));
+        if take.build().execute(&self.pool).await?.rows() != 1 {
+            return Ok(None);
+        }
+        Ok(Some(from_db_id("sg_telegram_link_tokens.cid", cid.0)?))
+    }
+
     #[tracing::instrument(skip_all, name = "store.delivery_cursor")]
     async fn delivery_cursor(&self, consumer: &str, start: MessageId) -> StoreResult<MessageId> {
         self.write_cursor(consumer, start, false).await
@@ -1308,6 +1362,7 @@ where
             ("messages", Some(0)),
             ("sg_notes", Some(1)),
             ("telegram", None),
+            ("sg_telegram_link_tokens", None),
             ("sg_staff_topics", None),
             ("sg_visitor_context", None),
             ("sg_conversations", None),

@@ -355,6 +355,7 @@ async fn dispatch(
         (incoming::MARK_READ, false) => visitor::mark_read(&s, &edge, &peer, &data).await,
         (incoming::TYPING, false) => visitor::typing(&s, &edge, &peer, &data),
         (incoming::UPLOAD, false) => visitor::upload(&s, &edge, &peer, &data).await,
+        (incoming::TELEGRAM_LINK, false) => visitor::telegram_link(&s, &edge, &peer, &data).await,
         (incoming::UPLOAD_ADMIN, true) => admin::upload(&edge, &peer, &data).await,
         (incoming::TYPING_ADMIN, true) => admin::typing(&edge, &peer, &data),
         (incoming::SUBSCRIBE_ADMIN, true) => admin::subscribe(&peer, &data),
@@ -404,7 +405,8 @@ async fn dispatch(
             | incoming::TAKE_HISTORY
             | incoming::MARK_READ
             | incoming::TYPING
-            | incoming::UPLOAD,
+            | incoming::UPLOAD
+            | incoming::TELEGRAM_LINK,
             true,
         ) => Err(Refusal::Forbidden(
             "this event is for visitors; admins use the :servadm events".into(),

@@ -1,5 +1,5 @@
 //! Visitor events: `subscribe`, `new message`, `take history` (LEGACY.md §3), and
-//! Socketgram's own `mark read`, `typing` and `upload`. The visitor's
+//! Socketgram's own `mark read`, `typing`, `upload` and `telegram link`. The visitor's
 //! identity is the handshake's; a payload naming another visitor or room is refused and
 //! logged, and nothing is stored (LEGACY.md §9.1).
 
@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use socketgram_admin_php_compat::{
     events::{
-        self, Claims, HISTORY_PAGE, MarkRead, NO_ARGS, NewMessage, Subscribe, TakeHistory, Typing,
-        Upload, incoming, outgoing,
+        self, Claims, HISTORY_PAGE, MarkRead, NO_ARGS, NewMessage, Subscribe, TakeHistory,
+        TelegramLink, TelegramLinkPayload, Typing, Upload, incoming, outgoing,
     },
     handshake::Identity,
 };
@@ -145,6 +145,35 @@ pub async fn upload(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value) -> An
     let ticket =
         super::upload_ticket(edge, cid, &Uploader::Visitor, &payload.name, payload.size).await?;
     Ok(serde_json::to_value(ticket).unwrap_or_default())
+}
+
+/// `telegram link` (the widget's "Continue in Telegram", no payload): the bot's start link
+/// for this connection's visitor, with a one-time token from the core, and when it stops
+/// working. Refused when the edge knows no bot (`[web] telegram_bot`).
+pub async fn telegram_link(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value) -> Answer {
+    let empty = json!({});
+    let data = if data.is_null() { &empty } else { data };
+    own::<TelegramLink>(s, peer, data, incoming::TELEGRAM_LINK)?;
+    let Some(bot) = edge.telegram_bot.username() else {
+        return Err(Refusal::Refused(
+            "this chat has no Telegram bot to continue in ([web] telegram_bot is not set)".into(),
+        ));
+    };
+    let request = pb::CreateLinkTokenRequest {
+        conversation_id: visitor(peer).cid,
+    };
+    let issued = edge
+        .link
+        .client()
+        .telegram
+        .create_link_token(request)
+        .await?
+        .into_inner();
+    let payload = TelegramLinkPayload {
+        url: crate::telegram::start_link(&bot, &issued.token),
+        expires_at_ms: issued.expires_at_ms,
+    };
+    Ok(serde_json::to_value(payload).unwrap_or_default())
 }
 
 /// `take history {username, room, mid}`: up to 10 messages older than `mid`, newest first,

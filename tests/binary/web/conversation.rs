@@ -966,8 +966,8 @@ async fn parties(server: &TestServer, db: &TestDb, cid: u64) -> Parties {
     let ack = widget.emit_ack("subscribe", &[json!({})]).await;
     assert_eq!(
         ack["data"],
-        json!({ "conversation": cid, "typing_preview": false }),
-        "subscribe accepted; drafts are not shown to support by default"
+        json!({ "conversation": cid, "typing_preview": false, "telegram_bot": null }),
+        "subscribe accepted; drafts are not shown to support by default, no Telegram bot"
     );
     let legacy_tab = page(server, cid).await;
     Parties {

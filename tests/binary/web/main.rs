@@ -3,7 +3,7 @@
 //! ([`SioClient`]), with the database checked the way the PHP admin reads it (LEGACY.md §2-§6,
 //! and the defects of §9 that must be gone). One file per behaviour: `conversation`,
 //! `history`, `identity`, `bad_input`, `connections`, `shutdown`, `ops` (the operations
-//! endpoints); shared helpers here.
+//! endpoints), `telegram_link` ("Continue in Telegram"); shared helpers here.
 //!
 //! Without Node.js (or, for the MariaDB case, without MariaDB) these tests print `SKIPPED`,
 //! except under `CI=true`, where they fail. They synchronise on received events; the only
@@ -468,3 +468,4 @@ mod history;
 mod identity;
 mod ops;
 mod shutdown;
+mod telegram_link;
