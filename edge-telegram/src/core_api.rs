@@ -154,6 +154,28 @@ impl CoreApi {
         Ok(Link::from_pb(link.get_ref()))
     }
 
+    /// Redeems a "Continue in Telegram" token (`/start <token>`): links the chat to the
+    /// token's visitor. `None` when the token is unknown, used or expired, or is no token of
+    /// ours at all (another deep link's parameter): nothing was linked.
+    pub async fn redeem_link_token(&self, chat_id: i64, token: &str) -> Result<Option<Link>> {
+        match self
+            .client()
+            .telegram
+            .clone()
+            .redeem_link_token(pb::RedeemLinkTokenRequest {
+                token: token.to_owned(),
+                chat_id,
+            })
+            .await
+        {
+            Ok(link) => Ok(Some(Link::from_pb(link.get_ref()))),
+            Err(status) if matches!(status.code(), Code::NotFound | Code::InvalidArgument) => {
+                Ok(None)
+            }
+            Err(status) => Err(self.failed("RedeemLinkToken")(status)),
+        }
+    }
+
     /// Sets the mode and/or the active flag; `None` when the chat is not linked (any more).
     pub async fn set_state(
         &self,

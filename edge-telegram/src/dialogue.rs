@@ -320,8 +320,17 @@ async fn handle(
     }
 }
 
+/// The parameter of `/start <parameter>`, what a deep link `t.me/<bot>?start=<parameter>`
+/// sends.
+fn start_parameter(text: &str) -> Option<&str> {
+    let mut words = text.split_whitespace();
+    words.next().filter(|command| is_start(command))?;
+    words.next()
+}
+
 /// `/start`: the greeting by first name and company, and the menu. A chat in writing mode
-/// goes back to the menu, which is what it is shown.
+/// goes back to the menu, which is what it is shown. `/start <token>`, the widget's
+/// "Continue in Telegram", links the chat to that visitor first (see [`start_linked`]).
 async fn start(
     ctx: &Context,
     bot: &TgBot,
@@ -329,15 +338,18 @@ async fn start(
     link: Option<Link>,
 ) -> Result<(), TelegramError> {
     let chat_id = msg.chat.id.0;
-    if link.is_some_and(|l| l.writing) {
-        ctx.core.set_state(chat_id, Some(false), None).await?;
-    }
     let first_name = msg
         .from
         .as_ref()
         .map(|u| u.first_name.as_str())
         .or_else(|| msg.chat.first_name())
         .unwrap_or_default();
+    if let Some(token) = msg.text().and_then(start_parameter) {
+        return start_linked(ctx, bot, chat_id, first_name, token, link).await;
+    }
+    if link.is_some_and(|l| l.writing) {
+        ctx.core.set_state(chat_id, Some(false), None).await?;
+    }
     let greeting = format!(
         "{}\n{}",
         ctx.texts.greeting(first_name, &ctx.info.company),
@@ -351,6 +363,38 @@ async fn start(
         menu(&ctx.texts, link.is_some()),
     )
     .await;
+    Ok(())
+}
+
+/// `/start <token>`: redeems the widget's one-time token, which links the chat to the
+/// token's visitor (moving older links, as a log-in does) without a password, and puts it in
+/// writing mode: the visitor came to go on with the conversation. A token that is unknown,
+/// used or expired links nothing and is said to be so; the chat keeps the link it had.
+async fn start_linked(
+    ctx: &Context,
+    bot: &TgBot,
+    chat_id: i64,
+    first_name: &str,
+    token: &str,
+    link: Option<Link>,
+) -> Result<(), TelegramError> {
+    let texts = &ctx.texts;
+    let Some(linked) = ctx.core.redeem_link_token(chat_id, token).await? else {
+        info!(chat_id, "a start link that is unknown, used or expired");
+        if link.is_some_and(|l| l.writing) {
+            ctx.core.set_state(chat_id, Some(false), None).await?;
+        }
+        reply(ctx, bot, chat_id, texts.link_invalid(), menu(texts, link.is_some())).await;
+        return Ok(());
+    };
+    ctx.core.set_state(chat_id, Some(true), None).await?;
+    info!(
+        chat_id,
+        conversation = linked.conversation_id,
+        "Telegram chat linked by the widget's start link"
+    );
+    let text = texts.linked_by_link(first_name, &format!("id{}", linked.conversation_id));
+    reply(ctx, bot, chat_id, &text, back(texts)).await;
     Ok(())
 }
 
@@ -769,4 +813,19 @@ async fn on_group_message(
 /// Whether `chat_id` is the staff chat. None is configured yet: every group is a stranger.
 fn is_staff_chat(_ctx: &Context, _chat_id: i64) -> bool {
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_link_passes_its_parameter() {
+        assert_eq!(start_parameter("/start"), None);
+        assert_eq!(start_parameter("/start  "), None);
+        assert_eq!(start_parameter("/start abc_-1"), Some("abc_-1"));
+        assert_eq!(start_parameter("/start@AcmeBot abc"), Some("abc"));
+        assert_eq!(start_parameter("/starter abc"), None);
+        assert_eq!(start_parameter("hello /start abc"), None);
+    }
 }

@@ -113,6 +113,30 @@ impl Texts {
         }
     }
 
+    /// `/start <token>` from the widget's "Continue in Telegram": the chat is linked to the
+    /// visitor and in writing mode.
+    pub fn linked_by_link(&self, first_name: &str, login: &str) -> String {
+        let (name, login) = (escape(first_name), escape(login));
+        match self.language {
+            Language::En => format!(
+                "Hello, {name}! This chat is now connected to your conversation with support \
+                 (<b>{login}</b>), no password needed. Write here; the answers come to this chat."
+            ),
+            Language::Ru => format!(
+                "Здравствуйте, {name}! Этот чат подключён к вашему разговору с поддержкой \
+                 (<b>{login}</b>), без пароля. Пишите здесь — ответы придут в этот чат."
+            ),
+        }
+    }
+
+    /// `/start <token>` with a token that is unknown, used or expired: nothing was linked.
+    pub fn link_invalid(&self) -> &'static str {
+        self.pick(
+            "This link has expired or was used already. Open the chat on the website and press “Continue in Telegram” again, or press “Log in”.",
+            "Эта ссылка устарела или уже использована. Откройте чат на сайте и снова нажмите «Продолжить в Telegram» или нажмите «Войти».",
+        )
+    }
+
     pub fn malformed_login(&self) -> &'static str {
         self.pick(
             "A login is <b>id</b> followed by your number, e.g. id123. Press “Log in” to try again.",

@@ -20,6 +20,8 @@ use socketgram_tests::{
 };
 use tonic::{Code, Streaming};
 
+mod deep_link;
+
 /// The bot's token: `<bot id>:<secret>`.
 const BOT_TOKEN: &str = "123456:TEST-token_for-the-fake-api";
 /// The delivery cursor's consumer name for that bot.
@@ -50,6 +52,8 @@ struct Setup {
     max_chars: usize,
     /// Keys of `[core.attachments]` besides its `dir` (one per line).
     attachments: String,
+    /// Keys of `[web]` (one per line).
+    web: String,
 }
 
 impl Default for Setup {
@@ -57,6 +61,7 @@ impl Default for Setup {
         Self {
             max_chars: MAX_CHARS,
             attachments: String::new(),
+            web: String::new(),
         }
     }
 }
@@ -84,11 +89,12 @@ fn config(
          [telegram]\ntoken = \"{BOT_TOKEN}\"\napi_url = \"{api}\"\nlanguage = \"{language}\"\n\
          contacts_html = \"{CONTACTS}\"\n{mode}\n\
          [telegram.limits]\nper_chat_per_second = 1000\nper_chat_per_minute = 100000\n\
-         overall_per_second = 1000\n",
+         overall_per_second = 1000\n\n[web]\n{web}",
         api = api.url(),
         max_chars = setup.max_chars,
         files = files.display(),
         attachments = setup.attachments,
+        web = setup.web,
     )
 }
 
