@@ -29,7 +29,7 @@ const XSS: &str = r#"<img src=x onerror="window.__sgXss=1"> & "quotes""#;
 const QUEUED: &str = "Typed before the page reloaded";
 /// Demo mode for `/demo`, and a message limit under the widget's own, so that the server
 /// refuses a message the widget lets through (the widget must show why).
-const CONFIG: &str = "[web]\ntoken_secret = \"widget-test-secret\"\ndemo = true\n[core]\ncompany = \"Acme\"\nmax_message_chars = 200\n";
+const CONFIG: &str = "[web]\ntoken_secret = \"widget-test-secret\"\ndemo = true\ntelegram_bot = \"SocketgramTestBot\"\n[core]\ncompany = \"Acme\"\nmax_message_chars = 200\n";
 
 fn author(kind: pb::AuthorKind, admin_id: &str) -> Option<pb::Author> {
     Some(pb::Author {
@@ -106,9 +106,12 @@ async fn widget_sends_receives_and_keeps_history_in_chromium() {
     let screenshot = std::env::var("WIDGET_SCREENSHOT")
         .unwrap_or_else(|_| shots.path().join("widget.png").display().to_string());
     let results = shots.path().join("files.json");
+    let telegram_link = shots.path().join("telegram-link.txt");
     let mut command = node.script("widget_e2e.mjs");
     command
         .env("RESULTS", &results)
+        .env("TELEGRAM_BOT", "SocketgramTestBot")
+        .env("TELEGRAM_LINK", &telegram_link)
         .env("WEB_URL", server.web_url())
         .env("CID", CID.to_string())
         .env("SEEDED", SEEDED.to_string())
@@ -262,6 +265,7 @@ async fn widget_sends_receives_and_keeps_history_in_chromium() {
     );
 
     files_stored_as_sent(&mut chat, &results).await;
+    link_opened_for_the_visitor(&server, &telegram_link).await;
 
     assert!(
         server.terminate().await,
@@ -329,4 +333,29 @@ async fn files_stored_as_sent(
         })
         .collect();
     assert_eq!(stored, expected, "each message with its files, once");
+}
+
+/// The start link the widget's "Continue in Telegram" opened is the bot's, and its token links
+/// a Telegram chat to the widget's visitor, once.
+async fn link_opened_for_the_visitor(server: &TestServer, path: &std::path::Path) {
+    let link = std::fs::read_to_string(path).expect("the script wrote the start link");
+    let token = link
+        .strip_prefix("https://t.me/SocketgramTestBot?start=")
+        .unwrap_or_else(|| panic!("a start link of the bot: {link}"));
+    let mut telegram = server.telegram().await;
+    let redeem = || pb::RedeemLinkTokenRequest {
+        token: token.to_owned(),
+        chat_id: 5_000_000_001,
+    };
+    let linked = telegram
+        .redeem_link_token(redeem())
+        .await
+        .expect("the widget's link redeems")
+        .into_inner();
+    assert_eq!(linked.conversation_id, CID, "{linked:?}");
+    let again = telegram
+        .redeem_link_token(redeem())
+        .await
+        .expect_err("a start link works once");
+    assert_eq!(again.code(), tonic::Code::NotFound, "{again:?}");
 }

@@ -4,7 +4,9 @@
 // test stored before), SCREENSHOT (a .png path; a "-mobile" copy is taken too), ATTACH_CID
 // (the visitor who sends files, in a conversation of its own so CID's stays as the Rust test
 // checks it; default CID + 1), RESULTS (optional: a path where the script writes, as JSON, what
-// it sent with files, for the Rust test to compare with what is stored; see `attachments`).
+// it sent with files, for the Rust test to compare with what is stored; see `attachments`),
+// TELEGRAM_BOT (the bot the server names, if any) and TELEGRAM_LINK (a path where the script
+// writes the start link "Continue in Telegram" opened, for the Rust test to redeem).
 // Lines on stdout tell the Rust test where we are: "ready" (the widget is online), "sent"
 // (our message is shown with its id), "offline" (the browser lost its network), "done". The
 // Rust test answers on stdin: "replied" once it has stored the admin's reply ("shown" /
@@ -26,6 +28,8 @@ const SEEDED = Number(process.env.SEEDED ?? 0);
 const SCREENSHOT = process.env.SCREENSHOT;
 const ATTACH_CID = process.env.ATTACH_CID ?? String(Number(CID) + 1);
 const RESULTS = process.env.RESULTS;
+const TELEGRAM_BOT = process.env.TELEGRAM_BOT;
+const TELEGRAM_LINK = process.env.TELEGRAM_LINK;
 const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 /** Longest wait for any one step. */
 const STEP_MS = 20_000;
@@ -255,8 +259,7 @@ async function run(context) {
   check((await focused(page)) === "textarea#sg-input", "focus in the message box after opening", await focused(page));
   check((await launcher.getAttribute("aria-expanded")) === "true", "launcher says expanded");
   await waitOnline(page);
-  // The server names no Telegram bot here: no "Continue in Telegram".
-  check(await page.locator(".sg-tg").isHidden(), "no \"Continue in Telegram\" without a bot");
+  await continueInTelegram(context, page);
 
   // History on open: the last 20 of what the Rust test stored, oldest first, and a button.
   if (SEEDED > 0) {
@@ -428,6 +431,32 @@ async function run(context) {
 
   check(problems.length === 0, "no page errors", problems);
   say("done");
+}
+
+/**
+ * "Continue in Telegram": shown only when the server names a bot; a click opens the bot's
+ * one-time start link in a new tab (Telegram itself is not reached: the tab's request is
+ * answered here), and the link goes to TELEGRAM_LINK for the Rust test to redeem.
+ */
+async function continueInTelegram(context, page) {
+  const bar = page.locator(".sg-tg");
+  if (!TELEGRAM_BOT) {
+    check(await bar.isHidden(), "no \"Continue in Telegram\" without a bot");
+    return;
+  }
+  await bar.waitFor({ timeout: STEP_MS });
+  const button = page.getByRole("button", { name: /Continue in Telegram/ });
+  check(await button.isEnabled(), "\"Continue in Telegram\" can be pressed when online");
+  await context.route("https://t.me/**", (route) =>
+    route.fulfill({ status: 200, contentType: "text/html", body: "<title>Telegram</title>" }));
+  const [tab] = await Promise.all([context.waitForEvent("page", { timeout: STEP_MS }), button.click()]);
+  const pattern = new RegExp(`^https://t\\.me/${TELEGRAM_BOT}\\?start=[A-Za-z0-9_-]{22}$`);
+  await tab.waitForURL(pattern, { timeout: STEP_MS });
+  const link = tab.url();
+  check(await tab.evaluate(() => window.opener === null), "the bot's tab has no handle on the page");
+  await page.locator(".sg-tg-note", { hasText: "press Start" }).waitFor({ timeout: STEP_MS });
+  await tab.close();
+  if (TELEGRAM_LINK) writeFileSync(TELEGRAM_LINK, link);
 }
 
 const userDataDir = mkdtempSync(join(tmpdir(), "sg-chromium-"));
