@@ -1,6 +1,6 @@
 //! `[telegram]` of the configuration (LEGACY.md §7, §8): the bot token, how updates arrive
-//! (long polling or webhook), the Bot API server, the language, Telegram's flood limits and
-//! the delivery lease.
+//! (long polling or webhook), the Bot API server, the language, Telegram's flood limits, the
+//! delivery lease and the staff chat.
 //! Visitors' credentials are the core's business (`[core.credentials]`).
 
 use std::net::SocketAddr;
@@ -15,6 +15,9 @@ pub const OFFICIAL_API_URL: &str = "https://api.telegram.org";
 pub const DEFAULT_DELIVERY_LEASE_SECS: u64 = 10;
 /// The longest lease the core grants (1 hour).
 pub const MAX_DELIVERY_LEASE_SECS: u64 = 3600;
+/// Supergroup ids are -(10^12 + the channel id): -100… in decimal. Any id above this one is a
+/// user's, a basic group's, or not Telegram's.
+const MAX_SUPERGROUP_ID: i64 = -1_000_000_000_000;
 
 /// How the bot receives updates.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -67,6 +70,10 @@ pub struct TelegramConfig {
     /// edges of one bot, only the holder of the lease delivers support replies; it renews
     /// every third of this, and when it dies another edge takes over after at most this long.
     pub delivery_lease_secs: u64,
+    /// The staff chat: a supergroup with topics where each conversation gets a topic and
+    /// staff answer (see `crate::staff`); `None`: no staff chat. A supergroup's id, as the Bot
+    /// API gives it (`-100…`).
+    pub staff_chat_id: Option<i64>,
 }
 
 impl Default for TelegramConfig {
@@ -83,6 +90,7 @@ impl Default for TelegramConfig {
             contacts_html: String::new(),
             limits: Limits::default(),
             delivery_lease_secs: DEFAULT_DELIVERY_LEASE_SECS,
+            staff_chat_id: None,
         }
     }
 }
@@ -209,6 +217,17 @@ impl TelegramConfig {
                 format!("must be 1 to {MAX_DELIVERY_LEASE_SECS} seconds"),
             ));
         }
+        if let Some(id) = self.staff_chat_id
+            && id > MAX_SUPERGROUP_ID
+        {
+            return Err(ConfigError::new(
+                "telegram.staff_chat_id",
+                format!(
+                    "{id} is not a supergroup's id: those start with -100 (e.g. -1001234567890; \
+                     a group with topics is a supergroup)"
+                ),
+            ));
+        }
         if self.enabled() && self.mode == UpdateMode::Webhook {
             let Some(webhook) = &self.webhook_url else {
                 return Err(ConfigError::new(
@@ -285,6 +304,17 @@ mod tests {
         c.api_url = "http://127.0.0.1:8081".into();
         c.validate()
             .expect("a local Bot API server calls http webhooks");
+    }
+
+    #[test]
+    fn the_staff_chat_is_a_supergroup() {
+        let mut c = bot("1:x");
+        c.staff_chat_id = Some(-1_001_234_567_890);
+        c.validate().expect("a supergroup's id");
+        for bad in [-4_001, 5_000_000_001, 0] {
+            c.staff_chat_id = Some(bad);
+            assert_eq!(c.validate().unwrap_err().key, "telegram.staff_chat_id");
+        }
     }
 
     #[test]

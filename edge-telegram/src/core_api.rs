@@ -262,6 +262,25 @@ impl CoreApi {
         client_msg_id: String,
         attachment_ids: Vec<u64>,
     ) -> Result<u64> {
+        self.send_message(
+            conversation_id,
+            telegram_visitor(),
+            text,
+            client_msg_id,
+            attachment_ids,
+        )
+        .await
+    }
+
+    /// Stores a message of `author`; its id. Idempotent on `client_msg_id`.
+    pub async fn send_message(
+        &self,
+        conversation_id: u64,
+        author: pb::Author,
+        text: &str,
+        client_msg_id: String,
+        attachment_ids: Vec<u64>,
+    ) -> Result<u64> {
         let r = self
             .client()
             .chat
@@ -269,7 +288,7 @@ impl CoreApi {
             .send_message(pb::SendMessageRequest {
                 attachment_ids,
                 conversation_id,
-                author: Some(telegram_visitor()),
+                author: Some(author),
                 text: text.to_owned(),
                 client_msg_id,
             })
@@ -279,13 +298,164 @@ impl CoreApi {
         Ok(r.message.map_or(0, |m| m.id))
     }
 
-    /// Stores a file the visitor sends from Telegram (author TELEGRAM), its bytes passed on as
-    /// they come from `bytes`; `size` is what Telegram announced (0 = not known), so that the
-    /// core can tell a cut-off download. A download that fails cancels the call instead of
-    /// ending it, and the core keeps nothing (`TelegramError::Download`).
+    /// A conversation's summary (its visitor's context among it).
+    pub async fn conversation(&self, conversation_id: u64) -> Result<pb::Conversation> {
+        Ok(self
+            .client()
+            .chat
+            .clone()
+            .open_conversation(pb::OpenConversationRequest { conversation_id })
+            .await
+            .map_err(self.failed("OpenConversation"))?
+            .into_inner())
+    }
+
+    /// Sets a conversation's status as the admin `by` asks (not a snooze).
+    pub async fn set_status(
+        &self,
+        conversation_id: u64,
+        status: pb::ConversationStatus,
+        by: &str,
+    ) -> Result<pb::Conversation> {
+        Ok(self
+            .client()
+            .chat
+            .clone()
+            .set_conversation_status(pb::SetConversationStatusRequest {
+                conversation_id,
+                status: status as i32,
+                snoozed_until_ms: 0,
+                by: by.to_owned(),
+            })
+            .await
+            .map_err(self.failed("SetConversationStatus"))?
+            .into_inner())
+    }
+
+    /// Gives a conversation to `assignee` as the admin `by` asks.
+    pub async fn assign(
+        &self,
+        conversation_id: u64,
+        assignee: &str,
+        by: &str,
+    ) -> Result<pb::Conversation> {
+        Ok(self
+            .client()
+            .chat
+            .clone()
+            .assign_conversation(pb::AssignConversationRequest {
+                conversation_id,
+                assignee: assignee.to_owned(),
+                by: by.to_owned(),
+                take: false,
+            })
+            .await
+            .map_err(self.failed("AssignConversation"))?
+            .into_inner())
+    }
+
+    /// Adds the admin's private note to a conversation.
+    pub async fn add_note(&self, conversation_id: u64, admin_id: &str, text: &str) -> Result<()> {
+        self.client()
+            .chat
+            .clone()
+            .add_note(pb::AddNoteRequest {
+                conversation_id,
+                admin_id: admin_id.to_owned(),
+                text: text.to_owned(),
+            })
+            .await
+            .map_err(self.failed("AddNote"))?;
+        Ok(())
+    }
+
+    /// The admin a Telegram user of the staff group is; `None` when paired with nobody.
+    pub async fn staff_member(&self, telegram_user_id: i64) -> Result<Option<pb::Admin>> {
+        match self
+            .client()
+            .telegram
+            .clone()
+            .get_staff_member(pb::GetStaffMemberRequest { telegram_user_id })
+            .await
+        {
+            Ok(admin) => Ok(Some(admin.into_inner())),
+            Err(status) if status.code() == Code::NotFound => Ok(None),
+            Err(status) => Err(self.failed("GetStaffMember")(status)),
+        }
+    }
+
+    /// The forum topic (`message_thread_id`) of a conversation in the staff chat, if any.
+    pub async fn staff_topic(&self, chat_id: i64, conversation_id: u64) -> Result<Option<i64>> {
+        let by = pb::get_staff_topic_request::By::ConversationId(conversation_id);
+        Ok(self
+            .get_staff_topic(chat_id, by)
+            .await?
+            .map(|t| t.thread_id))
+    }
+
+    /// The conversation of a forum topic of the staff chat, if any.
+    pub async fn staff_topic_conversation(
+        &self,
+        chat_id: i64,
+        thread_id: i64,
+    ) -> Result<Option<u64>> {
+        let by = pb::get_staff_topic_request::By::ThreadId(thread_id);
+        Ok(self
+            .get_staff_topic(chat_id, by)
+            .await?
+            .map(|t| t.conversation_id))
+    }
+
+    async fn get_staff_topic(
+        &self,
+        chat_id: i64,
+        by: pb::get_staff_topic_request::By,
+    ) -> Result<Option<pb::StaffTopic>> {
+        match self
+            .client()
+            .telegram
+            .clone()
+            .get_staff_topic(pb::GetStaffTopicRequest {
+                chat_id,
+                by: Some(by),
+            })
+            .await
+        {
+            Ok(topic) => Ok(Some(topic.into_inner())),
+            Err(status) if status.code() == Code::NotFound => Ok(None),
+            Err(status) => Err(self.failed("GetStaffTopic")(status)),
+        }
+    }
+
+    /// Keeps a conversation's forum topic in the staff chat (replacing an older one).
+    pub async fn put_staff_topic(
+        &self,
+        chat_id: i64,
+        conversation_id: u64,
+        thread_id: i64,
+    ) -> Result<()> {
+        self.client()
+            .telegram
+            .clone()
+            .put_staff_topic(pb::StaffTopic {
+                chat_id,
+                conversation_id,
+                thread_id,
+            })
+            .await
+            .map_err(self.failed("PutStaffTopic"))?;
+        Ok(())
+    }
+
+    /// Stores a file for a conversation uploaded by `author` (the visitor from Telegram, or a
+    /// staff member), its bytes passed on as they come from `bytes`; `size` is what Telegram
+    /// announced (0 = not known), so that the core can tell a cut-off download. A download
+    /// that fails cancels the call instead of ending it, and the core keeps nothing
+    /// (`TelegramError::Download`).
     pub async fn upload<S, E>(
         &self,
         conversation_id: u64,
+        author: pb::Author,
         name: &str,
         size: u64,
         bytes: S,
@@ -299,7 +469,7 @@ impl CoreApi {
                 conversation_id,
                 name: name.to_owned(),
                 size,
-                author: Some(telegram_visitor()),
+                author: Some(author),
             })),
         };
         let (parts, rx) = tokio::sync::mpsc::channel(4);
@@ -485,9 +655,17 @@ impl CoreApi {
 }
 
 /// The visitor, writing from Telegram.
-fn telegram_visitor() -> pb::Author {
+pub fn telegram_visitor() -> pb::Author {
     pb::Author {
         kind: pb::AuthorKind::Telegram as i32,
         admin_id: String::new(),
+    }
+}
+
+/// A support admin (`adm_account.aid`), e.g. a staff member writing in the staff group.
+pub fn admin(admin_id: &str) -> pb::Author {
+    pb::Author {
+        kind: pb::AuthorKind::Admin as i32,
+        admin_id: admin_id.to_owned(),
     }
 }

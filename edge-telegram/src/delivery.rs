@@ -14,6 +14,11 @@
 //! the bot was down, or while Telegram was failing, is delivered once the bot is back: the
 //! core replays everything after the cursor.
 //!
+//! The loop is [`Delivery`], generic over a [`Route`]: what it delivers and where. [`Replies`]
+//! is the route described here; the staff group's topics (`crate::staff`) are another, with a
+//! cursor and a lease of their own. [`Poster`] sends one stored message (text and files) to one
+//! chat or forum topic, for both.
+//!
 //! Only the holder of the delivery lease ([`crate::lease`]) delivers: while it holds it, and
 //! not a moment longer. Whenever the lease is taken (again), delivery starts from the cursor
 //! stored in the core, since another edge may have moved it meanwhile.
@@ -39,7 +44,10 @@ use crate::{
     core_api::CoreApi,
     error::TelegramError,
     lease::DeliveryLease,
-    sender::{Backoff, FileKind, NamedBytes, Retry, SendError, TgBot, send_file, send_html},
+    sender::{
+        Backoff, Dest, FileKind, NamedBytes, Retry, SendError, TgBot, is_thread_gone, send_file,
+        send_html,
+    },
     texts::Texts,
 };
 
@@ -62,12 +70,25 @@ const PHOTO_RATIO: u64 = 20;
 /// The types Telegram shows as photos. A GIF would lose its animation: it goes as a document.
 const PHOTO_TYPES: [&str; 3] = ["image/jpeg", "image/png", "image/webp"];
 
+/// What a delivery loop delivers, and where: support replies to the linked chats
+/// ([`Replies`]), or visitor messages to the staff group's topics (`crate::staff`). The loop
+/// (lease, cursor, subscription, order) is the same for both.
+pub trait Route: Send + Sync {
+    /// Whether `m` is this route's to deliver; the others are skipped (their ids passed).
+    fn wants(&self, m: &pb::Message) -> bool;
+    /// Delivers one message. `Err` only when it must be tried again (the core unreachable,
+    /// or shutdown mid-way): the loop then resumes from the cursor, this message first.
+    fn deliver(&self, m: &pb::Message) -> impl Future<Output = Result<(), TelegramError>> + Send;
+    /// Someone typing in a conversation; nothing by default.
+    fn typing(&self, _typing: &pb::Typing) {}
+}
+
 /// The delivery loop's state.
-pub struct Delivery {
+pub struct Delivery<R> {
     pub core: CoreApi,
-    pub bot: TgBot,
-    pub texts: Texts,
-    /// Whose cursor: `telegram:<bot id>`, so another bot starts afresh.
+    /// What is delivered where.
+    pub route: R,
+    /// Whose cursor: `telegram:<bot id>` for the replies, so another bot starts afresh.
     pub consumer: String,
     /// Whether this edge may deliver now (the lease of `consumer`).
     pub lease: DeliveryLease,
@@ -81,14 +102,14 @@ struct Cursor {
     saved: u64,
 }
 
-impl Delivery {
+impl<R: Route> Delivery<R> {
     /// Until shutdown: waits for the delivery lease, delivers while it holds it, and when it
     /// loses it, stops at once and waits for it again. At shutdown the cursor is saved and the
     /// lease released.
     pub async fn run(self) {
         while let Some(until) = self.lease.acquire(&self.shutdown).await {
             info!(lease = %self.lease.name, holder = %self.lease.holder,
-                "delivery lease taken: this edge delivers support replies");
+                "delivery lease taken: this edge delivers");
             // A term's own cursor, read from the core: another edge may have delivered since.
             let mut cursor: Option<Cursor> = None;
             let lost = tokio::select! {
@@ -107,7 +128,7 @@ impl Delivery {
             warn!(lease = %self.lease.name, reason = %lost,
                 "delivery lease lost: delivery stopped; asking for it again");
         }
-        info!("support reply delivery stopped");
+        info!(consumer = %self.consumer, "delivery stopped");
     }
 
     /// Delivers until shutdown, subscribing again (from the cursor) whenever the core's stream
@@ -117,7 +138,9 @@ impl Delivery {
         loop {
             match self.pass(cursor, &mut backoff).await {
                 Ok(()) | Err(TelegramError::Shutdown) => return,
-                Err(e) => warn!(error = %e, "support reply delivery interrupted; resuming"),
+                Err(e) => {
+                    warn!(consumer = %self.consumer, error = %e, "delivery interrupted; resuming")
+                }
             }
             if !backoff.wait(&self.shutdown).await {
                 return;
@@ -140,7 +163,7 @@ impl Delivery {
             }
             None => {
                 let stored = self.core.cursor(&self.consumer).await?;
-                info!(consumer = %self.consumer, cursor = stored, "support reply delivery starts");
+                info!(consumer = %self.consumer, cursor = stored, "delivery starts");
                 cursor.insert(Cursor {
                     done: stored,
                     saved: stored,
@@ -164,8 +187,8 @@ impl Delivery {
             backoff.reset();
             match event.kind {
                 Some(Kind::Message(m)) if m.id > c.done => {
-                    if is_support_reply(&m) {
-                        self.deliver(&m).await?;
+                    if self.route.wants(&m) {
+                        self.route.deliver(&m).await?;
                         c.done = m.id;
                         // Stored before the next send: a crash from here on repeats this
                         // message alone. Failing, the pass ends and the next one stores it
@@ -176,14 +199,12 @@ impl Delivery {
                     }
                 }
                 Some(Kind::CaughtUp(_)) => self.save_or_log(c).await,
-                Some(Kind::Typing(t)) if !t.admin_id.is_empty() && t.active => {
-                    self.show_typing(t.conversation_id);
-                }
+                Some(Kind::Typing(t)) => self.route.typing(&t),
                 // Delivered already (a replay at or below the cursor).
                 Some(Kind::Message(_)) => {}
-                // Presence, the admin list, read marks, notes, assignments, statuses and the
-                // visitor's own typing are not Telegram's (notes are never the visitor's); an
-                // empty event carries nothing (a newer core's kind).
+                // Presence, the admin list, read marks, notes, assignments, statuses are not
+                // Telegram's (notes are never the visitor's); an empty event carries nothing
+                // (a newer core's kind).
                 Some(
                     Kind::Presence(_)
                     | Kind::PresenceSnapshot(_)
@@ -192,7 +213,6 @@ impl Delivery {
                     | Kind::Note(_)
                     | Kind::Assigned(_)
                     | Kind::StatusChanged(_)
-                    | Kind::Typing(_)
                     | Kind::Erased(_)
                     | Kind::VisitorContext(_),
                 )
@@ -210,20 +230,80 @@ impl Delivery {
         Ok(())
     }
 
-    /// [`Self::save`] where only skipped messages can be unsaved (a delivered reply's cursor is
-    /// stored before the next send): a failure is logged, the next save carries it.
+    /// [`Self::save`] where only skipped messages can be unsaved (a delivered message's cursor
+    /// is stored before the next send): a failure is logged, the next save carries it.
     async fn save_or_log(&self, c: &mut Cursor) {
         if let Err(e) = self.save(c).await {
             warn!(error = %e, cursor = c.done, "cannot store the delivery cursor");
         }
+    }
+}
+
+/// Support replies (direction to the visitor, whatever its origin) to every active chat linked
+/// to their conversation, under a bold "answer from <admin>:" header.
+pub struct Replies {
+    pub core: CoreApi,
+    pub poster: Poster,
+}
+
+impl Route for Replies {
+    fn wants(&self, m: &pb::Message) -> bool {
+        is_support_reply(m)
+    }
+
+    /// Sends one reply to every active chat linked to its conversation.
+    async fn deliver(&self, m: &pb::Message) -> Result<(), TelegramError> {
+        let links = self.core.links_of(m.conversation_id).await?;
+        let admin = if m.admin_display_name.is_empty() {
+            &m.admin_id
+        } else {
+            &m.admin_display_name
+        };
+        let header = self.poster.texts.answer_header(admin);
+        for link in links {
+            if !link.active {
+                self.poster.count("inactive");
+                info!(
+                    chat_id = link.chat_id,
+                    message = m.id,
+                    "link inactive; reply not sent"
+                );
+                continue;
+            }
+            match self
+                .poster
+                .post(link.chat_id.into(), Some(&header), m)
+                .await?
+            {
+                Reached::Delivered => info!(
+                    chat_id = link.chat_id,
+                    message = m.id,
+                    "support reply delivered to Telegram"
+                ),
+                // A private chat has no topics; what was refused was skipped.
+                Reached::ThreadGone(e) => warn!(chat_id = link.chat_id, error = %e,
+                    "Telegram refused a support reply"),
+                Reached::ChatGone(e) => {
+                    warn!(chat_id = link.chat_id, error = %e,
+                        "chat refuses messages; marking its link inactive");
+                    self.core.set_state(link.chat_id, None, Some(false)).await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Support types to a conversation: its linked chats show "typing" (Telegram shows it
     /// for five seconds or until the reply). Best effort, on the side: a typing hint must
     /// never hold up a reply, and one that fails is only logged. Sent past the throttle, which
     /// paces messages: the hint does not count against a chat's message rate.
-    fn show_typing(&self, conversation: u64) {
-        let (core, bot) = (self.core.clone(), self.bot.inner().clone());
+    fn typing(&self, t: &pb::Typing) {
+        if t.admin_id.is_empty() || !t.active {
+            // The visitor's own typing is support's business, not the visitor's chat's.
+            return;
+        }
+        let conversation = t.conversation_id;
+        let (core, bot) = (self.core.clone(), self.poster.bot.inner().clone());
         tokio::spawn(async move {
             let links = match core.links_of(conversation).await {
                 Ok(links) => links,
@@ -240,56 +320,43 @@ impl Delivery {
             }
         });
     }
+}
 
-    /// Sends one reply to every active chat linked to its conversation. `Err` only when it
-    /// must be tried again (the core unreachable, or shutdown mid-way).
-    async fn deliver(&self, m: &pb::Message) -> Result<(), TelegramError> {
-        let links = self.core.links_of(m.conversation_id).await?;
-        for link in links {
-            if !link.active {
-                delivered("inactive");
-                info!(
-                    chat_id = link.chat_id,
-                    message = m.id,
-                    "link inactive; reply not sent"
-                );
-                continue;
-            }
-            match self.deliver_to(link.chat_id, m).await? {
-                Reached::Delivered => info!(
-                    chat_id = link.chat_id,
-                    message = m.id,
-                    "support reply delivered to Telegram"
-                ),
-                Reached::ChatGone(e) => {
-                    warn!(chat_id = link.chat_id, error = %e,
-                        "chat refuses messages; marking its link inactive");
-                    self.core.set_state(link.chat_id, None, Some(false)).await?;
-                }
-            }
-        }
-        Ok(())
-    }
+/// Sends one stored message (its text and its files, fetched from the core) to one
+/// destination, as Telegram will take it; shared by the replies and the staff group.
+pub struct Poster {
+    pub core: CoreApi,
+    pub bot: TgBot,
+    pub texts: Texts,
+    pub shutdown: CancellationToken,
+    /// The counter of pieces sent by outcome (`socketgram_telegram_deliveries_total` for the
+    /// replies).
+    pub metric: &'static str,
+}
 
-    /// Sends one reply to one chat: its text (a caption of the first file when it fits), then
-    /// its files in order.
-    async fn deliver_to(&self, chat_id: i64, m: &pb::Message) -> Result<Reached, TelegramError> {
-        let admin = if m.admin_display_name.is_empty() {
-            &m.admin_id
-        } else {
-            &m.admin_display_name
-        };
-        let mut caption = (!m.attachments.is_empty()
-            && fits_caption(&self.texts.answer_header(admin), &m.text))
-        .then(|| self.texts.answer(admin, &m.text));
+impl Poster {
+    /// Sends one message to `to`: its text (a caption of the first file when it fits) under
+    /// `header` (plain text, shown bold) when given, then its files in order. `Err` only when
+    /// it must be tried again.
+    pub async fn post(
+        &self,
+        to: Dest,
+        header: Option<&str>,
+        m: &pb::Message,
+    ) -> Result<Reached, TelegramError> {
+        let chat_id = to.chat_id;
+        let mut caption = (!m.attachments.is_empty() && fits_caption(header, &m.text))
+            .then(|| self.texts.headed(header, &m.text))
+            .filter(|c| !c.is_empty());
         if caption.is_none() {
-            for html in self.text_pieces(admin, &m.text) {
-                match self.send_text(chat_id, &html).await? {
+            for html in self.text_pieces(header, &m.text) {
+                match self.send_text(to, &html).await? {
                     Piece::Sent => {}
                     Piece::Gone(e) => return Ok(Reached::ChatGone(e)),
+                    Piece::ThreadGone(e) => return Ok(Reached::ThreadGone(e)),
                     Piece::Refused(e) => {
                         error!(chat_id, message = m.id, error = %e,
-                            "Telegram refused a support reply; skipping its text");
+                            "Telegram refused a message; skipping its text");
                         break;
                     }
                 }
@@ -298,25 +365,26 @@ impl Delivery {
         for file in &m.attachments {
             let caption_html = caption.take();
             let piece = match self
-                .send_attachment(chat_id, m, file, caption_html.as_deref())
+                .send_attachment(to, m, file, caption_html.as_deref())
                 .await?
             {
                 Piece::Refused(why) => {
                     warn!(chat_id, message = m.id, file = file.id, name = %file.name, reason = %why,
-                        "a file of a support reply cannot go to Telegram; sending its name");
+                        "a file cannot go to Telegram; sending its name");
                     // The caption it would have carried goes with the notice.
                     let notice = self.texts.file_not_delivered(&file.name, file.size);
                     let html = match caption_html {
                         Some(caption) => format!("{caption}\n{notice}"),
                         None => notice,
                     };
-                    self.send_text(chat_id, &html).await?
+                    self.send_text(to, &html).await?
                 }
                 piece => piece,
             };
             match piece {
                 Piece::Sent => {}
                 Piece::Gone(e) => return Ok(Reached::ChatGone(e)),
+                Piece::ThreadGone(e) => return Ok(Reached::ThreadGone(e)),
                 Piece::Refused(e) => {
                     error!(chat_id, message = m.id, error = %e,
                         "Telegram refused the notice of a file; skipping it");
@@ -326,17 +394,20 @@ impl Delivery {
         Ok(Reached::Delivered)
     }
 
-    /// A reply's text as messages: the header on the first; the header alone when there is
-    /// no text.
-    fn text_pieces(&self, admin: &str, text: &str) -> Vec<String> {
+    /// A message's text as HTML messages: the header on the first; the header alone when
+    /// there is no text; nothing without either.
+    fn text_pieces(&self, header: Option<&str>, text: &str) -> Vec<String> {
         if text.is_empty() {
-            return vec![self.texts.answer(admin, "")];
+            return header
+                .map(|_| self.texts.headed(header, ""))
+                .into_iter()
+                .collect();
         }
         chunks(text, CHUNK_CHARS)
             .enumerate()
             .map(|(i, chunk)| {
                 if i == 0 {
-                    self.texts.answer(admin, chunk)
+                    self.texts.headed(header, chunk)
                 } else {
                     crate::texts::escape(chunk)
                 }
@@ -344,23 +415,23 @@ impl Delivery {
             .collect()
     }
 
-    /// Sends one HTML message of a reply, until it is sent or refused.
-    async fn send_text(&self, chat_id: i64, html: &str) -> Result<Piece, TelegramError> {
+    /// Sends one HTML message, until it is sent or refused.
+    async fn send_text(&self, to: Dest, html: &str) -> Result<Piece, TelegramError> {
         let retry = Retry::UntilDone(self.shutdown.clone());
-        piece(send_html(&self.bot, chat_id, html, None, &retry).await)
+        self.piece(send_html(&self.bot, to, html, None, &retry).await)
     }
 
-    /// Fetches one file of a reply from the core and sends it, until it is sent or refused
-    /// (`Refused` also for a file the core no longer has, or one too large for Telegram).
+    /// Fetches one file from the core and sends it, until it is sent or refused (`Refused`
+    /// also for a file the core no longer has, or one too large for Telegram).
     async fn send_attachment(
         &self,
-        chat_id: i64,
+        to: Dest,
         m: &pb::Message,
         file: &pb::Attachment,
         caption_html: Option<&str>,
     ) -> Result<Piece, TelegramError> {
         if file.size > BOT_API_UPLOAD_BYTES {
-            delivered("rejected");
+            self.count("rejected");
             return Ok(Piece::Refused(format!(
                 "{} bytes, over the Bot API's upload limit",
                 file.size
@@ -369,7 +440,7 @@ impl Delivery {
         let bytes = match self.fetch(file.id, m.conversation_id).await? {
             Ok(bytes) => bytes,
             Err(e) => {
-                delivered("rejected");
+                self.count("rejected");
                 return Ok(Piece::Refused(e.to_string()));
             }
         };
@@ -380,14 +451,15 @@ impl Delivery {
         let retry = Retry::UntilDone(self.shutdown.clone());
         let mut kind = file_kind(file);
         loop {
-            let sent = send_file(&self.bot, chat_id, kind, &named, caption_html, &retry).await;
+            let sent = send_file(&self.bot, to, kind, &named, caption_html, &retry).await;
             match (kind, sent) {
                 // What Telegram will not show as a photo it may still take as a file.
-                (FileKind::Photo, Err(SendError::Rejected(e))) => {
-                    info!(chat_id, file = file.id, error = %e, "photo refused; sending it as a file");
+                (FileKind::Photo, Err(SendError::Rejected(e))) if !is_thread_gone(&e) => {
+                    info!(chat_id = to.chat_id, file = file.id, error = %e,
+                        "photo refused; sending it as a file");
                     kind = FileKind::Document;
                 }
-                (_, sent) => return piece(sent),
+                (_, sent) => return self.piece(sent),
             }
         }
     }
@@ -407,10 +479,10 @@ impl Delivery {
             };
             match fetched {
                 Ok((_, bytes)) => return Ok(Ok(bytes)),
-                // In place rather than from the cursor: what this reply sent already is not
+                // In place rather than from the cursor: what this message sent already is not
                 // sent again.
                 Err(e) if e.is_transient_core() => {
-                    warn!(file = id, error = %e, "cannot fetch a file of a reply yet; trying again");
+                    warn!(file = id, error = %e, "cannot fetch a file yet; trying again");
                     if !backoff.wait(&self.shutdown).await {
                         return Err(TelegramError::Shutdown);
                     }
@@ -419,51 +491,67 @@ impl Delivery {
             }
         }
     }
+
+    /// A send's outcome as a [`Piece`], counted; `Err` when the message is to be tried again.
+    fn piece(&self, sent: Result<(), SendError>) -> Result<Piece, TelegramError> {
+        match sent {
+            Ok(()) => {
+                self.count("sent");
+                Ok(Piece::Sent)
+            }
+            Err(SendError::ChatGone(e)) => {
+                self.count("chat_gone");
+                Ok(Piece::Gone(e))
+            }
+            // Not counted: the message is sent again, to a new topic.
+            Err(SendError::Rejected(e)) if is_thread_gone(&e) => Ok(Piece::ThreadGone(e)),
+            Err(SendError::Rejected(e)) => {
+                self.count("rejected");
+                Ok(Piece::Refused(e.to_string()))
+            }
+            Err(SendError::Shutdown) => Err(TelegramError::Shutdown),
+            Err(SendError::GaveUp(e)) => Err(TelegramError::Telegram(e)),
+        }
+    }
+
+    /// Counts one piece (a text or a file) for one destination by how it ended: `sent`,
+    /// `chat_gone` (the link is made inactive), `rejected` (skipped; a file's notice is
+    /// counted apart), `inactive` (not tried). Pieces that will be tried again (shutdown, the
+    /// core unreachable, a topic made anew) are not counted yet.
+    pub fn count(&self, outcome: &'static str) {
+        metrics::counter!(self.metric, "outcome" => outcome).increment(1);
+    }
 }
 
-/// How a reply went for one chat.
-enum Reached {
+/// How a message went for one destination.
+pub enum Reached {
     /// Every part sent, or refused for good.
     Delivered,
     /// The chat will never take a message: its link is to be made inactive.
     ChatGone(teloxide::RequestError),
+    /// The forum topic it went to is gone (deleted): to be made anew, and the message sent
+    /// there whole.
+    ThreadGone(teloxide::RequestError),
 }
 
-/// How one part of a reply went, counted.
+/// How one part of a message went.
 enum Piece {
     Sent,
     Gone(teloxide::RequestError),
+    ThreadGone(teloxide::RequestError),
     /// Refused for good (why): skipped.
     Refused(String),
 }
 
-/// A send's outcome as a [`Piece`]; `Err` when the reply is to be tried again.
-fn piece(sent: Result<(), SendError>) -> Result<Piece, TelegramError> {
-    match sent {
-        Ok(()) => {
-            delivered("sent");
-            Ok(Piece::Sent)
-        }
-        Err(SendError::ChatGone(e)) => {
-            delivered("chat_gone");
-            Ok(Piece::Gone(e))
-        }
-        Err(SendError::Rejected(e)) => {
-            delivered("rejected");
-            Ok(Piece::Refused(e.to_string()))
-        }
-        Err(SendError::Shutdown) => Err(TelegramError::Shutdown),
-        Err(SendError::GaveUp(e)) => Err(TelegramError::Telegram(e)),
-    }
+/// Whether a message's header and text fit in one caption.
+fn fits_caption(header: Option<&str>, text: &str) -> bool {
+    let header = header.map_or(0, |h| {
+        h.encode_utf16().count() + usize::from(!text.is_empty())
+    });
+    header + text.encode_utf16().count() <= CAPTION_CHARS
 }
 
-/// Whether a reply's header and text fit in one caption.
-fn fits_caption(header: &str, text: &str) -> bool {
-    let newline = usize::from(!text.is_empty());
-    header.encode_utf16().count() + newline + text.encode_utf16().count() <= CAPTION_CHARS
-}
-
-/// How a file of a reply is shown: a photo when Telegram would show it as one, else a file.
+/// How a file is shown: a photo when Telegram would show it as one, else a file.
 fn file_kind(file: &pb::Attachment) -> FileKind {
     let (w, h) = (u64::from(file.width), u64::from(file.height));
     let photo = PHOTO_TYPES.contains(&file.content_type.as_str())
@@ -477,14 +565,6 @@ fn file_kind(file: &pb::Attachment) -> FileKind {
     } else {
         FileKind::Document
     }
-}
-
-/// Counts one piece of a support reply (a text or a file) for one linked chat by how it
-/// ended: `sent`, `chat_gone` (the link is made inactive), `rejected` (skipped; a file's
-/// notice is counted apart), `inactive` (not tried).
-/// Pieces that will be tried again (shutdown, the core unreachable) are not counted yet.
-fn delivered(outcome: &'static str) {
-    metrics::counter!("socketgram_telegram_deliveries_total", "outcome" => outcome).increment(1);
 }
 
 /// A support reply: to the visitor, from anyone but the visitor's own Telegram chat.
@@ -534,13 +614,15 @@ mod tests {
 
     #[test]
     fn captions_are_measured_as_telegram_does() {
-        assert!(fits_caption("answer from Bob:", ""));
+        let header = Some("answer from Bob:");
+        assert!(fits_caption(header, ""));
         let text = "x".repeat(CAPTION_CHARS - "answer from Bob:".len() - 1);
-        assert!(fits_caption("answer from Bob:", &text));
-        assert!(!fits_caption("answer from Bob:", &format!("{text}x")));
+        assert!(fits_caption(header, &text));
+        assert!(!fits_caption(header, &format!("{text}x")));
         // An emoji is two UTF-16 units.
         let emoji = "😀".repeat(CAPTION_CHARS / 2);
-        assert!(!fits_caption("h", &emoji));
+        assert!(!fits_caption(Some("h"), &emoji));
+        assert!(fits_caption(None, &emoji));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The bot's dialogue (LEGACY.md §7): `/start`, the two menus, contacts, the log-in dialogue,
 //! "write to support" and back, and what a visitor writes in that mode: texts, photos and
-//! files. Group chats are not visitors: the bot says once that it talks in private only.
+//! files. Group chats are not visitors: the bot says once that it talks in private only; the
+//! staff chat's messages go to `crate::staff`.
 //!
 //! State lives where it belongs: whether a chat is linked, to whom, its mode and its active
 //! flag are the core's (asked over gRPC on each message); the only state kept here is the
@@ -28,9 +29,10 @@ use teloxide::{
 use tracing::{info, warn};
 
 use crate::{
-    core_api::{CoreApi, CoreInfo, Link, Verdict},
+    core_api::{self, CoreApi, CoreInfo, Link, Verdict},
     error::TelegramError,
     sender::{self, Retry, SendError, TgBot, send_html},
+    staff::Staff,
     texts::Texts,
 };
 
@@ -68,6 +70,8 @@ pub struct Context {
     pub bot_id: UserId,
     /// Groups told that the bot talks in private only.
     pub groups_told: GroupsTold,
+    /// The staff chat (`[telegram] staff_chat_id`), when one is configured.
+    pub staff: Option<Arc<Staff>>,
 }
 
 /// The group chats told that the bot talks in private only, so that each is told once. In
@@ -384,7 +388,14 @@ async fn start_linked(
         if link.is_some_and(|l| l.writing) {
             ctx.core.set_state(chat_id, Some(false), None).await?;
         }
-        reply(ctx, bot, chat_id, texts.link_invalid(), menu(texts, link.is_some())).await;
+        reply(
+            ctx,
+            bot,
+            chat_id,
+            texts.link_invalid(),
+            menu(texts, link.is_some()),
+        )
+        .await;
         return Ok(());
     };
     ctx.core.set_state(chat_id, Some(true), None).await?;
@@ -580,12 +591,12 @@ async fn to_support(ctx: &Context, bot: &TgBot, msg: &Message, link: Link, text:
 
 /// The update's identity: a webhook retried by Telegram, or updates fetched again after a
 /// crash, store the message once.
-fn client_msg_id(msg: &Message) -> String {
+pub(crate) fn client_msg_id(msg: &Message) -> String {
     format!("tg:{}:{}", msg.chat.id.0, msg.id.0)
 }
 
-/// What a private message carries, as far as support is concerned.
-enum Content<'a> {
+/// What a message carries, as far as support is concerned.
+pub(crate) enum Content<'a> {
     Text(&'a str),
     /// A photo or a file, with its caption.
     File(IncomingFile),
@@ -593,19 +604,19 @@ enum Content<'a> {
     Other,
 }
 
-/// A photo or a document a visitor sends.
+/// A photo or a document a visitor (or a staff member) sends.
 #[derive(Debug)]
-struct IncomingFile {
+pub(crate) struct IncomingFile {
     id: FileId,
     /// Telegram's `file_size`; `None` when it did not say.
-    size: Option<u64>,
+    pub size: Option<u64>,
     /// The document's name, or `photo.jpg` (Telegram keeps photos as JPEG).
-    name: String,
-    caption: String,
+    pub name: String,
+    pub caption: String,
 }
 
 impl<'a> Content<'a> {
-    fn of(msg: &'a Message) -> Self {
+    pub(crate) fn of(msg: &'a Message) -> Self {
         let caption = || msg.caption().unwrap_or_default().to_owned();
         let size = |size: u32| (size != UNKNOWN_SIZE).then_some(u64::from(size));
         if let Some(text) = msg.text() {
@@ -641,7 +652,7 @@ impl<'a> Content<'a> {
 
 /// Why a visitor's file was not stored; each is told as such.
 #[derive(Debug)]
-enum FileRefusal {
+pub(crate) enum FileRefusal {
     /// Over this many bytes.
     TooLarge(u64),
     /// A type the core does not take (as it sniffed it).
@@ -650,6 +661,18 @@ enum FileRefusal {
     CaptionTooLong,
     /// Telegram or the core failed; the user may try again.
     Failed(String),
+}
+
+impl FileRefusal {
+    /// What the sender is told (`chars`: the caption's length; `limit`: the core's).
+    pub(crate) fn told(&self, texts: &Texts, chars: usize, limit: usize) -> String {
+        match self {
+            FileRefusal::TooLarge(limit) => texts.file_too_large(*limit),
+            FileRefusal::Type(content_type) => texts.file_type_refused(content_type),
+            FileRefusal::CaptionTooLong => texts.too_long(chars, limit),
+            FileRefusal::Failed(_) => texts.file_failed().to_owned(),
+        }
+    }
 }
 
 /// The largest file a visitor may send: what the Bot API lets a bot download, and what the
@@ -692,24 +715,13 @@ async fn file_to_support(
             Err(refusal) => refusal,
         }
     };
-    let text = match &refusal {
-        FileRefusal::TooLarge(limit) => {
-            info!(chat_id, size = ?file.size, limit, "file refused: too large");
-            texts.file_too_large(*limit)
-        }
-        FileRefusal::Type(content_type) => {
-            info!(chat_id, content_type, "file refused: type not taken");
-            texts.file_type_refused(content_type)
-        }
-        FileRefusal::CaptionTooLong => {
-            info!(chat_id, chars, "file refused: caption too long");
-            texts.too_long(chars, limit)
-        }
+    match &refusal {
         FileRefusal::Failed(error) => {
             warn!(chat_id, error, "cannot pass a Telegram file on to support");
-            texts.file_failed().to_owned()
         }
-    };
+        refusal => info!(chat_id, size = ?file.size, chars, ?refusal, "file refused"),
+    }
+    let text = refusal.told(texts, chars, limit);
     reply(ctx, bot, chat_id, &text, back(texts)).await;
 }
 
@@ -721,7 +733,41 @@ async fn store_file(
     link: Link,
     file: &IncomingFile,
 ) -> Result<u64, FileRefusal> {
-    let chat_id = msg.chat.id.0;
+    let attachment = upload_file(
+        ctx,
+        bot,
+        msg.chat.id.0,
+        link.conversation_id,
+        core_api::telegram_visitor(),
+        file,
+    )
+    .await?;
+    ctx.core
+        .send_visitor_message(
+            link.conversation_id,
+            &file.caption,
+            client_msg_id(msg),
+            vec![attachment.id],
+        )
+        .await
+        .map_err(|e| match e.core_reason().as_deref() {
+            Some(reason::TEXT_TOO_LONG) => FileRefusal::CaptionTooLong,
+            _ => FileRefusal::Failed(e.to_string()),
+        })
+}
+
+/// Downloads a photo or a file sent in `chat_id` from Telegram into an upload to the core for
+/// `conversation`, by `author` (the visitor from a private chat, or a staff member in the
+/// staff group), as it comes. A file over the limits is refused before it is downloaded;
+/// nothing is kept of a refused or failed one.
+pub(crate) async fn upload_file(
+    ctx: &Context,
+    bot: &TgBot,
+    chat_id: i64,
+    conversation: u64,
+    author: socketgram_proto::v1::Author,
+    file: &IncomingFile,
+) -> Result<socketgram_proto::v1::Attachment, FileRefusal> {
     let limit = file_limit(&ctx.info);
     if file.size.is_some_and(|size| size > limit) {
         return Err(FileRefusal::TooLarge(limit));
@@ -744,9 +790,8 @@ async fn store_file(
         return Err(FileRefusal::TooLarge(limit));
     }
     let bytes = bot.download_file_stream(&found.path);
-    let attachment = ctx
-        .core
-        .upload(link.conversation_id, &file.name, size, bytes)
+    ctx.core
+        .upload(conversation, author, &file.name, size, bytes)
         .await
         .map_err(|e| match e.core_reason().as_deref() {
             Some(reason::FILE_TOO_LARGE) => FileRefusal::TooLarge(
@@ -757,18 +802,6 @@ async fn store_file(
             Some(reason::FILE_TYPE_NOT_ALLOWED) => {
                 FileRefusal::Type(e.core_metadata("type").unwrap_or_default())
             }
-            _ => FileRefusal::Failed(e.to_string()),
-        })?;
-    ctx.core
-        .send_visitor_message(
-            link.conversation_id,
-            &file.caption,
-            client_msg_id(msg),
-            vec![attachment.id],
-        )
-        .await
-        .map_err(|e| match e.core_reason().as_deref() {
-            Some(reason::TEXT_TOO_LONG) => FileRefusal::CaptionTooLong,
             _ => FileRefusal::Failed(e.to_string()),
         })
 }
@@ -782,9 +815,9 @@ async fn on_group_message(
     msg: Message,
 ) -> Result<(), TelegramError> {
     let chat_id = msg.chat.id.0;
-    if is_staff_chat(&ctx, chat_id) {
-        // The configured staff chat (`[telegram] staff_chat_id`, to come) is handled here, by
-        // a handler of its own, before anything below.
+    if let Some(staff) = ctx.staff.as_ref().filter(|s| s.chat_id == chat_id) {
+        // The staff chat is no stranger: it is never told to go private.
+        staff.on_message(&bot, &ctx, &msg).await;
         return Ok(());
     }
     if msg.left_chat_member().is_some_and(|u| u.id == ctx.bot_id) {
@@ -808,11 +841,6 @@ async fn on_group_message(
         }
     }
     Ok(())
-}
-
-/// Whether `chat_id` is the staff chat. None is configured yet: every group is a stranger.
-fn is_staff_chat(_ctx: &Context, _chat_id: i64) -> bool {
-    false
 }
 
 #[cfg(test)]

@@ -56,6 +56,14 @@ impl TelegramError {
         }
     }
 
+    /// The message the core gave with its refusal (e.g. "no admin \"bob\""), for people.
+    pub fn core_message(&self) -> Option<&str> {
+        match self {
+            TelegramError::Core { status, .. } => Some(status.message()),
+            _ => None,
+        }
+    }
+
     /// A value of the refusal's metadata (e.g. `type` of FILE_TYPE_NOT_ALLOWED).
     pub fn core_metadata(&self, key: &str) -> Option<String> {
         match self {
@@ -82,4 +90,42 @@ impl TelegramError {
             _ => false,
         }
     }
+}
+
+/// Why the staff chat (`[telegram] staff_chat_id`) cannot be run; each says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StaffSetup {
+    /// The bot is not in the chat (or was removed).
+    #[error(
+        "the bot is not a member of the staff chat {chat_id} (telegram.staff_chat_id): add it to \
+         the group as an administrator with the right \"Manage topics\""
+    )]
+    NotMember { chat_id: i64 },
+    /// A member without administrator rights.
+    #[error(
+        "the bot is not an administrator of the staff chat {chat_id}: make it an administrator \
+         with the right \"Manage topics\" (can_manage_topics)"
+    )]
+    NotAdmin { chat_id: i64 },
+    /// An administrator without the right to make topics.
+    #[error(
+        "the bot may not manage topics in the staff chat {chat_id}: give it the administrator \
+         right \"Manage topics\" (can_manage_topics)"
+    )]
+    NoManageTopics { chat_id: i64 },
+    /// Not a supergroup with topics.
+    #[error(
+        "the staff chat {chat_id} is not a forum: turn on \"Topics\" in the group's settings \
+         (a supergroup with topics)"
+    )]
+    NotForum { chat_id: i64 },
+    /// Telegram refused the check itself.
+    #[error("cannot check the staff chat {chat_id}: {error}")]
+    Telegram {
+        chat_id: i64,
+        error: teloxide::RequestError,
+    },
+    /// The process is shutting down.
+    #[error("shutting down")]
+    Shutdown,
 }

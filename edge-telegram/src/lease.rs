@@ -74,7 +74,7 @@ impl DeliveryLease {
                     // Once per holder: a standby edge asks every few seconds for as long as the
                     // other one lives.
                     if reported.as_ref() != Some(&holder) {
-                        info!(lease = %self.name, %holder, "another edge delivers support replies; standing by");
+                        info!(lease = %self.name, %holder, "another edge holds the lease and delivers; standing by");
                         reported = Some(holder);
                     }
                 }

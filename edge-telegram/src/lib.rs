@@ -7,6 +7,8 @@
 //! - [`texts`]: every text the bot shows, English and Russian.
 //! - `dialogue`: the handler tree (`/start`, menus, log-in, writing mode with texts, photos
 //!   and files; groups told once that the bot talks in private only).
+//! - `staff`: the staff chat (`[telegram] staff_chat_id`): a forum topic per conversation,
+//!   visitor messages mirrored there, staff replies and commands from there.
 //! - `delivery`: support replies (texts and files) to the linked chats, from a durable cursor.
 //! - `lease`: the delivery lease, so that of several edges of one bot one delivers.
 //! - `sender`: the throttled bot and what to do with each kind of Telegram failure.
@@ -24,6 +26,7 @@ mod dialogue;
 mod error;
 mod lease;
 mod sender;
+mod staff;
 pub mod texts;
 mod webhook;
 
@@ -48,10 +51,11 @@ use tracing::{error, info, warn};
 use crate::{
     config::{TelegramConfig, UpdateMode},
     core_api::{CoreApi, Link},
-    delivery::Delivery,
+    delivery::{Delivery, Poster, Replies},
     dialogue::{Context, Step},
     lease::DeliveryLease,
     sender::{Backoff, FailureKind, Retry, SendError, TgBot, classify, send_html},
+    staff::{Mirror, Staff},
     texts::Texts,
 };
 pub use crate::{error::TelegramError, webhook::WebhookInbox};
@@ -205,6 +209,8 @@ struct Bot {
     bot: TgBot,
     context: Arc<Context>,
     delivery: JoinHandle<()>,
+    /// The staff chat's check and mirror, when one is configured.
+    staff: Option<JoinHandle<()>>,
     menus: JoinHandle<()>,
     /// Stops the delivery and the menus: on shutdown, or when dispatching ends otherwise.
     stop: CancellationToken,
@@ -239,14 +245,42 @@ impl Bot {
         let delivery = tokio::spawn(
             Delivery {
                 core: core.clone(),
-                bot: bot.clone(),
-                texts,
+                route: Replies {
+                    core: core.clone(),
+                    poster: Poster {
+                        core: core.clone(),
+                        bot: bot.clone(),
+                        texts,
+                        shutdown: stop.clone(),
+                        metric: "socketgram_telegram_deliveries_total",
+                    },
+                },
                 consumer,
                 lease,
                 shutdown: stop.clone(),
             }
             .run(),
         );
+        let staff = config
+            .staff_chat_id
+            .map(|chat_id| Arc::new(Staff::new(chat_id)));
+        let staff_task = staff.clone().map(|staff| {
+            let consumer = format!(
+                "telegram-staff:{}:{}",
+                config.bot_id().unwrap_or("bot"),
+                staff.chat_id
+            );
+            tokio::spawn(staff::run(Mirror {
+                staff,
+                core: core.clone(),
+                bot: bot.clone(),
+                texts,
+                bot_id: me.id,
+                lease: DeliveryLease::new(core.clone(), consumer.clone(), config.delivery_lease()),
+                consumer,
+                shutdown: stop.clone(),
+            }))
+        });
         let context = Arc::new(Context {
             core,
             texts,
@@ -255,11 +289,13 @@ impl Bot {
             failed_logins: Default::default(),
             bot_id: me.id,
             groups_told: Default::default(),
+            staff,
         });
         Ok(Self {
             bot,
             context,
             delivery,
+            staff: staff_task,
             menus,
             stop,
         })
@@ -298,6 +334,9 @@ impl Bot {
         }
         self.stop.cancel();
         let _ = self.delivery.await;
+        if let Some(staff) = self.staff {
+            let _ = staff.await;
+        }
         self.menus.abort();
         info!("Telegram bot stopped");
         result.map_err(TelegramError::Telegram)

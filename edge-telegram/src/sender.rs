@@ -8,7 +8,8 @@
 //!   retry.
 //!
 //! Texts ([`send_html`]), photos and documents ([`send_file`]) and the edge's other calls
-//! ([`request`], e.g. `getFile`) share that one path.
+//! ([`request`], e.g. `getFile`, `createForumTopic`) share that one path. A send goes to a
+//! [`Dest`]: a chat, or a forum topic of one (the staff group's).
 
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use teloxide::{
     payloads::{SendDocumentSetters as _, SendMessageSetters as _, SendPhotoSetters as _},
     prelude::Requester as _,
     requests::{Output, Request},
-    types::{ChatId, InputFile, ParseMode, ReplyMarkup},
+    types::{ChatId, InputFile, MessageId, ParseMode, ReplyMarkup, ThreadId},
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -143,19 +144,62 @@ pub enum SendError {
     Shutdown,
 }
 
-/// Sends an HTML message to a chat, with a reply markup (keyboard or force-reply) when given,
-/// trying again on transient failures as `retry` says.
+/// Where a message goes: a chat, or one forum topic of a supergroup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dest {
+    pub chat_id: i64,
+    /// The topic's `message_thread_id`; `None`: the chat itself.
+    pub thread: Option<i32>,
+}
+
+impl Dest {
+    /// A forum topic of `chat_id`.
+    pub fn topic(chat_id: i64, thread: i32) -> Self {
+        Self {
+            chat_id,
+            thread: Some(thread),
+        }
+    }
+
+    fn thread_id(&self) -> Option<ThreadId> {
+        self.thread.map(|t| ThreadId(MessageId(t)))
+    }
+}
+
+impl From<i64> for Dest {
+    fn from(chat_id: i64) -> Self {
+        Self {
+            chat_id,
+            thread: None,
+        }
+    }
+}
+
+/// Whether Telegram refused a send because its forum topic is gone (deleted by staff): the
+/// topic is to be made anew. Telegram words it several ways.
+pub fn is_thread_gone(e: &RequestError) -> bool {
+    let text = e.to_string();
+    let lower = text.to_ascii_lowercase();
+    lower.contains("thread not found") || text.contains("TOPIC_DELETED")
+}
+
+/// Sends an HTML message to a chat (or a topic of one), with a reply markup (keyboard or
+/// force-reply) when given, trying again on transient failures as `retry` says.
 pub async fn send_html(
     bot: &TgBot,
-    chat_id: i64,
+    to: impl Into<Dest>,
     html: &str,
     markup: Option<ReplyMarkup>,
     retry: &Retry,
 ) -> Result<(), SendError> {
-    request(chat_id, retry, || {
-        let request = bot
-            .send_message(ChatId(chat_id), html)
+    let to = to.into();
+    request(to.chat_id, retry, || {
+        let mut request = bot
+            .send_message(ChatId(to.chat_id), html)
             .parse_mode(ParseMode::Html);
+        if let Some(thread) = to.thread_id() {
+            request = request.message_thread_id(thread);
+        }
         match markup.clone() {
             Some(markup) => request.reply_markup(markup),
             None => request,
@@ -174,21 +218,27 @@ pub enum FileKind {
     Document,
 }
 
-/// Sends a file to a chat under `name`, with an HTML caption when given, trying again on
-/// transient failures (a 429 through the same throttle as texts) as `retry` says.
+/// Sends a file to a chat (or a topic of one) under `name`, with an HTML caption when given,
+/// trying again on transient failures (a 429 through the same throttle as texts) as `retry`
+/// says.
 pub async fn send_file(
     bot: &TgBot,
-    chat_id: i64,
+    to: impl Into<Dest>,
     kind: FileKind,
     file: &NamedBytes,
     caption_html: Option<&str>,
     retry: &Retry,
 ) -> Result<(), SendError> {
+    let to = to.into();
+    let chat_id = to.chat_id;
     // A cheap copy per attempt: `Bytes` shares the buffer.
     let input = || InputFile::memory(file.bytes.clone()).file_name(file.name.clone());
     match kind {
         FileKind::Photo => request(chat_id, retry, || {
-            let request = bot.send_photo(ChatId(chat_id), input());
+            let mut request = bot.send_photo(ChatId(chat_id), input());
+            if let Some(thread) = to.thread_id() {
+                request = request.message_thread_id(thread);
+            }
             match caption_html {
                 Some(caption) => request.caption(caption).parse_mode(ParseMode::Html),
                 None => request,
@@ -197,7 +247,10 @@ pub async fn send_file(
         .await
         .map(drop),
         FileKind::Document => request(chat_id, retry, || {
-            let request = bot.send_document(ChatId(chat_id), input());
+            let mut request = bot.send_document(ChatId(chat_id), input());
+            if let Some(thread) = to.thread_id() {
+                request = request.message_thread_id(thread);
+            }
             match caption_html {
                 Some(caption) => request.caption(caption).parse_mode(ParseMode::Html),
                 None => request,
@@ -345,5 +398,15 @@ mod tests {
             classify(&api("Request Entity Too Large")),
             FailureKind::Rejected
         );
+    }
+
+    #[test]
+    fn a_deleted_topic_is_recognised() {
+        assert!(is_thread_gone(&api(
+            "Bad Request: message thread not found"
+        )));
+        assert!(is_thread_gone(&api("Bad Request: TOPIC_DELETED")));
+        assert!(is_thread_gone(&api("Bad Request: thread not found")));
+        assert!(!is_thread_gone(&api("Bad Request: chat not found")));
     }
 }

@@ -273,6 +273,82 @@ impl Texts {
         )
     }
 
+    /// In a staff topic, to a Telegram user paired with no admin: how to be paired.
+    pub fn staff_not_linked(&self, telegram_user_id: i64) -> String {
+        let command =
+            format!("<code>socketgram admin link-telegram &lt;login&gt; {telegram_user_id}</code>");
+        match self.language {
+            Language::En => format!(
+                "You are not paired with a support account, so nothing was sent to the visitor. \
+                 An administrator can pair you with:\n{command}"
+            ),
+            Language::Ru => format!(
+                "Вы не связаны с учётной записью поддержки, поэтому посетителю ничего не отправлено. \
+                 Администратор может связать вас командой:\n{command}"
+            ),
+        }
+    }
+
+    /// `/resolve` done.
+    pub fn staff_resolved(&self) -> &'static str {
+        self.pick("Resolved.", "Решено.")
+    }
+
+    /// `/assign` done.
+    pub fn staff_assigned(&self, login: &str) -> String {
+        let login = escape(login);
+        match self.language {
+            Language::En => format!("Assigned to <b>{login}</b>."),
+            Language::Ru => format!("Назначено: <b>{login}</b>."),
+        }
+    }
+
+    /// `/note` done.
+    pub fn staff_noted(&self) -> &'static str {
+        self.pick("Note added.", "Заметка добавлена.")
+    }
+
+    /// `/note` without a text.
+    pub fn staff_note_empty(&self) -> &'static str {
+        self.pick(
+            "Write the note after the command, e.g. <code>/note call back tomorrow</code>.",
+            "Напишите заметку после команды, например <code>/note перезвонить завтра</code>.",
+        )
+    }
+
+    /// A staff command or reply the core refused, with its reason.
+    pub fn staff_refused(&self, why: &str) -> String {
+        let why = escape(why);
+        match self.language {
+            Language::En => format!("Not done: {why}"),
+            Language::Ru => format!("Не выполнено: {why}"),
+        }
+    }
+
+    /// A staff file that did not go to the visitor (`why` is HTML already).
+    pub fn staff_not_sent(&self, why: &str) -> String {
+        match self.language {
+            Language::En => format!("Not sent to the visitor: {why}"),
+            Language::Ru => format!("Посетителю не отправлено: {why}"),
+        }
+    }
+
+    /// A staff file that could not be passed on (Telegram or the core's storage failed).
+    pub fn staff_file_failed(&self) -> &'static str {
+        self.pick(
+            "the file could not be passed on. Please try again in a minute.",
+            "файл не удалось передать. Попробуйте через минуту.",
+        )
+    }
+
+    /// A sticker, a voice message... written in a staff topic.
+    pub fn staff_text_only(&self) -> &'static str {
+        self.pick(
+            "Only text, photos and files reach the visitor; this was not sent.",
+            "Посетителю доходят только текст, фото и файлы; это не отправлено.",
+        )
+    }
+
     /// Instead of a file of support's reply that Telegram would not take.
     pub fn file_not_delivered(&self, name: &str, size: u64) -> String {
         let line = escape(&file_line(name, size, None));
@@ -293,11 +369,15 @@ impl Texts {
     /// The bold header line of an admin's reply, before the (escaped) message; the header
     /// alone when there is no text (files only).
     pub fn answer(&self, admin_display_name: &str, text: &str) -> String {
-        let header = escape(&self.answer_header(admin_display_name));
-        if text.is_empty() {
-            format!("<b>{header}</b>")
-        } else {
-            format!("<b>{header}</b>\n{}", escape(text))
+        self.headed(Some(&self.answer_header(admin_display_name)), text)
+    }
+
+    /// `text` escaped, under `header` (plain text, escaped, bold) when there is one.
+    pub fn headed(&self, header: Option<&str>, text: &str) -> String {
+        match header.map(escape) {
+            None => escape(text),
+            Some(header) if text.is_empty() => format!("<b>{header}</b>"),
+            Some(header) => format!("<b>{header}</b>\n{}", escape(text)),
         }
     }
 }
@@ -336,6 +416,19 @@ mod tests {
             en.file_not_delivered("a<b>.pdf", 2048),
             "📎 a&lt;b&gt;.pdf (2.0 KB): this file could not be delivered in Telegram."
         );
+    }
+
+    #[test]
+    fn staff_texts_name_the_pairing_command() {
+        for texts in [Texts::new(Language::En), Texts::new(Language::Ru)] {
+            assert!(
+                texts
+                    .staff_not_linked(7_000_000_001)
+                    .contains("socketgram admin link-telegram &lt;login&gt; 7000000001")
+            );
+        }
+        let en = Texts::new(Language::En);
+        assert_eq!(en.staff_refused("no <admin>"), "Not done: no &lt;admin&gt;");
     }
 
     #[test]

@@ -13,6 +13,12 @@
 //! answer the next calls of a method with a fault: 429 with `retry_after`, a 5xx, a 403, or a
 //! reply that is not the Bot API's JSON, and to answer sendMessage late (the message already
 //! in the chat). Tests wait on what it records, under a timeout.
+//!
+//! Forum supergroups ([`Forum`]) have topics: createForumTopic makes one (a thread id, its
+//! name recorded; refused without the right "Manage topics"), sends with `message_thread_id`
+//! go to it (400 "message thread not found" once a test deleted it), getChat says `is_forum`,
+//! getChatMember says whether the bot is an administrator allowed to manage topics, and users
+//! write in topics (`is_topic_message`) or in the general topic.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -92,6 +98,8 @@ pub struct SentFile {
     /// The file's name and bytes as uploaded.
     pub name: String,
     pub bytes: Vec<u8>,
+    /// The forum topic it went to (`message_thread_id`).
+    pub thread: Option<i64>,
     pub at: Instant,
 }
 
@@ -116,6 +124,44 @@ impl Group {
     }
 }
 
+/// A supergroup with topics (a forum), and what the bot may do there.
+#[derive(Clone, Debug)]
+pub struct Forum {
+    /// Negative, `-100…`, as supergroups' ids are.
+    pub id: i64,
+    pub title: String,
+    /// Topics turned on (`is_forum`); off, it is a plain supergroup.
+    pub is_forum: bool,
+    /// The bot's standing in it.
+    pub bot: BotRights,
+}
+
+/// What the bot is in a chat (getChatMember).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BotRights {
+    /// An administrator, with or without the right "Manage topics".
+    Admin { can_manage_topics: bool },
+    /// A member without rights.
+    Member,
+}
+
+impl Forum {
+    fn chat(&self) -> Value {
+        json!({"id": self.id, "type": "supergroup", "title": self.title,
+               "is_forum": self.is_forum})
+    }
+}
+
+/// A forum topic made with createForumTopic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topic {
+    pub chat_id: i64,
+    pub thread: i64,
+    pub name: String,
+    /// Deleted by a test: sends to it are refused.
+    pub deleted: bool,
+}
+
 /// A file Telegram holds for the bot to download.
 struct HeldFile {
     file_id: String,
@@ -133,6 +179,8 @@ pub struct Sent {
     pub parse_mode: Option<String>,
     /// `reply_markup` as sent: a keyboard, a force-reply, ...
     pub reply_markup: Option<Value>,
+    /// The forum topic it went to (`message_thread_id`).
+    pub thread: Option<i64>,
     pub at: Instant,
 }
 
@@ -195,6 +243,10 @@ struct Inner {
     next_file: u64,
     /// The largest upload taken ([`UPLOAD_LIMIT`] unless a test lowers it).
     upload_limit: usize,
+    /// Forum supergroups the bot is in, by id.
+    forums: HashMap<i64, Forum>,
+    /// Topics made, in order.
+    topics: Vec<Topic>,
 }
 
 impl Inner {
@@ -459,6 +511,95 @@ impl BotApi {
         self.push_in(group.chat(), from, first_name, json!({"text": text}))
     }
 
+    /// The bot is in `forum` (getChat and getChatMember answer for it from now on).
+    pub fn add_forum(&self, forum: &Forum) {
+        self.shared.lock().forums.insert(forum.id, forum.clone());
+    }
+
+    /// Topics made so far, in order (deleted ones too).
+    pub fn topics(&self) -> Vec<Topic> {
+        self.shared.lock().topics.clone()
+    }
+
+    /// Waits until `n` topics were made in total; returns them.
+    pub async fn wait_topics(&self, n: usize) -> Vec<Topic> {
+        let mut changed = self.shared.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let topics = self.topics();
+            if topics.len() >= n {
+                return topics;
+            }
+            if !matches!(
+                tokio::time::timeout_at(deadline, changed.changed()).await,
+                Ok(Ok(()))
+            ) {
+                panic!("timed out waiting for {n} topics; made: {topics:?}");
+            }
+        }
+    }
+
+    /// Staff delete a topic: sends to it answer 400 "message thread not found" from now on.
+    pub fn delete_topic(&self, chat_id: i64, thread: i64) {
+        let mut inner = self.shared.lock();
+        for topic in inner
+            .topics
+            .iter_mut()
+            .filter(|t| t.chat_id == chat_id && t.thread == thread)
+        {
+            topic.deleted = true;
+        }
+    }
+
+    /// User `from` writes `text` in a topic of `forum` (`thread`), or in its general topic
+    /// (`None`).
+    pub fn topic_text(
+        &self,
+        forum: &Forum,
+        thread: Option<i64>,
+        from: i64,
+        first_name: &str,
+        text: &str,
+    ) -> i32 {
+        self.push_in(
+            forum.chat(),
+            from,
+            first_name,
+            topic_fields(thread, json!({"text": text})),
+        )
+    }
+
+    /// User `from` posts a photo (`bytes`, served by getFile and the download) in a topic.
+    pub fn topic_photo(
+        &self,
+        forum: &Forum,
+        thread: i64,
+        from: i64,
+        first_name: &str,
+        bytes: &[u8],
+        caption: Option<&str>,
+    ) -> i32 {
+        let len = bytes.len();
+        let (id, unique) = self
+            .shared
+            .lock()
+            .hold("photos", "jpg", len, Some(bytes.to_vec()));
+        let (width, height) = image::load_from_memory(bytes)
+            .map(|i| (i.width(), i.height()))
+            .unwrap_or((1280, 960));
+        let mut content = json!({"photo": [{"file_id": id, "file_unique_id": unique,
+            "width": width, "height": height, "file_size": len}]});
+        if let Some(caption) = caption {
+            content["caption"] = json!(caption);
+        }
+        self.push_in(
+            forum.chat(),
+            from,
+            first_name,
+            topic_fields(Some(thread), content),
+        )
+    }
+
     /// From now on, uploads larger than `bytes` are answered 413 ("Request Entity Too
     /// Large"), as Telegram answers those over [`UPLOAD_LIMIT`].
     pub fn limit_uploads(&self, bytes: usize) {
@@ -670,6 +811,7 @@ pub fn sent_in(calls: &[Call]) -> Vec<Sent> {
             text: c.body["text"].as_str().unwrap_or_default().to_owned(),
             parse_mode: c.body["parse_mode"].as_str().map(str::to_owned),
             reply_markup: reply_markup_of(&c.body),
+            thread: thread_of(&c.body),
             at: c.at,
         })
         .collect()
@@ -694,10 +836,30 @@ pub fn files_in(calls: &[Call]) -> Vec<SentFile> {
                 parse_mode: c.body["parse_mode"].as_str().map(str::to_owned),
                 name: file.name.clone(),
                 bytes: file.bytes.clone(),
+                thread: thread_of(&c.body),
                 at: c.at,
             })
         })
         .collect()
+}
+
+/// A message's fields in a forum: in a topic (`message_thread_id`, `is_topic_message`), or in
+/// the general topic (neither).
+fn topic_fields(thread: Option<i64>, mut content: Value) -> Value {
+    if let Some(thread) = thread {
+        content["message_thread_id"] = json!(thread);
+        content["is_topic_message"] = json!(true);
+    }
+    content
+}
+
+/// `message_thread_id` of a call (a number in JSON, a string in multipart).
+fn thread_of(body: &Value) -> Option<i64> {
+    match &body["message_thread_id"] {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
 }
 
 fn chat_id_of(body: &Value) -> i64 {
@@ -833,6 +995,99 @@ fn send_file(shared: &Shared, body: &Value, files: &[FilePart], field: &str) -> 
     ok(sent_message(shared, body, content))
 }
 
+/// Whether a send names a topic of a forum that does not exist or was deleted.
+fn thread_refused(shared: &Shared, body: &Value) -> bool {
+    let Some(thread) = thread_of(body) else {
+        return false;
+    };
+    let chat_id = chat_id_of(body);
+    let inner = shared.lock();
+    !inner
+        .topics
+        .iter()
+        .any(|t| t.chat_id == chat_id && t.thread == thread && !t.deleted)
+}
+
+/// createForumTopic: a topic of a forum where the bot may manage topics.
+fn create_forum_topic(shared: &Shared, body: &Value) -> Response {
+    let chat_id = chat_id_of(body);
+    let name = body["name"].as_str().unwrap_or_default().to_owned();
+    let mut inner = shared.lock();
+    let Some(forum) = inner.forums.get(&chat_id).cloned() else {
+        return error(400, "Bad Request: chat not found", None);
+    };
+    if !forum.is_forum {
+        return error(400, "Bad Request: the chat is not a forum", None);
+    }
+    if forum.bot
+        != (BotRights::Admin {
+            can_manage_topics: true,
+        })
+    {
+        return error(
+            400,
+            "Bad Request: not enough rights to create a topic",
+            None,
+        );
+    }
+    if name.is_empty() || name.chars().count() > 128 {
+        return error(400, "Bad Request: TOPIC_NAME_INVALID", None);
+    }
+    // The topic's id is the id of the message that opens it, as in Telegram.
+    inner.next_message_id += 1;
+    let thread = i64::from(inner.next_message_id);
+    inner.topics.push(Topic {
+        chat_id,
+        thread,
+        name: name.clone(),
+        deleted: false,
+    });
+    let color = body["icon_color"].as_u64().unwrap_or(7_322_096);
+    ok(json!({"message_thread_id": thread, "name": name, "icon_color": color}))
+}
+
+/// getChat: a forum the bot is in, as the Bot API's `ChatFullInfo`.
+fn get_chat(shared: &Shared, body: &Value) -> Response {
+    let Some(forum) = shared.lock().forums.get(&chat_id_of(body)).cloned() else {
+        return error(400, "Bad Request: chat not found", None);
+    };
+    ok(json!({
+        "id": forum.id, "type": "supergroup", "title": forum.title, "is_forum": forum.is_forum,
+        "accent_color_id": 0, "max_reaction_count": 11,
+        "accepted_gift_types": {"unlimited_gifts": false, "limited_gifts": false,
+                                "unique_gifts": false, "premium_subscription": false},
+    }))
+}
+
+/// getChatMember: the bot in a forum it is in (others are plain members).
+fn get_chat_member(shared: &Shared, body: &Value) -> Response {
+    let Some(forum) = shared.lock().forums.get(&chat_id_of(body)).cloned() else {
+        return error(400, "Bad Request: chat not found", None);
+    };
+    let user_id = match &body["user_id"] {
+        Value::Number(n) => n.as_i64().unwrap_or_default(),
+        Value::String(s) => s.parse().unwrap_or_default(),
+        _ => 0,
+    };
+    let user = json!({"id": user_id, "is_bot": user_id == BOT_ID, "first_name": "Member"});
+    let rights = if user_id == BOT_ID {
+        forum.bot
+    } else {
+        BotRights::Member
+    };
+    match rights {
+        BotRights::Member => ok(json!({"user": user, "status": "member"})),
+        BotRights::Admin { can_manage_topics } => ok(json!({
+            "user": user, "status": "administrator", "can_be_edited": false,
+            "is_anonymous": false, "can_manage_chat": true, "can_change_info": true,
+            "can_delete_messages": true, "can_manage_video_chats": true,
+            "can_invite_users": true, "can_restrict_members": true, "can_pin_messages": true,
+            "can_promote_members": false, "can_post_stories": false, "can_edit_stories": false,
+            "can_delete_stories": false, "can_manage_topics": can_manage_topics,
+        })),
+    }
+}
+
 /// getFile: where a file users sent can be downloaded; files over [`DOWNLOAD_LIMIT`] are
 /// refused, as Telegram refuses them.
 fn get_file(shared: &Shared, body: &Value) -> Response {
@@ -918,6 +1173,12 @@ async fn method(
         return response;
     }
     let response = match method.as_str() {
+        "sendMessage" | "sendPhoto" | "sendDocument" if thread_refused(&shared, &body) => {
+            error(400, "Bad Request: message thread not found", None)
+        }
+        "createForumTopic" => create_forum_topic(&shared, &body),
+        "getChat" => get_chat(&shared, &body),
+        "getChatMember" => get_chat_member(&shared, &body),
         "getMe" => ok(json!({
             "id": BOT_ID, "is_bot": true, "first_name": "Socketgram",
             "username": "socketgram_test_bot", "can_join_groups": false,
@@ -1093,6 +1354,9 @@ fn canonical(method: &str) -> String {
         "getWebhookInfo",
         "setWebhook",
         "deleteWebhook",
+        "createForumTopic",
+        "getChat",
+        "getChatMember",
     ];
     KNOWN
         .iter()
@@ -1275,6 +1539,80 @@ mod tests {
                 "supergroup: in a supergroup"
             ]
         );
+    }
+
+    /// Forums as teloxide reads them: getChat's `is_forum`, getChatMember's rights, a topic
+    /// made and written to, refused once deleted, and users' topic messages.
+    #[tokio::test]
+    async fn forums_parse_as_teloxide_reads_them() {
+        use teloxide::{
+            payloads::SendMessageSetters as _,
+            prelude::Requester as _,
+            types::{ChatFullInfoKind, ChatFullInfoPublicKind, ChatId, ChatMemberKind, UserId},
+        };
+        let token = "1:x";
+        let api = BotApi::start(token).await;
+        let bot = teloxide::Bot::new(token).set_api_url(api.url().parse().expect("url"));
+        let forum = Forum {
+            id: -1_000_000_000_777,
+            title: "Staff".into(),
+            is_forum: true,
+            bot: BotRights::Admin {
+                can_manage_topics: true,
+            },
+        };
+        api.add_forum(&forum);
+        let chat = bot.get_chat(ChatId(forum.id)).await.expect("getChat");
+        let ChatFullInfoKind::Public(public) = chat.kind else {
+            panic!("a public chat")
+        };
+        let ChatFullInfoPublicKind::Supergroup(supergroup) = public.kind else {
+            panic!("a supergroup")
+        };
+        assert!(supergroup.is_forum);
+        let member = bot
+            .get_chat_member(ChatId(forum.id), UserId(BOT_ID as u64))
+            .await
+            .expect("getChatMember");
+        assert!(
+            matches!(&member.kind, ChatMemberKind::Administrator(a) if a.can_manage_topics),
+            "{member:?}"
+        );
+        let topic = bot
+            .create_forum_topic(ChatId(forum.id), "Ann")
+            .await
+            .expect("createForumTopic");
+        let thread = topic.thread_id;
+        bot.send_message(ChatId(forum.id), "hi")
+            .message_thread_id(thread)
+            .await
+            .expect("sendMessage in the topic");
+        assert_eq!(api.sent_to(forum.id)[0].thread, Some(i64::from(thread.0.0)));
+        api.delete_topic(forum.id, i64::from(thread.0.0));
+        let refused = bot
+            .send_message(ChatId(forum.id), "hi")
+            .message_thread_id(thread)
+            .await
+            .expect_err("the topic is gone");
+        assert!(
+            refused.to_string().contains("message thread not found"),
+            "{refused}"
+        );
+        api.topic_text(&forum, Some(i64::from(thread.0.0)), 42, "Ann", "in a topic");
+        api.topic_text(&forum, None, 42, "Ann", "in general");
+        let pending: Vec<Value> = api.shared.lock().pending.iter().cloned().collect();
+        let topics: Vec<(Option<i32>, bool)> = pending
+            .iter()
+            .map(|u| {
+                let update: teloxide::types::Update =
+                    serde_json::from_str(&u.to_string()).expect("teloxide parses the update");
+                let teloxide::types::UpdateKind::Message(m) = update.kind else {
+                    panic!("a message")
+                };
+                (m.thread_id.map(|t| t.0.0), m.is_topic_message)
+            })
+            .collect();
+        assert_eq!(topics, [(Some(thread.0.0), true), (None, false)]);
     }
 
     /// Files go both ways as teloxide sends and fetches them: its multipart uploads are read

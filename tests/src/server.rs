@@ -145,6 +145,29 @@ impl TestServer {
     /// Starts the real binary `bin` with `command` and a config file of `toml` (see
     /// [`config_text`]) and waits for its ready line.
     pub async fn binary(bin: &Path, command_name: &str, database_url: &str, toml: &str) -> Self {
+        Self::binary_with(bin, command_name, database_url, toml, None).await
+    }
+
+    /// [`TestServer::binary`], its log (stderr, every crate's at info) kept for the test to
+    /// read, and still shown.
+    pub async fn binary_with_log(
+        bin: &Path,
+        command_name: &str,
+        database_url: &str,
+        toml: &str,
+    ) -> (Self, Log) {
+        let log = Log::default();
+        let server = Self::binary_with(bin, command_name, database_url, toml, Some(log.clone()));
+        (server.await, log)
+    }
+
+    async fn binary_with(
+        bin: &Path,
+        command_name: &str,
+        database_url: &str,
+        toml: &str,
+        log: Option<Log>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let config = dir.path().join("socketgram.toml");
         std::fs::write(&config, config_text(database_url, toml, dir.path())).expect("write config");
@@ -159,7 +182,10 @@ impl TestServer {
                 "socketgram=info,socketgram_core=info,socketgram_edge_web=info",
             )
             .env("SOCKETGRAM_WEB__LISTEN", "127.0.0.1:0");
-        let (child, grpc, web) = ready_line(command, "socketgram").await;
+        if log.is_some() {
+            command.env("RUST_LOG", "info");
+        }
+        let (child, grpc, web) = ready_line_with(command, "socketgram", log).await;
         let grpc = grpc.expect("grpc address in the ready line");
         Self {
             running: Running::Process(child),
@@ -264,15 +290,38 @@ impl Drop for TestServer {
 /// waits for its ready line; returns the child and the addresses the line names. Its stdout
 /// goes on being drained, so the child never blocks on a full pipe.
 pub async fn ready_line(
-    mut command: Command,
+    command: Command,
     name: &str,
 ) -> (Child, Option<SocketAddr>, Option<SocketAddr>) {
+    ready_line_with(command, name, None).await
+}
+
+/// [`ready_line`], stderr kept in `log` (and shown) when given.
+async fn ready_line_with(
+    mut command: Command,
+    name: &str,
+    log: Option<Log>,
+) -> (Child, Option<SocketAddr>, Option<SocketAddr>) {
+    let stderr = if log.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::inherit()
+    };
     let mut child = command
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    if let (Some(log), Some(stderr)) = (log, child.stderr.take()) {
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("{line}");
+                log.push(line);
+            }
+        });
+    }
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let ready = tokio::time::timeout(Duration::from_secs(60), async {
@@ -287,6 +336,41 @@ pub async fn ready_line(
     .unwrap_or_else(|_| panic!("{name} did not get ready in time"));
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, ready.0, ready.1)
+}
+
+/// A child process's log lines, as they come.
+#[derive(Clone, Default)]
+pub struct Log(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Log {
+    fn push(&self, line: String) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+    }
+
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits (up to 20 s) for a line containing every one of `needles`; returns it.
+    pub async fn wait_for(&self, needles: &[&str]) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(line) = self
+                .lines()
+                .into_iter()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+            {
+                return line;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no log line with {needles:?}; the log: {:#?}",
+                self.lines()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// Reads `[grpc=ADDR] [web=ADDR]` of the ready line.

@@ -101,7 +101,9 @@ async fn a_start_link_from_the_widget_links_the_chat_once() {
     assert_eq!(stored.origin, pb::AuthorKind::Telegram as i32);
     let seen = web.next_payload("new message").await;
     assert_eq!(seen["message"], "hello from Telegram", "{seen}");
-    world.reply(123, pb::AuthorKind::Admin, "welcome here").await;
+    world
+        .reply(123, pb::AuthorKind::Admin, "welcome here")
+        .await;
     let reply = ann.next().await;
     assert!(reply.text.ends_with("welcome here"), "{reply:?}");
 

@@ -21,6 +21,7 @@ use socketgram_tests::{
 use tonic::{Code, Streaming};
 
 mod deep_link;
+mod staff;
 
 /// The bot's token: `<bot id>:<secret>`.
 const BOT_TOKEN: &str = "123456:TEST-token_for-the-fake-api";
@@ -54,6 +55,10 @@ struct Setup {
     attachments: String,
     /// Keys of `[web]` (one per line).
     web: String,
+    /// More keys of `[telegram]` (one per line).
+    telegram: String,
+    /// The staff chat (`[telegram] staff_chat_id`), in the Bot API before the bot starts.
+    forum: Option<botapi::Forum>,
 }
 
 impl Default for Setup {
@@ -62,6 +67,8 @@ impl Default for Setup {
             max_chars: MAX_CHARS,
             attachments: String::new(),
             web: String::new(),
+            telegram: String::new(),
+            forum: None,
         }
     }
 }
@@ -87,7 +94,7 @@ fn config(
         "[core]\ncompany = \"Acme\"\nmax_message_chars = {max_chars}\n\n\
          [core.attachments]\ndir = \"{files}\"\n{attachments}\n\
          [telegram]\ntoken = \"{BOT_TOKEN}\"\napi_url = \"{api}\"\nlanguage = \"{language}\"\n\
-         contacts_html = \"{CONTACTS}\"\n{mode}\n\
+         contacts_html = \"{CONTACTS}\"\n{mode}{telegram}\n\
          [telegram.limits]\nper_chat_per_second = 1000\nper_chat_per_minute = 100000\n\
          overall_per_second = 1000\n\n[web]\n{web}",
         api = api.url(),
@@ -95,6 +102,12 @@ fn config(
         files = files.display(),
         attachments = setup.attachments,
         web = setup.web,
+        telegram = setup.telegram.clone()
+            + &setup
+                .forum
+                .as_ref()
+                .map(|f| format!("staff_chat_id = {}\n", f.id))
+                .unwrap_or_default(),
     )
 }
 
@@ -128,6 +141,9 @@ impl World {
             setup,
             files: tempfile::tempdir().expect("a directory for the files"),
         };
+        if let Some(forum) = &world.setup.forum {
+            world.api.add_forum(forum);
+        }
         world.restart().await;
         for id in [123, 124] {
             world
