@@ -249,10 +249,10 @@ impl Texts {
         let content_type = escape(content_type);
         match self.language {
             Language::En => format!(
-                "Files of this type ({content_type}) cannot be sent to support; nothing was sent."
+                "Files of this type ({content_type}) cannot be sent; nothing was sent."
             ),
             Language::Ru => format!(
-                "Файлы такого типа ({content_type}) нельзя отправить в поддержку; ничего не отправлено."
+                "Файлы такого типа ({content_type}) нельзя отправить; ничего не отправлено."
             ),
         }
     }
@@ -260,8 +260,8 @@ impl Texts {
     /// A file that could not be passed on (Telegram or the core's storage failed).
     pub fn file_failed(&self) -> &'static str {
         self.pick(
-            "The file could not be sent to support; nothing was sent. Please try again in a minute.",
-            "Не удалось отправить файл в поддержку; ничего не отправлено. Попробуйте через минуту.",
+            "The file could not be sent; nothing was sent. Please try again in a minute.",
+            "Не удалось отправить файл; ничего не отправлено. Попробуйте через минуту.",
         )
     }
 

@@ -1293,7 +1293,7 @@ async fn files_over_the_limit_or_of_refused_types_are_not_stored() {
     let answer = ann.next().await;
     assert_eq!(
         answer.text,
-        "Files of this type (text/html) cannot be sent to support; nothing was sent."
+        "Files of this type (text/html) cannot be sent; nothing was sent."
     );
     // A download that fails: the user is told, the core keeps nothing of it.
     api.fail_next("download", 1, Fault::ServerError(502));
@@ -1301,7 +1301,7 @@ async fn files_over_the_limit_or_of_refused_types_are_not_stored() {
     let answer = ann.next().await;
     assert_eq!(
         answer.text,
-        "The file could not be sent to support; nothing was sent. Please try again in a minute."
+        "The file could not be sent; nothing was sent. Please try again in a minute."
     );
     let downloads = api.calls_of("download");
     assert_eq!(
