@@ -248,9 +248,9 @@ impl Texts {
     pub fn file_type_refused(&self, content_type: &str) -> String {
         let content_type = escape(content_type);
         match self.language {
-            Language::En => format!(
-                "Files of this type ({content_type}) cannot be sent; nothing was sent."
-            ),
+            Language::En => {
+                format!("Files of this type ({content_type}) cannot be sent; nothing was sent.")
+            }
             Language::Ru => format!(
                 "Файлы такого типа ({content_type}) нельзя отправить; ничего не отправлено."
             ),
