@@ -655,6 +655,7 @@ fn to_wire(m: &StoredMessage) -> pb::StoredMessage {
         text: m.text.clone(),
         local_date: m.local_date.and_utc().timestamp(),
         attachments: m.attachments.iter().map(attachment_to_wire).collect(),
+        client_msg_id: m.client_msg_id.clone().unwrap_or_default(),
     }
 }
 
@@ -716,6 +717,7 @@ fn from_wire(m: pb::StoredMessage) -> Result<StoredMessage, String> {
             .ok_or_else(|| format!("message {} has an impossible date", m.id))?
             .naive_utc(),
         attachments: Vec::new(),
+        client_msg_id: (!m.client_msg_id.is_empty()).then_some(m.client_msg_id),
     };
     message.attachments = m
         .attachments
@@ -737,6 +739,7 @@ mod tests {
             direction: Direction::ToVisitor,
             origin: Origin::Backend,
             admin_id: "alice".into(),
+            client_msg_id: Some("backend-7".into()),
             text: "<b>hi</b> & ✓".into(),
             local_date: DateTime::from_timestamp(1_700_000_000, 0)
                 .unwrap()

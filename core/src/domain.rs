@@ -104,6 +104,8 @@ pub struct StoredMessage {
     pub local_date: NaiveDateTime,
     /// Files attached to it, in the order they were given.
     pub attachments: Vec<Attachment>,
+    /// The sender's idempotency key it was stored with (`sg_message_meta.client_msg_id`).
+    pub client_msg_id: Option<String>,
 }
 
 /// The id of a stored file (`sg_attachments.id`).

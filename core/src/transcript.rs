@@ -197,6 +197,7 @@ mod tests {
     fn message(id: u64, from_visitor: bool, text: &str) -> StoredMessage {
         StoredMessage {
             attachments: Vec::new(),
+            client_msg_id: None,
             id,
             conversation_id: 7,
             direction: if from_visitor {

@@ -254,12 +254,7 @@ impl Route for Replies {
     /// Sends one reply to every active chat linked to its conversation.
     async fn deliver(&self, m: &pb::Message) -> Result<(), TelegramError> {
         let links = self.core.links_of(m.conversation_id).await?;
-        let admin = if m.admin_display_name.is_empty() {
-            &m.admin_id
-        } else {
-            &m.admin_display_name
-        };
-        let header = self.poster.texts.answer_header(admin);
+        let header = self.poster.texts.answer_header(signer(m));
         for link in links {
             if !link.active {
                 self.poster.count("inactive");
@@ -567,8 +562,17 @@ fn file_kind(file: &pb::Attachment) -> FileKind {
     }
 }
 
+/// Who signs a support reply: the admin's display name, else their login.
+pub(crate) fn signer(m: &pb::Message) -> &str {
+    if m.admin_display_name.is_empty() {
+        &m.admin_id
+    } else {
+        &m.admin_display_name
+    }
+}
+
 /// A support reply: to the visitor, from anyone but the visitor's own Telegram chat.
-fn is_support_reply(m: &pb::Message) -> bool {
+pub(crate) fn is_support_reply(m: &pb::Message) -> bool {
     m.direction == pb::Direction::ToVisitor as i32 && m.origin != pb::AuthorKind::Telegram as i32
 }
 

@@ -7,14 +7,16 @@
 //!   in the chat, its messages are ignored) and the rest of the bot works on;
 //! - the mirror ([`Topics`], a [`Route`] of the delivery loop): every visitor message (from the
 //!   web widget or a linked Telegram chat; direction to support) goes to its conversation's
-//!   topic, its files too (photos as photos, other files as documents, as the replies'). It has
-//!   a durable cursor and a lease of its own (`telegram-staff:<bot id>:<chat id>`), so one edge
-//!   of a bot mirrors, at least once and at most one message twice after a crash, as
-//!   [`crate::delivery`] delivers. Support's replies are not mirrored: those written in a topic
-//!   are there already, and the mirror never echoes them back (replies from the console stay
-//!   in the console). Topics are made by the mirror alone, one message at a time, and kept in
-//!   the core (`Telegram.PutStaffTopic`), so a restart makes none twice; a topic staff deleted
-//!   is made anew when a send finds it gone, and the message goes there whole;
+//!   topic, its files too (photos as photos, other files as documents, as the replies'), and
+//!   so do support's replies written elsewhere (the console, the PHP admin, a backend: "answer
+//!   from <admin>:"), so that a topic reads as the whole conversation. A reply written in a
+//!   topic of this chat is known by its key (`tg:<chat>:<message>`, `Message.client_msg_id`)
+//!   and never echoed. The mirror has a durable cursor and a lease of its own
+//!   (`telegram-staff:<bot id>:<chat id>`), so one edge of a bot mirrors, at least once and at
+//!   most one message twice after a crash, as [`crate::delivery`] delivers. Topics are made by
+//!   the mirror alone, one message at a time, and kept in the core (`Telegram.PutStaffTopic`),
+//!   so a restart makes none twice; a topic staff deleted is made anew when a send finds it
+//!   gone, and the message goes there whole;
 //! - what staff write in a topic ([`Staff::on_message`]): texts and files go to the visitor as
 //!   a reply signed by the admin the Telegram user is paired with (`socketgram admin
 //!   link-telegram`), stored once however often Telegram delivers the update; `/resolve`,
@@ -39,7 +41,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::{
     core_api::{self, CoreApi},
-    delivery::{Delivery, Poster, Reached, Route},
+    delivery::{self, Delivery, Poster, Reached, Route},
     dialogue::{self, Content, Context, FileRefusal},
     error::{StaffSetup, TelegramError},
     lease::DeliveryLease,
@@ -378,10 +380,24 @@ pub struct Topics {
     poster: Poster,
 }
 
+impl Topics {
+    /// Whether `m` was written in a topic of this staff chat (its key is the update's,
+    /// `tg:<chat>:<message>`): it is there already.
+    fn written_here(&self, m: &pb::Message) -> bool {
+        m.client_msg_id
+            .strip_prefix("tg:")
+            .and_then(|rest| rest.split_once(':'))
+            .is_some_and(|(chat, _)| chat == self.chat_id.to_string())
+    }
+}
+
 impl Route for Topics {
-    /// The visitor's messages, from the web or Telegram; never support's (no echo).
+    /// The visitor's messages, from the web or Telegram, and support's replies written
+    /// elsewhere (the console, the PHP admin, a backend), so that a topic reads as the whole
+    /// conversation; never a reply written in a topic here (no echo).
     fn wants(&self, m: &pb::Message) -> bool {
         m.direction == pb::Direction::ToSupport as i32
+            || (delivery::is_support_reply(m) && !self.written_here(m))
     }
 
     async fn deliver(&self, m: &pb::Message) -> Result<(), TelegramError> {
@@ -410,7 +426,9 @@ impl Route for Topics {
                 };
                 continue;
             };
-            match self.poster.post(to, None, m).await? {
+            let header = (m.direction == pb::Direction::ToVisitor as i32)
+                .then(|| self.poster.texts.answer_header(delivery::signer(m)));
+            match self.poster.post(to, header.as_deref(), m).await? {
                 Reached::Delivered => {
                     debug!(
                         conversation,

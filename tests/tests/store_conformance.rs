@@ -209,6 +209,12 @@ async fn client_ids_store_once(f: Fixture) {
     let stored = f.store.messages_after(Scope::All, 0, 100).await.unwrap();
     let texts: Vec<_> = stored.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(texts, ["one", "two", "same key, other conversation"]);
+    let keys: Vec<_> = stored.iter().map(|m| m.client_msg_id.as_deref()).collect();
+    assert_eq!(
+        keys,
+        [Some("k1"), Some("k2"), Some("k1")],
+        "each read with its key"
+    );
     // A batch is first tried without looking its keys up; a repeat among new messages rolls
     // that attempt back. Nothing of it stays, and the batch's predecessor is still the last
     // message stored, not an id the rolled-back attempt used.

@@ -42,6 +42,7 @@ pub(crate) fn message(core: &Core, m: &StoredMessage) -> pb::Message {
         }),
         local_date: m.local_date.format(LOCAL_DATE).to_string(),
         attachments: m.attachments.iter().map(attachment).collect(),
+        client_msg_id: m.client_msg_id.clone().unwrap_or_default(),
     }
 }
 

@@ -85,6 +85,7 @@ pub(crate) fn stored(new: &NewMessage, id: i64) -> StoreResult<Appended> {
             admin_id: new.admin_id.clone(),
             text: new.text.clone(),
             local_date: new.local_date,
+            client_msg_id: new.client_msg_id.clone(),
             attachments: new
                 .attachments
                 .iter()

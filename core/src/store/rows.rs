@@ -53,6 +53,7 @@ pub(crate) struct MessageRow {
     origin: Option<Int>,
     /// `sg_message_meta.files`: how many files it has (NULL for a legacy row: none).
     files: Option<Int>,
+    client_msg_id: Option<String>,
 }
 
 impl MessageRow {
@@ -81,6 +82,7 @@ impl TryFrom<MessageRow> for StoredMessage {
             text: text::from_column(row.message.as_deref()),
             local_date: row.date,
             attachments: Vec::new(),
+            client_msg_id: row.client_msg_id,
         })
     }
 }

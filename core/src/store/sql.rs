@@ -33,7 +33,8 @@ use crate::domain::{
 /// sg_message_meta.
 macro_rules! message_columns {
     () => {
-        "m.id, m.cid, m.direction, m.aid, m.message, m.date, meta.origin, meta.files"
+        "m.id, m.cid, m.direction, m.aid, m.message, m.date, meta.origin, meta.files, \
+         meta.client_msg_id"
     };
 }
 

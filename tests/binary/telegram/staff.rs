@@ -217,13 +217,19 @@ async fn visitor_messages_open_one_topic_per_conversation_and_are_mirrored() {
     let other = topic_of(&topics, "id124");
     in_topic(api, other, "I am 124").await;
 
-    // Support's replies are not mirrored back (the topic is where staff write them).
+    // A reply written elsewhere (the console, a backend) is mirrored too, signed: the topic
+    // reads as the whole conversation.
     world
         .reply(123, pb::AuthorKind::Admin, "a reply from the console")
         .await;
+    let reply = in_topic(api, ann, "a reply from the console").await;
+    assert_eq!(
+        reply.text,
+        "<b>answer from Alice Acme:</b>\na reply from the console"
+    );
     world.visitor_says(123, "thanks").await;
     in_topic(api, ann, "thanks").await;
-    assert_eq!(mirrored(api, "a reply from the console"), 0);
+    assert_eq!(mirrored(api, "a reply from the console"), 1);
     assert_eq!(api.topics().len(), 2, "{:?}", api.topics());
     assert_eq!(mirrored(api, "Anyone there?"), 1);
     world.finish().await;
@@ -272,6 +278,11 @@ async fn staff_answer_from_the_topic_once_paired() {
     assert_eq!(reply.text, "It ships <today>");
     assert_eq!(reply.origin, pb::AuthorKind::Admin as i32);
     assert_eq!(reply.admin_id, "alice");
+    assert_eq!(
+        reply.client_msg_id,
+        format!("tg:{STAFF_CHAT}:{update}"),
+        "the update's key, which keeps the mirror from echoing it"
+    );
     // Telegram delivering the update again stores nothing more.
     api.deliver_again(update);
     api.topic_text(
@@ -289,7 +300,11 @@ async fn staff_answer_from_the_topic_once_paired() {
         .filter(|m| m.direction == pb::Direction::ToVisitor as i32)
         .collect();
     assert_eq!(replies.len(), 1, "{replies:?}");
-    // ...and the reply is not mirrored back into the topic.
+    // ...and the reply is not mirrored back into the topic, though later ones are.
+    world
+        .reply(123, pb::AuthorKind::Admin, "a follow-up from the console")
+        .await;
+    in_topic(api, thread, "a follow-up from the console").await;
     assert_eq!(mirrored(api, "It ships"), 0);
 
     // Commands act on the conversation, answered in the topic.
