@@ -56,6 +56,12 @@ pub trait Dialect:
         + Type<Self>
         + TryInto<i64, Error: std::error::Error + Send + Sync + 'static>;
 
+    /// The type of `sg_message_meta.client_msg_id` (`String`, or bytes where the column is
+    /// binary), read as a `String`.
+    type KeyColumn: for<'r> Decode<'r, Self>
+        + Type<Self>
+        + TryInto<String, Error: std::error::Error + Send + Sync + 'static>;
+
     /// What the store learns of the database's schema once and keeps.
     type Schema: Default + Send + Sync + 'static;
 

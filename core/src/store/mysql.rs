@@ -99,6 +99,7 @@ impl Dialect for MySql {
     /// The legacy `INT UNSIGNED` ids (messages.id and .cid, users.id, telegram.cid in the "with
     /// users" variant); sqlx decodes an unsigned column only into an unsigned type.
     type OtherInt = u64;
+    type KeyColumn = Vec<u8>;
     type Schema = LegacySchema;
 
     fn insert_or_skip(_key: &str) -> (&'static str, String) {

@@ -80,6 +80,7 @@ impl Dialect for Postgres {
 
     /// `INTEGER` codes.
     type OtherInt = i32;
+    type KeyColumn = String;
     type Schema = ();
 
     fn byte_order(column: &str) -> String {

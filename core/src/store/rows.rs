@@ -41,6 +41,29 @@ where
     }
 }
 
+/// A client message id column, read as a `String` whatever the backend keeps it as
+/// ([`Dialect::KeyColumn`]: MySQL's `VARBINARY`, so that keys compare byte for byte).
+#[derive(Clone, Debug)]
+pub(crate) struct Key(pub(crate) String);
+
+impl<DB: Dialect> Type<DB> for Key {
+    fn type_info() -> DB::TypeInfo {
+        <DB::KeyColumn as Type<DB>>::type_info()
+    }
+
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <DB::KeyColumn as Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'r, DB: Dialect> Decode<'r, DB> for Key {
+    fn decode(value: DB::ValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(Key(
+            <DB::KeyColumn as Decode<DB>>::decode(value)?.try_into()?
+        ))
+    }
+}
+
 /// A message as `sql::MESSAGE_COLUMNS` selects it.
 #[derive(FromRow)]
 pub(crate) struct MessageRow {
@@ -53,7 +76,7 @@ pub(crate) struct MessageRow {
     origin: Option<Int>,
     /// `sg_message_meta.files`: how many files it has (NULL for a legacy row: none).
     files: Option<Int>,
-    client_msg_id: Option<String>,
+    client_msg_id: Option<Key>,
 }
 
 impl MessageRow {
@@ -82,7 +105,7 @@ impl TryFrom<MessageRow> for StoredMessage {
             text: text::from_column(row.message.as_deref()),
             local_date: row.date,
             attachments: Vec::new(),
-            client_msg_id: row.client_msg_id,
+            client_msg_id: row.client_msg_id.map(|k| k.0),
         })
     }
 }

@@ -125,6 +125,7 @@ impl Dialect for Sqlite {
     const NOW_MS: &'static str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
 
     type OtherInt = i64;
+    type KeyColumn = String;
     type Schema = SqliteSchema;
 
     fn byte_order(column: &str) -> String {
