@@ -303,47 +303,21 @@ impl Server {
     }
 
     /// Fills `bot` with the bot's username from Telegram's `getMe`, asked until it answers
-    /// (with back-off) or the edges stop. The Telegram edge asks `getMe` for itself as it
-    /// starts and keeps the answer; the web edge may run without it (`edge-web`), so it asks
-    /// on its own. Not one of `edges`: a part that ends there stops the server, and this one
-    /// ends once it knows.
+    /// or the edges stop. The Telegram edge asks `getMe` for itself as it starts; the web edge
+    /// may run without it (`edge-web`), so it asks on its own. Not one of `edges`: a part that
+    /// ends there stops the server, and this one ends once it knows.
     fn learn_bot_username(&self, telegram: &TelegramConfig, bot: TelegramBot) {
-        use teloxide::{prelude::Requester as _, requests::Request as _};
-        let api = match url::Url::parse(&telegram.api_url) {
-            Ok(url) => teloxide::Bot::new(telegram.token.expose()).set_api_url(url),
-            // The Telegram edge refuses it and says so.
-            Err(_) => return,
-        };
-        let stop = self.edge_stop.clone();
+        let (telegram, stop) = (telegram.clone(), self.edge_stop.clone());
         tokio::spawn(async move {
-            let mut pause = Duration::from_secs(1);
-            loop {
-                let answer = tokio::select! {
-                    () = stop.cancelled() => return,
-                    answer = api.get_me().send() => answer,
-                };
-                match answer {
-                    Ok(me) => {
-                        let username = me.user.username.unwrap_or_default();
-                        match bot.fill(&username) {
-                            Ok(()) => {
-                                info!(bot = %username, "the widget offers \"Continue in Telegram\"")
-                            }
-                            Err(e) => {
-                                warn!(error = %e, "Telegram named the bot oddly; the widget offers no \"Continue in Telegram\" (set web.telegram_bot)")
-                            }
-                        }
-                        return;
+            match socketgram_edge_telegram::bot_username(&telegram, &stop).await {
+                Ok(username) => match bot.fill(&username) {
+                    Ok(()) => info!(bot = %username, "the widget offers \"Continue in Telegram\""),
+                    Err(e) => {
+                        warn!(error = %e, "Telegram named the bot oddly; the widget offers no \"Continue in Telegram\" (set web.telegram_bot)")
                     }
-                    // A token Telegram refuses: the Telegram edge stops the server with it.
-                    Err(teloxide::RequestError::Api(teloxide::ApiError::InvalidToken)) => return,
-                    Err(e) => debug!(error = %e, "the bot's username is not known yet"),
-                }
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(pause) => {}
-                }
-                pause = (pause * 2).min(Duration::from_secs(60));
+                },
+                // Shutdown, or a token the Telegram edge refuses (and stops the server with).
+                Err(e) => debug!(error = %e, "the widget offers no \"Continue in Telegram\""),
             }
         });
     }

@@ -343,6 +343,18 @@ impl Bot {
     }
 }
 
+/// The bot's username, as Telegram's `getMe` gives it for the token, asked until Telegram
+/// answers (with back-off) or `shutdown`: for a web edge that offers the bot ("Continue in
+/// Telegram") whether or not this process runs it. A refused token is final.
+pub async fn bot_username(
+    config: &TelegramConfig,
+    shutdown: &CancellationToken,
+) -> Result<String, TelegramError> {
+    let bot = sender::bot(config).map_err(TelegramError::Config)?;
+    let me = until_ok(shutdown, "ask Telegram the bot's username", || get_me(&bot)).await?;
+    Ok(me.user.username.unwrap_or_default())
+}
+
 async fn get_me(bot: &TgBot) -> Result<Me, TelegramError> {
     bot.get_me().send().await.map_err(|e| match &e {
         teloxide::RequestError::Api(teloxide::ApiError::InvalidToken) => {

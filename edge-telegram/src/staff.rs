@@ -373,7 +373,8 @@ pub async fn run(mirror: Mirror) {
     .await;
 }
 
-/// Visitor messages to their conversation's topic in the staff chat.
+/// Visitor messages, and support replies written elsewhere, to their conversation's topic in
+/// the staff chat.
 pub struct Topics {
     chat_id: i64,
     /// Sends into the topics (and holds the core, the bot and the shutdown).

@@ -56,6 +56,20 @@ fn own<T: Claims + DeserializeOwned>(
     Ok(payload)
 }
 
+/// [`own`] for an event whose payload may be left out (the widget's identity is its token):
+/// none reads as `{}`.
+fn own_optional<T: Claims + DeserializeOwned>(
+    s: &SocketRef,
+    peer: &Peer,
+    data: &Value,
+    event: &str,
+) -> Result<T, Refusal> {
+    if data.is_null() {
+        return own(s, peer, &json!({}), event);
+    }
+    own(s, peer, data, event)
+}
+
 /// `subscribe {room, username}`: the last 20 messages (or, with `since`, everything after
 /// it), then live messages; the visitor is online from now until its last socket goes. The
 /// conversation's task answers, once the history is out and live is on. What the visitor's
@@ -86,10 +100,7 @@ pub async fn subscribe(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value, ac
 /// Checks a `subscribe` (its page within bounds). Nothing is written: the conversation is
 /// stored with its first message.
 fn open(s: &SocketRef, peer: &Peer, data: &Value) -> Result<Subscribe, Refusal> {
-    let empty = json!({});
-    // The widget may subscribe without a payload: its identity is its token.
-    let data = if data.is_null() { &empty } else { data };
-    let subscribe = own::<Subscribe>(s, peer, data, incoming::SUBSCRIBE)?;
+    let subscribe = own_optional::<Subscribe>(s, peer, data, incoming::SUBSCRIBE)?;
     if let Some(page) = &subscribe.page {
         page.check().map_err(|e| Refusal::Invalid(e.0))?;
     }
@@ -151,9 +162,7 @@ pub async fn upload(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value) -> An
 /// for this connection's visitor, with a one-time token from the core, and when it stops
 /// working. Refused when the edge knows no bot (`[web] telegram_bot`).
 pub async fn telegram_link(s: &SocketRef, edge: &Edge, peer: &Peer, data: &Value) -> Answer {
-    let empty = json!({});
-    let data = if data.is_null() { &empty } else { data };
-    own::<TelegramLink>(s, peer, data, incoming::TELEGRAM_LINK)?;
+    own_optional::<TelegramLink>(s, peer, data, incoming::TELEGRAM_LINK)?;
     let Some(bot) = edge.telegram_bot.username() else {
         return Err(Refusal::Refused(
             "this chat has no Telegram bot to continue in ([web] telegram_bot is not set)".into(),
